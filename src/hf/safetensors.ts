@@ -5,6 +5,7 @@
  */
 import * as fs from "node:fs";
 import * as path from "node:path";
+import { f16ToF32 } from "../tensor/half.js";
 
 export type DType = "F64" | "F32" | "F16" | "BF16" | "I64" | "I32" | "I16" | "I8" | "U64" | "U32" | "U16" | "U8" | "BOOL";
 
@@ -182,7 +183,7 @@ export function toF32(dtype: DType, buf: ArrayBuffer): Float32Array {
     case "F16": {
       const src = new Uint16Array(buf);
       const out = new Float32Array(src.length);
-      for (let i = 0; i < src.length; i++) out[i] = halfToFloat(src[i]);
+      for (let i = 0; i < src.length; i++) out[i] = f16ToF32(src[i]);
       return out;
     }
     case "I64":
@@ -203,15 +204,6 @@ export function toF32(dtype: DType, buf: ArrayBuffer): Float32Array {
     case "U64":
       return Float32Array.from(new BigUint64Array(buf), Number);
   }
-}
-
-function halfToFloat(h: number): number {
-  const s = h & 0x8000 ? -1 : 1;
-  const e = (h >> 10) & 0x1f;
-  const m = h & 0x3ff;
-  if (e === 0) return s * m * 2 ** -24;
-  if (e === 31) return m ? Number.NaN : s * Number.POSITIVE_INFINITY;
-  return s * (1 + m / 1024) * 2 ** (e - 15);
 }
 
 /** A checkpoint's weights: one file or a sharded set (`model.safetensors.index.json`). */

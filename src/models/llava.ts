@@ -1,0 +1,131 @@
+/**
+ * LlavaForConditionalGeneration: vision tower → feature layer selection → projector → image features
+ * scattered into the text embeddings at the image-token positions → text decoder.
+ */
+import * as fs from "node:fs";
+import * as path from "node:path";
+import { type LlavaConfig, readLlavaConfig } from "../hf/config.js";
+import { TextProcessor } from "../hf/tokenizer.js";
+import type { Kernels, WeightMatrix } from "../kernels/types.js";
+import { activationFn, applyActivation } from "../tensor/ops.js";
+import { TextDecoder } from "./decoder.js";
+import { type VisionOutput, VisionTower } from "./vision.js";
+import { ModelWeights } from "./weights.js";
+
+export class Projector {
+  readonly w1: WeightMatrix;
+  readonly b1: Float32Array | null;
+  readonly w2: WeightMatrix;
+  readonly b2: Float32Array | null;
+  readonly act: (x: number) => number;
+
+  constructor(cfg: LlavaConfig, w: ModelWeights) {
+    const Dv = cfg.vision.hiddenSize * cfg.visionFeatureLayers.length;
+    const D = cfg.text.hiddenSize;
+    this.w1 = w.matrix("projector.linear_1.weight", [D, Dv]);
+    this.b1 = cfg.projectorBias ? w.vector("projector.linear_1.bias", [D]) : null;
+    this.w2 = w.matrix("projector.linear_2.weight", [D, D]);
+    this.b2 = cfg.projectorBias ? w.vector("projector.linear_2.bias", [D]) : null;
+    this.act = activationFn(cfg.projectorHiddenAct);
+  }
+
+  async forward(kernels: Kernels, x: Float32Array, n: number): Promise<Float32Array> {
+    const a = applyActivation(await kernels.linear(x, n, this.w1, this.b1), this.act);
+    return kernels.linear(a, n, this.w2, this.b2);
+  }
+}
+
+export interface ImageEncoding {
+  vision: VisionOutput;
+  /** Selected vision features before the projector, [count, Dv·layers]. */
+  preProjector: Float32Array;
+  /** Projector output, [count, text hidden]: one row per image token. */
+  features: Float32Array;
+  count: number;
+}
+
+export class LlavaModel {
+  private constructor(
+    readonly dir: string,
+    readonly config: LlavaConfig,
+    readonly weights: ModelWeights,
+    readonly text: TextProcessor,
+    readonly vision: VisionTower,
+    readonly projector: Projector,
+    readonly decoder: TextDecoder,
+    /** Raw preprocessor_config.json ({} when absent). */
+    readonly preprocessorJson: unknown,
+  ) {}
+
+  static load(dir: string): LlavaModel {
+    if (!fs.existsSync(dir) || !fs.statSync(dir).isDirectory()) throw new Error(`${dir}: model folder not found`);
+    const config = readLlavaConfig(dir);
+    const text = TextProcessor.load(dir, config.imageTokenIndex);
+    const ppFile = path.join(dir, "preprocessor_config.json");
+    let pp: unknown = {};
+    if (fs.existsSync(ppFile)) {
+      try {
+        pp = JSON.parse(fs.readFileSync(ppFile, "utf8"));
+      } catch (e) {
+        throw new Error(`${ppFile}: invalid JSON (${(e as Error).message})`);
+      }
+    }
+    const weights = ModelWeights.open(dir);
+    try {
+      return new LlavaModel(dir, config, weights, text, new VisionTower(config.vision, weights), new Projector(config, weights), new TextDecoder(config.text, weights), pp);
+    } catch (e) {
+      weights.close();
+      throw e;
+    }
+  }
+
+  /** Number of image tokens one image becomes. */
+  get imageTokenCount(): number {
+    const seq = this.vision.seqLen;
+    return this.config.visionFeatureSelectStrategy === "default" ? seq - 1 : seq;
+  }
+
+  /** [rows, cols] of the image-token grid, or null when the tokens do not form one (e.g. "full" with CLS). */
+  get patchGrid(): [number, number] {
+    return [this.vision.grid, this.vision.grid];
+  }
+
+  async encodeImage(kernels: Kernels, pixelValues: Float32Array, onLayer?: (i: number) => void): Promise<ImageEncoding> {
+    const vision = await this.vision.forward(kernels, pixelValues, onLayer);
+    const Dv = this.config.vision.hiddenSize;
+    const layers = this.config.visionFeatureLayers.map((l) => (l < 0 ? vision.hiddenStates.length + l : l));
+    const seq = vision.seqLen;
+    const drop = this.config.visionFeatureSelectStrategy === "default" ? 1 : 0;
+    const count = seq - drop;
+    const width = Dv * layers.length;
+    // Concatenate the chosen layers along the hidden dim, then drop the first token for "default".
+    const pre = new Float32Array(count * width);
+    for (let t = 0; t < count; t++) {
+      layers.forEach((l, j) => {
+        const src = vision.hiddenStates[l].subarray((t + drop) * Dv, (t + drop + 1) * Dv);
+        pre.set(src, t * width + j * Dv);
+      });
+    }
+    const features = await this.projector.forward(kernels, pre, count);
+    return { vision, preProjector: pre, features, count };
+  }
+
+  /** Text embeddings with the image features written over the image-token positions, in order. */
+  buildInputsEmbeds(inputIds: number[], features: Float32Array, count: number): Float32Array {
+    const D = this.config.text.hiddenSize;
+    const embeds = this.decoder.embed(inputIds);
+    let j = 0;
+    inputIds.forEach((id, i) => {
+      if (id !== this.config.imageTokenIndex) return;
+      if (j >= count) throw new Error(`prompt has more image tokens than image features (${count})`);
+      embeds.set(features.subarray(j * D, (j + 1) * D), i * D);
+      j++;
+    });
+    if (j !== count) throw new Error(`prompt has ${j} image tokens but the image gives ${count} features`);
+    return embeds;
+  }
+
+  close(): void {
+    this.weights.close();
+  }
+}

@@ -1,0 +1,113 @@
+/**
+ * Loads a llava-hf checkpoint's tensors under one canonical naming, whichever of the two llava-hf layouts
+ * the files use, and checks every tensor against the shape the config implies. 16-bit matrices stay 16-bit.
+ */
+import type { LlavaConfig } from "../hf/config.js";
+import { type DType, WeightFiles } from "../hf/safetensors.js";
+import type { WeightMatrix } from "../kernels/types.js";
+import { f16ToF32 } from "../tensor/half.js";
+
+export class WeightError extends Error {}
+
+/** Canonical prefixes → the two on-disk namings. */
+const LAYOUTS = {
+  classic: { text: "language_model.model.", lmHead: "language_model.lm_head.weight", vision: "vision_tower.vision_model.", projector: "multi_modal_projector." },
+  modern: { text: "model.language_model.", lmHead: "lm_head.weight", vision: "model.vision_tower.vision_model.", projector: "model.multi_modal_projector." },
+} as const;
+
+export class ModelWeights {
+  private readonly matrices = new Map<string, WeightMatrix>();
+  private readonly vectors = new Map<string, Float32Array>();
+
+  private constructor(
+    private readonly files: WeightFiles,
+    private readonly layout: (typeof LAYOUTS)[keyof typeof LAYOUTS],
+    readonly dir: string,
+  ) {}
+
+  static open(dir: string): ModelWeights {
+    const files = WeightFiles.openDir(dir);
+    const layout = files.has(`${LAYOUTS.modern.text}embed_tokens.weight`) ? LAYOUTS.modern : LAYOUTS.classic;
+    if (!files.has(`${layout.text}embed_tokens.weight`)) {
+      files.close();
+      throw new WeightError(`${dir}: no language-model embedding (expected "language_model.model.embed_tokens.weight" or "model.language_model.embed_tokens.weight")`);
+    }
+    return new ModelWeights(files, layout, dir);
+  }
+
+  /** On-disk name of a canonical name: "text.*", "vision.*", "projector.*", "lm_head". */
+  diskName(canonical: string): string {
+    if (canonical === "lm_head") return this.layout.lmHead;
+    const dot = canonical.indexOf(".");
+    const scope = canonical.slice(0, dot) as "text" | "vision" | "projector";
+    return this.layout[scope] + canonical.slice(dot + 1);
+  }
+
+  has(canonical: string): boolean {
+    return this.files.has(this.diskName(canonical));
+  }
+
+  private checkShape(canonical: string, expected: number[]): { name: string; dtype: DType } {
+    const name = this.diskName(canonical);
+    if (!this.files.has(name)) throw new WeightError(`${this.dir}: missing tensor "${name}"`);
+    const info = this.files.info(name);
+    const same = info.shape.length === expected.length && info.shape.every((d, i) => d === expected[i]);
+    if (!same) {
+      throw new WeightError(`${this.dir}: tensor "${name}" has shape [${info.shape}] but config.json implies [${expected}] (config/weights mismatch)`);
+    }
+    return { name, dtype: info.dtype };
+  }
+
+  /** A Linear weight [out, in] (also conv kernels flattened to [out, rest]). */
+  matrix(canonical: string, shape: number[]): WeightMatrix {
+    const hit = this.matrices.get(canonical);
+    if (hit) return hit;
+    const { name, dtype } = this.checkShape(canonical, shape);
+    const bytes = this.files.file(name).readBytes(name);
+    const rows = shape[0];
+    const cols = shape.slice(1).reduce((a, b) => a * b, 1);
+    let m: WeightMatrix;
+    if (dtype === "F32") m = { rows, cols, dtype, data: new Float32Array(bytes) };
+    else if (dtype === "F16" || dtype === "BF16") m = { rows, cols, dtype, data: new Uint16Array(bytes) };
+    else throw new WeightError(`${this.dir}: tensor "${name}" has dtype ${dtype}; weights must be F32, F16 or BF16`);
+    this.matrices.set(canonical, m);
+    return m;
+  }
+
+  /** A small tensor (norm weights, biases, embeddings of the vision tower) widened to float32. */
+  vector(canonical: string, shape: number[]): Float32Array {
+    const hit = this.vectors.get(canonical);
+    if (hit) return hit;
+    const { name, dtype } = this.checkShape(canonical, shape);
+    if (dtype !== "F32" && dtype !== "F16" && dtype !== "BF16") {
+      throw new WeightError(`${this.dir}: tensor "${name}" has dtype ${dtype}; weights must be F32, F16 or BF16`);
+    }
+    const v = this.files.file(name).readF32(name);
+    this.vectors.set(canonical, v);
+    return v;
+  }
+
+  optionalVector(canonical: string, shape: number[]): Float32Array | null {
+    return this.has(canonical) ? this.vector(canonical, shape) : null;
+  }
+
+  close(): void {
+    this.files.close();
+  }
+}
+
+/** Copy row `row` of a weight matrix into `out` as float32 (embedding lookup). */
+export function matrixRow(m: WeightMatrix, row: number, out: Float32Array): void {
+  const o = row * m.cols;
+  if (m.dtype === "F32") {
+    out.set((m.data as Float32Array).subarray(o, o + m.cols));
+  } else if (m.dtype === "BF16") {
+    const src = m.data as Uint16Array;
+    const u = new Uint32Array(out.buffer, out.byteOffset, m.cols);
+    for (let i = 0; i < m.cols; i++) u[i] = src[o + i] << 16;
+  } else {
+    const src = m.data as Uint16Array;
+    for (let i = 0; i < m.cols; i++) out[i] = f16ToF32(src[o + i]);
+  }
+}
+

@@ -1,0 +1,138 @@
+/**
+ * Element-wise and row-wise float32 ops in plain TypeScript (norms, activations, softmax, RoPE). Matmul-class
+ * work lives in kernels/. Rows are contiguous: x is [rows, dim] flattened.
+ */
+
+/** Rounds through float32, as each PyTorch f32 op does. */
+const f = Math.fround;
+
+/** LayerNorm over the last dim (PyTorch semantics: biased variance, eps inside the sqrt). */
+export function layerNorm(x: Float32Array, rows: number, dim: number, w: Float32Array, b: Float32Array, eps: number): Float32Array {
+  const out = new Float32Array(x.length);
+  for (let r = 0; r < rows; r++) {
+    const o = r * dim;
+    let mean = 0;
+    for (let i = 0; i < dim; i++) mean += x[o + i];
+    mean /= dim;
+    let v = 0;
+    for (let i = 0; i < dim; i++) {
+      const d = x[o + i] - mean;
+      v += d * d;
+    }
+    const inv = 1 / Math.sqrt(v / dim + eps);
+    for (let i = 0; i < dim; i++) out[o + i] = (x[o + i] - mean) * inv * w[i] + b[i];
+  }
+  return out;
+}
+
+/**
+ * RMSNorm. Llama/Mistral/Qwen2: w · x/rms(x); Gemma: (1 + w) · x/rms(x) (`unitOffset`).
+ */
+export function rmsNorm(x: Float32Array, rows: number, dim: number, w: Float32Array, eps: number, unitOffset: boolean): Float32Array {
+  const out = new Float32Array(x.length);
+  for (let r = 0; r < rows; r++) {
+    const o = r * dim;
+    let ss = 0;
+    for (let i = 0; i < dim; i++) ss += x[o + i] * x[o + i];
+    const inv = f(1 / Math.sqrt(f(f(ss / dim) + eps)));
+    for (let i = 0; i < dim; i++) {
+      const n = f(x[o + i] * inv);
+      out[o + i] = unitOffset ? n * f(1 + w[i]) : w[i] * n;
+    }
+  }
+  return out;
+}
+
+/** erf to double precision: Maclaurin series near 0, Laplace continued fraction for erfc in the tails. */
+export function erf(x: number): number {
+  const ax = Math.abs(x);
+  if (ax < 2.5) {
+    // erf(x) = 2/√π Σ (-1)^n x^(2n+1) / (n! (2n+1))
+    let term = ax;
+    let sum = ax;
+    const x2 = ax * ax;
+    for (let n = 1; n < 100; n++) {
+      term *= -x2 / n;
+      const add = term / (2 * n + 1);
+      sum += add;
+      if (Math.abs(add) < 1e-17 * Math.abs(sum)) break;
+    }
+    const r = (2 / Math.sqrt(Math.PI)) * sum;
+    return x < 0 ? -r : r;
+  }
+  if (ax > 6) return x < 0 ? -1 : 1;
+  // erfc(x) = exp(-x²)/√π · 1/(x + 1/2/(x + 1/(x + 3/2/(x + …)))) evaluated bottom-up.
+  let cf = ax;
+  for (let k = 60; k >= 1; k--) cf = ax + k / 2 / cf;
+  const erfc = Math.exp(-ax * ax) / Math.sqrt(Math.PI) / cf;
+  return x < 0 ? erfc - 1 : 1 - erfc;
+}
+
+export type Activation = "gelu" | "gelu_pytorch_tanh" | "gelu_new" | "quick_gelu" | "silu" | "relu" | "gelu_fast";
+
+export const SUPPORTED_ACTIVATIONS: readonly string[] = ["gelu", "gelu_pytorch_tanh", "gelu_new", "gelu_fast", "quick_gelu", "silu", "swish", "relu"];
+
+export function activationFn(name: string): (x: number) => number {
+  switch (name) {
+    case "gelu":
+      return (x) => 0.5 * x * (1 + erf(x / Math.SQRT2));
+    case "gelu_pytorch_tanh":
+    case "gelu_new":
+    case "gelu_fast":
+      return (x) => 0.5 * x * (1 + Math.tanh(Math.sqrt(2 / Math.PI) * (x + 0.044715 * x * x * x)));
+    case "quick_gelu":
+      return (x) => x / (1 + Math.exp(-1.702 * x));
+    case "silu":
+    case "swish":
+      return (x) => x / (1 + Math.exp(-x));
+    case "relu":
+      return (x) => (x > 0 ? x : 0);
+    default:
+      throw new Error(`unsupported activation "${name}" (supported: ${SUPPORTED_ACTIVATIONS.join(", ")})`);
+  }
+}
+
+export function applyActivation(x: Float32Array, act: (x: number) => number): Float32Array {
+  const out = new Float32Array(x.length);
+  for (let i = 0; i < x.length; i++) out[i] = act(x[i]);
+  return out;
+}
+
+/** Gated MLP's inner product act(gate) ⊙ up. */
+export function gatedActivation(gate: Float32Array, up: Float32Array, act: (x: number) => number): Float32Array {
+  const out = new Float32Array(gate.length);
+  for (let i = 0; i < gate.length; i++) out[i] = f(act(gate[i])) * up[i];
+  return out;
+}
+
+export function addInPlace(a: Float32Array, b: Float32Array): void {
+  for (let i = 0; i < a.length; i++) a[i] += b[i];
+}
+
+export function scaleInPlace(a: Float32Array, s: number): void {
+  for (let i = 0; i < a.length; i++) a[i] *= s;
+}
+
+/**
+ * In-place softmax of each row of [rows, n] over its first `valid(r)` entries; the rest are set to exactly 0
+ * (masked positions of a causal mask).
+ */
+export function softmaxRows(x: Float32Array, rows: number, n: number, validFrom: (r: number) => number, validTo: (r: number) => number): void {
+  for (let r = 0; r < rows; r++) {
+    const o = r * n;
+    const a = validFrom(r);
+    const b = validTo(r);
+    let m = Number.NEGATIVE_INFINITY;
+    for (let j = a; j < b; j++) if (x[o + j] > m) m = x[o + j];
+    let s = 0;
+    for (let j = a; j < b; j++) {
+      const e = Math.exp(x[o + j] - m);
+      x[o + j] = e;
+      s += e;
+    }
+    const inv = 1 / s;
+    for (let j = 0; j < a; j++) x[o + j] = 0;
+    for (let j = a; j < b; j++) x[o + j] *= inv;
+    for (let j = b; j < n; j++) x[o + j] = 0;
+  }
+}
