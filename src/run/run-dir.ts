@@ -36,6 +36,7 @@ export function writeRun(outDir: string, contents: RunContents, opts: { overwrit
       fs.writeFileSync(path.join(tmp, f.name), f.data);
     }
     fs.writeFileSync(path.join(tmp, MANIFEST_FILE), `${JSON.stringify(contents.manifest, null, 1)}\n`);
+    fs.chmodSync(tmp, 0o755);
     if (fs.existsSync(target)) fs.rmSync(target, { recursive: true, force: true });
     fs.renameSync(tmp, target);
   } catch (e) {

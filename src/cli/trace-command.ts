@@ -1,0 +1,75 @@
+import * as fs from "node:fs";
+import { Command, InvalidArgumentError, Option } from "commander";
+import { createKernels, parseKernelChoice } from "../kernels/index.js";
+import { LlavaModel } from "../models/llava.js";
+import { traceWithModel } from "../trace.js";
+import { defaultModelDir } from "./default-model.js";
+import { stderrProgress } from "./progress.js";
+
+function intArg(name: string, min: number) {
+  return (v: string) => {
+    const n = Number(v);
+    if (!Number.isInteger(n) || n < min) throw new InvalidArgumentError(`${name} must be an integer ≥ ${min}`);
+    return n;
+  };
+}
+
+function numArg(name: string, min: number, max: number) {
+  return (v: string) => {
+    const n = Number(v);
+    if (!Number.isFinite(n) || n < min || n > max) throw new InvalidArgumentError(`${name} must be a number in [${min}, ${max}]`);
+    return n;
+  };
+}
+
+export function traceCommand(): Command {
+  return new Command("trace")
+    .description("answer a question about an image and write a run directory with every attention, logit and feature")
+    .option("--model <dir>", "llava-hf checkpoint folder (default: the embedded default model)")
+    .requiredOption("--image <file>", "PNG or JPEG image")
+    .requiredOption("--prompt <text>", "the question")
+    .requiredOption("--out <dir>", "run directory to create")
+    .option("--max-new-tokens <n>", "most tokens to generate", intArg("--max-new-tokens", 1), 32)
+    .option("--greedy", "greedy decoding (the default unless --temperature > 0)")
+    .option("--temperature <t>", "sampling temperature; 0 = greedy", numArg("--temperature", 0, 100), 0)
+    .option("--top-p <p>", "nucleus sampling mass", numArg("--top-p", 0, 1), 1)
+    .option("--seed <n>", "random seed for sampling", intArg("--seed", 0), 0)
+    .addOption(new Option("--image-mode <mode>", "default | pad (to square, LVLM-Interpret background) | resize (to the tower's size)").choices(["default", "pad", "resize"]).default("default"))
+    .addOption(new Option("--attn-dtype <dtype>", "dtype of stored attentions (f16 halves the run size)").choices(["f32", "f16"]).default("f32"))
+    .addOption(new Option("--kernels <impl>", "matmul kernels: auto (by size) | ts | ort").choices(["auto", "ts", "ort"]).default("auto"))
+    .option("--overwrite", "replace an existing run directory")
+    .action(async (o) => {
+      const modelDir = o.model ?? defaultModelDir();
+      let bytes: Uint8Array;
+      try {
+        bytes = fs.readFileSync(o.image);
+      } catch (e) {
+        throw new Error(`${o.image}: cannot read image (${(e as NodeJS.ErrnoException).code ?? e})`);
+      }
+      const progress = stderrProgress();
+      progress("load", 0, 1);
+      const model = LlavaModel.load(modelDir);
+      progress("load", 1, 1);
+      const kernels = await createKernels(parseKernelChoice(o.kernels));
+      try {
+        const { runDir, manifest } = await traceWithModel(model, kernels, {
+          image: { bytes, name: o.image },
+          prompt: o.prompt,
+          maxNewTokens: o.maxNewTokens,
+          temperature: o.greedy ? 0 : o.temperature,
+          topP: o.topP,
+          seed: o.seed,
+          imageMode: o.imageMode,
+          attnDtype: o.attnDtype,
+          out: o.out,
+          overwrite: Boolean(o.overwrite),
+          onProgress: progress,
+        });
+        process.stdout.write(`${manifest.answer}\n`);
+        process.stderr.write(`run written to ${runDir} (${manifest.generated_ids.length} tokens, sequence ${manifest.seq_len})\n`);
+      } finally {
+        await kernels.dispose();
+        model.close();
+      }
+    });
+}

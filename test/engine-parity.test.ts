@@ -1,0 +1,99 @@
+/**
+ * Fixture parity of the whole engine, through the library API that the CLI and server use, with both kernel
+ * implementations: ids, pixels, vision features, every step's logits, generated ids, every LLM and ViT
+ * attention probability (tolerances from the fixture README, measured float32-vs-float64 differences).
+ */
+import assert from "node:assert/strict";
+import * as fs from "node:fs";
+import * as path from "node:path";
+import { after, describe, test } from "node:test";
+import { createKernels } from "../src/kernels/index.js";
+import { LlavaModel } from "../src/models/llava.js";
+import { Run } from "../src/run/run-dir.js";
+import { maxAbsDiff } from "../src/tensor/tensor.js";
+import { traceWithModel } from "../src/trace.js";
+import { FIXTURES, loadFixture, tempDir } from "./fixture-utils.js";
+
+for (const name of FIXTURES) {
+  for (const impl of ["ts", "ort"] as const) {
+    describe(`${name} with ${impl} kernels`, async () => {
+      const fx = loadFixture(name);
+      const e = fx.expected;
+      const model = LlavaModel.load(fx.dir);
+      const kernels = await createKernels(impl);
+      const out = path.join(tempDir("parity"), "run");
+      const { manifest } = await traceWithModel(model, kernels, {
+        image: { bytes: fs.readFileSync(path.join(fx.dir, "image.png")), name: "image.png" },
+        prompt: e.question,
+        maxNewTokens: e.generated_ids.length,
+        temperature: 0,
+        topP: 1,
+        seed: 0,
+        imageMode: "default",
+        attnDtype: "f32",
+        out,
+      });
+      const run = Run.open(out);
+      after(async () => {
+        run.close();
+        model.close();
+        fx.tensors.close();
+        await kernels.dispose();
+        fs.rmSync(path.dirname(out), { recursive: true, force: true });
+      });
+
+      test("prompt: chat text, input_ids and image span exact", () => {
+        assert.equal(manifest.chat_text, e.prompt);
+        assert.deepEqual(manifest.input_ids, e.input_ids);
+        assert.equal(manifest.image_token_start, e.image_token_start);
+        assert.equal(manifest.image_token_count, e.image_token_count);
+        assert.deepEqual(manifest.model.patch_grid, e.patch_grid);
+      });
+
+      test("pixel_values within 1e-5 (Pillow bicubic reproduced)", () => {
+        const px = run.tensor("pixel_values");
+        assert.ok(maxAbsDiff(px.data, fx.tensors.readF32("pixel_values")) <= 1e-5);
+      });
+
+      test("vision features (projector output) within 1e-3", () => {
+        const d = maxAbsDiff(run.tensor("vision_features").data, fx.tensors.readF32("projector_output"));
+        assert.ok(d <= 1e-3, `max |Δ| = ${d}`);
+      });
+
+      test("generated ids exact, tokens decoded per id", () => {
+        assert.deepEqual(manifest.generated_ids, e.generated_ids);
+        assert.deepEqual(manifest.generated_tokens, e.generated_token_texts);
+        assert.equal(manifest.seq_len, e.T_full);
+      });
+
+      test("every step's logits within 1e-3", () => {
+        const got = run.tensor("logits");
+        assert.deepEqual(got.shape, [e.generated_ids.length, 32064]);
+        const d = maxAbsDiff(got.data, fx.tensors.readF32("llm.step_logits"));
+        assert.ok(d <= 1e-3, `max |Δ| = ${d}`);
+      });
+
+      test("every LLM attention probability within 1e-4", () => {
+        const ref = fx.tensors.readF32("llm.attentions_full");
+        const L = manifest.model.llm_layers;
+        const per = ref.length / L;
+        for (let l = 0; l < L; l++) {
+          const a = run.llmAttention(l);
+          assert.deepEqual(a.shape, [manifest.model.llm_heads, e.T_full, e.T_full]);
+          const d = maxAbsDiff(a.data, ref.subarray(l * per, (l + 1) * per));
+          assert.ok(d <= 1e-4, `layer ${l}: max |Δ| = ${d}`);
+        }
+      });
+
+      test("every ViT attention probability within 1e-4", () => {
+        const ref = fx.tensors.readF32("vision.attentions");
+        const L = manifest.model.vit_layers;
+        const per = ref.length / L;
+        for (let l = 0; l < L; l++) {
+          const d = maxAbsDiff(run.vitAttention(l).data, ref.subarray(l * per, (l + 1) * per));
+          assert.ok(d <= 1e-4, `vit layer ${l}: max |Δ| = ${d}`);
+        }
+      });
+    });
+  }
+}
