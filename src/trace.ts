@@ -6,7 +6,12 @@ import * as fs from "node:fs";
 import * as path from "node:path";
 import { generate } from "./generate/generate.js";
 import { decodeImage, encodePng, type RgbImage } from "./hf/image-decode.js";
-import { type ImageMode, type ImageProcessorConfig, parseImageProcessorConfig, preprocessImage } from "./hf/image-processor.js";
+import {
+  type ImageMode,
+  type ImageProcessorConfig,
+  parseImageProcessorConfig,
+  preprocessImage,
+} from "./hf/image-processor.js";
 import type { TensorToWrite } from "./hf/safetensors.js";
 import type { Kernels } from "./kernels/types.js";
 import type { LlavaModel } from "./models/llava.js";
@@ -39,7 +44,12 @@ export interface TraceResult {
 }
 
 export function imageProcessorFor(model: LlavaModel): ImageProcessorConfig {
-  return parseImageProcessorConfig(model.preprocessorJson, path.join(model.dir, "preprocessor_config.json"), model.config.vision.modelType, model.config.vision.imageSize);
+  return parseImageProcessorConfig(
+    model.preprocessorJson,
+    path.join(model.dir, "preprocessor_config.json"),
+    model.config.vision.modelType,
+    model.config.vision.imageSize,
+  );
 }
 
 /** Ids that end generation: config/generation_config EOS plus the tokenizer's, and gemma's `<end_of_turn>`. */
@@ -80,9 +90,14 @@ function stack(parts: Float32Array[]): Float32Array {
   return out;
 }
 
-export async function traceWithModel(model: LlavaModel, kernels: Kernels, req: TraceRequest): Promise<TraceResult> {
+export async function traceWithModel(
+  model: LlavaModel,
+  kernels: Kernels,
+  req: TraceRequest,
+): Promise<TraceResult> {
   if (!req.prompt.trim()) throw new TraceError("the prompt is empty");
-  if (!Number.isInteger(req.maxNewTokens) || req.maxNewTokens < 1) throw new TraceError(`max new tokens must be a positive integer, got ${req.maxNewTokens}`);
+  if (!Number.isInteger(req.maxNewTokens) || req.maxNewTokens < 1)
+    throw new TraceError(`max new tokens must be a positive integer, got ${req.maxNewTokens}`);
   const progress = req.onProgress ?? (() => {});
   const timings: Record<string, number> = {};
   let t0 = performance.now();
@@ -92,7 +107,9 @@ export async function traceWithModel(model: LlavaModel, kernels: Kernels, req: T
   const pre = preprocessImage(rgb, ipc, req.imageMode);
   const S = model.config.vision.imageSize;
   if (pre.height !== S || pre.width !== S) {
-    throw new TraceError(`${ipc.file}: the processor outputs ${pre.width}×${pre.height} pixels but the vision tower expects ${S}×${S}`);
+    throw new TraceError(
+      `${ipc.file}: the processor outputs ${pre.width}×${pre.height} pixels but the vision tower expects ${S}×${S}`,
+    );
   }
   timings.preprocess = performance.now() - t0;
 
@@ -101,12 +118,16 @@ export async function traceWithModel(model: LlavaModel, kernels: Kernels, req: T
   const T = enc.inputIds.length;
   const maxPos = model.config.text.maxPositionEmbeddings;
   if (T + req.maxNewTokens - 1 > maxPos) {
-    throw new TraceError(`prompt is ${T} tokens (${count} of them image tokens); with ${req.maxNewTokens} new tokens it exceeds the model's context of ${maxPos} positions`);
+    throw new TraceError(
+      `prompt is ${T} tokens (${count} of them image tokens); with ${req.maxNewTokens} new tokens it exceeds the model's context of ${maxPos} positions`,
+    );
   }
 
   t0 = performance.now();
   const vitLayers = model.config.vision.numLayers;
-  const image = await model.encodeImage(kernels, pre.pixelValues, (i) => progress("vision", i + 1, vitLayers));
+  const image = await model.encodeImage(kernels, pre.pixelValues, (i) =>
+    progress("vision", i + 1, vitLayers),
+  );
   timings.vision = performance.now() - t0;
 
   const gen = await generate(model, kernels, enc.inputIds, image, {
@@ -123,18 +144,27 @@ export async function traceWithModel(model: LlavaModel, kernels: Kernels, req: T
   const G = gen.generatedIds.length;
   const V = model.config.text.vocabSize;
   const attnTensor = (name: string, shape: number[], data: Float32Array): TensorToWrite =>
-    req.attnDtype === "f16" ? { name, dtype: "F16", shape, data: toF16(data) } : { name, dtype: "F32", shape, data };
+    req.attnDtype === "f16"
+      ? { name, dtype: "F16", shape, data: toF16(data) }
+      : { name, dtype: "F32", shape, data };
   const H = model.config.text.numHeads;
   const Hv = model.config.vision.numHeads;
   const P = image.vision.seqLen;
   const tensors: TensorToWrite[] = [
     { name: "pixel_values", dtype: "F32", shape: [3, S, S], data: pre.pixelValues },
     { name: "logits", dtype: "F32", shape: [G, V], data: stack(gen.stepLogits) },
-    { name: "vision_features", dtype: "F32", shape: [count, model.config.text.hiddenSize], data: image.features },
+    {
+      name: "vision_features",
+      dtype: "F32",
+      shape: [count, model.config.text.hiddenSize],
+      data: image.features,
+    },
     ...gen.llmAttn.map((a, l) => attnTensor(`llm_attn.${l}`, [H, gen.seqLen, gen.seqLen], a)),
     ...image.vision.attentions.map((a, l) => attnTensor(`vit_attn.${l}`, [Hv, P, P], a)),
   ];
-  const ext = /\.jpe?g$/i.test(req.image.name) ? ".jpg" : path.extname(req.image.name).toLowerCase() || ".img";
+  const ext = /\.jpe?g$/i.test(req.image.name)
+    ? ".jpg"
+    : path.extname(req.image.name).toLowerCase() || ".img";
   const originalName = `input${ext}`;
   const manifest: RunManifest = {
     format: RUN_FORMAT,
@@ -161,7 +191,13 @@ export async function traceWithModel(model: LlavaModel, kernels: Kernels, req: T
     generated_tokens: gen.generatedIds.map((id) => model.text.decode([id])),
     answer: model.text.decode(gen.generatedIds, true).trim(),
     seq_len: gen.seqLen,
-    settings: { max_new_tokens: req.maxNewTokens, temperature: req.temperature, top_p: req.topP, seed: req.seed, image_mode: req.imageMode },
+    settings: {
+      max_new_tokens: req.maxNewTokens,
+      temperature: req.temperature,
+      top_p: req.topP,
+      seed: req.seed,
+      image_mode: req.imageMode,
+    },
     timings_ms: timings,
     image_file: "image.png",
     original_image_file: originalName,

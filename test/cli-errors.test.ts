@@ -17,7 +17,10 @@ const work = tempDir("cli-errors");
 after(() => fs.rmSync(work, { recursive: true, force: true }));
 
 function runCli(args: string[]) {
-  const r = spawnSync(process.execPath, [CLI, ...args], { encoding: "utf8", env: { ...process.env, LVLM_DEBUG: "" } });
+  const r = spawnSync(process.execPath, [CLI, ...args], {
+    encoding: "utf8",
+    env: { ...process.env, LVLM_DEBUG: "" },
+  });
   return { code: r.status, stdout: r.stdout, stderr: r.stderr };
 }
 
@@ -30,6 +33,7 @@ function modelWith(name: string, edit: (dir: string) => void): string {
   return dir;
 }
 
+// biome-ignore lint/suspicious/noExplicitAny: tests poke arbitrary config keys
 function editConfig(dir: string, change: (c: Record<string, any>) => void): void {
   const file = path.join(dir, "config.json");
   const c = JSON.parse(fs.readFileSync(file, "utf8"));
@@ -38,7 +42,11 @@ function editConfig(dir: string, change: (c: Record<string, any>) => void): void
 }
 
 /** Rewrite model.safetensors' header (keeping the data bytes) through `change`. */
-function editHeader(dir: string, change: (h: Record<string, any>) => void, opts: { lengthDelta?: number } = {}): void {
+function editHeader(
+  dir: string,
+  change: (h: Record<string, any>) => void,
+  opts: { lengthDelta?: number } = {},
+): void {
   const file = path.join(dir, "model.safetensors");
   const buf = fs.readFileSync(file);
   const n = Number(buf.readBigUInt64LE(0));
@@ -62,15 +70,34 @@ function expectError(args: string[], pattern: RegExp): void {
 }
 
 const out = () => path.join(work, `out-${Math.random().toString(36).slice(2)}`);
-const trace = (model: string, extra: string[] = []) => ["trace", "--model", model, "--image", IMAGE, "--prompt", "What is this?", "--out", out(), ...extra];
+const trace = (model: string, extra: string[] = []) => [
+  "trace",
+  "--model",
+  model,
+  "--image",
+  IMAGE,
+  "--prompt",
+  "What is this?",
+  "--out",
+  out(),
+  ...extra,
+];
 
 describe("trace: bad input gives one clear line", () => {
-  test("missing model folder", () => expectError(trace(path.join(work, "nope")), /nope: model folder not found/));
-  test("missing image", () => expectError(["trace", "--model", SRC, "--image", path.join(work, "none.png"), "--prompt", "q", "--out", out()], /none\.png: cannot read image/));
+  test("missing model folder", () =>
+    expectError(trace(path.join(work, "nope")), /nope: model folder not found/));
+  test("missing image", () =>
+    expectError(
+      ["trace", "--model", SRC, "--image", path.join(work, "none.png"), "--prompt", "q", "--out", out()],
+      /none\.png: cannot read image/,
+    ));
   test("unreadable image", () => {
     const f = path.join(work, "noise.png");
     fs.writeFileSync(f, Buffer.from("definitely not an image"));
-    expectError(["trace", "--model", SRC, "--image", f, "--prompt", "q", "--out", out()], /noise\.png: not a PNG or JPEG/);
+    expectError(
+      ["trace", "--model", SRC, "--image", f, "--prompt", "q", "--out", out()],
+      /noise\.png: not a PNG or JPEG/,
+    );
   });
   test("truncated image", () => {
     const f = path.join(work, "cut.png");
@@ -79,7 +106,10 @@ describe("trace: bad input gives one clear line", () => {
   });
   test("unsupported text model type lists the supported ones", () => {
     const m = modelWith("phi", (d) => editConfig(d, (c) => (c.text_config.model_type = "phi")));
-    expectError(trace(m), /unsupported text_config\.model_type "phi" \(supported: llama, mistral, gemma, qwen2\)/);
+    expectError(
+      trace(m),
+      /unsupported text_config\.model_type "phi" \(supported: llama, mistral, gemma, qwen2\)/,
+    );
   });
   test("unsupported vision model type", () => {
     const m = modelWith("vit", (d) => editConfig(d, (c) => (c.vision_config.model_type = "dinov2")));
@@ -126,7 +156,9 @@ describe("trace: bad input gives one clear line", () => {
     expectError(trace(m), /overlap/);
   });
   test("safetensors unknown dtype", () => {
-    const m = modelWith("dtype", (d) => editHeader(d, (h) => (h["multi_modal_projector.linear_2.bias"].dtype = "F8_E9")));
+    const m = modelWith("dtype", (d) =>
+      editHeader(d, (h) => (h["multi_modal_projector.linear_2.bias"].dtype = "F8_E9")),
+    );
     expectError(trace(m), /unknown dtype "F8_E9"/);
   });
   test("truncated safetensors data", () => {
@@ -144,8 +176,15 @@ describe("trace: bad input gives one clear line", () => {
     const m = modelWith("missing", (d) => {
       const f = path.join(d, "model.safetensors");
       const st = SafetensorsFile.open(f);
-      const keep = [...st.tensors.values()].filter((t) => t.name !== "language_model.model.layers.2.mlp.up_proj.weight");
-      const tensors = keep.map((t) => ({ name: t.name, dtype: t.dtype, shape: t.shape, data: new Uint8Array(st.readBytes(t.name)) }));
+      const keep = [...st.tensors.values()].filter(
+        (t) => t.name !== "language_model.model.layers.2.mlp.up_proj.weight",
+      );
+      const tensors = keep.map((t) => ({
+        name: t.name,
+        dtype: t.dtype,
+        shape: t.shape,
+        data: new Uint8Array(st.readBytes(t.name)),
+      }));
       st.close();
       writeSafetensors(f, tensors);
     });
@@ -167,10 +206,29 @@ describe("trace: bad input gives one clear line", () => {
 
 test("trace through the CLI prints the answer and writes a complete run", () => {
   const dir = out();
-  const r = runCli(["trace", "--model", SRC, "--image", IMAGE, "--prompt", "What shape is in the top left corner?", "--out", dir, "--max-new-tokens", "8", "--kernels", "ort"]);
+  const r = runCli([
+    "trace",
+    "--model",
+    SRC,
+    "--image",
+    IMAGE,
+    "--prompt",
+    "What shape is in the top left corner?",
+    "--out",
+    dir,
+    "--max-new-tokens",
+    "8",
+    "--kernels",
+    "ort",
+  ]);
   assert.equal(r.code, 0, r.stderr);
   const expected = JSON.parse(fs.readFileSync(path.join(SRC, "expected.json"), "utf8"));
   assert.equal(r.stdout.trim(), expected.generated_text_skip_special.trim());
-  for (const f of ["manifest.json", "tensors.safetensors", "image.png", "input.png"]) assert.ok(fs.existsSync(path.join(dir, f)), f);
-  assert.deepEqual(fs.readdirSync(work).filter((f) => f.includes(".tmp-")), [], "no temp dirs left behind");
+  for (const f of ["manifest.json", "tensors.safetensors", "image.png", "input.png"])
+    assert.ok(fs.existsSync(path.join(dir, f)), f);
+  assert.deepEqual(
+    fs.readdirSync(work).filter((f) => f.includes(".tmp-")),
+    [],
+    "no temp dirs left behind",
+  );
 });

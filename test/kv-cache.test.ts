@@ -22,14 +22,26 @@ for (const name of FIXTURES) {
       await kernels.dispose();
     });
     const image = await model.encodeImage(kernels, fx.tensors.readF32("pixel_values"));
-    const steps = await generate(model, kernels, e.input_ids, image, { maxNewTokens: 8, temperature: 0, topP: 1, seed: 0, stopIds: [] });
+    const steps = await generate(model, kernels, e.input_ids, image, {
+      maxNewTokens: 8,
+      temperature: 0,
+      topP: 1,
+      seed: 0,
+      stopIds: [],
+    });
     const S = steps.seqLen;
     const seq = [...e.input_ids, ...steps.generatedIds].slice(0, S);
     const T = e.input_ids.length;
     const rows = Array.from({ length: steps.generatedIds.length }, (_, k) => T - 1 + k);
-    const full = await model.decoder.forward(kernels, model.buildInputsEmbeds(seq, image.features, image.count), S, model.decoder.newCache(S), {
-      logitRows: rows,
-    });
+    const full = await model.decoder.forward(
+      kernels,
+      model.buildInputsEmbeds(seq, image.features, image.count),
+      S,
+      model.decoder.newCache(S),
+      {
+        logitRows: rows,
+      },
+    );
     const V = model.config.text.vocabSize;
 
     test("logits of every step equal the full forward's rows", () => {
@@ -52,9 +64,15 @@ for (const name of FIXTURES) {
       image.vision.hiddenStates.forEach((h, i) => {
         assert.ok(maxAbsDiff(h, vh.subarray(i * per, (i + 1) * per)) <= 1e-3, `vision hidden state ${i}`);
       });
-      const pre = await model.decoder.forward(kernels, model.buildInputsEmbeds(e.input_ids, image.features, image.count), T, model.decoder.newCache(T), {
-        collectHidden: true,
-      });
+      const pre = await model.decoder.forward(
+        kernels,
+        model.buildInputsEmbeds(e.input_ids, image.features, image.count),
+        T,
+        model.decoder.newCache(T),
+        {
+          collectHidden: true,
+        },
+      );
       const ref = fx.tensors.readF32("llm.prefill_hidden_states");
       const hs = pre.hiddenStates!;
       const per2 = ref.length / hs.length;

@@ -10,7 +10,10 @@ export const PROJECT_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.
  * the public llama test fixture (a tiny random checkpoint: it runs, its answers are gibberish).
  */
 export function defaultModelDir(): string {
-  const candidates = [path.join(PROJECT_ROOT, "models/llava-shapes"), path.join(PROJECT_ROOT, "test/fixtures/llava-tiny-llama")];
+  const candidates = [
+    path.join(PROJECT_ROOT, "models/llava-shapes"),
+    path.join(PROJECT_ROOT, "test/fixtures/llava-tiny-llama"),
+  ];
   for (const c of candidates) if (fs.existsSync(path.join(c, "config.json"))) return c;
   throw new Error(`no default model found (looked in ${candidates.join(", ")}); pass --model <dir>`);
 }

@@ -7,7 +7,7 @@ import { traceCommand } from "./trace-command.js";
 const program = new Command("lvlm-interpret")
   .description("Look inside LLaVA-style vision-language models: attention, relevancy and causal explanations")
   .showHelpAfterError(false)
-  .configureOutput({ outputError: (str, write) => write(str.split("\n")[0] + "\n") })
+  .configureOutput({ outputError: (str, write) => write(`${str.split("\n")[0]}\n`) })
   .exitOverride();
 
 program.addCommand(traceCommand());
@@ -16,7 +16,8 @@ try {
   await program.parseAsync(process.argv);
 } catch (e) {
   const code = (e as { code?: string }).code;
-  if (code === "commander.helpDisplayed" || code === "commander.version" || code === "commander.help") process.exit(0);
+  if (code === "commander.helpDisplayed" || code === "commander.version" || code === "commander.help")
+    process.exit(0);
   if (code?.startsWith("commander.")) process.exit(1);
   reportAndExit(e);
 }

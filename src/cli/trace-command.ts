@@ -9,7 +9,8 @@ import { stderrProgress } from "./progress.js";
 function intArg(name: string, min: number) {
   return (v: string) => {
     const n = Number(v);
-    if (!Number.isInteger(n) || n < min) throw new InvalidArgumentError(`${name} must be an integer ≥ ${min}`);
+    if (!Number.isInteger(n) || n < min)
+      throw new InvalidArgumentError(`${name} must be an integer ≥ ${min}`);
     return n;
   };
 }
@@ -17,14 +18,17 @@ function intArg(name: string, min: number) {
 function numArg(name: string, min: number, max: number) {
   return (v: string) => {
     const n = Number(v);
-    if (!Number.isFinite(n) || n < min || n > max) throw new InvalidArgumentError(`${name} must be a number in [${min}, ${max}]`);
+    if (!Number.isFinite(n) || n < min || n > max)
+      throw new InvalidArgumentError(`${name} must be a number in [${min}, ${max}]`);
     return n;
   };
 }
 
 export function traceCommand(): Command {
   return new Command("trace")
-    .description("answer a question about an image and write a run directory with every attention, logit and feature")
+    .description(
+      "answer a question about an image and write a run directory with every attention, logit and feature",
+    )
     .option("--model <dir>", "llava-hf checkpoint folder (default: the embedded default model)")
     .requiredOption("--image <file>", "PNG or JPEG image")
     .requiredOption("--prompt <text>", "the question")
@@ -34,9 +38,24 @@ export function traceCommand(): Command {
     .option("--temperature <t>", "sampling temperature; 0 = greedy", numArg("--temperature", 0, 100), 0)
     .option("--top-p <p>", "nucleus sampling mass", numArg("--top-p", 0, 1), 1)
     .option("--seed <n>", "random seed for sampling", intArg("--seed", 0), 0)
-    .addOption(new Option("--image-mode <mode>", "default | pad (to square, LVLM-Interpret background) | resize (to the tower's size)").choices(["default", "pad", "resize"]).default("default"))
-    .addOption(new Option("--attn-dtype <dtype>", "dtype of stored attentions (f16 halves the run size)").choices(["f32", "f16"]).default("f32"))
-    .addOption(new Option("--kernels <impl>", "matmul kernels: auto (by size) | ts | ort").choices(["auto", "ts", "ort"]).default("auto"))
+    .addOption(
+      new Option(
+        "--image-mode <mode>",
+        "default | pad (to square, LVLM-Interpret background) | resize (to the tower's size)",
+      )
+        .choices(["default", "pad", "resize"])
+        .default("default"),
+    )
+    .addOption(
+      new Option("--attn-dtype <dtype>", "dtype of stored attentions (f16 halves the run size)")
+        .choices(["f32", "f16"])
+        .default("f32"),
+    )
+    .addOption(
+      new Option("--kernels <impl>", "matmul kernels: auto (by size) | ts | ort")
+        .choices(["auto", "ts", "ort"])
+        .default("auto"),
+    )
     .option("--overwrite", "replace an existing run directory")
     .action(async (o) => {
       const modelDir = o.model ?? defaultModelDir();
@@ -66,7 +85,9 @@ export function traceCommand(): Command {
           onProgress: progress,
         });
         process.stdout.write(`${manifest.answer}\n`);
-        process.stderr.write(`run written to ${runDir} (${manifest.generated_ids.length} tokens, sequence ${manifest.seq_len})\n`);
+        process.stderr.write(
+          `run written to ${runDir} (${manifest.generated_ids.length} tokens, sequence ${manifest.seq_len})\n`,
+        );
       } finally {
         await kernels.dispose();
         model.close();

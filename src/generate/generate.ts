@@ -58,14 +58,24 @@ class AttentionStore {
     return this.layers.map((a) => {
       const out = new Float32Array(this.heads * S * S);
       for (let h = 0; h < this.heads; h++) {
-        for (let i = 0; i < S; i++) out.set(a.subarray((h * this.cap + i) * this.cap, (h * this.cap + i) * this.cap + S), (h * S + i) * S);
+        for (let i = 0; i < S; i++)
+          out.set(
+            a.subarray((h * this.cap + i) * this.cap, (h * this.cap + i) * this.cap + S),
+            (h * S + i) * S,
+          );
       }
       return out;
     });
   }
 }
 
-export async function generate(model: LlavaModel, kernels: Kernels, inputIds: number[], image: ImageEncoding, opts: GenerateOptions): Promise<GenerationTrace> {
+export async function generate(
+  model: LlavaModel,
+  kernels: Kernels,
+  inputIds: number[],
+  image: ImageEncoding,
+  opts: GenerateOptions,
+): Promise<GenerationTrace> {
   const dec = model.decoder;
   const T = inputIds.length;
   const cap = T + Math.max(1, opts.maxNewTokens) - 1;
@@ -80,7 +90,9 @@ export async function generate(model: LlavaModel, kernels: Kernels, inputIds: nu
   opts.onProgress?.("prefill", 0, T);
   const embeds = model.buildInputsEmbeds(inputIds, image.features, image.count);
   const pre = await dec.forward(kernels, embeds, T, cache);
-  pre.attentions.forEach((p, l) => store.write(l, p, 0, T, T));
+  pre.attentions.forEach((p, l) => {
+    store.write(l, p, 0, T, T);
+  });
   timings.prefill = performance.now() - t0;
   opts.onProgress?.("prefill", T, T);
 
@@ -93,7 +105,9 @@ export async function generate(model: LlavaModel, kernels: Kernels, inputIds: nu
   while (generatedIds.length < opts.maxNewTokens && !stop.has(next)) {
     const pos = cache.length;
     const step = await dec.forward(kernels, dec.embed([next]), 1, cache);
-    step.attentions.forEach((p, l) => store.write(l, p, pos, 1, pos + 1));
+    step.attentions.forEach((p, l) => {
+      store.write(l, p, pos, 1, pos + 1);
+    });
     stepLogits.push(step.logits);
     next = chooseToken(step.logits, sampling, random);
     generatedIds.push(next);

@@ -80,14 +80,16 @@ type Json = Record<string, unknown>;
 function num(o: Json, key: string, dflt: number, file: string): number {
   const v = o[key];
   if (v === undefined || v === null) return dflt;
-  if (typeof v !== "number" || !Number.isFinite(v)) throw new ConfigError(`${file}: "${key}" must be a number, got ${JSON.stringify(v)}`);
+  if (typeof v !== "number" || !Number.isFinite(v))
+    throw new ConfigError(`${file}: "${key}" must be a number, got ${JSON.stringify(v)}`);
   return v;
 }
 
 function str(o: Json, key: string, dflt: string, file: string): string {
   const v = o[key];
   if (v === undefined || v === null) return dflt;
-  if (typeof v !== "string") throw new ConfigError(`${file}: "${key}" must be a string, got ${JSON.stringify(v)}`);
+  if (typeof v !== "string")
+    throw new ConfigError(`${file}: "${key}" must be a string, got ${JSON.stringify(v)}`);
   return v;
 }
 
@@ -99,7 +101,9 @@ function bool(o: Json, key: string, dflt: boolean): boolean {
 function parseVision(v: Json, file: string): VisionConfig {
   const modelType = str(v, "model_type", "clip_vision_model", file);
   if (!(SUPPORTED_VISION_MODELS as readonly string[]).includes(modelType)) {
-    throw new ConfigError(`${file}: unsupported vision_config.model_type "${modelType}" (supported: ${SUPPORTED_VISION_MODELS.join(", ")})`);
+    throw new ConfigError(
+      `${file}: unsupported vision_config.model_type "${modelType}" (supported: ${SUPPORTED_VISION_MODELS.join(", ")})`,
+    );
   }
   const clip = modelType === "clip_vision_model";
   // Defaults of transformers' CLIPVisionConfig / SiglipVisionConfig.
@@ -120,10 +124,57 @@ function parseVision(v: Json, file: string): VisionConfig {
 
 // Defaults of transformers' LlamaConfig / MistralConfig / GemmaConfig / Qwen2Config that differ by family.
 const TEXT_DEFAULTS: Record<TextModelType, Json> = {
-  llama: { vocab_size: 32000, hidden_size: 4096, intermediate_size: 11008, num_hidden_layers: 32, num_attention_heads: 32, max_position_embeddings: 2048, rms_norm_eps: 1e-6, tie_word_embeddings: false, hidden_act: "silu" },
-  mistral: { vocab_size: 32000, hidden_size: 4096, intermediate_size: 14336, num_hidden_layers: 32, num_attention_heads: 32, num_key_value_heads: 8, max_position_embeddings: 131072, rms_norm_eps: 1e-6, tie_word_embeddings: false, hidden_act: "silu", sliding_window: 4096 },
-  gemma: { vocab_size: 256000, hidden_size: 3072, intermediate_size: 24576, num_hidden_layers: 28, num_attention_heads: 16, num_key_value_heads: 16, head_dim: 256, max_position_embeddings: 8192, rms_norm_eps: 1e-6, tie_word_embeddings: true, hidden_act: "gelu_pytorch_tanh" },
-  qwen2: { vocab_size: 151936, hidden_size: 4096, intermediate_size: 22016, num_hidden_layers: 32, num_attention_heads: 32, num_key_value_heads: 32, max_position_embeddings: 32768, rms_norm_eps: 1e-6, tie_word_embeddings: false, hidden_act: "silu", sliding_window: 4096, use_sliding_window: false },
+  llama: {
+    vocab_size: 32000,
+    hidden_size: 4096,
+    intermediate_size: 11008,
+    num_hidden_layers: 32,
+    num_attention_heads: 32,
+    max_position_embeddings: 2048,
+    rms_norm_eps: 1e-6,
+    tie_word_embeddings: false,
+    hidden_act: "silu",
+  },
+  mistral: {
+    vocab_size: 32000,
+    hidden_size: 4096,
+    intermediate_size: 14336,
+    num_hidden_layers: 32,
+    num_attention_heads: 32,
+    num_key_value_heads: 8,
+    max_position_embeddings: 131072,
+    rms_norm_eps: 1e-6,
+    tie_word_embeddings: false,
+    hidden_act: "silu",
+    sliding_window: 4096,
+  },
+  gemma: {
+    vocab_size: 256000,
+    hidden_size: 3072,
+    intermediate_size: 24576,
+    num_hidden_layers: 28,
+    num_attention_heads: 16,
+    num_key_value_heads: 16,
+    head_dim: 256,
+    max_position_embeddings: 8192,
+    rms_norm_eps: 1e-6,
+    tie_word_embeddings: true,
+    hidden_act: "gelu_pytorch_tanh",
+  },
+  qwen2: {
+    vocab_size: 151936,
+    hidden_size: 4096,
+    intermediate_size: 22016,
+    num_hidden_layers: 32,
+    num_attention_heads: 32,
+    num_key_value_heads: 32,
+    max_position_embeddings: 32768,
+    rms_norm_eps: 1e-6,
+    tie_word_embeddings: false,
+    hidden_act: "silu",
+    sliding_window: 4096,
+    use_sliding_window: false,
+  },
 };
 
 function parseRopeScaling(t: Json, file: string): RopeScaling {
@@ -141,29 +192,48 @@ function parseRopeScaling(t: Json, file: string): RopeScaling {
       originalMaxPositionEmbeddings: num(rs, "original_max_position_embeddings", 8192, file),
     };
   }
-  throw new ConfigError(`${file}: unsupported rope_scaling type "${type}" (supported: default, linear, llama3)`);
+  throw new ConfigError(
+    `${file}: unsupported rope_scaling type "${type}" (supported: default, linear, llama3)`,
+  );
 }
 
 function parseText(raw: Json, file: string, topTie: boolean | undefined): TextConfig {
   const modelType = str(raw, "model_type", "llama", file);
   if (!(SUPPORTED_TEXT_MODELS as readonly string[]).includes(modelType)) {
-    throw new ConfigError(`${file}: unsupported text_config.model_type "${modelType}" (supported: ${SUPPORTED_TEXT_MODELS.join(", ")})`);
+    throw new ConfigError(
+      `${file}: unsupported text_config.model_type "${modelType}" (supported: ${SUPPORTED_TEXT_MODELS.join(", ")})`,
+    );
   }
   const mt = modelType as TextModelType;
-  const t: Json = { ...TEXT_DEFAULTS[mt], ...Object.fromEntries(Object.entries(raw).filter(([, v]) => v !== null)) };
+  const t: Json = {
+    ...TEXT_DEFAULTS[mt],
+    ...Object.fromEntries(Object.entries(raw).filter(([, v]) => v !== null)),
+  };
   const hidden = num(t, "hidden_size", 4096, file);
   const heads = num(t, "num_attention_heads", 32, file);
   const kv = num(t, "num_key_value_heads", heads, file);
   const headDim = num(t, "head_dim", hidden / heads, file);
-  if (!Number.isInteger(headDim)) throw new ConfigError(`${file}: hidden_size ${hidden} not divisible by num_attention_heads ${heads}`);
-  if (heads % kv !== 0) throw new ConfigError(`${file}: num_attention_heads ${heads} not a multiple of num_key_value_heads ${kv}`);
-  const act = mt === "gemma" ? str(t, "hidden_activation", str(t, "hidden_act", "gelu_pytorch_tanh", file), file) : str(t, "hidden_act", "silu", file);
+  if (!Number.isInteger(headDim))
+    throw new ConfigError(`${file}: hidden_size ${hidden} not divisible by num_attention_heads ${heads}`);
+  if (heads % kv !== 0)
+    throw new ConfigError(
+      `${file}: num_attention_heads ${heads} not a multiple of num_key_value_heads ${kv}`,
+    );
+  const act =
+    mt === "gemma"
+      ? str(t, "hidden_activation", str(t, "hidden_act", "gelu_pytorch_tanh", file), file)
+      : str(t, "hidden_act", "silu", file);
   const attnBias = bool(t, "attention_bias", false);
   let sliding: number | null = null;
   if (mt === "mistral" && t.sliding_window != null) sliding = num(t, "sliding_window", 4096, file);
-  if (mt === "qwen2" && bool(t, "use_sliding_window", false) && t.sliding_window != null) sliding = num(t, "sliding_window", 4096, file);
+  if (mt === "qwen2" && bool(t, "use_sliding_window", false) && t.sliding_window != null)
+    sliding = num(t, "sliding_window", 4096, file);
   const eos = t.eos_token_id;
-  const eosIds = Array.isArray(eos) ? eos.filter((x): x is number => typeof x === "number") : typeof eos === "number" ? [eos] : [];
+  const eosIds = Array.isArray(eos)
+    ? eos.filter((x): x is number => typeof x === "number")
+    : typeof eos === "number"
+      ? [eos]
+      : [];
   return {
     modelType: mt,
     vocabSize: num(t, "vocab_size", 32000, file),
@@ -193,18 +263,23 @@ export function parseLlavaConfig(json: unknown, file = "config.json"): LlavaConf
   if (typeof json !== "object" || json === null) throw new ConfigError(`${file}: not a JSON object`);
   const c = json as Json;
   const mt = str(c, "model_type", "", file);
-  if (mt !== "llava") throw new ConfigError(`${file}: model_type "${mt}" is not supported (supported: llava)`);
+  if (mt !== "llava")
+    throw new ConfigError(`${file}: model_type "${mt}" is not supported (supported: llava)`);
   const strategy = str(c, "vision_feature_select_strategy", "default", file);
   if (strategy !== "default" && strategy !== "full") {
     throw new ConfigError(`${file}: vision_feature_select_strategy "${strategy}" is not "default" or "full"`);
   }
   const vfl = c.vision_feature_layer ?? -2;
   const layers = Array.isArray(vfl) ? vfl : [vfl];
-  if (!layers.every((x) => Number.isInteger(x))) throw new ConfigError(`${file}: vision_feature_layer must be an integer or a list of integers`);
+  if (!layers.every((x) => Number.isInteger(x)))
+    throw new ConfigError(`${file}: vision_feature_layer must be an integer or a list of integers`);
   const vision = parseVision((c.vision_config ?? {}) as Json, file);
   for (const l of layers as number[]) {
     const idx = l < 0 ? vision.numLayers + 1 + l : l;
-    if (idx < 0 || idx > vision.numLayers) throw new ConfigError(`${file}: vision_feature_layer ${l} out of range for ${vision.numLayers} vision layers`);
+    if (idx < 0 || idx > vision.numLayers)
+      throw new ConfigError(
+        `${file}: vision_feature_layer ${l} out of range for ${vision.numLayers} vision layers`,
+      );
   }
   const topTie = typeof c.tie_word_embeddings === "boolean" ? (c.tie_word_embeddings as boolean) : undefined;
   const text = parseText((c.text_config ?? {}) as Json, file, undefined);
@@ -222,7 +297,8 @@ export function parseLlavaConfig(json: unknown, file = "config.json"): LlavaConf
 
 export function readLlavaConfig(dir: string): LlavaConfig {
   const file = path.join(dir, "config.json");
-  if (!fs.existsSync(file)) throw new ConfigError(`${file}: not found (is ${dir} a llava-hf checkpoint folder?)`);
+  if (!fs.existsSync(file))
+    throw new ConfigError(`${file}: not found (is ${dir} a llava-hf checkpoint folder?)`);
   let json: unknown;
   try {
     json = JSON.parse(fs.readFileSync(file, "utf8"));

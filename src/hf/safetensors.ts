@@ -7,10 +7,35 @@ import * as fs from "node:fs";
 import * as path from "node:path";
 import { f16ToF32 } from "../tensor/half.js";
 
-export type DType = "F64" | "F32" | "F16" | "BF16" | "I64" | "I32" | "I16" | "I8" | "U64" | "U32" | "U16" | "U8" | "BOOL";
+export type DType =
+  | "F64"
+  | "F32"
+  | "F16"
+  | "BF16"
+  | "I64"
+  | "I32"
+  | "I16"
+  | "I8"
+  | "U64"
+  | "U32"
+  | "U16"
+  | "U8"
+  | "BOOL";
 
 export const DTYPE_BYTES: Record<DType, number> = {
-  F64: 8, F32: 4, F16: 2, BF16: 2, I64: 8, I32: 4, I16: 2, I8: 1, U64: 8, U32: 4, U16: 2, U8: 1, BOOL: 1,
+  F64: 8,
+  F32: 4,
+  F16: 2,
+  BF16: 2,
+  I64: 8,
+  I32: 4,
+  I16: 2,
+  I8: 1,
+  U64: 8,
+  U32: 4,
+  U16: 2,
+  U8: 1,
+  BOOL: 1,
 };
 
 export interface TensorInfo {
@@ -66,7 +91,8 @@ export class SafetensorsFile {
     const lenBuf = Buffer.alloc(8);
     fs.readSync(this.fd, lenBuf, 0, 8, 0);
     const headerLen = Number(lenBuf.readBigUInt64LE(0));
-    if (headerLen > fileSize - 8) this.fail(`header length ${headerLen} goes beyond the file (${fileSize} bytes)`);
+    if (headerLen > fileSize - 8)
+      this.fail(`header length ${headerLen} goes beyond the file (${fileSize} bytes)`);
     if (headerLen > MAX_HEADER_BYTES) this.fail(`header length ${headerLen} is implausibly large`);
     const hb = Buffer.alloc(headerLen);
     fs.readSync(this.fd, hb, 0, headerLen, 8);
@@ -76,7 +102,8 @@ export class SafetensorsFile {
     } catch {
       this.fail("header is not valid JSON (corrupt or not a safetensors file)");
     }
-    if (typeof header !== "object" || header === null || Array.isArray(header)) this.fail("header is not a JSON object");
+    if (typeof header !== "object" || header === null || Array.isArray(header))
+      this.fail("header is not a JSON object");
     const dataStart = 8 + headerLen;
     const dataSize = fileSize - dataStart;
     const spans: [number, number, string][] = [];
@@ -88,28 +115,46 @@ export class SafetensorsFile {
       const e = raw as { dtype?: unknown; shape?: unknown; data_offsets?: unknown };
       if (typeof e !== "object" || e === null) this.fail(`entry "${name}" is not an object`);
       const dtype = e.dtype as DType;
-      if (typeof dtype !== "string" || !(dtype in DTYPE_BYTES)) this.fail(`tensor "${name}" has unknown dtype ${JSON.stringify(e.dtype)}`);
+      if (typeof dtype !== "string" || !(dtype in DTYPE_BYTES))
+        this.fail(`tensor "${name}" has unknown dtype ${JSON.stringify(e.dtype)}`);
       const shape = e.shape;
       if (!Array.isArray(shape) || !shape.every((d) => Number.isSafeInteger(d) && d >= 0)) {
         this.fail(`tensor "${name}" has an invalid shape ${JSON.stringify(shape)}`);
       }
       const offs = e.data_offsets;
-      if (!Array.isArray(offs) || offs.length !== 2 || !offs.every((o) => Number.isSafeInteger(o) && o >= 0)) {
+      if (
+        !Array.isArray(offs) ||
+        offs.length !== 2 ||
+        !offs.every((o) => Number.isSafeInteger(o) && o >= 0)
+      ) {
         this.fail(`tensor "${name}" has invalid data_offsets ${JSON.stringify(offs)}`);
       }
       const [b, end] = offs as [number, number];
       if (end < b) this.fail(`tensor "${name}" has data_offsets end < begin`);
-      if (end > dataSize) this.fail(`tensor "${name}" data [${b}, ${end}) lies outside the data section (${dataSize} bytes); file truncated?`);
+      if (end > dataSize)
+        this.fail(
+          `tensor "${name}" data [${b}, ${end}) lies outside the data section (${dataSize} bytes); file truncated?`,
+        );
       const n = (shape as number[]).reduce((a, d) => a * d, 1);
       if (n * DTYPE_BYTES[dtype] !== end - b) {
-        this.fail(`tensor "${name}" holds ${end - b} bytes but ${dtype}[${shape.join(",")}] needs ${n * DTYPE_BYTES[dtype]}`);
+        this.fail(
+          `tensor "${name}" holds ${end - b} bytes but ${dtype}[${shape.join(",")}] needs ${n * DTYPE_BYTES[dtype]}`,
+        );
       }
       spans.push([b, end, name]);
-      this.tensors.set(name, { name, dtype, shape: shape as number[], offset: dataStart + b, byteLength: end - b, file: this.file });
+      this.tensors.set(name, {
+        name,
+        dtype,
+        shape: shape as number[],
+        offset: dataStart + b,
+        byteLength: end - b,
+        file: this.file,
+      });
     }
     spans.sort((x, y) => x[0] - y[0] || x[1] - y[1]);
     for (let i = 1; i < spans.length; i++) {
-      if (spans[i][0] < spans[i - 1][1]) this.fail(`tensors "${spans[i - 1][2]}" and "${spans[i][2]}" overlap`);
+      if (spans[i][0] < spans[i - 1][1])
+        this.fail(`tensors "${spans[i - 1][2]}" and "${spans[i][2]}" overlap`);
     }
   }
 
@@ -221,7 +266,9 @@ export class WeightFiles {
       return new WeightFiles([f], new Map([...f.tensors.keys()].map((n) => [n, f])));
     }
     if (!fs.existsSync(index)) {
-      throw new SafetensorsError(`${dir}: no model.safetensors or model.safetensors.index.json (is this a llava-hf checkpoint folder?)`);
+      throw new SafetensorsError(
+        `${dir}: no model.safetensors or model.safetensors.index.json (is this a llava-hf checkpoint folder?)`,
+      );
     }
     let map: Record<string, string>;
     try {
@@ -242,7 +289,8 @@ export class WeightFiles {
           f = SafetensorsFile.open(path.join(dir, shard));
           shards.set(shard, f);
         }
-        if (!f.has(name)) throw new SafetensorsError(`${f.file}: tensor "${name}" listed in the index is missing`);
+        if (!f.has(name))
+          throw new SafetensorsError(`${f.file}: tensor "${name}" listed in the index is missing`);
         byName.set(name, f);
       }
     } catch (e) {
@@ -288,7 +336,11 @@ export interface TensorToWrite {
  * Write a safetensors file, streaming tensor after tensor (so large attention stacks never need one buffer).
  * Data offsets are aligned to 8 bytes so every dtype can be viewed in place.
  */
-export function writeSafetensors(file: string, tensors: TensorToWrite[], metadata: Record<string, string> = {}): void {
+export function writeSafetensors(
+  file: string,
+  tensors: TensorToWrite[],
+  metadata: Record<string, string> = {},
+): void {
   const header: Record<string, unknown> = { __metadata__: { format: "pt", ...metadata } };
   let offset = 0;
   const offsets: number[] = [];
@@ -296,7 +348,9 @@ export function writeSafetensors(file: string, tensors: TensorToWrite[], metadat
     const n = t.shape.reduce((a, d) => a * d, 1);
     const bytes = n * DTYPE_BYTES[t.dtype];
     if (t.data.byteLength !== bytes) {
-      throw new Error(`writeSafetensors: "${t.name}" has ${t.data.byteLength} bytes, ${t.dtype}[${t.shape}] needs ${bytes}`);
+      throw new Error(
+        `writeSafetensors: "${t.name}" has ${t.data.byteLength} bytes, ${t.dtype}[${t.shape}] needs ${bytes}`,
+      );
     }
     offset = Math.ceil(offset / 8) * 8;
     offsets.push(offset);

@@ -25,13 +25,16 @@ function readJson(file: string): Record<string, unknown> {
     return JSON.parse(fs.readFileSync(file, "utf8"));
   } catch (e) {
     const code = (e as NodeJS.ErrnoException).code;
-    throw new TokenizerError(code === "ENOENT" ? `${file}: not found` : `${file}: invalid JSON (${(e as Error).message})`);
+    throw new TokenizerError(
+      code === "ENOENT" ? `${file}: not found` : `${file}: invalid JSON (${(e as Error).message})`,
+    );
   }
 }
 
 function tokenString(v: unknown): string | null {
   if (typeof v === "string") return v;
-  if (v && typeof v === "object" && typeof (v as { content?: unknown }).content === "string") return (v as { content: string }).content;
+  if (v && typeof v === "object" && typeof (v as { content?: unknown }).content === "string")
+    return (v as { content: string }).content;
   return null;
 }
 
@@ -46,7 +49,9 @@ export class TextProcessor {
     readonly imageTokenId: number,
   ) {
     // `{% generation %}` only marks assistant spans for training masks; it has no output of its own.
-    this.template = templateSource ? new Template(templateSource.replace(/\{%-?\s*(end)?generation\s*-?%\}/g, "")) : null;
+    this.template = templateSource
+      ? new Template(templateSource.replace(/\{%-?\s*(end)?generation\s*-?%\}/g, ""))
+      : null;
   }
 
   static load(dir: string, imageTokenId: number): TextProcessor {
@@ -70,10 +75,14 @@ export class TextProcessor {
     if (!template) {
       const t = cfg.chat_template;
       if (typeof t === "string") template = t;
-      else if (Array.isArray(t)) template = (t.find((x) => x?.name === "default")?.template as string | undefined) ?? null;
+      else if (Array.isArray(t))
+        template = (t.find((x) => x?.name === "default")?.template as string | undefined) ?? null;
     }
     const imageToken = tokenizer.id_to_token(imageTokenId);
-    if (imageToken === undefined) throw new TokenizerError(`${tokFile}: image token id ${imageTokenId} (config image_token_index) is not in the vocabulary`);
+    if (imageToken === undefined)
+      throw new TokenizerError(
+        `${tokFile}: image token id ${imageTokenId} (config image_token_index) is not in the vocabulary`,
+      );
     let proc: TextProcessor;
     try {
       proc = new TextProcessor(tokenizer, cfg, template, imageToken, imageTokenId);
@@ -114,7 +123,9 @@ export class TextProcessor {
     const chatText = this.renderChat(prompt);
     const parts = chatText.split(this.imageToken);
     if (parts.length !== 2) {
-      throw new TokenizerError(`chat text must contain the image placeholder ${this.imageToken} exactly once, found ${parts.length - 1}`);
+      throw new TokenizerError(
+        `chat text must contain the image placeholder ${this.imageToken} exactly once, found ${parts.length - 1}`,
+      );
     }
     const expanded = parts[0] + this.imageToken.repeat(imageTokenCount) + parts[1];
     // Templates that already emit BOS must not get a second one from the post-processor.
@@ -125,7 +136,9 @@ export class TextProcessor {
     let count = 0;
     for (const id of inputIds) if (id === this.imageTokenId) count++;
     if (start < 0 || count !== imageTokenCount || inputIds[start + count - 1] !== this.imageTokenId) {
-      throw new TokenizerError(`tokenized prompt has ${count} image tokens (expected ${imageTokenCount} in one contiguous span)`);
+      throw new TokenizerError(
+        `tokenized prompt has ${count} image tokens (expected ${imageTokenCount} in one contiguous span)`,
+      );
     }
     return { chatText, inputIds, imageTokenStart: start, imageTokenCount };
   }

@@ -42,7 +42,8 @@ export async function attention(kernels: Kernels, a: AttentionInputs): Promise<A
     // Gather this group's query heads as [rep, n, hd].
     for (let r = 0; r < rep; r++) {
       const h = g * rep + r;
-      for (let i = 0; i < n; i++) qg.set(a.q.subarray((i * heads + h) * hd, (i * heads + h + 1) * hd), (r * n + i) * hd);
+      for (let i = 0; i < n; i++)
+        qg.set(a.q.subarray((i * heads + h) * hd, (i * heads + h + 1) * hd), (r * n + i) * hd);
     }
     const kg = a.k.subarray(g * a.kvStride, g * a.kvStride + len * hd);
     const vg = a.v.subarray(g * a.kvStride, g * a.kvStride + len * hd);
@@ -61,7 +62,8 @@ export async function attention(kernels: Kernels, a: AttentionInputs): Promise<A
     const ctx = await kernels.bmm(scores, vg, 1, rep * n, len, hd, false);
     for (let r = 0; r < rep; r++) {
       const h = g * rep + r;
-      for (let i = 0; i < n; i++) out.set(ctx.subarray((r * n + i) * hd, (r * n + i + 1) * hd), (i * heads + h) * hd);
+      for (let i = 0; i < n; i++)
+        out.set(ctx.subarray((r * n + i) * hd, (r * n + i + 1) * hd), (i * heads + h) * hd);
     }
   }
   return { out, probs };
@@ -71,7 +73,8 @@ export async function attention(kernels: Kernels, a: AttentionInputs): Promise<A
 export function headsFirst(x: Float32Array, rows: number, heads: number, hd: number): Float32Array {
   const out = new Float32Array(x.length);
   for (let r = 0; r < rows; r++) {
-    for (let h = 0; h < heads; h++) out.set(x.subarray((r * heads + h) * hd, (r * heads + h + 1) * hd), (h * rows + r) * hd);
+    for (let h = 0; h < heads; h++)
+      out.set(x.subarray((r * heads + h) * hd, (r * heads + h + 1) * hd), (h * rows + r) * hd);
   }
   return out;
 }

@@ -90,11 +90,19 @@ export class TextDecoder {
     readonly cfg: TextConfig,
     w: ModelWeights,
   ) {
-    const { hiddenSize: D, numHeads: H, numKvHeads: KV, headDim: hd, intermediateSize: I, vocabSize: V } = cfg;
+    const {
+      hiddenSize: D,
+      numHeads: H,
+      numKvHeads: KV,
+      headDim: hd,
+      intermediateSize: I,
+      vocabSize: V,
+    } = cfg;
     this.embedTokens = w.matrix("text.embed_tokens.weight", [V, D]);
     if (w.has("lm_head")) this.lmHead = w.matrix("lm_head", [V, D]);
     else if (cfg.tieWordEmbeddings) this.lmHead = this.embedTokens;
-    else throw new Error(`${w.dir}: missing tensor "${w.diskName("lm_head")}" and tie_word_embeddings is false`);
+    else
+      throw new Error(`${w.dir}: missing tensor "${w.diskName("lm_head")}" and tie_word_embeddings is false`);
     this.finalNorm = w.vector("text.norm.weight", [D]);
     this.invFreq = ropeInverseFrequencies(hd, cfg.ropeTheta, cfg.ropeScaling);
     this.act = activationFn(cfg.hiddenAct);
@@ -133,7 +141,8 @@ export class TextDecoder {
     const D = this.cfg.hiddenSize;
     const out = new Float32Array(ids.length * D);
     ids.forEach((id, i) => {
-      if (!Number.isInteger(id) || id < 0 || id >= this.cfg.vocabSize) throw new Error(`token id ${id} outside the vocabulary (${this.cfg.vocabSize})`);
+      if (!Number.isInteger(id) || id < 0 || id >= this.cfg.vocabSize)
+        throw new Error(`token id ${id} outside the vocabulary (${this.cfg.vocabSize})`);
       matrixRow(this.embedTokens, id, out.subarray(i * D, (i + 1) * D));
     });
     return out;
@@ -143,7 +152,13 @@ export class TextDecoder {
     return rmsNorm(x, n, this.cfg.hiddenSize, w, this.cfg.rmsNormEps, this.cfg.gemmaStyle);
   }
 
-  async layer(kernels: Kernels, i: number, h: Float32Array, n: number, cache: KvCache): Promise<{ h: Float32Array; probs: Float32Array }> {
+  async layer(
+    kernels: Kernels,
+    i: number,
+    h: Float32Array,
+    n: number,
+    cache: KvCache,
+  ): Promise<{ h: Float32Array; probs: Float32Array }> {
     const L = this.layers[i];
     const { numHeads: H, numKvHeads: KV, headDim: hd } = this.cfg;
     const p0 = cache.length;
@@ -183,7 +198,13 @@ export class TextDecoder {
    * Run n new positions (after the cache's current length) from their input embeddings; appends to the
    * cache. Gemma's √hidden scale is applied here, to image features and text embeddings alike.
    */
-  async forward(kernels: Kernels, inputsEmbeds: Float32Array, n: number, cache: KvCache, opts: DecoderStepOptions = {}): Promise<DecoderStepResult> {
+  async forward(
+    kernels: Kernels,
+    inputsEmbeds: Float32Array,
+    n: number,
+    cache: KvCache,
+    opts: DecoderStepOptions = {},
+  ): Promise<DecoderStepResult> {
     const D = this.cfg.hiddenSize;
     let h: Float32Array = inputsEmbeds.slice();
     if (this.cfg.gemmaStyle) {
@@ -203,7 +224,9 @@ export class TextDecoder {
     const normed = this.norm(h, n, this.finalNorm);
     if (hidden) hidden.push(normed);
     const sel = new Float32Array(rows.length * D);
-    rows.forEach((r, j) => sel.set(normed.subarray(r * D, (r + 1) * D), j * D));
+    rows.forEach((r, j) => {
+      sel.set(normed.subarray(r * D, (r + 1) * D), j * D);
+    });
     const logits = await kernels.linear(sel, rows.length, this.lmHead);
     return { logits, attentions, hiddenStates: hidden };
   }

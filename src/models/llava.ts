@@ -58,7 +58,8 @@ export class LlavaModel {
   ) {}
 
   static load(dir: string): LlavaModel {
-    if (!fs.existsSync(dir) || !fs.statSync(dir).isDirectory()) throw new Error(`${dir}: model folder not found`);
+    if (!fs.existsSync(dir) || !fs.statSync(dir).isDirectory())
+      throw new Error(`${dir}: model folder not found`);
     const config = readLlavaConfig(dir);
     const text = TextProcessor.load(dir, config.imageTokenIndex);
     const ppFile = path.join(dir, "preprocessor_config.json");
@@ -72,7 +73,16 @@ export class LlavaModel {
     }
     const weights = ModelWeights.open(dir);
     try {
-      return new LlavaModel(dir, config, weights, text, new VisionTower(config.vision, weights), new Projector(config, weights), new TextDecoder(config.text, weights), pp);
+      return new LlavaModel(
+        dir,
+        config,
+        weights,
+        text,
+        new VisionTower(config.vision, weights),
+        new Projector(config, weights),
+        new TextDecoder(config.text, weights),
+        pp,
+      );
     } catch (e) {
       weights.close();
       throw e;
@@ -90,7 +100,11 @@ export class LlavaModel {
     return [this.vision.grid, this.vision.grid];
   }
 
-  async encodeImage(kernels: Kernels, pixelValues: Float32Array, onLayer?: (i: number) => void): Promise<ImageEncoding> {
+  async encodeImage(
+    kernels: Kernels,
+    pixelValues: Float32Array,
+    onLayer?: (i: number) => void,
+  ): Promise<ImageEncoding> {
     const vision = await this.vision.forward(kernels, pixelValues, onLayer);
     const Dv = this.config.vision.hiddenSize;
     const layers = this.config.visionFeatureLayers.map((l) => (l < 0 ? vision.hiddenStates.length + l : l));

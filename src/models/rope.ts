@@ -36,7 +36,14 @@ export function ropeInverseFrequencies(headDim: number, theta: number, scaling: 
 /**
  * Rotate `rows` vectors laid out as [rows, heads, headDim]; row r sits at absolute position positions[r].
  */
-export function applyRope(x: Float32Array, rows: number, heads: number, headDim: number, positions: ArrayLike<number>, invFreq: Float32Array): void {
+export function applyRope(
+  x: Float32Array,
+  rows: number,
+  heads: number,
+  headDim: number,
+  positions: ArrayLike<number>,
+  invFreq: Float32Array,
+): void {
   const half = headDim / 2;
   const cos = new Float32Array(half);
   const sin = new Float32Array(half);

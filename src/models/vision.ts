@@ -55,7 +55,8 @@ export class VisionTower {
     const D = cfg.hiddenSize;
     const p = cfg.patchSize;
     const C = cfg.numChannels;
-    if (cfg.imageSize % p !== 0) throw new Error(`vision_config: image_size ${cfg.imageSize} is not a multiple of patch_size ${p}`);
+    if (cfg.imageSize % p !== 0)
+      throw new Error(`vision_config: image_size ${cfg.imageSize} is not a multiple of patch_size ${p}`);
     this.grid = cfg.imageSize / p;
     const nPos = this.grid * this.grid + (cfg.hasCls ? 1 : 0);
     this.patch = w.matrix("vision.embeddings.patch_embedding.weight", [D, C, p, p]);
@@ -97,7 +98,8 @@ export class VisionTower {
   async embed(kernels: Kernels, pixels: Float32Array): Promise<Float32Array> {
     const { patchSize: p, numChannels: C, hiddenSize: D, imageSize: S } = this.cfg;
     const g = this.grid;
-    if (pixels.length !== C * S * S) throw new Error(`pixel_values has ${pixels.length} values, the vision tower expects ${C}×${S}×${S}`);
+    if (pixels.length !== C * S * S)
+      throw new Error(`pixel_values has ${pixels.length} values, the vision tower expects ${C}×${S}×${S}`);
     const cols = C * p * p;
     const patches = new Float32Array(g * g * cols);
     for (let gy = 0; gy < g; gy++) {
@@ -117,11 +119,16 @@ export class VisionTower {
     if (this.classEmbedding) h.set(this.classEmbedding, 0);
     h.set(pe, cls * D);
     addInPlace(h, this.positionEmbedding);
-    if (this.preLnW && this.preLnB) return layerNorm(h, this.seqLen, D, this.preLnW, this.preLnB, this.cfg.layerNormEps);
+    if (this.preLnW && this.preLnB)
+      return layerNorm(h, this.seqLen, D, this.preLnW, this.preLnB, this.cfg.layerNormEps);
     return h;
   }
 
-  async layer(kernels: Kernels, i: number, h: Float32Array): Promise<{ h: Float32Array; probs: Float32Array }> {
+  async layer(
+    kernels: Kernels,
+    i: number,
+    h: Float32Array,
+  ): Promise<{ h: Float32Array; probs: Float32Array }> {
     const L = this.layers[i];
     const { hiddenSize: D, numHeads: H, layerNormEps: eps } = this.cfg;
     const n = this.seqLen;
@@ -153,7 +160,11 @@ export class VisionTower {
     return { h: h2, probs: att.probs };
   }
 
-  async forward(kernels: Kernels, pixels: Float32Array, onLayer?: (i: number) => void): Promise<VisionOutput> {
+  async forward(
+    kernels: Kernels,
+    pixels: Float32Array,
+    onLayer?: (i: number) => void,
+  ): Promise<VisionOutput> {
     let h = await this.embed(kernels, pixels);
     const hiddenStates = [h];
     const attentions: Float32Array[] = [];

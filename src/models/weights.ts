@@ -1,8 +1,3 @@
-/**
- * Loads a llava-hf checkpoint's tensors under one canonical naming, whichever of the two llava-hf layouts
- * the files use, and checks every tensor against the shape the config implies. 16-bit matrices stay 16-bit.
- */
-import type { LlavaConfig } from "../hf/config.js";
 import { type DType, WeightFiles } from "../hf/safetensors.js";
 import type { WeightMatrix } from "../kernels/types.js";
 import { f16ToF32 } from "../tensor/half.js";
@@ -11,8 +6,18 @@ export class WeightError extends Error {}
 
 /** Canonical prefixes → the two on-disk namings. */
 const LAYOUTS = {
-  classic: { text: "language_model.model.", lmHead: "language_model.lm_head.weight", vision: "vision_tower.vision_model.", projector: "multi_modal_projector." },
-  modern: { text: "model.language_model.", lmHead: "lm_head.weight", vision: "model.vision_tower.vision_model.", projector: "model.multi_modal_projector." },
+  classic: {
+    text: "language_model.model.",
+    lmHead: "language_model.lm_head.weight",
+    vision: "vision_tower.vision_model.",
+    projector: "multi_modal_projector.",
+  },
+  modern: {
+    text: "model.language_model.",
+    lmHead: "lm_head.weight",
+    vision: "model.vision_tower.vision_model.",
+    projector: "model.multi_modal_projector.",
+  },
 } as const;
 
 export class ModelWeights {
@@ -30,7 +35,9 @@ export class ModelWeights {
     const layout = files.has(`${LAYOUTS.modern.text}embed_tokens.weight`) ? LAYOUTS.modern : LAYOUTS.classic;
     if (!files.has(`${layout.text}embed_tokens.weight`)) {
       files.close();
-      throw new WeightError(`${dir}: no language-model embedding (expected "language_model.model.embed_tokens.weight" or "model.language_model.embed_tokens.weight")`);
+      throw new WeightError(
+        `${dir}: no language-model embedding (expected "language_model.model.embed_tokens.weight" or "model.language_model.embed_tokens.weight")`,
+      );
     }
     return new ModelWeights(files, layout, dir);
   }
@@ -53,7 +60,9 @@ export class ModelWeights {
     const info = this.files.info(name);
     const same = info.shape.length === expected.length && info.shape.every((d, i) => d === expected[i]);
     if (!same) {
-      throw new WeightError(`${this.dir}: tensor "${name}" has shape [${info.shape}] but config.json implies [${expected}] (config/weights mismatch)`);
+      throw new WeightError(
+        `${this.dir}: tensor "${name}" has shape [${info.shape}] but config.json implies [${expected}] (config/weights mismatch)`,
+      );
     }
     return { name, dtype: info.dtype };
   }
@@ -69,7 +78,10 @@ export class ModelWeights {
     let m: WeightMatrix;
     if (dtype === "F32") m = { rows, cols, dtype, data: new Float32Array(bytes) };
     else if (dtype === "F16" || dtype === "BF16") m = { rows, cols, dtype, data: new Uint16Array(bytes) };
-    else throw new WeightError(`${this.dir}: tensor "${name}" has dtype ${dtype}; weights must be F32, F16 or BF16`);
+    else
+      throw new WeightError(
+        `${this.dir}: tensor "${name}" has dtype ${dtype}; weights must be F32, F16 or BF16`,
+      );
     this.matrices.set(canonical, m);
     return m;
   }
@@ -80,7 +92,9 @@ export class ModelWeights {
     if (hit) return hit;
     const { name, dtype } = this.checkShape(canonical, shape);
     if (dtype !== "F32" && dtype !== "F16" && dtype !== "BF16") {
-      throw new WeightError(`${this.dir}: tensor "${name}" has dtype ${dtype}; weights must be F32, F16 or BF16`);
+      throw new WeightError(
+        `${this.dir}: tensor "${name}" has dtype ${dtype}; weights must be F32, F16 or BF16`,
+      );
     }
     const v = this.files.file(name).readF32(name);
     this.vectors.set(canonical, v);
@@ -110,4 +124,3 @@ export function matrixRow(m: WeightMatrix, row: number, out: Float32Array): void
     for (let i = 0; i < m.cols; i++) out[i] = f16ToF32(src[o + i]);
   }
 }
-

@@ -25,7 +25,8 @@ export function writeRun(outDir: string, contents: RunContents, opts: { overwrit
   const target = path.resolve(outDir);
   if (fs.existsSync(target)) {
     const nonEmpty = fs.statSync(target).isDirectory() ? fs.readdirSync(target).length > 0 : true;
-    if (nonEmpty && !opts.overwrite) throw new RunError(`${outDir}: already exists and is not empty (choose another --out or remove it)`);
+    if (nonEmpty && !opts.overwrite)
+      throw new RunError(`${outDir}: already exists and is not empty (choose another --out or remove it)`);
   }
   fs.mkdirSync(path.dirname(target), { recursive: true });
   const tmp = fs.mkdtempSync(path.join(path.dirname(target), `.${path.basename(target)}.tmp-`));
@@ -83,7 +84,8 @@ export class Run {
     } catch (e) {
       throw new RunError(`${mf}: invalid JSON (${(e as Error).message})`);
     }
-    if (manifest.format !== RUN_FORMAT) throw new RunError(`${mf}: format ${JSON.stringify(manifest.format)}, expected "${RUN_FORMAT}"`);
+    if (manifest.format !== RUN_FORMAT)
+      throw new RunError(`${mf}: format ${JSON.stringify(manifest.format)}, expected "${RUN_FORMAT}"`);
     return new Run(dir, manifest);
   }
 

@@ -7,7 +7,14 @@
 const f = Math.fround;
 
 /** LayerNorm over the last dim (PyTorch semantics: biased variance, eps inside the sqrt). */
-export function layerNorm(x: Float32Array, rows: number, dim: number, w: Float32Array, b: Float32Array, eps: number): Float32Array {
+export function layerNorm(
+  x: Float32Array,
+  rows: number,
+  dim: number,
+  w: Float32Array,
+  b: Float32Array,
+  eps: number,
+): Float32Array {
   const out = new Float32Array(x.length);
   for (let r = 0; r < rows; r++) {
     const o = r * dim;
@@ -28,7 +35,14 @@ export function layerNorm(x: Float32Array, rows: number, dim: number, w: Float32
 /**
  * RMSNorm. Llama/Mistral/Qwen2: w · x/rms(x); Gemma: (1 + w) · x/rms(x) (`unitOffset`).
  */
-export function rmsNorm(x: Float32Array, rows: number, dim: number, w: Float32Array, eps: number, unitOffset: boolean): Float32Array {
+export function rmsNorm(
+  x: Float32Array,
+  rows: number,
+  dim: number,
+  w: Float32Array,
+  eps: number,
+  unitOffset: boolean,
+): Float32Array {
   const out = new Float32Array(x.length);
   for (let r = 0; r < rows; r++) {
     const o = r * dim;
@@ -68,9 +82,25 @@ export function erf(x: number): number {
   return x < 0 ? erfc - 1 : 1 - erfc;
 }
 
-export type Activation = "gelu" | "gelu_pytorch_tanh" | "gelu_new" | "quick_gelu" | "silu" | "relu" | "gelu_fast";
+export type Activation =
+  | "gelu"
+  | "gelu_pytorch_tanh"
+  | "gelu_new"
+  | "quick_gelu"
+  | "silu"
+  | "relu"
+  | "gelu_fast";
 
-export const SUPPORTED_ACTIVATIONS: readonly string[] = ["gelu", "gelu_pytorch_tanh", "gelu_new", "gelu_fast", "quick_gelu", "silu", "swish", "relu"];
+export const SUPPORTED_ACTIVATIONS: readonly string[] = [
+  "gelu",
+  "gelu_pytorch_tanh",
+  "gelu_new",
+  "gelu_fast",
+  "quick_gelu",
+  "silu",
+  "swish",
+  "relu",
+];
 
 export function activationFn(name: string): (x: number) => number {
   switch (name) {
@@ -86,7 +116,7 @@ export function activationFn(name: string): (x: number) => number {
     case "swish":
       return (x) => x / (1 + Math.exp(-x));
     case "relu":
-      return (x) => (x > 0 ? x : 0);
+      return (x) => Math.max(x, 0);
     default:
       throw new Error(`unsupported activation "${name}" (supported: ${SUPPORTED_ACTIVATIONS.join(", ")})`);
   }
@@ -99,7 +129,11 @@ export function applyActivation(x: Float32Array, act: (x: number) => number): Fl
 }
 
 /** Gated MLP's inner product act(gate) ⊙ up. */
-export function gatedActivation(gate: Float32Array, up: Float32Array, act: (x: number) => number): Float32Array {
+export function gatedActivation(
+  gate: Float32Array,
+  up: Float32Array,
+  act: (x: number) => number,
+): Float32Array {
   const out = new Float32Array(gate.length);
   for (let i = 0; i < gate.length; i++) out[i] = f(act(gate[i])) * up[i];
   return out;
@@ -117,7 +151,13 @@ export function scaleInPlace(a: Float32Array, s: number): void {
  * In-place softmax of each row of [rows, n] over its first `valid(r)` entries; the rest are set to exactly 0
  * (masked positions of a causal mask).
  */
-export function softmaxRows(x: Float32Array, rows: number, n: number, validFrom: (r: number) => number, validTo: (r: number) => number): void {
+export function softmaxRows(
+  x: Float32Array,
+  rows: number,
+  n: number,
+  validFrom: (r: number) => number,
+  validTo: (r: number) => number,
+): void {
   for (let r = 0; r < rows; r++) {
     const o = r * n;
     const a = validFrom(r);

@@ -1,0 +1,99 @@
+/**
+ * `npm run bench`: kernel GFLOPS (ts vs ort) and full-model prefill/decode tokens/s on random weights with
+ * the shapes of a named real LLaVA configuration.
+ *
+ *   npm run bench -- [--config llava-1.5-7b|llava-interleave-qwen-0.5b] [--layers N] [--vision-layers N]
+ *                    [--decode N] [--kernels auto|ts|ort] [--skip-kernels] [--quick] [--json]
+ */
+import * as fs from "node:fs";
+import * as os from "node:os";
+import * as path from "node:path";
+import { generate } from "../src/generate/generate.js";
+import { createKernels, parseKernelChoice } from "../src/kernels/index.js";
+import { LlavaModel } from "../src/models/llava.js";
+import { benchKernels, type KernelBenchRow } from "./kernels.js";
+import { NAMED_CONFIGS, writeRandomCheckpoint } from "./random-checkpoint.js";
+
+function flag(name: string): string | undefined {
+  const i = process.argv.indexOf(name);
+  return i >= 0 ? process.argv[i + 1] : undefined;
+}
+
+const json = process.argv.includes("--json");
+const quick = process.argv.includes("--quick");
+const configName = flag("--config") ?? "llava-1.5-7b";
+const cfg = NAMED_CONFIGS[configName];
+if (!cfg) {
+  console.error(`error: unknown --config "${configName}" (known: ${Object.keys(NAMED_CONFIGS).join(", ")})`);
+  process.exit(1);
+}
+const layers = Number(flag("--layers") ?? 2);
+const visionLayers = flag("--vision-layers") ? Number(flag("--vision-layers")) : undefined;
+const decodeTokens = Number(flag("--decode") ?? 8);
+const kernelChoice = parseKernelChoice(flag("--kernels") ?? "auto");
+const log = (s: string) => {
+  if (!json) console.log(s);
+};
+
+let kernelRows: KernelBenchRow[] = [];
+if (!process.argv.includes("--skip-kernels")) {
+  log("kernels: linear y = x·Wᵀ");
+  log("impl            m      k      n   GFLOPS");
+  kernelRows = await benchKernels({
+    quick,
+    onRow: (r) =>
+      log(
+        `${r.impl.padEnd(10)} ${String(r.m).padStart(6)} ${String(r.k).padStart(6)} ${String(r.n).padStart(6)} ${r.gflops.toFixed(2).padStart(8)}`,
+      ),
+  });
+}
+
+const root = path.resolve(path.dirname(new URL(import.meta.url).pathname), "../..");
+const dir = fs.mkdtempSync(path.join(os.tmpdir(), "lvlm-bench-"));
+try {
+  log(`\nmodel: ${cfg.name} shapes, ${layers} text layers, random BF16 weights (writing to ${dir})`);
+  writeRandomCheckpoint(dir, cfg, {
+    layers,
+    visionLayers,
+    tokenizerFrom: path.join(root, "test/fixtures/llava-tiny-llama"),
+  });
+  const model = LlavaModel.load(dir);
+  const kernels = await createKernels(kernelChoice);
+  const S = model.config.vision.imageSize;
+  const pixels = new Float32Array(3 * S * S).map((_, i) => Math.sin(i * 0.001));
+  let t0 = performance.now();
+  const image = await model.encodeImage(kernels, pixels);
+  const visionMs = performance.now() - t0;
+  const enc = model.text.encodePrompt("What is shown in this image? Describe it in detail.", image.count);
+  t0 = performance.now();
+  const trace = await generate(model, kernels, enc.inputIds, image, {
+    maxNewTokens: decodeTokens + 1,
+    temperature: 0,
+    topP: 1,
+    seed: 0,
+    stopIds: [],
+  });
+  const T = enc.inputIds.length;
+  const result = {
+    config: cfg.name,
+    layers,
+    vision_layers: visionLayers ?? cfg.vision.layers,
+    kernels: kernelChoice,
+    prompt_tokens: T,
+    vision_ms: Math.round(visionMs),
+    prefill_tokens_per_s: T / (trace.timingsMs.prefill / 1000),
+    decode_tokens_per_s: (trace.generatedIds.length - 1) / (trace.timingsMs.decode / 1000),
+    peak_rss_mb: Math.round(process.resourceUsage().maxRSS / 1024),
+  };
+  await kernels.dispose();
+  model.close();
+  if (json) console.log(JSON.stringify({ kernels: kernelRows, model: result }));
+  else {
+    log(`vision tower: ${result.vision_ms} ms`);
+    log(`prefill: ${T} tokens at ${result.prefill_tokens_per_s.toFixed(1)} tokens/s`);
+    log(`decode: ${result.decode_tokens_per_s.toFixed(2)} tokens/s`);
+    log(`peak RSS: ${result.peak_rss_mb} MB`);
+  }
+} finally {
+  fs.rmSync(dir, { recursive: true, force: true });
+}
