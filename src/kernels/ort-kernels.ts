@@ -1,0 +1,303 @@
+/**
+ * Kernels backed by onnxruntime-node (CPU execution provider, MLAS sgemm). Each graph kind is a tiny ONNX
+ * model built in code with symbolic dimensions, so one session per kind is created lazily, cached and
+ * reused for every shape.
+ *
+ * Graph kinds:
+ *  - linear, F32 weight:   Y = Gemm(X[M,K], W[N,K], (B[N]), transB=1)
+ *  - linear, F16 weight:   Y = Gemm(X, Cast<float>(W f16), (B), transB=1)  (ORT's Cast is vectorised F16C)
+ *  - linear, BF16 weight:  Y = Gemm(X, Cast<float>(BitCast<bfloat16>(W uint16)), (B), transB=1). The
+ *                          N-API layer of onnxruntime-node has no 'bfloat16' tensor type, so the raw bits go
+ *                          in as uint16 and BitCast (opset 26, ORT >= 1.30) reinterprets them in-graph. If
+ *                          that graph cannot be loaded, BF16 rows are widened to f32 in TS (a shift per
+ *                          element) into a reusable scratch buffer and the F32 graph runs on it.
+ *  - bmm:                  Y = MatMul(A[P,M,K], B[P,K,N])
+ *  - bmm, transB:          Y = MatMul(A, Transpose(B[P,N,K], perm=[0,2,1])) (ORT fuses this into FusedMatMul)
+ */
+import { availableParallelism } from "node:os";
+import onnxProto from "onnx-proto";
+import * as ort from "onnxruntime-node";
+import { bf16ToF32Into } from "../tensor/half.js";
+import { checkBmm, checkLinear } from "./ts-kernels.js";
+import type { Kernels, WeightMatrix } from "./types.js";
+
+const { onnx } = onnxProto;
+type IValueInfo = onnxProto.onnx.IValueInfoProto;
+type INode = onnxProto.onnx.INodeProto;
+
+/** Opset 17 (ONNX 1.12) pairs with IR version 8; every op used here is unchanged since opset 13. */
+const OPSET = 17;
+const IR_VERSION = 8;
+/** BitCast needs opset 26 (IR version 13); only the BF16 graphs use it. */
+const OPSET_BITCAST = 26;
+const IR_VERSION_BITCAST = 13;
+const DT = onnx.TensorProto.DataType;
+const ATTR = onnx.AttributeProto.AttributeType;
+
+type GraphKind =
+  | "linear"
+  | "linear_bias"
+  | "linear_f16"
+  | "linear_f16_bias"
+  | "linear_bf16"
+  | "linear_bf16_bias"
+  | "bmm"
+  | "bmm_t";
+
+function valueInfo(name: string, elemType: number, dims: string[]): IValueInfo {
+  return { name, type: { tensorType: { elemType, shape: { dim: dims.map((d) => ({ dimParam: d })) } } } };
+}
+
+/** Serialised ONNX model for one graph kind. Exported for tests/debugging. */
+export function buildModel(kind: GraphKind): Uint8Array {
+  const nodes: INode[] = [];
+  const inputs: IValueInfo[] = [];
+  let outputDims: string[];
+  if (kind === "bmm" || kind === "bmm_t") {
+    inputs.push(valueInfo("A", DT.FLOAT, ["P", "M", "K"]));
+    if (kind === "bmm") {
+      inputs.push(valueInfo("B", DT.FLOAT, ["P", "K", "N"]));
+      nodes.push({ opType: "MatMul", input: ["A", "B"], output: ["Y"], name: "matmul" });
+    } else {
+      inputs.push(valueInfo("B", DT.FLOAT, ["P", "N", "K"]));
+      nodes.push({
+        opType: "Transpose",
+        input: ["B"],
+        output: ["Bt"],
+        name: "transpose",
+        attribute: [{ name: "perm", type: ATTR.INTS, ints: [0, 2, 1] }],
+      });
+      nodes.push({ opType: "MatMul", input: ["A", "Bt"], output: ["Y"], name: "matmul" });
+    }
+    outputDims = ["P", "M", "N"];
+  } else {
+    const f16 = kind === "linear_f16" || kind === "linear_f16_bias";
+    const bf16 = kind === "linear_bf16" || kind === "linear_bf16_bias";
+    const hasBias = kind.endsWith("_bias");
+    inputs.push(valueInfo("X", DT.FLOAT, ["M", "K"]));
+    inputs.push(valueInfo("W", f16 ? DT.FLOAT16 : bf16 ? DT.UINT16 : DT.FLOAT, ["N", "K"]));
+    if (hasBias) inputs.push(valueInfo("Bias", DT.FLOAT, ["N"]));
+    let wName = "W";
+    if (bf16) {
+      nodes.push({
+        opType: "BitCast",
+        input: ["W"],
+        output: ["Wbf"],
+        name: "bitcast",
+        attribute: [{ name: "to", type: ATTR.INT, i: DT.BFLOAT16 }],
+      });
+      wName = "Wbf";
+    }
+    if (f16 || bf16) {
+      nodes.push({
+        opType: "Cast",
+        input: [wName],
+        output: ["Wf"],
+        name: "cast",
+        attribute: [{ name: "to", type: ATTR.INT, i: DT.FLOAT }],
+      });
+      wName = "Wf";
+    }
+    nodes.push({
+      opType: "Gemm",
+      input: hasBias ? ["X", wName, "Bias"] : ["X", wName],
+      output: ["Y"],
+      name: "gemm",
+      attribute: [{ name: "transB", type: ATTR.INT, i: 1 }],
+    });
+    outputDims = ["M", "N"];
+  }
+  const bitcast = kind.startsWith("linear_bf16");
+  const model = onnx.ModelProto.create({
+    irVersion: bitcast ? IR_VERSION_BITCAST : IR_VERSION,
+    producerName: "lvlm-interpret",
+    opsetImport: [{ domain: "", version: bitcast ? OPSET_BITCAST : OPSET }],
+    graph: {
+      name: kind,
+      node: nodes,
+      input: inputs,
+      output: [valueInfo("Y", DT.FLOAT, outputDims)],
+    },
+  });
+  return onnx.ModelProto.encode(model).finish();
+}
+
+export interface OrtKernelsOptions {
+  /** Intra-op threads; default: os.availableParallelism(). */
+  threads?: number;
+  /**
+   * Let ORT's worker threads spin after a call. Default false: each session owns its own intra-op pool, so
+   * with several graph kinds in use the spinning pools fight each other and the JS thread for the cores;
+   * measured on a 2-core VM, a decode-layer-like mix of linear/bmm calls ran 4× slower with spinning
+   * (h=2048: 4.5 ms vs 18–20 ms per layer), though a single session called back-to-back gains ~10–40 µs.
+   */
+  spin?: boolean;
+  /**
+   * How BF16 weights reach ORT: "bitcast" (raw bits into the opset-26 BitCast graph), "widen" (widened to
+   * f32 in TS, F32 graph). Default "auto": bitcast when this onnxruntime can load that graph, else widen.
+   */
+  bf16?: "auto" | "bitcast" | "widen";
+}
+
+export class OrtKernels implements Kernels {
+  readonly name = "ort" as const;
+  readonly threads: number;
+  private readonly sessionOptions: ort.InferenceSession.SessionOptions;
+  private readonly sessions = new Map<GraphKind, Promise<ort.InferenceSession>>();
+  /** Free BF16 widening buffers; one is taken per in-flight call so concurrent calls never share one. */
+  private scratchPool: Float32Array[] = [];
+  private disposed = false;
+  private readonly inFlight = new Set<Promise<unknown>>();
+  /** null until the first BF16 call has settled how BF16 weights are fed (see OrtKernelsOptions.bf16). */
+  private bf16Mode: "bitcast" | "widen" | null;
+
+  constructor(opts: OrtKernelsOptions = {}) {
+    this.threads = Math.max(1, opts.threads ?? availableParallelism());
+    this.bf16Mode = opts.bf16 === "bitcast" || opts.bf16 === "widen" ? opts.bf16 : null;
+    const spin = opts.spin ? "1" : "0";
+    this.sessionOptions = {
+      executionProviders: ["cpu"],
+      graphOptimizationLevel: "all",
+      executionMode: "sequential",
+      intraOpNumThreads: this.threads,
+      interOpNumThreads: 1,
+      logSeverityLevel: 3,
+      extra: { session: { intra_op: { allow_spinning: spin }, inter_op: { allow_spinning: spin } } },
+    };
+  }
+
+  /** Creates the kernels and the F32 linear session, so a broken onnxruntime install fails here. */
+  static async create(opts: OrtKernelsOptions = {}): Promise<OrtKernels> {
+    const k = new OrtKernels(opts);
+    await k.session("linear");
+    return k;
+  }
+
+  private session(kind: GraphKind): Promise<ort.InferenceSession> {
+    if (this.disposed) throw new Error("OrtKernels used after dispose()");
+    let s = this.sessions.get(kind);
+    if (!s) {
+      s = ort.InferenceSession.create(buildModel(kind), this.sessionOptions);
+      this.sessions.set(kind, s);
+      s.catch(() => this.sessions.delete(kind));
+    }
+    return s;
+  }
+
+  async linear(
+    x: Float32Array,
+    m: number,
+    w: WeightMatrix,
+    bias?: Float32Array | null,
+  ): Promise<Float32Array> {
+    checkLinear(x, m, w, bias);
+    const n = w.rows;
+    const k = w.cols;
+    // ORT rejects zero-sized symbolic dims in some kernels; an empty product is trivially handled here.
+    if (m === 0 || n === 0 || k === 0) {
+      const y = new Float32Array(m * n);
+      if (bias && k === 0) for (let i = 0; i < m; i++) y.set(bias, i * n);
+      return y;
+    }
+    const hasBias = bias != null;
+    let scratch: Float32Array | null = null;
+    let wTensor: ort.Tensor;
+    let kind: GraphKind;
+    if (w.dtype === "F32") {
+      wTensor = new ort.Tensor("float32", w.data as Float32Array, [n, k]);
+      kind = hasBias ? "linear_bias" : "linear";
+    } else if (w.dtype === "F16") {
+      wTensor = new ort.Tensor("float16", w.data as Uint16Array, [n, k]);
+      kind = hasBias ? "linear_f16_bias" : "linear_f16";
+    } else if ((this.bf16Mode ?? (await this.probeBitcast())) === "bitcast") {
+      wTensor = new ort.Tensor("uint16", w.data as Uint16Array, [n, k]);
+      kind = hasBias ? "linear_bf16_bias" : "linear_bf16";
+    } else {
+      scratch = this.takeScratch(n * k);
+      const wf = scratch.subarray(0, n * k);
+      bf16ToF32Into(w.data as Uint16Array, wf, 0, n * k);
+      wTensor = new ort.Tensor("float32", wf, [n, k]);
+      kind = hasBias ? "linear_bias" : "linear";
+    }
+    try {
+      const feeds: Record<string, ort.Tensor> = { X: new ort.Tensor("float32", x, [m, k]), W: wTensor };
+      if (hasBias) feeds.Bias = new ort.Tensor("float32", bias, [n]);
+      return await this.run(kind, feeds);
+    } finally {
+      if (scratch && !this.disposed) this.scratchPool.push(scratch);
+    }
+  }
+
+  async bmm(
+    a: Float32Array,
+    b: Float32Array,
+    batch: number,
+    m: number,
+    k: number,
+    n: number,
+    transB: boolean,
+  ): Promise<Float32Array> {
+    checkBmm(a, b, batch, m, k, n);
+    if (batch === 0 || m === 0 || n === 0 || k === 0) return new Float32Array(batch * m * n);
+    return this.run(transB ? "bmm_t" : "bmm", {
+      A: new ort.Tensor("float32", a, [batch, m, k]),
+      B: new ort.Tensor("float32", b, transB ? [batch, n, k] : [batch, k, n]),
+    });
+  }
+
+  /** Runs one graph; in-flight runs are tracked so dispose() never releases a session under a run. */
+  private async run(kind: GraphKind, feeds: Record<string, ort.Tensor>): Promise<Float32Array> {
+    const sess = await this.session(kind);
+    if (this.disposed) throw new Error("OrtKernels used after dispose()");
+    const p = sess.run(feeds);
+    this.inFlight.add(p);
+    try {
+      return (await p).Y.data as Float32Array;
+    } finally {
+      this.inFlight.delete(p);
+    }
+  }
+
+  /** Settles the BF16 mode for "auto": bitcast if the opset-26 graph loads, else widen in TS. */
+  private async probeBitcast(): Promise<"bitcast" | "widen"> {
+    try {
+      await this.session("linear_bf16");
+      this.bf16Mode = "bitcast";
+    } catch {
+      if (this.disposed) throw new Error("OrtKernels used after dispose()");
+      this.bf16Mode = "widen";
+    }
+    return this.bf16Mode;
+  }
+
+  /** How BF16 weights are fed to ORT (null until the first BF16 call under the "auto" option). */
+  get bf16Path(): "bitcast" | "widen" | null {
+    return this.bf16Mode;
+  }
+
+  private takeScratch(size: number): Float32Array {
+    // Reuse the largest free buffer; grow it when too small (weights of one model come in a few sizes).
+    let best = -1;
+    for (let i = 0; i < this.scratchPool.length; i++) {
+      if (best < 0 || this.scratchPool[i].length > this.scratchPool[best].length) best = i;
+    }
+    if (best >= 0) {
+      const buf = this.scratchPool.splice(best, 1)[0];
+      if (buf.length >= size) return buf;
+    }
+    return new Float32Array(size);
+  }
+
+  async dispose(): Promise<void> {
+    if (this.disposed) return;
+    this.disposed = true;
+    const pending = [...this.sessions.values()];
+    this.sessions.clear();
+    this.scratchPool = [];
+    await Promise.allSettled([...this.inFlight]);
+    for (const p of pending) {
+      const s = await p.catch(() => null);
+      if (s) await s.release();
+    }
+  }
+}
