@@ -176,6 +176,19 @@ describe("kernels", () => {
     }
   }
 
+  test("big 16-bit weights (run by ort in row blocks) give the same product", async () => {
+    // 1100×4096 > 2^22 elements: ort splits it into row blocks; rows of the output must land in place.
+    const [m, k, n] = [3, 4096, 1100];
+    for (const dtype of ["BF16", "F16"] as const) {
+      const x = randArray(m * k, 41, 2);
+      const w = makeWeight(n, k, dtype, 42);
+      const bias = randArray(n, 43, 3);
+      const want = naiveLinear(x, m, w, bias);
+      const tol = tolerance(k, maxAbs(x), maxAbs(weightF64(w)), maxAbs(bias));
+      assertClose(await ort.linear(x, m, w, bias), want, tol, `ort row-blocked linear ${dtype}`);
+    }
+  });
+
   test("ort feeds BF16 through the in-graph BitCast on this onnxruntime", async () => {
     await ort.linear(new Float32Array(4), 1, makeWeight(3, 4, "BF16", 9));
     assert.equal(ort.bf16Path, "bitcast");

@@ -139,6 +139,9 @@ export interface OrtKernelsOptions {
   bf16?: "auto" | "bitcast" | "widen";
 }
 
+/** Largest 16-bit weight (elements) widened in one ORT call; bigger ones run in row blocks (4 Mi = 16 MiB f32). */
+const MAX_WIDENED_ELEMENTS = 1 << 22;
+
 export class OrtKernels implements Kernels {
   readonly name = "ort" as const;
   readonly threads: number;
@@ -199,6 +202,7 @@ export class OrtKernels implements Kernels {
       if (bias && k === 0) for (let i = 0; i < m; i++) y.set(bias, i * n);
       return y;
     }
+    if (w.dtype !== "F32" && n * k > MAX_WIDENED_ELEMENTS) return this.linearInRowBlocks(x, m, w, bias);
     const hasBias = bias != null;
     let scratch: Float32Array | null = null;
     let wTensor: ort.Tensor;
@@ -226,6 +230,35 @@ export class OrtKernels implements Kernels {
     } finally {
       if (scratch && !this.disposed) this.scratchPool.push(scratch);
     }
+  }
+
+  /**
+   * A 16-bit weight is widened to f32 inside ORT on every call; for a big matrix (an LM head) that temporary
+   * costs more in allocation and page faults than the product itself. Blocks of rows keep it small and
+   * reused.
+   */
+  private async linearInRowBlocks(
+    x: Float32Array,
+    m: number,
+    w: WeightMatrix,
+    bias?: Float32Array | null,
+  ): Promise<Float32Array> {
+    const n = w.rows;
+    const k = w.cols;
+    const rowsPerBlock = Math.max(1, Math.floor(MAX_WIDENED_ELEMENTS / k));
+    const y = new Float32Array(m * n);
+    for (let r0 = 0; r0 < n; r0 += rowsPerBlock) {
+      const r1 = Math.min(n, r0 + rowsPerBlock);
+      const block: WeightMatrix = {
+        rows: r1 - r0,
+        cols: k,
+        dtype: w.dtype,
+        data: (w.data as Uint16Array).subarray(r0 * k, r1 * k),
+      };
+      const part = await this.linear(x, m, block, bias ? bias.subarray(r0, r1) : null);
+      for (let i = 0; i < m; i++) y.set(part.subarray(i * (r1 - r0), (i + 1) * (r1 - r0)), i * n + r0);
+    }
+    return y;
   }
 
   async bmm(

@@ -20,7 +20,15 @@ export interface Kernels {
    * Batched matmul: out[b, m, n] = a[b, m, k] · B[b] where B[b] is [k, n], or [n, k] read transposed when
    * transB. Used for attention scores (q·kᵀ) and probabilities·values.
    */
-  bmm(a: Float32Array, b: Float32Array, batch: number, m: number, k: number, n: number, transB: boolean): Promise<Float32Array>;
+  bmm(
+    a: Float32Array,
+    b: Float32Array,
+    batch: number,
+    m: number,
+    k: number,
+    n: number,
+    transB: boolean,
+  ): Promise<Float32Array>;
   /** Release native resources (sessions). */
   dispose(): Promise<void>;
 }
