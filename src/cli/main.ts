@@ -1,6 +1,7 @@
 #!/usr/bin/env node
 /** `lvlm-interpret` command line: thin layer over the library API. */
 import { Command } from "commander";
+import { causalCommand } from "./causal-command.js";
 import { reportAndExit } from "./errors.js";
 import { traceCommand } from "./trace-command.js";
 
@@ -11,6 +12,7 @@ const program = new Command("lvlm-interpret")
   .exitOverride();
 
 program.addCommand(traceCommand());
+program.addCommand(causalCommand());
 
 try {
   await program.parseAsync(process.argv);
