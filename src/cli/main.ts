@@ -3,6 +3,7 @@
 import { Command } from "commander";
 import { causalCommand } from "./causal-command.js";
 import { reportAndExit } from "./errors.js";
+import { serveCommand } from "./serve-command.js";
 import { traceCommand } from "./trace-command.js";
 
 const program = new Command("lvlm-interpret")
@@ -13,6 +14,7 @@ const program = new Command("lvlm-interpret")
 
 program.addCommand(traceCommand());
 program.addCommand(causalCommand());
+program.addCommand(serveCommand());
 
 try {
   await program.parseAsync(process.argv);

@@ -1,0 +1,64 @@
+import * as path from "node:path";
+import { Command, InvalidArgumentError, Option } from "commander";
+import { buildServer } from "../server/app.js";
+import { defaultModelDir, PROJECT_ROOT } from "./default-model.js";
+
+function intArg(name: string, min: number, max: number) {
+  return (v: string) => {
+    const n = Number(v);
+    if (!Number.isInteger(n) || n < min || n > max)
+      throw new InvalidArgumentError(`${name} must be an integer in [${min}, ${max}]`);
+    return n;
+  };
+}
+
+export function serveCommand(): Command {
+  return new Command("serve")
+    .description(
+      "serve the interactive web app (generate, attention, relevancy, causality, export/import) over saved runs",
+    )
+    .option("--port <n>", "port to listen on", intArg("--port", 0, 65535), 7860)
+    .option(
+      "--host <addr>",
+      "address to bind (loopback by default; anything else exposes the app to your network)",
+      "127.0.0.1",
+    )
+    .option("--model <dir>", "llava-hf checkpoint folder (default: the embedded default model)")
+    .option("--data <dir>", "folder for runs and their index", path.join(PROJECT_ROOT, "runs"))
+    .addOption(
+      new Option("--kernels <impl>", "matmul kernels: auto (by size) | ts | ort")
+        .choices(["auto", "ts", "ort"])
+        .default("auto"),
+    )
+    .option("--max-upload-mb <n>", "largest image upload in MiB", intArg("--max-upload-mb", 1, 1024), 20)
+    .option(
+      "--max-import-mb <n>",
+      "largest run archive to import in MiB",
+      intArg("--max-import-mb", 1, 1 << 20),
+      4096,
+    )
+    .action(async (o) => {
+      const modelDir = path.resolve(o.model ?? defaultModelDir());
+      const server = await buildServer({
+        modelDir,
+        dataDir: path.resolve(o.data),
+        kernels: o.kernels,
+        host: o.host,
+        limits: { maxUploadBytes: o.maxUploadMb * 2 ** 20, maxImportBytes: o.maxImportMb * 2 ** 20 },
+      });
+      const address = await server.app.listen({ port: o.port, host: o.host });
+      process.stderr.write(
+        `lvlm-interpret: serving ${address} (model ${modelDir}, runs in ${server.store.dataDir})\n`,
+      );
+      let closing = false;
+      const stop = async () => {
+        if (closing) process.exit(1);
+        closing = true;
+        process.stderr.write("lvlm-interpret: shutting down\n");
+        await server.close();
+        process.exit(0);
+      };
+      process.on("SIGINT", stop);
+      process.on("SIGTERM", stop);
+    });
+}

@@ -1,0 +1,303 @@
+/**
+ * Raw-attention aggregates of a run, the numbers behind LVLM-Interpret's attention views:
+ *
+ * * {@link attentionSummary}: per LLM layer × head, the mean attention from the answer tokens to the image
+ *   tokens ("Image-to-Answer") and to the question tokens ("Question-to-Answer").
+ * * {@link headImageMaps}: for chosen answer tokens and one layer, every head's attention over the image patch
+ *   grid, sorted by mean attention, plus the per-head mean strip.
+ * * {@link patchAttention}: for chosen image patches and one layer, how much each answer token attends to them
+ *   (per head, and averaged over heads) — the patch selector.
+ *
+ * Conventions (the run format's, see docs/trace-format.md): with T = len(input_ids), answer token k is the one
+ * *predicted by* position T − 1 + k, so "the attention of answer token k" is row T − 1 + k of `llm_attn.{l}`
+ * (the attention that produced it — what LVLM-Interpret reads from each generation step's last query row).
+ * Image token i is column image_token_start + i and patch (i / cols | 0, i % cols). The question tokens are
+ * the prompt positions after the image (the question and the chat template's tail), as in LVLM-Interpret.
+ *
+ * Only the rows needed are read from disk (one contiguous read per head), never the whole [H, S, S] tensor,
+ * so the summary of a 7B run touches G·S values per head instead of S².
+ */
+import * as fs from "node:fs";
+import { DTYPE_BYTES, toF32 } from "../hf/safetensors.js";
+import type { RunManifest } from "../run/manifest.js";
+import type { Run } from "../run/run-dir.js";
+
+/** A query outside the run (bad layer, token or patch index); the message says which and the valid range. */
+export class AttentionQueryError extends Error {
+  override name = "AttentionQueryError";
+}
+
+/** Where things are in a run's LLM sequence. */
+export interface AttentionLayout {
+  /** Prompt length (expanded input_ids). */
+  T: number;
+  /** Number of generated tokens. */
+  G: number;
+  /** Sequence length of the attention tensors (T + G − 1). */
+  S: number;
+  layers: number;
+  heads: number;
+  imageStart: number;
+  imageCount: number;
+  grid: [number, number];
+  /** First question position (just after the image) and one past the last (T). */
+  questionStart: number;
+  questionEnd: number;
+}
+
+export function attentionLayout(m: RunManifest): AttentionLayout {
+  const T = m.input_ids.length;
+  const G = m.generated_ids.length;
+  const imageStart = m.image_token_start;
+  const imageCount = m.image_token_count;
+  return {
+    T,
+    G,
+    S: m.seq_len,
+    layers: m.model.llm_layers,
+    heads: m.model.llm_heads,
+    imageStart,
+    imageCount,
+    grid: [m.model.patch_grid[0], m.model.patch_grid[1]],
+    questionStart: imageStart + imageCount,
+    questionEnd: T,
+  };
+}
+
+/** The attention row of answer token k. */
+export function answerRow(layout: AttentionLayout, k: number): number {
+  return layout.T - 1 + k;
+}
+
+function checkLayer(layout: AttentionLayout, layer: number): void {
+  if (!Number.isInteger(layer) || layer < 0 || layer >= layout.layers) {
+    throw new AttentionQueryError(
+      `layer ${layer} is out of range (the model has LLM layers 0…${layout.layers - 1})`,
+    );
+  }
+}
+
+/** Validated, de-duplicated, sorted answer-token indices; all tokens when `tokens` is empty or absent. */
+export function checkTokens(layout: AttentionLayout, tokens?: readonly number[]): number[] {
+  if (!tokens || tokens.length === 0) return Array.from({ length: layout.G }, (_, k) => k);
+  for (const k of tokens) {
+    if (!Number.isInteger(k) || k < 0 || k >= layout.G) {
+      throw new AttentionQueryError(
+        `answer token ${k} is out of range (the answer has tokens 0…${layout.G - 1})`,
+      );
+    }
+  }
+  return [...new Set(tokens)].sort((a, b) => a - b);
+}
+
+/** Validated, de-duplicated, sorted image-patch indices (row-major on the patch grid); at least one. */
+export function checkPatches(layout: AttentionLayout, patches: readonly number[]): number[] {
+  if (patches.length === 0) throw new AttentionQueryError("select at least one image patch");
+  for (const p of patches) {
+    if (!Number.isInteger(p) || p < 0 || p >= layout.imageCount) {
+      throw new AttentionQueryError(
+        `image patch ${p} is out of range (the image has patches 0…${layout.imageCount - 1})`,
+      );
+    }
+  }
+  return [...new Set(patches)].sort((a, b) => a - b);
+}
+
+/**
+ * Rows [r0, r0 + n) of every head of LLM layer `layer`, widened to float32: [H, n, S] row-major. Reads only
+ * those rows from the safetensors file.
+ */
+export function readLlmAttentionRows(run: Run, layer: number, r0: number, n: number): Float32Array {
+  const info = run.info(`llm_attn.${layer}`);
+  if (info.shape.length !== 3)
+    throw new AttentionQueryError(`llm_attn.${layer}: expected [H, S, S], got [${info.shape.join(", ")}]`);
+  const [H, S, S2] = info.shape;
+  if (S !== S2) throw new AttentionQueryError(`llm_attn.${layer}: not square ([${info.shape.join(", ")}])`);
+  if (r0 < 0 || n < 0 || r0 + n > S)
+    throw new AttentionQueryError(`rows ${r0}…${r0 + n - 1} outside llm_attn.${layer} (S = ${S})`);
+  const eb = DTYPE_BYTES[info.dtype];
+  const rowBytes = S * eb;
+  const out = new Float32Array(H * n * S);
+  if (n === 0) return out;
+  const fd = fs.openSync(info.file, "r");
+  try {
+    const buf = new Uint8Array(n * rowBytes);
+    for (let h = 0; h < H; h++) {
+      const pos = info.offset + (h * S + r0) * rowBytes;
+      let done = 0;
+      while (done < buf.length) {
+        const r = fs.readSync(fd, buf, done, buf.length - done, pos + done);
+        if (r <= 0)
+          throw new AttentionQueryError(`${info.file}: unexpected end of file reading llm_attn.${layer}`);
+        done += r;
+      }
+      // Copy into a fresh aligned buffer: toF32 views it with the dtype's typed array.
+      out.set(toF32(info.dtype, buf.slice().buffer), h * n * S);
+    }
+  } finally {
+    fs.closeSync(fd);
+  }
+  return out;
+}
+
+/**
+ * Mean of `rows[h, r, c]` over the chosen rows and columns [c0, c1), per head. `rows` is [H, n, S]; `rowSel`
+ * indexes its n rows.
+ */
+export function blockMeanPerHead(
+  rows: Float32Array,
+  H: number,
+  n: number,
+  S: number,
+  rowSel: readonly number[],
+  c0: number,
+  c1: number,
+): number[] {
+  const out = new Array<number>(H).fill(0);
+  const cells = rowSel.length * (c1 - c0);
+  if (cells <= 0) return out;
+  for (let h = 0; h < H; h++) {
+    let s = 0;
+    for (const r of rowSel) {
+      const base = (h * n + r) * S;
+      for (let c = c0; c < c1; c++) s += rows[base + c];
+    }
+    out[h] = s / cells;
+  }
+  return out;
+}
+
+export interface AttentionSummary {
+  layers: number;
+  heads: number;
+  /** The answer tokens averaged over. */
+  tokens: number[];
+  /** [layer][head]: mean attention from the answer tokens to the image tokens. */
+  image: number[][];
+  /** [layer][head]: mean attention from the answer tokens to the question tokens (empty span → 0). */
+  question: number[][];
+  imageSpan: [number, number];
+  questionSpan: [number, number];
+}
+
+/** LVLM-Interpret's "Image-to-Answer" and "Question-to-Answer" layer × head heatmaps. */
+export function attentionSummary(run: Run, tokens?: readonly number[]): AttentionSummary {
+  const L = attentionLayout(run.manifest);
+  const ks = checkTokens(L, tokens);
+  const r0 = answerRow(L, ks[0]);
+  const n = answerRow(L, ks[ks.length - 1]) - r0 + 1;
+  const rowSel = ks.map((k) => answerRow(L, k) - r0);
+  const image: number[][] = [];
+  const question: number[][] = [];
+  for (let l = 0; l < L.layers; l++) {
+    const rows = readLlmAttentionRows(run, l, r0, n);
+    const H = rows.length / (n * L.S);
+    image.push(blockMeanPerHead(rows, H, n, L.S, rowSel, L.imageStart, L.imageStart + L.imageCount));
+    question.push(blockMeanPerHead(rows, H, n, L.S, rowSel, L.questionStart, L.questionEnd));
+  }
+  return {
+    layers: L.layers,
+    heads: L.heads,
+    tokens: ks,
+    image,
+    question,
+    imageSpan: [L.imageStart, L.imageStart + L.imageCount],
+    questionSpan: [L.questionStart, L.questionEnd],
+  };
+}
+
+export interface HeadImageMap {
+  head: number;
+  /** Mean of `map`: the head's mean attention to the image for the chosen tokens. */
+  mean: number;
+  max: number;
+  /** Attention to each image patch, row-major on the patch grid, averaged over the chosen tokens. */
+  map: number[];
+}
+
+export interface HeadImageMaps {
+  layer: number;
+  tokens: number[];
+  grid: [number, number];
+  /** Every head, sorted by `mean`, largest first. */
+  heads: HeadImageMap[];
+  /** Per-head mean attention in head order (the strip under the maps). */
+  headMeans: number[];
+  /** Smallest and largest value over all maps (for a shared colour scale). */
+  min: number;
+  max: number;
+}
+
+/** Per-head attention of the chosen answer tokens (mean over tokens) over the image patches of one layer. */
+export function headImageMaps(run: Run, layer: number, tokens?: readonly number[]): HeadImageMaps {
+  const L = attentionLayout(run.manifest);
+  checkLayer(L, layer);
+  const ks = checkTokens(L, tokens);
+  const r0 = answerRow(L, ks[0]);
+  const n = answerRow(L, ks[ks.length - 1]) - r0 + 1;
+  const rows = readLlmAttentionRows(run, layer, r0, n);
+  const H = rows.length / (n * L.S);
+  const P = L.imageCount;
+  const heads: HeadImageMap[] = [];
+  let min = Number.POSITIVE_INFINITY;
+  let max = Number.NEGATIVE_INFINITY;
+  for (let h = 0; h < H; h++) {
+    const map = new Array<number>(P).fill(0);
+    for (const k of ks) {
+      const base = (h * n + answerRow(L, k) - r0) * L.S + L.imageStart;
+      for (let p = 0; p < P; p++) map[p] += rows[base + p];
+    }
+    let s = 0;
+    let hmax = Number.NEGATIVE_INFINITY;
+    for (let p = 0; p < P; p++) {
+      map[p] /= ks.length;
+      s += map[p];
+      if (map[p] > hmax) hmax = map[p];
+      if (map[p] < min) min = map[p];
+    }
+    if (hmax > max) max = hmax;
+    heads.push({ head: h, mean: s / P, max: hmax, map });
+  }
+  const headMeans = heads.map((x) => x.mean);
+  heads.sort((a, b) => b.mean - a.mean || a.head - b.head);
+  return { layer, tokens: ks, grid: L.grid, heads, headMeans, min, max };
+}
+
+export interface PatchAttention {
+  layer: number;
+  patches: number[];
+  /** [head][answer token]: mean attention from the token to the selected patches. */
+  perHeadToken: number[][];
+  /** Per answer token, averaged over heads. */
+  tokenMean: number[];
+  /** Per head, averaged over answer tokens. */
+  headMean: number[];
+  /** Per answer token, the attention *mass* on the selected patches (sum over patches), averaged over heads. */
+  tokenSum: number[];
+}
+
+/** The patch selector: how much each answer token of one layer attends to the selected image patches. */
+export function patchAttention(run: Run, layer: number, patches: readonly number[]): PatchAttention {
+  const L = attentionLayout(run.manifest);
+  checkLayer(L, layer);
+  const ps = checkPatches(L, patches);
+  const r0 = answerRow(L, 0);
+  const rows = readLlmAttentionRows(run, layer, r0, L.G);
+  const H = rows.length / (L.G * L.S);
+  const perHeadToken: number[][] = [];
+  const tokenSum = new Array<number>(L.G).fill(0);
+  for (let h = 0; h < H; h++) {
+    const row: number[] = [];
+    for (let k = 0; k < L.G; k++) {
+      const base = (h * L.G + k) * L.S + L.imageStart;
+      let s = 0;
+      for (const p of ps) s += rows[base + p];
+      row.push(s / ps.length);
+      tokenSum[k] += s / H;
+    }
+    perHeadToken.push(row);
+  }
+  const tokenMean = Array.from({ length: L.G }, (_, k) => perHeadToken.reduce((a, r) => a + r[k], 0) / H);
+  const headMean = perHeadToken.map((r) => (r.length ? r.reduce((a, b) => a + b, 0) / r.length : 0));
+  return { layer, patches: ps, perHeadToken, tokenMean, headMean, tokenSum };
+}

@@ -1,0 +1,135 @@
+/**
+ * The causality view of one explained token as small JSON for the web app: per head the PAG restricted to the
+ * explanation (nodes labelled as image patches or words, edges with their end marks), the explanation's
+ * image patches and weights, its growth with the search radius, and the head importances. Input: a
+ * `causal/<k>.json` document (docs/causal-format.md) and the run's manifest.
+ */
+import type { RunManifest } from "../run/manifest.js";
+import type { CausalDocument } from "./causal/explain-run.js";
+import { tokenDisplayText } from "./words.js";
+
+export type MarkName = "arrow" | "tail" | "circle";
+
+export interface CausalGraphNode {
+  /** Sequence position. */
+  id: number;
+  kind: "image" | "text" | "target";
+  label: string;
+  /** Patch index (image nodes): row ⌊patch / cols⌋, column patch mod cols. */
+  patch: number | null;
+  /** Smallest PDS-tree level the node appears on (0 = the target), null if outside the explanation. */
+  radius: number | null;
+  inExplanation: boolean;
+}
+
+export interface CausalGraphEdge {
+  source: number;
+  target: number;
+  /** PAG mark at the source / target end. */
+  sourceMark: MarkName;
+  targetMark: MarkName;
+  text: string;
+}
+
+export interface CausalGrowthStep {
+  radius: number;
+  /** Distinct explanation nodes at levels ≤ radius (target included). */
+  total: number;
+  image: number;
+  text: number;
+}
+
+export interface CausalHeadView {
+  head: number;
+  importance: number | null;
+  nodes: CausalGraphNode[];
+  edges: CausalGraphEdge[];
+  explanationPatches: number[];
+  patchWeights: number[];
+  growth: CausalGrowthStep[];
+}
+
+export interface CausalView {
+  token: number;
+  tokenText: string;
+  layer: number;
+  target: number;
+  grid: [number, number];
+  params: CausalDocument["params"];
+  heads: CausalHeadView[];
+  /** Σ over heads of patch weights, normalised to max 1, row-major. */
+  patchWeights: number[];
+}
+
+/** Display label of a sequence position: a patch, a prompt token, or an answer token. */
+export function positionLabel(pos: number, m: RunManifest, promptTokens: string[]): string {
+  const T = m.input_ids.length;
+  const cols = m.model.patch_grid[1];
+  if (pos >= m.image_token_start && pos < m.image_token_start + m.image_token_count) {
+    const i = pos - m.image_token_start;
+    return `patch ${Math.floor(i / cols)},${i % cols}`;
+  }
+  if (pos < T) return tokenDisplayText(promptTokens[pos] ?? `#${pos}`) || "␣";
+  return tokenDisplayText(m.generated_tokens[pos - T] ?? `#${pos}`) || "␣";
+}
+
+export function causalView(doc: CausalDocument, m: RunManifest, promptTokens: string[]): CausalView {
+  const x = doc.token_to_explain;
+  const isImage = (p: number) =>
+    p >= doc.image_token_start && p < doc.image_token_start + doc.image_token_count;
+  const heads: CausalHeadView[] = doc.heads.map((h) => {
+    const level = new Map<number, number>();
+    const maxR = Math.max(0, ...Object.keys(h.explanation_per_radius).map(Number));
+    for (let r = 0; r <= maxR; r++) {
+      const v = h.explanation_per_radius[String(r)];
+      if (v === undefined) continue;
+      for (const p of Array.isArray(v) ? v : [v]) if (!level.has(p)) level.set(p, r);
+    }
+    const expl = new Set([...h.explanation, x]);
+    const ids = [...new Set([...h.nodes, x])];
+    const nodes: CausalGraphNode[] = ids.map((p) => ({
+      id: p,
+      kind: p === x ? "target" : isImage(p) ? "image" : "text",
+      label:
+        p === x
+          ? `${positionLabel(p, m, promptTokens)} → ${tokenDisplayText(doc.token ?? "")}`
+          : positionLabel(p, m, promptTokens),
+      patch: isImage(p) ? p - doc.image_token_start : null,
+      radius: level.get(p) ?? (p === x ? 0 : null),
+      inExplanation: expl.has(p),
+    }));
+    const edges: CausalGraphEdge[] = h.edges.map((e) => ({
+      source: e.i,
+      target: e.j,
+      sourceMark: e.mark_at_i as MarkName,
+      targetMark: e.mark_at_j as MarkName,
+      text: e.edge,
+    }));
+    const growth: CausalGrowthStep[] = [];
+    const seen = new Set<number>();
+    for (let r = 0; r <= Math.max(maxR, doc.params.max_range); r++) {
+      for (const [p, l] of level) if (l === r) seen.add(p);
+      const image = [...seen].filter(isImage).length;
+      growth.push({ radius: r, total: seen.size, image, text: seen.size - image });
+    }
+    return {
+      head: h.head,
+      importance: h.head_importance,
+      nodes,
+      edges,
+      explanationPatches: h.explanation_image_patches,
+      patchWeights: h.image_expla_weights,
+      growth,
+    };
+  });
+  return {
+    token: doc.token_index,
+    tokenText: tokenDisplayText(doc.token ?? ""),
+    layer: doc.layer,
+    target: x,
+    grid: doc.patch_weights.grid,
+    params: doc.params,
+    heads,
+    patchWeights: doc.patch_weights.normalized.flat(),
+  };
+}

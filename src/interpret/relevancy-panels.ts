@@ -1,0 +1,239 @@
+/**
+ * The relevancy views of a run as small JSON for the web app: per answer word (or token) the relevancy map on
+ * the image patch grid, the text relevancy of one token (top question words vs the image), and every computed
+ * token's image-vs-text reliance. Reads the tensors `computeRelevancy` stored (`rel.<kind>.<mode>` [G, width])
+ * and the record in `manifest.extras.relevancy[mode]`; the maths are relevancy-views.ts / words.ts.
+ */
+import type { Run } from "../run/run-dir.js";
+import { normalizeRow, type RelevancyMode } from "./relevancy.js";
+import { type RelevancyRecord, relevancyTensorName } from "./relevancy-run.js";
+import {
+  chainImageMap,
+  type ImageMap,
+  imageReliance,
+  llmImageMap,
+  type TextRelevancyEntry,
+  textRelevancy,
+  topWordsVsImage,
+  vitImageMap,
+  type WordsVsImage,
+  wordRows,
+} from "./relevancy-views.js";
+import { averagePaddedRows, groupWords, isSeparatorToken, tokenDisplayText } from "./words.js";
+
+export type RelevancyMapKind = "llm" | "vit" | "all" | "all_v2" | "chain";
+export const RELEVANCY_MAP_KINDS: readonly RelevancyMapKind[] = ["llm", "vit", "all", "all_v2", "chain"];
+
+/** A request the run cannot answer (nothing computed yet, a token not computed, a bad mode). */
+export class RelevancyViewError extends Error {
+  override name = "RelevancyViewError";
+}
+
+export interface RelevancyStatus {
+  /** Per mode, per map kind: the answer tokens whose relevancy is stored. */
+  computed: Partial<Record<RelevancyMode, Partial<Record<RelevancyMapKind, number[]>>>>;
+}
+
+export function relevancyStatus(run: Run): RelevancyStatus {
+  const rel = (run.manifest.extras?.relevancy ?? {}) as Partial<Record<RelevancyMode, RelevancyRecord>>;
+  const computed: RelevancyStatus["computed"] = {};
+  for (const [mode, rec] of Object.entries(rel) as [RelevancyMode, RelevancyRecord][]) {
+    const kinds: Partial<Record<RelevancyMapKind, number[]>> = {};
+    for (const [kind, toks] of Object.entries(rec?.computed ?? {}) as [RelevancyMapKind, number[]][]) {
+      if (run.has(relevancyTensorName(kind, mode))) kinds[kind] = toks;
+    }
+    computed[mode] = kinds;
+  }
+  return { computed };
+}
+
+function computedTokens(run: Run, mode: RelevancyMode, kind: RelevancyMapKind): number[] {
+  const toks = relevancyStatus(run).computed[mode]?.[kind];
+  if (!toks || toks.length === 0)
+    throw new RelevancyViewError(`no ${kind} relevancy (${mode}) computed for this run yet`);
+  return toks;
+}
+
+/** Rows of `rel.<kind>.<mode>` for the given tokens. */
+function rows(
+  run: Run,
+  mode: RelevancyMode,
+  kind: RelevancyMapKind,
+): { width: number; row: (t: number) => Float32Array } {
+  const t = run.tensor(relevancyTensorName(kind, mode));
+  const width = t.shape[1];
+  return { width, row: (k: number) => t.data.subarray(k * width, (k + 1) * width) };
+}
+
+export interface RelevancyMapItem {
+  /** The word (or token) as displayed. */
+  label: string;
+  /** Answer tokens it covers. */
+  tokens: number[];
+  /** Punctuation, whitespace or a special token (the tool leaves these out of its gallery). */
+  separator: boolean;
+  /** Row-major values on the patch grid. */
+  map: number[];
+  min: number;
+  max: number;
+}
+
+export interface RelevancyMapsView {
+  mode: RelevancyMode;
+  kind: RelevancyMapKind;
+  by: "word" | "token";
+  normalized: boolean;
+  grid: [number, number];
+  /** Tokens with stored relevancy of this kind. */
+  computed: number[];
+  /** Words (or tokens) whose tokens are all computed, in answer order. */
+  items: RelevancyMapItem[];
+}
+
+function item(label: string, tokens: number[], separator: boolean, m: ImageMap): RelevancyMapItem {
+  let min = Number.POSITIVE_INFINITY;
+  let max = Number.NEGATIVE_INFINITY;
+  for (const v of m.values) {
+    if (v < min) min = v;
+    if (v > max) max = v;
+  }
+  return { label, tokens, separator, map: Array.from(m.values), min, max };
+}
+
+/**
+ * Relevancy maps on the image for every computed answer word (`by: "word"`, the tool's gallery: a word's map
+ * is the mean of its tokens' normalised rows) or token. `normalized` applies LVLM-Interpret's handle_residual
+ * to each row first (the tool's display); chain maps are per-patch already and are averaged as stored.
+ * `rawTokens` are the answer's tokenizer pieces (id_to_token, with their `▁`/`Ġ` word-boundary markers) that
+ * words are grouped by; without them the manifest's decoded tokens are used, which have lost those markers.
+ */
+export function relevancyImageMaps(
+  run: Run,
+  mode: RelevancyMode,
+  kind: RelevancyMapKind,
+  by: "word" | "token",
+  normalized = true,
+  rawTokens?: string[],
+): RelevancyMapsView {
+  if (!RELEVANCY_MAP_KINDS.includes(kind))
+    throw new RelevancyViewError(
+      `unknown relevancy map "${kind}" (expected ${RELEVANCY_MAP_KINDS.join(", ")})`,
+    );
+  const m = run.manifest;
+  const computed = computedTokens(run, mode, kind);
+  const done = new Set(computed);
+  const grid: [number, number] = [m.model.patch_grid[0], m.model.patch_grid[1]];
+  const T = m.input_ids.length;
+  const G = m.generated_ids.length;
+  const { row } = rows(run, mode, kind);
+  if (rawTokens && rawTokens.length !== G)
+    throw new RelevancyViewError(`${rawTokens.length} raw tokens for ${G} generated ids`);
+  const gen = rawTokens ?? m.generated_tokens;
+  const sep = (toks: number[]) => toks.every((t) => isSeparatorToken(gen[t]));
+  const tokenMap = (t: number, r: ArrayLike<number>, norm: boolean): ImageMap => {
+    if (kind === "llm")
+      return llmImageMap(r, T - 1 + t, m.image_token_start, m.image_token_count, grid, norm);
+    if (kind === "chain") return chainImageMap(Float32Array.from(r), grid);
+    return vitImageMap(r, grid, norm);
+  };
+  const items: RelevancyMapItem[] = [];
+  if (by === "token") {
+    for (const t of computed)
+      items.push(item(tokenDisplayText(gen[t]), [t], sep([t]), tokenMap(t, row(t), normalized)));
+    return { mode, kind, by, normalized, grid, computed, items };
+  }
+  const words = groupWords(gen).filter((w) => w.tokens.every((t) => done.has(t)));
+  if (kind === "llm") {
+    const positions = Array.from({ length: G }, (_, t) => T - 1 + t);
+    const all = wordRows(
+      Array.from({ length: G }, (_, t) => row(t)),
+      positions,
+      gen,
+      normalized,
+    );
+    for (const w of all) {
+      if (!w.tokens.every((t) => done.has(t))) continue;
+      items.push(
+        item(
+          w.text,
+          w.tokens,
+          sep(w.tokens),
+          llmImageMap(
+            w.row,
+            T - 1 + w.tokens[w.tokens.length - 1],
+            m.image_token_start,
+            m.image_token_count,
+            grid,
+            false,
+          ),
+        ),
+      );
+    }
+  } else {
+    for (const w of words) {
+      const rs = w.tokens.map((t) => (normalized && kind !== "chain" ? normalizeRow(row(t), 0) : row(t)));
+      const avg = averagePaddedRows(rs);
+      items.push(
+        item(
+          w.text,
+          w.tokens,
+          sep(w.tokens),
+          kind === "chain" ? chainImageMap(avg, grid) : vitImageMap(avg, grid, false),
+        ),
+      );
+    }
+  }
+  return { mode, kind, by, normalized, grid, computed, items };
+}
+
+export interface RelevancyTextView {
+  mode: RelevancyMode;
+  token: number;
+  /** Relevancy of every prompt position (the image collapsed to its mean), normalised. */
+  entries: TextRelevancyEntry[];
+  /** The tool's bars: top-3 question words and the image maximum, and the reliance score. */
+  wordsVsImage: WordsVsImage;
+}
+
+/** Text relevancy of one answer token (`promptTokens`: the prompt's token strings, one per input id). */
+export function relevancyText(
+  run: Run,
+  mode: RelevancyMode,
+  token: number,
+  promptTokens: string[],
+): RelevancyTextView {
+  const m = run.manifest;
+  const computed = computedTokens(run, mode, "llm");
+  if (!computed.includes(token))
+    throw new RelevancyViewError(`LLM relevancy (${mode}) of answer token ${token} is not computed yet`);
+  if (promptTokens.length !== m.input_ids.length)
+    throw new RelevancyViewError(
+      `${promptTokens.length} prompt token strings for ${m.input_ids.length} input ids`,
+    );
+  const r = rows(run, mode, "llm").row(token);
+  const p = m.input_ids.length - 1 + token;
+  return {
+    mode,
+    token,
+    entries: textRelevancy(r, p, promptTokens, m.image_token_start, m.image_token_count, true),
+    wordsVsImage: topWordsVsImage(r, p, promptTokens, m.image_token_start, m.image_token_count),
+  };
+}
+
+/** Image-vs-text reliance of every computed answer token (1 = the image beats every top question word). */
+export function relevancyReliance(
+  run: Run,
+  mode: RelevancyMode,
+  promptTokens: string[],
+): { token: number; reliance: number; imageMax: number }[] {
+  const m = run.manifest;
+  const computed = computedTokens(run, mode, "llm");
+  const { row } = rows(run, mode, "llm");
+  return imageReliance(
+    computed.map((t) => row(t)),
+    computed,
+    promptTokens,
+    m.image_token_start,
+    m.image_token_count,
+  );
+}

@@ -1,0 +1,166 @@
+/**
+ * Worker thread for read-only queries over saved runs (attention aggregates, relevancy and causal views): the
+ * library functions read tensors from disk and reduce them to small JSON, off the HTTP thread. Opened runs are
+ * cached and reopened when their manifest changes (an analysis job added tensors).
+ */
+import * as fs from "node:fs";
+import * as path from "node:path";
+import { parentPort, workerData } from "node:worker_threads";
+import { readLlavaConfig } from "../hf/config.js";
+import { TextProcessor } from "../hf/tokenizer.js";
+import {
+  AttentionQueryError,
+  attentionSummary,
+  headImageMaps,
+  patchAttention,
+} from "../interpret/attention.js";
+import { CAUSAL_FORMAT, type CausalDocument, CausalError } from "../interpret/causal/explain-run.js";
+import { causalView } from "../interpret/causal-view.js";
+import type { RelevancyMode } from "../interpret/relevancy.js";
+import {
+  type RelevancyMapKind,
+  RelevancyViewError,
+  relevancyImageMaps,
+  relevancyReliance,
+  relevancyStatus,
+  relevancyText,
+} from "../interpret/relevancy-panels.js";
+import { MANIFEST_FILE, Run, RunError } from "../run/run-dir.js";
+import type { AnalysisWorkerData, FromAnalysisWorker, ToAnalysisWorker } from "./worker-protocol.js";
+
+const port = parentPort!;
+const data = workerData as AnalysisWorkerData;
+
+let tokenizer: TextProcessor | null = null;
+/** The prompt's token strings, from the server model's tokenizer (never a model named by a run). */
+function tokenStrings(ids: number[]): string[] {
+  if (!tokenizer)
+    tokenizer = TextProcessor.load(data.modelDir, readLlavaConfig(data.modelDir).imageTokenIndex);
+  const tp = tokenizer;
+  return ids.map((id) => tp.idToToken(id));
+}
+const promptTokens = (run: Run) => tokenStrings(run.manifest.input_ids);
+
+/** Not-yet-computed analyses: the view has nothing to show (404), the client offers to compute it. */
+export class NotComputedError extends Error {}
+
+interface Cached {
+  run: Run;
+  mtimeMs: number;
+}
+const cache = new Map<string, Cached>();
+const MAX_OPEN = 8;
+
+function openRun(dir: string): Run {
+  const mtimeMs = fs.statSync(path.join(dir, MANIFEST_FILE)).mtimeMs;
+  const c = cache.get(dir);
+  if (c && c.mtimeMs === mtimeMs) {
+    cache.delete(dir);
+    cache.set(dir, c);
+    return c.run;
+  }
+  if (c) {
+    c.run.close();
+    cache.delete(dir);
+  }
+  const run = Run.open(dir);
+  cache.set(dir, { run, mtimeMs });
+  while (cache.size > MAX_OPEN) {
+    const [k, v] = cache.entries().next().value as [string, Cached];
+    v.run.close();
+    cache.delete(k);
+  }
+  return run;
+}
+
+/** A query error the user caused (400) rather than a broken run (500). */
+export class QueryError extends Error {}
+
+const handlers: Record<string, (...args: any[]) => unknown> = {
+  summary: (dir: string, tokens?: number[]) => attentionSummary(openRun(dir), tokens),
+  heads: (dir: string, layer: number, tokens?: number[]) => headImageMaps(openRun(dir), layer, tokens),
+  patches: (dir: string, layer: number, patches: number[]) => patchAttention(openRun(dir), layer, patches),
+  runExtras: (dir: string) => {
+    const run = openRun(dir);
+    const causalDir = path.join(dir, "causal");
+    const causal = fs.existsSync(causalDir)
+      ? fs
+          .readdirSync(causalDir)
+          .map((f) => /^(\d+)\.json$/.exec(f))
+          .filter((x): x is RegExpExecArray => x !== null)
+          .map((x) => Number(x[1]))
+          .sort((a, b) => a - b)
+      : [];
+    return { promptTokens: promptTokens(run), relevancy: relevancyStatus(run).computed, causal };
+  },
+  relMaps: (
+    dir: string,
+    mode: RelevancyMode,
+    kind: RelevancyMapKind,
+    by: "word" | "token",
+    normalized: boolean,
+  ) =>
+    relevancyImageMaps(
+      openRun(dir),
+      mode,
+      kind,
+      by,
+      normalized,
+      tokenStrings(openRun(dir).manifest.generated_ids),
+    ),
+  relText: (dir: string, mode: RelevancyMode, token: number) => {
+    const run = openRun(dir);
+    return relevancyText(run, mode, token, promptTokens(run));
+  },
+  relReliance: (dir: string, mode: RelevancyMode) => {
+    const run = openRun(dir);
+    return { mode, tokens: relevancyReliance(run, mode, promptTokens(run)) };
+  },
+  causal: (dir: string, token: number) => {
+    const run = openRun(dir);
+    const file = path.join(dir, "causal", `${token}.json`);
+    let st: fs.Stats;
+    try {
+      st = fs.lstatSync(file);
+    } catch {
+      throw new NotComputedError(`no causal explanation computed for answer token ${token} yet`);
+    }
+    if (!st.isFile()) throw new RunError(`causal/${token}.json is not a plain file`);
+    let doc: CausalDocument;
+    try {
+      doc = JSON.parse(fs.readFileSync(file, "utf8"));
+    } catch (e) {
+      throw new RunError(`causal/${token}.json: invalid JSON (${(e as Error).message})`);
+    }
+    if (doc?.format !== CAUSAL_FORMAT || !Array.isArray(doc.heads))
+      throw new RunError(`causal/${token}.json: not a "${CAUSAL_FORMAT}" document`);
+    return causalView(doc, run.manifest, promptTokens(run));
+  },
+  forget: (dir: string) => {
+    const c = cache.get(dir);
+    if (c) c.run.close();
+    cache.delete(dir);
+    return true;
+  },
+};
+
+port.on("message", async (m: ToAnalysisWorker) => {
+  let reply: FromAnalysisWorker;
+  try {
+    const h = handlers[m.fn];
+    if (!h) throw new Error(`unknown analysis ${m.fn}`);
+    reply = { id: m.id, ok: true, value: await h(...m.args) };
+  } catch (e) {
+    const err = e as Error;
+    const status =
+      err instanceof AttentionQueryError || err instanceof QueryError || err instanceof CausalError
+        ? 400
+        : err instanceof NotComputedError || err instanceof RelevancyViewError
+          ? 404
+          : err instanceof RunError
+            ? 422
+            : 500;
+    reply = { id: m.id, ok: false, message: err.message ?? String(e), status };
+  }
+  port.postMessage(reply);
+});

@@ -1,0 +1,211 @@
+/**
+ * The model job queue: one job runs at a time; waiting jobs know their position. Every job keeps its event log
+ * (state changes, progress, streamed tokens, the end) so a client that connects late, or reconnects, replays it
+ * and then follows live events (server-sent events in the routes).
+ */
+import { randomBytes } from "node:crypto";
+
+export type JobKind = "generate" | "relevancy" | "causal";
+export type JobState = "queued" | "running" | "done" | "error" | "cancelled";
+
+export interface JobEvent {
+  seq: number;
+  /** "failed" rather than "error": EventSource reserves the "error" event for connection problems. */
+  type: "state" | "progress" | "token" | "done" | "failed" | "cancelled";
+  data: Record<string, unknown>;
+}
+
+/** Thrown by runners (or raised by the queue) when a job was cancelled. */
+export class CancelledError extends Error {
+  override name = "CancelledError";
+  constructor() {
+    super("cancelled");
+  }
+}
+
+export interface JobContext {
+  signal: AbortSignal;
+  progress(stage: string, done: number, total: number): void;
+  token(index: number, text: string): void;
+}
+
+export type JobRunner = (ctx: JobContext) => Promise<Record<string, unknown>>;
+
+export interface JobInfo {
+  id: string;
+  kind: JobKind;
+  runId: string | null;
+  label: string;
+  state: JobState;
+  /** Jobs ahead of this one (the running one included); 0 when running or finished. */
+  position: number;
+  created_at: string;
+  result: Record<string, unknown> | null;
+  error: string | null;
+}
+
+interface Job extends JobInfo {
+  events: JobEvent[];
+  listeners: Set<(e: JobEvent) => void>;
+  controller: AbortController;
+  runner: JobRunner;
+}
+
+const TERMINAL = new Set<JobState>(["done", "error", "cancelled"]);
+const KEEP_FINISHED = 200;
+
+export function errorMessage(e: unknown): string {
+  const msg = e instanceof Error ? e.message : String(e);
+  return msg.split("\n")[0] || "unknown error";
+}
+
+export class JobQueue {
+  private readonly jobs = new Map<string, Job>();
+  private readonly waiting: Job[] = [];
+  private running: Job | null = null;
+  private idleWaiters: (() => void)[] = [];
+
+  submit(kind: JobKind, label: string, runId: string | null, runner: JobRunner): JobInfo {
+    const job: Job = {
+      id: `job-${Date.now().toString(36)}-${randomBytes(4).toString("hex")}`,
+      kind,
+      runId,
+      label,
+      state: "queued",
+      position: 0,
+      created_at: new Date().toISOString(),
+      result: null,
+      error: null,
+      events: [],
+      listeners: new Set(),
+      controller: new AbortController(),
+      runner,
+    };
+    this.jobs.set(job.id, job);
+    this.waiting.push(job);
+    this.prune();
+    this.updatePositions();
+    queueMicrotask(() => this.pump());
+    return this.info(job);
+  }
+
+  get(id: string): JobInfo | undefined {
+    const j = this.jobs.get(id);
+    return j ? this.info(j) : undefined;
+  }
+
+  list(): JobInfo[] {
+    return [...this.jobs.values()].map((j) => this.info(j));
+  }
+
+  /** The events so far and a live subscription; the listener is dropped after a terminal event. */
+  subscribe(
+    id: string,
+    listener: (e: JobEvent) => void,
+  ): { past: JobEvent[]; unsubscribe: () => void } | undefined {
+    const j = this.jobs.get(id);
+    if (!j) return undefined;
+    const past = [...j.events];
+    if (!TERMINAL.has(j.state)) j.listeners.add(listener);
+    return { past, unsubscribe: () => j.listeners.delete(listener) };
+  }
+
+  /** Cancels a queued job at once, or asks the running one to stop. False when it already finished. */
+  cancel(id: string): boolean {
+    const j = this.jobs.get(id);
+    if (!j || TERMINAL.has(j.state)) return false;
+    if (j.state === "queued") {
+      this.waiting.splice(this.waiting.indexOf(j), 1);
+      this.finish(j, "cancelled", {});
+      this.updatePositions();
+    } else {
+      j.controller.abort();
+    }
+    return true;
+  }
+
+  /** Resolves when nothing is running or waiting. */
+  idle(): Promise<void> {
+    if (!this.running && this.waiting.length === 0) return Promise.resolve();
+    return new Promise((r) => this.idleWaiters.push(r));
+  }
+
+  /** Cancels everything (server shutdown). */
+  cancelAll(): void {
+    for (const j of [...this.waiting]) this.cancel(j.id);
+    if (this.running) this.cancel(this.running.id);
+  }
+
+  private info(j: Job): JobInfo {
+    const { id, kind, runId, label, state, position, created_at, result, error } = j;
+    return { id, kind, runId, label, state, position, created_at, result, error };
+  }
+
+  private emit(j: Job, type: JobEvent["type"], data: Record<string, unknown>): void {
+    const e: JobEvent = { seq: j.events.length, type, data };
+    j.events.push(e);
+    for (const l of [...j.listeners]) {
+      try {
+        l(e);
+      } catch {
+        j.listeners.delete(l);
+      }
+    }
+  }
+
+  private finish(j: Job, state: "done" | "error" | "cancelled", data: Record<string, unknown>): void {
+    j.state = state;
+    j.position = 0;
+    if (state === "done") j.result = data;
+    if (state === "error") j.error = String(data.message);
+    this.emit(j, state === "error" ? "failed" : state, data);
+    j.listeners.clear();
+  }
+
+  private updatePositions(): void {
+    const ahead = this.running ? 1 : 0;
+    this.waiting.forEach((j, i) => {
+      const pos = ahead + i;
+      if (j.position !== pos || j.events.length === 0) {
+        j.position = pos;
+        this.emit(j, "state", { state: "queued", position: pos });
+      }
+    });
+  }
+
+  private prune(): void {
+    const finished = [...this.jobs.values()].filter((j) => TERMINAL.has(j.state));
+    for (const j of finished.slice(0, Math.max(0, finished.length - KEEP_FINISHED))) this.jobs.delete(j.id);
+  }
+
+  private async pump(): Promise<void> {
+    if (this.running) return;
+    const j = this.waiting.shift();
+    if (!j) {
+      for (const w of this.idleWaiters.splice(0)) w();
+      return;
+    }
+    this.running = j;
+    j.state = "running";
+    j.position = 0;
+    this.emit(j, "state", { state: "running", position: 0 });
+    this.updatePositions();
+    const ctx: JobContext = {
+      signal: j.controller.signal,
+      progress: (stage, done, total) => this.emit(j, "progress", { stage, done, total }),
+      token: (index, text) => this.emit(j, "token", { index, text }),
+    };
+    try {
+      // A runner that returns has finished its work (a run written and indexed): that is "done" even when a
+      // cancel arrived too late to stop it.
+      this.finish(j, "done", await j.runner(ctx));
+    } catch (e) {
+      if (e instanceof CancelledError || j.controller.signal.aborted) this.finish(j, "cancelled", {});
+      else this.finish(j, "error", { message: errorMessage(e) });
+    } finally {
+      this.running = null;
+      this.updatePositions();
+      void this.pump();
+    }
+  }
+}

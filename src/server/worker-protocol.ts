@@ -1,0 +1,64 @@
+/** Messages between the server and its worker threads. */
+import type { ImageMode } from "../hf/image-processor.js";
+
+export interface GeneratePayload {
+  image: Uint8Array;
+  imageName: string;
+  prompt: string;
+  maxNewTokens: number;
+  temperature: number;
+  topP: number;
+  seed: number;
+  imageMode: ImageMode;
+  attnDtype: "f32" | "f16";
+  /** Run folder to create (inside the data dir; chosen by the server, never by a client). */
+  out: string;
+}
+
+export interface RelevancyPayload {
+  runDir: string;
+  tokens: number[] | "all";
+  mode: "exact" | "incremental";
+  vision: ("vit" | "all" | "all_v2" | "chain")[];
+}
+
+export interface CausalPayload {
+  runDir: string;
+  token: number;
+  layer?: number;
+}
+
+export type ModelJobRequest =
+  | { kind: "generate"; payload: GeneratePayload }
+  | { kind: "relevancy"; payload: RelevancyPayload }
+  | { kind: "causal"; payload: CausalPayload };
+
+export type ToModelWorker = {
+  type: "job";
+  jobId: string;
+  cancel: SharedArrayBuffer;
+  request: ModelJobRequest;
+};
+
+export type FromModelWorker =
+  | { type: "ready" }
+  | { type: "load-error"; message: string }
+  | { type: "progress"; jobId: string; stage: string; done: number; total: number }
+  | { type: "token"; jobId: string; index: number; text: string }
+  | { type: "done"; jobId: string; result: Record<string, unknown> }
+  | { type: "error"; jobId: string; message: string; cancelled: boolean; status?: number };
+
+export interface ModelWorkerData {
+  modelDir: string;
+  kernels: "auto" | "ts" | "ort";
+}
+
+export interface AnalysisWorkerData {
+  /** The server's model folder: its tokenizer labels prompt tokens. */
+  modelDir: string;
+}
+
+export type ToAnalysisWorker = { id: number; fn: string; args: unknown[] };
+export type FromAnalysisWorker =
+  | { id: number; ok: true; value: unknown }
+  | { id: number; ok: false; message: string; status: number };

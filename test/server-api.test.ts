@@ -1,0 +1,538 @@
+/**
+ * The web server's API over real HTTP with the llama fixture model: generation streamed over SSE into an
+ * indexed run, the attention endpoints (equal to the library), export → import, cancel and queue positions, a
+ * failing job that leaves nothing behind, restart persistence, and bad input on every endpoint → 4xx with a
+ * readable message while the server keeps serving.
+ */
+import assert from "node:assert/strict";
+import * as fs from "node:fs";
+import * as http from "node:http";
+import * as path from "node:path";
+import { after, before, describe, test } from "node:test";
+import * as zlib from "node:zlib";
+import { PNG } from "pngjs";
+import { encodePng } from "../src/hf/image-decode.js";
+import { attentionSummary, headImageMaps, patchAttention } from "../src/interpret/attention.js";
+import { Run } from "../src/run/run-dir.js";
+import { RunStore } from "../src/server/run-store.js";
+import { tempDir } from "./fixture-utils.js";
+import {
+  fixtureImage,
+  imageForm,
+  rawTarGz,
+  readJobEvents,
+  startTestServer,
+  type TestServer,
+} from "./server-utils.js";
+
+let ts: TestServer;
+const LIMITS = {
+  maxUploadBytes: 300_000,
+  maxPixels: 1_000_000,
+  maxNewTokens: 5000,
+  maxImportBytes: 8 * 2 ** 20,
+};
+
+async function json(res: Response): Promise<any> {
+  const text = await res.text();
+  try {
+    return JSON.parse(text);
+  } catch {
+    throw new Error(`not JSON (HTTP ${res.status}): ${text.slice(0, 200)}`);
+  }
+}
+
+/** Asserts a 4xx JSON error whose message matches. */
+async function expectError(res: Response, status: number, pattern: RegExp): Promise<void> {
+  const body = await json(res);
+  assert.equal(res.status, status, `status (body ${JSON.stringify(body)})`);
+  assert.equal(typeof body.error, "string");
+  assert.match(body.error, pattern);
+}
+
+/** A GET with the path sent exactly as given (no URL normalisation) and optional headers. */
+function rawGet(p: string, headers: Record<string, string> = {}): Promise<{ status: number; body: string }> {
+  const u = new URL(ts.base);
+  return new Promise((resolve, reject) => {
+    const r = http.request({ host: u.hostname, port: u.port, path: p, headers }, (res) => {
+      let body = "";
+      res.on("data", (c) => {
+        body += c;
+      });
+      res.on("end", () => resolve({ status: res.statusCode ?? 0, body }));
+    });
+    r.on("error", reject);
+    r.end();
+  });
+}
+
+async function generate(
+  fields: Record<string, string>,
+  image = fixtureImage(),
+): Promise<{ jobId: string; runId: string }> {
+  const res = await fetch(`${ts.base}/api/generate`, { method: "POST", body: imageForm(image, fields) });
+  const body = await json(res);
+  assert.equal(res.status, 202, JSON.stringify(body));
+  return { jobId: body.job.id, runId: body.runId };
+}
+
+before(async () => {
+  ts = await startTestServer({ limits: LIMITS });
+});
+after(async () => {
+  await ts.close();
+  fs.rmSync(ts.dataDir, { recursive: true, force: true });
+});
+
+describe("generate → run → views", () => {
+  let runId: string;
+  let tokens: string[];
+
+  test("generate streams tokens over SSE and indexes the run", async () => {
+    const g = await generate({
+      prompt: "What is in the image?",
+      max_new_tokens: "7",
+      image_mode: "pad",
+      attn_dtype: "f32",
+    });
+    runId = g.runId;
+    const events = await readJobEvents(ts.base, g.jobId);
+    const types = events.map((e) => e.type);
+    assert.equal(types[0], "state");
+    assert.ok(types.includes("progress"), "progress events");
+    assert.equal(types.at(-1), "done", JSON.stringify(events.at(-1)));
+    const streamed = events.filter((e) => e.type === "token").map((e) => e.data.text as string);
+    const done = events.at(-1)!.data;
+    assert.equal(done.runId, runId);
+    tokens = done.tokens;
+    assert.deepEqual(streamed, tokens);
+    const m = JSON.parse(fs.readFileSync(path.join(ts.dataDir, runId, "manifest.json"), "utf8"));
+    assert.deepEqual(m.generated_tokens, tokens);
+    assert.equal(m.settings.image_mode, "pad");
+    const list = await json(await fetch(`${ts.base}/api/runs`));
+    assert.ok(
+      list.runs.some((r: any) => r.id === runId && r.source === "generated" && r.n_tokens === tokens.length),
+    );
+  });
+
+  test("run detail and images", async () => {
+    const d = await json(await fetch(`${ts.base}/api/runs/${runId}`));
+    assert.deepEqual(d.tokens, tokens);
+    assert.equal(d.prompt, "What is in the image?");
+    assert.deepEqual(d.layout.grid, [8, 8]);
+    assert.equal(d.layout.layers, 4);
+    assert.equal(d.layout.G, tokens.length);
+    assert.equal(d.model.dir, "llava-tiny-llama", "no absolute paths leak");
+    const img = await fetch(`${ts.base}/api/runs/${runId}/image`);
+    assert.equal(img.status, 200);
+    assert.equal(img.headers.get("content-type"), "image/png");
+    const png = PNG.sync.read(Buffer.from(await img.arrayBuffer()));
+    assert.equal(png.width, 112);
+    const input = await fetch(`${ts.base}/api/runs/${runId}/input`);
+    assert.deepEqual(Buffer.from(await input.arrayBuffer()), Buffer.from(fixtureImage()));
+  });
+
+  test("attention endpoints return the library's numbers", async () => {
+    const run = Run.open(path.join(ts.dataDir, runId));
+    try {
+      const s = await json(await fetch(`${ts.base}/api/runs/${runId}/attention/summary`));
+      assert.deepEqual(s, JSON.parse(JSON.stringify(attentionSummary(run))));
+      const h = await json(await fetch(`${ts.base}/api/runs/${runId}/attention/heads?layer=2&tokens=1,3`));
+      assert.deepEqual(h, JSON.parse(JSON.stringify(headImageMaps(run, 2, [1, 3]))));
+      const p = await json(
+        await fetch(`${ts.base}/api/runs/${runId}/attention/patches`, {
+          method: "POST",
+          headers: { "content-type": "application/json" },
+          body: JSON.stringify({ layer: 1, patches: [0, 9, 63] }),
+        }),
+      );
+      assert.deepEqual(p, JSON.parse(JSON.stringify(patchAttention(run, 1, [0, 9, 63]))));
+      assert.equal(p.tokenMean.length, tokens.length);
+    } finally {
+      run.close();
+    }
+  });
+
+  test("export → import gives an identical, separately indexed run", async () => {
+    const res = await fetch(`${ts.base}/api/runs/${runId}/export`);
+    assert.equal(res.status, 200);
+    assert.match(res.headers.get("content-disposition") ?? "", /attachment; filename="lvlm-run-.*\.tar\.gz"/);
+    const archive = Buffer.from(await res.arrayBuffer());
+    assert.equal(archive[0], 0x1f);
+    const imp = await fetch(`${ts.base}/api/import`, {
+      method: "POST",
+      headers: { "content-type": "application/gzip" },
+      body: archive,
+    });
+    const body = await json(imp);
+    assert.equal(imp.status, 201, JSON.stringify(body));
+    const newId = body.run.id as string;
+    assert.notEqual(newId, runId);
+    assert.equal(body.run.source, "imported");
+    for (const f of ["manifest.json", "tensors.safetensors", "image.png", "input.png"]) {
+      assert.deepEqual(
+        fs.readFileSync(path.join(ts.dataDir, newId, f)),
+        fs.readFileSync(path.join(ts.dataDir, runId, f)),
+        f,
+      );
+    }
+    const s1 = await json(await fetch(`${ts.base}/api/runs/${runId}/attention/summary`));
+    const s2 = await json(await fetch(`${ts.base}/api/runs/${newId}/attention/summary`));
+    assert.deepEqual(s2, s1);
+    // Deleting the copy removes folder and index row; the original stays.
+    const del = await fetch(`${ts.base}/api/runs/${newId}`, { method: "DELETE" });
+    assert.equal(del.status, 200);
+    assert.ok(!fs.existsSync(path.join(ts.dataDir, newId)));
+    await expectError(await fetch(`${ts.base}/api/runs/${newId}`), 404, /no run with id/);
+    assert.equal((await fetch(`${ts.base}/api/runs/${runId}`)).status, 200);
+  });
+
+  test("runs survive a restart (the index is on disk)", async () => {
+    const other = await startTestServer({ dataDir: ts.dataDir });
+    try {
+      const list = await json(await fetch(`${other.base}/api/runs`));
+      assert.ok(list.runs.some((r: any) => r.id === runId));
+      const d = await json(await fetch(`${other.base}/api/runs/${runId}`));
+      assert.deepEqual(d.tokens, tokens);
+    } finally {
+      await other.server.close();
+    }
+  });
+});
+
+describe("queue, cancel and failures", () => {
+  test("queued jobs report their position; cancel stops running and queued jobs and leaves no run", async () => {
+    const before = fs.readdirSync(ts.dataDir).sort();
+    const a = await generate({ prompt: "long one", max_new_tokens: "3000", attn_dtype: "f16" });
+    const b = await generate({ prompt: "waiting", max_new_tokens: "4" });
+    const bInfo = await json(await fetch(`${ts.base}/api/jobs/${b.jobId}`));
+    assert.equal(bInfo.state, "queued");
+    assert.equal(bInfo.position, 1);
+    // Wait until a streams its first token, then cancel both.
+    await readJobEvents(ts.base, a.jobId, (e) => e.type === "token");
+    const cb = await json(await fetch(`${ts.base}/api/jobs/${b.jobId}/cancel`, { method: "POST" }));
+    assert.equal(cb.cancelled, true);
+    assert.equal(cb.state, "cancelled");
+    const ca = await json(await fetch(`${ts.base}/api/jobs/${a.jobId}/cancel`, { method: "POST" }));
+    assert.equal(ca.cancelled, true);
+    const evA = await readJobEvents(ts.base, a.jobId);
+    assert.equal(evA.at(-1)!.type, "cancelled");
+    const evB = await readJobEvents(ts.base, b.jobId);
+    assert.deepEqual(
+      evB.map((e) => e.type),
+      ["state", "cancelled"],
+    );
+    assert.equal(evB[0].data.position, 1);
+    const list = await json(await fetch(`${ts.base}/api/runs`));
+    assert.ok(!list.runs.some((r: any) => r.id === a.runId || r.id === b.runId));
+    const afterDirs = fs.readdirSync(ts.dataDir).filter((f) => !f.startsWith("."));
+    assert.deepEqual(
+      afterDirs.sort(),
+      before.filter((f) => !f.startsWith(".")).sort(),
+      "no run folder left behind",
+    );
+    // A finished job cannot be cancelled again.
+    const again = await json(await fetch(`${ts.base}/api/jobs/${a.jobId}/cancel`, { method: "POST" }));
+    assert.equal(again.cancelled, false);
+  });
+
+  test("a full queue is a 429; a run folder copied into the data dir appears in the list", async () => {
+    const long = await generate({ prompt: "long one", max_new_tokens: "3000" });
+    const waiting: string[] = [];
+    for (let i = 0; i < 32; i++)
+      waiting.push((await generate({ prompt: `w${i}`, max_new_tokens: "1" })).jobId);
+    const res = await fetch(`${ts.base}/api/generate`, {
+      method: "POST",
+      body: imageForm(fixtureImage(), { prompt: "one too many" }),
+    });
+    await expectError(res, 429, /queue is full/);
+    for (const id of [...waiting, long.jobId])
+      await fetch(`${ts.base}/api/jobs/${id}/cancel`, { method: "POST" });
+    assert.equal((await readJobEvents(ts.base, long.jobId)).at(-1)!.type, "cancelled");
+    const some = fs.readdirSync(ts.dataDir).find((f) => /^\d{8}-/.test(f))!;
+    fs.cpSync(path.join(ts.dataDir, some), path.join(ts.dataDir, "made-by-cli"), { recursive: true });
+    const list = await json(await fetch(`${ts.base}/api/runs`));
+    assert.ok(list.runs.some((r: any) => r.id === "made-by-cli" && r.source === "found"));
+    assert.equal((await fetch(`${ts.base}/api/runs/made-by-cli`, { method: "DELETE" })).status, 200);
+  });
+
+  test("a job that fails in the model reports a readable error and leaves no run", async () => {
+    const g = await generate({ prompt: "too long", max_new_tokens: "4090" });
+    const ev = await readJobEvents(ts.base, g.jobId);
+    assert.equal(ev.at(-1)!.type, "failed");
+    assert.match(ev.at(-1)!.data.message, /exceeds the model's context/);
+    assert.ok(!fs.existsSync(path.join(ts.dataDir, g.runId)));
+    const j = await json(await fetch(`${ts.base}/api/jobs/${g.jobId}`));
+    assert.equal(j.state, "error");
+  });
+});
+
+describe("bad input → 4xx with a clear message", () => {
+  const img = fixtureImage();
+  const post = (fd: FormData) => fetch(`${ts.base}/api/generate`, { method: "POST", body: fd });
+
+  test("generate: wrong type, oversize, too many pixels, bad fields", async () => {
+    await expectError(
+      await fetch(`${ts.base}/api/generate`, {
+        method: "POST",
+        headers: { "content-type": "application/json" },
+        body: "{}",
+      }),
+      415,
+      /multipart\/form-data/,
+    );
+    await expectError(
+      await post(
+        imageForm(new TextEncoder().encode("hello, not an image"), { prompt: "q" }, "x.txt", "text/plain"),
+      ),
+      415,
+      /not a PNG or JPEG/,
+    );
+    const webp = Buffer.concat([Buffer.from("RIFF\x10\x00\x00\x00WEBPVP8 ", "latin1"), Buffer.alloc(16)]);
+    await expectError(await post(imageForm(webp, { prompt: "q" }, "x.webp", "image/webp")), 415, /WebP/);
+    await expectError(
+      await post(imageForm(new Uint8Array(LIMITS.maxUploadBytes + 10), { prompt: "q" })),
+      413,
+      /upload limit/,
+    );
+    const big = encodePng({ width: 1100, height: 1000, data: new Uint8Array(1100 * 1000 * 3) });
+    assert.ok(big.length < LIMITS.maxUploadBytes);
+    await expectError(await post(imageForm(big, { prompt: "q" })), 413, /megapixel limit/);
+    await expectError(await post(imageForm(img.subarray(0, 60), { prompt: "q" })), 400, /corrupt PNG/);
+    await expectError(await post(imageForm(img, { prompt: "   " })), 400, /prompt.*empty/);
+    await expectError(
+      await post(imageForm(img, { prompt: "q", max_new_tokens: "0" })),
+      400,
+      /max_new_tokens/,
+    );
+    await expectError(
+      await post(imageForm(img, { prompt: "q", max_new_tokens: "abc" })),
+      400,
+      /max_new_tokens/,
+    );
+    await expectError(
+      await post(imageForm(img, { prompt: "q", max_new_tokens: "6000" })),
+      400,
+      /over the limit/,
+    );
+    await expectError(await post(imageForm(img, { prompt: "q", temperature: "-1" })), 400, /temperature/);
+    await expectError(await post(imageForm(img, { prompt: "q", top_p: "0" })), 400, /top_p/);
+    await expectError(await post(imageForm(img, { prompt: "q", image_mode: "stretch" })), 400, /image_mode/);
+    const noImage = new FormData();
+    noImage.append("prompt", "q");
+    await expectError(await post(noImage), 400, /no image/);
+  });
+
+  test("run ids: unknown, traversal, odd characters, symlink escapes", async () => {
+    await expectError(await fetch(`${ts.base}/api/runs/nope-123`), 404, /no run with id "nope-123"/);
+    for (const bad of ["..%2F..%2Fetc", "a.b", ".hidden", "x%00y", "%2Fetc%2Fpasswd"]) {
+      await expectError(await fetch(`${ts.base}/api/runs/${bad}`), 400, /invalid run id/);
+      await expectError(await fetch(`${ts.base}/api/runs/${bad}/image`), 400, /invalid run id/);
+      await expectError(await fetch(`${ts.base}/api/runs/${bad}/export`), 400, /invalid run id/);
+    }
+    // Unencoded dot segments sent raw (fetch would normalise them away).
+    for (const raw of [
+      "/api/runs/../../etc/passwd",
+      "/api/runs/..",
+      "/api/runs/%2e%2e",
+      "/api/runs/%2e%2e/image",
+      "/api/runs/./x/image",
+    ]) {
+      const st = await rawGet(raw);
+      assert.ok(st.status === 400 || st.status === 404, `${raw}: ${st.status}`);
+      assert.match(st.body, /"error":/);
+    }
+    const tooLong = "a".repeat(200);
+    await expectError(await fetch(`${ts.base}/api/runs/${tooLong}`), 414, /too long/);
+    await expectError(await fetch(`${ts.base}/api/runs/${"b".repeat(90)}`), 400, /invalid run id/);
+    await expectError(await fetch(`${ts.base}/api/runs/%E0%A4%A`), 400, /bad request/);
+    // A symlink in the data dir pointing outside is never a run, even if someone indexes it.
+    const outside = tempDir("outside");
+    const realRun = fs.readdirSync(ts.dataDir).find((f) => /^\d{8}-/.test(f))!;
+    fs.cpSync(path.join(ts.dataDir, realRun), path.join(outside, "r"), { recursive: true });
+    fs.symlinkSync(path.join(outside, "r"), path.join(ts.dataDir, "evil"));
+    try {
+      const store = RunStore.open(ts.dataDir);
+      try {
+        assert.ok(!store.has("evil"), "reconcile does not index a symlinked folder");
+        store.add(
+          "evil",
+          JSON.parse(fs.readFileSync(path.join(outside, "r", "manifest.json"), "utf8")),
+          "found",
+        );
+      } finally {
+        store.close();
+      }
+      await expectError(await fetch(`${ts.base}/api/runs/evil`), 404, /not a plain directory/);
+      await expectError(await fetch(`${ts.base}/api/runs/evil/image`), 404, /not a plain directory/);
+      // A symlinked file inside a real run is not served either.
+      fs.renameSync(path.join(ts.dataDir, realRun, "input.png"), path.join(outside, "input.png"));
+      fs.symlinkSync(path.join(outside, "input.png"), path.join(ts.dataDir, realRun, "input.png"));
+      await expectError(await fetch(`${ts.base}/api/runs/${realRun}/input`), 404, /not a plain file/);
+      fs.rmSync(path.join(ts.dataDir, realRun, "input.png"));
+      fs.renameSync(path.join(outside, "input.png"), path.join(ts.dataDir, realRun, "input.png"));
+    } finally {
+      fs.rmSync(path.join(ts.dataDir, "evil"), { force: true });
+      fs.rmSync(outside, { recursive: true, force: true });
+    }
+  });
+
+  test("attention queries: malformed JSON, wrong types, out of range", async () => {
+    const id = fs.readdirSync(ts.dataDir).find((f) => /^\d{8}-/.test(f))!;
+    const patches = (body: string, type = "application/json") =>
+      fetch(`${ts.base}/api/runs/${id}/attention/patches`, {
+        method: "POST",
+        headers: { "content-type": type },
+        body,
+      });
+    await expectError(await patches("{layer: 1,"), 400, /malformed JSON/);
+    await expectError(await patches(""), 400, /JSON/);
+    await expectError(await patches('{"layer": "one", "patches": [1]}'), 400, /layer/);
+    await expectError(await patches('{"layer": 1, "patches": []}'), 400, /at least one image patch/);
+    await expectError(await patches('{"layer": 1, "patches": [1.5]}'), 400, /patches/);
+    await expectError(await patches('{"layer": 9, "patches": [1]}'), 400, /layer 9 is out of range/);
+    await expectError(await patches('{"layer": 1, "patches": [64]}'), 400, /image patch 64 is out of range/);
+    await expectError(await patches("layer=1", "text/plain"), 415, /unsupported content type/);
+    await expectError(
+      await patches(JSON.stringify({ layer: 1, patches: Array(600_000).fill(1) })),
+      413,
+      /too large/,
+    );
+    await expectError(await fetch(`${ts.base}/api/runs/${id}/attention/heads?layer=abc`), 400, /layer/);
+    await expectError(await fetch(`${ts.base}/api/runs/${id}/attention/heads`), 400, /layer/);
+    await expectError(
+      await fetch(`${ts.base}/api/runs/${id}/attention/heads?layer=1&tokens=1,x`),
+      400,
+      /tokens/,
+    );
+    await expectError(
+      await fetch(`${ts.base}/api/runs/${id}/attention/heads?layer=1&tokens=99`),
+      400,
+      /answer token 99 is out of range/,
+    );
+    await expectError(await fetch(`${ts.base}/api/runs/${id}/attention/summary?tokens=-1`), 400, /tokens/);
+  });
+
+  test("import: garbage, traversal, links, bad manifests, oversize", async () => {
+    const imp = (body: Uint8Array, type = "application/gzip") =>
+      fetch(`${ts.base}/api/import`, { method: "POST", headers: { "content-type": type }, body });
+    const count = () => fs.readdirSync(ts.dataDir).filter((f) => !f.startsWith(".")).length;
+    const n0 = count();
+    await expectError(
+      await imp(new TextEncoder().encode("definitely not a tarball")),
+      400,
+      /not a readable run archive|not a run archive/,
+    );
+    await expectError(await imp(new Uint8Array(0)), 400, /empty upload/);
+    await expectError(await imp(rawTarGz([{ name: "run/../../evil.txt", data: "x" }])), 400, /unsafe name/);
+    await expectError(await imp(rawTarGz([{ name: "/etc/evil", data: "x" }])), 400, /unsafe name/);
+    await expectError(
+      await imp(rawTarGz([{ name: "run/link", type: "2", linkname: "/etc/passwd" }])),
+      400,
+      /SymbolicLink.*only files and folders/,
+    );
+    await expectError(
+      await imp(rawTarGz([{ name: "run/hard", type: "1", linkname: "run/x" }])),
+      400,
+      /Link.*only files and folders/,
+    );
+    await expectError(await imp(rawTarGz([{ name: "run/.hidden", data: "x" }])), 400, /unsafe name/);
+    await expectError(
+      await imp(
+        rawTarGz([
+          { name: "a/x", data: "1" },
+          { name: "b/y", data: "2" },
+        ]),
+      ),
+      400,
+      /more than one top folder/,
+    );
+    await expectError(await imp(rawTarGz([{ name: "run/a/b/c/d", data: "1" }])), 400, /nested too deep/);
+    await expectError(await imp(rawTarGz([{ name: "run/x.txt", data: "1" }])), 422, /no manifest.json/);
+    await expectError(
+      await imp(rawTarGz([{ name: "run/manifest.json", data: "{nope" }])),
+      422,
+      /not valid JSON/,
+    );
+    await expectError(
+      await imp(rawTarGz([{ name: "run/manifest.json", data: '{"format":"other/9"}' }])),
+      422,
+      /format "other\/9"/,
+    );
+    // A real run with an inconsistent manifest is refused.
+    const id = fs.readdirSync(ts.dataDir).find((f) => /^\d{8}-/.test(f))!;
+    const m = JSON.parse(fs.readFileSync(path.join(ts.dataDir, id, "manifest.json"), "utf8"));
+    const files = (mf: object) => [
+      { name: "run/manifest.json", data: JSON.stringify(mf) },
+      {
+        name: "run/tensors.safetensors",
+        data: fs.readFileSync(path.join(ts.dataDir, id, "tensors.safetensors")),
+      },
+      { name: "run/image.png", data: fs.readFileSync(path.join(ts.dataDir, id, "image.png")) },
+      { name: "run/input.png", data: fs.readFileSync(path.join(ts.dataDir, id, "input.png")) },
+    ];
+    await expectError(await imp(rawTarGz(files({ ...m, seq_len: m.seq_len + 1 }))), 422, /seq_len/);
+    await expectError(
+      await imp(rawTarGz(files({ ...m, image_file: "../../etc/passwd" }))),
+      422,
+      /image_file/,
+    );
+    await expectError(
+      await imp(rawTarGz(files({ ...m, model: { ...m.model, llm_layers: 5 } }))),
+      422,
+      /llm_attn\.4 is missing/,
+    );
+    await expectError(
+      await imp(rawTarGz(files({ ...m, model: { ...m.model, llm_heads: 8, llm_kv_heads: 2 } }))),
+      422,
+      /llm_attn\.0 has shape/,
+    );
+    // And the whole, valid run imports.
+    const ok = await imp(rawTarGz(files(m)));
+    assert.equal(ok.status, 201);
+    const okId = (await json(ok)).run.id;
+    await fetch(`${ts.base}/api/runs/${okId}`, { method: "DELETE" });
+    // Oversize archives stop at the limit.
+    await expectError(await imp(new Uint8Array(LIMITS.maxImportBytes + 1000)), 413, /import limit/);
+    await expectError(
+      await imp(zlib.gzipSync(Buffer.alloc(10)), "text/plain"),
+      415,
+      /unsupported content type/,
+    );
+    assert.equal(count(), n0, "failed imports leave nothing in the data dir");
+    assert.deepEqual(fs.readdirSync(path.join(ts.dataDir, ".tmp")), [], "no scratch left");
+  });
+
+  test("jobs, endpoints, hosts and origins", async () => {
+    await expectError(await fetch(`${ts.base}/api/jobs/job-abc-12345678`), 404, /no job with id/);
+    await expectError(await fetch(`${ts.base}/api/jobs/..%2F..`), 400, /not a job id/);
+    await expectError(await fetch(`${ts.base}/api/jobs/job-abc-12345678/events`), 404, /no job with id/);
+    await expectError(
+      await fetch(`${ts.base}/api/jobs/job-abc-12345678/cancel`, { method: "POST" }),
+      404,
+      /no job/,
+    );
+    await expectError(await fetch(`${ts.base}/api/nothing-here`), 404, /no such endpoint/);
+    await expectError(await fetch(`${ts.base}/api/runs/x`, { method: "PUT" }), 404, /no such endpoint/);
+    // Cross-origin writes and foreign Host headers (DNS rebinding) are refused.
+    await expectError(
+      await fetch(`${ts.base}/api/runs/nope`, {
+        method: "DELETE",
+        headers: { origin: "http://evil.example" },
+      }),
+      403,
+      /cross-origin/,
+    );
+    const foreign = await rawGet("/api/runs", { host: "evil.example" });
+    assert.equal(foreign.status, 403);
+    assert.match(foreign.body, /unexpected Host/);
+  });
+
+  test("the server keeps serving after all of that", async () => {
+    const h = await json(await fetch(`${ts.base}/api/health`));
+    assert.equal(h.ok, true);
+    const g = await generate({ prompt: "still there?", max_new_tokens: "2" });
+    const ev = await readJobEvents(ts.base, g.jobId);
+    assert.equal(ev.at(-1)!.type, "done");
+  });
+});

@@ -1,0 +1,507 @@
+/**
+ * The web app end to end in real headless Chromium (Debian's /usr/bin/chromium via playwright-core) against a
+ * real server with the llama fixture model: upload and paint, ask, wait for the streamed answer, open every view
+ * and check real content (heatmap canvases with non-uniform pixels, token lists equal to the run's tokens, a
+ * causal graph with nodes, exported PNGs that decode, an archive that imports), a WebP upload, a readable error
+ * for a broken image, and a 640-token run that renders without long main-thread stalls. Screenshots of every view
+ * go to $SCREENSHOT_DIR (default dist/screenshots).
+ *
+ * Skipped (with a message) only when /usr/bin/chromium is missing outside CI; under CI=true it must run.
+ */
+import assert from "node:assert/strict";
+import { spawnSync } from "node:child_process";
+import * as fs from "node:fs";
+import * as os from "node:os";
+import * as path from "node:path";
+import { after, before, describe, test } from "node:test";
+import { type BrowserContext, chromium, type Page } from "playwright-core";
+import { PNG } from "pngjs";
+import { ROOT, tempDir } from "./fixture-utils.js";
+import { fixtureImage, imageForm, readJobEvents, startTestServer, type TestServer } from "./server-utils.js";
+
+// Browser globals used inside page.evaluate callbacks (this project compiles without the DOM lib).
+declare const document: any;
+declare const location: any;
+declare const getComputedStyle: any;
+declare const window: any;
+declare const requestAnimationFrame: any;
+declare const PerformanceObserver: any;
+type HTMLCanvasElement = any;
+
+const CHROMIUM = "/usr/bin/chromium";
+const WEB_DIR = path.join(ROOT, "dist/web");
+const SHOTS = path.resolve(ROOT, process.env.SCREENSHOT_DIR ?? "dist/screenshots");
+const haveChromium = fs.existsSync(CHROMIUM);
+if (!haveChromium && process.env.CI)
+  throw new Error(`${CHROMIUM} is missing but CI is set: install Debian's chromium package`);
+const skip = haveChromium
+  ? false
+  : `${CHROMIUM} not found: install Debian's chromium package to run the browser tests`;
+
+/** The web build is missing or older than a source file of the app. */
+function webBuildStale(): boolean {
+  const built = path.join(WEB_DIR, "index.html");
+  if (!fs.existsSync(built)) return true;
+  const t = fs.statSync(built).mtimeMs;
+  const newer = (dir: string): boolean =>
+    fs.readdirSync(dir, { withFileTypes: true }).some((e) => {
+      const p = path.join(dir, e.name);
+      return e.isDirectory() ? newer(p) : fs.statSync(p).mtimeMs > t;
+    });
+  return newer(path.join(ROOT, "web"));
+}
+
+let ts: TestServer;
+let ctx: BrowserContext;
+let page: Page;
+let userDir: string;
+let runId: string;
+const work = tempDir("e2e");
+
+/** Same display mapping as the app's token chips. */
+function tokenLabel(t: string): string {
+  if (t === "") return "∅";
+  if (t === "\n" || t === "<0x0A>") return "⏎";
+  if (/^\s+$/.test(t)) return "␣";
+  return t;
+}
+
+async function api(p: string): Promise<any> {
+  const r = await fetch(`${ts.base}${p}`);
+  assert.equal(r.status, 200, `${p}: ${r.status}`);
+  return r.json();
+}
+
+/** Distinct colours of a canvas (its backing store), for "non-uniform pixels". */
+async function canvasColors(locator: ReturnType<Page["locator"]>): Promise<number> {
+  return locator.evaluate((el) => {
+    const c = el as HTMLCanvasElement;
+    const d = c.getContext("2d")!.getImageData(0, 0, c.width, c.height).data;
+    const seen = new Set<number>();
+    for (let i = 0; i < d.length; i += 4) {
+      seen.add((d[i] << 16) | (d[i + 1] << 8) | d[i + 2]);
+      if (seen.size > 500) break;
+    }
+    return seen.size;
+  });
+}
+
+async function shot(name: string): Promise<void> {
+  fs.mkdirSync(SHOTS, { recursive: true });
+  await page.evaluate(() => window.scrollTo(0, 0));
+  await page.screenshot({ path: path.join(SHOTS, `${name}.png`), fullPage: true });
+}
+
+function pngStats(file: string): { width: number; height: number; colors: number } {
+  const png = PNG.sync.read(fs.readFileSync(file));
+  const seen = new Set<number>();
+  for (let i = 0; i < png.data.length && seen.size < 1000; i += 4)
+    seen.add((png.data[i] << 16) | (png.data[i + 1] << 8) | png.data[i + 2]);
+  return { width: png.width, height: png.height, colors: seen.size };
+}
+
+async function savePng(name: string): Promise<string> {
+  const [dl] = await Promise.all([
+    page.waitForEvent("download"),
+    page.locator('[data-testid="export-png"]').first().click(),
+  ]);
+  const file = path.join(work, name);
+  await dl.saveAs(file);
+  fs.mkdirSync(SHOTS, { recursive: true });
+  fs.copyFileSync(file, path.join(SHOTS, `export-${name}`));
+  return file;
+}
+
+describe("web app in headless Chromium", { skip }, () => {
+  const errors: string[] = [];
+
+  before(async () => {
+    if (webBuildStale()) {
+      const r = spawnSync(
+        process.execPath,
+        [
+          path.join(ROOT, "node_modules/vite/bin/vite.js"),
+          "build",
+          "--config",
+          "web/vite.config.ts",
+          "--logLevel",
+          "warn",
+        ],
+        {
+          cwd: ROOT,
+          encoding: "utf8",
+        },
+      );
+      assert.equal(r.status, 0, `vite build failed: ${r.stderr}`);
+    }
+    ts = await startTestServer({ webDir: WEB_DIR, limits: { maxNewTokens: 2048 } });
+    userDir = fs.mkdtempSync(path.join(os.tmpdir(), "lvlm-chromium-"));
+    ctx = await chromium.launchPersistentContext(userDir, {
+      executablePath: CHROMIUM,
+      headless: true,
+      acceptDownloads: true,
+      viewport: { width: 1400, height: 900 },
+      args: [
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--disable-quic",
+        "--no-first-run",
+      ],
+    });
+    page = ctx.pages()[0] ?? (await ctx.newPage());
+    page.setDefaultTimeout(30_000);
+    page.on("pageerror", (e) => errors.push(`pageerror: ${e.message}`));
+    page.on("console", (m) => {
+      if (m.type() === "error") errors.push(`console: ${m.text()}`);
+    });
+    await page.goto(ts.base);
+  });
+
+  after(async () => {
+    await ctx?.close();
+    await ts?.close();
+    if (userDir) fs.rmSync(userDir, { recursive: true, force: true });
+    if (ts) fs.rmSync(ts.dataDir, { recursive: true, force: true });
+    fs.rmSync(work, { recursive: true, force: true });
+  });
+
+  test("generate: upload, paint (with undo), ask, the answer streams in", async () => {
+    await page.setInputFiles(
+      '[data-testid="image-input"]',
+      path.join(ROOT, "test/fixtures/llava-tiny-llama/image.png"),
+    );
+    const paint = page.locator('[data-testid="paint-canvas"]');
+    await paint.waitFor();
+    const box = (await paint.boundingBox())!;
+    const stroke = async (dx: number) => {
+      await page.mouse.move(box.x + 30 + dx, box.y + 30);
+      await page.mouse.down();
+      await page.mouse.move(box.x + 160 + dx, box.y + 110, { steps: 10 });
+      await page.mouse.up();
+    };
+    await stroke(200);
+    assert.equal(await page.locator(".badge").textContent(), "edited");
+    await page.click('[data-testid="undo"]');
+    assert.equal(await page.locator(".badge").count(), 0, "undo removed the only stroke");
+    await stroke(0);
+    await page.fill('[data-testid="max-new-tokens"]', "10");
+    await page.selectOption('[data-testid="image-mode"]', "pad");
+    await page.fill('[data-testid="question"]', "What is in the top left corner?");
+    await page.click('[data-testid="ask"]');
+    await page.locator('[data-testid="answer"][data-state="done"]').waitFor();
+    const streamed = await page.locator(".answer-token").allTextContents();
+    const runs = (await api("/api/runs")).runs;
+    assert.equal(runs.length, 1);
+    runId = runs[0].id;
+    const detail = await api(`/api/runs/${runId}`);
+    assert.deepEqual(streamed, detail.tokens.map(tokenLabel), "streamed tokens are the run's tokens");
+    assert.equal(detail.settings.image_mode, "pad");
+    assert.equal(detail.prompt, "What is in the top left corner?");
+    // The painted image (not the original file) reached the model.
+    const input = fs.readFileSync(path.join(ts.dataDir, runId, "input.png"));
+    assert.notDeepEqual(input, Buffer.from(fixtureImage()));
+    const painted = PNG.sync.read(input);
+    assert.equal(painted.width, 157);
+    const px = (x: number, y: number) => [
+      ...painted.data.subarray((y * painted.width + x) * 4, (y * painted.width + x) * 4 + 3),
+    ];
+    assert.ok(
+      Array.from({ length: 40 }, (_, i) => px(20 + i, 20 + Math.round(i * 0.6))).some(
+        (p) => p[0] < 30 && p[1] < 30 && p[2] < 30,
+      ),
+      "black paint along the stroke",
+    );
+    await page.locator(`[data-testid="run-list"] li[data-run="${runId}"]`).waitFor();
+    await shot("generate");
+    const gen = pngStats(await savePng("generate.png"));
+    assert.ok(gen.width > 400 && gen.colors > 50, JSON.stringify(gen));
+  });
+
+  test("attention summary: two non-uniform layer × head heatmaps, hover values, click opens layer and head", async () => {
+    await page.click('[data-testid="open-views"] >> text=Attention summary');
+    const gi = page.locator('[data-testid="grid-image"]');
+    const gq = page.locator('[data-testid="grid-question"]');
+    await gi.waitFor();
+    assert.ok((await canvasColors(gi)) > 8, "image-to-answer heatmap has colours");
+    assert.ok((await canvasColors(gq)) > 8, "question-to-answer heatmap has colours");
+    await gi.scrollIntoViewIfNeeded();
+    const b = (await gi.boundingBox())!;
+    // Cell of layer 2, head 1 (34 px left axis, 6 px top, 48 px cells for a 4×4 grid).
+    await page.mouse.move(b.x + 34 + 2.5 * 48, b.y + 6 + 1.5 * 48);
+    const tip = page.locator('[data-testid="tooltip"]');
+    await tip.waitFor();
+    const summary = await api(`/api/runs/${runId}/attention/summary`);
+    const text = (await tip.textContent()) ?? "";
+    assert.match(text, /layer 2 · head 1: /);
+    assert.ok(
+      Math.abs(Number(text.split(": ")[1]) - summary.image[2][1]) < 5e-4,
+      `${text} vs ${summary.image[2][1]}`,
+    );
+    await page.mouse.click(b.x + 34 + 2.5 * 48, b.y + 6 + 1.5 * 48);
+    const detail = page.locator('[data-testid="detail-map"]');
+    await detail.waitFor();
+    await page.waitForFunction(() => location.hash.includes("layer=2&head=1"));
+    assert.match(
+      (await page.locator('[data-testid="summary-detail"] h3').textContent()) ?? "",
+      /Layer 2, head 1/,
+    );
+    assert.ok((await canvasColors(detail)) > 50, "the head's map over the image");
+    await shot("attention-summary");
+    const file = await savePng("summary.png");
+    const st = pngStats(file);
+    assert.ok(st.width > 400 && st.height > 300 && st.colors > 50, JSON.stringify(st));
+  });
+
+  test("attention maps: per-head maps, token list, per-head strip, patch selector", async () => {
+    await page.click('[data-testid="tab-maps"]');
+    await page.locator('[data-testid="head-map"]').first().waitFor();
+    const maps = page.locator('[data-testid="head-map"]');
+    assert.equal(await maps.count(), 4);
+    for (let i = 0; i < 4; i++) assert.ok((await canvasColors(maps.nth(i))) > 50, `head map ${i}`);
+    const detail = await api(`/api/runs/${runId}`);
+    const chips = await page.locator('[data-testid="map-tokens"] .token').allTextContents();
+    assert.deepEqual(chips, detail.tokens.map(tokenLabel));
+    assert.ok((await canvasColors(page.locator('[data-testid="head-strip"]'))) > 3);
+    // Choose tokens 0 and 2 and layer 1: the maps follow.
+    await page.selectOption('[data-testid="layer-select"]', "1");
+    await page.locator('[data-testid="map-tokens"] .token').nth(0).click();
+    await page.locator('[data-testid="map-tokens"] .token').nth(2).click();
+    await page.locator('.muted:has-text("Layer 1 · tokens")').waitFor();
+    const heads = await api(`/api/runs/${runId}/attention/heads?layer=1&tokens=0,2`);
+    const captions = await page.locator(".head-card .caption").allTextContents();
+    assert.deepEqual(
+      captions.map((c) => Number(/head (\d+)/.exec(c)![1])),
+      heads.heads.map((h: any) => h.head),
+      "cards sorted by mean like the API",
+    );
+    // Patch selector: drag a rectangle of 3 × 2 patches.
+    const pc = page.locator('[data-testid="patch-canvas"]');
+    await pc.scrollIntoViewIfNeeded();
+    const b = (await pc.boundingBox())!;
+    const cell = b.width / 8;
+    await page.mouse.move(b.x + 1.5 * cell, b.y + 1.5 * cell);
+    await page.mouse.down();
+    await page.mouse.move(b.x + 3.5 * cell, b.y + 2.5 * cell, { steps: 6 });
+    await page.mouse.up();
+    await page.locator('text="6 patches selected"').waitFor();
+    const coloured = page.locator('[data-testid="patch-tokens"] .token');
+    await coloured.first().waitFor();
+    assert.deepEqual(await coloured.allTextContents(), detail.tokens.map(tokenLabel));
+    const bgs = new Set(
+      await coloured.evaluateAll((els) => els.map((e) => getComputedStyle(e).backgroundColor)),
+    );
+    assert.ok(bgs.size > 2, "tokens coloured by their attention to the patches");
+    const pa: any = await (
+      await fetch(`${ts.base}/api/runs/${runId}/attention/patches`, {
+        method: "POST",
+        headers: { "content-type": "application/json" },
+        body: JSON.stringify({ layer: 1, patches: [9, 10, 11, 17, 18, 19] }),
+      })
+    ).json();
+    const titles = await coloured.evaluateAll((els) => els.map((e) => e.getAttribute("title")));
+    for (const [i, t] of titles.entries()) {
+      assert.ok(Math.abs(Number(t!.split(": ")[1]) - pa.tokenMean[i]) < 5e-4, `${t} vs ${pa.tokenMean[i]}`);
+    }
+    assert.ok((await canvasColors(page.locator('[data-testid="patch-head-strip"]'))) > 3);
+    await shot("attention-maps");
+    const st = pngStats(await savePng("maps.png"));
+    assert.ok(st.width > 400 && st.colors > 50, JSON.stringify(st));
+  });
+
+  test("relevancy: computed on demand with progress, maps per word, text bars, reliance", async () => {
+    await page.click('[data-testid="tab-relevancy"]');
+    await page.locator("text=Nothing computed yet").waitFor();
+    await page.locator('[data-testid="rel-tokens"] .token').nth(1).click();
+    await page.click('[data-testid="rel-compute-selected"]');
+    await page.locator('[data-testid="rel-tokens"] .token.marked').first().waitFor();
+    assert.equal(await page.locator('[data-testid="rel-tokens"] .token.marked').count(), 1);
+    await page.click('[data-testid="rel-compute-all"]');
+    await page.locator('[data-testid="job"][data-state="done"]').waitFor();
+    const detail = await api(`/api/runs/${runId}`);
+    await page.waitForFunction(
+      (n) => document.querySelectorAll('[data-testid="rel-tokens"] .token.marked').length === n,
+      detail.tokens.length,
+    );
+    const maps = page.locator('[data-testid="rel-map"]');
+    await maps.first().waitFor();
+    const api_ = await api(`/api/runs/${runId}/relevancy/maps?mode=exact&kind=llm&by=word`);
+    const expected = api_.items.filter((i: any) => !i.separator).map((i: any) => i.label || "␣");
+    assert.deepEqual(await page.locator('[data-testid="rel-label"]').allTextContents(), expected);
+    for (let i = 0; i < (await maps.count()); i++)
+      assert.ok((await canvasColors(maps.nth(i))) > 50, `relevancy map ${i}`);
+    const bars = page.locator('[data-testid="rel-bars"]');
+    await bars.waitFor();
+    assert.equal(await bars.getAttribute("data-points"), "4", "top-3 words + max_img");
+    assert.ok((await canvasColors(bars)) > 3);
+    assert.equal(await page.locator('[data-testid="reliance-tokens"] .token').count(), detail.tokens.length);
+    // Vision-tower maps too.
+    await page.selectOption('[data-testid="rel-kind"]', "all_v2");
+    await page.click('[data-testid="rel-compute-all"]');
+    await page.locator('[data-testid="job"][data-state="done"]').waitFor();
+    await page.waitForFunction(() => document.querySelectorAll('[data-testid="rel-map"]').length > 0);
+    assert.ok((await canvasColors(page.locator('[data-testid="rel-map"]').first())) > 50);
+    await page.selectOption('[data-testid="rel-kind"]', "llm");
+    await page.locator('[data-testid="rel-map"]').first().waitFor();
+    await shot("relevancy");
+    const st = pngStats(await savePng("relevancy.png"));
+    assert.ok(st.width > 400 && st.colors > 50, JSON.stringify(st));
+  });
+
+  test("causality: explain a token → per-head patches, importance chart, causal graph with nodes, growth", async () => {
+    await page.click('[data-testid="tab-causal"]');
+    await page.locator('[data-testid="causal-tokens"] .token').nth(3).click();
+    await page.waitForFunction(() => location.hash.includes("token=3"));
+    await page.click('[data-testid="causal-compute"]');
+    const graph = page.locator('[data-testid="causal-graph"]');
+    await graph.waitFor();
+    const view = await api(`/api/runs/${runId}/causal/3`);
+    assert.equal(view.heads.length, 4);
+    await page.waitForFunction(
+      () => Number(document.querySelector('[data-testid="causal-graph"]')?.getAttribute("data-nodes")) > 0,
+    );
+    const nodes = Number(await graph.getAttribute("data-nodes"));
+    const best = [...view.heads].sort((a: any, b: any) => (b.importance ?? -1) - (a.importance ?? -1))[0];
+    assert.equal(
+      nodes,
+      best.nodes.filter((n: any) => n.inExplanation && n.radius !== null).length,
+      "graph shows the explanation of the most important head",
+    );
+    assert.ok(nodes >= 1);
+    const graphCanvases = graph.locator("canvas");
+    let maxColors = 0;
+    for (let i = 0; i < (await graphCanvases.count()); i++)
+      maxColors = Math.max(maxColors, await canvasColors(graphCanvases.nth(i)));
+    assert.ok(maxColors > 3, "the graph is drawn");
+    assert.equal(await page.locator('[data-testid="causal-head-map"]').count(), 4);
+    assert.ok((await canvasColors(page.locator('[data-testid="head-importance"]'))) > 3);
+    assert.ok((await canvasColors(page.locator('[data-testid="causal-growth"]'))) > 3);
+    // Shrinking the search radius to 0 leaves only the explained position.
+    await page.locator('[data-testid="causal-radius"]').fill("0");
+    await page.waitForFunction(
+      () => document.querySelector('[data-testid="causal-graph"]')?.getAttribute("data-nodes") === "1",
+    );
+    await page.locator('[data-testid="causal-radius"]').fill(String(view.params.max_range));
+    await page.waitForFunction(
+      (n) => document.querySelector('[data-testid="causal-graph"]')?.getAttribute("data-nodes") === String(n),
+      nodes,
+    );
+    await shot("causality");
+    const st = pngStats(await savePng("causality.png"));
+    assert.ok(st.width > 400 && st.colors > 50, JSON.stringify(st));
+  });
+
+  test("export a run as an archive and import it back through the sidebar", async () => {
+    await page.click('[data-testid="tab-summary"]');
+    const [dl] = await Promise.all([page.waitForEvent("download"), page.click('[data-testid="export-run"]')]);
+    const archive = path.join(work, "run.tar.gz");
+    await dl.saveAs(archive);
+    assert.equal(fs.readFileSync(archive)[0], 0x1f, "gzip");
+    await page.setInputFiles('[data-testid="import-input"]', archive);
+    await page.waitForFunction(() => document.querySelectorAll('[data-testid="run-list"] li').length === 2);
+    await page.waitForFunction(
+      (id) => location.hash.startsWith("#/run/") && !location.hash.includes(id),
+      runId,
+    );
+    const imported = decodeURIComponent(page.url().split("#/run/")[1].split("/")[0]);
+    const a = await api(`/api/runs/${runId}`);
+    const b = await api(`/api/runs/${imported}`);
+    assert.deepEqual(b.tokens, a.tokens);
+    assert.deepEqual(b.analyses, a.analyses, "relevancy and causal results travel with the run");
+    await page.locator('[data-testid="grid-image"]').waitFor();
+    // A broken archive is a readable error.
+    const bad = path.join(work, "bad.tar.gz");
+    fs.writeFileSync(bad, "not an archive");
+    await page.setInputFiles('[data-testid="import-input"]', bad);
+    await page.locator('[data-testid="sidebar"] [data-testid="error"]').waitFor();
+    assert.match(
+      (await page.locator('[data-testid="sidebar"] [data-testid="error"]').textContent()) ?? "",
+      /not a readable run archive|not a run archive/,
+    );
+  });
+
+  test("WebP is decoded in the browser and sent as PNG; a broken image is a readable error", async () => {
+    await page.goto(`${ts.base}/#/generate`);
+    const webp = await page.evaluate(async () => {
+      const c = document.createElement("canvas");
+      c.width = 96;
+      c.height = 64;
+      const g = c.getContext("2d")!;
+      g.fillStyle = "#3060c0";
+      g.fillRect(0, 0, 96, 64);
+      g.fillStyle = "#f0d020";
+      g.fillRect(20, 10, 40, 30);
+      const blob = await new Promise<Blob>((r) => c.toBlob((b: Blob) => r(b), "image/webp", 0.9));
+      return Array.from(new Uint8Array(await blob.arrayBuffer()));
+    });
+    const file = path.join(work, "shapes.webp");
+    fs.writeFileSync(file, Buffer.from(webp));
+    assert.equal(Buffer.from(webp).toString("latin1", 8, 12), "WEBP");
+    await page.setInputFiles('[data-testid="image-input"]', file);
+    await page.locator(".paint-tools >> text=96×64").waitFor();
+    await page.fill('[data-testid="max-new-tokens"]', "3");
+    await page.click('[data-testid="ask"]');
+    await page.locator('[data-testid="answer"][data-state="done"]').waitFor();
+    const runs = (await api("/api/runs")).runs;
+    const newest = runs[0];
+    const input = fs.readFileSync(path.join(ts.dataDir, newest.id, "input.png"));
+    const png = PNG.sync.read(input);
+    assert.deepEqual([png.width, png.height], [96, 64]);
+    // Broken image file.
+    const broken = path.join(work, "broken.png");
+    fs.writeFileSync(broken, "definitely not a png");
+    await page.setInputFiles('[data-testid="image-input"]', broken);
+    const err = page.locator('[data-testid="question-panel"] [data-testid="error"]');
+    await err.waitFor();
+    assert.match((await err.textContent()) ?? "", /broken\.png: the browser cannot decode this image/);
+  });
+
+  test("a 640-token run: views render without freezing the page", async (t) => {
+    const res = await fetch(`${ts.base}/api/generate`, {
+      method: "POST",
+      body: imageForm(fixtureImage(), {
+        prompt: "Describe everything",
+        max_new_tokens: "640",
+        attn_dtype: "f16",
+      }),
+    });
+    const { job, runId: longId }: any = await res.json();
+    const ev = await readJobEvents(ts.base, job.id);
+    assert.equal(ev.at(-1)!.type, "done");
+    const G = (await api(`/api/runs/${longId}`)).tokens.length;
+    assert.ok(G >= 600, `long run has ${G} tokens`);
+    await page.goto(`${ts.base}/#/run/${longId}/maps`);
+    await page.evaluate(() => {
+      (window as any).__long = [];
+      new PerformanceObserver((l: any) => {
+        for (const e of l.getEntries()) (window as any).__long.push(e.duration);
+      }).observe({ type: "longtask", buffered: true });
+    });
+    await page.locator('[data-testid="head-map"]').first().waitFor();
+    assert.equal(await page.locator('[data-testid="map-tokens"] .token').count(), G);
+    // Patch selection and switching views stay responsive.
+    await page.locator('[data-testid="patch-canvas"]').click({ position: { x: 20, y: 20 } });
+    await page.locator('[data-testid="patch-tokens"] .token').first().waitFor();
+    assert.equal(await page.locator('[data-testid="patch-tokens"] .token').count(), G);
+    await page.click('[data-testid="tab-summary"]');
+    await page.locator('[data-testid="grid-image"]').waitFor();
+    const t0 = Date.now();
+    const rtt = await page.evaluate(
+      () => new Promise<number>((r) => requestAnimationFrame(() => r(performance.now()))),
+    );
+    assert.ok(rtt > 0 && Date.now() - t0 < 1000, "the page answers within a frame");
+    const longTasks: number[] = await page.evaluate(() => (window as any).__long);
+    const worst = Math.max(0, ...longTasks);
+    t.diagnostic(`${G} tokens; ${longTasks.length} long tasks, longest ${worst.toFixed(0)} ms`);
+    assert.ok(worst < 1500, `longest main-thread task ${worst.toFixed(0)} ms`);
+    await shot("long-run-maps");
+  });
+
+  test("no page errors along the way", () => {
+    const real = errors.filter((e) => !/status of 4\d\d/.test(e));
+    assert.deepEqual(real, []);
+  });
+});

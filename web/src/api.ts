@@ -1,0 +1,277 @@
+/** The server's REST + SSE API, typed for the views. All numbers are computed server-side by the library. */
+
+export class ApiError extends Error {
+  constructor(
+    readonly status: number,
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
+async function request<T>(
+  method: string,
+  url: string,
+  body?: BodyInit,
+  headers?: Record<string, string>,
+): Promise<T> {
+  let res: Response;
+  try {
+    res = await fetch(url, { method, body, headers });
+  } catch (e) {
+    throw new ApiError(0, `cannot reach the server (${(e as Error).message})`);
+  }
+  const text = await res.text();
+  let data: unknown = null;
+  try {
+    data = text ? JSON.parse(text) : null;
+  } catch {
+    // Not JSON: reported below when the status is an error.
+  }
+  if (!res.ok) {
+    const msg = (data as { error?: string } | null)?.error ?? (text.slice(0, 200) || res.statusText);
+    throw new ApiError(res.status, msg);
+  }
+  return data as T;
+}
+
+const get = <T>(url: string) => request<T>("GET", url);
+const postJson = <T>(url: string, body: unknown) =>
+  request<T>("POST", url, JSON.stringify(body), { "content-type": "application/json" });
+const enc = encodeURIComponent;
+
+export interface RunSummary {
+  id: string;
+  created_at: string;
+  prompt: string;
+  answer: string;
+  n_tokens: number;
+  seq_len: number;
+  model: string;
+  image_mode: string;
+  source: "generated" | "imported" | "found";
+}
+
+export type RelevancyMode = "exact" | "incremental";
+export type RelevancyKind = "llm" | "vit" | "all" | "all_v2" | "chain";
+
+export interface RunDetail {
+  id: string;
+  created_at: string;
+  prompt: string;
+  answer: string;
+  tokens: string[];
+  prompt_tokens: string[];
+  settings: { max_new_tokens: number; temperature: number; top_p: number; seed: number; image_mode: string };
+  timings_ms: Record<string, number>;
+  attn_dtype: string;
+  model: {
+    dir: string;
+    text_model_type: string;
+    vision_model_type: string;
+    llm_layers: number;
+    llm_heads: number;
+    vit_layers: number;
+    patch_grid: [number, number];
+  };
+  layout: {
+    T: number;
+    G: number;
+    S: number;
+    image_start: number;
+    image_count: number;
+    grid: [number, number];
+    layers: number;
+    heads: number;
+  };
+  analyses: {
+    relevancy: Partial<Record<RelevancyMode, Partial<Record<RelevancyKind, number[]>>>>;
+    causal: number[];
+  };
+}
+
+export interface ServerConfig {
+  model: {
+    name: string;
+    text_model_type: string;
+    vision_model_type: string;
+    llm_layers: number;
+    llm_heads: number;
+    status: { state: string; message?: string };
+  };
+  limits: {
+    maxUploadBytes: number;
+    maxPixels: number;
+    maxPromptChars: number;
+    maxNewTokens: number;
+    maxImportBytes: number;
+  };
+}
+
+export interface AttentionSummary {
+  layers: number;
+  heads: number;
+  tokens: number[];
+  image: number[][];
+  question: number[][];
+}
+
+export interface HeadImageMaps {
+  layer: number;
+  tokens: number[];
+  grid: [number, number];
+  heads: { head: number; mean: number; max: number; map: number[] }[];
+  headMeans: number[];
+  min: number;
+  max: number;
+}
+
+export interface PatchAttention {
+  layer: number;
+  patches: number[];
+  perHeadToken: number[][];
+  tokenMean: number[];
+  headMean: number[];
+  tokenSum: number[];
+}
+
+export interface RelevancyMapsView {
+  mode: RelevancyMode;
+  kind: RelevancyKind;
+  by: "word" | "token";
+  grid: [number, number];
+  computed: number[];
+  items: { label: string; tokens: number[]; separator: boolean; map: number[]; min: number; max: number }[];
+}
+
+export interface RelevancyTextView {
+  token: number;
+  entries: { label: string; positions: number[]; value: number }[];
+  wordsVsImage: { bars: { label: string; value: number }[]; imageMax: number; reliance: number };
+}
+
+export interface RelevancyReliance {
+  tokens: { token: number; reliance: number; imageMax: number }[];
+}
+
+export type Mark = "arrow" | "tail" | "circle";
+
+export interface CausalHeadView {
+  head: number;
+  importance: number | null;
+  nodes: {
+    id: number;
+    kind: "image" | "text" | "target";
+    label: string;
+    patch: number | null;
+    radius: number | null;
+    inExplanation: boolean;
+  }[];
+  edges: { source: number; target: number; sourceMark: Mark; targetMark: Mark; text: string }[];
+  explanationPatches: number[];
+  patchWeights: number[];
+  growth: { radius: number; total: number; image: number; text: number }[];
+}
+
+export interface CausalView {
+  token: number;
+  tokenText: string;
+  layer: number;
+  target: number;
+  grid: [number, number];
+  params: {
+    p_val_th: number;
+    num_samples: number;
+    max_range: number;
+    att_th: number;
+    max_num_image_tokens: number;
+  };
+  heads: CausalHeadView[];
+  patchWeights: number[];
+}
+
+export interface JobInfo {
+  id: string;
+  kind: "generate" | "relevancy" | "causal";
+  runId: string | null;
+  state: "queued" | "running" | "done" | "error" | "cancelled";
+  position: number;
+  result: Record<string, unknown> | null;
+  error: string | null;
+}
+
+export const api = {
+  config: () => get<ServerConfig>("/api/config"),
+  runs: () => get<{ runs: RunSummary[] }>("/api/runs"),
+  run: (id: string) => get<RunDetail>(`/api/runs/${enc(id)}`),
+  deleteRun: (id: string) => request<{ deleted: string }>("DELETE", `/api/runs/${enc(id)}`),
+  imageUrl: (id: string) => `/api/runs/${enc(id)}/image`,
+  exportUrl: (id: string) => `/api/runs/${enc(id)}/export`,
+  summary: (id: string) => get<AttentionSummary>(`/api/runs/${enc(id)}/attention/summary`),
+  heads: (id: string, layer: number, tokens: number[]) =>
+    get<HeadImageMaps>(`/api/runs/${enc(id)}/attention/heads?layer=${layer}&tokens=${tokens.join(",")}`),
+  patches: (id: string, layer: number, patches: number[]) =>
+    postJson<PatchAttention>(`/api/runs/${enc(id)}/attention/patches`, { layer, patches }),
+  generate: (form: FormData) => request<{ job: JobInfo; runId: string }>("POST", "/api/generate", form),
+  cancel: (jobId: string) => request<{ cancelled: boolean }>("POST", `/api/jobs/${enc(jobId)}/cancel`),
+  importArchive: (file: Blob) =>
+    request<{ run: RunSummary }>("POST", "/api/import", file, { "content-type": "application/gzip" }),
+  computeRelevancy: (id: string, mode: RelevancyMode, kind: RelevancyKind, tokens: number[] | "all") =>
+    postJson<{ job: JobInfo }>(`/api/runs/${enc(id)}/relevancy`, { mode, kind, tokens }),
+  relevancyMaps: (id: string, mode: RelevancyMode, kind: RelevancyKind, by: "word" | "token") =>
+    get<RelevancyMapsView>(`/api/runs/${enc(id)}/relevancy/maps?mode=${mode}&kind=${kind}&by=${by}`),
+  relevancyText: (id: string, mode: RelevancyMode, token: number) =>
+    get<RelevancyTextView>(`/api/runs/${enc(id)}/relevancy/text?mode=${mode}&token=${token}`),
+  relevancyReliance: (id: string, mode: RelevancyMode) =>
+    get<RelevancyReliance>(`/api/runs/${enc(id)}/relevancy/reliance?mode=${mode}`),
+  computeCausal: (id: string, token: number, layer?: number) =>
+    postJson<{ job: JobInfo }>(`/api/runs/${enc(id)}/causal`, { token, layer }),
+  causal: (id: string, token: number) => get<CausalView>(`/api/runs/${enc(id)}/causal/${token}`),
+};
+
+export interface JobHandlers {
+  state?: (d: { state: string; position: number }) => void;
+  progress?: (d: { stage: string; done: number; total: number }) => void;
+  token?: (d: { index: number; text: string }) => void;
+  done?: (d: Record<string, unknown>) => void;
+  error?: (d: { message: string }) => void;
+  cancelled?: () => void;
+}
+
+/** Follows a job's server-sent events until it ends; returns a function that stops listening. */
+export function followJob(jobId: string, h: JobHandlers): () => void {
+  const es = new EventSource(`/api/jobs/${enc(jobId)}/events`);
+  let closed = false;
+  const close = () => {
+    closed = true;
+    es.close();
+  };
+  const on = (type: string, f: (d: any) => void) =>
+    es.addEventListener(type, (ev) => {
+      if (closed) return;
+      f(JSON.parse((ev as MessageEvent).data));
+    });
+  on("state", (d) => h.state?.(d));
+  on("progress", (d) => h.progress?.(d));
+  on("token", (d) => h.token?.(d));
+  on("done", (d) => {
+    close();
+    h.done?.(d);
+  });
+  on("failed", (d) => {
+    close();
+    h.error?.(d);
+  });
+  on("cancelled", () => {
+    close();
+    h.cancelled?.();
+  });
+  // A dropped connection is retried by EventSource (the server replays from Last-Event-ID); a refused one ends.
+  es.onerror = () => {
+    if (!closed && es.readyState === EventSource.CLOSED) {
+      close();
+      h.error?.({ message: "lost the connection to the server" });
+    }
+  };
+  return close;
+}

@@ -1,0 +1,291 @@
+/** The app shell: header, sidebar of saved runs (with import), hash routes to the views. */
+import { useCallback, useEffect, useRef, useState } from "preact/hooks";
+import { api, type RunDetail, type RunSummary, type ServerConfig } from "../api";
+import { MapsView, SummaryView } from "./AttentionViews";
+import { CausalView } from "./CausalView";
+import {
+  DEFAULT_SETTINGS,
+  ErrorBox,
+  errorText,
+  SettingsBar,
+  SettingsContext,
+  type ViewSettings,
+} from "./common";
+import { GenerateView } from "./GenerateView";
+import { RelevancyView } from "./RelevancyView";
+
+const VIEWS = [
+  { id: "summary", label: "Attention summary" },
+  { id: "maps", label: "Attention maps" },
+  { id: "relevancy", label: "Relevancy" },
+  { id: "causal", label: "Causality" },
+] as const;
+
+interface Route {
+  page: "generate" | "run";
+  runId?: string;
+  view?: string;
+  params: URLSearchParams;
+}
+
+function parseHash(hash: string): Route {
+  const [path, query = ""] = hash.replace(/^#/, "").split("?");
+  const parts = path.split("/").filter(Boolean);
+  const params = new URLSearchParams(query);
+  if (parts[0] === "run" && parts[1])
+    return { page: "run", runId: decodeURIComponent(parts[1]), view: parts[2] ?? "summary", params };
+  return { page: "generate", params };
+}
+
+function useRoute(): [Route, (h: string) => void] {
+  const [route, setRoute] = useState(() => parseHash(location.hash));
+  useEffect(() => {
+    const on = () => setRoute(parseHash(location.hash));
+    addEventListener("hashchange", on);
+    return () => removeEventListener("hashchange", on);
+  }, []);
+  return [route, (h: string) => (location.hash = h)];
+}
+
+function Sidebar({
+  runs,
+  current,
+  onImported,
+  onDeleted,
+}: {
+  runs: RunSummary[];
+  current?: string;
+  onImported: (id: string) => void;
+  onDeleted: (id: string) => void;
+}) {
+  const [error, setError] = useState<string | null>(null);
+  const [importing, setImporting] = useState(false);
+  return (
+    <aside class="sidebar" data-testid="sidebar">
+      <a class="button new-run" href="#/generate" data-testid="new-question">
+        + New question
+      </a>
+      <label class="file-button secondary" data-testid="import-label">
+        {importing ? "Importing…" : "Import run…"}
+        <input
+          type="file"
+          accept=".gz,.tgz,application/gzip"
+          data-testid="import-input"
+          disabled={importing}
+          onChange={async (e) => {
+            const input = e.target as HTMLInputElement;
+            const f = input.files?.[0];
+            input.value = "";
+            if (!f) return;
+            setImporting(true);
+            setError(null);
+            try {
+              const { run } = await api.importArchive(f);
+              onImported(run.id);
+            } catch (err) {
+              setError(errorText(err));
+            } finally {
+              setImporting(false);
+            }
+          }}
+        />
+      </label>
+      <ErrorBox error={error} />
+      <h4>Runs ({runs.length})</h4>
+      <ul class="runs" data-testid="run-list">
+        {runs.map((r) => (
+          <li key={r.id} class={r.id === current ? "current" : ""} data-run={r.id}>
+            <a href={`#/run/${r.id}/summary`}>
+              <span class="prompt">{r.prompt}</span>
+              <span class="answer">{r.answer || "∅"}</span>
+              <span class="meta">
+                {new Date(r.created_at).toLocaleString()} · {r.n_tokens} tok
+                {r.source !== "generated" ? ` · ${r.source}` : ""}
+              </span>
+            </a>
+            <button
+              type="button"
+              class="delete"
+              title="delete run"
+              onClick={async () => {
+                if (!confirm(`Delete run ${r.id}?`)) return;
+                try {
+                  await api.deleteRun(r.id);
+                  onDeleted(r.id);
+                } catch (err) {
+                  setError(errorText(err));
+                }
+              }}
+            >
+              ×
+            </button>
+          </li>
+        ))}
+      </ul>
+    </aside>
+  );
+}
+
+function RunHeader({ run, view }: { run: RunDetail; view: string }) {
+  return (
+    <div class="run-header" data-testid="run-header">
+      <div class="qa">
+        <div>
+          <span class="muted">Q</span> <span data-testid="run-prompt">{run.prompt}</span>
+        </div>
+        <div>
+          <span class="muted">A</span> <span data-testid="run-answer">{run.answer || "∅"}</span>
+        </div>
+        <div class="muted small">
+          {run.model.dir} · {run.layout.layers} layers × {run.layout.heads} heads · {run.layout.G} answer
+          tokens · sequence {run.layout.S} · image {run.layout.grid[0]}×{run.layout.grid[1]} patches · mode{" "}
+          {run.settings.image_mode} · T={run.settings.temperature}
+        </div>
+      </div>
+      <nav class="tabs">
+        {VIEWS.map((v) => (
+          <a
+            key={v.id}
+            class={`tab${view === v.id ? " active" : ""}`}
+            href={`#/run/${run.id}/${v.id}`}
+            data-testid={`tab-${v.id}`}
+          >
+            {v.label}
+          </a>
+        ))}
+        <a class="button secondary" href={api.exportUrl(run.id)} download data-testid="export-run">
+          Export run (.tar.gz)
+        </a>
+      </nav>
+    </div>
+  );
+}
+
+export function App() {
+  const [route, navigate] = useRoute();
+  const [config, setConfig] = useState<ServerConfig | null>(null);
+  const [runs, setRuns] = useState<RunSummary[]>([]);
+  const [run, setRun] = useState<RunDetail | null>(null);
+  const [runError, setRunError] = useState<string | null>(null);
+  const [settings, setSettings] = useState<ViewSettings>(() => {
+    try {
+      return { ...DEFAULT_SETTINGS, ...JSON.parse(localStorage.getItem("lvlm-view-settings") ?? "{}") };
+    } catch {
+      return DEFAULT_SETTINGS;
+    }
+  });
+  const set = useCallback((s: Partial<ViewSettings>) => {
+    setSettings((old) => {
+      const n = { ...old, ...s };
+      localStorage.setItem("lvlm-view-settings", JSON.stringify(n));
+      return n;
+    });
+  }, []);
+  const refreshRuns = useCallback(
+    () =>
+      api.runs().then(
+        (r) => setRuns(r.runs),
+        () => {},
+      ),
+    [],
+  );
+  useEffect(() => {
+    api.config().then(setConfig, () => {});
+    void refreshRuns();
+  }, [refreshRuns]);
+  const loadRun = useCallback((id: string) => {
+    api.run(id).then(
+      (r) => {
+        setRun(r);
+        setRunError(null);
+      },
+      (e) => {
+        setRun(null);
+        setRunError(errorText(e));
+      },
+    );
+  }, []);
+  // A run opened by link that the sidebar does not list yet (made elsewhere): refresh the list.
+  const refreshedFor = useRef<string | null>(null);
+  useEffect(() => {
+    if (!route.runId || refreshedFor.current === route.runId || runs.some((r) => r.id === route.runId))
+      return;
+    refreshedFor.current = route.runId;
+    void refreshRuns();
+  }, [route.runId, runs, refreshRuns]);
+  useEffect(() => {
+    if (route.page === "run" && route.runId && route.runId !== run?.id) {
+      setRun(null);
+      loadRun(route.runId);
+    }
+  }, [route.page, route.runId, run?.id, loadRun]);
+
+  const current = route.page === "run" && run && run.id === route.runId ? run : null;
+  return (
+    <SettingsContext.Provider value={{ settings, set }}>
+      <div class="app">
+        <header class="top">
+          <h1>
+            <a href="#/generate">LVLM-Interpret</a>
+          </h1>
+          <span class="muted">
+            {config
+              ? `${config.model.name} (${config.model.text_model_type} + ${config.model.vision_model_type}) · ${config.model.status.state}`
+              : "connecting…"}
+          </span>
+          {route.page === "run" && <SettingsBar />}
+        </header>
+        <div class="body">
+          <Sidebar
+            runs={runs}
+            current={route.runId}
+            onImported={(id) => {
+              void refreshRuns();
+              navigate(`#/run/${id}/summary`);
+            }}
+            onDeleted={(id) => {
+              void refreshRuns();
+              if (route.runId === id) navigate("#/generate");
+            }}
+          />
+          <main>
+            {route.page === "generate" && (
+              <GenerateView config={config} onCreated={() => void refreshRuns()} />
+            )}
+            {route.page === "run" && (
+              <>
+                <ErrorBox error={runError} />
+                {!current && !runError && <p class="muted">Loading run…</p>}
+                {current && (
+                  <>
+                    <RunHeader run={current} view={route.view ?? "summary"} />
+                    {route.view === "summary" && (
+                      <SummaryView run={current} params={route.params} navigate={navigate} />
+                    )}
+                    {route.view === "maps" && (
+                      <MapsView run={current} params={route.params} navigate={navigate} />
+                    )}
+                    {route.view === "relevancy" && (
+                      <RelevancyView run={current} onChanged={() => loadRun(current.id)} />
+                    )}
+                    {route.view === "causal" && (
+                      <CausalView
+                        run={current}
+                        params={route.params}
+                        navigate={navigate}
+                        onChanged={() => loadRun(current.id)}
+                      />
+                    )}
+                    {!VIEWS.some((v) => v.id === route.view) && (
+                      <ErrorBox error={`unknown view "${route.view}"`} />
+                    )}
+                  </>
+                )}
+              </>
+            )}
+          </main>
+        </div>
+      </div>
+    </SettingsContext.Provider>
+  );
+}

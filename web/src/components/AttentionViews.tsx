@@ -1,0 +1,369 @@
+/**
+ * Attention summary (layer × head heatmaps of mean attention from the answer to the image and to the question;
+ * click a cell to open that layer and head) and attention maps (per-head maps over the image for chosen answer
+ * tokens and a layer, sorted by mean; the per-head mean strip; the patch selector).
+ */
+import { useEffect, useMemo, useRef, useState } from "preact/hooks";
+import { api, type PatchAttention, type RunDetail } from "../api";
+import { formatValue } from "../heatmap";
+import {
+  Colorbar,
+  ErrorBox,
+  ExportPng,
+  extent,
+  ImageMap,
+  Panel,
+  TokenChips,
+  tokenLabel,
+  useAsync,
+  useRunImage,
+  useSelection,
+  useSettings,
+} from "./common";
+import { HeadStrip, LayerHeadGrid } from "./grids";
+
+export function SummaryView({
+  run,
+  params,
+  navigate,
+}: {
+  run: RunDetail;
+  params: URLSearchParams;
+  navigate: (h: string) => void;
+}) {
+  const image = useRunImage(run.id);
+  const root = useRef<HTMLDivElement>(null);
+  const { data, error } = useAsync(() => api.summary(run.id), [run.id]);
+  const sel = params.has("layer")
+    ? { layer: Number(params.get("layer")), head: Number(params.get("head") ?? 0) }
+    : null;
+  const select = (layer: number, head: number) =>
+    navigate(`#/run/${run.id}/summary?layer=${layer}&head=${head}`);
+  const detail = useAsync(
+    () => (sel ? api.heads(run.id, sel.layer, []) : Promise.resolve(null)),
+    [run.id, sel?.layer],
+  );
+  const headMap = sel && detail.data ? detail.data.heads.find((h) => h.head === sel.head) : undefined;
+  return (
+    <div ref={root} class="view" data-testid="summary-view">
+      <Panel
+        title="Attention summary"
+        tools={<ExportPng target={root} name={`attention-summary-${run.id}.png`} />}
+      >
+        <p class="muted">
+          Mean attention from the {run.layout.G} answer tokens to the image tokens ("Image-to-Answer") and to
+          the question tokens ("Question-to-Answer"), per layer and head. Hover for values; click a cell to
+          open that layer and head.
+        </p>
+        <ErrorBox error={error} />
+        {data && (
+          <div class="row wrap">
+            <div class="figure" data-testid="summary-image">
+              <h4>Image-to-Answer</h4>
+              <LayerHeadGrid values={data.image} selected={sel} onSelect={select} testId="grid-image" />
+              <Colorbar lo={extent(data.image)[0]} hi={extent(data.image)[1]} />
+            </div>
+            <div class="figure" data-testid="summary-question">
+              <h4>Question-to-Answer</h4>
+              <LayerHeadGrid values={data.question} selected={sel} onSelect={select} testId="grid-question" />
+              <Colorbar lo={extent(data.question)[0]} hi={extent(data.question)[1]} />
+            </div>
+          </div>
+        )}
+      </Panel>
+      {sel && (
+        <Panel
+          title={`Layer ${sel.layer}, head ${sel.head}`}
+          testId="summary-detail"
+          tools={
+            <a
+              class="button secondary"
+              href={`#/run/${run.id}/maps?layer=${sel.layer}&head=${sel.head}`}
+              data-export="skip"
+            >
+              Open layer {sel.layer} in attention maps
+            </a>
+          }
+        >
+          <ErrorBox error={detail.error} />
+          {headMap && detail.data && (
+            <div class="row wrap">
+              <div class="figure">
+                <ImageMap
+                  image={image}
+                  map={headMap.map}
+                  grid={detail.data.grid}
+                  size={320}
+                  testId="detail-map"
+                />
+                <Colorbar lo={Math.min(...headMap.map)} hi={headMap.max} />
+                <span class="muted">
+                  mean attention of all answer tokens over the image · mean {formatValue(headMap.mean)}
+                </span>
+              </div>
+              <div class="figure">
+                <h4>Layer {sel.layer}: mean image attention per head</h4>
+                <HeadStrip
+                  values={detail.data.headMeans}
+                  selected={sel.head}
+                  onSelect={(h) => select(sel.layer, h)}
+                  testId="detail-strip"
+                />
+              </div>
+            </div>
+          )}
+        </Panel>
+      )}
+    </div>
+  );
+}
+
+export function MapsView({
+  run,
+  params,
+  navigate,
+}: {
+  run: RunDetail;
+  params: URLSearchParams;
+  navigate: (h: string) => void;
+}) {
+  const image = useRunImage(run.id);
+  const root = useRef<HTMLDivElement>(null);
+  const { settings } = useSettings();
+  const L = run.layout.layers;
+  const layer = Math.min(L - 1, Math.max(0, Number(params.get("layer") ?? L - 1)));
+  const focusHead = params.has("head") ? Number(params.get("head")) : null;
+  const tokens = useSelection([]);
+  const [debounced, setDebounced] = useState<number[]>([]);
+  useEffect(() => {
+    const t = setTimeout(() => setDebounced(tokens.sorted), 150);
+    return () => clearTimeout(t);
+  }, [tokens.sorted]);
+  const { data, error, loading } = useAsync(
+    () => api.heads(run.id, layer, debounced),
+    [run.id, layer, debounced.join(",")],
+  );
+  const setLayer = (l: number) =>
+    navigate(`#/run/${run.id}/maps?layer=${l}${focusHead !== null ? `&head=${focusHead}` : ""}`);
+  const [lo, hi] = data ? [data.min, data.max] : [0, 1];
+  const size = run.layout.heads > 16 ? 150 : 190;
+  useEffect(() => {
+    if (focusHead === null || !data) return;
+    document.querySelector(`[data-head="${focusHead}"]`)?.scrollIntoView({ block: "nearest" });
+  }, [focusHead, data]);
+  return (
+    <div ref={root} class="view" data-testid="maps-view">
+      <Panel
+        title="Attention maps"
+        tools={<ExportPng target={root} name={`attention-maps-${run.id}-layer${layer}.png`} />}
+      >
+        <div class="controls" data-export="skip">
+          <label>
+            layer{" "}
+            <input
+              type="range"
+              min={0}
+              max={L - 1}
+              value={layer}
+              onInput={(e) => setLayer(Number((e.target as HTMLInputElement).value))}
+              data-testid="layer-range"
+            />
+            <select
+              value={layer}
+              onChange={(e) => setLayer(Number((e.target as HTMLSelectElement).value))}
+              data-testid="layer-select"
+            >
+              {Array.from({ length: L }, (_, l) => (
+                <option key={l} value={l}>
+                  {l}
+                </option>
+              ))}
+            </select>
+          </label>
+          <button type="button" class="secondary" onClick={() => tokens.set(new Set())}>
+            All tokens
+          </button>
+          <span class="muted">
+            Click answer tokens to average over them (shift-click: range); none selected = all.
+          </span>
+        </div>
+        <TokenChips tokens={run.tokens} selected={tokens.sel} onToggle={tokens.toggle} testId="map-tokens" />
+        <ErrorBox error={error} />
+        {data && (
+          <>
+            <p class="muted">
+              Layer {layer} ·{" "}
+              {debounced.length
+                ? `tokens ${debounced.map((k) => tokenLabel(run.tokens[k])).join(" ")}`
+                : "all answer tokens"}{" "}
+              · heads sorted by mean attention to the image{loading ? " · updating…" : ""}
+            </p>
+            <div class="figure">
+              <h4>Mean attention to the image per head</h4>
+              <HeadStrip values={data.headMeans} selected={focusHead} testId="head-strip" />
+            </div>
+            <div class="head-grid" data-testid="head-maps">
+              {data.heads.map((h) => (
+                <div
+                  key={h.head}
+                  class={`head-card${h.head === focusHead ? " focus" : ""}`}
+                  data-head={h.head}
+                >
+                  <ImageMap
+                    image={image}
+                    map={h.map}
+                    grid={data.grid}
+                    size={size}
+                    lo={settings.scale === "shared" ? lo : undefined}
+                    hi={settings.scale === "shared" ? hi : undefined}
+                    testId="head-map"
+                  />
+                  <div class="caption">
+                    head {h.head} · mean {formatValue(h.mean)}
+                  </div>
+                </div>
+              ))}
+            </div>
+            {settings.scale === "shared" && <Colorbar lo={lo} hi={hi} />}
+          </>
+        )}
+      </Panel>
+      <PatchSelector run={run} layer={layer} image={image} />
+    </div>
+  );
+}
+
+function PatchSelector({
+  run,
+  layer,
+  image,
+}: {
+  run: RunDetail;
+  layer: number;
+  image: HTMLImageElement | null;
+}) {
+  const grid = run.layout.grid;
+  const [patches, setPatches] = useState<Set<number>>(new Set());
+  const mode = useRef<"add" | "remove">("add");
+  const [head, setHead] = useState<number | "mean">("mean");
+  const [result, setResult] = useState<PatchAttention | null>(null);
+  const [error, setError] = useState<string | null>(null);
+  const { settings } = useSettings();
+  const list = useMemo(() => [...patches].sort((a, b) => a - b), [patches]);
+  useEffect(() => {
+    if (list.length === 0) {
+      setResult(null);
+      return;
+    }
+    let live = true;
+    const t = setTimeout(() => {
+      api.patches(run.id, layer, list).then(
+        (r) => live && (setResult(r), setError(null)),
+        (e) => live && setError((e as Error).message),
+      );
+    }, 120);
+    return () => {
+      live = false;
+      clearTimeout(t);
+    };
+  }, [run.id, layer, list.join(",")]);
+  const drag = useRef<{ start: number; base: Set<number> } | null>(null);
+  /** Click toggles a patch; dragging adds (or, starting on a selected patch, removes) the rectangle spanned. */
+  const apply = (p: number, first: boolean) => {
+    if (first) {
+      drag.current = { start: p, base: new Set(patches) };
+      mode.current = patches.has(p) ? "remove" : "add";
+    }
+    const d = drag.current;
+    if (!d) return;
+    const cols = grid[1];
+    const [r0, r1] = [Math.floor(d.start / cols), Math.floor(p / cols)].sort((a, b) => a - b);
+    const [c0, c1] = [d.start % cols, p % cols].sort((a, b) => a - b);
+    const n = new Set(d.base);
+    for (let r = r0; r <= r1; r++)
+      for (let c = c0; c <= c1; c++) {
+        if (mode.current === "add") n.add(r * cols + c);
+        else n.delete(r * cols + c);
+      }
+    setPatches(n);
+  };
+  const values = result ? (head === "mean" ? result.tokenMean : result.perHeadToken[head]) : null;
+  const [lo, hi] = values ? extent([values]) : [0, 1];
+  return (
+    <Panel title="Patch selector" testId="patch-selector">
+      <p class="muted">
+        Click or drag over image patches: how much each answer token of layer {layer} attends to the selected
+        patches (mean over the selected patches).
+      </p>
+      <div class="row wrap">
+        <div class="figure" data-export-keep>
+          <ImageMap
+            image={image}
+            map={null}
+            grid={grid}
+            size={300}
+            gridLines
+            outline={list}
+            testId="patch-canvas"
+            onPatchDown={(p) => apply(p, true)}
+            onPatchEnter={(p) => apply(p, false)}
+          />
+          <div class="controls" data-export="skip">
+            <span class="muted">
+              {list.length} patch{list.length === 1 ? "" : "es"} selected
+            </span>
+            <button type="button" class="secondary" onClick={() => setPatches(new Set())}>
+              Clear
+            </button>
+          </div>
+        </div>
+        <div class="figure grow">
+          <ErrorBox error={error} />
+          {!result && <p class="muted">Select patches to see the answer's attention to them.</p>}
+          {result && values && (
+            <>
+              <label data-export="skip">
+                heads{" "}
+                <select
+                  value={String(head)}
+                  onChange={(e) =>
+                    setHead(
+                      (e.target as HTMLSelectElement).value === "mean"
+                        ? "mean"
+                        : Number((e.target as HTMLSelectElement).value),
+                    )
+                  }
+                  data-testid="patch-head"
+                >
+                  <option value="mean">mean over heads</option>
+                  {result.headMean.map((_, h) => (
+                    <option key={h} value={h}>
+                      head {h}
+                    </option>
+                  ))}
+                </select>
+              </label>
+              <TokenChips
+                tokens={run.tokens}
+                values={values}
+                lo={lo}
+                hi={hi}
+                cmap={settings.cmap}
+                titles={values.map((v, i) => `token ${i}: ${formatValue(v)}`)}
+                testId="patch-tokens"
+              />
+              <Colorbar lo={lo} hi={hi} label="attention to the selected patches" width={200} />
+              <h4>Per-head mean over the answer</h4>
+              <HeadStrip
+                values={result.headMean}
+                selected={head === "mean" ? null : head}
+                onSelect={(h) => setHead(h)}
+                testId="patch-head-strip"
+              />
+            </>
+          )}
+        </div>
+      </div>
+    </Panel>
+  );
+}

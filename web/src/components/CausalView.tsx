@@ -1,0 +1,411 @@
+/**
+ * Causality: choose an answer token → per-head explanation patches on the image, the head importance chart,
+ * the causal graph of the explanation (cytoscape; image-patch thumbnails and words as nodes; PAG edge marks:
+ * arrowhead, tail, circle) and the explanation's growth with the search radius.
+ */
+import cytoscape from "cytoscape";
+import { useEffect, useMemo, useRef, useState } from "preact/hooks";
+import { api, type CausalHeadView, type Mark, type RunDetail } from "../api";
+import { formatValue } from "../heatmap";
+import { ChartBox } from "./charts";
+import {
+  activate,
+  Colorbar,
+  ErrorBox,
+  ExportPng,
+  ImageMap,
+  JobProgress,
+  Panel,
+  TokenChips,
+  useAsync,
+  useJob,
+  useRunImage,
+} from "./common";
+
+const ARROW: Record<Mark, string> = { arrow: "triangle", circle: "circle", tail: "none" };
+
+/** A patch of the run image as a small data URL (node thumbnails). */
+function patchThumb(img: HTMLImageElement, grid: [number, number], patch: number, size = 48): string {
+  const c = document.createElement("canvas");
+  c.width = size;
+  c.height = size;
+  const [rows, cols] = grid;
+  const r = Math.floor(patch / cols);
+  const k = patch % cols;
+  const w = img.naturalWidth / cols;
+  const h = img.naturalHeight / rows;
+  const ctx = c.getContext("2d")!;
+  ctx.imageSmoothingEnabled = false;
+  ctx.drawImage(img, k * w, r * h, w, h, 0, 0, size, size);
+  return c.toDataURL("image/png");
+}
+
+function CausalGraph({
+  head,
+  image,
+  grid,
+  radius,
+  explanationOnly,
+}: {
+  head: CausalHeadView;
+  image: HTMLImageElement | null;
+  grid: [number, number];
+  radius: number;
+  explanationOnly: boolean;
+}) {
+  const box = useRef<HTMLDivElement>(null);
+  const [count, setCount] = useState({ nodes: 0, edges: 0 });
+  useEffect(() => {
+    if (!box.current) return;
+    const maxR = Math.max(0, ...head.nodes.map((n) => n.radius ?? 0));
+    const keep = new Set(
+      head.nodes
+        .filter((n) =>
+          explanationOnly
+            ? n.inExplanation && n.radius !== null && n.radius <= radius
+            : n.radius === null || n.radius <= radius,
+        )
+        .map((n) => n.id),
+    );
+    // Rings by search radius around the explained position: the explanation grows outwards.
+    const shown = head.nodes.filter((n) => keep.has(n.id));
+    const rings = new Map<number, number[]>();
+    for (const n of shown) {
+      const lv = n.radius ?? maxR + 1;
+      rings.set(lv, [...(rings.get(lv) ?? []), n.id]);
+    }
+    const pos = new Map<number, { x: number; y: number }>();
+    let R = 0;
+    for (const lv of [...rings.keys()].sort((a, b) => a - b)) {
+      const ids = rings.get(lv)!;
+      R = lv === 0 ? 0 : Math.max(R + 110, (ids.length * 70) / (2 * Math.PI));
+      ids.forEach((id, i) => {
+        const a = (2 * Math.PI * i) / ids.length + lv * 0.6 - Math.PI / 2;
+        pos.set(id, { x: R * Math.cos(a), y: R * Math.sin(a) });
+      });
+    }
+    const nodes = shown.map((n) => ({
+      position: pos.get(n.id)!,
+      data: {
+        id: String(n.id),
+        label: n.kind === "image" ? "" : n.label,
+        title: n.label,
+        kind: n.kind,
+        level: n.radius ?? maxR + 1,
+        thumb: n.kind === "image" && image && n.patch !== null ? patchThumb(image, grid, n.patch) : undefined,
+      },
+    }));
+    const edges = head.edges
+      .filter((e) => keep.has(e.source) && keep.has(e.target))
+      .map((e) => ({
+        data: {
+          id: `${e.source}-${e.target}`,
+          source: String(e.source),
+          target: String(e.target),
+          srcShape: ARROW[e.sourceMark],
+          tgtShape: ARROW[e.targetMark],
+          srcFill: e.sourceMark === "circle" ? "hollow" : "filled",
+          tgtFill: e.targetMark === "circle" ? "hollow" : "filled",
+          text: e.text,
+        },
+      }));
+    const cy = cytoscape({
+      container: box.current,
+      elements: [...nodes, ...edges],
+      userZoomingEnabled: true,
+      style: [
+        {
+          selector: "node",
+          style: {
+            label: "data(label)",
+            "font-size": 11,
+            "text-valign": "bottom",
+            "text-margin-y": 4,
+            width: 40,
+            height: 40,
+            "background-color": "#9ecae1",
+            "border-width": 1,
+            "border-color": "#3182bd",
+          },
+        },
+        {
+          selector: 'node[kind = "image"]',
+          style: {
+            shape: "rectangle",
+            "background-image": "data(thumb)",
+            "background-fit": "cover",
+            "border-color": "#333",
+          },
+        },
+        {
+          selector: 'node[kind = "text"]',
+          style: {
+            shape: "round-rectangle",
+            width: (n: cytoscape.NodeSingular) => 14 + 7 * String(n.data("label")).length,
+            height: 24,
+            "text-valign": "center",
+            "text-margin-y": 0,
+          },
+        },
+        {
+          selector: 'node[kind = "target"]',
+          style: {
+            shape: "round-rectangle",
+            width: (n: cytoscape.NodeSingular) => 18 + 7 * String(n.data("label")).length,
+            height: 28,
+            "text-valign": "center",
+            "text-margin-y": 0,
+            "background-color": "#fdae6b",
+            "border-color": "#e6550d",
+            "border-width": 2,
+          },
+        },
+        {
+          selector: "edge",
+          style: {
+            width: 1.6,
+            "line-color": "#555",
+            "curve-style": "bezier",
+            "source-arrow-shape": "data(srcShape)" as never,
+            "target-arrow-shape": "data(tgtShape)" as never,
+            "source-arrow-fill": "data(srcFill)" as never,
+            "target-arrow-fill": "data(tgtFill)" as never,
+            "source-arrow-color": "#555",
+            "target-arrow-color": "#555",
+            "arrow-scale": 1.3,
+          },
+        },
+      ],
+      layout: { name: "preset", fit: true, padding: 36 },
+      maxZoom: 1.6,
+      minZoom: 0.2,
+    });
+    cy.fit(undefined, 36);
+    setCount({ nodes: cy.nodes().length, edges: cy.edges().length });
+    return () => cy.destroy();
+  }, [head, image, grid, radius, explanationOnly]);
+  return (
+    <div ref={box} class="cy" data-testid="causal-graph" data-nodes={count.nodes} data-edges={count.edges} />
+  );
+}
+
+export function CausalView({
+  run,
+  params,
+  navigate,
+  onChanged,
+}: {
+  run: RunDetail;
+  params: URLSearchParams;
+  navigate: (h: string) => void;
+  onChanged: () => void;
+}) {
+  const image = useRunImage(run.id);
+  const root = useRef<HTMLDivElement>(null);
+  const G = run.layout.G;
+  const token = Math.min(G - 1, Math.max(0, Number(params.get("token") ?? G - 1)));
+  const [layer, setLayer] = useState(run.layout.layers - 1);
+  const [version, setVersion] = useState(0);
+  const computed = new Set(run.analyses.causal);
+  const { job, start, cancel, busy } = useJob({
+    done: () => {
+      setVersion((v) => v + 1);
+      onChanged();
+    },
+  });
+  const view = useAsync(
+    () => (computed.has(token) ? api.causal(run.id, token) : Promise.resolve(null)),
+    [run.id, token, version, computed.has(token)],
+  );
+  const [headSel, setHeadSel] = useState<number | null>(null);
+  const [explanationOnly, setExplanationOnly] = useState(true);
+  const data = view.data;
+  const best = useMemo(() => {
+    if (!data) return 0;
+    let b = 0;
+    data.heads.forEach((h, i) => {
+      if ((h.importance ?? -1) > (data.heads[b].importance ?? -1)) b = i;
+    });
+    return data.heads[b]?.head ?? 0;
+  }, [data]);
+  const head = data?.heads.find((h) => h.head === (headSel ?? best)) ?? null;
+  const maxR = data?.params.max_range ?? 3;
+  const [radius, setRadius] = useState(maxR);
+  useEffect(() => setRadius(maxR), [maxR]);
+  const setToken = (k: number) => navigate(`#/run/${run.id}/causal?token=${k}`);
+
+  return (
+    <div ref={root} class="view" data-testid="causal-view">
+      <Panel
+        title="Causal explanation"
+        tools={<ExportPng target={root} name={`causality-${run.id}-token${token}.png`} />}
+      >
+        <p class="muted" data-export="skip">
+          Choose an answer token (marked: explained). CLEANN learns a causal graph over the image patches and
+          words the token's position attends to, per head, and reads the explanation off it.
+        </p>
+        <TokenChips
+          tokens={run.tokens}
+          selected={new Set([token])}
+          marked={computed}
+          onToggle={(i) => setToken(i)}
+          testId="causal-tokens"
+        />
+        <div class="actions" data-export="skip">
+          <label>
+            layer{" "}
+            <select
+              value={layer}
+              onChange={(e) => setLayer(Number((e.target as HTMLSelectElement).value))}
+              data-testid="causal-layer"
+            >
+              {Array.from({ length: run.layout.layers }, (_, l) => (
+                <option key={l} value={l}>
+                  {l}
+                </option>
+              ))}
+            </select>
+          </label>
+          <button
+            type="button"
+            onClick={() => start(() => api.computeCausal(run.id, token, layer))}
+            disabled={busy}
+            data-testid="causal-compute"
+          >
+            {computed.has(token) ? "Recompute" : "Explain"} token {token} “{run.tokens[token]}”
+          </button>
+        </div>
+        <JobProgress job={job} onCancel={cancel} label="Causal discovery" />
+        <ErrorBox error={view.error} />
+        {!computed.has(token) && !busy && <p class="muted">Token {token} is not explained yet.</p>}
+        {data && (
+          <div class="row wrap">
+            <div class="figure">
+              <h4>All heads (layer {data.layer}): explanation patch weights</h4>
+              <ImageMap
+                image={image}
+                map={data.patchWeights}
+                grid={data.grid}
+                size={260}
+                lo={0}
+                hi={1}
+                testId="causal-weights"
+              />
+              <Colorbar lo={0} hi={1} />
+            </div>
+            <div class="figure">
+              <h4>Head importance</h4>
+              <ChartBox
+                type="bar"
+                labels={data.heads.map((h) => String(h.head))}
+                series={[
+                  {
+                    label: "importance",
+                    values: data.heads.map((h) => h.importance),
+                    color: data.heads.map((h) => (h.head === head?.head ? "#e6550d" : "#6baed6")),
+                  },
+                ]}
+                xTitle="head"
+                yTitle="max image / max text attention"
+                onClick={(i) => setHeadSel(data.heads[i].head)}
+                testId="head-importance"
+              />
+            </div>
+          </div>
+        )}
+      </Panel>
+      {data && (
+        <Panel title="Per-head explanation patches" testId="causal-heads">
+          <div class="head-grid">
+            {data.heads.map((h) => {
+              const map = new Array<number>(data.grid[0] * data.grid[1]).fill(0);
+              h.explanationPatches.forEach((p, i) => {
+                map[p] = h.patchWeights[i] ?? 1;
+              });
+              return (
+                <div
+                  key={h.head}
+                  class={`head-card clickable${h.head === head?.head ? " focus" : ""}`}
+                  {...activate(() => setHeadSel(h.head))}
+                >
+                  <ImageMap
+                    image={image}
+                    map={map}
+                    grid={data.grid}
+                    size={150}
+                    lo={0}
+                    hi={1}
+                    outline={h.explanationPatches}
+                    testId="causal-head-map"
+                  />
+                  <div class="caption">
+                    head {h.head} · {h.explanationPatches.length} patch
+                    {h.explanationPatches.length === 1 ? "" : "es"} · imp.{" "}
+                    {h.importance === null ? "–" : formatValue(h.importance)}
+                  </div>
+                </div>
+              );
+            })}
+          </div>
+        </Panel>
+      )}
+      {data && head && (
+        <Panel title={`Causal graph: head ${head.head}`} testId="causal-graph-panel">
+          <div class="controls" data-export="skip">
+            <label>
+              search radius ≤ {radius}{" "}
+              <input
+                type="range"
+                min={0}
+                max={maxR}
+                value={radius}
+                onInput={(e) => setRadius(Number((e.target as HTMLInputElement).value))}
+                data-testid="causal-radius"
+              />
+            </label>
+            <label>
+              <input
+                type="checkbox"
+                checked={explanationOnly}
+                onChange={(e) => setExplanationOnly((e.target as HTMLInputElement).checked)}
+              />{" "}
+              explanation only
+            </label>
+            <span class="muted">
+              Edge marks as in PAGs: ▶ arrowhead, ○ circle (undetermined), plain end = tail.
+            </span>
+          </div>
+          <div class="row wrap">
+            <CausalGraph
+              head={head}
+              image={image}
+              grid={data.grid}
+              radius={radius}
+              explanationOnly={explanationOnly}
+            />
+            <div class="figure">
+              <h4>Explanation growth by search radius</h4>
+              <ChartBox
+                type="bar"
+                stacked
+                labels={head.growth.map((g) => String(g.radius))}
+                series={[
+                  { label: "image patches", values: head.growth.map((g) => g.image), color: "#3182bd" },
+                  {
+                    label: "words (and the explained position)",
+                    values: head.growth.map((g) => g.text),
+                    color: "#fd8d3c",
+                  },
+                ]}
+                xTitle="radius"
+                yTitle="explanation nodes"
+                width={320}
+                testId="causal-growth"
+              />
+            </div>
+          </div>
+        </Panel>
+      )}
+    </div>
+  );
+}

@@ -1,0 +1,273 @@
+/**
+ * Relevancy: per answer word (or token) the relevancy map over the image — LLM, or propagated through the
+ * vision tower (vit / all / all_v2 / chain) — in exact or incremental mode; the text relevancy bars (top
+ * question words vs the maximum image relevancy); answer tokens coloured by how much they rely on the image
+ * vs the text. Computed on demand per token (a queued job with progress), cached in the run.
+ */
+import { useMemo, useRef, useState } from "preact/hooks";
+import { api, type RelevancyKind, type RelevancyMode, type RunDetail } from "../api";
+import { cssColor, textOn } from "../colormap";
+import { formatValue } from "../heatmap";
+import { ChartBox } from "./charts";
+import {
+  activate,
+  Colorbar,
+  ErrorBox,
+  ExportPng,
+  extent,
+  ImageMap,
+  JobProgress,
+  Panel,
+  TokenChips,
+  useAsync,
+  useJob,
+  useRunImage,
+  useSelection,
+  useSettings,
+} from "./common";
+
+const KINDS: { value: RelevancyKind; label: string }[] = [
+  { value: "llm", label: "LLM (answer → image tokens)" },
+  { value: "vit", label: "vision tower: vit" },
+  { value: "all", label: "vision tower: all" },
+  { value: "all_v2", label: "vision tower: all_v2" },
+  { value: "chain", label: "vision tower: chain" },
+];
+
+export function RelevancyView({ run, onChanged }: { run: RunDetail; onChanged: () => void }) {
+  const image = useRunImage(run.id);
+  const root = useRef<HTMLDivElement>(null);
+  const { settings } = useSettings();
+  const [mode, setMode] = useState<RelevancyMode>("exact");
+  const [kind, setKind] = useState<RelevancyKind>("llm");
+  const [by, setBy] = useState<"word" | "token">("word");
+  const [showSeparators, setShowSeparators] = useState(false);
+  const [textToken, setTextToken] = useState<number | null>(null);
+  const [version, setVersion] = useState(0);
+  const sel = useSelection([]);
+  const computed = run.analyses.relevancy[mode]?.[kind] ?? [];
+  const { job, start, cancel, busy } = useJob({
+    done: () => {
+      setVersion((v) => v + 1);
+      onChanged();
+    },
+  });
+  const maps = useAsync(
+    () => (computed.length ? api.relevancyMaps(run.id, mode, kind, by) : Promise.resolve(null)),
+    [run.id, mode, kind, by, version, computed.join(",")],
+  );
+  const llmComputed = run.analyses.relevancy[mode]?.llm ?? [];
+  const reliance = useAsync(
+    () => (llmComputed.length ? api.relevancyReliance(run.id, mode) : Promise.resolve(null)),
+    [run.id, mode, version, llmComputed.join(",")],
+  );
+  const chosenText =
+    textToken !== null && llmComputed.includes(textToken) ? textToken : (llmComputed[0] ?? null);
+  const text = useAsync(
+    () => (chosenText !== null ? api.relevancyText(run.id, mode, chosenText) : Promise.resolve(null)),
+    [run.id, mode, chosenText, version],
+  );
+  const items = useMemo(
+    () => (maps.data?.items ?? []).filter((i) => showSeparators || !i.separator),
+    [maps.data, showSeparators],
+  );
+  const [lo, hi] = extent(items.map((i) => i.map));
+  const relianceValues = useMemo(() => {
+    const v: (number | null)[] = run.tokens.map(() => null);
+    for (const r of reliance.data?.tokens ?? []) v[r.token] = r.reliance;
+    return v;
+  }, [reliance.data, run.tokens]);
+  const computedSet = new Set(computed);
+  const compute = (tokens: number[] | "all") => start(() => api.computeRelevancy(run.id, mode, kind, tokens));
+
+  return (
+    <div ref={root} class="view" data-testid="relevancy-view">
+      <Panel
+        title="Relevancy maps"
+        tools={<ExportPng target={root} name={`relevancy-${run.id}-${mode}-${kind}.png`} />}
+      >
+        <div class="controls" data-export="skip">
+          <label>
+            mode{" "}
+            <select
+              value={mode}
+              onChange={(e) => setMode((e.target as HTMLSelectElement).value as RelevancyMode)}
+              data-testid="rel-mode"
+            >
+              <option value="exact">exact</option>
+              <option value="incremental">incremental (LVLM-Interpret)</option>
+            </select>
+          </label>
+          <label>
+            map{" "}
+            <select
+              value={kind}
+              onChange={(e) => setKind((e.target as HTMLSelectElement).value as RelevancyKind)}
+              data-testid="rel-kind"
+            >
+              {KINDS.map((k) => (
+                <option key={k.value} value={k.value}>
+                  {k.label}
+                </option>
+              ))}
+            </select>
+          </label>
+          <label>
+            per{" "}
+            <select
+              value={by}
+              onChange={(e) => setBy((e.target as HTMLSelectElement).value as "word" | "token")}
+              data-testid="rel-by"
+            >
+              <option value="word">word</option>
+              <option value="token">token</option>
+            </select>
+          </label>
+          <label>
+            <input
+              type="checkbox"
+              checked={showSeparators}
+              onChange={(e) => setShowSeparators((e.target as HTMLInputElement).checked)}
+            />{" "}
+            punctuation
+          </label>
+        </div>
+        <p class="muted" data-export="skip">
+          Select answer tokens to compute (marked ones are done: {computed.length}/{run.tokens.length}). Each
+          token costs a backward pass of the model.
+        </p>
+        <TokenChips
+          tokens={run.tokens}
+          selected={sel.sel}
+          marked={computedSet}
+          onToggle={sel.toggle}
+          testId="rel-tokens"
+        />
+        <div class="actions" data-export="skip">
+          <button
+            type="button"
+            onClick={() => compute(sel.sorted)}
+            disabled={busy || sel.sorted.length === 0}
+            data-testid="rel-compute-selected"
+          >
+            Compute selected ({sel.sorted.length})
+          </button>
+          <button
+            type="button"
+            class="secondary"
+            onClick={() => compute("all")}
+            disabled={busy}
+            data-testid="rel-compute-all"
+          >
+            Compute all
+          </button>
+        </div>
+        <JobProgress job={job} onCancel={cancel} label="Relevancy" />
+        <ErrorBox error={maps.error} />
+        {computed.length === 0 && (
+          <p class="muted">
+            Nothing computed yet for {mode} {kind} relevancy.
+          </p>
+        )}
+        {items.length > 0 && (
+          <>
+            <div class="head-grid" data-testid="rel-maps">
+              {items.map((it) => (
+                <div
+                  key={it.tokens.join(",")}
+                  class={`head-card clickable${chosenText !== null && it.tokens.includes(chosenText) ? " focus" : ""}`}
+                  {...activate(() => setTextToken(it.tokens[it.tokens.length - 1]))}
+                >
+                  <ImageMap
+                    image={image}
+                    map={it.map}
+                    grid={maps.data!.grid}
+                    size={170}
+                    lo={settings.scale === "shared" ? lo : undefined}
+                    hi={settings.scale === "shared" ? hi : undefined}
+                    testId="rel-map"
+                  />
+                  <div class="caption" data-testid="rel-label">
+                    {it.label || "␣"}
+                  </div>
+                </div>
+              ))}
+            </div>
+            {settings.scale === "shared" && <Colorbar lo={lo} hi={hi} />}
+          </>
+        )}
+      </Panel>
+      <Panel title="Text relevancy and image reliance" testId="rel-text">
+        {llmComputed.length === 0 && (
+          <p class="muted">
+            Compute LLM relevancy for some tokens to see how the answer relies on the question and the image.
+          </p>
+        )}
+        <ErrorBox error={text.error ?? reliance.error} />
+        {reliance.data && (
+          <>
+            <h4>Answer tokens by reliance on the image (1) vs the text (0)</h4>
+            <TokenChips
+              tokens={run.tokens}
+              values={relianceValues}
+              lo={0}
+              hi={1}
+              cmap="coolwarm"
+              selected={chosenText !== null ? new Set([chosenText]) : undefined}
+              onToggle={(i) => llmComputed.includes(i) && setTextToken(i)}
+              titles={relianceValues.map((v, i) =>
+                v === null ? `token ${i}: not computed` : `token ${i}: image reliance ${v.toFixed(2)}`,
+              )}
+              testId="reliance-tokens"
+            />
+          </>
+        )}
+        {text.data && chosenText !== null && (
+          <div class="row wrap">
+            <div class="figure">
+              <h4>Token “{run.tokens[chosenText]}”: top question words vs the image</h4>
+              <ChartBox
+                type="bar"
+                labels={text.data.wordsVsImage.bars.map((b) => b.label)}
+                series={[
+                  {
+                    label: "relevancy",
+                    values: text.data.wordsVsImage.bars.map((b) => b.value),
+                    color: text.data.wordsVsImage.bars.map((b) =>
+                      b.label === "max_img" ? "#d6604d" : "#4393c3",
+                    ),
+                  },
+                ]}
+                yTitle="relevancy"
+                testId="rel-bars"
+              />
+              <span class="muted">image reliance {text.data.wordsVsImage.reliance.toFixed(2)}</span>
+            </div>
+            <div class="figure grow">
+              <h4>Relevancy of every prompt token (image collapsed to its mean)</h4>
+              <div class="tokens" data-testid="prompt-relevancy">
+                {(() => {
+                  const vals = text.data.entries.map((e) => e.value);
+                  const [a, b] = extent([vals]);
+                  return text.data.entries.map((e, i) => (
+                    <span
+                      key={i}
+                      class="token"
+                      style={{
+                        background: cssColor(settings.cmap, e.value, a, b),
+                        color: textOn(settings.cmap, e.value, a, b),
+                      }}
+                      title={`${e.label}: ${formatValue(e.value)}`}
+                    >
+                      {e.label || "␣"}
+                    </span>
+                  ));
+                })()}
+              </div>
+            </div>
+          </div>
+        )}
+      </Panel>
+    </div>
+  );
+}

@@ -1,0 +1,105 @@
+/** Chart.js charts (bars and lines), recreated when their data change. */
+import {
+  BarController,
+  BarElement,
+  CategoryScale,
+  Chart,
+  type ChartConfiguration,
+  Legend,
+  LinearScale,
+  LineController,
+  LineElement,
+  PointElement,
+  Tooltip,
+} from "chart.js";
+import { useEffect, useRef } from "preact/hooks";
+
+Chart.register(
+  BarController,
+  BarElement,
+  CategoryScale,
+  LinearScale,
+  LineController,
+  LineElement,
+  PointElement,
+  Tooltip,
+  Legend,
+);
+
+export interface Series {
+  label: string;
+  values: (number | null)[];
+  color: string | string[];
+}
+
+export function ChartBox({
+  type,
+  labels,
+  series,
+  height = 220,
+  width,
+  xTitle,
+  yTitle,
+  testId,
+  stacked = false,
+  onClick,
+}: {
+  type: "bar" | "line";
+  labels: string[];
+  series: Series[];
+  height?: number;
+  width?: number;
+  xTitle?: string;
+  yTitle?: string;
+  testId?: string;
+  stacked?: boolean;
+  onClick?: (index: number) => void;
+}) {
+  const ref = useRef<HTMLCanvasElement>(null);
+  const chart = useRef<Chart | null>(null);
+  const click = useRef(onClick);
+  click.current = onClick;
+  const key = JSON.stringify([type, labels, series, xTitle, yTitle, stacked]);
+  useEffect(() => {
+    if (!ref.current) return;
+    const cfg: ChartConfiguration = {
+      type,
+      data: {
+        labels,
+        datasets: series.map((s) => ({
+          label: s.label,
+          data: s.values,
+          backgroundColor: s.color,
+          borderColor: s.color,
+          borderWidth: type === "line" ? 2 : 0,
+          pointRadius: type === "line" ? 3 : 0,
+        })),
+      },
+      options: {
+        animation: false,
+        responsive: false,
+        maintainAspectRatio: false,
+        plugins: { legend: { display: series.length > 1 }, tooltip: { enabled: true } },
+        scales: {
+          x: { stacked, title: { display: !!xTitle, text: xTitle ?? "" } },
+          y: { stacked, beginAtZero: true, title: { display: !!yTitle, text: yTitle ?? "" } },
+        },
+        onClick: (_e, els) => {
+          if (els.length && click.current) click.current(els[0].index);
+        },
+      },
+    };
+    chart.current?.destroy();
+    chart.current = new Chart(ref.current, cfg);
+    return () => {
+      chart.current?.destroy();
+      chart.current = null;
+    };
+  }, [key]);
+  const w = width ?? Math.max(260, Math.min(720, 60 + labels.length * 34));
+  return (
+    <div class="chart" style={{ width: `${w}px`, height: `${height}px` }}>
+      <canvas ref={ref} width={w} height={height} data-testid={testId} data-points={labels.length} />
+    </div>
+  );
+}

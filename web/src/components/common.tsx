@@ -1,0 +1,476 @@
+/** Shared pieces of the views: data hooks, view settings, heatmap canvases, token chips, job progress. */
+import type { ComponentChildren, RefObject } from "preact";
+import { createContext } from "preact";
+import { useCallback, useContext, useEffect, useMemo, useRef, useState } from "preact/hooks";
+import { ApiError, api, followJob, type JobInfo } from "../api";
+import { COLORMAPS, cssColor, textOn } from "../colormap";
+import { download, elementToPng } from "../export-png";
+import {
+  drawColorbar,
+  drawGridLines,
+  drawImageMap,
+  formatValue,
+  type MapStyle,
+  outlinePatches,
+} from "../heatmap";
+
+export function errorText(e: unknown): string {
+  if (e instanceof ApiError) return e.message;
+  return e instanceof Error ? e.message : String(e);
+}
+
+/** Runs an async loader when its deps change; results of superseded calls are dropped. */
+export function useAsync<T>(
+  load: () => Promise<T>,
+  deps: unknown[],
+): { data: T | null; error: string | null; loading: boolean; reload: () => void } {
+  const [state, setState] = useState<{ data: T | null; error: string | null; loading: boolean }>({
+    data: null,
+    error: null,
+    loading: true,
+  });
+  const [tick, setTick] = useState(0);
+  useEffect(() => {
+    let live = true;
+    setState((s) => ({ data: s.data, error: null, loading: true }));
+    load().then(
+      (data) => live && setState({ data, error: null, loading: false }),
+      (e) => live && setState({ data: null, error: errorText(e), loading: false }),
+    );
+    return () => {
+      live = false;
+    };
+  }, [...deps, tick]);
+  return { ...state, reload: useCallback(() => setTick((t) => t + 1), []) };
+}
+
+/** The run's image (what the model saw), loaded once per run. */
+export function useRunImage(runId: string): HTMLImageElement | null {
+  const [img, setImg] = useState<HTMLImageElement | null>(null);
+  useEffect(() => {
+    setImg(null);
+    const i = new Image();
+    i.onload = () => setImg(i);
+    i.src = api.imageUrl(runId);
+    return () => {
+      i.onload = null;
+    };
+  }, [runId]);
+  return img;
+}
+
+export interface ViewSettings extends MapStyle {
+  /** Colour scale of a group of maps: each map its own min–max, or one shared range. */
+  scale: "per-map" | "shared";
+}
+
+export const DEFAULT_SETTINGS: ViewSettings = { cmap: "turbo", opacity: 0.6, smooth: true, scale: "per-map" };
+
+export const SettingsContext = createContext<{
+  settings: ViewSettings;
+  set: (s: Partial<ViewSettings>) => void;
+}>({
+  settings: DEFAULT_SETTINGS,
+  set: () => {},
+});
+
+export const useSettings = () => useContext(SettingsContext);
+
+export function SettingsBar() {
+  const { settings, set } = useSettings();
+  return (
+    <div class="settings-bar" data-export="skip">
+      <label>
+        colormap{" "}
+        <select
+          value={settings.cmap}
+          onChange={(e) => set({ cmap: (e.target as HTMLSelectElement).value })}
+          data-testid="cmap"
+        >
+          {Object.keys(COLORMAPS).map((k) => (
+            <option key={k} value={k}>
+              {k}
+            </option>
+          ))}
+        </select>
+      </label>
+      <label>
+        opacity{" "}
+        <input
+          type="range"
+          min={0}
+          max={1}
+          step={0.05}
+          value={settings.opacity}
+          onInput={(e) => set({ opacity: Number((e.target as HTMLInputElement).value) })}
+          data-testid="opacity"
+        />
+      </label>
+      <label>
+        <input
+          type="checkbox"
+          checked={settings.smooth}
+          onChange={(e) => set({ smooth: (e.target as HTMLInputElement).checked })}
+        />{" "}
+        smooth
+      </label>
+      <label>
+        scale{" "}
+        <select
+          value={settings.scale}
+          onChange={(e) => set({ scale: (e.target as HTMLSelectElement).value as ViewSettings["scale"] })}
+        >
+          <option value="per-map">per map</option>
+          <option value="shared">shared</option>
+        </select>
+      </label>
+    </div>
+  );
+}
+
+export function Colorbar({
+  lo,
+  hi,
+  width = 160,
+  label,
+}: {
+  lo: number;
+  hi: number;
+  width?: number;
+  label?: string;
+}) {
+  const ref = useRef<HTMLCanvasElement>(null);
+  const { settings } = useSettings();
+  useEffect(() => {
+    if (ref.current) drawColorbar(ref.current, settings.cmap, lo, hi);
+  }, [lo, hi, settings.cmap]);
+  return (
+    <div class="colorbar">
+      {label && <span class="muted">{label}</span>}
+      <canvas ref={ref} width={width} height={26} />
+    </div>
+  );
+}
+
+export interface ImageMapProps {
+  image: HTMLImageElement | null;
+  map: ArrayLike<number> | null;
+  grid: [number, number];
+  size: number;
+  lo?: number;
+  hi?: number;
+  outline?: number[];
+  outlineColor?: string;
+  gridLines?: boolean;
+  testId?: string;
+  title?: string;
+  onPatchDown?: (patch: number) => void;
+  onPatchEnter?: (patch: number) => void;
+}
+
+/** The run's image with a heatmap over its patch grid, in the current colormap and opacity. */
+export function ImageMap(p: ImageMapProps) {
+  const ref = useRef<HTMLCanvasElement>(null);
+  const { settings } = useSettings();
+  useEffect(() => {
+    const c = ref.current;
+    if (!c) return;
+    drawImageMap(c, p.image, p.map, p.grid, settings, p.lo, p.hi);
+    if (p.gridLines) drawGridLines(c, p.grid);
+    if (p.outline?.length)
+      outlinePatches(c, p.grid, p.outline, p.outlineColor ?? "#00e5ff", "rgba(0,229,255,0.18)");
+  });
+  const patchAt = (e: MouseEvent): number => {
+    const c = ref.current!;
+    const r = c.getBoundingClientRect();
+    const col = Math.min(
+      p.grid[1] - 1,
+      Math.max(0, Math.floor(((e.clientX - r.left) / r.width) * p.grid[1])),
+    );
+    const row = Math.min(
+      p.grid[0] - 1,
+      Math.max(0, Math.floor(((e.clientY - r.top) / r.height) * p.grid[0])),
+    );
+    return row * p.grid[1] + col;
+  };
+  return (
+    <canvas
+      ref={ref}
+      class="image-map"
+      width={p.size}
+      height={p.size}
+      data-testid={p.testId}
+      title={p.title}
+      onMouseDown={
+        p.onPatchDown
+          ? (e) => {
+              e.preventDefault();
+              p.onPatchDown!(patchAt(e));
+            }
+          : undefined
+      }
+      onMouseMove={
+        p.onPatchEnter ? (e) => (e.buttons & 1 ? p.onPatchEnter!(patchAt(e)) : undefined) : undefined
+      }
+    />
+  );
+}
+
+/** Props that make an element act as a button (click, Enter, Space) for mouse and keyboard users. */
+export function activate(on: (e: MouseEvent | KeyboardEvent) => void) {
+  return {
+    role: "button" as const,
+    tabIndex: 0,
+    onClick: (e: MouseEvent) => on(e),
+    onKeyDown: (e: KeyboardEvent) => {
+      if (e.key === "Enter" || e.key === " ") {
+        e.preventDefault();
+        on(e);
+      }
+    },
+  };
+}
+
+/** Visible text of a token: whitespace and empty tokens shown as symbols. */
+export function tokenLabel(t: string): string {
+  if (t === "") return "∅";
+  if (t === "\n" || t === "<0x0A>") return "⏎";
+  if (/^\s+$/.test(t)) return "␣";
+  return t;
+}
+
+export interface TokenChipsProps {
+  tokens: string[];
+  selected?: Set<number>;
+  onToggle?: (i: number, e: MouseEvent) => void;
+  /** Colour each token by a value (with the colormap over [lo, hi]). */
+  values?: (number | null)[];
+  lo?: number;
+  hi?: number;
+  cmap?: string;
+  titles?: string[];
+  marked?: Set<number>;
+  testId?: string;
+}
+
+/** The answer tokens as chips: selectable, optionally coloured by a value. */
+export function TokenChips(p: TokenChipsProps) {
+  const { settings } = useSettings();
+  const cmap = p.cmap ?? settings.cmap;
+  return (
+    <div class="tokens" data-testid={p.testId}>
+      {p.tokens.map((t, i) => {
+        const v = p.values?.[i];
+        const style =
+          v !== undefined && v !== null
+            ? {
+                background: cssColor(cmap, v, p.lo ?? 0, p.hi ?? 1),
+                color: textOn(cmap, v, p.lo ?? 0, p.hi ?? 1),
+              }
+            : undefined;
+        const cls = `token${p.selected?.has(i) ? " selected" : ""}${p.marked?.has(i) ? " marked" : ""}${p.onToggle ? " clickable" : ""}`;
+        const act = p.onToggle ? activate((e) => p.onToggle!(i, e as MouseEvent)) : {};
+        return (
+          <span
+            key={i}
+            class={cls}
+            style={style}
+            title={p.titles?.[i] ?? `token ${i}`}
+            data-index={i}
+            {...act}
+          >
+            {tokenLabel(t)}
+          </span>
+        );
+      })}
+    </div>
+  );
+}
+
+/** A button that saves an element as PNG. */
+export function ExportPng({ target, name }: { target: RefObject<HTMLElement | null>; name: string }) {
+  const [busy, setBusy] = useState(false);
+  return (
+    <button
+      type="button"
+      class="secondary"
+      data-export="skip"
+      data-testid="export-png"
+      disabled={busy}
+      onClick={async () => {
+        if (!target.current) return;
+        setBusy(true);
+        try {
+          download(await elementToPng(target.current), name);
+        } finally {
+          setBusy(false);
+        }
+      }}
+    >
+      Save PNG
+    </button>
+  );
+}
+
+export function ErrorBox({ error }: { error: string | null }) {
+  if (!error) return null;
+  return (
+    <div class="error" role="alert" data-testid="error">
+      {error}
+    </div>
+  );
+}
+
+export interface JobState {
+  jobId: string | null;
+  state: "idle" | "queued" | "running" | "done" | "failed" | "cancelled";
+  position: number;
+  stage: string;
+  done: number;
+  total: number;
+  error: string | null;
+}
+
+const IDLE: JobState = { jobId: null, state: "idle", position: 0, stage: "", done: 0, total: 0, error: null };
+
+/** Submits a job and follows its events; `cancel` asks the server to stop it. */
+export function useJob(
+  handlers: {
+    token?: (index: number, text: string) => void;
+    done?: (result: Record<string, unknown>) => void;
+  } = {},
+) {
+  const [job, setJob] = useState<JobState>(IDLE);
+  const stop = useRef<(() => void) | null>(null);
+  const h = useRef(handlers);
+  h.current = handlers;
+  useEffect(() => () => stop.current?.(), []);
+  const start = useCallback(async (submit: () => Promise<{ job: JobInfo }>) => {
+    stop.current?.();
+    setJob({ ...IDLE, state: "queued" });
+    let info: JobInfo;
+    try {
+      info = (await submit()).job;
+    } catch (e) {
+      setJob({ ...IDLE, state: "failed", error: errorText(e) });
+      return;
+    }
+    setJob((j) => ({ ...j, jobId: info.id, position: info.position }));
+    stop.current = followJob(info.id, {
+      state: (d) =>
+        setJob((j) => ({ ...j, state: d.state === "running" ? "running" : "queued", position: d.position })),
+      progress: (d) =>
+        setJob((j) => ({ ...j, state: "running", stage: d.stage, done: d.done, total: d.total })),
+      token: (d) => h.current.token?.(d.index, d.text),
+      done: (d) => {
+        setJob((j) => ({ ...j, state: "done" }));
+        h.current.done?.(d);
+      },
+      error: (d) => setJob((j) => ({ ...j, state: "failed", error: d.message })),
+      cancelled: () => setJob((j) => ({ ...j, state: "cancelled" })),
+    });
+  }, []);
+  const cancel = useCallback(async () => {
+    if (job.jobId) await api.cancel(job.jobId).catch(() => {});
+  }, [job.jobId]);
+  const busy = job.state === "queued" || job.state === "running";
+  return { job, start, cancel, busy };
+}
+
+/** Progress of a job: queue position, stage bar, cancel button, errors. */
+export function JobProgress({
+  job,
+  onCancel,
+  label,
+}: {
+  job: JobState;
+  onCancel: () => void;
+  label?: string;
+}) {
+  if (job.state === "idle") return null;
+  const pct = job.total > 0 ? Math.round((100 * job.done) / job.total) : 0;
+  return (
+    <div class={`job job-${job.state}`} data-testid="job" data-state={job.state} data-export="skip">
+      {job.state === "queued" && (
+        <span>
+          {label ?? "Job"} waiting in the queue{job.position > 0 ? ` (position ${job.position})` : ""}…
+        </span>
+      )}
+      {job.state === "running" && (
+        <>
+          <span>
+            {label ?? "Job"}: {job.stage || "starting"} {job.total > 0 ? `${job.done}/${job.total}` : ""}
+          </span>
+          <progress max={100} value={pct} />
+        </>
+      )}
+      {(job.state === "queued" || job.state === "running") && (
+        <button type="button" class="secondary" onClick={onCancel} data-testid="cancel">
+          Cancel
+        </button>
+      )}
+      {job.state === "cancelled" && <span>Cancelled.</span>}
+      {job.state === "done" && <span class="muted">{label ?? "Job"} done.</span>}
+      {job.state === "failed" && <ErrorBox error={job.error} />}
+    </div>
+  );
+}
+
+/** A card with a title, tools on the right and content. */
+export function Panel({
+  title,
+  tools,
+  children,
+  testId,
+  panelRef,
+}: {
+  title: ComponentChildren;
+  tools?: ComponentChildren;
+  children: ComponentChildren;
+  testId?: string;
+  panelRef?: RefObject<HTMLElement | null>;
+}) {
+  return (
+    <section class="panel" data-testid={testId} ref={panelRef as RefObject<HTMLElement>}>
+      <header>
+        <h3>{title}</h3>
+        <div class="tools">{tools}</div>
+      </header>
+      {children}
+    </section>
+  );
+}
+
+/** Min and max of arrays. */
+export function extent(arrays: ArrayLike<number>[]): [number, number] {
+  let lo = Number.POSITIVE_INFINITY;
+  let hi = Number.NEGATIVE_INFINITY;
+  for (const a of arrays)
+    for (let i = 0; i < a.length; i++) {
+      if (a[i] < lo) lo = a[i];
+      if (a[i] > hi) hi = a[i];
+    }
+  return Number.isFinite(lo) ? [lo, hi] : [0, 1];
+}
+
+export { formatValue };
+
+/** Selection helper: click toggles, shift-click selects a range. */
+export function useSelection(initial: number[] = []) {
+  const [sel, setSel] = useState<Set<number>>(new Set(initial));
+  const last = useRef<number | null>(null);
+  const toggle = useCallback((i: number, e?: MouseEvent) => {
+    setSel((s) => {
+      const n = new Set(s);
+      if (e?.shiftKey && last.current !== null) {
+        const [a, b] = [Math.min(last.current, i), Math.max(last.current, i)];
+        for (let k = a; k <= b; k++) n.add(k);
+      } else if (n.has(i)) n.delete(i);
+      else n.add(i);
+      return n;
+    });
+    last.current = i;
+  }, []);
+  const sorted = useMemo(() => [...sel].sort((a, b) => a - b), [sel]);
+  return { sel, sorted, toggle, set: setSel };
+}
