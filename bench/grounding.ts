@@ -66,7 +66,13 @@ async function prepare(model: LlavaModel, kernels: Kernels, s: ShapesSample): Pr
   const pre = preprocessImage(s.scene.image, imageProcessorFor(model), "default");
   const enc = model.text.encodePrompt(s.qa.question, model.imageTokenCount);
   const image = await model.encodeImage(kernels, pre.pixelValues);
-  const gen = await generate(model, kernels, enc.inputIds, image, { maxNewTokens: 1, temperature: 0, topP: 1, seed: 0, stopIds: stopTokenIds(model) });
+  const gen = await generate(model, kernels, enc.inputIds, image, {
+    maxNewTokens: 1,
+    temperature: 0,
+    topP: 1,
+    seed: 0,
+    stopIds: stopTokenIds(model),
+  });
   const answerId = model.text.tokenId(s.qa.answer);
   if (answerId === undefined) throw new Error(`answer "${s.qa.answer}" is not in the vocabulary`);
   const T = enc.inputIds.length;
@@ -85,14 +91,28 @@ async function prepare(model: LlavaModel, kernels: Kernels, s: ShapesSample): Pr
 }
 
 /** Image columns of row `row` of a [H, S, S] attention, averaged over the given heads. */
-function attentionRow(a: Float32Array, S: number, heads: number[], row: number, c0: number, P: number): Float32Array {
+function attentionRow(
+  a: Float32Array,
+  S: number,
+  heads: number[],
+  row: number,
+  c0: number,
+  P: number,
+): Float32Array {
   const out = new Float32Array(P);
   for (const h of heads) for (let i = 0; i < P; i++) out[i] += a[(h * S + row) * S + c0 + i] / heads.length;
   return out;
 }
 
 /** Attention rollout (Abnar & Zuidema 2020): row of Π_l (½·mean_h A_l + ½·I), last layer first. */
-function rollout(attn: Float32Array[], H: number, S: number, row: number, c0: number, P: number): Float32Array {
+function rollout(
+  attn: Float32Array[],
+  H: number,
+  S: number,
+  row: number,
+  c0: number,
+  P: number,
+): Float32Array {
   let r = new Float64Array(S);
   r[row] = 1;
   for (let l = attn.length - 1; l >= 0; l--) {
@@ -133,7 +153,12 @@ function patchOrder(map: Float32Array, rng: Rng): number[] {
   return idx.sort((a, b) => map[b] - map[a]);
 }
 
-async function answerProbability(model: LlavaModel, kernels: Kernels, ex: Example, pixels: Float32Array): Promise<number> {
+async function answerProbability(
+  model: LlavaModel,
+  kernels: Kernels,
+  ex: Example,
+  pixels: Float32Array,
+): Promise<number> {
   const image = await model.encodeImage(kernels, pixels);
   const embeds = model.buildInputsEmbeds(ex.inputIds, image.features, image.count);
   const out = await model.decoder.forward(kernels, embeds, ex.T, model.decoder.newCache(ex.T));
@@ -144,7 +169,15 @@ async function answerProbability(model: LlavaModel, kernels: Kernels, ex: Exampl
   return Math.exp(out.logits[ex.answerId] - m) / z;
 }
 
-async function deletionAuc(model: LlavaModel, kernels: Kernels, ex: Example, map: Float32Array, steps: number, p0: number, rng: Rng): Promise<number> {
+async function deletionAuc(
+  model: LlavaModel,
+  kernels: Kernels,
+  ex: Example,
+  map: Float32Array,
+  steps: number,
+  p0: number,
+  rng: Rng,
+): Promise<number> {
   const order = patchOrder(map, rng);
   const [rows, cols] = model.patchGrid;
   const S = model.config.vision.imageSize;
@@ -157,7 +190,9 @@ async function deletionAuc(model: LlavaModel, kernels: Kernels, ex: Example, map
       const r = Math.floor(i / cols);
       const c = i % cols;
       if (r >= rows) continue;
-      for (let ch = 0; ch < 3; ch++) for (let y = r * ps; y < (r + 1) * ps; y++) px.fill(0, (ch * S + y) * S + c * ps, (ch * S + y) * S + (c + 1) * ps);
+      for (let ch = 0; ch < 3; ch++)
+        for (let y = r * ps; y < (r + 1) * ps; y++)
+          px.fill(0, (ch * S + y) * S + c * ps, (ch * S + y) * S + (c + 1) * ps);
     }
     probs.push(await answerProbability(model, kernels, ex, px));
   }
@@ -193,7 +228,9 @@ async function main(): Promise<void> {
     if (!isGroundable(s)) continue;
     const ex = await prepare(model, kernels, s);
     for (let l = 0; l < L; l++) {
-      for (let h = 0; h < H; h++) if (pointingHit(attentionRow(ex.attn[l], ex.T, [h], ex.T - 1, ex.imageStart, ex.P), ex.coverage)) hits[l * H + h]++;
+      for (let h = 0; h < H; h++)
+        if (pointingHit(attentionRow(ex.attn[l], ex.T, [h], ex.T - 1, ex.imageStart, ex.P), ex.coverage))
+          hits[l * H + h]++;
     }
     progress("calibrate", ++calibDone, calibN);
   }
@@ -203,20 +240,33 @@ async function main(): Promise<void> {
   const bestHead = bestLH % H;
 
   const relevancy = async (ex: Example, mode: "exact" | "incremental") =>
-    (await relevancyMaps(model, kernels, { inputIds: ex.inputIds, generatedIds: [ex.answerId], pixelValues: ex.pixels }, { mode, vision: ["vit", "all", "all_v2", "chain"], tokens: [0] })).tokens[0];
-  const cls = (row: Float32Array | undefined) => Float32Array.from({ length: row!.length - 1 }, (_, i) => row![i + 1]);
+    (
+      await relevancyMaps(
+        model,
+        kernels,
+        { inputIds: ex.inputIds, generatedIds: [ex.answerId], pixelValues: ex.pixels },
+        { mode, vision: ["vit", "all", "all_v2", "chain"], tokens: [0] },
+      )
+    ).tokens[0];
+  const cls = (row: Float32Array | undefined) =>
+    Float32Array.from({ length: row!.length - 1 }, (_, i) => row![i + 1]);
   const relCache = new Map<Example, Map<string, Awaited<ReturnType<typeof relevancy>>>>();
   const rel = async (ex: Example, mode: "exact" | "incremental") => {
     let m = relCache.get(ex);
-    if (!m) relCache.set(ex, (m = new Map()));
+    if (!m) {
+      m = new Map();
+      relCache.set(ex, m);
+    }
     if (!m.has(mode)) m.set(mode, await relevancy(ex, mode));
     return m.get(mode)!;
   };
   const llmImage = (row: Float32Array, ex: Example) => row.slice(ex.imageStart, ex.imageStart + ex.P);
 
   const methods: Record<string, MapFn> = {
-    attention_last_layer_mean: async (ex) => attentionRow(ex.attn[L - 1], ex.T, allHeads, ex.T - 1, ex.imageStart, ex.P),
-    [`attention_best_layer${bestLayer}_head${bestHead}`]: async (ex) => attentionRow(ex.attn[bestLayer], ex.T, [bestHead], ex.T - 1, ex.imageStart, ex.P),
+    attention_last_layer_mean: async (ex) =>
+      attentionRow(ex.attn[L - 1], ex.T, allHeads, ex.T - 1, ex.imageStart, ex.P),
+    [`attention_best_layer${bestLayer}_head${bestHead}`]: async (ex) =>
+      attentionRow(ex.attn[bestLayer], ex.T, [bestHead], ex.T - 1, ex.imageStart, ex.P),
     attention_rollout: async (ex) => rollout(ex.attn, H, ex.T, ex.T - 1, ex.imageStart, ex.P),
     relevancy_llm_exact: async (ex) => llmImage((await rel(ex, "exact")).llm, ex),
     relevancy_llm_incremental: async (ex) => llmImage((await rel(ex, "incremental")).llm, ex),
@@ -227,7 +277,15 @@ async function main(): Promise<void> {
     relevancy_all_incremental: async (ex) => cls((await rel(ex, "incremental")).all),
     causal_explanation_last_layer: async (ex) => {
       const S = ex.T;
-      const recs = await explainLayer(ex.attn[L - 1], [H, S, S], S - 1, { imageStart: ex.imageStart, imageCount: ex.P }, allHeads, DEFAULT_CLEANN_PARAMS, 1);
+      const recs = await explainLayer(
+        ex.attn[L - 1],
+        [H, S, S],
+        S - 1,
+        { imageStart: ex.imageStart, imageCount: ex.P },
+        allHeads,
+        DEFAULT_CLEANN_PARAMS,
+        1,
+      );
       return Float32Array.from(aggregatePatchWeights(recs, ex.P, model.patchGrid).sum.flat());
     },
   };
@@ -245,7 +303,10 @@ async function main(): Promise<void> {
     const p0 = await answerProbability(model, kernels, ex, ex.pixels);
     const tieRng = new Rng(seed * 1000003 + i);
     for (const name of names) {
-      const map = name === "random" ? Float32Array.from({ length: ex.P }, () => randomRng.next()) : await methods[name](ex);
+      const map =
+        name === "random"
+          ? Float32Array.from({ length: ex.P }, () => randomRng.next())
+          : await methods[name](ex);
       const acc = sums.get(name)!;
       acc.pointing_game += pointingHit(map, ex.coverage) ? 1 : 0;
       acc.energy_in_mask += energyInMask(map, ex.coverage);
@@ -259,7 +320,11 @@ async function main(): Promise<void> {
 
   const avg = (k: string): MethodScores => {
     const a = sums.get(k)!;
-    return { pointing_game: a.pointing_game / n, energy_in_mask: a.energy_in_mask / n, deletion_auc: a.deletion_auc / n };
+    return {
+      pointing_game: a.pointing_game / n,
+      energy_in_mask: a.energy_in_mask / n,
+      deletion_auc: a.deletion_auc / n,
+    };
   };
   const result = {
     n,
@@ -273,7 +338,8 @@ async function main(): Promise<void> {
   };
   fs.mkdirSync(path.dirname(out), { recursive: true });
   fs.writeFileSync(out, `${JSON.stringify(result, null, 2)}\n`);
-  const row = (k: string, v: MethodScores) => `| ${k} | ${(100 * v.pointing_game).toFixed(1)} % | ${(100 * v.energy_in_mask).toFixed(1)} % | ${v.deletion_auc.toFixed(3)} |`;
+  const row = (k: string, v: MethodScores) =>
+    `| ${k} | ${(100 * v.pointing_game).toFixed(1)} % | ${(100 * v.energy_in_mask).toFixed(1)} % | ${v.deletion_auc.toFixed(3)} |`;
   const table = [
     `# Grounding benchmark`,
     ``,

@@ -3,6 +3,7 @@
 import { Command } from "commander";
 import { causalCommand } from "./causal-command.js";
 import { reportAndExit } from "./errors.js";
+import { relevancyCommand } from "./relevancy-command.js";
 import { serveCommand } from "./serve-command.js";
 import { traceCommand } from "./trace-command.js";
 
@@ -13,6 +14,7 @@ const program = new Command("lvlm-interpret")
   .exitOverride();
 
 program.addCommand(traceCommand());
+program.addCommand(relevancyCommand());
 program.addCommand(causalCommand());
 program.addCommand(serveCommand());
 

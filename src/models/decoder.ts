@@ -5,9 +5,18 @@
  */
 import type { TextConfig } from "../hf/config.js";
 import type { Kernels, WeightMatrix } from "../kernels/types.js";
-import { activationFn, addInPlace, gatedActivation, rmsNorm } from "../tensor/ops.js";
-import { attention } from "./attention.js";
-import { applyRope, ropeInverseFrequencies } from "./rope.js";
+import {
+  activationFn,
+  activationGradFn,
+  addInPlace,
+  gatedActivation,
+  gatedActivationBackward,
+  rmsNorm,
+  rmsNormBackward,
+} from "../tensor/ops.js";
+import { attention, attentionBackward, rowsFirst } from "./attention.js";
+import { linearBackwardInput } from "./linear-grad.js";
+import { applyRope, applyRopeBackward, ropeInverseFrequencies } from "./rope.js";
 import { type ModelWeights, matrixRow } from "./weights.js";
 
 interface DecoderLayerWeights {
@@ -67,6 +76,71 @@ export interface DecoderStepOptions {
   logitRows?: number[];
   /** Keep each layer's input hidden states and final-normed output (for parity tests). */
   collectHidden?: boolean;
+  /**
+   * Keep every activation the backward pass needs (opt-in: generation does not pay the memory). The keys
+   * and values stay in the KV cache, so the cache must not be reused while the tape is in use.
+   */
+  tape?: boolean;
+  /** Hook on each layer's attention probabilities (see `AttentionInputs.onProbs`), e.g. for finite differences. */
+  probsHook?: (layer: number, groupProbs: Float32Array, group: number) => void;
+}
+
+/** Activations of one decoder layer for rows p0 … p0+n−1 (absolute positions), kept for the backward pass. */
+export interface DecoderLayerTape {
+  /** Layer input h [n, D]. */
+  hIn: Float32Array;
+  /** input_layernorm(h) [n, D]. */
+  x: Float32Array;
+  /** Queries after RoPE [n, H·hd]. */
+  q: Float32Array;
+  /** Attention probabilities [H, n, p0+n]. */
+  probs: Float32Array;
+  /** h + o_proj(attention) [n, D]. */
+  h1: Float32Array;
+  /** post_attention_layernorm(h1) [n, D]. */
+  x2: Float32Array;
+  /** gate_proj / up_proj outputs [n, I]. */
+  gate: Float32Array;
+  up: Float32Array;
+}
+
+/** Everything the backward pass needs from one `forward` call (rows p0 … p0+n−1). */
+export interface DecoderTape {
+  p0: number;
+  n: number;
+  layers: DecoderLayerTape[];
+  /** Input of the final norm [n, D]. */
+  hFinal: Float32Array;
+  /** The cache the forward wrote: keys (after RoPE) and values of positions 0 … p0+n−1. */
+  cache: KvCache;
+}
+
+/** A backward target: the logit of vocabulary entry `tokenId` at absolute position `row`. */
+export interface LogitTarget {
+  row: number;
+  tokenId: number;
+}
+
+export interface DecoderBackwardOptions {
+  /**
+   * First absolute position whose hidden states are variables (default: the tape's p0). Rows before it are
+   * treated as constants: their keys and values get no gradient. `from = target row` gives the
+   * single-position backward of a KV-cache step (the gradient w.r.t. the newest attention row only).
+   */
+  from?: number;
+  /**
+   * Called once per layer, from the last layer down, with the gradient w.r.t. that layer's attention
+   * probabilities, dProbs [H, to−from, to] for query rows from … to−1 (to = last target row + 1), and the
+   * forward probabilities of the same window.
+   */
+  onLayer?: (layer: number, dProbs: Float32Array, probs: Float32Array, from: number, to: number) => void;
+}
+
+export interface DecoderBackwardResult {
+  from: number;
+  to: number;
+  /** d(Σ target logits)/d(inputs_embeds) for rows from … to−1 [to−from, D] (Gemma's √D scale included). */
+  dInputsEmbeds: Float32Array;
 }
 
 export interface DecoderStepResult {
@@ -76,6 +150,8 @@ export interface DecoderStepResult {
   attentions: Float32Array[];
   /** HF `hidden_states` convention when collected: [input of layer 0, out 0, …, out L−2, norm(out L−1)]. */
   hiddenStates?: Float32Array[];
+  /** With `tape: true`. */
+  tape?: DecoderTape;
 }
 
 export class TextDecoder {
@@ -85,6 +161,7 @@ export class TextDecoder {
   readonly layers: DecoderLayerWeights[] = [];
   readonly invFreq: Float32Array;
   readonly act: (x: number) => number;
+  readonly actGrad: (x: number) => number;
 
   constructor(
     readonly cfg: TextConfig,
@@ -106,6 +183,7 @@ export class TextDecoder {
     this.finalNorm = w.vector("text.norm.weight", [D]);
     this.invFreq = ropeInverseFrequencies(hd, cfg.ropeTheta, cfg.ropeScaling);
     this.act = activationFn(cfg.hiddenAct);
+    this.actGrad = activationGradFn(cfg.hiddenAct);
     const opt = (name: string, n: number, present: boolean) => (present ? w.vector(name, [n]) : null);
     for (let i = 0; i < cfg.numLayers; i++) {
       const l = `text.layers.${i}.`;
@@ -158,7 +236,8 @@ export class TextDecoder {
     h: Float32Array,
     n: number,
     cache: KvCache,
-  ): Promise<{ h: Float32Array; probs: Float32Array }> {
+    extra: { keep?: boolean; probsHook?: (groupProbs: Float32Array, group: number) => void } = {},
+  ): Promise<{ h: Float32Array; probs: Float32Array; tape?: DecoderLayerTape }> {
     const L = this.layers[i];
     const { numHeads: H, numKvHeads: KV, headDim: hd } = this.cfg;
     const p0 = cache.length;
@@ -183,6 +262,7 @@ export class TextDecoder {
       scale: hd ** -0.5,
       queryOffset: p0,
       window: this.cfg.slidingWindow,
+      onProbs: extra.probsHook,
     });
     const h1 = await kernels.linear(att.out, n, L.o, L.ob);
     addInPlace(h1, h);
@@ -191,7 +271,8 @@ export class TextDecoder {
     const up = await kernels.linear(x2, n, L.up, L.upB);
     const h2 = await kernels.linear(gatedActivation(gate, up, this.act), n, L.down, L.downB);
     addInPlace(h2, h1);
-    return { h: h2, probs: att.probs };
+    const tape = extra.keep ? { hIn: h, x, q, probs: att.probs, h1, x2, gate, up } : undefined;
+    return { h: h2, probs: att.probs, tape };
   }
 
   /**
@@ -213,10 +294,17 @@ export class TextDecoder {
     }
     const hidden: Float32Array[] | undefined = opts.collectHidden ? [h] : undefined;
     const attentions: Float32Array[] = [];
+    const p0 = cache.length;
+    const layerTapes: DecoderLayerTape[] = [];
     for (let i = 0; i < this.layers.length; i++) {
-      const r = await this.layer(kernels, i, h, n, cache);
+      const hook = opts.probsHook;
+      const r = await this.layer(kernels, i, h, n, cache, {
+        keep: opts.tape,
+        probsHook: hook ? (p, g) => hook(i, p, g) : undefined,
+      });
       h = r.h;
       attentions.push(r.probs);
+      if (r.tape) layerTapes.push(r.tape);
       if (hidden && i < this.layers.length - 1) hidden.push(h);
     }
     cache.length += n;
@@ -228,6 +316,135 @@ export class TextDecoder {
       sel.set(normed.subarray(r * D, (r + 1) * D), j * D);
     });
     const logits = await kernels.linear(sel, rows.length, this.lmHead);
-    return { logits, attentions, hiddenStates: hidden };
+    const tape = opts.tape ? { p0, n, layers: layerTapes, hFinal: h, cache } : undefined;
+    return { logits, attentions, hiddenStates: hidden, tape };
+  }
+
+  /**
+   * Backward of one layer for the query rows from … to−1 (absolute positions; rows before `from` are
+   * constants). dOut is the gradient at the layer output for those rows [to−from, D]. Returns the gradient at
+   * the layer input for the same rows, and the gradient w.r.t. the attention probabilities [H, to−from, to]
+   * with the matching forward probabilities.
+   */
+  async layerBackward(
+    kernels: Kernels,
+    i: number,
+    tape: DecoderTape,
+    dOut: Float32Array,
+    from: number,
+    to: number,
+  ): Promise<{ dIn: Float32Array; dProbs: Float32Array; probs: Float32Array }> {
+    const L = this.layers[i];
+    const T = tape.layers[i];
+    const { hiddenSize: D, numHeads: H, numKvHeads: KV, headDim: hd, intermediateSize: I } = this.cfg;
+    const eps = this.cfg.rmsNormEps;
+    const gemma = this.cfg.gemmaStyle;
+    if (from < tape.p0 || to > tape.p0 + tape.n || from >= to) {
+      throw new Error(
+        `layerBackward: rows ${from}…${to - 1} outside the tape (${tape.p0}…${tape.p0 + tape.n - 1})`,
+      );
+    }
+    const m = to - from;
+    const r0 = from - tape.p0;
+    const rows = (a: Float32Array, width: number) => a.subarray(r0 * width, (r0 + m) * width);
+    // MLP: h2 = h1 + down(act(gate(x2)) ⊙ up(x2)), x2 = norm(h1).
+    const dm = await linearBackwardInput(kernels, dOut, m, L.down);
+    const { dGate, dUp } = gatedActivationBackward(
+      rows(T.gate, I),
+      rows(T.up, I),
+      dm,
+      this.act,
+      this.actGrad,
+    );
+    const dx2 = await linearBackwardInput(kernels, dGate, m, L.gate);
+    addInPlace(dx2, await linearBackwardInput(kernels, dUp, m, L.up));
+    const dh1 = rmsNormBackward(rows(T.h1, D), dx2, m, D, L.postNorm, eps, gemma);
+    addInPlace(dh1, dOut);
+    // Attention: h1 = h + o(attn(q, k, v)), q/k/v from x = norm(h).
+    const dCtx = await linearBackwardInput(kernels, dh1, m, L.o);
+    const nTape = tape.n;
+    const lenFull = tape.p0 + nTape;
+    let probs: Float32Array;
+    if (m === nTape && to === lenFull) probs = T.probs;
+    else {
+      probs = new Float32Array(H * m * to);
+      for (let h = 0; h < H; h++) {
+        for (let r = 0; r < m; r++) {
+          const src = (h * nTape + r0 + r) * lenFull;
+          probs.set(T.probs.subarray(src, src + to), (h * m + r) * to);
+        }
+      }
+    }
+    const cache = tape.cache;
+    const ab = await attentionBackward(kernels, {
+      q: rows(T.q, H * hd),
+      k: cache.k[i],
+      v: cache.v[i],
+      kvStride: cache.capacity * hd,
+      probs,
+      dOut: dCtx,
+      m,
+      len: to,
+      heads: H,
+      kvHeads: KV,
+      headDim: hd,
+      scale: hd ** -0.5,
+    });
+    const positions = Array.from({ length: m }, (_, r) => from + r);
+    const dq = ab.dq;
+    applyRopeBackward(dq, m, H, hd, positions, this.invFreq);
+    const dk = rowsFirst(ab.dk, KV, to, hd, from, m);
+    applyRopeBackward(dk, m, KV, hd, positions, this.invFreq);
+    const dv = rowsFirst(ab.dv, KV, to, hd, from, m);
+    const dx = await linearBackwardInput(kernels, dq, m, L.q);
+    addInPlace(dx, await linearBackwardInput(kernels, dk, m, L.k));
+    addInPlace(dx, await linearBackwardInput(kernels, dv, m, L.v));
+    const dIn = rmsNormBackward(rows(T.hIn, D), dx, m, D, L.inputNorm, eps, gemma);
+    addInPlace(dIn, dh1);
+    return { dIn, dProbs: ab.dProbs, probs };
+  }
+
+  /**
+   * Gradient of Σ targets' logits (one-hot dLogits, so the final hidden gradient of a target row is the
+   * lm_head row of its token) back through every layer to the input embeddings, reporting each layer's
+   * dProbs on the way (see `DecoderBackwardOptions`).
+   */
+  async backward(
+    kernels: Kernels,
+    tape: DecoderTape,
+    targets: LogitTarget[],
+    opts: DecoderBackwardOptions = {},
+  ): Promise<DecoderBackwardResult> {
+    const D = this.cfg.hiddenSize;
+    if (targets.length === 0) throw new Error("backward: no target");
+    const to = Math.max(...targets.map((t) => t.row)) + 1;
+    const from = opts.from ?? tape.p0;
+    if (from > Math.min(...targets.map((t) => t.row))) {
+      throw new Error(`backward: a target row lies before the first variable row ${from}`);
+    }
+    const m = to - from;
+    const dNormed = new Float32Array(m * D);
+    const row = new Float32Array(D);
+    for (const t of targets) {
+      if (!Number.isInteger(t.tokenId) || t.tokenId < 0 || t.tokenId >= this.cfg.vocabSize) {
+        throw new Error(`backward: token id ${t.tokenId} outside the vocabulary (${this.cfg.vocabSize})`);
+      }
+      matrixRow(this.lmHead, t.tokenId, row);
+      const o = (t.row - from) * D;
+      for (let j = 0; j < D; j++) dNormed[o + j] += row[j];
+    }
+    const r0 = from - tape.p0;
+    const hLast = tape.hFinal.subarray(r0 * D, (r0 + m) * D);
+    let dh = rmsNormBackward(hLast, dNormed, m, D, this.finalNorm, this.cfg.rmsNormEps, this.cfg.gemmaStyle);
+    for (let i = this.layers.length - 1; i >= 0; i--) {
+      const r = await this.layerBackward(kernels, i, tape, dh, from, to);
+      opts.onLayer?.(i, r.dProbs, r.probs, from, to);
+      dh = r.dIn;
+    }
+    if (this.cfg.gemmaStyle) {
+      const s = Math.fround(Math.sqrt(D));
+      for (let i = 0; i < dh.length; i++) dh[i] *= s;
+    }
+    return { from, to, dInputsEmbeds: dh };
   }
 }

@@ -7,9 +7,16 @@ import * as path from "node:path";
 import { type LlavaConfig, readLlavaConfig } from "../hf/config.js";
 import { TextProcessor } from "../hf/tokenizer.js";
 import type { Kernels, WeightMatrix } from "../kernels/types.js";
-import { activationFn, applyActivation } from "../tensor/ops.js";
+import { activationBackward, activationFn, activationGradFn, applyActivation } from "../tensor/ops.js";
 import { TextDecoder } from "./decoder.js";
-import { type VisionOutput, VisionTower } from "./vision.js";
+import { linearBackwardInput } from "./linear-grad.js";
+import {
+  type VisionBackwardOptions,
+  type VisionBackwardResult,
+  type VisionForwardOptions,
+  type VisionOutput,
+  VisionTower,
+} from "./vision.js";
 import { ModelWeights } from "./weights.js";
 
 export class Projector {
@@ -18,6 +25,7 @@ export class Projector {
   readonly w2: WeightMatrix;
   readonly b2: Float32Array | null;
   readonly act: (x: number) => number;
+  readonly actGrad: (x: number) => number;
 
   constructor(cfg: LlavaConfig, w: ModelWeights) {
     const Dv = cfg.vision.hiddenSize * cfg.visionFeatureLayers.length;
@@ -27,11 +35,19 @@ export class Projector {
     this.w2 = w.matrix("projector.linear_2.weight", [D, D]);
     this.b2 = cfg.projectorBias ? w.vector("projector.linear_2.bias", [D]) : null;
     this.act = activationFn(cfg.projectorHiddenAct);
+    this.actGrad = activationGradFn(cfg.projectorHiddenAct);
   }
 
   async forward(kernels: Kernels, x: Float32Array, n: number): Promise<Float32Array> {
     const a = applyActivation(await kernels.linear(x, n, this.w1, this.b1), this.act);
     return kernels.linear(a, n, this.w2, this.b2);
+  }
+
+  /** Backward w.r.t. the input x [n, Dv] given dY [n, D] (linear_1's output is recomputed from x). */
+  async backward(kernels: Kernels, x: Float32Array, n: number, dY: Float32Array): Promise<Float32Array> {
+    const u = await kernels.linear(x, n, this.w1, this.b1);
+    const da = await linearBackwardInput(kernels, dY, n, this.w2);
+    return linearBackwardInput(kernels, activationBackward(u, da, this.actGrad), n, this.w1);
   }
 }
 
@@ -104,8 +120,9 @@ export class LlavaModel {
     kernels: Kernels,
     pixelValues: Float32Array,
     onLayer?: (i: number) => void,
+    opts: VisionForwardOptions = {},
   ): Promise<ImageEncoding> {
-    const vision = await this.vision.forward(kernels, pixelValues, onLayer);
+    const vision = await this.vision.forward(kernels, pixelValues, onLayer, opts);
     const Dv = this.config.vision.hiddenSize;
     const layers = this.config.visionFeatureLayers.map((l) => (l < 0 ? vision.hiddenStates.length + l : l));
     const seq = vision.seqLen;
@@ -137,6 +154,68 @@ export class LlavaModel {
     });
     if (j !== count) throw new Error(`prompt has ${j} image tokens but the image gives ${count} features`);
     return embeds;
+  }
+
+  /** hidden_states indices the projector reads (vision_feature_layer resolved). */
+  get visionFeatureHiddenIndices(): number[] {
+    const n = this.config.vision.numLayers + 1;
+    return this.config.visionFeatureLayers.map((l) => (l < 0 ? n + l : l));
+  }
+
+  /** Sequence positions of the image tokens, in order. */
+  imagePositions(inputIds: number[]): number[] {
+    const out: number[] = [];
+    inputIds.forEach((id, i) => {
+      if (id === this.config.imageTokenIndex) out.push(i);
+    });
+    return out;
+  }
+
+  /**
+   * Backward of `buildInputsEmbeds` for the image features: the gradient rows at the image positions.
+   * dEmbeds holds rows from … from+rows−1; image positions outside that window get zero.
+   */
+  imageFeaturesGrad(inputIds: number[], dEmbeds: Float32Array, from = 0): Float32Array {
+    const D = this.config.text.hiddenSize;
+    const pos = this.imagePositions(inputIds);
+    const rows = dEmbeds.length / D;
+    const out = new Float32Array(pos.length * D);
+    pos.forEach((p, j) => {
+      if (p >= from && p < from + rows) out.set(dEmbeds.subarray((p - from) * D, (p - from + 1) * D), j * D);
+    });
+    return out;
+  }
+
+  /**
+   * Backward from the gradient at the projector output (one row per image token) through the projector,
+   * the feature-layer selection (CLS dropped for "default") and the vision tower. Needs an encoding made
+   * with `{ tape: true }`.
+   */
+  async imageBackward(
+    kernels: Kernels,
+    enc: ImageEncoding,
+    dFeatures: Float32Array,
+    opts: VisionBackwardOptions = {},
+  ): Promise<VisionBackwardResult> {
+    const tape = enc.vision.tape;
+    if (!tape) throw new Error("imageBackward: the image was encoded without { tape: true }");
+    const dPre = await this.projector.backward(kernels, enc.preProjector, enc.count, dFeatures);
+    const Dv = this.config.vision.hiddenSize;
+    const layers = this.visionFeatureHiddenIndices;
+    const seq = enc.vision.seqLen;
+    const drop = this.config.visionFeatureSelectStrategy === "default" ? 1 : 0;
+    const width = Dv * layers.length;
+    const dHidden: (Float32Array | null)[] = new Array(this.config.vision.numLayers + 1).fill(null);
+    layers.forEach((l, j) => {
+      const d = dHidden[l] ?? new Float32Array(seq * Dv);
+      for (let t = 0; t < enc.count; t++) {
+        const src = t * width + j * Dv;
+        const dst = (t + drop) * Dv;
+        for (let c = 0; c < Dv; c++) d[dst + c] += dPre[src + c];
+      }
+      dHidden[l] = d;
+    });
+    return this.vision.backward(kernels, tape, dHidden, opts);
   }
 
   close(): void {

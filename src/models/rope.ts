@@ -65,3 +65,37 @@ export function applyRope(
     }
   }
 }
+
+/**
+ * Backward of `applyRope` (in place on the gradient dx, same layout): the rotation is orthogonal, so its
+ * transpose is the rotation by −angle: da = dy₁·cos + dy₂·sin, db = dy₂·cos − dy₁·sin.
+ */
+export function applyRopeBackward(
+  dx: Float32Array,
+  rows: number,
+  heads: number,
+  headDim: number,
+  positions: ArrayLike<number>,
+  invFreq: Float32Array,
+): void {
+  const half = headDim / 2;
+  const cos = new Float64Array(half);
+  const sin = new Float64Array(half);
+  for (let r = 0; r < rows; r++) {
+    const p = positions[r];
+    for (let i = 0; i < half; i++) {
+      const angle = f(p * invFreq[i]);
+      cos[i] = f(Math.cos(angle));
+      sin[i] = f(Math.sin(angle));
+    }
+    for (let h = 0; h < heads; h++) {
+      const o = (r * heads + h) * headDim;
+      for (let i = 0; i < half; i++) {
+        const d1 = dx[o + i];
+        const d2 = dx[o + half + i];
+        dx[o + i] = d1 * cos[i] + d2 * sin[i];
+        dx[o + half + i] = d2 * cos[i] - d1 * sin[i];
+      }
+    }
+  }
+}

@@ -4,8 +4,17 @@
  */
 import type { VisionConfig } from "../hf/config.js";
 import type { Kernels, WeightMatrix } from "../kernels/types.js";
-import { activationFn, addInPlace, applyActivation, layerNorm } from "../tensor/ops.js";
-import { attention, headsFirst } from "./attention.js";
+import {
+  activationBackward,
+  activationFn,
+  activationGradFn,
+  addInPlace,
+  applyActivation,
+  layerNorm,
+  layerNormBackward,
+} from "../tensor/ops.js";
+import { attention, attentionBackward, headsFirst, rowsFirst } from "./attention.js";
+import { linearBackwardInput } from "./linear-grad.js";
 import type { ModelWeights } from "./weights.js";
 
 interface VisionLayerWeights {
@@ -35,6 +44,53 @@ export interface VisionOutput {
   seqLen: number;
   gridRows: number;
   gridCols: number;
+  /** With `tape: true`: the activations the backward pass needs. */
+  tape?: VisionTape;
+}
+
+export interface VisionForwardOptions {
+  /** Keep every activation the backward pass needs (opt-in). */
+  tape?: boolean;
+  /** Hook on each layer's attention probabilities (see `AttentionInputs.onProbs`), e.g. for finite differences. */
+  probsHook?: (layer: number, groupProbs: Float32Array, group: number) => void;
+}
+
+/** Activations of one encoder layer, kept for the backward pass (n = sequence length). */
+export interface VisionLayerTape {
+  hIn: Float32Array;
+  /** layer_norm1(h) [n, D]. */
+  x: Float32Array;
+  /** Queries [n, D]; keys and values heads-first [H, n, hd]. */
+  q: Float32Array;
+  k: Float32Array;
+  v: Float32Array;
+  /** [H, n, n]. */
+  probs: Float32Array;
+  h1: Float32Array;
+  /** layer_norm2(h1) [n, D]. */
+  x2: Float32Array;
+  /** fc1 output before the activation [n, I]. */
+  u: Float32Array;
+}
+
+export interface VisionTape {
+  /** Embeddings before CLIP's pre-LN (= hidden_states[0] for SigLIP) [seq, D]. */
+  embeddings: Float32Array;
+  layers: VisionLayerTape[];
+}
+
+export interface VisionBackwardOptions {
+  /** Called once per layer, from the top down, with dProbs [H, n, n] and the forward probabilities. */
+  onLayer?: (layer: number, dProbs: Float32Array, probs: Float32Array) => void;
+  /** Also return the gradient w.r.t. pixel_values (through pre-LN, positions and the patch convolution). */
+  pixels?: boolean;
+}
+
+export interface VisionBackwardResult {
+  /** Gradient at hidden_states[0] [seq, D]. */
+  dHidden0: Float32Array;
+  /** Gradient at pixel_values [C, S, S] (with `pixels: true`). */
+  dPixels?: Float32Array;
 }
 
 export class VisionTower {
@@ -46,6 +102,7 @@ export class VisionTower {
   readonly preLnB: Float32Array | null;
   readonly layers: VisionLayerWeights[] = [];
   readonly act: (x: number) => number;
+  readonly actGrad: (x: number) => number;
   readonly grid: number;
 
   constructor(
@@ -66,6 +123,7 @@ export class VisionTower {
     this.preLnW = cfg.hasCls ? w.vector("vision.pre_layrnorm.weight", [D]) : null;
     this.preLnB = cfg.hasCls ? w.vector("vision.pre_layrnorm.bias", [D]) : null;
     this.act = activationFn(cfg.hiddenAct);
+    this.actGrad = activationGradFn(cfg.hiddenAct);
     const I = cfg.intermediateSize;
     for (let i = 0; i < cfg.numLayers; i++) {
       const l = `vision.encoder.layers.${i}.`;
@@ -96,6 +154,13 @@ export class VisionTower {
 
   /** Patch embedding (a stride-p convolution as a matmul over unfolded patches) + CLS + positions. */
   async embed(kernels: Kernels, pixels: Float32Array): Promise<Float32Array> {
+    return (await this.embedWithTape(kernels, pixels)).h;
+  }
+
+  private async embedWithTape(
+    kernels: Kernels,
+    pixels: Float32Array,
+  ): Promise<{ h: Float32Array; embeddings: Float32Array }> {
     const { patchSize: p, numChannels: C, hiddenSize: D, imageSize: S } = this.cfg;
     const g = this.grid;
     if (pixels.length !== C * S * S)
@@ -119,16 +184,52 @@ export class VisionTower {
     if (this.classEmbedding) h.set(this.classEmbedding, 0);
     h.set(pe, cls * D);
     addInPlace(h, this.positionEmbedding);
-    if (this.preLnW && this.preLnB)
-      return layerNorm(h, this.seqLen, D, this.preLnW, this.preLnB, this.cfg.layerNormEps);
-    return h;
+    if (this.preLnW && this.preLnB) {
+      return {
+        h: layerNorm(h, this.seqLen, D, this.preLnW, this.preLnB, this.cfg.layerNormEps),
+        embeddings: h,
+      };
+    }
+    return { h, embeddings: h };
+  }
+
+  /**
+   * Backward of `embed`: dh0 (gradient at hidden_states[0]) → through pre-LN → positions/CLS (constants) →
+   * patch convolution (dpatches = dpe·W) → folded back onto the pixel grid.
+   */
+  async embedBackward(kernels: Kernels, tape: VisionTape, dh0: Float32Array): Promise<Float32Array> {
+    const { patchSize: p, numChannels: C, hiddenSize: D, imageSize: S } = this.cfg;
+    const g = this.grid;
+    const dEmb =
+      this.preLnW && this.preLnB
+        ? layerNormBackward(tape.embeddings, dh0, this.seqLen, D, this.preLnW, this.cfg.layerNormEps)
+        : dh0;
+    const cls = this.cfg.hasCls ? 1 : 0;
+    const dpe = dEmb.subarray(cls * D, (cls + g * g) * D);
+    const dPatches = await linearBackwardInput(kernels, dpe, g * g, this.patch);
+    const cols = C * p * p;
+    const dPixels = new Float32Array(C * S * S);
+    for (let gy = 0; gy < g; gy++) {
+      for (let gx = 0; gx < g; gx++) {
+        const o = (gy * g + gx) * cols;
+        for (let c = 0; c < C; c++) {
+          for (let ky = 0; ky < p; ky++) {
+            const dst = (c * S + gy * p + ky) * S + gx * p;
+            const src = o + (c * p + ky) * p;
+            for (let kx = 0; kx < p; kx++) dPixels[dst + kx] += dPatches[src + kx];
+          }
+        }
+      }
+    }
+    return dPixels;
   }
 
   async layer(
     kernels: Kernels,
     i: number,
     h: Float32Array,
-  ): Promise<{ h: Float32Array; probs: Float32Array }> {
+    extra: { keep?: boolean; probsHook?: (groupProbs: Float32Array, group: number) => void } = {},
+  ): Promise<{ h: Float32Array; probs: Float32Array; tape?: VisionLayerTape }> {
     const L = this.layers[i];
     const { hiddenSize: D, numHeads: H, layerNormEps: eps } = this.cfg;
     const n = this.seqLen;
@@ -137,10 +238,12 @@ export class VisionTower {
     const q = await kernels.linear(x, n, L.q, L.qb);
     const k = await kernels.linear(x, n, L.k, L.kb);
     const v = await kernels.linear(x, n, L.v, L.vb);
+    const kH = headsFirst(k, n, H, hd);
+    const vH = headsFirst(v, n, H, hd);
     const att = await attention(kernels, {
       q,
-      k: headsFirst(k, n, H, hd),
-      v: headsFirst(v, n, H, hd),
+      k: kH,
+      v: vH,
       kvStride: n * hd,
       n,
       len: n,
@@ -150,31 +253,111 @@ export class VisionTower {
       scale: hd ** -0.5,
       queryOffset: null,
       window: null,
+      onProbs: extra.probsHook,
     });
     const h1 = await kernels.linear(att.out, n, L.o, L.ob);
     addInPlace(h1, h);
     const x2 = layerNorm(h1, n, D, L.ln2w, L.ln2b, eps);
-    const a = applyActivation(await kernels.linear(x2, n, L.fc1, L.fc1b), this.act);
+    const u = await kernels.linear(x2, n, L.fc1, L.fc1b);
+    const a = applyActivation(u, this.act);
     const h2 = await kernels.linear(a, n, L.fc2, L.fc2b);
     addInPlace(h2, h1);
-    return { h: h2, probs: att.probs };
+    const tape = extra.keep ? { hIn: h, x, q, k: kH, v: vH, probs: att.probs, h1, x2, u } : undefined;
+    return { h: h2, probs: att.probs, tape };
+  }
+
+  /** Backward of layer i: gradient at its output [n, D] → gradient at its input and dProbs [H, n, n]. */
+  async layerBackward(
+    kernels: Kernels,
+    i: number,
+    t: VisionLayerTape,
+    dOut: Float32Array,
+  ): Promise<{ dIn: Float32Array; dProbs: Float32Array }> {
+    const L = this.layers[i];
+    const { hiddenSize: D, numHeads: H, layerNormEps: eps } = this.cfg;
+    const n = this.seqLen;
+    const hd = D / H;
+    const da = await linearBackwardInput(kernels, dOut, n, L.fc2);
+    const du = activationBackward(t.u, da, this.actGrad);
+    const dx2 = await linearBackwardInput(kernels, du, n, L.fc1);
+    const dh1 = layerNormBackward(t.h1, dx2, n, D, L.ln2w, eps);
+    addInPlace(dh1, dOut);
+    const dCtx = await linearBackwardInput(kernels, dh1, n, L.o);
+    const ab = await attentionBackward(kernels, {
+      q: t.q,
+      k: t.k,
+      v: t.v,
+      kvStride: n * hd,
+      probs: t.probs,
+      dOut: dCtx,
+      m: n,
+      len: n,
+      heads: H,
+      kvHeads: H,
+      headDim: hd,
+      scale: hd ** -0.5,
+    });
+    const dx = await linearBackwardInput(kernels, ab.dq, n, L.q);
+    addInPlace(dx, await linearBackwardInput(kernels, rowsFirst(ab.dk, H, n, hd, 0, n), n, L.k));
+    addInPlace(dx, await linearBackwardInput(kernels, rowsFirst(ab.dv, H, n, hd, 0, n), n, L.v));
+    const dIn = layerNormBackward(t.hIn, dx, n, D, L.ln1w, eps);
+    addInPlace(dIn, dh1);
+    return { dIn, dProbs: ab.dProbs };
+  }
+
+  /**
+   * Backward from gradients at any hidden states (`dHidden[j]` at hidden_states[j], null = none; LLaVA
+   * feeds one or several of them to the projector) down to hidden_states[0], reporting each layer's dProbs.
+   * Layers above the highest hidden state with a gradient are skipped (their gradient is zero).
+   */
+  async backward(
+    kernels: Kernels,
+    tape: VisionTape,
+    dHidden: (Float32Array | null)[],
+    opts: VisionBackwardOptions = {},
+  ): Promise<VisionBackwardResult> {
+    let top = -1;
+    dHidden.forEach((d, j) => {
+      if (d) top = Math.max(top, j);
+    });
+    if (top < 0) throw new Error("vision backward: no gradient given");
+    if (top > this.layers.length) throw new Error(`vision backward: hidden state ${top} beyond the tower`);
+    let dh: Float32Array = dHidden[top]!.slice();
+    for (let i = top - 1; i >= 0; i--) {
+      const r = await this.layerBackward(kernels, i, tape.layers[i], dh);
+      opts.onLayer?.(i, r.dProbs, tape.layers[i].probs);
+      dh = r.dIn;
+      const extra = dHidden[i];
+      if (extra) addInPlace(dh, extra);
+    }
+    const dPixels = opts.pixels ? await this.embedBackward(kernels, tape, dh) : undefined;
+    return { dHidden0: dh, dPixels };
   }
 
   async forward(
     kernels: Kernels,
     pixels: Float32Array,
     onLayer?: (i: number) => void,
+    opts: VisionForwardOptions = {},
   ): Promise<VisionOutput> {
-    let h = await this.embed(kernels, pixels);
+    const emb = await this.embedWithTape(kernels, pixels);
+    let h = emb.h;
     const hiddenStates = [h];
     const attentions: Float32Array[] = [];
+    const layerTapes: VisionLayerTape[] = [];
     for (let i = 0; i < this.layers.length; i++) {
-      const r = await this.layer(kernels, i, h);
+      const hook = opts.probsHook;
+      const r = await this.layer(kernels, i, h, {
+        keep: opts.tape,
+        probsHook: hook ? (p, g) => hook(i, p, g) : undefined,
+      });
       h = r.h;
       hiddenStates.push(h);
       attentions.push(r.probs);
+      if (r.tape) layerTapes.push(r.tape);
       onLayer?.(i);
     }
-    return { hiddenStates, attentions, seqLen: this.seqLen, gridRows: this.grid, gridCols: this.grid };
+    const tape = opts.tape ? { embeddings: emb.embeddings, layers: layerTapes } : undefined;
+    return { hiddenStates, attentions, seqLen: this.seqLen, gridRows: this.grid, gridCols: this.grid, tape };
   }
 }

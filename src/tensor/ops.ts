@@ -176,3 +176,157 @@ export function softmaxRows(
     for (let j = b; j < n; j++) x[o + j] = 0;
   }
 }
+
+// ---------------------------------------------------------------------------------------------------------
+// Backward passes (gradient of a scalar with respect to the op's input, given the gradient at its output).
+// Accumulation is in float64 (JS numbers); results are stored as float32 like every activation.
+// ---------------------------------------------------------------------------------------------------------
+
+/**
+ * LayerNorm backward w.r.t. the input: with x̂ = (x − μ)·inv and g = dy ⊙ w,
+ * dx = inv · (g − mean(g) − x̂ · mean(g ⊙ x̂)).
+ */
+export function layerNormBackward(
+  x: Float32Array,
+  dy: Float32Array,
+  rows: number,
+  dim: number,
+  w: Float32Array,
+  eps: number,
+): Float32Array {
+  const dx = new Float32Array(x.length);
+  const xhat = new Float64Array(dim);
+  for (let r = 0; r < rows; r++) {
+    const o = r * dim;
+    let mean = 0;
+    for (let i = 0; i < dim; i++) mean += x[o + i];
+    mean /= dim;
+    let v = 0;
+    for (let i = 0; i < dim; i++) {
+      const d = x[o + i] - mean;
+      v += d * d;
+    }
+    const inv = 1 / Math.sqrt(v / dim + eps);
+    let sg = 0;
+    let sgx = 0;
+    for (let i = 0; i < dim; i++) {
+      xhat[i] = (x[o + i] - mean) * inv;
+      const g = dy[o + i] * w[i];
+      sg += g;
+      sgx += g * xhat[i];
+    }
+    sg /= dim;
+    sgx /= dim;
+    for (let i = 0; i < dim; i++) dx[o + i] = inv * (dy[o + i] * w[i] - sg - xhat[i] * sgx);
+  }
+  return dx;
+}
+
+/**
+ * RMSNorm backward w.r.t. the input: with inv = (mean(x²) + eps)^−½ and g = dy ⊙ w' (w' = w, or 1 + w for
+ * Gemma), dx = inv · g − inv³ · x · mean(g ⊙ x).
+ */
+export function rmsNormBackward(
+  x: Float32Array,
+  dy: Float32Array,
+  rows: number,
+  dim: number,
+  w: Float32Array,
+  eps: number,
+  unitOffset: boolean,
+): Float32Array {
+  const dx = new Float32Array(x.length);
+  for (let r = 0; r < rows; r++) {
+    const o = r * dim;
+    let ss = 0;
+    for (let i = 0; i < dim; i++) ss += x[o + i] * x[o + i];
+    const inv = 1 / Math.sqrt(ss / dim + eps);
+    let sgx = 0;
+    for (let i = 0; i < dim; i++) sgx += dy[o + i] * (unitOffset ? 1 + w[i] : w[i]) * x[o + i];
+    const c = (inv * inv * inv * sgx) / dim;
+    for (let i = 0; i < dim; i++) dx[o + i] = inv * dy[o + i] * (unitOffset ? 1 + w[i] : w[i]) - c * x[o + i];
+  }
+  return dx;
+}
+
+const SQRT_2_OVER_PI = Math.sqrt(2 / Math.PI);
+const INV_SQRT_2PI = 1 / Math.sqrt(2 * Math.PI);
+
+/** Derivative of `activationFn(name)`. */
+export function activationGradFn(name: string): (x: number) => number {
+  switch (name) {
+    case "gelu":
+      // d/dx ½x(1 + erf(x/√2)) = Φ(x) + x·φ(x)
+      return (x) => 0.5 * (1 + erf(x / Math.SQRT2)) + x * INV_SQRT_2PI * Math.exp(-0.5 * x * x);
+    case "gelu_pytorch_tanh":
+    case "gelu_new":
+    case "gelu_fast":
+      return (x) => {
+        const th = Math.tanh(SQRT_2_OVER_PI * (x + 0.044715 * x * x * x));
+        return 0.5 * (1 + th) + 0.5 * x * (1 - th * th) * SQRT_2_OVER_PI * (1 + 3 * 0.044715 * x * x);
+      };
+    case "quick_gelu":
+      return (x) => {
+        const s = 1 / (1 + Math.exp(-1.702 * x));
+        return s + 1.702 * x * s * (1 - s);
+      };
+    case "silu":
+    case "swish":
+      return (x) => {
+        const s = 1 / (1 + Math.exp(-x));
+        return s + x * s * (1 - s);
+      };
+    case "relu":
+      return (x) => (x > 0 ? 1 : 0);
+    default:
+      throw new Error(`unsupported activation "${name}" (supported: ${SUPPORTED_ACTIVATIONS.join(", ")})`);
+  }
+}
+
+/** Backward of `applyActivation`: dx = dy ⊙ act'(x) (x = the pre-activation input). */
+export function activationBackward(
+  x: Float32Array,
+  dy: Float32Array,
+  grad: (x: number) => number,
+): Float32Array {
+  const dx = new Float32Array(x.length);
+  for (let i = 0; i < x.length; i++) dx[i] = dy[i] * grad(x[i]);
+  return dx;
+}
+
+/** Backward of `gatedActivation` (m = act(gate) ⊙ up): dgate = dm ⊙ up ⊙ act'(gate), dup = dm ⊙ act(gate). */
+export function gatedActivationBackward(
+  gate: Float32Array,
+  up: Float32Array,
+  dm: Float32Array,
+  act: (x: number) => number,
+  grad: (x: number) => number,
+): { dGate: Float32Array; dUp: Float32Array } {
+  const dGate = new Float32Array(gate.length);
+  const dUp = new Float32Array(gate.length);
+  for (let i = 0; i < gate.length; i++) {
+    dGate[i] = dm[i] * up[i] * grad(gate[i]);
+    dUp[i] = dm[i] * act(gate[i]);
+  }
+  return { dGate, dUp };
+}
+
+/**
+ * Backward of a row softmax, given its output p and the gradient dp at the output:
+ * ds = p ⊙ (dp − Σⱼ pⱼ dpⱼ). Masked entries (p = 0) get 0. Rows are [rows, n].
+ */
+export function softmaxRowsBackward(
+  p: Float32Array,
+  dp: Float32Array,
+  rows: number,
+  n: number,
+): Float32Array {
+  const ds = new Float32Array(p.length);
+  for (let r = 0; r < rows; r++) {
+    const o = r * n;
+    let dot = 0;
+    for (let j = 0; j < n; j++) dot += p[o + j] * dp[o + j];
+    for (let j = 0; j < n; j++) ds[o + j] = p[o + j] * (dp[o + j] - dot);
+  }
+  return ds;
+}

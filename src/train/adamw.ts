@@ -63,7 +63,13 @@ export class AdamW {
 }
 
 /** Linear warm-up then cosine decay to `minRatio`·lr. */
-export function cosineSchedule(step: number, total: number, warmup: number, lr: number, minRatio = 0.1): number {
+export function cosineSchedule(
+  step: number,
+  total: number,
+  warmup: number,
+  lr: number,
+  minRatio = 0.1,
+): number {
   if (step < warmup) return (lr * (step + 1)) / warmup;
   const t = Math.min(1, (step - warmup) / Math.max(1, total - warmup));
   return lr * (minRatio + (1 - minRatio) * 0.5 * (1 + Math.cos(Math.PI * t)));

@@ -6,10 +6,16 @@
 import * as fs from "node:fs";
 import * as path from "node:path";
 import { type TensorToWrite, writeSafetensors } from "../hf/safetensors.js";
-import { IMAGE_SIZE } from "../shapes/scene.js";
-import { BOS_TOKEN_ID, EOS_TOKEN_ID, IMAGE_TOKEN_ID, PAD_TOKEN_ID, writeShapesTokenizer } from "../shapes/tokenizer.js";
-import { Rng } from "../shapes/rng.js";
 import { SHAPES_PATCH_SIZE } from "../shapes/dataset.js";
+import { Rng } from "../shapes/rng.js";
+import { IMAGE_SIZE } from "../shapes/scene.js";
+import {
+  BOS_TOKEN_ID,
+  EOS_TOKEN_ID,
+  IMAGE_TOKEN_ID,
+  PAD_TOKEN_ID,
+  writeShapesTokenizer,
+} from "../shapes/tokenizer.js";
 
 export interface ShapesModelDims {
   visionHidden: number;
@@ -109,7 +115,12 @@ export function writeShapesModelFiles(dir: string, d: ShapesModelDims): number {
   const vocab = Object.keys(tok.vocab).length;
   fs.writeFileSync(path.join(dir, "config.json"), `${JSON.stringify(shapesConfig(d, vocab), null, 2)}\n`);
   fs.writeFileSync(path.join(dir, "preprocessor_config.json"), `${JSON.stringify(PREPROCESSOR, null, 2)}\n`);
-  const gen = { bos_token_id: BOS_TOKEN_ID, eos_token_id: EOS_TOKEN_ID, pad_token_id: PAD_TOKEN_ID, do_sample: false };
+  const gen = {
+    bos_token_id: BOS_TOKEN_ID,
+    eos_token_id: EOS_TOKEN_ID,
+    pad_token_id: PAD_TOKEN_ID,
+    do_sample: false,
+  };
   fs.writeFileSync(path.join(dir, "generation_config.json"), `${JSON.stringify(gen, null, 2)}\n`);
   return vocab;
 }

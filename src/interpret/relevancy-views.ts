@@ -1,0 +1,205 @@
+/**
+ * Derived relevancy views (the UI only draws them): image maps on the patch grid, text relevancy over the
+ * prompt with the image collapsed to its mean, LVLM-Interpret's "top-3 prompt words vs max image relevancy"
+ * bars, and the per-token image-vs-text reliance score behind "tokens with high relevancy to image".
+ *
+ * Inputs are the rows stored in a run: row p of the raw LLM map (`rel.llm.<mode>`, diagonal entry at index
+ * p = T + t − 1) and CLS rows of the ViT maps (`rel.vit|all|all_v2.<mode>`, diagonal at index 0). "Normalised"
+ * means LVLM-Interpret's `handle_residual` applied to that row.
+ */
+import { normalizeRow } from "./relevancy.js";
+import { averagePaddedRows, groupWords, isSeparatorToken, tokenDisplayText } from "./words.js";
+
+export interface ImageMap {
+  rows: number;
+  cols: number;
+  /** Row-major [rows, cols]; image token i ↔ patch (i / cols | 0, i % cols). */
+  values: Float32Array;
+}
+
+function grid(values: Float32Array, patchGrid: [number, number]): ImageMap {
+  const [rows, cols] = patchGrid;
+  if (values.length !== rows * cols)
+    throw new Error(`${values.length} image values do not fill a ${rows}×${cols} grid`);
+  return { rows, cols, values };
+}
+
+/**
+ * The image part of an LLM relevancy row (token t's row p) on the patch grid; `normalized` applies
+ * handle_residual to the row first (the tool's display).
+ */
+export function llmImageMap(
+  row: ArrayLike<number>,
+  p: number,
+  imageStart: number,
+  imageCount: number,
+  patchGrid: [number, number],
+  normalized = false,
+): ImageMap {
+  const r = normalized
+    ? normalizeRow(
+        Array.from({ length: p + 1 }, (_, j) => row[j]),
+        p,
+      )
+    : row;
+  return grid(
+    Float32Array.from({ length: imageCount }, (_, i) => r[imageStart + i]),
+    patchGrid,
+  );
+}
+
+/** A ViT-propagated CLS row (index 0 = CLS) on the patch grid, CLS dropped; optionally normalised. */
+export function vitImageMap(
+  clsRow: ArrayLike<number>,
+  patchGrid: [number, number],
+  normalized = false,
+): ImageMap {
+  const r = normalized ? normalizeRow(clsRow, 0) : clsRow;
+  return grid(
+    Float32Array.from({ length: clsRow.length - 1 }, (_, i) => r[i + 1]),
+    patchGrid,
+  );
+}
+
+/** A chain map (already one value per patch) on the grid. */
+export function chainImageMap(chain: Float32Array, patchGrid: [number, number]): ImageMap {
+  return grid(chain.slice(), patchGrid);
+}
+
+export interface TextRelevancyEntry {
+  /** Display label: the token text, or "<image>" for the collapsed image. */
+  label: string;
+  /** Sequence positions the entry stands for (all image positions for the image entry). */
+  positions: number[];
+  value: number;
+}
+
+/**
+ * Relevancy of every prompt position to token t, with the image collapsed to the mean over its tokens
+ * (positions 0 … T−1; `promptTokens` = the prompt's token strings, e.g. id_to_token of input_ids).
+ */
+export function textRelevancy(
+  row: ArrayLike<number>,
+  p: number,
+  promptTokens: string[],
+  imageStart: number,
+  imageCount: number,
+  normalized = true,
+): TextRelevancyEntry[] {
+  const r = normalized
+    ? normalizeRow(
+        Array.from({ length: p + 1 }, (_, j) => row[j]),
+        p,
+      )
+    : row;
+  const out: TextRelevancyEntry[] = [];
+  for (let i = 0; i < promptTokens.length; i++) {
+    if (i === imageStart) {
+      const positions = Array.from({ length: imageCount }, (_, k) => imageStart + k);
+      const mean = positions.reduce((s, q) => s + r[q], 0) / imageCount;
+      out.push({ label: "<image>", positions, value: mean });
+      i += imageCount - 1;
+      continue;
+    }
+    out.push({ label: tokenDisplayText(promptTokens[i]), positions: [i], value: r[i] });
+  }
+  return out;
+}
+
+export interface WordsVsImage {
+  /** The top-k question words by relevancy, then "max_img". */
+  bars: { label: string; value: number }[];
+  imageMax: number;
+  /**
+   * Image-vs-text reliance in [0, 1]: the fraction of the bar values strictly below the image maximum
+   * (scipy's percentileofscore(kind="strict") / 100, as the tool computes it). 1 = the image beats every
+   * top word.
+   */
+  reliance: number;
+}
+
+export interface QuestionSpan {
+  /** First and one-past-last prompt positions of the question text (default: after the image to T). */
+  from?: number;
+  to?: number;
+}
+
+/**
+ * LVLM-Interpret's "top-3 prompt words vs max image relevancy" for token t: the question's tokens are
+ * grouped into words (`groupWords`; a word's value is the mean of its tokens'), separator words are
+ * skipped, and the k best words are compared with the largest image-token relevancy. Values come from the
+ * normalised row (the tool's). Differences from the tool: the question span is given by positions instead
+ * of the tool's template-specific slice [img+3 : −5], and the last word is not dropped.
+ */
+export function topWordsVsImage(
+  row: ArrayLike<number>,
+  p: number,
+  promptTokens: string[],
+  imageStart: number,
+  imageCount: number,
+  opts: QuestionSpan & { k?: number } = {},
+): WordsVsImage {
+  const k = opts.k ?? 3;
+  const r = normalizeRow(
+    Array.from({ length: p + 1 }, (_, j) => row[j]),
+    p,
+  );
+  let imageMax = Number.NEGATIVE_INFINITY;
+  for (let i = 0; i < imageCount; i++) imageMax = Math.max(imageMax, r[imageStart + i]);
+  const from = opts.from ?? imageStart + imageCount;
+  const to = opts.to ?? promptTokens.length;
+  const span = promptTokens.slice(from, to);
+  const words = groupWords(span)
+    .filter((w) => !w.tokens.every((i) => isSeparatorToken(span[i])))
+    .map((w) => ({ label: w.text, value: w.tokens.reduce((s, i) => s + r[from + i], 0) / w.tokens.length }));
+  const top = [...words].sort((a, b) => b.value - a.value).slice(0, k);
+  const bars = [...top, { label: "max_img", value: imageMax }];
+  const below = bars.filter((b) => b.value < imageMax).length;
+  return { bars, imageMax, reliance: below / bars.length };
+}
+
+/**
+ * Per generated token: the reliance score above (for "tokens with high relevancy to image"). `rows[k]` is the
+ * raw LLM row of token `tokens[k]` (position T − 1 + tokens[k]).
+ */
+export function imageReliance(
+  rows: ArrayLike<number>[],
+  tokens: number[],
+  promptTokens: string[],
+  imageStart: number,
+  imageCount: number,
+  opts: QuestionSpan & { k?: number } = {},
+): { token: number; reliance: number; imageMax: number }[] {
+  const T = promptTokens.length;
+  return tokens.map((t, k) => {
+    const v = topWordsVsImage(rows[k], T - 1 + t, promptTokens, imageStart, imageCount, opts);
+    return { token: t, reliance: v.reliance, imageMax: v.imageMax };
+  });
+}
+
+/**
+ * Word-level rows: the rows of a word's tokens (normalised with handle_residual first unless
+ * `normalized: false`), zero-padded to the longest and averaged — the views' word maps (see words.ts for
+ * the grouping). `tokenRows[i]` is the raw LLM row of generated token i, `positions[i]` its position
+ * T − 1 + i.
+ */
+export function wordRows(
+  tokenRows: ArrayLike<number>[],
+  positions: number[],
+  generatedTokens: string[],
+  normalized = true,
+): { text: string; tokens: number[]; row: Float32Array }[] {
+  const rows = tokenRows.map((r, i) =>
+    normalized
+      ? normalizeRow(
+          Array.from({ length: positions[i] + 1 }, (_, j) => r[j]),
+          positions[i],
+        )
+      : r,
+  );
+  return groupWords(generatedTokens).map((w) => ({
+    text: w.text,
+    tokens: w.tokens,
+    row: averagePaddedRows(w.tokens.map((i) => rows[i])),
+  }));
+}

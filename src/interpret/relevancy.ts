@@ -1,0 +1,547 @@
+/**
+ * Relevancy maps (Chefer et al. 2021, rules 5–6) for LLaVA-style models, computed with the hand-written
+ * backward passes of the engine — no autograd framework.
+ *
+ * For a generated token t, predicted by position p = T + t − 1 with target logit_p[token_t]:
+ *   G_l   = ∂ logit / ∂ A_l                  (gradient w.r.t. layer l's post-softmax attention probabilities)
+ *   cam_l = mean_heads(max(0, G_l ⊙ A_l))
+ *   R     = I;  R ← R + cam_l · R   for l = 0 … L−1,   i.e.   R = (I + cam_{L−1}) ⋯ (I + cam_0)
+ * Row p of R says how relevant every input position is to token t.
+ *
+ * Modes:
+ *  - `exact`: fresh gradients of logit_t w.r.t. every layer's full attention over positions 0 … p.
+ *  - `incremental`: LVLM-Interpret's scheme under KV-cache generation. Step 0 is the prefill backward
+ *    (= exact for t = 0); at step t > 0 each layer's CAM keeps its previous rows, gets a zero column and one
+ *    new row mean_heads(max(0, g ⊙ a)) where a is the step's new attention row and g its gradient for
+ *    token t. That gradient only needs a single-position backward (earlier positions are constants).
+ *
+ * Vision tower (CLS towers, as LVLM-Interpret defines them; ViT token 0 = CLS, image token i ↔ ViT token i+1).
+ * With R_v = (I + cv_{k−1}) ⋯ (I + cv_0) over the ViT layers that feed the selected feature layer:
+ *  - `vit`:    R_v · I                         (we report the CLS row)
+ *  - `all`:    R_v · R0, R0 = [[1, 0], [0, R[img, img]]]            (R = the LLM map, identity included)
+ *  - `all_v2`: R_v · R0, R0 = I_S, R0[0, 1:] += r, R0[1:, 0] += r   (r = R[p, img])
+ *  - `chain` (ours, also for towers without CLS): the LLM relevancy of the image tokens pushed back to the
+ *    input patches through the tower's own rollout with gradients of the same target,
+ *        chain = r_img · R_v[patches, patches],    r_img = R[p, img].
+ *    Derivation: R[p, :] distributes token t's relevance over the LLM's input positions; each image
+ *    position s0+i *is* ViT output token i (+1 with CLS) passed through the token-wise projector, which mixes
+ *    no positions (an identity step of the rollout). Row i of R_v distributes ViT output token i's relevance
+ *    over the tower's input patches, so composing the two linear maps gives
+ *    chain[j] = Σ_i R[p, s0+i] · R_v[i, j] — the rollout of the stacked model (ViT layers, projector, LLM
+ *    layers) read at row p and restricted to patch columns. Unlike `all`, which multiplies the ViT cams onto
+ *    the LLM's image block from the left, this composes the maps in the order the data flows. CLS rows and
+ *    columns are dropped (the CLS feature never reaches the LLM under "default").
+ *  - ViT gradients are fresh (∂ logit_t / ∂ A_vit) or, for compatibility with the original tool,
+ *    `accumulated`: Σ_{t' ≤ t} ∂ logit_t' / ∂ A_vit (the tool never clears them between tokens).
+ *
+ * Everything the run directory stores is a single row of a rollout, so it is computed as a row-vector
+ * rollout u ← u + u·cam_l from the last layer down: O(L·n²) instead of the O(L·n³) matrix product
+ * (`rolloutMatrix` computes full matrices for tests and `keepMatrices`).
+ */
+import type { Kernels } from "../kernels/types.js";
+import type { LlavaModel } from "../models/llava.js";
+
+export type RelevancyMode = "exact" | "incremental";
+export type VisionRelevancyKind = "vit" | "all" | "all_v2" | "chain";
+export type VitGradients = "fresh" | "accumulated";
+
+export const RELEVANCY_MODES: readonly RelevancyMode[] = ["exact", "incremental"];
+export const VISION_RELEVANCY_KINDS: readonly VisionRelevancyKind[] = ["vit", "all", "all_v2", "chain"];
+
+export class RelevancyError extends Error {}
+
+// ------------------------------------------------------------------------------------------------------
+// Core math
+// ------------------------------------------------------------------------------------------------------
+
+/** A square CAM stored with a row stride (incremental CAMs live in a buffer sized for the longest step). */
+export interface Cam {
+  data: Float32Array;
+  stride: number;
+}
+
+/**
+ * Writes mean_heads(max(0, dP ⊙ P)) for a window of query rows into `cam`: dP and P are
+ * [heads, rows, cols]; window row i (i ≥ fromRow) lands in cam row rowOffset + i − fromRow, columns
+ * 0 … cols−1.
+ */
+export function camInto(
+  cam: Cam,
+  rowOffset: number,
+  dProbs: Float32Array,
+  probs: Float32Array,
+  heads: number,
+  rows: number,
+  cols: number,
+  fromRow = 0,
+): void {
+  const { data, stride } = cam;
+  const acc = new Float64Array(cols);
+  for (let i = fromRow; i < rows; i++) {
+    acc.fill(0);
+    for (let h = 0; h < heads; h++) {
+      const o = (h * rows + i) * cols;
+      for (let j = 0; j < cols; j++) {
+        const v = dProbs[o + j] * probs[o + j];
+        if (v > 0) acc[j] += v;
+      }
+    }
+    const dst = (rowOffset + i - fromRow) * stride;
+    for (let j = 0; j < cols; j++) data[dst + j] = acc[j] / heads;
+  }
+}
+
+/** cam = mean_heads(max(0, dP ⊙ P)) as a new [rows, cols] array. */
+export function camFromGrad(
+  dProbs: Float32Array,
+  probs: Float32Array,
+  heads: number,
+  rows: number,
+  cols: number,
+): Float32Array {
+  const data = new Float32Array(rows * cols);
+  camInto({ data, stride: cols }, 0, dProbs, probs, heads, rows, cols);
+  return data;
+}
+
+/**
+ * Row-vector rollout: u · (I + cam_{L−1}) ⋯ (I + cam_0), i.e. u ← u + u·cam_l for l = L−1 … 0, over the
+ * leading n×n block of each CAM. With u = e_p this is row p of the rollout R.
+ */
+export function rolloutLeft(u: ArrayLike<number>, cams: Cam[], n: number): Float64Array {
+  const v = Float64Array.from({ length: n }, (_, i) => u[i] ?? 0);
+  const add = new Float64Array(n);
+  for (let l = cams.length - 1; l >= 0; l--) {
+    const { data, stride } = cams[l];
+    add.fill(0);
+    for (let i = 0; i < n; i++) {
+      const vi = v[i];
+      if (vi === 0) continue;
+      const o = i * stride;
+      for (let j = 0; j < n; j++) add[j] += vi * data[o + j];
+    }
+    for (let j = 0; j < n; j++) v[j] += add[j];
+  }
+  return v;
+}
+
+/** Row p of the rollout R over the leading (p+1)×(p+1) blocks. */
+export function rolloutRow(cams: Cam[], p: number): Float32Array {
+  const e = new Float64Array(p + 1);
+  e[p] = 1;
+  return Float32Array.from(rolloutLeft(e, cams, p + 1));
+}
+
+/** Full rollout matrix R = (I + cam_{L−1}) ⋯ (I + cam_0) · R0 (R0 = I by default), n×n, via the kernels. */
+export async function rolloutMatrix(
+  kernels: Kernels,
+  cams: Cam[],
+  n: number,
+  r0?: Float32Array,
+): Promise<Float32Array> {
+  let R: Float32Array;
+  if (r0) R = r0.slice();
+  else {
+    R = new Float32Array(n * n);
+    for (let i = 0; i < n; i++) R[i * n + i] = 1;
+  }
+  const c = new Float32Array(n * n);
+  for (const cam of cams) {
+    for (let i = 0; i < n; i++) c.set(cam.data.subarray(i * cam.stride, i * cam.stride + n), i * n);
+    const cr = await kernels.bmm(c, R, 1, n, n, n, false);
+    for (let i = 0; i < R.length; i++) R[i] += cr[i];
+  }
+  return R;
+}
+
+/**
+ * LVLM-Interpret's display normalisation (`handle_residual`, eq. 8–9): A = R − I; every row divided by its
+ * sum (rows summing to 0 stay unchanged); + I. R is n×n.
+ */
+export function handleResidual(R: Float32Array, n: number): Float32Array {
+  const out = new Float32Array(n * n);
+  for (let i = 0; i < n; i++) out.set(normalizeRow(R.subarray(i * n, (i + 1) * n), i), i * n);
+  return out;
+}
+
+/** `handleResidual` of one row: row p of R (its diagonal entry at index p) → row p of the normalised map. */
+export function normalizeRow(row: ArrayLike<number>, p: number): Float32Array {
+  const n = row.length;
+  let sum = 0;
+  for (let j = 0; j < n; j++) sum += row[j] - (j === p ? 1 : 0);
+  const div = sum === 0 ? 1 : sum;
+  const out = new Float32Array(n);
+  for (let j = 0; j < n; j++) out[j] = (row[j] - (j === p ? 1 : 0)) / div + (j === p ? 1 : 0);
+  return out;
+}
+
+/** Initial ViT map of `all`: [[1, 0], [0, R_llm[img, img]]] (S×S, S = P + 1). */
+export function allInitialMap(R: Float32Array, n: number, imageStart: number, P: number): Float32Array {
+  const S = P + 1;
+  const r0 = new Float32Array(S * S);
+  r0[0] = 1;
+  for (let i = 0; i < P; i++) {
+    for (let j = 0; j < P; j++) r0[(i + 1) * S + j + 1] = R[(imageStart + i) * n + imageStart + j];
+  }
+  return r0;
+}
+
+/** Initial ViT map of `all_v2`: I_S with r added to row 0 and column 0 beyond the corner. */
+export function allV2InitialMap(r: ArrayLike<number>): Float32Array {
+  const S = r.length + 1;
+  const r0 = new Float32Array(S * S);
+  for (let i = 0; i < S; i++) r0[i * S + i] = 1;
+  for (let i = 0; i < r.length; i++) {
+    r0[i + 1] += r[i];
+    r0[(i + 1) * S] += r[i];
+  }
+  return r0;
+}
+
+/**
+ * The chain map from the matrices: r_img · R_v restricted to patch rows/columns. `vitTokenOf(i)` is the ViT
+ * token of image token i; `cls` the CLS index or −1.
+ */
+export function chainFromMatrix(
+  rImg: ArrayLike<number>,
+  Rv: Float32Array,
+  S: number,
+  vitTokenOf: (i: number) => number,
+  cls: number,
+): Float32Array {
+  const patches = Array.from({ length: S }, (_, j) => j).filter((j) => j !== cls);
+  const out = new Float32Array(patches.length);
+  for (let i = 0; i < rImg.length; i++) {
+    const r = vitTokenOf(i);
+    if (r === cls) continue;
+    patches.forEach((c, j) => {
+      out[j] += rImg[i] * Rv[r * S + c];
+    });
+  }
+  return out;
+}
+
+// ------------------------------------------------------------------------------------------------------
+// Computing the maps for a run (model + ids + pixels)
+// ------------------------------------------------------------------------------------------------------
+
+export interface RelevancyInputs {
+  /** Expanded prompt ids (length T). */
+  inputIds: number[];
+  /** Generated ids (length G). Token t is predicted by position T + t − 1. */
+  generatedIds: number[];
+  /** pixel_values [3, S, S] as fed to the tower. */
+  pixelValues: Float32Array;
+}
+
+export interface RelevancyOptions {
+  mode: RelevancyMode;
+  vision?: VisionRelevancyKind[];
+  /** Generated-token indices to compute (default: all). */
+  tokens?: number[];
+  /** ViT gradients for vit/all/all_v2 (default: fresh for exact, accumulated for incremental — the tool's). */
+  vitGradients?: VitGradients;
+  /** Also return full matrices (R, CAMs, ViT maps): for tests and debugging, costs O(n³). */
+  keepMatrices?: boolean;
+  onProgress?: (stage: string, done: number, total: number) => void;
+}
+
+export interface TokenRelevancy {
+  /** Generated-token index t. */
+  token: number;
+  /** Position p = T + t − 1 whose logits chose it. */
+  position: number;
+  /** Row p of the raw LLM map R (length p + 1). */
+  llm: Float32Array;
+  /** CLS rows (length S_vit) of the raw ViT-propagated maps. */
+  vit?: Float32Array;
+  all?: Float32Array;
+  allV2?: Float32Array;
+  /** Patch relevancy (length = number of patches). */
+  chain?: Float32Array;
+  matrices?: {
+    /** Raw LLM rollout (p+1)×(p+1) and its per-layer CAMs. */
+    R: Float32Array;
+    cams: Float32Array[];
+    /** ViT CAMs of the layers used (with the gradients of the vit kinds), and the S×S maps. */
+    vitCams?: Float32Array[];
+    vitR?: Float32Array;
+    allR?: Float32Array;
+    /** ViT rollout with fresh gradients (what `chain` uses). */
+    chainVitR?: Float32Array;
+  };
+}
+
+export interface RelevancyResult {
+  mode: RelevancyMode;
+  vitGradients: VitGradients;
+  tokens: TokenRelevancy[];
+  imageStart: number;
+  imageCount: number;
+  /** ViT sequence length (with CLS when present). */
+  vitSeqLen: number;
+  hasCls: boolean;
+  patchGrid: [number, number];
+  /** ViT layers whose CAMs enter the vit/all/all_v2 rollouts (and, fresh, the chain). */
+  vitLayers: number[];
+}
+
+/** Validates and sorts a token selection. */
+export function resolveTokens(tokens: number[] | undefined, G: number): number[] {
+  if (G < 1) throw new RelevancyError("the run has no generated tokens");
+  if (!tokens) return Array.from({ length: G }, (_, i) => i);
+  const out = [...new Set(tokens)].sort((a, b) => a - b);
+  for (const t of out) {
+    if (!Number.isInteger(t) || t < 0 || t >= G)
+      throw new RelevancyError(`token index ${t} outside 0…${G - 1}`);
+  }
+  if (out.length === 0) throw new RelevancyError("no tokens selected");
+  return out;
+}
+
+export async function relevancyMaps(
+  model: LlavaModel,
+  kernels: Kernels,
+  inputs: RelevancyInputs,
+  opts: RelevancyOptions,
+): Promise<RelevancyResult> {
+  const { inputIds, generatedIds } = inputs;
+  const mode = opts.mode;
+  if (!RELEVANCY_MODES.includes(mode))
+    throw new RelevancyError(`unknown relevancy mode "${mode}" (expected exact or incremental)`);
+  const vision = [...new Set(opts.vision ?? [])];
+  for (const k of vision) {
+    if (!VISION_RELEVANCY_KINDS.includes(k))
+      throw new RelevancyError(
+        `unknown vision relevancy "${k}" (expected ${VISION_RELEVANCY_KINDS.join(", ")})`,
+      );
+  }
+  const vitGradients: VitGradients = opts.vitGradients ?? (mode === "exact" ? "fresh" : "accumulated");
+  const progress = opts.onProgress ?? (() => {});
+  const dec = model.decoder;
+  const H = model.config.text.numHeads;
+  const L = dec.layers.length;
+  const T = inputIds.length;
+  const tokens = resolveTokens(opts.tokens, generatedIds.length);
+  const tmax = tokens[tokens.length - 1];
+  const imgPos = model.imagePositions(inputIds);
+  const P = imgPos.length;
+  if (P !== model.imageTokenCount)
+    throw new RelevancyError(`prompt has ${P} image tokens, the model makes ${model.imageTokenCount}`);
+  const s0 = imgPos[0];
+  if (imgPos[P - 1] !== s0 + P - 1) throw new RelevancyError("the image tokens are not one contiguous span");
+  const hasCls = model.config.vision.hasCls;
+  const Sv = model.vision.seqLen;
+  const drop = model.config.visionFeatureSelectStrategy === "default" ? 1 : 0;
+  const clsIndex = hasCls ? 0 : -1;
+  const vitKinds = vision.filter((k) => k !== "chain");
+  if (vitKinds.length > 0 && !hasCls) {
+    throw new RelevancyError(
+      `${vitKinds.join(", ")} relevancy needs a vision tower with a CLS token (this one has none); use "chain"`,
+    );
+  }
+  if ((vitKinds.includes("all") || vitKinds.includes("all_v2")) && (drop !== 1 || P !== Sv - 1)) {
+    throw new RelevancyError(
+      `all/all_v2 relevancy needs vision_feature_select_strategy "default" (image tokens = patches)`,
+    );
+  }
+  const wantChain = vision.includes("chain");
+  const needVision = vision.length > 0;
+
+  // One forward over positions 0 … T+tmax−1 with every activation kept: position p's activations do not
+  // depend on later positions, so the backward of token t runs on the prefix 0 … T+t−1 of this tape.
+  const nAll = T + tmax;
+  const seq = [...inputIds, ...generatedIds].slice(0, nAll);
+  progress("forward", 0, 1);
+  const enc = await model.encodeImage(kernels, inputs.pixelValues, undefined, { tape: needVision });
+  const embeds = model.buildInputsEmbeds(seq, enc.features, enc.count);
+  const fwd = await dec.forward(kernels, embeds, nAll, dec.newCache(nAll), {
+    tape: true,
+    logitRows: [nAll - 1],
+  });
+  const tape = fwd.tape!;
+  progress("forward", 1, 1);
+
+  // ViT layers used: fresh gradients reach exactly the layers below the highest feature layer; the tool's
+  // accumulated variant uses all layers but the last.
+  const top = Math.max(...model.visionFeatureHiddenIndices);
+  const Lv = model.config.vision.numLayers;
+  const freshLayers = Array.from({ length: top }, (_, l) => l);
+  const vitLayers = vitGradients === "fresh" ? freshLayers : freshLayers.filter((l) => l < Lv - 1);
+  const Hv = model.config.vision.numHeads;
+
+  const vitCamsFor = async (dFeatures: Float32Array, layers: number[]): Promise<Cam[]> => {
+    const cams: Cam[] = [];
+    await model.imageBackward(kernels, enc, dFeatures, {
+      onLayer: (l, dP, pr) => {
+        cams[l] = { data: camFromGrad(dP, pr, Hv, Sv, Sv), stride: Sv };
+      },
+    });
+    return layers.map((l) => cams[l] ?? { data: new Float32Array(Sv * Sv), stride: Sv });
+  };
+  const llmImageGrad = async (targets: number[]): Promise<Float32Array> => {
+    const bw = await dec.backward(
+      kernels,
+      tape,
+      targets.map((t) => ({ row: T + t - 1, tokenId: generatedIds[t] })),
+    );
+    return model.imageFeaturesGrad(inputIds, bw.dInputsEmbeds, bw.from);
+  };
+
+  // Incremental CAMs: one buffer per layer sized for the longest step; rows are filled step by step.
+  let incCams: Cam[] | null = null;
+  const results: TokenRelevancy[] = [];
+  const total = tokens.length;
+  const wanted = new Set(tokens);
+  const stepsToRun = mode === "exact" ? tokens : Array.from({ length: tmax + 1 }, (_, t) => t);
+  // Fresh image-feature gradients are needed for the chain and for fresh vit kinds (requested tokens only).
+  const freshForWanted = wantChain || (vitKinds.length > 0 && vitGradients === "fresh");
+  // Accumulated ViT gradients Σ_{t' ≤ t}: as a running sum of fresh gradients over every step 0 … tmax when
+  // that costs no more full backward passes than one multi-target backward per requested token.
+  const accumulate = vitKinds.length > 0 && vitGradients === "accumulated";
+  const everyStep = stepsToRun.length === tmax + 1;
+  const running = accumulate && everyStep && tmax + 1 <= tokens.length * (freshForWanted ? 2 : 1);
+  let accFeatGrad: Float32Array | null = null;
+
+  let done = 0;
+  progress("backward", 0, total);
+  for (const t of stepsToRun) {
+    const p = T + t - 1;
+    const n = p + 1;
+    const target = [{ row: p, tokenId: generatedIds[t] }];
+    let cams: Cam[];
+    let freshFeatGrad: Float32Array | null = null;
+    const needFresh = needVision && ((wanted.has(t) && freshForWanted) || running);
+    if (mode === "exact") {
+      cams = Array.from({ length: L }, () => ({ data: new Float32Array(n * n), stride: n }));
+      const bw = await dec.backward(kernels, tape, target, {
+        onLayer: (l, dP, pr, from, to) => camInto(cams[l], from, dP, pr, H, to - from, to),
+      });
+      if (needVision) freshFeatGrad = model.imageFeaturesGrad(inputIds, bw.dInputsEmbeds, bw.from);
+    } else {
+      if (!incCams)
+        incCams = Array.from({ length: L }, () => ({ data: new Float32Array(nAll * nAll), stride: nAll }));
+      const ic = incCams;
+      // Step 0 is the prefill: its backward covers every prompt position. A later step adds the row of the
+      // newest position only, whose gradient needs just a single-position backward (the cached keys and
+      // values are constants) — or, when the full backward runs anyway for the vision maps, its last row
+      // (the same numbers).
+      const full = t === 0 || needFresh;
+      const bw = await dec.backward(kernels, tape, target, {
+        from: full ? 0 : p,
+        onLayer: (l, dP, pr, from, to) =>
+          t === 0
+            ? camInto(ic[l], from, dP, pr, H, to - from, to)
+            : camInto(ic[l], p, dP, pr, H, to - from, to, p - from),
+      });
+      if (needVision && full) freshFeatGrad = model.imageFeaturesGrad(inputIds, bw.dInputsEmbeds, bw.from);
+      cams = ic;
+    }
+    if (running && freshFeatGrad) {
+      if (!accFeatGrad) accFeatGrad = freshFeatGrad.slice();
+      else for (let i = 0; i < accFeatGrad.length; i++) accFeatGrad[i] += freshFeatGrad[i];
+    }
+    if (!wanted.has(t)) continue;
+    const llm = rolloutRow(cams, p);
+    const res: TokenRelevancy = { token: t, position: p, llm };
+
+    if (needVision) {
+      // Fresh ViT gradients of this target (chain always; vit kinds when fresh).
+      let freshCams: Cam[] | null = null;
+      if (freshForWanted) {
+        freshFeatGrad ??= await llmImageGrad([t]);
+        freshCams = await vitCamsFor(freshFeatGrad, freshLayers);
+      }
+      let kindCams: Cam[] | null = null;
+      if (vitKinds.length > 0) {
+        if (vitGradients === "fresh") kindCams = vitLayers.map((l) => freshCams![freshLayers.indexOf(l)]);
+        else {
+          // Σ_{t' ≤ t} ∂logit_t'/∂A_vit: the backward is linear in its seed, so one ViT backward from the summed
+          // feature gradients (a running sum, or one multi-target LLM backward).
+          const acc = running ? accFeatGrad! : await llmImageGrad(Array.from({ length: t + 1 }, (_, k) => k));
+          kindCams = await vitCamsFor(acc, vitLayers);
+        }
+      }
+      if (kindCams) {
+        // w = CLS row of R_v; every CLS row is w · R0 for its initial map R0.
+        const e0 = new Float64Array(Sv);
+        e0[0] = 1;
+        const w = rolloutLeft(e0, kindCams, Sv);
+        if (vitKinds.includes("vit")) res.vit = Float32Array.from(w);
+        if (vitKinds.includes("all")) {
+          // [w_0, (w_img · R[img, img])]: lift w_img onto the image positions and roll it through the LLM.
+          const u = new Float64Array(n);
+          for (let i = 0; i < P; i++) u[s0 + i] = w[i + 1];
+          const ur = rolloutLeft(u, cams, n);
+          const out = new Float32Array(Sv);
+          out[0] = w[0];
+          for (let j = 0; j < P; j++) out[j + 1] = ur[s0 + j];
+          res.all = out;
+        }
+        if (vitKinds.includes("all_v2")) {
+          // w · (I + e_0 r̃ᵀ + r̃ e_0ᵀ) = w + w_0 · r̃ + (w · r̃) e_0, r̃ = [0, r], r = R[p, img].
+          const out = Float32Array.from(w);
+          let wr = 0;
+          for (let i = 0; i < P; i++) {
+            out[i + 1] += w[0] * llm[s0 + i];
+            wr += w[i + 1] * llm[s0 + i];
+          }
+          out[0] += wr;
+          res.allV2 = out;
+        }
+      }
+      if (wantChain) {
+        const u = new Float64Array(Sv);
+        for (let i = 0; i < P; i++) u[i + drop] = llm[s0 + i];
+        if (clsIndex >= 0) u[clsIndex] = 0;
+        const ur = rolloutLeft(u, freshCams!, Sv);
+        res.chain = Float32Array.from(ur.filter((_, j) => j !== clsIndex));
+      }
+      if (opts.keepMatrices) {
+        const m: NonNullable<TokenRelevancy["matrices"]> = await llmMatrices(kernels, cams, n);
+        if (kindCams) {
+          m.vitCams = kindCams.map((c) => c.data.slice());
+          if (vitKinds.includes("vit")) m.vitR = await rolloutMatrix(kernels, kindCams, Sv);
+          if (vitKinds.includes("all"))
+            m.allR = await rolloutMatrix(kernels, kindCams, Sv, allInitialMap(m.R, n, s0, P));
+        }
+        if (freshCams && wantChain) m.chainVitR = await rolloutMatrix(kernels, freshCams, Sv);
+        res.matrices = m;
+      }
+    } else if (opts.keepMatrices) {
+      res.matrices = await llmMatrices(kernels, cams, n);
+    }
+    results.push(res);
+    done++;
+    progress("backward", done, total);
+  }
+  return {
+    mode,
+    vitGradients,
+    tokens: results,
+    imageStart: s0,
+    imageCount: P,
+    vitSeqLen: Sv,
+    hasCls,
+    patchGrid: model.patchGrid,
+    vitLayers,
+  };
+}
+
+async function llmMatrices(
+  kernels: Kernels,
+  cams: Cam[],
+  n: number,
+): Promise<{ R: Float32Array; cams: Float32Array[] }> {
+  const sq = cams.map((c) => {
+    const out = new Float32Array(n * n);
+    for (let i = 0; i < n; i++) out.set(c.data.subarray(i * c.stride, i * c.stride + n), i * n);
+    return out;
+  });
+  const R = await rolloutMatrix(
+    kernels,
+    sq.map((data) => ({ data, stride: n })),
+    n,
+  );
+  return { R, cams: sq };
+}
