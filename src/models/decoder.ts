@@ -13,9 +13,11 @@ import {
   gatedActivationBackward,
   rmsNorm,
   rmsNormBackward,
+  rmsNormWeightGrad,
 } from "../tensor/ops.js";
 import { attention, attentionBackward, rowsFirst } from "./attention.js";
-import { linearBackwardInput } from "./linear-grad.js";
+import type { WeightGradients } from "./gradients.js";
+import { linearBackwardInput, linearBackwardWeight } from "./linear-grad.js";
 import { applyRope, applyRopeBackward, ropeInverseFrequencies } from "./rope.js";
 import { type ModelWeights, matrixRow } from "./weights.js";
 
@@ -93,6 +95,8 @@ export interface DecoderLayerTape {
   x: Float32Array;
   /** Queries after RoPE [n, H·hd]. */
   q: Float32Array;
+  /** Attention output before o_proj [n, H·hd]. */
+  ctx: Float32Array;
   /** Attention probabilities [H, n, p0+n]. */
   probs: Float32Array;
   /** h + o_proj(attention) [n, D]. */
@@ -134,6 +138,8 @@ export interface DecoderBackwardOptions {
    * forward probabilities of the same window.
    */
   onLayer?: (layer: number, dProbs: Float32Array, probs: Float32Array, from: number, to: number) => void;
+  /** Accumulate weight gradients here (training). */
+  grads?: WeightGradients;
 }
 
 export interface DecoderBackwardResult {
@@ -271,7 +277,7 @@ export class TextDecoder {
     const up = await kernels.linear(x2, n, L.up, L.upB);
     const h2 = await kernels.linear(gatedActivation(gate, up, this.act), n, L.down, L.downB);
     addInPlace(h2, h1);
-    const tape = extra.keep ? { hIn: h, x, q, probs: att.probs, h1, x2, gate, up } : undefined;
+    const tape = extra.keep ? { hIn: h, x, q, ctx: att.out, probs: att.probs, h1, x2, gate, up } : undefined;
     return { h: h2, probs: att.probs, tape };
   }
 
@@ -333,6 +339,7 @@ export class TextDecoder {
     dOut: Float32Array,
     from: number,
     to: number,
+    grads?: WeightGradients,
   ): Promise<{ dIn: Float32Array; dProbs: Float32Array; probs: Float32Array }> {
     const L = this.layers[i];
     const T = tape.layers[i];
@@ -358,10 +365,18 @@ export class TextDecoder {
     );
     const dx2 = await linearBackwardInput(kernels, dGate, m, L.gate);
     addInPlace(dx2, await linearBackwardInput(kernels, dUp, m, L.up));
+    if (grads) {
+      const mid = gatedActivation(rows(T.gate, I), rows(T.up, I), this.act);
+      await linearBackwardWeight(kernels, dOut, mid, m, L.down, L.downB, grads);
+      await linearBackwardWeight(kernels, dGate, rows(T.x2, D), m, L.gate, L.gateB, grads);
+      await linearBackwardWeight(kernels, dUp, rows(T.x2, D), m, L.up, L.upB, grads);
+      rmsNormWeightGrad(rows(T.h1, D), dx2, m, D, eps, grads.of(L.postNorm));
+    }
     const dh1 = rmsNormBackward(rows(T.h1, D), dx2, m, D, L.postNorm, eps, gemma);
     addInPlace(dh1, dOut);
     // Attention: h1 = h + o(attn(q, k, v)), q/k/v from x = norm(h).
     const dCtx = await linearBackwardInput(kernels, dh1, m, L.o);
+    if (grads) await linearBackwardWeight(kernels, dh1, rows(T.ctx, H * hd), m, L.o, L.ob, grads);
     const nTape = tape.n;
     const lenFull = tape.p0 + nTape;
     let probs: Float32Array;
@@ -399,6 +414,13 @@ export class TextDecoder {
     const dx = await linearBackwardInput(kernels, dq, m, L.q);
     addInPlace(dx, await linearBackwardInput(kernels, dk, m, L.k));
     addInPlace(dx, await linearBackwardInput(kernels, dv, m, L.v));
+    if (grads) {
+      const x = rows(T.x, D);
+      await linearBackwardWeight(kernels, dq, x, m, L.q, L.qb, grads);
+      await linearBackwardWeight(kernels, dk, x, m, L.k, L.kb, grads);
+      await linearBackwardWeight(kernels, dv, x, m, L.v, L.vb, grads);
+      rmsNormWeightGrad(rows(T.hIn, D), dx, m, D, eps, grads.of(L.inputNorm));
+    }
     const dIn = rmsNormBackward(rows(T.hIn, D), dx, m, D, L.inputNorm, eps, gemma);
     addInPlace(dIn, dh1);
     return { dIn, dProbs: ab.dProbs, probs };
@@ -433,11 +455,58 @@ export class TextDecoder {
       const o = (t.row - from) * D;
       for (let j = 0; j < D; j++) dNormed[o + j] += row[j];
     }
+    return this.backwardFromNormed(kernels, tape, dNormed, from, to, opts);
+  }
+
+  /**
+   * Backward of a loss given by its gradient at the logits of some rows (training: cross-entropy), with
+   * weight gradients when `opts.grads` is given (the LM head's included). dLogits is [rows.length, vocab].
+   */
+  async backwardFromLogits(
+    kernels: Kernels,
+    tape: DecoderTape,
+    rows: number[],
+    dLogits: Float32Array,
+    opts: DecoderBackwardOptions = {},
+  ): Promise<DecoderBackwardResult> {
+    const D = this.cfg.hiddenSize;
+    if (rows.length === 0) throw new Error("backward: no rows");
+    const from = opts.from ?? tape.p0;
+    const to = Math.max(...rows) + 1;
+    const m = to - from;
+    const dSel = await linearBackwardInput(kernels, dLogits, rows.length, this.lmHead);
+    const dNormed = new Float32Array(m * D);
+    rows.forEach((r, j) => {
+      for (let c = 0; c < D; c++) dNormed[(r - from) * D + c] += dSel[j * D + c];
+    });
+    if (opts.grads) {
+      const normed = this.norm(tape.hFinal, tape.n, this.finalNorm);
+      const sel = new Float32Array(rows.length * D);
+      rows.forEach((r, j) => {
+        sel.set(normed.subarray((r - tape.p0) * D, (r - tape.p0 + 1) * D), j * D);
+      });
+      await linearBackwardWeight(kernels, dLogits, sel, rows.length, this.lmHead, null, opts.grads);
+    }
+    return this.backwardFromNormed(kernels, tape, dNormed, from, to, opts);
+  }
+
+  private async backwardFromNormed(
+    kernels: Kernels,
+    tape: DecoderTape,
+    dNormed: Float32Array,
+    from: number,
+    to: number,
+    opts: DecoderBackwardOptions,
+  ): Promise<DecoderBackwardResult> {
+    const D = this.cfg.hiddenSize;
+    const m = to - from;
     const r0 = from - tape.p0;
     const hLast = tape.hFinal.subarray(r0 * D, (r0 + m) * D);
+    if (opts.grads)
+      rmsNormWeightGrad(hLast, dNormed, m, D, this.cfg.rmsNormEps, opts.grads.of(this.finalNorm));
     let dh = rmsNormBackward(hLast, dNormed, m, D, this.finalNorm, this.cfg.rmsNormEps, this.cfg.gemmaStyle);
     for (let i = this.layers.length - 1; i >= 0; i--) {
-      const r = await this.layerBackward(kernels, i, tape, dh, from, to);
+      const r = await this.layerBackward(kernels, i, tape, dh, from, to, opts.grads);
       opts.onLayer?.(i, r.dProbs, r.probs, from, to);
       dh = r.dIn;
     }
@@ -446,5 +515,20 @@ export class TextDecoder {
       for (let i = 0; i < dh.length; i++) dh[i] *= s;
     }
     return { from, to, dInputsEmbeds: dh };
+  }
+
+  /** embed_tokens gradient (training): rows of dEmbeds [ids.length, D] added to their tokens' rows. */
+  embedBackward(
+    ids: number[],
+    dEmbeds: Float32Array,
+    grads: WeightGradients,
+    skip?: (id: number) => boolean,
+  ): void {
+    const D = this.cfg.hiddenSize;
+    const g = grads.of(this.embedTokens);
+    ids.forEach((id, i) => {
+      if (skip?.(id)) return;
+      for (let c = 0; c < D; c++) g[id * D + c] += dEmbeds[i * D + c];
+    });
   }
 }

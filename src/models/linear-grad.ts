@@ -12,6 +12,7 @@
  */
 import type { Kernels, WeightMatrix } from "../kernels/types.js";
 import { bf16ToF32Into, f16ToF32Into } from "../tensor/half.js";
+import type { WeightGradients } from "./gradients.js";
 
 /** Floats of widened weight rows per block (64 MiB). */
 const BLOCK_FLOATS = 1 << 24;
@@ -95,4 +96,30 @@ export async function linearBackwardInput(
     else for (let i = 0; i < dx.length; i++) dx[i] += part[i];
   }
   return dx ?? new Float32Array(m * inp);
+}
+
+/**
+ * Backward of a Linear layer with respect to its weight and bias (training): dW += dyᵀ·x, db += Σ_rows dy.
+ * dy [m, out], x [m, in].
+ */
+export async function linearBackwardWeight(
+  kernels: Kernels,
+  dy: Float32Array,
+  x: Float32Array,
+  m: number,
+  w: WeightMatrix,
+  bias: Float32Array | null,
+  grads: WeightGradients,
+): Promise<void> {
+  const out = w.rows;
+  const inp = w.cols;
+  const dyT = new Float32Array(out * m);
+  for (let r = 0; r < m; r++) for (let c = 0; c < out; c++) dyT[c * m + r] = dy[r * out + c];
+  const dW = await kernels.bmm(dyT, x, 1, out, m, inp, false);
+  const gW = grads.of(w);
+  for (let i = 0; i < gW.length; i++) gW[i] += dW[i];
+  if (bias) {
+    const gB = grads.of(bias);
+    for (let r = 0; r < m; r++) for (let c = 0; c < out; c++) gB[c] += dy[r * out + c];
+  }
 }

@@ -9,7 +9,8 @@ import { TextProcessor } from "../hf/tokenizer.js";
 import type { Kernels, WeightMatrix } from "../kernels/types.js";
 import { activationBackward, activationFn, activationGradFn, applyActivation } from "../tensor/ops.js";
 import { TextDecoder } from "./decoder.js";
-import { linearBackwardInput } from "./linear-grad.js";
+import type { WeightGradients } from "./gradients.js";
+import { linearBackwardInput, linearBackwardWeight } from "./linear-grad.js";
 import {
   type VisionBackwardOptions,
   type VisionBackwardResult,
@@ -44,10 +45,21 @@ export class Projector {
   }
 
   /** Backward w.r.t. the input x [n, Dv] given dY [n, D] (linear_1's output is recomputed from x). */
-  async backward(kernels: Kernels, x: Float32Array, n: number, dY: Float32Array): Promise<Float32Array> {
+  async backward(
+    kernels: Kernels,
+    x: Float32Array,
+    n: number,
+    dY: Float32Array,
+    grads?: WeightGradients,
+  ): Promise<Float32Array> {
     const u = await kernels.linear(x, n, this.w1, this.b1);
     const da = await linearBackwardInput(kernels, dY, n, this.w2);
-    return linearBackwardInput(kernels, activationBackward(u, da, this.actGrad), n, this.w1);
+    const du = activationBackward(u, da, this.actGrad);
+    if (grads) {
+      await linearBackwardWeight(kernels, dY, applyActivation(u, this.act), n, this.w2, this.b2, grads);
+      await linearBackwardWeight(kernels, du, x, n, this.w1, this.b1, grads);
+    }
+    return linearBackwardInput(kernels, du, n, this.w1);
   }
 }
 
@@ -199,7 +211,7 @@ export class LlavaModel {
   ): Promise<VisionBackwardResult> {
     const tape = enc.vision.tape;
     if (!tape) throw new Error("imageBackward: the image was encoded without { tape: true }");
-    const dPre = await this.projector.backward(kernels, enc.preProjector, enc.count, dFeatures);
+    const dPre = await this.projector.backward(kernels, enc.preProjector, enc.count, dFeatures, opts.grads);
     const Dv = this.config.vision.hiddenSize;
     const layers = this.visionFeatureHiddenIndices;
     const seq = enc.vision.seqLen;

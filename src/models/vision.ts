@@ -12,9 +12,11 @@ import {
   applyActivation,
   layerNorm,
   layerNormBackward,
+  layerNormParamGrad,
 } from "../tensor/ops.js";
 import { attention, attentionBackward, headsFirst, rowsFirst } from "./attention.js";
-import { linearBackwardInput } from "./linear-grad.js";
+import type { WeightGradients } from "./gradients.js";
+import { linearBackwardInput, linearBackwardWeight } from "./linear-grad.js";
 import type { ModelWeights } from "./weights.js";
 
 interface VisionLayerWeights {
@@ -66,6 +68,8 @@ export interface VisionLayerTape {
   v: Float32Array;
   /** [H, n, n]. */
   probs: Float32Array;
+  /** Attention output before out_proj [n, D]. */
+  ctx: Float32Array;
   h1: Float32Array;
   /** layer_norm2(h1) [n, D]. */
   x2: Float32Array;
@@ -76,6 +80,8 @@ export interface VisionLayerTape {
 export interface VisionTape {
   /** Embeddings before CLIP's pre-LN (= hidden_states[0] for SigLIP) [seq, D]. */
   embeddings: Float32Array;
+  /** The unfolded pixel patches [g·g, C·p·p] that the patch embedding multiplied. */
+  patches: Float32Array;
   layers: VisionLayerTape[];
 }
 
@@ -84,6 +90,8 @@ export interface VisionBackwardOptions {
   onLayer?: (layer: number, dProbs: Float32Array, probs: Float32Array) => void;
   /** Also return the gradient w.r.t. pixel_values (through pre-LN, positions and the patch convolution). */
   pixels?: boolean;
+  /** Accumulate weight gradients here (training), the projector's included when called from LLaVA. */
+  grads?: WeightGradients;
 }
 
 export interface VisionBackwardResult {
@@ -160,7 +168,7 @@ export class VisionTower {
   private async embedWithTape(
     kernels: Kernels,
     pixels: Float32Array,
-  ): Promise<{ h: Float32Array; embeddings: Float32Array }> {
+  ): Promise<{ h: Float32Array; embeddings: Float32Array; patches: Float32Array }> {
     const { patchSize: p, numChannels: C, hiddenSize: D, imageSize: S } = this.cfg;
     const g = this.grid;
     if (pixels.length !== C * S * S)
@@ -188,9 +196,10 @@ export class VisionTower {
       return {
         h: layerNorm(h, this.seqLen, D, this.preLnW, this.preLnB, this.cfg.layerNormEps),
         embeddings: h,
+        patches,
       };
     }
-    return { h, embeddings: h };
+    return { h, embeddings: h, patches };
   }
 
   /**
@@ -222,6 +231,43 @@ export class VisionTower {
       }
     }
     return dPixels;
+  }
+
+  /** Gradients of the embedding parameters (training): pre-LN, class and position embeddings, patch conv. */
+  async embedParamGrads(
+    kernels: Kernels,
+    tape: VisionTape,
+    dh0: Float32Array,
+    grads: WeightGradients,
+  ): Promise<void> {
+    const D = this.cfg.hiddenSize;
+    const n = this.seqLen;
+    let dEmb = dh0;
+    if (this.preLnW && this.preLnB) {
+      layerNormParamGrad(
+        tape.embeddings,
+        dh0,
+        n,
+        D,
+        this.cfg.layerNormEps,
+        grads.of(this.preLnW),
+        grads.of(this.preLnB),
+      );
+      dEmb = layerNormBackward(tape.embeddings, dh0, n, D, this.preLnW, this.cfg.layerNormEps);
+    }
+    addInPlace(grads.of(this.positionEmbedding), dEmb);
+    const cls = this.cfg.hasCls ? 1 : 0;
+    if (this.classEmbedding) addInPlace(grads.of(this.classEmbedding), dEmb.subarray(0, D));
+    const g = this.grid;
+    await linearBackwardWeight(
+      kernels,
+      dEmb.subarray(cls * D, (cls + g * g) * D),
+      tape.patches,
+      g * g,
+      this.patch,
+      this.patchBias,
+      grads,
+    );
   }
 
   async layer(
@@ -262,7 +308,9 @@ export class VisionTower {
     const a = applyActivation(u, this.act);
     const h2 = await kernels.linear(a, n, L.fc2, L.fc2b);
     addInPlace(h2, h1);
-    const tape = extra.keep ? { hIn: h, x, q, k: kH, v: vH, probs: att.probs, h1, x2, u } : undefined;
+    const tape = extra.keep
+      ? { hIn: h, x, q, k: kH, v: vH, probs: att.probs, ctx: att.out, h1, x2, u }
+      : undefined;
     return { h: h2, probs: att.probs, tape };
   }
 
@@ -272,6 +320,7 @@ export class VisionTower {
     i: number,
     t: VisionLayerTape,
     dOut: Float32Array,
+    grads?: WeightGradients,
   ): Promise<{ dIn: Float32Array; dProbs: Float32Array }> {
     const L = this.layers[i];
     const { hiddenSize: D, numHeads: H, layerNormEps: eps } = this.cfg;
@@ -280,9 +329,15 @@ export class VisionTower {
     const da = await linearBackwardInput(kernels, dOut, n, L.fc2);
     const du = activationBackward(t.u, da, this.actGrad);
     const dx2 = await linearBackwardInput(kernels, du, n, L.fc1);
+    if (grads) {
+      await linearBackwardWeight(kernels, dOut, applyActivation(t.u, this.act), n, L.fc2, L.fc2b, grads);
+      await linearBackwardWeight(kernels, du, t.x2, n, L.fc1, L.fc1b, grads);
+      layerNormParamGrad(t.h1, dx2, n, D, eps, grads.of(L.ln2w), grads.of(L.ln2b));
+    }
     const dh1 = layerNormBackward(t.h1, dx2, n, D, L.ln2w, eps);
     addInPlace(dh1, dOut);
     const dCtx = await linearBackwardInput(kernels, dh1, n, L.o);
+    if (grads) await linearBackwardWeight(kernels, dh1, t.ctx, n, L.o, L.ob, grads);
     const ab = await attentionBackward(kernels, {
       q: t.q,
       k: t.k,
@@ -297,9 +352,17 @@ export class VisionTower {
       headDim: hd,
       scale: hd ** -0.5,
     });
+    const dk = rowsFirst(ab.dk, H, n, hd, 0, n);
+    const dv = rowsFirst(ab.dv, H, n, hd, 0, n);
     const dx = await linearBackwardInput(kernels, ab.dq, n, L.q);
-    addInPlace(dx, await linearBackwardInput(kernels, rowsFirst(ab.dk, H, n, hd, 0, n), n, L.k));
-    addInPlace(dx, await linearBackwardInput(kernels, rowsFirst(ab.dv, H, n, hd, 0, n), n, L.v));
+    addInPlace(dx, await linearBackwardInput(kernels, dk, n, L.k));
+    addInPlace(dx, await linearBackwardInput(kernels, dv, n, L.v));
+    if (grads) {
+      await linearBackwardWeight(kernels, ab.dq, t.x, n, L.q, L.qb, grads);
+      await linearBackwardWeight(kernels, dk, t.x, n, L.k, L.kb, grads);
+      await linearBackwardWeight(kernels, dv, t.x, n, L.v, L.vb, grads);
+      layerNormParamGrad(t.hIn, dx, n, D, eps, grads.of(L.ln1w), grads.of(L.ln1b));
+    }
     const dIn = layerNormBackward(t.hIn, dx, n, D, L.ln1w, eps);
     addInPlace(dIn, dh1);
     return { dIn, dProbs: ab.dProbs };
@@ -324,12 +387,13 @@ export class VisionTower {
     if (top > this.layers.length) throw new Error(`vision backward: hidden state ${top} beyond the tower`);
     let dh: Float32Array = dHidden[top]!.slice();
     for (let i = top - 1; i >= 0; i--) {
-      const r = await this.layerBackward(kernels, i, tape.layers[i], dh);
+      const r = await this.layerBackward(kernels, i, tape.layers[i], dh, opts.grads);
       opts.onLayer?.(i, r.dProbs, tape.layers[i].probs);
       dh = r.dIn;
       const extra = dHidden[i];
       if (extra) addInPlace(dh, extra);
     }
+    if (opts.grads) await this.embedParamGrads(kernels, tape, dh, opts.grads);
     const dPixels = opts.pixels ? await this.embedBackward(kernels, tape, dh) : undefined;
     return { dHidden0: dh, dPixels };
   }
@@ -357,7 +421,9 @@ export class VisionTower {
       if (r.tape) layerTapes.push(r.tape);
       onLayer?.(i);
     }
-    const tape = opts.tape ? { embeddings: emb.embeddings, layers: layerTapes } : undefined;
+    const tape = opts.tape
+      ? { embeddings: emb.embeddings, patches: emb.patches, layers: layerTapes }
+      : undefined;
     return { hiddenStates, attentions, seqLen: this.seqLen, gridRows: this.grid, gridCols: this.grid, tape };
   }
 }

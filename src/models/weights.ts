@@ -101,6 +101,19 @@ export class ModelWeights {
     return v;
   }
 
+  /** Every tensor loaded so far, by canonical name (training walks them; F32 checkpoints only). */
+  loadedTensors(): { name: string; shape: number[]; data: Float32Array }[] {
+    const out: { name: string; shape: number[]; data: Float32Array }[] = [];
+    for (const [name, m] of this.matrices) {
+      if (!(m.data instanceof Float32Array))
+        throw new WeightError(`${this.dir}: "${name}" is ${m.dtype}; training needs F32 weights`);
+      out.push({ name, shape: this.files.info(this.diskName(name)).shape, data: m.data });
+    }
+    for (const [name, v] of this.vectors)
+      out.push({ name, shape: this.files.info(this.diskName(name)).shape, data: v });
+    return out;
+  }
+
   optionalVector(canonical: string, shape: number[]): Float32Array | null {
     return this.has(canonical) ? this.vector(canonical, shape) : null;
   }

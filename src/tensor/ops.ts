@@ -249,6 +249,49 @@ export function rmsNormBackward(
   return dx;
 }
 
+/** LayerNorm parameter gradients (training): dW += Σ_rows dy ⊙ x̂, dB += Σ_rows dy. */
+export function layerNormParamGrad(
+  x: Float32Array,
+  dy: Float32Array,
+  rows: number,
+  dim: number,
+  eps: number,
+  dW: Float32Array,
+  dB: Float32Array,
+): void {
+  for (let r = 0; r < rows; r++) {
+    const o = r * dim;
+    let mean = 0;
+    for (let i = 0; i < dim; i++) mean += x[o + i];
+    mean /= dim;
+    let v = 0;
+    for (let i = 0; i < dim; i++) v += (x[o + i] - mean) ** 2;
+    const inv = 1 / Math.sqrt(v / dim + eps);
+    for (let i = 0; i < dim; i++) {
+      dW[i] += dy[o + i] * (x[o + i] - mean) * inv;
+      dB[i] += dy[o + i];
+    }
+  }
+}
+
+/** RMSNorm weight gradient (training): dW += Σ_rows dy ⊙ x/rms(x) (the same for w and Gemma's 1 + w). */
+export function rmsNormWeightGrad(
+  x: Float32Array,
+  dy: Float32Array,
+  rows: number,
+  dim: number,
+  eps: number,
+  dW: Float32Array,
+): void {
+  for (let r = 0; r < rows; r++) {
+    const o = r * dim;
+    let ss = 0;
+    for (let i = 0; i < dim; i++) ss += x[o + i] * x[o + i];
+    const inv = 1 / Math.sqrt(ss / dim + eps);
+    for (let i = 0; i < dim; i++) dW[i] += dy[o + i] * x[o + i] * inv;
+  }
+}
+
 const SQRT_2_OVER_PI = Math.sqrt(2 / Math.PI);
 const INV_SQRT_2PI = 1 / Math.sqrt(2 * Math.PI);
 

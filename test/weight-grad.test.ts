@@ -1,0 +1,73 @@
+/**
+ * Weight gradients of the training step (cross-entropy on answer tokens back through decoder, projector and
+ * vision tower) against central finite differences of the loss, for entries of every parameter tensor.
+ */
+import assert from "node:assert/strict";
+import { describe, test } from "node:test";
+import { createKernels } from "../src/kernels/index.js";
+import { WeightGradients } from "../src/models/gradients.js";
+import { LlavaModel } from "../src/models/llava.js";
+import { trainingStep } from "../src/train/step.js";
+import { tinyInputIds, tinyPixels, writeTinyCheckpoint } from "./tiny-model.js";
+
+const CASES = [
+  { text: "llama", vision: "clip", untied: true },
+  { text: "gemma", vision: "siglip", untied: false },
+] as const;
+
+for (const spec of CASES) {
+  describe(`weight gradients: ${spec.text} + ${spec.vision}${spec.untied ? " (untied head)" : " (tied head)"}`, () => {
+    test("every parameter tensor matches finite differences of the loss", async () => {
+      const dir = writeTinyCheckpoint({
+        text: spec.text,
+        vision: spec.vision,
+        untied: spec.untied,
+        strategy: "default",
+      });
+      const model = LlavaModel.load(dir);
+      const kernels = await createKernels("ts");
+      const P = model.imageTokenCount;
+      const ex = { promptIds: tinyInputIds(P), answerIds: [345, 678, 2], pixelValues: tinyPixels() };
+      const grads = new WeightGradients();
+      await trainingStep(model, kernels, ex, grads);
+      const loss = async () => (await trainingStep(model, kernels, ex, null)).loss;
+      const params = model.weights.loadedTensors();
+      assert.ok(params.length > 30, "all tensors loaded");
+      let checked = 0;
+      for (const p of params) {
+        // Tensors the loss does not reach (vision layers above the feature layer) get no gradient array: their
+        // finite differences must then be zero too.
+        const g = grads.get(p.data) ?? new Float32Array(p.data.length);
+        let gmax = 0;
+        for (const v of g) gmax = Math.max(gmax, Math.abs(v));
+        // Three entries per tensor: the largest-gradient one and two spread indices.
+        let big = 0;
+        for (let i = 1; i < g.length; i++) if (Math.abs(g[i]) > Math.abs(g[big])) big = i;
+        for (const i of [big, Math.floor(g.length / 3), g.length - 1]) {
+          const w0 = p.data[i];
+          const central = async (h: number) => {
+            p.data[i] = Math.fround(w0 + h);
+            const up = await loss();
+            const hUp = p.data[i] - w0;
+            p.data[i] = Math.fround(w0 - h);
+            const down = await loss();
+            const hDown = w0 - p.data[i];
+            p.data[i] = w0;
+            return (up - down) / (hUp + hDown);
+          };
+          // One Richardson step cancels the h² term; float32 loss noise (~1e-7) over 2h = 1e-2 stays ≪ tol.
+          const fd = (4 * (await central(5e-3)) - (await central(1e-2))) / 3;
+          const tol = 2e-3 * gmax + 2e-4;
+          assert.ok(
+            Math.abs(fd - g[i]) <= tol,
+            `${p.name}[${i}]: analytic ${g[i]}, finite difference ${fd} (tol ${tol})`,
+          );
+          checked++;
+        }
+      }
+      assert.ok(checked > 90);
+      await kernels.dispose();
+      model.close();
+    });
+  });
+}
