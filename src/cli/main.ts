@@ -5,6 +5,7 @@ import { causalCommand } from "./causal-command.js";
 import { reportAndExit } from "./errors.js";
 import { relevancyCommand } from "./relevancy-command.js";
 import { serveCommand } from "./serve-command.js";
+import { trainCommand } from "./train-command.js";
 import { traceCommand } from "./trace-command.js";
 
 const program = new Command("lvlm-interpret")
@@ -17,6 +18,7 @@ program.addCommand(traceCommand());
 program.addCommand(relevancyCommand());
 program.addCommand(causalCommand());
 program.addCommand(serveCommand());
+program.addCommand(trainCommand());
 
 try {
   await program.parseAsync(process.argv);
