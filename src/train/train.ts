@@ -248,6 +248,7 @@ export async function trainShapes(
   fs.rmSync(out, { recursive: true, force: true });
   fs.mkdirSync(path.dirname(out), { recursive: true });
   fs.cpSync(tmp, out, { recursive: true });
+  fs.chmodSync(out, 0o755);
   fs.rmSync(tmp, { recursive: true, force: true });
   model.close();
   const last = state.history.filter((h) => h.eval_acc !== undefined).at(-1);
