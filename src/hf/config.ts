@@ -251,7 +251,11 @@ function parseText(raw: Json, file: string, topTie: boolean | undefined): TextCo
     qkvBias: mt === "qwen2" ? true : attnBias,
     oBias: mt === "qwen2" ? false : attnBias,
     mlpBias: bool(t, "mlp_bias", false),
-    tieWordEmbeddings: topTie ?? bool(t, "tie_word_embeddings", false),
+    // text_config decides; a top-level tie_word_embeddings fills in when text_config is silent.
+    tieWordEmbeddings:
+      typeof raw.tie_word_embeddings === "boolean"
+        ? raw.tie_word_embeddings
+        : (topTie ?? bool(t, "tie_word_embeddings", false)),
     slidingWindow: sliding,
     gemmaStyle: mt === "gemma",
     bosTokenId: typeof t.bos_token_id === "number" ? t.bos_token_id : null,
@@ -282,14 +286,14 @@ export function parseLlavaConfig(json: unknown, file = "config.json"): LlavaConf
       );
   }
   const topTie = typeof c.tie_word_embeddings === "boolean" ? (c.tie_word_embeddings as boolean) : undefined;
-  const text = parseText((c.text_config ?? {}) as Json, file, undefined);
+  const text = parseText((c.text_config ?? {}) as Json, file, topTie);
   return {
     imageTokenIndex: num(c, "image_token_index", num(c, "image_token_id", 32000, file), file),
     projectorHiddenAct: str(c, "projector_hidden_act", "gelu", file),
     projectorBias: bool(c, "multimodal_projector_bias", true),
     visionFeatureLayers: layers as number[],
     visionFeatureSelectStrategy: strategy,
-    tieWordEmbeddings: text.tieWordEmbeddings || topTie === true,
+    tieWordEmbeddings: text.tieWordEmbeddings,
     vision,
     text,
   };
