@@ -120,7 +120,7 @@ export function writeRandomCheckpoint(
     tensors.push(randomTensor(name, shape, dtype, scale, seed));
   const ones = (name: string, shape: number[]) => tensors.push(randomTensor(name, shape, dtype, 0.01, seed));
   const vp = "vision_tower.vision_model.";
-  const grid = v.imageSize / v.patch;
+  const grid = Math.floor(v.imageSize / v.patch);
   add(`${vp}embeddings.patch_embedding.weight`, [v.hidden, 3, v.patch, v.patch]);
   if (clip) add(`${vp}embeddings.class_embedding`, [v.hidden]);
   else add(`${vp}embeddings.patch_embedding.bias`, [v.hidden]);

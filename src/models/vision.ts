@@ -120,9 +120,9 @@ export class VisionTower {
     const D = cfg.hiddenSize;
     const p = cfg.patchSize;
     const C = cfg.numChannels;
-    if (cfg.imageSize % p !== 0)
-      throw new Error(`vision_config: image_size ${cfg.imageSize} is not a multiple of patch_size ${p}`);
-    this.grid = cfg.imageSize / p;
+    // A stride-p convolution without padding: pixels past the last whole patch are ignored, as in HF (SigLIP
+    // so400m: 384 px, patch 14 → 27×27).
+    this.grid = Math.floor(cfg.imageSize / p);
     const nPos = this.grid * this.grid + (cfg.hasCls ? 1 : 0);
     this.patch = w.matrix("vision.embeddings.patch_embedding.weight", [D, C, p, p]);
     this.patchBias = cfg.hasCls ? null : w.vector("vision.embeddings.patch_embedding.bias", [D]);
