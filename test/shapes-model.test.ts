@@ -48,7 +48,8 @@ describe("embedded default model", async () => {
       m.set(qa.answer, (m.get(qa.answer) ?? 0) + 1);
       counts.set(qa.kind, m);
     }
-    const blind = (kind: string) => [...(counts.get(kind) ?? new Map<string, number>()).entries()].sort((a, b) => b[1] - a[1])[0]?.[0];
+    const blind = (kind: string) =>
+      [...(counts.get(kind) ?? new Map<string, number>()).entries()].sort((a, b) => b[1] - a[1])[0]?.[0];
     const N = 100;
     let correct = 0;
     let blindCorrect = 0;

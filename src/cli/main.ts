@@ -5,8 +5,8 @@ import { causalCommand } from "./causal-command.js";
 import { reportAndExit } from "./errors.js";
 import { relevancyCommand } from "./relevancy-command.js";
 import { serveCommand } from "./serve-command.js";
-import { trainCommand } from "./train-command.js";
 import { traceCommand } from "./trace-command.js";
+import { trainCommand } from "./train-command.js";
 
 const program = new Command("lvlm-interpret")
   .description("Look inside LLaVA-style vision-language models: attention, relevancy and causal explanations")
