@@ -33,16 +33,15 @@ export function ropeInverseFrequencies(headDim: number, theta: number, scaling: 
   return inv;
 }
 
-/**
- * Rotate `rows` vectors laid out as [rows, heads, headDim]; row r sits at absolute position positions[r].
- */
-export function applyRope(
+/** Rotate each head's halves by sign·angle(position) in place ([rows, heads, headDim] layout). */
+function rotate(
   x: Float32Array,
   rows: number,
   heads: number,
   headDim: number,
   positions: ArrayLike<number>,
   invFreq: Float32Array,
+  sign: 1 | -1,
 ): void {
   const half = headDim / 2;
   const cos = new Float32Array(half);
@@ -52,7 +51,7 @@ export function applyRope(
     for (let i = 0; i < half; i++) {
       const angle = f(p * invFreq[i]);
       cos[i] = f(Math.cos(angle));
-      sin[i] = f(Math.sin(angle));
+      sin[i] = sign * f(Math.sin(angle));
     }
     for (let h = 0; h < heads; h++) {
       const o = (r * heads + h) * headDim;
@@ -67,6 +66,20 @@ export function applyRope(
 }
 
 /**
+ * Rotate `rows` vectors laid out as [rows, heads, headDim]; row r sits at absolute position positions[r].
+ */
+export function applyRope(
+  x: Float32Array,
+  rows: number,
+  heads: number,
+  headDim: number,
+  positions: ArrayLike<number>,
+  invFreq: Float32Array,
+): void {
+  rotate(x, rows, heads, headDim, positions, invFreq, 1);
+}
+
+/**
  * Backward of `applyRope` (in place on the gradient dx, same layout): the rotation is orthogonal, so its
  * transpose is the rotation by −angle: da = dy₁·cos + dy₂·sin, db = dy₂·cos − dy₁·sin.
  */
@@ -78,24 +91,5 @@ export function applyRopeBackward(
   positions: ArrayLike<number>,
   invFreq: Float32Array,
 ): void {
-  const half = headDim / 2;
-  const cos = new Float64Array(half);
-  const sin = new Float64Array(half);
-  for (let r = 0; r < rows; r++) {
-    const p = positions[r];
-    for (let i = 0; i < half; i++) {
-      const angle = f(p * invFreq[i]);
-      cos[i] = f(Math.cos(angle));
-      sin[i] = f(Math.sin(angle));
-    }
-    for (let h = 0; h < heads; h++) {
-      const o = (r * heads + h) * headDim;
-      for (let i = 0; i < half; i++) {
-        const d1 = dx[o + i];
-        const d2 = dx[o + half + i];
-        dx[o + i] = d1 * cos[i] + d2 * sin[i];
-        dx[o + half + i] = d2 * cos[i] - d1 * sin[i];
-      }
-    }
-  }
+  rotate(dx, rows, heads, headDim, positions, invFreq, -1);
 }
