@@ -27,7 +27,17 @@ for (const spec of CASES) {
       const model = LlavaModel.load(dir);
       const kernels = await createKernels("ts");
       const P = model.imageTokenCount;
-      const ex = { promptIds: tinyInputIds(P), answerIds: [345, 678, 2], pixelValues: tinyPixels() };
+      // Two question turns, so the loss spans two separate answers as in multi-turn training.
+      const prompt = tinyInputIds(P);
+      const T = prompt.length;
+      const ex = {
+        inputIds: [...prompt, 345, 678, 2, 101, 202, 303, 456, 2],
+        answerSpans: [
+          [T, T + 3],
+          [T + 6, T + 8],
+        ] as [number, number][],
+        pixelValues: tinyPixels(),
+      };
       const grads = new WeightGradients();
       await trainingStep(model, kernels, ex, grads);
       const loss = async () => (await trainingStep(model, kernels, ex, null)).loss;

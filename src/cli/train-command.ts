@@ -27,7 +27,8 @@ export function trainCommand(): Command {
       path.join(PROJECT_ROOT, "models/llava-shapes"),
     )
     .option("--steps <n>", "optimizer steps", num("--steps", true), 1500)
-    .option("--batch <n>", "examples per step", num("--batch", true), 32)
+    .option("--batch <n>", "images per step", num("--batch", true), 16)
+    .option("--turns <n>", "questions asked about each training image", num("--turns", true), 6)
     .option("--lr <x>", "peak learning rate", num("--lr", false), 4e-4)
     .option("--warmup <n>", "warm-up steps", num("--warmup", true), 50)
     .option("--weight-decay <x>", "AdamW weight decay", num("--weight-decay", false), 0.01)
@@ -43,6 +44,11 @@ export function trainCommand(): Command {
     .option("--eval-every <n>", "steps between evaluations", num("--eval-every", true), 250)
     .option("--checkpoint-every <n>", "steps between checkpoints", num("--checkpoint-every", true), 100)
     .option(
+      "--pause-after <step>",
+      "stop after this step with a checkpoint (resume later with the same --checkpoint)",
+      num("--pause-after", true),
+    )
+    .option(
       "--workers <n>",
       "gradient worker threads",
       num("--workers", true),
@@ -54,6 +60,7 @@ export function trainCommand(): Command {
         out: o.out,
         steps: o.steps,
         batch: o.batch,
+        turns: o.turns,
         lr: o.lr,
         warmup: o.warmup,
         weightDecay: o.weightDecay,
@@ -64,7 +71,9 @@ export function trainCommand(): Command {
         evalEvery: o.evalEvery,
         checkpointEvery: o.checkpointEvery,
         workers: o.workers,
+        pauseAfter: o.pauseAfter,
       });
+      if (!r.finished) return;
       process.stdout.write(
         `trained in ${Math.round(r.seconds)} s; held-out first-token accuracy ${(100 * r.finalEvalAccuracy).toFixed(1)}% → ${o.out}\n`,
       );

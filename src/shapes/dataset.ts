@@ -24,6 +24,7 @@ export interface SampleOptions {
 
 const SCENE_STREAM = 0x5ce9e;
 const QA_STREAM = 0x9a;
+const FOLLOW_UP_STREAM = 0xf0110;
 
 /** The index-th sample of the data set with this seed (seed and index: non-negative integers). */
 export function sample(seed: number, index: number, opts: SampleOptions = {}): ShapesSample {
@@ -34,6 +35,37 @@ export function sample(seed: number, index: number, opts: SampleOptions = {}): S
   const scene = generateScene(new Rng(hashSeed(seed, index, SCENE_STREAM)), opts.scene);
   const qa = sampleQA(scene, new Rng(hashSeed(seed, index, QA_STREAM)), opts.qa);
   return { seed, index, scene, qa };
+}
+
+/** Several questions about one scene: the first is {@link sample}'s, the rest are distinct follow-ups. */
+export interface ShapesConversation {
+  seed: number;
+  index: number;
+  scene: Scene;
+  qas: QA[];
+}
+
+/**
+ * The index-th scene with up to `turns` different questions (fewer when the scene allows fewer distinct ones):
+ * the first is exactly `sample(seed, index).qa`, so a one-turn conversation is the ordinary sample. Training
+ * asks several questions per image (LLaVA's multi-turn format) to get more answers per vision forward pass.
+ */
+export function sampleConversation(
+  seed: number,
+  index: number,
+  turns: number,
+  opts: SampleOptions = {},
+): ShapesConversation {
+  if (!Number.isInteger(turns) || turns < 1)
+    throw new RangeError(`turns ${turns} must be a positive integer`);
+  const first = sample(seed, index, opts);
+  const qas = [first.qa];
+  // A bounded number of draws: small scenes have few distinct questions.
+  for (let t = 1; qas.length < turns && t < 4 * turns; t++) {
+    const qa = sampleQA(first.scene, new Rng(hashSeed(seed, index, FOLLOW_UP_STREAM + t)), opts.qa);
+    if (!qas.some((q) => q.question === qa.question)) qas.push(qa);
+  }
+  return { seed, index, scene: first.scene, qas };
 }
 
 /**

@@ -1,25 +1,41 @@
 /**
- * One training example through the ordinary model code: forward with a tape over prompt + answer (teacher
- * forcing), cross-entropy on the answer tokens (and the end-of-sequence token that stops generation), then
- * the hand-written backward into weight gradients of the whole model, vision tower included.
+ * One training example through the ordinary model code: forward with a tape over the whole conversation
+ * (teacher forcing), cross-entropy on the answer tokens (each followed by the end-of-sequence token that stops
+ * generation), then the hand-written backward into weight gradients of the whole model, vision tower included.
  */
 import type { Kernels } from "../kernels/types.js";
 import type { WeightGradients } from "../models/gradients.js";
 import type { LlavaModel } from "../models/llava.js";
 
 export interface TrainingExample {
-  /** Expanded prompt ids (one image token per feature), as `TextProcessor.encodePrompt` gives them. */
-  promptIds: number[];
-  /** Answer ids followed by the stop token. */
-  answerIds: number[];
+  /**
+   * The whole token sequence: the expanded prompt (one image token per feature, as `TextProcessor.encodePrompt`
+   * gives it), then each answer followed by the stop token, with any further question turns in between.
+   */
+  inputIds: number[];
+  /** [start, end) positions in `inputIds` of each answer (stop token included); the loss is on these only. */
+  answerSpans: [number, number][];
   pixelValues: Float32Array;
+}
+
+/** A one-question example: prompt ids then answer ids (the stop token included). */
+export function singleTurnExample(
+  promptIds: number[],
+  answerIds: number[],
+  pixelValues: Float32Array,
+): TrainingExample {
+  const inputIds = [...promptIds, ...answerIds];
+  return { inputIds, answerSpans: [[promptIds.length, inputIds.length]], pixelValues };
 }
 
 export interface StepResult {
   /** Mean cross-entropy over the answer tokens. */
   loss: number;
-  /** Whether greedy decoding's first answer token (argmax at the last prompt position) is right. */
+  /** Whether the first answer's first token is the argmax at the last prompt position (greedy decoding's choice). */
   firstTokenCorrect: boolean;
+  /** Over every answer: how many first tokens are the argmax, and how many answers there are. */
+  answersCorrect: number;
+  answers: number;
 }
 
 /**
@@ -34,11 +50,22 @@ export async function trainingStep(
   scale = 1,
 ): Promise<StepResult> {
   const dec = model.decoder;
-  const seq = [...ex.promptIds, ...ex.answerIds];
+  const seq = ex.inputIds;
   const n = seq.length - 1;
   const inputs = seq.slice(0, n);
-  const T = ex.promptIds.length;
-  const rows = ex.answerIds.map((_, j) => T - 1 + j);
+  // Logit row p predicts token p + 1.
+  const rows: number[] = [];
+  const targets: number[] = [];
+  const firstRows = new Set<number>();
+  for (const [start, end] of ex.answerSpans) {
+    if (!(start >= 1 && end > start && end <= seq.length))
+      throw new RangeError(`answer span [${start}, ${end}) is outside the ${seq.length}-token sequence`);
+    firstRows.add(start - 1);
+    for (let p = start; p < end; p++) {
+      rows.push(p - 1);
+      targets.push(seq[p]!);
+    }
+  }
   const enc = await model.encodeImage(kernels, ex.pixelValues, undefined, { tape: grads !== null });
   const embeds = model.buildInputsEmbeds(inputs, enc.features, enc.count);
   const out = await dec.forward(kernels, embeds, n, dec.newCache(n), {
@@ -49,7 +76,8 @@ export async function trainingStep(
   const dLogits = new Float32Array(rows.length * V);
   let loss = 0;
   let firstTokenCorrect = false;
-  rows.forEach((_, j) => {
+  let answersCorrect = 0;
+  rows.forEach((row, j) => {
     const z = out.logits.subarray(j * V, (j + 1) * V);
     let m = Number.NEGATIVE_INFINITY;
     let arg = 0;
@@ -61,9 +89,12 @@ export async function trainingStep(
     }
     let sum = 0;
     for (let i = 0; i < V; i++) sum += Math.exp(z[i] - m);
-    const target = ex.answerIds[j];
+    const target = targets[j]!;
     loss += -(z[target] - m - Math.log(sum)) / rows.length;
-    if (j === 0) firstTokenCorrect = arg === target;
+    if (firstRows.has(row) && arg === target) {
+      answersCorrect++;
+      if (j === 0) firstTokenCorrect = true;
+    }
     for (let i = 0; i < V; i++)
       dLogits[j * V + i] = ((Math.exp(z[i] - m) / sum - (i === target ? 1 : 0)) * scale) / rows.length;
   });
@@ -74,5 +105,5 @@ export async function trainingStep(
     const dFeatures = model.imageFeaturesGrad(inputs, back.dInputsEmbeds);
     await model.imageBackward(kernels, enc, dFeatures, { grads });
   }
-  return { loss, firstTokenCorrect };
+  return { loss, firstTokenCorrect, answersCorrect, answers: ex.answerSpans.length };
 }

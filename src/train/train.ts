@@ -3,18 +3,21 @@
  * over worker threads (each computes a share of the batch's gradients with the ordinary model code), with
  * resumable checkpoints and a final float16 export as a normal llava-hf folder.
  */
+
+import { type ChildProcess, fork } from "node:child_process";
 import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
-import { Worker } from "node:worker_threads";
+import { fileURLToPath } from "node:url";
 import { SafetensorsFile, type TensorToWrite, writeSafetensors } from "../hf/safetensors.js";
 import { createKernels } from "../kernels/index.js";
 import { LlavaModel } from "../models/llava.js";
 import { writeFileAtomic } from "../run/run-dir.js";
+import { sample } from "../shapes/dataset.js";
 import { f32ToF16 } from "../tensor/half.js";
 import { AdamW, cosineSchedule, type Param } from "./adamw.js";
 import { makeExample } from "./examples.js";
-import type { WorkRequest, WorkResult } from "./grad-worker.js";
+import type { WorkerSetup, WorkRequest, WorkResult } from "./grad-worker.js";
 import { createShapesModel, DEFAULT_SHAPES_DIMS, type ShapesModelDims } from "./shapes-model.js";
 import { trainingStep } from "./step.js";
 
@@ -24,7 +27,10 @@ export interface TrainOptions {
   /** Where the final float16 model goes. */
   out: string;
   steps: number;
+  /** Images per step. */
   batch: number;
+  /** Questions asked about each training image (multi-turn); evaluation always asks one. */
+  turns: number;
   lr: number;
   warmup: number;
   weightDecay: number;
@@ -36,13 +42,35 @@ export interface TrainOptions {
   checkpointEvery: number;
   workers: number;
   dims?: ShapesModelDims;
+  /**
+   * Stop after this step with a checkpoint and no export (a later call resumes): for splitting a long run
+   * over several sittings. Not recorded in the training state.
+   */
+  pauseAfter?: number;
   log?: (line: string) => void;
+}
+
+export interface TrainResult {
+  /** False when the run paused (see {@link TrainOptions.pauseAfter}) before its last step. */
+  finished: boolean;
+  step: number;
+  /** Latest held-out accuracy (NaN when none was measured yet). */
+  finalEvalAccuracy: number;
+  seconds: number;
 }
 
 interface TrainState {
   step: number;
   options: Omit<TrainOptions, "log" | "checkpoint" | "out">;
-  history: { step: number; loss: number; train_acc: number; eval_acc?: number; seconds: number }[];
+  /** train_acc: first-token accuracy over every answer of the window's training conversations. */
+  history: {
+    step: number;
+    loss: number;
+    train_acc: number;
+    eval_acc?: number;
+    eval_by_kind?: Record<string, number>;
+    seconds: number;
+  }[];
   seconds: number;
 }
 
@@ -71,25 +99,39 @@ function saveModelWeights(model: LlavaModel, file: string, dtype: "F32" | "F16")
   fs.renameSync(tmp, file);
 }
 
-async function evaluate(model: LlavaModel, seed: number, n: number): Promise<number> {
-  const kernels = await createKernels("auto");
-  let correct = 0;
-  for (let i = 0; i < n; i++) {
-    if ((await trainingStep(model, kernels, makeExample(model, { seed }, i), null)).firstTokenCorrect)
-      correct++;
-  }
-  await kernels.dispose();
-  return correct / n;
+interface Evaluation {
+  accuracy: number;
+  /** Accuracy per question kind. */
+  byKind: Record<string, number>;
 }
 
-export async function trainShapes(
-  opts: TrainOptions,
-): Promise<{ finalEvalAccuracy: number; seconds: number }> {
+/** First-answer-token accuracy on one-question prompts (what inference sees) of a held-out seed. */
+async function evaluate(model: LlavaModel, seed: number, n: number): Promise<Evaluation> {
+  const kernels = await createKernels("auto");
+  let correct = 0;
+  const kinds: Record<string, [number, number]> = {};
+  for (let i = 0; i < n; i++) {
+    const ok = (await trainingStep(model, kernels, makeExample(model, { seed }, i), null)).firstTokenCorrect;
+    const kind = sample(seed, i).qa.kind;
+    const k = kinds[kind] ?? [0, 0];
+    kinds[kind] = k;
+    k[1]++;
+    if (ok) {
+      correct++;
+      k[0]++;
+    }
+  }
+  await kernels.dispose();
+  const byKind = Object.fromEntries(Object.entries(kinds).map(([k, [c, t]]) => [k, c / t]));
+  return { accuracy: correct / n, byKind };
+}
+
+export async function trainShapes(opts: TrainOptions): Promise<TrainResult> {
   const log = opts.log ?? ((l: string) => process.stderr.write(`${l}\n`));
   const ckpt = path.resolve(opts.checkpoint);
   const statePath = path.join(ckpt, STATE);
   let state: TrainState;
-  const { log: _l, checkpoint: _c, out: _o, ...recorded } = opts;
+  const { log: _l, checkpoint: _c, out: _o, pauseAfter: _p, ...recorded } = opts;
   if (fs.existsSync(statePath)) {
     state = JSON.parse(fs.readFileSync(statePath, "utf8"));
     log(`resuming from ${ckpt} at step ${state.step}/${state.options.steps}`);
@@ -126,28 +168,27 @@ export async function trainShapes(
   }
   log(`model: ${total} parameters; ${opts.steps} steps × batch ${opts.batch}; ${opts.workers} workers`);
 
-  const workers = await Promise.all(
-    Array.from({ length: opts.workers }, async () => {
-      const w = new Worker(new URL("./grad-worker.js", import.meta.url), {
-        workerData: { modelDir: ckpt, source: { seed: opts.seed } },
-      });
-      await new Promise<void>((resolve, reject) => {
-        w.once("message", () => resolve());
-        w.once("error", reject);
-      });
-      return w;
-    }),
-  );
-  const ask = (w: Worker, req: WorkRequest) =>
-    new Promise<WorkResult>((resolve, reject) => {
-      const onError = (e: Error) => reject(e);
-      w.once("error", onError);
-      w.once("message", (r: WorkResult) => {
-        w.off("error", onError);
-        resolve(r);
-      });
-      w.postMessage(req);
+  const workerScript = fileURLToPath(new URL("./grad-worker.js", import.meta.url));
+  const workers: ChildProcess[] = [];
+  // One reply per request; a worker that exits or fails to start rejects whatever waits on it.
+  const reply = <T>(w: ChildProcess) =>
+    new Promise<T>((resolve, reject) => {
+      const onExit = (code: number | null) => {
+        w.off("message", onMessage);
+        reject(new Error(`a training worker exited (code ${code}) before answering`));
+      };
+      const onMessage = (m: T) => {
+        w.off("exit", onExit);
+        resolve(m);
+      };
+      w.once("exit", onExit);
+      w.once("message", onMessage);
     });
+  const ask = (w: ChildProcess, req: WorkRequest) => {
+    const r = reply<WorkResult>(w);
+    w.send(req);
+    return r;
+  };
 
   const flat = new Float32Array(total);
   const saveCheckpoint = () => {
@@ -163,10 +204,23 @@ export async function trainShapes(
 
   let windowLoss = 0;
   let windowCorrect = 0;
+  let windowAnswers = 0;
   let windowCount = 0;
   const t0 = performance.now() - state.seconds * 1000;
   try {
-    while (state.step < opts.steps) {
+    for (let k = 0; k < opts.workers; k++) {
+      const w = fork(workerScript, [], {
+        serialization: "advanced",
+        stdio: ["ignore", "inherit", "inherit", "ipc"],
+      });
+      workers.push(w);
+      const ready = reply<string>(w);
+      const setup: WorkerSetup = { modelDir: ckpt, source: { seed: opts.seed, turns: opts.turns } };
+      w.send(setup);
+      await ready;
+    }
+    const stopAt = Math.min(opts.steps, opts.pauseAfter ?? opts.steps);
+    while (state.step < stopAt) {
       let o = 0;
       for (const p of params) {
         flat.set(p.data, o);
@@ -191,7 +245,8 @@ export async function trainShapes(
           off += p.grad.length;
         }
         windowLoss += r.lossSum;
-        windowCorrect += r.correct;
+        windowCorrect += r.answersCorrect;
+        windowAnswers += r.answers;
         windowCount += r.count;
       }
       const norm = adam.gradNorm();
@@ -203,7 +258,7 @@ export async function trainShapes(
       if (state.step % 10 === 0 || state.step === opts.steps) {
         const eta = ((opts.steps - state.step) * opts.batch) / Math.max(1e-9, rate);
         log(
-          `[train] step ${state.step}/${opts.steps} loss ${(windowLoss / windowCount).toFixed(4)} acc ${((100 * windowCorrect) / windowCount).toFixed(1)}% ` +
+          `[train] step ${state.step}/${opts.steps} loss ${(windowLoss / windowCount).toFixed(4)} acc ${((100 * windowCorrect) / windowAnswers).toFixed(1)}% ` +
             `lr ${cosineSchedule(state.step, opts.steps, opts.warmup, opts.lr).toExponential(2)} ${rate.toFixed(1)} samples/s eta ${Math.round(eta)}s`,
         );
       }
@@ -212,24 +267,36 @@ export async function trainShapes(
         const entry: TrainState["history"][number] = {
           step: state.step,
           loss: windowLoss / windowCount,
-          train_acc: windowCorrect / windowCount,
+          train_acc: windowCorrect / windowAnswers,
           seconds: Math.round(state.seconds),
         };
         if (evalNow) {
-          entry.eval_acc = await evaluate(model, opts.evalSeed, opts.evalN);
+          const ev = await evaluate(model, opts.evalSeed, opts.evalN);
+          entry.eval_acc = ev.accuracy;
+          entry.eval_by_kind = ev.byKind;
+          const kinds = Object.entries(ev.byKind)
+            .map(([k, a]) => `${k} ${(100 * a).toFixed(0)}%`)
+            .join(", ");
           log(
-            `[eval] step ${state.step}: held-out first-token accuracy ${(100 * entry.eval_acc).toFixed(1)}% (${opts.evalN} questions)`,
+            `[eval] step ${state.step}: held-out first-token accuracy ${(100 * ev.accuracy).toFixed(1)}% (${opts.evalN} questions; ${kinds})`,
           );
         }
         state.history.push(entry);
         windowLoss = 0;
         windowCorrect = 0;
+        windowAnswers = 0;
         windowCount = 0;
       }
-      if (state.step % opts.checkpointEvery === 0 || state.step === opts.steps) saveCheckpoint();
+      if (state.step % opts.checkpointEvery === 0 || state.step === stopAt) saveCheckpoint();
     }
   } finally {
-    await Promise.all(workers.map((w) => w.terminate()));
+    for (const w of workers) w.kill();
+  }
+  const lastEval = () => state.history.filter((h) => h.eval_acc !== undefined).at(-1)?.eval_acc ?? Number.NaN;
+  if (state.step < opts.steps) {
+    log(`paused at step ${state.step}/${opts.steps}; run again with the same --checkpoint to resume`);
+    model.close();
+    return { finished: false, step: state.step, finalEvalAccuracy: lastEval(), seconds: state.seconds };
   }
   // Final export: the same folder layout with float16 weights and the training record.
   const out = path.resolve(opts.out);
@@ -251,6 +318,5 @@ export async function trainShapes(
   fs.chmodSync(out, 0o755);
   fs.rmSync(tmp, { recursive: true, force: true });
   model.close();
-  const last = state.history.filter((h) => h.eval_acc !== undefined).at(-1);
-  return { finalEvalAccuracy: last?.eval_acc ?? Number.NaN, seconds: state.seconds };
+  return { finished: true, step: state.step, finalEvalAccuracy: lastEval(), seconds: state.seconds };
 }

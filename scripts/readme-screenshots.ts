@@ -1,0 +1,87 @@
+/**
+ * `npm run screenshots`: the README's pictures of the embedded default model at work. Starts the real server
+ * on the default model, asks it a question about a held-out synthetic scene in headless Chromium, computes
+ * the relevancy of the answer, and saves screenshots of the answer and relevancy views to docs/screenshots.
+ *
+ *   npm run screenshots -- [--seed 4242] [--index 3] [--out docs/screenshots]
+ */
+import * as fs from "node:fs";
+import * as os from "node:os";
+import * as path from "node:path";
+import { chromium } from "playwright-core";
+import { defaultModelDir, PROJECT_ROOT } from "../src/cli/default-model.js";
+import { encodePng } from "../src/hf/image-decode.js";
+import { buildServer } from "../src/server/app.js";
+import { sample } from "../src/shapes/dataset.js";
+
+// Browser global used inside page callbacks (this project compiles without the DOM lib).
+declare const window: { scrollTo(x: number, y: number): void };
+
+function flag(name: string, dflt: string): string {
+  const i = process.argv.indexOf(name);
+  return i >= 0 && process.argv[i + 1] !== undefined ? process.argv[i + 1]! : dflt;
+}
+
+const CHROMIUM = "/usr/bin/chromium";
+
+async function main(): Promise<void> {
+  const seed = Number(flag("--seed", "4242"));
+  const index = Number(flag("--index", "3"));
+  const outDir = path.resolve(flag("--out", path.join(PROJECT_ROOT, "docs/screenshots")));
+  if (!fs.existsSync(CHROMIUM)) throw new Error(`${CHROMIUM} not found: install Debian's chromium package`);
+  const s = sample(seed, index);
+  const work = fs.mkdtempSync(path.join(os.tmpdir(), "lvlm-shots-"));
+  const imageFile = path.join(work, "scene.png");
+  fs.writeFileSync(imageFile, encodePng(s.scene.image));
+  const server = await buildServer({
+    modelDir: defaultModelDir(),
+    dataDir: path.join(work, "data"),
+    kernels: "auto",
+    webDir: path.join(PROJECT_ROOT, "dist/web"),
+  });
+  const base = await server.app.listen({ port: 0, host: "127.0.0.1" });
+  const userDir = path.join(work, "chromium");
+  const ctx = await chromium.launchPersistentContext(userDir, {
+    executablePath: CHROMIUM,
+    headless: true,
+    viewport: { width: 1400, height: 900 },
+    args: [
+      "--headless",
+      "--no-sandbox",
+      "--disable-gpu",
+      "--disable-background-networking",
+      "--disable-component-update",
+      "--disable-sync",
+      "--no-first-run",
+    ],
+  });
+  try {
+    const page = ctx.pages()[0] ?? (await ctx.newPage());
+    page.setDefaultTimeout(120_000);
+    const shot = async (name: string) => {
+      await page.evaluate(() => window.scrollTo(0, 0));
+      await page.screenshot({ path: path.join(outDir, `${name}.png`), fullPage: true });
+      process.stderr.write(`wrote ${path.join(outDir, `${name}.png`)}\n`);
+    };
+    fs.mkdirSync(outDir, { recursive: true });
+    await page.goto(base);
+    await page.setInputFiles('[data-testid="image-input"]', imageFile);
+    await page.locator('[data-testid="paint-canvas"]').waitFor();
+    await page.fill('[data-testid="question"]', s.qa.question);
+    await page.click('[data-testid="ask"]');
+    await page.locator('[data-testid="answer"][data-state="done"]').waitFor();
+    process.stderr.write(`asked "${s.qa.question}" (truth: ${s.qa.answer})\n`);
+    await shot("shapes-generate");
+    await page.click('[data-testid="tab-relevancy"]');
+    await page.click('[data-testid="rel-compute-all"]');
+    await page.locator('[data-testid="job"][data-state="done"]').waitFor();
+    await page.locator('[data-testid="rel-map"]').first().waitFor();
+    await shot("shapes-relevancy");
+  } finally {
+    await ctx.close();
+    await server.close();
+    fs.rmSync(work, { recursive: true, force: true });
+  }
+}
+
+await main();
