@@ -72,7 +72,7 @@ async function main(): Promise<void> {
     await page.locator('[data-testid="answer"][data-state="done"]').waitFor();
     process.stderr.write(`asked "${s.qa.question}" (truth: ${s.qa.answer})\n`);
     await shot("shapes-generate");
-    await page.click('[data-testid="tab-relevancy"]');
+    await page.click('[data-testid="open-views"] >> text=Relevancy');
     await page.click('[data-testid="rel-compute-all"]');
     await page.locator('[data-testid="job"][data-state="done"]').waitFor();
     await page.locator('[data-testid="rel-map"]').first().waitFor();

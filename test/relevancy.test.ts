@@ -448,6 +448,12 @@ describe("rollouts, normalisation and views on hand-made inputs", () => {
       bl.map((w) => w.text),
       ["The", "shirt", "is", ",", "blue", ""],
     );
+    // Word-level vocabulary (no word-start markers anywhere): every token is a word.
+    const wl = groupWords(["<s>", "what", "colour", "is", "the", "triangle", "?", "assistant", ":"]);
+    assert.deepEqual(
+      wl.map((w) => w.text),
+      ["<s>", "what", "colour", "is", "the", "triangle", "?", "assistant", ":"],
+    );
     // The tool's grouping: after a separator the next ▁-less token continues the separator's word; repeats.
     assert.deepEqual(
       lvlmWordGroups(["▁a", ".", "b", "▁a", "▁a", "▁a"]).map((g) => [g.key, g.tokens]),

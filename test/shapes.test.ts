@@ -198,6 +198,27 @@ describe("shapes scenes", () => {
     assert.ok(textured > 90 && textured < 210, `textured backgrounds: ${textured}/300`);
   });
 
+  it("rotation 0 gives the same layout with upright shapes (squares fill their boxes)", () => {
+    let squares = 0;
+    for (let seed = 0; seed < 40; seed++) {
+      const free = generateScene(new Rng(seed));
+      const upright = generateScene(new Rng(seed), { rotation: 0 });
+      assert.deepEqual(
+        upright.objects.map((o) => [o.shape, o.color, o.cx, o.cy, o.size]),
+        free.objects.map((o) => [o.shape, o.color, o.cx, o.cy, o.size]),
+      );
+      for (const o of upright.objects) {
+        assert.equal(o.rotation, 0);
+        if (o.shape !== "square" || o.area !== o.fullArea) continue;
+        squares++;
+        const [x0, y0, x1, y1] = o.box;
+        assert.equal(o.area, (x1 - x0) * (y1 - y0), "an upright, unoccluded square is its box");
+      }
+    }
+    assert.ok(squares > 5, `${squares} unoccluded squares`);
+    assert.throws(() => generateScene(new Rng(1), { rotation: 2 }), /rotation/);
+  });
+
   it("patch coverage sums to the visible area on the 8×8 grid", () => {
     const s = sample(5, 3);
     const cov = objectPatchCoverage(s.scene, 0);

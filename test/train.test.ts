@@ -32,6 +32,7 @@ function options(dir: string, name: string): TrainOptions {
     steps: 4,
     batch: 3,
     turns: 3,
+    visionSteps: 1,
     lr: 1e-3,
     warmup: 1,
     weightDecay: 0.01,

@@ -26,9 +26,25 @@ export function trainCommand(): Command {
       "where the trained float16 model is written",
       path.join(PROJECT_ROOT, "models/llava-shapes"),
     )
-    .option("--steps <n>", "optimizer steps", num("--steps", true), 1500)
-    .option("--batch <n>", "images per step", num("--batch", true), 16)
-    .option("--turns <n>", "questions asked about each training image", num("--turns", true), 6)
+    .option("--steps <n>", "optimizer steps, stage 1 included", num("--steps", true), 1500)
+    .option(
+      "--vision-steps <n>",
+      "stage 1: first steps that train the vision tower on per-patch shape and colour labels",
+      (v: string) => {
+        const n = Number(v);
+        if (!Number.isInteger(n) || n < 0)
+          throw new InvalidArgumentError("--vision-steps must be an integer ≥ 0");
+        return n;
+      },
+      0,
+    )
+    .option("--batch <n>", "images per step", num("--batch", true), 32)
+    .option(
+      "--turns <n>",
+      "questions asked about each training image (multi-turn, LLaVA-1.5 layout)",
+      num("--turns", true),
+      1,
+    )
     .option("--lr <x>", "peak learning rate", num("--lr", false), 4e-4)
     .option("--warmup <n>", "warm-up steps", num("--warmup", true), 50)
     .option("--weight-decay <x>", "AdamW weight decay", num("--weight-decay", false), 0.01)
@@ -61,6 +77,7 @@ export function trainCommand(): Command {
         steps: o.steps,
         batch: o.batch,
         turns: o.turns,
+        visionSteps: o.visionSteps,
         lr: o.lr,
         warmup: o.warmup,
         weightDecay: o.weightDecay,

@@ -83,9 +83,13 @@ export function isSeparatorToken(token: string): boolean {
 export function groupWords(tokens: string[]): WordGroup[] {
   const words: WordGroup[] = [];
   let prevSeparator = true;
+  // Word-level vocabularies (e.g. the embedded shapes model) mark no word starts at all: there every token is
+  // a word. Sub-word vocabularies mark the start of nearly every word; in the rare span of unmarked pieces
+  // (a continuation such as "ing", "s") the pieces then show as separate words.
+  const marksWords = tokens.some((t) => BOUNDARY_MARKERS.some((m) => t.startsWith(m)));
   tokens.forEach((tok, i) => {
     const sep = isSeparatorToken(tok);
-    const boundary = BOUNDARY_MARKERS.some((m) => tok.startsWith(m));
+    const boundary = !marksWords || BOUNDARY_MARKERS.some((m) => tok.startsWith(m));
     if (words.length === 0 || sep || prevSeparator || boundary) words.push({ text: "", tokens: [] });
     const w = words[words.length - 1];
     w.tokens.push(i);

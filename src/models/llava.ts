@@ -212,6 +212,21 @@ export class LlavaModel {
     const tape = enc.vision.tape;
     if (!tape) throw new Error("imageBackward: the image was encoded without { tape: true }");
     const dPre = await this.projector.backward(kernels, enc.preProjector, enc.count, dFeatures, opts.grads);
+    return this.preProjectorBackward(kernels, enc, dPre, opts);
+  }
+
+  /**
+   * Backward from the gradient at the selected vision features (`enc.preProjector`, [count, Dv·layers])
+   * through the feature-layer selection (CLS dropped for "default") and the vision tower.
+   */
+  async preProjectorBackward(
+    kernels: Kernels,
+    enc: ImageEncoding,
+    dPre: Float32Array,
+    opts: VisionBackwardOptions = {},
+  ): Promise<VisionBackwardResult> {
+    const tape = enc.vision.tape;
+    if (!tape) throw new Error("preProjectorBackward: the image was encoded without { tape: true }");
     const Dv = this.config.vision.hiddenSize;
     const layers = this.visionFeatureHiddenIndices;
     const seq = enc.vision.seqLen;

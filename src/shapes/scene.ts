@@ -97,6 +97,11 @@ export interface SceneOptions {
   texturedProbability?: number;
   /** Per-channel uniform jitter of object colours. Default 12. */
   colorJitter?: number;
+  /**
+   * Fraction of each shape's rotation range used (squares ±0.35 rad, triangles and stars any orientation):
+   * 1 = fully random, 0 = upright. Default 1.
+   */
+  rotation?: number;
 }
 
 /** Radius of the circle around (cx, cy) that contains the whole shape. */
@@ -226,11 +231,14 @@ interface Placement {
   rotation: number;
 }
 
-function rotationFor(rng: Rng, shape: ShapeName): number {
+function rotationFor(rng: Rng, shape: ShapeName, amount: number): number {
   if (shape === "circle") return 0;
-  if (shape === "square") return rng.float(-0.35, 0.35);
-  if (shape === "triangle") return rng.float(0, (2 * Math.PI) / 3);
-  return rng.float(0, (2 * Math.PI) / 5);
+  // Always draw, so the rest of the layout does not depend on `amount`; + 0 turns −0 into 0.
+  const full =
+    shape === "square"
+      ? rng.float(-0.35, 0.35)
+      : rng.float(0, shape === "triangle" ? (2 * Math.PI) / 3 : (2 * Math.PI) / 5);
+  return amount * full + 0;
 }
 
 /** Tries one layout; null when objects do not fit (the caller draws a fresh layout). */
@@ -252,7 +260,7 @@ function tryLayout(rng: Rng, o: Required<SceneOptions>, n: number, overlap: bool
       if (hi <= lo) continue;
       const cx = rng.float(lo, hi);
       const cy = rng.float(lo, hi);
-      const rotation = rotationFor(rng, shape);
+      const rotation = rotationFor(rng, shape, o.rotation);
       if (!overlap) {
         const clash = placed.some(
           (p) => Math.hypot(p.cx - cx, p.cy - cy) < boundingRadius(p.shape, p.size) + r + 2,
@@ -279,6 +287,7 @@ function withDefaults(opts: SceneOptions): Required<SceneOptions> {
     minVisibleFraction: opts.minVisibleFraction ?? 0.6,
     texturedProbability: opts.texturedProbability ?? 0.5,
     colorJitter: opts.colorJitter ?? 12,
+    rotation: opts.rotation ?? 1,
   };
   if (!Number.isInteger(o.size) || o.size < 16)
     throw new RangeError(`scene size ${o.size} must be an integer ≥ 16`);
@@ -291,6 +300,7 @@ function withDefaults(opts: SceneOptions): Required<SceneOptions> {
   ) {
     throw new RangeError(`object count range ${o.minObjects}..${o.maxObjects} is invalid`);
   }
+  if (!(o.rotation >= 0 && o.rotation <= 1)) throw new RangeError(`rotation ${o.rotation} must be in [0, 1]`);
   if (!(o.minObjectSize > 0 && o.maxObjectSize >= o.minObjectSize)) {
     throw new RangeError(`object size range ${o.minObjectSize}..${o.maxObjectSize} is invalid`);
   }

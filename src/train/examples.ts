@@ -1,7 +1,7 @@
 /** Training examples from the synthetic shapes data set, as the model's own processor prepares them. */
 import { preprocessImage } from "../hf/image-processor.js";
 import type { LlavaModel } from "../models/llava.js";
-import { sampleConversation } from "../shapes/dataset.js";
+import { type SampleOptions, sampleConversation } from "../shapes/dataset.js";
 import { EOS_TOKEN_ID } from "../shapes/tokenizer.js";
 import { imageProcessorFor } from "../trace.js";
 import type { TrainingExample } from "./step.js";
@@ -10,6 +10,8 @@ export interface ExampleSource {
   seed: number;
   /** Questions per image (default 1: exactly the inference prompt). */
   turns?: number;
+  /** Scene and question options (default: the data set's defaults). */
+  options?: SampleOptions;
 }
 
 /**
@@ -18,7 +20,7 @@ export interface ExampleSource {
  * `… ASSISTANT: a1</s>USER: q2 ASSISTANT: a2</s>`.
  */
 export function makeExample(model: LlavaModel, source: ExampleSource, index: number): TrainingExample {
-  const conv = sampleConversation(source.seed, index, source.turns ?? 1);
+  const conv = sampleConversation(source.seed, index, source.turns ?? 1, source.options);
   const px = preprocessImage(conv.scene.image, imageProcessorFor(model), "default").pixelValues;
   const tok = model.text.tokenizer;
   const words = (text: string) => tok.encode(text, { add_special_tokens: false }).ids;

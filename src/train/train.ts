@@ -13,13 +13,14 @@ import { SafetensorsFile, type TensorToWrite, writeSafetensors } from "../hf/saf
 import { createKernels } from "../kernels/index.js";
 import { LlavaModel } from "../models/llava.js";
 import { writeFileAtomic } from "../run/run-dir.js";
-import { sample } from "../shapes/dataset.js";
+import { type SampleOptions, sample } from "../shapes/dataset.js";
 import { f32ToF16 } from "../tensor/half.js";
 import { AdamW, cosineSchedule, type Param } from "./adamw.js";
 import { makeExample } from "./examples.js";
 import type { WorkerSetup, WorkRequest, WorkResult } from "./grad-worker.js";
 import { createShapesModel, DEFAULT_SHAPES_DIMS, type ShapesModelDims } from "./shapes-model.js";
 import { trainingStep } from "./step.js";
+import { createPatchHead } from "./vision-pretrain.js";
 
 export interface TrainOptions {
   /** Checkpoint folder (a full model folder plus optimizer state); resumed when it holds a state. */
@@ -31,6 +32,14 @@ export interface TrainOptions {
   batch: number;
   /** Questions asked about each training image (multi-turn); evaluation always asks one. */
   turns: number;
+  /** Training data options (scene and question distribution); evaluation always uses the defaults. */
+  data?: SampleOptions;
+  /**
+   * The first this-many of `steps` are stage 1: the vision tower learns per-patch shape and colour through a
+   * throw-away head (see vision-pretrain.ts); the rest train the whole model on answer tokens. Each stage has
+   * its own warm-up and cosine decay.
+   */
+  visionSteps: number;
   lr: number;
   warmup: number;
   weightDecay: number;
@@ -65,6 +74,8 @@ interface TrainState {
   /** train_acc: first-token accuracy over every answer of the window's training conversations. */
   history: {
     step: number;
+    /** Stage: "vision" (train_acc = patches whose shape and colour are both right) or "answer". */
+    phase?: "vision" | "answer";
     loss: number;
     train_acc: number;
     eval_acc?: number;
@@ -76,6 +87,7 @@ interface TrainState {
 
 const STATE = "train-state.json";
 const OPTIMIZER = "optimizer.safetensors";
+const PATCH_HEAD = "patch-head.safetensors";
 
 function sortedParams(model: LlavaModel): { name: string; shape: number[]; data: Float32Array }[] {
   return model.weights.loadedTensors().sort((a, b) => (a.name < b.name ? -1 : 1));
@@ -140,8 +152,21 @@ export async function trainShapes(opts: TrainOptions): Promise<TrainResult> {
     createShapesModel(ckpt, opts.dims ?? DEFAULT_SHAPES_DIMS, opts.seed);
     state = { step: 0, options: recorded, history: [], seconds: 0 };
   }
+  if (!(opts.visionSteps >= 0 && opts.visionSteps < opts.steps))
+    throw new RangeError(`vision steps (${opts.visionSteps}) must be fewer than steps (${opts.steps})`);
   const model = LlavaModel.load(ckpt);
-  const tensors = sortedParams(model);
+  const head = createPatchHead(
+    model.config.vision.hiddenSize * model.visionFeatureHiddenIndices.length,
+    opts.seed,
+  );
+  const headFile = path.join(ckpt, PATCH_HEAD);
+  if (state.step > 0 && fs.existsSync(headFile)) {
+    const st = SafetensorsFile.open(headFile);
+    for (const t of head.tensors) t.data.set(st.readF32(t.name));
+    st.close();
+  }
+  // Same order as the workers' flat weight vector: model tensors by name, then the head.
+  const tensors = [...sortedParams(model), ...head.tensors];
   const total = tensors.reduce((n, p) => n + p.data.length, 0);
   const params: Param[] = tensors.map((p) => ({
     name: p.name,
@@ -191,8 +216,18 @@ export async function trainShapes(opts: TrainOptions): Promise<TrainResult> {
   };
 
   const flat = new Float32Array(total);
+  const V = opts.visionSteps;
+  const lrAt = (step: number) =>
+    step < V
+      ? cosineSchedule(step, V, opts.warmup, opts.lr)
+      : cosineSchedule(step - V, opts.steps - V, opts.warmup, opts.lr);
   const saveCheckpoint = () => {
     saveModelWeights(model, path.join(ckpt, "model.safetensors"), "F32");
+    writeSafetensors(
+      `${headFile}.tmp`,
+      head.tensors.map((t) => ({ name: t.name, dtype: "F32" as const, shape: t.shape, data: t.data })),
+    );
+    fs.renameSync(`${headFile}.tmp`, headFile);
     const opt: TensorToWrite[] = params.flatMap((p, j) => [
       { name: `m.${p.name}`, dtype: "F32" as const, shape: [p.data.length], data: adam.m[j] },
       { name: `v.${p.name}`, dtype: "F32" as const, shape: [p.data.length], data: adam.v[j] },
@@ -215,7 +250,10 @@ export async function trainShapes(opts: TrainOptions): Promise<TrainResult> {
       });
       workers.push(w);
       const ready = reply<string>(w);
-      const setup: WorkerSetup = { modelDir: ckpt, source: { seed: opts.seed, turns: opts.turns } };
+      const setup: WorkerSetup = {
+        modelDir: ckpt,
+        source: { seed: opts.seed, turns: opts.turns, options: opts.data },
+      };
       w.send(setup);
       await ready;
     }
@@ -226,6 +264,7 @@ export async function trainShapes(opts: TrainOptions): Promise<TrainResult> {
         flat.set(p.data, o);
         o += p.data.length;
       }
+      const phase = state.step < opts.visionSteps ? "vision" : "answer";
       const first = state.step * opts.batch;
       const share = Math.ceil(opts.batch / workers.length);
       const results = await Promise.all(
@@ -234,7 +273,7 @@ export async function trainShapes(opts: TrainOptions): Promise<TrainResult> {
             { length: Math.max(0, Math.min(share, opts.batch - k * share)) },
             (_, j) => first + k * share + j,
           );
-          return ask(w, { weights: flat, indices, scale: 1 / opts.batch });
+          return ask(w, { weights: flat, phase, indices, scale: 1 / opts.batch });
         }),
       );
       for (const p of params) p.grad.fill(0);
@@ -251,21 +290,24 @@ export async function trainShapes(opts: TrainOptions): Promise<TrainResult> {
       }
       const norm = adam.gradNorm();
       const scale = norm > opts.clip ? opts.clip / norm : 1;
-      adam.update(cosineSchedule(state.step, opts.steps, opts.warmup, opts.lr), scale);
+      adam.update(lrAt(state.step), scale);
       state.step++;
       state.seconds = (performance.now() - t0) / 1000;
       const rate = (state.step * opts.batch) / Math.max(1e-9, state.seconds);
       if (state.step % 10 === 0 || state.step === opts.steps) {
         const eta = ((opts.steps - state.step) * opts.batch) / Math.max(1e-9, rate);
         log(
-          `[train] step ${state.step}/${opts.steps} loss ${(windowLoss / windowCount).toFixed(4)} acc ${((100 * windowCorrect) / windowAnswers).toFixed(1)}% ` +
-            `lr ${cosineSchedule(state.step, opts.steps, opts.warmup, opts.lr).toExponential(2)} ${rate.toFixed(1)} samples/s eta ${Math.round(eta)}s`,
+          `[${phase === "vision" ? "vision" : "train"}] step ${state.step}/${opts.steps} loss ${(windowLoss / windowCount).toFixed(4)} ` +
+            `${phase === "vision" ? "patch acc" : "acc"} ${((100 * windowCorrect) / windowAnswers).toFixed(1)}% ` +
+            `lr ${lrAt(state.step - 1).toExponential(2)} ${rate.toFixed(1)} samples/s eta ${Math.round(eta)}s`,
         );
       }
-      const evalNow = state.step % opts.evalEvery === 0 || state.step === opts.steps;
+      const answerSteps = state.step - opts.visionSteps;
+      const evalNow = answerSteps > 0 && (answerSteps % opts.evalEvery === 0 || state.step === opts.steps);
       if (state.step % 10 === 0 || evalNow) {
         const entry: TrainState["history"][number] = {
           step: state.step,
+          phase,
           loss: windowLoss / windowCount,
           train_acc: windowCorrect / windowAnswers,
           seconds: Math.round(state.seconds),
