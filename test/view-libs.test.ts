@@ -126,8 +126,12 @@ describe("relevancy panels", () => {
       w.items.map((i) => i.label),
       ["c"],
     );
-    // Without raw tokens the decoded ones ("t0", "t1", "t2": no boundary markers) form one word.
-    assert.equal(relevancyImageMaps(run, "exact", "llm", "word", false).items.length, 1);
+    // Without raw tokens the decoded ones ("t0", "t1", "t2") carry no word-start marker anywhere, as in a
+    // word-level vocabulary: each is a word.
+    assert.deepEqual(
+      relevancyImageMaps(run, "exact", "llm", "word", false).items.map((i) => i.tokens),
+      [[0], [1], [2]],
+    );
   });
 
   test("text relevancy and reliance; not-computed requests are RelevancyViewErrors", () => {
