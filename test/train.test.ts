@@ -9,7 +9,12 @@ import * as path from "node:path";
 import { after, describe, test } from "node:test";
 import { SafetensorsFile } from "../src/hf/safetensors.js";
 import { LlavaModel } from "../src/models/llava.js";
-import { createShapesModel, type ShapesModelDims } from "../src/train/shapes-model.js";
+import {
+  createShapesModel,
+  DEFAULT_SHAPES_DIMS,
+  initialShapesWeights,
+  type ShapesModelDims,
+} from "../src/train/shapes-model.js";
 import { type TrainOptions, trainShapes } from "../src/train/train.js";
 import { tempDir } from "./fixture-utils.js";
 
@@ -54,6 +59,37 @@ function weightsOf(modelDir: string): Map<string, Float32Array> {
   st.close();
   return out;
 }
+
+function std(data: ArrayLike<number>): number {
+  let s = 0;
+  for (let i = 0; i < data.length; i++) s += data[i]! * data[i]!;
+  return Math.sqrt(s / data.length);
+}
+
+describe("shapes model initialisation", () => {
+  test("vision position and q/k initial std follow the dims; everything else is unchanged", () => {
+    const base = initialShapesWeights(DEFAULT_SHAPES_DIMS, 68, 9);
+    const wide = initialShapesWeights(
+      { ...DEFAULT_SHAPES_DIMS, visionPositionStd: 1, visionQkStd: 0.2 },
+      68,
+      9,
+    );
+    assert.equal(base.length, wide.length);
+    base.forEach((t, i) => {
+      const w = wide[i]!;
+      assert.equal(w.name, t.name);
+      const s0 = std(t.data as Float32Array);
+      const s1 = std(w.data as Float32Array);
+      if (t.name.endsWith("position_embedding.weight")) {
+        assert.ok(Math.abs(s0 - 0.02) < 0.002 && Math.abs(s1 - 1) < 0.1, `${t.name}: ${s0} → ${s1}`);
+      } else if (/vision_tower.*self_attn\.(q|k)_proj\.weight/.test(t.name)) {
+        assert.ok(Math.abs(s0 - 0.02) < 0.002 && Math.abs(s1 - 0.2) < 0.02, `${t.name}: ${s0} → ${s1}`);
+      } else {
+        assert.deepEqual(w.data, t.data, `${t.name} unchanged`);
+      }
+    });
+  });
+});
 
 describe("shapes training", () => {
   const dir = tempDir("train");

@@ -92,6 +92,9 @@ async function serve(setup: WorkerSetup): Promise<void> {
   send("ready");
 }
 
+// The trainer went away (finished, failed or was killed): nothing left to answer.
+process.on("disconnect", () => process.exit(0));
+
 process.once("message", (setup: WorkerSetup) => {
   serve(setup).catch((e) => {
     process.stderr.write(`training worker: ${e instanceof Error ? e.message : String(e)}\n`);

@@ -27,6 +27,12 @@ export interface ShapesModelDims {
   textLayers: number;
   textHeads: number;
   textKvHeads: number;
+  /**
+   * Initial std of the vision position embeddings and of the vision q/k projections (default 0.02, the
+   * GPT-2 value). Larger values make patch positions visible to the tower's attention from the start.
+   */
+  visionPositionStd?: number;
+  visionQkStd?: number;
 }
 
 export const DEFAULT_SHAPES_DIMS: ShapesModelDims = {
@@ -151,7 +157,7 @@ export function initialShapesWeights(d: ShapesModelDims, vocab: number, seed: nu
   const visionResid = 0.02 / Math.sqrt(2 * d.visionLayers);
   randn(`${vp}embeddings.class_embedding`, [Dv]);
   randn(`${vp}embeddings.patch_embedding.weight`, [Dv, 3, SHAPES_PATCH_SIZE, SHAPES_PATCH_SIZE]);
-  randn(`${vp}embeddings.position_embedding.weight`, [grid * grid + 1, Dv]);
+  randn(`${vp}embeddings.position_embedding.weight`, [grid * grid + 1, Dv], d.visionPositionStd ?? 0.02);
   fill(`${vp}pre_layrnorm.weight`, [Dv], 1);
   fill(`${vp}pre_layrnorm.bias`, [Dv], 0);
   for (let i = 0; i < d.visionLayers; i++) {
@@ -161,7 +167,12 @@ export function initialShapesWeights(d: ShapesModelDims, vocab: number, seed: nu
       fill(`${p}${ln}.bias`, [Dv], 0);
     }
     for (const proj of ["q_proj", "k_proj", "v_proj", "out_proj"]) {
-      randn(`${p}self_attn.${proj}.weight`, [Dv, Dv], proj === "out_proj" ? visionResid : 0.02);
+      const qk = proj === "q_proj" || proj === "k_proj";
+      randn(
+        `${p}self_attn.${proj}.weight`,
+        [Dv, Dv],
+        proj === "out_proj" ? visionResid : qk ? (d.visionQkStd ?? 0.02) : 0.02,
+      );
       fill(`${p}self_attn.${proj}.bias`, [Dv], 0);
     }
     randn(`${p}mlp.fc1.weight`, [d.visionIntermediate, Dv]);
