@@ -45,6 +45,17 @@ export function trainCommand(): Command {
       num("--turns", true),
       1,
     )
+    .option(
+      "--vision-easy-steps <n>",
+      "the first stage-1 steps use easy scenes (one upright 40–50 px object, plain background)",
+      (v: string) => {
+        const n = Number(v);
+        if (!Number.isInteger(n) || n < 0)
+          throw new InvalidArgumentError("--vision-easy-steps must be an integer ≥ 0");
+        return n;
+      },
+      0,
+    )
     .option("--lr <x>", "peak learning rate", num("--lr", false), 4e-4)
     .option("--warmup <n>", "warm-up steps", num("--warmup", true), 50)
     .option("--weight-decay <x>", "AdamW weight decay", num("--weight-decay", false), 0.01)
@@ -78,6 +89,7 @@ export function trainCommand(): Command {
         batch: o.batch,
         turns: o.turns,
         visionSteps: o.visionSteps,
+        visionEasySteps: o.visionEasySteps,
         lr: o.lr,
         warmup: o.warmup,
         weightDecay: o.weightDecay,

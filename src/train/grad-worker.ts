@@ -23,6 +23,8 @@ export interface WorkRequest {
   weights: Float32Array;
   /** "vision": stage 1 (tower + patch head); "answer": the VQA loss on answer tokens. */
   phase: "vision" | "answer";
+  /** Vision phase on the easy scenes (see EASY_SCENES). */
+  easy?: boolean;
   indices: number[];
   /** Gradients are multiplied by this (1/batch). */
   scale: number;
@@ -68,7 +70,7 @@ async function serve(setup: WorkerSetup): Promise<void> {
     };
     for (const i of req.indices) {
       if (req.phase === "vision") {
-        const ex = makePatchExample(model, setup.source, i);
+        const ex = makePatchExample(model, setup.source, i, req.easy === true);
         const r = await patchPretrainStep(model, kernels, head, ex, grads, req.scale);
         res.lossSum += r.loss;
         res.answersCorrect += r.correct;

@@ -40,6 +40,8 @@ export interface TrainOptions {
    * its own warm-up and cosine decay.
    */
   visionSteps: number;
+  /** The first this-many stage-1 steps use the easy scenes (EASY_SCENES in vision-pretrain.ts); default 0. */
+  visionEasySteps?: number;
   lr: number;
   warmup: number;
   weightDecay: number;
@@ -154,6 +156,10 @@ export async function trainShapes(opts: TrainOptions): Promise<TrainResult> {
   }
   if (!(opts.visionSteps >= 0 && opts.visionSteps < opts.steps))
     throw new RangeError(`vision steps (${opts.visionSteps}) must be fewer than steps (${opts.steps})`);
+  if ((opts.visionEasySteps ?? 0) > opts.visionSteps)
+    throw new RangeError(
+      `easy vision steps (${opts.visionEasySteps}) must not exceed vision steps (${opts.visionSteps})`,
+    );
   const model = LlavaModel.load(ckpt);
   const head = createPatchHead(
     model.config.vision.hiddenSize * model.visionFeatureHiddenIndices.length,
@@ -273,7 +279,8 @@ export async function trainShapes(opts: TrainOptions): Promise<TrainResult> {
             { length: Math.max(0, Math.min(share, opts.batch - k * share)) },
             (_, j) => first + k * share + j,
           );
-          return ask(w, { weights: flat, phase, indices, scale: 1 / opts.batch });
+          const easy = phase === "vision" && state.step < (opts.visionEasySteps ?? 0);
+          return ask(w, { weights: flat, phase, easy, indices, scale: 1 / opts.batch });
         }),
       );
       for (const p of params) p.grad.fill(0);

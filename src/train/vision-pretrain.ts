@@ -11,7 +11,7 @@ import { preprocessImage } from "../hf/image-processor.js";
 import type { Kernels } from "../kernels/types.js";
 import type { WeightGradients } from "../models/gradients.js";
 import type { LlavaModel } from "../models/llava.js";
-import { objectPatchCoverage, SHAPES_PATCH_SIZE, sample } from "../shapes/dataset.js";
+import { objectPatchCoverage, type SampleOptions, SHAPES_PATCH_SIZE, sample } from "../shapes/dataset.js";
 import { Rng } from "../shapes/rng.js";
 import { COLOR_NAMES, type Scene, SHAPE_NAMES } from "../shapes/scene.js";
 import { imageProcessorFor } from "../trace.js";
@@ -20,6 +20,15 @@ import type { ExampleSource } from "./examples.js";
 /** Class 0 is background in both heads. */
 export const PATCH_SHAPE_CLASSES = ["background", ...SHAPE_NAMES] as const;
 export const PATCH_COLOR_CLASSES = ["background", ...COLOR_NAMES] as const;
+
+/**
+ * The easy scenes stage 1 can start with: one upright object of 40–50 px on a plain background. Trained on
+ * these first, the tower left its plateau (object-patch shape accuracy 35 % → 74 % between 9,600 and 24,000
+ * images) where on the default scenes it had not moved after 24,000 images; see docs/training.md.
+ */
+export const EASY_SCENES: SampleOptions = {
+  scene: { maxObjects: 1, rotation: 0, texturedProbability: 0, minObjectSize: 40, maxObjectSize: 50 },
+};
 
 /** A patch belongs to the object covering most of it when that object covers at least this fraction. */
 export const PATCH_LABEL_MIN_COVERAGE = 0.2;
@@ -80,8 +89,13 @@ export function patchLabels(
   return { shape, color };
 }
 
-export function makePatchExample(model: LlavaModel, source: ExampleSource, index: number): PatchExample {
-  const { scene } = sample(source.seed, index, source.options);
+export function makePatchExample(
+  model: LlavaModel,
+  source: ExampleSource,
+  index: number,
+  easy = false,
+): PatchExample {
+  const { scene } = sample(source.seed, index, easy ? EASY_SCENES : source.options);
   const px = preprocessImage(scene.image, imageProcessorFor(model), "default").pixelValues;
   const labels = patchLabels(scene);
   return { pixelValues: px, shapeLabels: labels.shape, colorLabels: labels.color };
