@@ -1,6 +1,7 @@
 /**
- * Trains the shapes model: seeded, AdamW with warm-up + cosine decay, loss on answer tokens only, data-parallel
- * over worker threads (each computes a share of the batch's gradients with the ordinary model code), with
+ * Trains the shapes model: seeded, AdamW with warm-up + cosine decay, loss on answer tokens only (after an
+ * optional stage 1 that trains the vision tower on per-patch labels, see vision-pretrain.ts), data-parallel
+ * over worker processes (each computes a share of the batch's gradients with the ordinary model code), with
  * resumable checkpoints and a final float16 export as a normal llava-hf folder.
  */
 
@@ -191,6 +192,8 @@ export async function trainShapes(opts: TrainOptions): Promise<TrainResult> {
   if (state.step > 0 && fs.existsSync(optFile)) {
     const st = SafetensorsFile.open(optFile);
     params.forEach((p, j) => {
+      // Checkpoints from before the patch head have no moments for it: they start at zero.
+      if (!st.tensors.has(`m.${p.name}`)) return;
       adam.m[j].set(st.readF32(`m.${p.name}`));
       adam.v[j].set(st.readF32(`v.${p.name}`));
     });
