@@ -1,6 +1,7 @@
 import * as os from "node:os";
 import * as path from "node:path";
 import { Command, InvalidArgumentError } from "commander";
+import { DEFAULT_SHAPES_DIMS } from "../train/shapes-model.js";
 import { trainShapes } from "../train/train.js";
 import { PROJECT_ROOT } from "./default-model.js";
 
@@ -56,6 +57,18 @@ export function trainCommand(): Command {
       },
       0,
     )
+    .option(
+      "--vision-position-std <x>",
+      "initial std of the vision position embeddings (new checkpoints only)",
+      num("--vision-position-std", false),
+      DEFAULT_SHAPES_DIMS.visionPositionStd ?? 0.02,
+    )
+    .option(
+      "--vision-qk-std <x>",
+      "initial std of the vision q/k projections (new checkpoints only)",
+      num("--vision-qk-std", false),
+      DEFAULT_SHAPES_DIMS.visionQkStd ?? 0.02,
+    )
     .option("--lr <x>", "peak learning rate", num("--lr", false), 4e-4)
     .option("--warmup <n>", "warm-up steps", num("--warmup", true), 50)
     .option("--weight-decay <x>", "AdamW weight decay", num("--weight-decay", false), 0.01)
@@ -90,6 +103,11 @@ export function trainCommand(): Command {
         turns: o.turns,
         visionSteps: o.visionSteps,
         visionEasySteps: o.visionEasySteps,
+        dims: {
+          ...DEFAULT_SHAPES_DIMS,
+          visionPositionStd: o.visionPositionStd,
+          visionQkStd: o.visionQkStd,
+        },
         lr: o.lr,
         warmup: o.warmup,
         weightDecay: o.weightDecay,
