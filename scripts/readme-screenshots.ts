@@ -13,6 +13,7 @@ import { defaultModelDir, PROJECT_ROOT } from "../src/cli/default-model.js";
 import { encodePng } from "../src/hf/image-decode.js";
 import { buildServer } from "../src/server/app.js";
 import { sample } from "../src/shapes/dataset.js";
+import { CHROMIUM_ARGS, CHROMIUM_PATH } from "./chromium.js";
 
 // Browser global used inside page callbacks (this project compiles without the DOM lib).
 declare const window: { scrollTo(x: number, y: number): void };
@@ -22,13 +23,12 @@ function flag(name: string, dflt: string): string {
   return i >= 0 && process.argv[i + 1] !== undefined ? process.argv[i + 1]! : dflt;
 }
 
-const CHROMIUM = "/usr/bin/chromium";
-
 async function main(): Promise<void> {
   const seed = Number(flag("--seed", "4242"));
   const index = Number(flag("--index", "3"));
   const outDir = path.resolve(flag("--out", path.join(PROJECT_ROOT, "docs/screenshots")));
-  if (!fs.existsSync(CHROMIUM)) throw new Error(`${CHROMIUM} not found: install Debian's chromium package`);
+  if (!fs.existsSync(CHROMIUM_PATH))
+    throw new Error(`${CHROMIUM_PATH} not found: install Debian's chromium package`);
   const s = sample(seed, index);
   const work = fs.mkdtempSync(path.join(os.tmpdir(), "lvlm-shots-"));
   const imageFile = path.join(work, "scene.png");
@@ -42,18 +42,10 @@ async function main(): Promise<void> {
   const base = await server.app.listen({ port: 0, host: "127.0.0.1" });
   const userDir = path.join(work, "chromium");
   const ctx = await chromium.launchPersistentContext(userDir, {
-    executablePath: CHROMIUM,
+    executablePath: CHROMIUM_PATH,
     headless: true,
     viewport: { width: 1400, height: 900 },
-    args: [
-      "--headless",
-      "--no-sandbox",
-      "--disable-gpu",
-      "--disable-background-networking",
-      "--disable-component-update",
-      "--disable-sync",
-      "--no-first-run",
-    ],
+    args: [...CHROMIUM_ARGS],
   });
   try {
     const page = ctx.pages()[0] ?? (await ctx.newPage());

@@ -16,6 +16,7 @@ import * as path from "node:path";
 import { after, before, describe, test } from "node:test";
 import { type BrowserContext, chromium, type Page } from "playwright-core";
 import { PNG } from "pngjs";
+import { CHROMIUM_ARGS, CHROMIUM_PATH } from "../scripts/chromium.js";
 import { ROOT, tempDir } from "./fixture-utils.js";
 import { fixtureImage, imageForm, readJobEvents, startTestServer, type TestServer } from "./server-utils.js";
 
@@ -28,7 +29,7 @@ declare const requestAnimationFrame: any;
 declare const PerformanceObserver: any;
 type HTMLCanvasElement = any;
 
-const CHROMIUM = "/usr/bin/chromium";
+const CHROMIUM = CHROMIUM_PATH;
 const WEB_DIR = path.join(ROOT, "dist/web");
 const SHOTS = path.resolve(ROOT, process.env.SCREENSHOT_DIR ?? "dist/screenshots");
 const haveChromium = fs.existsSync(CHROMIUM);
@@ -141,16 +142,7 @@ describe("web app in headless Chromium", { skip }, () => {
       headless: true,
       acceptDownloads: true,
       viewport: { width: 1400, height: 900 },
-      args: [
-        "--headless",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-        "--disable-quic",
-        "--no-first-run",
-      ],
+      args: [...CHROMIUM_ARGS],
     });
     page = ctx.pages()[0] ?? (await ctx.newPage());
     page.setDefaultTimeout(30_000);

@@ -14,6 +14,15 @@ function num(name: string, integer: boolean) {
   };
 }
 
+/** Parser for an integer ≥ 0. */
+function count(name: string) {
+  return (v: string) => {
+    const n = Number(v);
+    if (!Number.isInteger(n) || n < 0) throw new InvalidArgumentError(`${name} must be an integer ≥ 0`);
+    return n;
+  };
+}
+
 export function trainCommand(): Command {
   return new Command("train")
     .description("train the embedded default model (a small LLaVA) on synthetic shapes scenes; resumable")
@@ -31,12 +40,7 @@ export function trainCommand(): Command {
     .option(
       "--vision-steps <n>",
       "stage 1: first steps that train the vision tower on per-patch shape and colour labels",
-      (v: string) => {
-        const n = Number(v);
-        if (!Number.isInteger(n) || n < 0)
-          throw new InvalidArgumentError("--vision-steps must be an integer ≥ 0");
-        return n;
-      },
+      count("--vision-steps"),
       0,
     )
     .option("--batch <n>", "images per step", num("--batch", true), 32)
@@ -49,12 +53,7 @@ export function trainCommand(): Command {
     .option(
       "--vision-easy-steps <n>",
       "the first stage-1 steps use easy scenes (one upright 40–50 px object, plain background)",
-      (v: string) => {
-        const n = Number(v);
-        if (!Number.isInteger(n) || n < 0)
-          throw new InvalidArgumentError("--vision-easy-steps must be an integer ≥ 0");
-        return n;
-      },
+      count("--vision-easy-steps"),
       0,
     )
     .option(

@@ -209,8 +209,6 @@ export class LlavaModel {
     dFeatures: Float32Array,
     opts: VisionBackwardOptions = {},
   ): Promise<VisionBackwardResult> {
-    const tape = enc.vision.tape;
-    if (!tape) throw new Error("imageBackward: the image was encoded without { tape: true }");
     const dPre = await this.projector.backward(kernels, enc.preProjector, enc.count, dFeatures, opts.grads);
     return this.preProjectorBackward(kernels, enc, dPre, opts);
   }
@@ -226,7 +224,7 @@ export class LlavaModel {
     opts: VisionBackwardOptions = {},
   ): Promise<VisionBackwardResult> {
     const tape = enc.vision.tape;
-    if (!tape) throw new Error("preProjectorBackward: the image was encoded without { tape: true }");
+    if (!tape) throw new Error("image backward: the image was encoded without { tape: true }");
     const Dv = this.config.vision.hiddenSize;
     const layers = this.visionFeatureHiddenIndices;
     const seq = enc.vision.seqLen;
