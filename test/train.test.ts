@@ -129,4 +129,40 @@ describe("shapes training", () => {
     // selection, so a few tensors may stay put.
     assert.ok(moved >= a.size - 3, `${moved} of ${a.size} tensors changed`);
   });
+
+  test("stage 2 with a frozen tower, its own batch and lr; a resumed checkpoint takes options it predates", async () => {
+    const stage2 = { freezeVision: true, answerBatch: 2, answerLr: 5e-4 };
+    const whole = await trainShapes({ ...options(dir, "frozen"), ...stage2 });
+    assert.equal(whole.finished, true);
+    // Stage 1 alone, recorded without the stage-2 options; then resumed with them.
+    await trainShapes({ ...options(dir, "later"), pauseAfter: 2 });
+    const afterStage1 = weightsOf(path.join(dir, "later-ckpt"));
+    const resumed = await trainShapes({ ...options(dir, "later"), ...stage2 });
+    assert.equal(resumed.finished, true);
+
+    const a = weightsOf(path.join(dir, "frozen-ckpt"));
+    const b = weightsOf(path.join(dir, "later-ckpt"));
+    let tower = 0;
+    let text = 0;
+    for (const [name, w] of a) {
+      assert.deepEqual(b.get(name), w, `${name}: resumed run differs from the one given every option at once`);
+      const before = afterStage1.get(name)!;
+      if (name.startsWith("vision_tower.")) {
+        tower++;
+        assert.deepEqual(w, before, `${name} moved in stage 2 with the tower frozen`);
+      } else if (name.startsWith("language_model.") && !w.every((v, i) => v === before[i])) text++;
+    }
+    assert.ok(tower > 10 && text > 5, `${tower} tower tensors kept, ${text} language-model tensors moved`);
+    const record = JSON.parse(fs.readFileSync(path.join(dir, "later-model", "training.json"), "utf8"));
+    assert.deepEqual(
+      { freezeVision: record.freezeVision, answerBatch: record.answerBatch, answerLr: record.answerLr },
+      stage2,
+    );
+    // The straight run without them trains the tower in stage 2.
+    const free = weightsOf(path.join(dir, "straight-ckpt"));
+    const moved = [...free].filter(
+      ([n, w]) => n.startsWith("vision_tower.") && !w.every((v, i) => v === afterStage1.get(n)![i]),
+    );
+    assert.ok(moved.length > 5, "without freezing, stage 2 moves the tower");
+  });
 });

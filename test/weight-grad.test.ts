@@ -1,6 +1,7 @@
 /**
  * Weight gradients of the training step (cross-entropy on answer tokens back through decoder, projector and
- * vision tower) against central finite differences of the loss, for entries of every parameter tensor.
+ * vision tower) against central finite differences of the loss, for entries of every parameter tensor; with
+ * the tower frozen, the other gradients are unchanged and the tower gets none.
  */
 import assert from "node:assert/strict";
 import { describe, test } from "node:test";
@@ -76,6 +77,21 @@ for (const spec of CASES) {
         }
       }
       assert.ok(checked > 90);
+
+      // A frozen tower: the same projector and language-model gradients, none for the tower.
+      const frozen = new WeightGradients();
+      await trainingStep(model, kernels, ex, frozen, 1, { trainVision: false });
+      let tower = 0;
+      for (const p of params) {
+        const g = frozen.get(p.data);
+        if (p.name.startsWith("vision.")) {
+          tower++;
+          assert.ok(!g || g.every((v) => v === 0), `${p.name} got a gradient with the tower frozen`);
+        } else {
+          assert.deepEqual(g, grads.get(p.data), `${p.name}: gradient changed by freezing the tower`);
+        }
+      }
+      assert.ok(tower > 10, "the tower's tensors were checked");
       await kernels.dispose();
       model.close();
     });

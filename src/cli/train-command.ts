@@ -69,6 +69,12 @@ export function trainCommand(): Command {
       DEFAULT_SHAPES_DIMS.visionQkStd ?? 0.02,
     )
     .option("--lr <x>", "peak learning rate", num("--lr", false), 4e-4)
+    .option("--answer-batch <n>", "stage 2's images per step (default: --batch)", num("--answer-batch", true))
+    .option("--answer-lr <x>", "stage 2's peak learning rate (default: --lr)", num("--answer-lr", false))
+    .option(
+      "--freeze-vision",
+      "stage 2 trains only the projector and the language model (the tower stays as stage 1 left it)",
+    )
     .option("--warmup <n>", "warm-up steps", num("--warmup", true), 50)
     .option("--weight-decay <x>", "AdamW weight decay", num("--weight-decay", false), 0.01)
     .option("--clip <x>", "gradient-norm clipping", num("--clip", false), 1)
@@ -108,6 +114,9 @@ export function trainCommand(): Command {
           visionQkStd: o.visionQkStd,
         },
         lr: o.lr,
+        answerBatch: o.answerBatch,
+        answerLr: o.answerLr,
+        freezeVision: o.freezeVision === true,
         warmup: o.warmup,
         weightDecay: o.weightDecay,
         clip: o.clip,

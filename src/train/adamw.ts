@@ -8,6 +8,8 @@ export interface Param {
   grad: Float32Array;
   /** Norm gains, biases and embeddings of positions are usually not decayed. */
   decay: boolean;
+  /** Left as it is by `update` (no step, no decay, moments kept). */
+  frozen?: boolean;
 }
 
 export interface AdamWOptions {
@@ -49,6 +51,7 @@ export class AdamW {
     const c1 = 1 - b1 ** this.step;
     const c2 = 1 - b2 ** this.step;
     this.params.forEach((p, j) => {
+      if (p.frozen) return;
       const m = this.m[j];
       const v = this.v[j];
       const decay = p.decay ? lr * weightDecay : 0;

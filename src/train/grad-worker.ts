@@ -25,6 +25,8 @@ export interface WorkRequest {
   phase: "vision" | "answer";
   /** Vision phase on the easy scenes (see EASY_SCENES). */
   easy?: boolean;
+  /** Answer phase: false leaves the vision tower out of the backward (frozen tower). */
+  trainVision?: boolean;
   indices: number[];
   /** Gradients are multiplied by this (1/batch). */
   scale: number;
@@ -77,7 +79,8 @@ async function serve(setup: WorkerSetup): Promise<void> {
         res.answers += r.patches;
         continue;
       }
-      const r = await trainingStep(model, kernels, makeExample(model, setup.source, i), grads, req.scale);
+      const ex = makeExample(model, setup.source, i);
+      const r = await trainingStep(model, kernels, ex, grads, req.scale, { trainVision: req.trainVision });
       res.lossSum += r.loss;
       if (r.firstTokenCorrect) res.correct++;
       res.answersCorrect += r.answersCorrect;

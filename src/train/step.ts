@@ -40,7 +40,8 @@ export interface StepResult {
 
 /**
  * Loss and (when `grads` is given) its gradients for one example; gradients are scaled by `scale` (e.g.
- * 1/batch) and added to what `grads` already holds.
+ * 1/batch) and added to what `grads` already holds. `trainVision: false` leaves the vision tower out of the
+ * backward (no tower gradients; the projector and language model still get theirs).
  */
 export async function trainingStep(
   model: LlavaModel,
@@ -48,7 +49,10 @@ export async function trainingStep(
   ex: TrainingExample,
   grads: WeightGradients | null,
   scale = 1,
+  opts: { trainVision?: boolean } = {},
 ): Promise<StepResult> {
+  // A frozen tower needs no tape: the gradient stops at the projector's input.
+  const trainVision = opts.trainVision ?? true;
   const dec = model.decoder;
   const seq = ex.inputIds;
   const n = seq.length - 1;
@@ -66,7 +70,9 @@ export async function trainingStep(
       targets.push(seq[p]!);
     }
   }
-  const enc = await model.encodeImage(kernels, ex.pixelValues, undefined, { tape: grads !== null });
+  const enc = await model.encodeImage(kernels, ex.pixelValues, undefined, {
+    tape: grads !== null && trainVision,
+  });
   const embeds = model.buildInputsEmbeds(inputs, enc.features, enc.count);
   const out = await dec.forward(kernels, embeds, n, dec.newCache(n), {
     tape: grads !== null,
@@ -103,7 +109,8 @@ export async function trainingStep(
     const imageId = model.config.imageTokenIndex;
     dec.embedBackward(inputs, back.dInputsEmbeds, grads, (id) => id === imageId);
     const dFeatures = model.imageFeaturesGrad(inputs, back.dInputsEmbeds);
-    await model.imageBackward(kernels, enc, dFeatures, { grads });
+    if (trainVision) await model.imageBackward(kernels, enc, dFeatures, { grads });
+    else await model.projector.backward(kernels, enc.preProjector, enc.count, dFeatures, grads);
   }
   return { loss, firstTokenCorrect, answersCorrect, answers: ex.answerSpans.length };
 }

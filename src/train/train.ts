@@ -43,7 +43,16 @@ export interface TrainOptions {
   visionSteps: number;
   /** The first this-many stage-1 steps use the easy scenes (EASY_SCENES in vision-pretrain.ts); default 0. */
   visionEasySteps?: number;
+  /** Peak learning rate (stage 1, and stage 2 unless `answerLr` is given). */
   lr: number;
+  /** Stage 2's images per step and peak learning rate; default `batch` and `lr`. */
+  answerBatch?: number;
+  answerLr?: number;
+  /**
+   * Stage 2 leaves the vision tower as stage 1 made it: only the projector and the language model learn
+   * (measured: otherwise the untrained language model's first gradients wash out the tower's shape features).
+   */
+  freezeVision?: boolean;
   warmup: number;
   weightDecay: number;
   clip: number;
@@ -150,6 +159,8 @@ export async function trainShapes(opts: TrainOptions): Promise<TrainResult> {
   if (fs.existsSync(statePath)) {
     state = JSON.parse(fs.readFileSync(statePath, "utf8"));
     log(`resuming from ${ckpt} at step ${state.step}/${state.options.steps}`);
+    // Recorded options win; options the checkpoint predates are taken from this call, and recorded.
+    state.options = { ...recorded, ...state.options };
     Object.assign(opts, state.options);
   } else {
     createShapesModel(ckpt, opts.dims ?? DEFAULT_SHAPES_DIMS, opts.seed);
@@ -161,6 +172,8 @@ export async function trainShapes(opts: TrainOptions): Promise<TrainResult> {
     throw new RangeError(
       `easy vision steps (${opts.visionEasySteps}) must not exceed vision steps (${opts.visionSteps})`,
     );
+  if (opts.freezeVision && opts.visionSteps === 0)
+    throw new RangeError("freezing the vision tower needs stage 1 (vision steps > 0): it would stay random");
   const model = LlavaModel.load(ckpt);
   const head = createPatchHead(
     model.config.vision.hiddenSize * model.visionFeatureHiddenIndices.length,
@@ -226,10 +239,16 @@ export async function trainShapes(opts: TrainOptions): Promise<TrainResult> {
 
   const flat = new Float32Array(total);
   const V = opts.visionSteps;
+  const answerBatch = opts.answerBatch ?? opts.batch;
+  const batchAt = (step: number) => (step < V ? opts.batch : answerBatch);
+  // Training images are numbered in order; a step's batch starts where the previous one ended.
+  const imagesBefore = (step: number) =>
+    step < V ? step * opts.batch : V * opts.batch + (step - V) * answerBatch;
   const lrAt = (step: number) =>
     step < V
       ? cosineSchedule(step, V, opts.warmup, opts.lr)
-      : cosineSchedule(step - V, opts.steps - V, opts.warmup, opts.lr);
+      : cosineSchedule(step - V, opts.steps - V, opts.warmup, opts.answerLr ?? opts.lr);
+  const inTower = (name: string) => name.startsWith("vision.") || name.startsWith("patch_head.");
   const saveCheckpoint = () => {
     saveModelWeights(model, path.join(ckpt, "model.safetensors"), "F32");
     writeSafetensors(
@@ -274,16 +293,19 @@ export async function trainShapes(opts: TrainOptions): Promise<TrainResult> {
         o += p.data.length;
       }
       const phase = state.step < opts.visionSteps ? "vision" : "answer";
-      const first = state.step * opts.batch;
-      const share = Math.ceil(opts.batch / workers.length);
+      const batch = batchAt(state.step);
+      const first = imagesBefore(state.step);
+      const share = Math.ceil(batch / workers.length);
+      const trainVision = !(phase === "answer" && opts.freezeVision);
+      for (const p of params) p.frozen = !trainVision && inTower(p.name);
       const results = await Promise.all(
         workers.map((w, k) => {
           const indices = Array.from(
-            { length: Math.max(0, Math.min(share, opts.batch - k * share)) },
+            { length: Math.max(0, Math.min(share, batch - k * share)) },
             (_, j) => first + k * share + j,
           );
           const easy = phase === "vision" && state.step < (opts.visionEasySteps ?? 0);
-          return ask(w, { weights: flat, phase, easy, indices, scale: 1 / opts.batch });
+          return ask(w, { weights: flat, phase, easy, trainVision, indices, scale: 1 / batch });
         }),
       );
       for (const p of params) p.grad.fill(0);
@@ -303,9 +325,9 @@ export async function trainShapes(opts: TrainOptions): Promise<TrainResult> {
       adam.update(lrAt(state.step), scale);
       state.step++;
       state.seconds = (performance.now() - t0) / 1000;
-      const rate = (state.step * opts.batch) / Math.max(1e-9, state.seconds);
+      const rate = imagesBefore(state.step) / Math.max(1e-9, state.seconds);
       if (state.step % 10 === 0 || state.step === opts.steps) {
-        const eta = ((opts.steps - state.step) * opts.batch) / Math.max(1e-9, rate);
+        const eta = (imagesBefore(opts.steps) - imagesBefore(state.step)) / Math.max(1e-9, rate);
         log(
           `[${phase === "vision" ? "vision" : "train"}] step ${state.step}/${opts.steps} loss ${(windowLoss / windowCount).toFixed(4)} ` +
             `${phase === "vision" ? "patch acc" : "acc"} ${((100 * windowCorrect) / windowAnswers).toFixed(1)}% ` +
