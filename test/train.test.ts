@@ -145,7 +145,11 @@ describe("shapes training", () => {
     let tower = 0;
     let text = 0;
     for (const [name, w] of a) {
-      assert.deepEqual(b.get(name), w, `${name}: resumed run differs from the one given every option at once`);
+      assert.deepEqual(
+        b.get(name),
+        w,
+        `${name}: resumed run differs from the one given every option at once`,
+      );
       const before = afterStage1.get(name)!;
       if (name.startsWith("vision_tower.")) {
         tower++;
