@@ -213,7 +213,11 @@ export async function trainShapes(opts: TrainOptions): Promise<TrainResult> {
     st.close();
     adam.step = state.step;
   }
-  log(`model: ${total} parameters; ${opts.steps} steps × batch ${opts.batch}; ${opts.workers} workers`);
+  const stages =
+    opts.visionSteps > 0
+      ? `stage 1: ${opts.visionSteps} steps × batch ${opts.batch}; stage 2: ${opts.steps - opts.visionSteps} steps × batch ${opts.answerBatch ?? opts.batch}${opts.freezeVision ? " (tower frozen)" : ""}`
+      : `${opts.steps} steps × batch ${opts.batch}`;
+  log(`model: ${total} parameters; ${stages}; ${opts.workers} workers`);
 
   const workerScript = fileURLToPath(new URL("./grad-worker.js", import.meta.url));
   const workers: ChildProcess[] = [];
