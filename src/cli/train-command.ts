@@ -25,7 +25,9 @@ function count(name: string) {
 
 export function trainCommand(): Command {
   return new Command("train")
-    .description("train the embedded default model (a small LLaVA) on synthetic shapes scenes; resumable")
+    .description(
+      "train the embedded default model (a small LLaVA) on synthetic shapes scenes; resumable. The defaults are the shipped model's recipe",
+    )
     .option(
       "--checkpoint <dir>",
       "checkpoint folder (resumed when it holds a training state)",
@@ -36,14 +38,14 @@ export function trainCommand(): Command {
       "where the trained float16 model is written",
       path.join(PROJECT_ROOT, "models/llava-shapes"),
     )
-    .option("--steps <n>", "optimizer steps, stage 1 included", num("--steps", true), 1500)
+    .option("--steps <n>", "optimizer steps, stage 1 included", num("--steps", true), 10300)
     .option(
       "--vision-steps <n>",
       "stage 1: first steps that train the vision tower on per-patch shape and colour labels",
       count("--vision-steps"),
-      0,
+      7500,
     )
-    .option("--batch <n>", "images per step", num("--batch", true), 32)
+    .option("--batch <n>", "stage 1's images per step", num("--batch", true), 16)
     .option(
       "--turns <n>",
       "questions asked about each training image (multi-turn, LLaVA-1.5 layout)",
@@ -54,26 +56,26 @@ export function trainCommand(): Command {
       "--vision-easy-steps <n>",
       "the first stage-1 steps use easy scenes (one upright 40–50 px object, plain background)",
       count("--vision-easy-steps"),
-      0,
+      2300,
     )
     .option(
       "--vision-position-std <x>",
       "initial std of the vision position embeddings (new checkpoints only)",
       num("--vision-position-std", false),
-      DEFAULT_SHAPES_DIMS.visionPositionStd ?? 0.02,
+      1,
     )
     .option(
       "--vision-qk-std <x>",
       "initial std of the vision q/k projections (new checkpoints only)",
       num("--vision-qk-std", false),
-      DEFAULT_SHAPES_DIMS.visionQkStd ?? 0.02,
+      0.2,
     )
-    .option("--lr <x>", "peak learning rate", num("--lr", false), 4e-4)
-    .option("--answer-batch <n>", "stage 2's images per step (default: --batch)", num("--answer-batch", true))
-    .option("--answer-lr <x>", "stage 2's peak learning rate (default: --lr)", num("--answer-lr", false))
+    .option("--lr <x>", "stage 1's peak learning rate", num("--lr", false), 1e-3)
+    .option("--answer-batch <n>", "stage 2's images per step", num("--answer-batch", true), 32)
+    .option("--answer-lr <x>", "stage 2's peak learning rate", num("--answer-lr", false), 7e-4)
     .option(
-      "--freeze-vision",
-      "stage 2 trains only the projector and the language model (the tower stays as stage 1 left it)",
+      "--no-freeze-vision",
+      "stage 2 also trains the vision tower (by default only the projector and the language model learn)",
     )
     .option("--warmup <n>", "warm-up steps", num("--warmup", true), 50)
     .option("--weight-decay <x>", "AdamW weight decay", num("--weight-decay", false), 0.01)
@@ -85,7 +87,7 @@ export function trainCommand(): Command {
       num("--eval-seed", true),
       9001,
     )
-    .option("--eval-n <n>", "held-out questions per evaluation", num("--eval-n", true), 200)
+    .option("--eval-n <n>", "held-out questions per evaluation", num("--eval-n", true), 300)
     .option("--eval-every <n>", "steps between evaluations", num("--eval-every", true), 250)
     .option("--checkpoint-every <n>", "steps between checkpoints", num("--checkpoint-every", true), 100)
     .option(
@@ -95,7 +97,7 @@ export function trainCommand(): Command {
     )
     .option(
       "--workers <n>",
-      "gradient worker threads",
+      "gradient worker processes",
       num("--workers", true),
       Math.max(1, os.availableParallelism()),
     )
@@ -116,7 +118,8 @@ export function trainCommand(): Command {
         lr: o.lr,
         answerBatch: o.answerBatch,
         answerLr: o.answerLr,
-        freezeVision: o.freezeVision === true,
+        // Without stage 1 there is no trained tower to keep.
+        freezeVision: o.freezeVision !== false && o.visionSteps > 0,
         warmup: o.warmup,
         weightDecay: o.weightDecay,
         clip: o.clip,
