@@ -37,7 +37,7 @@ describe("embedded default model", async () => {
     assert.equal(cfg.vision_config.model_type, "clip_vision_model");
   });
 
-  test("answers fresh questions better than a blind guesser that knows the answer statistics", async () => {
+  test("answers fresh questions better than a blind guesser that knows the answer statistics", async (t) => {
     // A blind baseline: the most frequent training answer per question kind (what a model that ignores the
     // image can at best learn). The model must beat it on fresh questions (a seed used neither in training
     // nor in its evaluation), through the full trace pipeline.
@@ -70,7 +70,10 @@ describe("embedded default model", async () => {
       if (manifest.answer === s.qa.answer) correct++;
       if (blind(s.qa.kind) === s.qa.answer) blindCorrect++;
     }
-    // +10 of 100 is two standard errors of an accuracy near 50 %: a real use of the image, not luck.
-    assert.ok(correct >= blindCorrect + 10, `model ${correct}/${N} vs blind ${blindCorrect}/${N}`);
+    t.diagnostic(`model ${correct}/${N}, blind guesser ${blindCorrect}/${N}`);
+    // The shipped model scores 68 against the guesser's 31 here (71 % on held-out questions in training). +25,
+    // two standard errors (~7 points each over 100 questions) below that, fails a model that lost much of what
+    // it learned and leaves room for small numeric differences between kernels.
+    assert.ok(correct >= blindCorrect + 25, `model ${correct}/${N} vs blind ${blindCorrect}/${N}`);
   });
 });
