@@ -37,8 +37,8 @@ export interface TrainOptions {
   data?: SampleOptions;
   /**
    * The first this-many of `steps` are stage 1: the vision tower learns per-patch shape and colour through a
-   * throw-away head (see vision-pretrain.ts); the rest train the whole model on answer tokens. Each stage has
-   * its own warm-up and cosine decay.
+   * throw-away head (see vision-pretrain.ts); the rest train on answer tokens (the whole model, or all but the
+   * tower with `freezeVision`). Each stage has its own warm-up and cosine decay.
    */
   visionSteps: number;
   /** The first this-many stage-1 steps use the easy scenes (EASY_SCENES in vision-pretrain.ts); default 0. */
