@@ -169,4 +169,30 @@ describe("shapes training", () => {
     );
     assert.ok(moved.length > 5, "without freezing, stage 2 moves the tower");
   });
+
+  test("until stage 2 begins, a resumed run takes stage-2 options from the call; afterwards the recorded ones", async () => {
+    const stage2 = { turns: 1, steps: 5, answerLr: 3e-4 };
+    const whole = await trainShapes({ ...options(dir, "direct"), ...stage2 });
+    assert.equal(whole.finished, true);
+    // Stage 1 recorded with the other stage-2 options (turns 3, 4 steps, lr 1e-3), then resumed with these.
+    await trainShapes({ ...options(dir, "changed"), pauseAfter: 2 });
+    const lines: string[] = [];
+    await trainShapes({ ...options(dir, "changed"), ...stage2, log: (l) => lines.push(l) });
+    const a = weightsOf(path.join(dir, "direct-ckpt"));
+    const b = weightsOf(path.join(dir, "changed-ckpt"));
+    for (const [name, w] of a) assert.deepEqual(b.get(name), w, `${name} differs from the direct run`);
+    assert.ok(
+      lines.some((l) => l.includes("turns 3 → 1")),
+      lines.join("\n"),
+    );
+    const record = JSON.parse(fs.readFileSync(path.join(dir, "changed-model", "training.json"), "utf8"));
+    assert.deepEqual({ turns: record.turns, steps: record.steps, answerLr: record.answerLr }, stage2);
+
+    // Paused one step into stage 2: the recorded options stay, so it ends like the run that never paused.
+    await trainShapes({ ...options(dir, "late"), pauseAfter: 3 });
+    await trainShapes({ ...options(dir, "late"), ...stage2 });
+    const late = weightsOf(path.join(dir, "late-ckpt"));
+    const straight = weightsOf(path.join(dir, "straight-ckpt"));
+    for (const [name, w] of straight) assert.deepEqual(late.get(name), w, `${name}: recorded options lost`);
+  });
 });

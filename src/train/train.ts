@@ -97,6 +97,18 @@ interface TrainState {
   seconds: number;
 }
 
+/** Options that act only from stage 2 on (stage 1 never reads them). */
+const STAGE_2_OPTIONS = [
+  "steps",
+  "turns",
+  "answerBatch",
+  "answerLr",
+  "freezeVision",
+  "evalSeed",
+  "evalN",
+  "evalEvery",
+] as const satisfies readonly (keyof TrainOptions)[];
+
 const STATE = "train-state.json";
 const OPTIMIZER = "optimizer.safetensors";
 const PATCH_HEAD = "patch-head.safetensors";
@@ -160,11 +172,32 @@ export async function trainShapes(opts: TrainOptions): Promise<TrainResult> {
     state = JSON.parse(fs.readFileSync(statePath, "utf8"));
     log(`resuming from ${ckpt} at step ${state.step}/${state.options.steps}`);
     // Recorded options win; options the checkpoint predates are taken from this call, and recorded.
-    state.options = { ...recorded, ...state.options };
+    const before = state.options;
+    state.options = { ...recorded, ...before };
+    // Until stage 2 takes its first step, its options have not acted yet: this call's values apply.
+    if (before.visionSteps > 0 && state.step <= before.visionSteps) {
+      for (const key of STAGE_2_OPTIONS) {
+        if (recorded[key] === undefined || recorded[key] === before[key]) continue;
+        log(`stage 2 has not begun: ${key} ${before[key]} → ${recorded[key]} (from this call)`);
+        Object.assign(state.options, { [key]: recorded[key] });
+      }
+    }
     Object.assign(opts, state.options);
   } else {
     createShapesModel(ckpt, opts.dims ?? DEFAULT_SHAPES_DIMS, opts.seed);
-    state = { step: 0, options: recorded, history: [], seconds: 0 };
+    // Every optional setting is recorded with its value, so a resumed run never mistakes one left unset
+    // for one the checkpoint predates.
+    const settled = {
+      ...recorded,
+      data: opts.data ?? {},
+      dims: opts.dims ?? DEFAULT_SHAPES_DIMS,
+      visionEasySteps: opts.visionEasySteps ?? 0,
+      answerBatch: opts.answerBatch ?? opts.batch,
+      answerLr: opts.answerLr ?? opts.lr,
+      freezeVision: opts.freezeVision ?? false,
+    };
+    state = { step: 0, options: settled, history: [], seconds: 0 };
+    Object.assign(opts, settled);
   }
   if (!(opts.visionSteps >= 0 && opts.visionSteps < opts.steps))
     throw new RangeError(`vision steps (${opts.visionSteps}) must be fewer than steps (${opts.steps})`);
