@@ -2,7 +2,8 @@
  * `npm run bench:grounding`: does each explanation method point at the object the question is about?
  * On held-out synthetic scenes (known masks), for the first answer token:
  *   - answer accuracy;
- *   - pointing game: the map's maximum patch overlaps the asked object's mask;
+ *   - pointing game: the map's maximum patch overlaps the asked object's mask; also over the questions the
+ *     model answered right alone (a map that explains a wrong answer need not point at the object);
  *   - energy in mask: Σ map·coverage / Σ map over the 8×8 patch grid (map clipped at 0; coverage = fraction
  *     of the patch's pixels that belong to the object);
  *   - deletion AUC: the answer token's probability while the top patches by the map are replaced by the
@@ -37,6 +38,8 @@ function flag(name: string, dflt: string): string {
 
 export interface MethodScores {
   pointing_game: number;
+  /** Pointing game over the correctly answered questions only. */
+  pointing_game_correct: number;
   energy_in_mask: number;
   deletion_auc: number;
 }
@@ -290,7 +293,9 @@ async function main(): Promise<void> {
     },
   };
   const names = [...Object.keys(methods), "random"];
-  const sums = new Map(names.map((k) => [k, { pointing_game: 0, energy_in_mask: 0, deletion_auc: 0 }]));
+  const sums = new Map(
+    names.map((k) => [k, { pointing_game: 0, pointing_game_correct: 0, energy_in_mask: 0, deletion_auc: 0 }]),
+  );
   const randomRng = new Rng(seed ^ 0x5eed);
   let correct = 0;
   let done = 0;
@@ -308,7 +313,9 @@ async function main(): Promise<void> {
           ? Float32Array.from({ length: ex.P }, () => randomRng.next())
           : await methods[name](ex);
       const acc = sums.get(name)!;
-      acc.pointing_game += pointingHit(map, ex.coverage) ? 1 : 0;
+      const hit = pointingHit(map, ex.coverage) ? 1 : 0;
+      acc.pointing_game += hit;
+      if (ex.correct) acc.pointing_game_correct += hit;
       acc.energy_in_mask += energyInMask(map, ex.coverage);
       acc.deletion_auc += await deletionAuc(model, kernels, ex, map, steps, p0, tieRng);
     }
@@ -322,6 +329,7 @@ async function main(): Promise<void> {
     const a = sums.get(k)!;
     return {
       pointing_game: a.pointing_game / n,
+      pointing_game_correct: correct > 0 ? a.pointing_game_correct / correct : Number.NaN,
       energy_in_mask: a.energy_in_mask / n,
       deletion_auc: a.deletion_auc / n,
     };
@@ -339,7 +347,7 @@ async function main(): Promise<void> {
   fs.mkdirSync(path.dirname(out), { recursive: true });
   fs.writeFileSync(out, `${JSON.stringify(result, null, 2)}\n`);
   const row = (k: string, v: MethodScores) =>
-    `| ${k} | ${(100 * v.pointing_game).toFixed(1)} % | ${(100 * v.energy_in_mask).toFixed(1)} % | ${v.deletion_auc.toFixed(3)} |`;
+    `| ${k} | ${(100 * v.pointing_game).toFixed(1)} % | ${(100 * v.pointing_game_correct).toFixed(1)} % | ${(100 * v.energy_in_mask).toFixed(1)} % | ${v.deletion_auc.toFixed(3)} |`;
   const table = [
     `# Grounding benchmark`,
     ``,
@@ -349,8 +357,8 @@ async function main(): Promise<void> {
     `are blanked, ${steps} steps from 0 to 100 %): lower is better. "Best layer/head" was chosen on ${calibN} calibration`,
     `questions of another seed.`,
     ``,
-    `| method | pointing game | energy in mask | deletion AUC |`,
-    `|---|---|---|---|`,
+    `| method | pointing game | pointing, answered right (${correct}) | energy in mask | deletion AUC |`,
+    `|---|---|---|---|---|`,
     ...Object.entries(result.methods).map(([k, v]) => row(k, v)),
     row("random baseline", result.random_baseline),
     ``,
