@@ -30,7 +30,7 @@ export function trainCommand(): Command {
     )
     .option(
       "--checkpoint <dir>",
-      "checkpoint folder (resumed when it holds a training state)",
+      "checkpoint folder (resumed when it holds a training state, with its recorded options; stage-2 options from this command until stage 2 begins)",
       path.join(PROJECT_ROOT, ".train/shapes"),
     )
     .option(

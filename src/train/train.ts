@@ -24,7 +24,10 @@ import { trainingStep } from "./step.js";
 import { createPatchHead } from "./vision-pretrain.js";
 
 export interface TrainOptions {
-  /** Checkpoint folder (a full model folder plus optimizer state); resumed when it holds a state. */
+  /**
+   * Checkpoint folder (a full model folder plus optimizer state); resumed when it holds a state, with the
+   * recorded options (stage-2 options from this call while stage 2 has not begun).
+   */
   checkpoint: string;
   /** Where the final float16 model goes. */
   out: string;
