@@ -50,7 +50,7 @@ export function trainCommand(): Command {
       "--turns <n>",
       "questions asked about each training image (multi-turn, LLaVA-1.5 layout)",
       num("--turns", true),
-      1,
+      4,
     )
     .option(
       "--vision-easy-steps <n>",
