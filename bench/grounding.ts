@@ -40,6 +40,8 @@ export interface MethodScores {
   pointing_game: number;
   /** Pointing game over the correctly answered questions only. */
   pointing_game_correct: number;
+  /** Pointing game per question kind ("exists" questions here all have the answer yes). */
+  pointing_game_by_kind: Record<string, number>;
   energy_in_mask: number;
   deletion_auc: number;
 }
@@ -294,8 +296,18 @@ async function main(): Promise<void> {
   };
   const names = [...Object.keys(methods), "random"];
   const sums = new Map(
-    names.map((k) => [k, { pointing_game: 0, pointing_game_correct: 0, energy_in_mask: 0, deletion_auc: 0 }]),
+    names.map((k) => [
+      k,
+      {
+        pointing_game: 0,
+        pointing_game_correct: 0,
+        hitsByKind: {} as Record<string, number>,
+        energy_in_mask: 0,
+        deletion_auc: 0,
+      },
+    ]),
   );
+  const questionsByKind: Record<string, number> = {};
   const randomRng = new Rng(seed ^ 0x5eed);
   let correct = 0;
   let done = 0;
@@ -305,6 +317,7 @@ async function main(): Promise<void> {
     if (!isGroundable(s)) continue;
     const ex = await prepare(model, kernels, s);
     if (ex.correct) correct++;
+    questionsByKind[s.qa.kind] = (questionsByKind[s.qa.kind] ?? 0) + 1;
     const p0 = await answerProbability(model, kernels, ex, ex.pixels);
     const tieRng = new Rng(seed * 1000003 + i);
     for (const name of names) {
@@ -316,6 +329,7 @@ async function main(): Promise<void> {
       const hit = pointingHit(map, ex.coverage) ? 1 : 0;
       acc.pointing_game += hit;
       if (ex.correct) acc.pointing_game_correct += hit;
+      acc.hitsByKind[s.qa.kind] = (acc.hitsByKind[s.qa.kind] ?? 0) + hit;
       acc.energy_in_mask += energyInMask(map, ex.coverage);
       acc.deletion_auc += await deletionAuc(model, kernels, ex, map, steps, p0, tieRng);
     }
@@ -325,11 +339,15 @@ async function main(): Promise<void> {
   await kernels.dispose();
   model.close();
 
+  const kinds = Object.keys(questionsByKind).sort();
   const avg = (k: string): MethodScores => {
     const a = sums.get(k)!;
     return {
       pointing_game: a.pointing_game / n,
       pointing_game_correct: correct > 0 ? a.pointing_game_correct / correct : Number.NaN,
+      pointing_game_by_kind: Object.fromEntries(
+        kinds.map((kind) => [kind, (a.hitsByKind[kind] ?? 0) / questionsByKind[kind]!]),
+      ),
       energy_in_mask: a.energy_in_mask / n,
       deletion_auc: a.deletion_auc / n,
     };
@@ -361,6 +379,15 @@ async function main(): Promise<void> {
     `|---|---|---|---|---|`,
     ...Object.entries(result.methods).map(([k, v]) => row(k, v)),
     row("random baseline", result.random_baseline),
+    ``,
+    `Pointing game by question kind ("exists": questions whose answer is yes):`,
+    ``,
+    `| method | ${kinds.map((kind) => `${kind} (${questionsByKind[kind]})`).join(" | ")} |`,
+    `|---|${kinds.map(() => "---|").join("")}`,
+    ...[...Object.entries(result.methods), ["random baseline", result.random_baseline] as const].map(
+      ([k, v]) =>
+        `| ${k} | ${kinds.map((kind) => `${(100 * v.pointing_game_by_kind[kind]!).toFixed(1)} %`).join(" | ")} |`,
+    ),
     ``,
     `Reproduce: \`npm run bench:grounding -- --n ${n} --seed ${seed}\``,
     ``,
