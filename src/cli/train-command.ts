@@ -48,7 +48,7 @@ export function trainCommand(): Command {
     .option("--batch <n>", "stage 1's images per step", num("--batch", true), 16)
     .option(
       "--turns <n>",
-      "questions asked about each training image (multi-turn, LLaVA-1.5 layout)",
+      "stage 2's questions per training image (multi-turn, LLaVA-1.5 layout)",
       num("--turns", true),
       4,
     )
