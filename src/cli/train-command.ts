@@ -38,12 +38,12 @@ export function trainCommand(): Command {
       "where the trained float16 model is written",
       path.join(PROJECT_ROOT, "models/llava-shapes"),
     )
-    .option("--steps <n>", "optimizer steps, stage 1 included", num("--steps", true), 10300)
+    .option("--steps <n>", "optimizer steps, stage 1 included", num("--steps", true), 15600)
     .option(
       "--vision-steps <n>",
       "stage 1: first steps that train the vision tower on per-patch shape and colour labels",
       count("--vision-steps"),
-      7500,
+      12000,
     )
     .option("--batch <n>", "stage 1's images per step", num("--batch", true), 16)
     .option(
