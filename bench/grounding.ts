@@ -44,6 +44,8 @@ export interface MethodScores {
   pointing_game_by_kind: Record<string, number>;
   energy_in_mask: number;
   deletion_auc: number;
+  /** Share of questions whose map is flat (no patch singled out; the pointing game then scores a random pick). */
+  flat_maps: number;
 }
 
 /** One prepared example: a question about exactly one object, with everything the maps need. */
@@ -135,10 +137,27 @@ function rollout(
   return Float32Array.from({ length: P }, (_, i) => r[c0 + i]);
 }
 
-function pointingHit(map: Float32Array, coverage: Float32Array): boolean {
-  let best = 0;
-  for (let i = 1; i < map.length; i++) if (map[i] > map[best]) best = i;
-  return coverage[best] > 0;
+/**
+ * Pointing game for one map: the share of its maximal patches that overlap the mask. A tied maximum counts
+ * as a uniform pick among the tied patches, so a flat map (e.g. an explanation without image patches) scores
+ * what a random pick would, not whatever patch happens to come first.
+ */
+function pointingHit(map: Float32Array, coverage: Float32Array): number {
+  let max = Number.NEGATIVE_INFINITY;
+  for (const v of map) max = Math.max(max, v);
+  let tied = 0;
+  let inside = 0;
+  for (let i = 0; i < map.length; i++) {
+    if (map[i] !== max) continue;
+    tied++;
+    if (coverage[i] > 0) inside++;
+  }
+  return tied > 0 ? inside / tied : 0;
+}
+
+/** A map that singles out nothing: every patch has the same value. */
+function isFlat(map: Float32Array): boolean {
+  return map.every((v) => v === map[0]);
 }
 
 function energyInMask(map: Float32Array, coverage: Float32Array): number {
@@ -234,8 +253,10 @@ async function main(): Promise<void> {
     const ex = await prepare(model, kernels, s);
     for (let l = 0; l < L; l++) {
       for (let h = 0; h < H; h++)
-        if (pointingHit(attentionRow(ex.attn[l], ex.T, [h], ex.T - 1, ex.imageStart, ex.P), ex.coverage))
-          hits[l * H + h]++;
+        hits[l * H + h] += pointingHit(
+          attentionRow(ex.attn[l], ex.T, [h], ex.T - 1, ex.imageStart, ex.P),
+          ex.coverage,
+        );
     }
     progress("calibrate", ++calibDone, calibN);
   }
@@ -304,6 +325,7 @@ async function main(): Promise<void> {
         hitsByKind: {} as Record<string, number>,
         energy_in_mask: 0,
         deletion_auc: 0,
+        flat_maps: 0,
       },
     ]),
   );
@@ -326,7 +348,8 @@ async function main(): Promise<void> {
           ? Float32Array.from({ length: ex.P }, () => randomRng.next())
           : await methods[name](ex);
       const acc = sums.get(name)!;
-      const hit = pointingHit(map, ex.coverage) ? 1 : 0;
+      const hit = pointingHit(map, ex.coverage);
+      if (isFlat(map)) acc.flat_maps++;
       acc.pointing_game += hit;
       if (ex.correct) acc.pointing_game_correct += hit;
       acc.hitsByKind[s.qa.kind] = (acc.hitsByKind[s.qa.kind] ?? 0) + hit;
@@ -350,6 +373,7 @@ async function main(): Promise<void> {
       ),
       energy_in_mask: a.energy_in_mask / n,
       deletion_auc: a.deletion_auc / n,
+      flat_maps: a.flat_maps / n,
     };
   };
   const result = {
@@ -365,7 +389,7 @@ async function main(): Promise<void> {
   fs.mkdirSync(path.dirname(out), { recursive: true });
   fs.writeFileSync(out, `${JSON.stringify(result, null, 2)}\n`);
   const row = (k: string, v: MethodScores) =>
-    `| ${k} | ${(100 * v.pointing_game).toFixed(1)} % | ${(100 * v.pointing_game_correct).toFixed(1)} % | ${(100 * v.energy_in_mask).toFixed(1)} % | ${v.deletion_auc.toFixed(3)} |`;
+    `| ${k} | ${(100 * v.pointing_game).toFixed(1)} % | ${(100 * v.pointing_game_correct).toFixed(1)} % | ${(100 * v.energy_in_mask).toFixed(1)} % | ${v.deletion_auc.toFixed(3)} | ${(100 * v.flat_maps).toFixed(1)} % |`;
   const table = [
     `# Grounding benchmark`,
     ``,
@@ -375,8 +399,8 @@ async function main(): Promise<void> {
     `are blanked, ${steps} steps from 0 to 100 %): lower is better. "Best layer/head" was chosen on ${calibN} calibration`,
     `questions of another seed.`,
     ``,
-    `| method | pointing game | pointing, answered right (${correct}) | energy in mask | deletion AUC |`,
-    `|---|---|---|---|---|`,
+    `| method | pointing game | pointing, answered right (${correct}) | energy in mask | deletion AUC | flat maps |`,
+    `|---|---|---|---|---|---|`,
     ...Object.entries(result.methods).map(([k, v]) => row(k, v)),
     row("random baseline", result.random_baseline),
     ``,
