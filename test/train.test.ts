@@ -170,6 +170,40 @@ describe("shapes training", () => {
     assert.ok(moved.length > 5, "without freezing, stage 2 moves the tower");
   });
 
+  test("stage 1 moves only the tower, so its result does not depend on the language model's size", async () => {
+    const wider: ShapesModelDims = {
+      ...TINY,
+      textHidden: 24,
+      textIntermediate: 40,
+      textLayers: 2,
+      textHeads: 3,
+    };
+    await trainShapes({ ...options(dir, "s1-tiny"), pauseAfter: 2 });
+    await trainShapes({ ...options(dir, "s1-wider"), dims: wider, pauseAfter: 2 });
+    const tiny = weightsOf(path.join(dir, "s1-tiny-ckpt"));
+    const wide = weightsOf(path.join(dir, "s1-wider-ckpt"));
+    createShapesModel(path.join(dir, "s1-init"), TINY, 5);
+    const init = weightsOf(path.join(dir, "s1-init"));
+    let tower = 0;
+    let towerMoved = 0;
+    let rest = 0;
+    for (const [name, w] of tiny) {
+      const before = init.get(name)!;
+      if (name.startsWith("vision_tower.")) {
+        tower++;
+        if (!w.every((v, i) => v === before[i])) towerMoved++;
+        assert.deepEqual(wide.get(name), w, `${name}: stage 1 differs with a wider language model`);
+      } else {
+        rest++;
+        assert.deepEqual(w, before, `${name} moved (or decayed) in stage 1`);
+      }
+    }
+    assert.ok(
+      towerMoved > 10 && rest > 5,
+      `${towerMoved} of ${tower} tower tensors moved, ${rest} others kept`,
+    );
+  });
+
   test("until stage 2 begins, a resumed run takes stage-2 options from the call; afterwards the recorded ones", async () => {
     const stage2 = { turns: 1, steps: 5, answerLr: 3e-4 };
     const whole = await trainShapes({ ...options(dir, "direct"), ...stage2 });

@@ -1,7 +1,7 @@
 import * as os from "node:os";
 import * as path from "node:path";
-import { Command, InvalidArgumentError } from "commander";
-import { DEFAULT_SHAPES_DIMS } from "../train/shapes-model.js";
+import { Command, InvalidArgumentError, Option } from "commander";
+import { DEFAULT_SHAPES_DIMS, type ShapesModelDims } from "../train/shapes-model.js";
 import { trainShapes } from "../train/train.js";
 import { PROJECT_ROOT } from "./default-model.js";
 
@@ -23,6 +23,40 @@ function count(name: string) {
   };
 }
 
+type TextDims = Pick<
+  ShapesModelDims,
+  "textHidden" | "textIntermediate" | "textLayers" | "textHeads" | "textKvHeads"
+>;
+
+const DEFAULT_TEXT_DIMS: TextDims = {
+  textHidden: DEFAULT_SHAPES_DIMS.textHidden,
+  textIntermediate: DEFAULT_SHAPES_DIMS.textIntermediate,
+  textLayers: DEFAULT_SHAPES_DIMS.textLayers,
+  textHeads: DEFAULT_SHAPES_DIMS.textHeads,
+  textKvHeads: DEFAULT_SHAPES_DIMS.textKvHeads,
+};
+
+/** "hidden,mlp,layers,heads,kv", e.g. "128,352,3,4,2"; the heads must split the width and share the kv heads evenly. */
+function textDims(v: string): TextDims {
+  const parts = v.split(",").map((x) => Number(x.trim()));
+  if (parts.length !== 5 || !parts.every((n) => Number.isInteger(n) && n >= 1))
+    throw new InvalidArgumentError("--text-dims takes five positive integers: hidden,mlp,layers,heads,kv");
+  const [textHidden, textIntermediate, textLayers, textHeads, textKvHeads] = parts as [
+    number,
+    number,
+    number,
+    number,
+    number,
+  ];
+  if (textHidden % textHeads !== 0 || (textHidden / textHeads) % 2 !== 0)
+    throw new InvalidArgumentError(
+      `--text-dims: ${textHeads} heads must split the width ${textHidden} into even head sizes (RoPE)`,
+    );
+  if (textHeads % textKvHeads !== 0)
+    throw new InvalidArgumentError(`--text-dims: ${textKvHeads} kv heads must divide the ${textHeads} heads`);
+  return { textHidden, textIntermediate, textLayers, textHeads, textKvHeads };
+}
+
 export function trainCommand(): Command {
   return new Command("train")
     .description(
@@ -38,7 +72,7 @@ export function trainCommand(): Command {
       "where the trained float16 model is written",
       path.join(PROJECT_ROOT, "models/llava-shapes"),
     )
-    .option("--steps <n>", "optimizer steps, stage 1 included", num("--steps", true), 15600)
+    .option("--steps <n>", "optimizer steps, stage 1 included", num("--steps", true), 14400)
     .option(
       "--vision-steps <n>",
       "stage 1: first steps that train the vision tower on per-patch shape and colour labels",
@@ -69,6 +103,14 @@ export function trainCommand(): Command {
       "initial std of the vision q/k projections (new checkpoints only)",
       num("--vision-qk-std", false),
       0.2,
+    )
+    .addOption(
+      new Option(
+        "--text-dims <hidden,mlp,layers,heads,kv>",
+        "language model size: hidden width, MLP width, layers, attention heads, key/value heads (new checkpoints only)",
+      )
+        .argParser(textDims)
+        .default(DEFAULT_TEXT_DIMS, Object.values(DEFAULT_TEXT_DIMS).join(",")),
     )
     .option("--lr <x>", "stage 1's peak learning rate", num("--lr", false), 1e-3)
     .option("--answer-batch <n>", "stage 2's images per step", num("--answer-batch", true), 32)
@@ -112,6 +154,7 @@ export function trainCommand(): Command {
         visionEasySteps: o.visionEasySteps,
         dims: {
           ...DEFAULT_SHAPES_DIMS,
+          ...o.textDims,
           visionPositionStd: o.visionPositionStd,
           visionQkStd: o.visionQkStd,
         },

@@ -40,11 +40,12 @@ export const DEFAULT_SHAPES_DIMS: ShapesModelDims = {
   visionIntermediate: 384,
   visionLayers: 3,
   visionHeads: 4,
-  textHidden: 128,
-  textIntermediate: 352,
-  textLayers: 3,
-  textHeads: 4,
-  textKvHeads: 2,
+  // 128,352,3,4,2 (the previous model) underfit: training accuracy stayed at the held-out one (~80 %).
+  textHidden: 256,
+  textIntermediate: 688,
+  textLayers: 4,
+  textHeads: 8,
+  textKvHeads: 4,
 };
 
 /** config.json of the shapes model; vision_feature_layer −1 so every tower layer feeds (and is trained). */
