@@ -326,6 +326,7 @@ export async function trainShapes(opts: TrainOptions): Promise<TrainResult> {
       await ready;
     }
     const stopAt = Math.min(opts.steps, opts.pauseAfter ?? opts.steps);
+    let since: { phase: string; step: number; seconds: number } = { phase: "", step: 0, seconds: 0 };
     while (state.step < stopAt) {
       let o = 0;
       for (const p of params) {
@@ -333,11 +334,15 @@ export async function trainShapes(opts: TrainOptions): Promise<TrainResult> {
         o += p.data.length;
       }
       const phase = state.step < opts.visionSteps ? "vision" : "answer";
+      const stepStart = state.seconds;
       const batch = batchAt(state.step);
       const first = imagesBefore(state.step);
       const share = Math.ceil(batch / workers.length);
       const trainVision = !(phase === "answer" && opts.freezeVision);
-      for (const p of params) p.frozen = !trainVision && inTower(p.name);
+      // Stage 1 moves only the tower and its head: the rest is not in its loss, and leaving it untouched
+      // (no weight decay either) makes stage 1's result independent of the language model's size.
+      for (const p of params)
+        p.frozen = phase === "vision" ? !inTower(p.name) : !trainVision && inTower(p.name);
       const results = await Promise.all(
         workers.map((w, k) => {
           const indices = Array.from(
@@ -365,13 +370,19 @@ export async function trainShapes(opts: TrainOptions): Promise<TrainResult> {
       adam.update(lrAt(state.step), scale);
       state.step++;
       state.seconds = (performance.now() - t0) / 1000;
-      const rate = imagesBefore(state.step) / Math.max(1e-9, state.seconds);
+      // The rate is this sitting's, within this stage: a stage-2 image costs more than a stage-1 one, and a
+      // rate averaged across stages would promise an end that never comes.
+      if (phase !== since.phase) since = { phase, step: state.step - 1, seconds: stepStart };
+      const rate =
+        (imagesBefore(state.step) - imagesBefore(since.step)) / Math.max(1e-9, state.seconds - since.seconds);
       if (state.step % 10 === 0 || state.step === opts.steps) {
-        const eta = (imagesBefore(opts.steps) - imagesBefore(state.step)) / Math.max(1e-9, rate);
+        const stageEnd = phase === "vision" ? opts.visionSteps : opts.steps;
+        const eta = (imagesBefore(stageEnd) - imagesBefore(state.step)) / Math.max(1e-9, rate);
         log(
           `[${phase === "vision" ? "vision" : "train"}] step ${state.step}/${opts.steps} loss ${(windowLoss / windowCount).toFixed(4)} ` +
             `${phase === "vision" ? "patch acc" : "acc"} ${((100 * windowCorrect) / windowAnswers).toFixed(1)}% ` +
-            `lr ${lrAt(state.step - 1).toExponential(2)} ${rate.toFixed(1)} samples/s eta ${Math.round(eta)}s`,
+            `lr ${lrAt(state.step - 1).toExponential(2)} ${rate.toFixed(1)} samples/s ` +
+            `eta ${Math.round(eta)}s${phase === "vision" ? " (stage 1; stage 2 is slower per image)" : ""}`,
         );
       }
       const answerSteps = state.step - opts.visionSteps;
