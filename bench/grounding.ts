@@ -13,9 +13,13 @@
  *
  *   npm run bench:grounding -- [--n 500] [--seed 7001] [--model DIR] [--steps 8] [--calib 100]
  *                              [--out docs/grounding.json] [--md docs/grounding.md] [--kernels auto]
+ *                              [--workers 2]   (processes; default: up to 2, one ORT thread each here)
  */
+import { type ChildProcess, fork } from "node:child_process";
 import * as fs from "node:fs";
+import { availableParallelism } from "node:os";
 import * as path from "node:path";
+import { fileURLToPath } from "node:url";
 import { defaultModelDir } from "../src/cli/default-model.js";
 import { stderrProgress } from "../src/cli/progress.js";
 import { generate } from "../src/generate/generate.js";
@@ -24,7 +28,7 @@ import { DEFAULT_CLEANN_PARAMS } from "../src/interpret/causal/cleann.js";
 import { aggregatePatchWeights, explainLayer } from "../src/interpret/causal/explain-run.js";
 import { relevancyMaps } from "../src/interpret/relevancy.js";
 import { createKernels, parseKernelChoice } from "../src/kernels/index.js";
-import type { Kernels } from "../src/kernels/types.js";
+import type { KernelChoice, Kernels } from "../src/kernels/types.js";
 import type { LlavaModel } from "../src/models/llava.js";
 import { LlavaModel as Llava } from "../src/models/llava.js";
 import { objectPatchCoverage, SHAPES_PATCH_SIZE, type ShapesSample, sample } from "../src/shapes/dataset.js";
@@ -228,43 +232,41 @@ async function deletionAuc(
 
 type MapFn = (ex: Example) => Promise<Float32Array>;
 
-async function main(): Promise<void> {
-  const n = Number(flag("--n", "500"));
-  const seed = Number(flag("--seed", "7001"));
-  const steps = Number(flag("--steps", "8"));
-  const calibN = Number(flag("--calib", "100"));
-  const out = flag("--out", "docs/grounding.json");
-  const md = flag("--md", out.replace(/\.json$/, ".md"));
-  const modelDir = flag("--model", defaultModelDir());
-  const model = Llava.load(modelDir);
-  const kernels = await createKernels(parseKernelChoice(flag("--kernels", "auto")));
-  const progress = stderrProgress();
+/** What a process needs to score questions (sent to each worker). */
+interface EvalSetup {
+  modelDir: string;
+  kernels: KernelChoice;
+  /** ORT threads per process (1 when several processes share the cores). */
+  threads?: number;
+  seed: number;
+  steps: number;
+  bestLayer: number;
+  bestHead: number;
+}
+
+interface MapScores {
+  hit: number;
+  flat: boolean;
+  energy: number;
+  auc: number;
+}
+
+/** Every method's scores on one question (the `index`-th sample of the seed). */
+interface QuestionScores {
+  index: number;
+  kind: string;
+  correct: boolean;
+  /** By method name, in a fixed order; "random" last. */
+  maps: Record<string, MapScores>;
+}
+
+async function openEvaluator(setup: EvalSetup) {
+  const model = Llava.load(setup.modelDir);
+  const kernels = await createKernels(setup.kernels, { threads: setup.threads });
   const H = model.config.text.numHeads;
   const L = model.config.text.numLayers;
   const allHeads = Array.from({ length: H }, (_, h) => h);
-
-  // Calibration split (a different seed) picks the best single layer/head by pointing game.
-  progress("calibrate", 0, calibN);
-  const hits = new Float64Array(L * H);
-  let calibDone = 0;
-  for (let i = 0; calibDone < calibN; i++) {
-    const s = sample(seed + 1, i);
-    if (!isGroundable(s)) continue;
-    const ex = await prepare(model, kernels, s);
-    for (let l = 0; l < L; l++) {
-      for (let h = 0; h < H; h++)
-        hits[l * H + h] += pointingHit(
-          attentionRow(ex.attn[l], ex.T, [h], ex.T - 1, ex.imageStart, ex.P),
-          ex.coverage,
-        );
-    }
-    progress("calibrate", ++calibDone, calibN);
-  }
-  let bestLH = 0;
-  for (let i = 1; i < hits.length; i++) if (hits[i] > hits[bestLH]) bestLH = i;
-  const bestLayer = Math.floor(bestLH / H);
-  const bestHead = bestLH % H;
-
+  const { bestLayer, bestHead } = setup;
   const relevancy = async (ex: Example, mode: "exact" | "incremental") =>
     (
       await relevancyMaps(
@@ -276,15 +278,11 @@ async function main(): Promise<void> {
     ).tokens[0];
   const cls = (row: Float32Array | undefined) =>
     Float32Array.from({ length: row!.length - 1 }, (_, i) => row![i + 1]);
-  const relCache = new Map<Example, Map<string, Awaited<ReturnType<typeof relevancy>>>>();
+  // Both modes serve several methods: computed once per question.
+  let relCache = new Map<string, Awaited<ReturnType<typeof relevancy>>>();
   const rel = async (ex: Example, mode: "exact" | "incremental") => {
-    let m = relCache.get(ex);
-    if (!m) {
-      m = new Map();
-      relCache.set(ex, m);
-    }
-    if (!m.has(mode)) m.set(mode, await relevancy(ex, mode));
-    return m.get(mode)!;
+    if (!relCache.has(mode)) relCache.set(mode, await relevancy(ex, mode));
+    return relCache.get(mode)!;
   };
   const llmImage = (row: Float32Array, ex: Example) => row.slice(ex.imageStart, ex.imageStart + ex.P);
 
@@ -315,7 +313,181 @@ async function main(): Promise<void> {
       return Float32Array.from(aggregatePatchWeights(recs, ex.P, model.patchGrid).sum.flat());
     },
   };
-  const names = [...Object.keys(methods), "random"];
+
+  const score = async (index: number): Promise<QuestionScores> => {
+    const s = sample(setup.seed, index);
+    const ex = await prepare(model, kernels, s);
+    const p0 = await answerProbability(model, kernels, ex, ex.pixels);
+    // Seeded per question, so the scores do not depend on which process took which question.
+    const tieRng = new Rng(setup.seed * 1000003 + index);
+    const randomRng = new Rng((setup.seed ^ 0x5eed) * 1000003 + index);
+    const maps: Record<string, MapScores> = {};
+    for (const name of [...Object.keys(methods), "random"]) {
+      const map =
+        name === "random"
+          ? Float32Array.from({ length: ex.P }, () => randomRng.next())
+          : await methods[name](ex);
+      maps[name] = {
+        hit: pointingHit(map, ex.coverage),
+        flat: isFlat(map),
+        energy: energyInMask(map, ex.coverage),
+        auc: await deletionAuc(model, kernels, ex, map, setup.steps, p0, tieRng),
+      };
+    }
+    relCache = new Map();
+    return { index, kind: s.qa.kind, correct: ex.correct, maps };
+  };
+  const close = async () => {
+    await kernels.dispose();
+    model.close();
+  };
+  return { score, close };
+}
+
+/** A forked copy of this script that scores the questions it is sent, one message each way. */
+const WORKER_ENV = "LVLM_GROUNDING_WORKER";
+type WorkerRequest = { setup: EvalSetup } | { index: number };
+
+function runWorker(): void {
+  let evaluator: Awaited<ReturnType<typeof openEvaluator>> | undefined;
+  process.on("message", async (m: WorkerRequest) => {
+    try {
+      if ("setup" in m) {
+        evaluator = await openEvaluator(m.setup);
+        process.send!({ ready: true });
+      } else process.send!(await evaluator!.score(m.index));
+    } catch (e) {
+      process.send!({ error: e instanceof Error ? (e.stack ?? e.message) : String(e) });
+    }
+  });
+  process.on("disconnect", () => {
+    void evaluator?.close().then(() => process.exit(0));
+  });
+}
+
+/** Scores the questions over `workers` processes (in this one when 1), handing out one question at a time. */
+async function scoreAll(
+  setup: EvalSetup,
+  indices: number[],
+  workers: number,
+  onDone: () => void,
+): Promise<QuestionScores[]> {
+  const results: QuestionScores[] = [];
+  if (workers <= 1) {
+    const ev = await openEvaluator(setup);
+    try {
+      for (const i of indices) {
+        results.push(await ev.score(i));
+        onDone();
+      }
+    } finally {
+      await ev.close();
+    }
+    return results;
+  }
+  const script = fileURLToPath(import.meta.url);
+  const procs = Array.from({ length: workers }, () =>
+    fork(script, [], {
+      env: { ...process.env, [WORKER_ENV]: "1" },
+      serialization: "advanced",
+      stdio: ["ignore", "inherit", "inherit", "ipc"],
+    }),
+  );
+  // One reply per request; a worker that dies or reports an error fails the whole run.
+  const ask = (w: ChildProcess, req: WorkerRequest) =>
+    new Promise<unknown>((resolve, reject) => {
+      const onExit = (code: number | null) => {
+        w.off("message", onMessage);
+        reject(new Error(`a benchmark worker exited (code ${code}) before answering`));
+      };
+      const onMessage = (m: { error?: string }) => {
+        w.off("exit", onExit);
+        if (m.error) reject(new Error(`benchmark worker: ${m.error}`));
+        else resolve(m);
+      };
+      w.once("exit", onExit);
+      w.once("message", onMessage);
+      w.send(req);
+    });
+  try {
+    const threads = Math.max(1, Math.floor(availableParallelism() / workers));
+    await Promise.all(procs.map((w) => ask(w, { setup: { ...setup, threads } })));
+    let next = 0;
+    await Promise.all(
+      procs.map(async (w) => {
+        while (next < indices.length) {
+          const index = indices[next++];
+          results.push((await ask(w, { index })) as QuestionScores);
+          onDone();
+        }
+      }),
+    );
+  } finally {
+    for (const w of procs) w.disconnect();
+  }
+  // Summed in question order, so the totals do not depend on the workers' timing.
+  return results.sort((a, b) => a.index - b.index);
+}
+
+async function main(): Promise<void> {
+  const n = Number(flag("--n", "500"));
+  const seed = Number(flag("--seed", "7001"));
+  const steps = Number(flag("--steps", "8"));
+  const calibN = Number(flag("--calib", "100"));
+  const workers = Number(flag("--workers", String(Math.min(2, availableParallelism()))));
+  const out = flag("--out", "docs/grounding.json");
+  const md = flag("--md", out.replace(/\.json$/, ".md"));
+  const modelDir = flag("--model", defaultModelDir());
+  const kernelChoice = parseKernelChoice(flag("--kernels", "auto"));
+  for (const [name, v] of [
+    ["--n", n],
+    ["--steps", steps],
+    ["--calib", calibN],
+    ["--workers", workers],
+  ] as const)
+    if (!Number.isInteger(v) || v < 1) throw new RangeError(`${name} ${v}: expected a positive integer`);
+  const model = Llava.load(modelDir);
+  const kernels = await createKernels(kernelChoice);
+  const progress = stderrProgress();
+  const H = model.config.text.numHeads;
+  const L = model.config.text.numLayers;
+
+  // Calibration split (a different seed) picks the best single layer/head by pointing game.
+  progress("calibrate", 0, calibN);
+  const hits = new Float64Array(L * H);
+  let calibDone = 0;
+  for (let i = 0; calibDone < calibN; i++) {
+    const s = sample(seed + 1, i);
+    if (!isGroundable(s)) continue;
+    const ex = await prepare(model, kernels, s);
+    for (let l = 0; l < L; l++) {
+      for (let h = 0; h < H; h++)
+        hits[l * H + h] += pointingHit(
+          attentionRow(ex.attn[l], ex.T, [h], ex.T - 1, ex.imageStart, ex.P),
+          ex.coverage,
+        );
+    }
+    progress("calibrate", ++calibDone, calibN);
+  }
+  await kernels.dispose();
+  model.close();
+  let bestLH = 0;
+  for (let i = 1; i < hits.length; i++) if (hits[i] > hits[bestLH]) bestLH = i;
+  const bestLayer = Math.floor(bestLH / H);
+  const bestHead = bestLH % H;
+
+  const indices: number[] = [];
+  for (let i = 0; indices.length < n; i++) if (isGroundable(sample(seed, i))) indices.push(i);
+  let done = 0;
+  progress("evaluate", 0, n);
+  const records = await scoreAll(
+    { modelDir, kernels: kernelChoice, seed, steps, bestLayer, bestHead },
+    indices,
+    workers,
+    () => progress("evaluate", ++done, n),
+  );
+
+  const names = Object.keys(records[0]!.maps);
   const sums = new Map(
     names.map((k) => [
       k,
@@ -330,37 +502,21 @@ async function main(): Promise<void> {
     ]),
   );
   const questionsByKind: Record<string, number> = {};
-  const randomRng = new Rng(seed ^ 0x5eed);
   let correct = 0;
-  let done = 0;
-  progress("evaluate", 0, n);
-  for (let i = 0; done < n; i++) {
-    const s = sample(seed, i);
-    if (!isGroundable(s)) continue;
-    const ex = await prepare(model, kernels, s);
-    if (ex.correct) correct++;
-    questionsByKind[s.qa.kind] = (questionsByKind[s.qa.kind] ?? 0) + 1;
-    const p0 = await answerProbability(model, kernels, ex, ex.pixels);
-    const tieRng = new Rng(seed * 1000003 + i);
+  for (const r of records) {
+    if (r.correct) correct++;
+    questionsByKind[r.kind] = (questionsByKind[r.kind] ?? 0) + 1;
     for (const name of names) {
-      const map =
-        name === "random"
-          ? Float32Array.from({ length: ex.P }, () => randomRng.next())
-          : await methods[name](ex);
       const acc = sums.get(name)!;
-      const hit = pointingHit(map, ex.coverage);
-      if (isFlat(map)) acc.flat_maps++;
-      acc.pointing_game += hit;
-      if (ex.correct) acc.pointing_game_correct += hit;
-      acc.hitsByKind[s.qa.kind] = (acc.hitsByKind[s.qa.kind] ?? 0) + hit;
-      acc.energy_in_mask += energyInMask(map, ex.coverage);
-      acc.deletion_auc += await deletionAuc(model, kernels, ex, map, steps, p0, tieRng);
+      const m = r.maps[name]!;
+      if (m.flat) acc.flat_maps++;
+      acc.pointing_game += m.hit;
+      if (r.correct) acc.pointing_game_correct += m.hit;
+      acc.hitsByKind[r.kind] = (acc.hitsByKind[r.kind] ?? 0) + m.hit;
+      acc.energy_in_mask += m.energy;
+      acc.deletion_auc += m.auc;
     }
-    relCache.delete(ex);
-    progress("evaluate", ++done, n);
   }
-  await kernels.dispose();
-  model.close();
 
   const kinds = Object.keys(questionsByKind).sort();
   const avg = (k: string): MethodScores => {
@@ -420,4 +576,5 @@ async function main(): Promise<void> {
   process.stdout.write(`${table}\n`);
 }
 
-await main();
+if (process.env[WORKER_ENV]) runWorker();
+else await main();

@@ -2,7 +2,7 @@
  * Kernel selection. "ts" and "ort" force one implementation; "auto" sends calls below a FLOP threshold to
  * the TypeScript kernels (no per-call overhead) and everything larger to onnxruntime.
  */
-import { OrtKernels } from "./ort-kernels.js";
+import { OrtKernels, type OrtKernelsOptions } from "./ort-kernels.js";
 import { TsKernels } from "./ts-kernels.js";
 import type { KernelChoice, Kernels, WeightMatrix } from "./types.js";
 
@@ -66,14 +66,15 @@ export class AutoKernels implements Kernels {
   }
 }
 
-export async function createKernels(choice: KernelChoice): Promise<Kernels> {
+/** `ort` options reach ORT's sessions (e.g. one thread per process when several processes share the cores). */
+export async function createKernels(choice: KernelChoice, ort: OrtKernelsOptions = {}): Promise<Kernels> {
   switch (choice) {
     case "ts":
       return new TsKernels();
     case "ort":
-      return OrtKernels.create();
+      return OrtKernels.create(ort);
     case "auto":
-      return new AutoKernels(new TsKernels(), await OrtKernels.create());
+      return new AutoKernels(new TsKernels(), await OrtKernels.create(ort));
     default:
       throw new Error(
         `invalid kernel choice "${String(choice)}" (expected one of: ${KERNEL_CHOICES.join(", ")})`,
