@@ -26,6 +26,13 @@ import { generate } from "../src/generate/generate.js";
 import { preprocessImage } from "../src/hf/image-processor.js";
 import { DEFAULT_CLEANN_PARAMS } from "../src/interpret/causal/cleann.js";
 import { aggregatePatchWeights, explainLayer } from "../src/interpret/causal/explain-run.js";
+import {
+  curveArea,
+  energyInMask,
+  isFlat,
+  patchOrder,
+  pointingHit,
+} from "../src/interpret/grounding-scores.js";
 import { relevancyMaps } from "../src/interpret/relevancy.js";
 import { createKernels, parseKernelChoice } from "../src/kernels/index.js";
 import type { KernelChoice, Kernels } from "../src/kernels/types.js";
@@ -141,46 +148,6 @@ function rollout(
   return Float32Array.from({ length: P }, (_, i) => r[c0 + i]);
 }
 
-/**
- * Pointing game for one map: the share of its maximal patches that overlap the mask. A tied maximum counts
- * as a uniform pick among the tied patches, so a flat map (e.g. an explanation without image patches) scores
- * what a random pick would, not whatever patch happens to come first.
- */
-function pointingHit(map: Float32Array, coverage: Float32Array): number {
-  let max = Number.NEGATIVE_INFINITY;
-  for (const v of map) max = Math.max(max, v);
-  let tied = 0;
-  let inside = 0;
-  for (let i = 0; i < map.length; i++) {
-    if (map[i] !== max) continue;
-    tied++;
-    if (coverage[i] > 0) inside++;
-  }
-  return tied > 0 ? inside / tied : 0;
-}
-
-/** A map that singles out nothing: every patch has the same value. */
-function isFlat(map: Float32Array): boolean {
-  return map.every((v) => v === map[0]);
-}
-
-function energyInMask(map: Float32Array, coverage: Float32Array): number {
-  let inside = 0;
-  let total = 0;
-  for (let i = 0; i < map.length; i++) {
-    const v = Math.max(0, map[i]);
-    inside += v * coverage[i];
-    total += v;
-  }
-  return total > 0 ? inside / total : 0;
-}
-
-/** Patches by decreasing map value; ties broken by a seeded shuffle so flat maps carry no index bias. */
-function patchOrder(map: Float32Array, rng: Rng): number[] {
-  const idx = rng.shuffle(Array.from({ length: map.length }, (_, i) => i));
-  return idx.sort((a, b) => map[b] - map[a]);
-}
-
 async function answerProbability(
   model: LlavaModel,
   kernels: Kernels,
@@ -224,10 +191,7 @@ async function deletionAuc(
     }
     probs.push(await answerProbability(model, kernels, ex, px));
   }
-  // Trapezoid over equally spaced fractions, normalised to [0, 1].
-  let area = 0;
-  for (let k = 1; k < probs.length; k++) area += (probs[k - 1] + probs[k]) / 2;
-  return area / steps;
+  return curveArea(probs);
 }
 
 type MapFn = (ex: Example) => Promise<Float32Array>;
