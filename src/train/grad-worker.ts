@@ -4,9 +4,7 @@
  * a batch and sends them back. (Measured here: one example takes ~45 ms in a standalone process, two of them
  * side by side alike, but 55–75 ms inside a training worker, thread or process; not understood yet.)
  */
-import { AutoKernels } from "../kernels/index.js";
-import { OrtKernels } from "../kernels/ort-kernels.js";
-import { TsKernels } from "../kernels/ts-kernels.js";
+import { createKernels } from "../kernels/index.js";
 import { WeightGradients } from "../models/gradients.js";
 import { LlavaModel } from "../models/llava.js";
 import { type ExampleSource, makeExample } from "./examples.js";
@@ -48,7 +46,7 @@ const send = (m: unknown) => process.send!(m);
 async function serve(setup: WorkerSetup): Promise<void> {
   const model = LlavaModel.load(setup.modelDir);
   // One ORT thread per worker: the workers themselves use the cores.
-  const kernels = new AutoKernels(new TsKernels(), await OrtKernels.create({ threads: 1 }));
+  const kernels = await createKernels("auto", { threads: 1 });
   const head = createPatchHead(model.config.vision.hiddenSize * model.visionFeatureHiddenIndices.length, 0);
   const params = [
     ...model.weights.loadedTensors().sort((a, b) => (a.name < b.name ? -1 : 1)),
