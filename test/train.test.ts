@@ -15,7 +15,7 @@ import {
   initialShapesWeights,
   type ShapesModelDims,
 } from "../src/train/shapes-model.js";
-import { type TrainOptions, trainShapes } from "../src/train/train.js";
+import { learningRate, type TrainOptions, totalSteps, trainShapes } from "../src/train/train.js";
 import { tempDir } from "./fixture-utils.js";
 
 const TINY: ShapesModelDims = {
@@ -228,5 +228,62 @@ describe("shapes training", () => {
     const late = weightsOf(path.join(dir, "late-ckpt"));
     const straight = weightsOf(path.join(dir, "straight-ckpt"));
     for (const [name, w] of straight) assert.deepEqual(late.get(name), w, `${name}: recorded options lost`);
+  });
+
+  test("a finished run extended by a warm-restart cycle ends like a run that had the cycle from the start", async () => {
+    const cycle = { steps: 2, lr: 4e-4 };
+    const planned = await trainShapes({ ...options(dir, "planned"), extraCycles: [cycle] });
+    assert.deepEqual([planned.finished, planned.step], [true, 6]);
+    await trainShapes(options(dir, "extended"));
+    const lines: string[] = [];
+    const extended = await trainShapes({
+      ...options(dir, "extended"),
+      extraCycles: [cycle],
+      log: (l) => lines.push(l),
+    });
+    assert.deepEqual([extended.finished, extended.step], [true, 6]);
+    assert.ok(
+      lines.some((l) => l.includes("extending stage 2 by 2:0.0004")),
+      lines.join("\n"),
+    );
+    const a = weightsOf(path.join(dir, "planned-ckpt"));
+    const b = weightsOf(path.join(dir, "extended-ckpt"));
+    const before = weightsOf(path.join(dir, "straight-ckpt"));
+    let moved = 0;
+    for (const [name, w] of a) {
+      assert.deepEqual(b.get(name), w, `${name}: extended run differs from the planned one`);
+      if (!w.every((v, i) => v === before.get(name)![i])) moved++;
+    }
+    assert.ok(moved > 5, `${moved} tensors moved in the extra cycle`);
+    const record = JSON.parse(fs.readFileSync(path.join(dir, "extended-model", "training.json"), "utf8"));
+    assert.deepEqual([record.extraCycles, record.steps_done], [[cycle], 6]);
+    // A different cycle in place of the recorded one is refused, naming what the checkpoint has.
+    await assert.rejects(
+      trainShapes({ ...options(dir, "extended"), extraCycles: [{ steps: 3, lr: 4e-4 }] }),
+      /has extra cycles 2:0.0004/,
+    );
+  });
+});
+
+describe("learning-rate schedule", () => {
+  test("each stage and each extra cycle warms up to its own peak, then decays", () => {
+    const o = {
+      steps: 300,
+      visionSteps: 100,
+      warmup: 10,
+      lr: 1e-3,
+      answerLr: 5e-4,
+      extraCycles: [{ steps: 50, lr: 2e-4 }],
+    };
+    assert.equal(totalSteps(o), 350);
+    const peak = (from: number, to: number) =>
+      Math.max(...Array.from({ length: to - from }, (_, i) => learningRate(o, from + i)));
+    assert.equal(peak(0, 100), 1e-3);
+    assert.equal(peak(100, 300), 5e-4);
+    assert.equal(peak(300, 350), 2e-4);
+    // Warm restart: the first step of the cycle starts low again.
+    assert.ok(learningRate(o, 299) > learningRate(o, 300), "the extra cycle begins with a warm-up");
+    assert.ok(learningRate(o, 349) < learningRate(o, 320));
+    assert.throws(() => learningRate(o, 350), /past the run's end/);
   });
 });

@@ -2,7 +2,7 @@ import * as os from "node:os";
 import * as path from "node:path";
 import { Command, InvalidArgumentError, Option } from "commander";
 import { DEFAULT_SHAPES_DIMS, type ShapesModelDims } from "../train/shapes-model.js";
-import { trainShapes } from "../train/train.js";
+import { type StageCycle, trainShapes } from "../train/train.js";
 import { PROJECT_ROOT } from "./default-model.js";
 
 function num(name: string, integer: boolean) {
@@ -21,6 +21,21 @@ function count(name: string) {
     if (!Number.isInteger(n) || n < 0) throw new InvalidArgumentError(`${name} must be an integer ≥ 0`);
     return n;
   };
+}
+
+/** "steps:lr,…", e.g. "1200:3e-4": further stage-2 cycles after --steps. */
+function cycles(v: string): StageCycle[] {
+  return v.split(",").map((part) => {
+    const [steps, lr] = part.split(":").map((x) => Number(x.trim()));
+    if (
+      !(Number.isInteger(steps) && steps! >= 1 && Number.isFinite(lr) && lr! > 0) ||
+      part.split(":").length !== 2
+    )
+      throw new InvalidArgumentError(
+        `--extend takes steps:lr pairs separated by commas, e.g. 1200:3e-4 (got "${part}")`,
+      );
+    return { steps: steps!, lr: lr! };
+  });
 }
 
 type TextDims = Pick<
@@ -119,6 +134,11 @@ export function trainCommand(): Command {
       "--no-freeze-vision",
       "stage 2 also trains the vision tower (by default only the projector and the language model learn)",
     )
+    .option(
+      "--extend <steps:lr,...>",
+      "further stage-2 cycles after --steps, each with its own warm-up and cosine decay from its peak lr (warm restarts); on a checkpoint that has some, list those first, then the new ones",
+      cycles,
+    )
     .option("--warmup <n>", "warm-up steps", num("--warmup", true), 50)
     .option("--weight-decay <x>", "AdamW weight decay", num("--weight-decay", false), 0.01)
     .option("--clip <x>", "gradient-norm clipping", num("--clip", false), 1)
@@ -163,6 +183,7 @@ export function trainCommand(): Command {
         answerLr: o.answerLr,
         // Without stage 1 there is no trained tower to keep.
         freezeVision: o.freezeVision !== false && o.visionSteps > 0,
+        extraCycles: o.extend,
         warmup: o.warmup,
         weightDecay: o.weightDecay,
         clip: o.clip,

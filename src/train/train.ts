@@ -56,6 +56,12 @@ export interface TrainOptions {
    * (measured: otherwise the untrained language model's first gradients wash out the tower's shape features).
    */
   freezeVision?: boolean;
+  /**
+   * Further stage-2 cycles after `steps` (warm restarts): each has its own warm-up and cosine decay from its
+   * peak learning rate. The run then ends at `steps` plus their steps. A finished run can be given one more
+   * (see `trainShapes`): training goes on from its last step with fresh images.
+   */
+  extraCycles?: StageCycle[];
   warmup: number;
   weightDecay: number;
   clip: number;
@@ -72,6 +78,11 @@ export interface TrainOptions {
    */
   pauseAfter?: number;
   log?: (line: string) => void;
+}
+
+export interface StageCycle {
+  steps: number;
+  lr: number;
 }
 
 export interface TrainResult {
@@ -115,6 +126,47 @@ const STAGE_2_OPTIONS = [
 const STATE = "train-state.json";
 const OPTIMIZER = "optimizer.safetensors";
 const PATCH_HEAD = "patch-head.safetensors";
+
+const cycleText = (cycles: StageCycle[]) => cycles.map((c) => `${c.steps}:${c.lr}`).join(",") || "none";
+
+/**
+ * The extra stage-2 cycles of a resumed run: the recorded ones, plus any that `asked` lists after them.
+ * Appending is safe at any point of a run: the schedule of the steps before the new cycles does not change.
+ */
+function extendedCycles(state: TrainState, asked: StageCycle[], log: (l: string) => void): StageCycle[] {
+  const recorded = state.options.extraCycles ?? [];
+  if (asked.length === 0) return recorded;
+  const same = (a: StageCycle, b: StageCycle) => a.steps === b.steps && a.lr === b.lr;
+  if (asked.length < recorded.length || !recorded.every((c, i) => same(c, asked[i]!)))
+    throw new RangeError(
+      `the checkpoint's run has extra cycles ${cycleText(recorded)}; the extra cycles asked for (${cycleText(asked)}) must list them first`,
+    );
+  if (asked.length > recorded.length)
+    log(`extending stage 2 by ${cycleText(asked.slice(recorded.length))} (steps:peak lr, warm restarts)`);
+  return asked;
+}
+
+/** Where the run ends: stage 1, the first stage-2 cycle, then the extra cycles. */
+export function totalSteps(opts: Pick<TrainOptions, "steps" | "extraCycles">): number {
+  return opts.steps + (opts.extraCycles ?? []).reduce((n, c) => n + c.steps, 0);
+}
+
+/** Learning rate of a step: each stage and each stage-2 cycle has its own warm-up and cosine decay. */
+export function learningRate(
+  opts: Pick<TrainOptions, "steps" | "extraCycles" | "visionSteps" | "warmup" | "lr" | "answerLr">,
+  step: number,
+): number {
+  const V = opts.visionSteps;
+  if (step < V) return cosineSchedule(step, V, opts.warmup, opts.lr);
+  if (step < opts.steps)
+    return cosineSchedule(step - V, opts.steps - V, opts.warmup, opts.answerLr ?? opts.lr);
+  let start = opts.steps;
+  for (const c of opts.extraCycles ?? []) {
+    if (step < start + c.steps) return cosineSchedule(step - start, c.steps, opts.warmup, c.lr);
+    start += c.steps;
+  }
+  throw new RangeError(`step ${step} is past the run's end (${start})`);
+}
 
 function sortedParams(model: LlavaModel): { name: string; shape: number[]; data: Float32Array }[] {
   return model.weights.loadedTensors().sort((a, b) => (a.name < b.name ? -1 : 1));
@@ -170,10 +222,10 @@ export async function trainShapes(opts: TrainOptions): Promise<TrainResult> {
   const ckpt = path.resolve(opts.checkpoint);
   const statePath = path.join(ckpt, STATE);
   let state: TrainState;
-  const { log: _l, checkpoint: _c, out: _o, pauseAfter: _p, ...recorded } = opts;
+  const { log: _l, checkpoint: _c, out: _o, pauseAfter: _p, extraCycles: asked, ...recorded } = opts;
   if (fs.existsSync(statePath)) {
     state = JSON.parse(fs.readFileSync(statePath, "utf8"));
-    log(`resuming from ${ckpt} at step ${state.step}/${state.options.steps}`);
+    log(`resuming from ${ckpt} at step ${state.step}/${totalSteps(state.options)}`);
     // Recorded options win; options the checkpoint predates are taken from this call, and recorded.
     const before = state.options;
     state.options = { ...recorded, ...before };
@@ -185,6 +237,7 @@ export async function trainShapes(opts: TrainOptions): Promise<TrainResult> {
         Object.assign(state.options, { [key]: recorded[key] });
       }
     }
+    state.options.extraCycles = extendedCycles(state, asked ?? [], log);
     Object.assign(opts, state.options);
   } else {
     createShapesModel(ckpt, opts.dims ?? DEFAULT_SHAPES_DIMS, opts.seed);
@@ -198,6 +251,7 @@ export async function trainShapes(opts: TrainOptions): Promise<TrainResult> {
       answerBatch: opts.answerBatch ?? opts.batch,
       answerLr: opts.answerLr ?? opts.lr,
       freezeVision: opts.freezeVision ?? false,
+      extraCycles: asked ?? [],
     };
     state = { step: 0, options: settled, history: [], seconds: 0 };
     Object.assign(opts, settled);
@@ -251,7 +305,7 @@ export async function trainShapes(opts: TrainOptions): Promise<TrainResult> {
   }
   const stages =
     opts.visionSteps > 0
-      ? `stage 1: ${opts.visionSteps} steps × batch ${opts.batch}; stage 2: ${opts.steps - opts.visionSteps} steps × batch ${opts.answerBatch ?? opts.batch}${opts.freezeVision ? " (tower frozen)" : ""}`
+      ? `stage 1: ${opts.visionSteps} steps × batch ${opts.batch}; stage 2: ${opts.steps - opts.visionSteps} steps × batch ${opts.answerBatch ?? opts.batch}${opts.freezeVision ? " (tower frozen)" : ""}${(opts.extraCycles ?? []).length > 0 ? `, then ${cycleText(opts.extraCycles ?? [])} (steps:peak lr)` : ""}`
       : `${opts.steps} steps × batch ${opts.batch}`;
   log(`model: ${total} parameters; ${stages}; ${opts.workers} workers`);
 
@@ -284,10 +338,8 @@ export async function trainShapes(opts: TrainOptions): Promise<TrainResult> {
   // Training images are numbered in order; a step's batch starts where the previous one ended.
   const imagesBefore = (step: number) =>
     step < V ? step * opts.batch : V * opts.batch + (step - V) * answerBatch;
-  const lrAt = (step: number) =>
-    step < V
-      ? cosineSchedule(step, V, opts.warmup, opts.lr)
-      : cosineSchedule(step - V, opts.steps - V, opts.warmup, opts.answerLr ?? opts.lr);
+  const lrAt = (step: number) => learningRate(opts, step);
+  const lastStep = totalSteps(opts);
   const inTower = (name: string) => name.startsWith("vision.") || name.startsWith("patch_head.");
   const saveCheckpoint = () => {
     saveModelWeights(model, path.join(ckpt, "model.safetensors"), "F32");
@@ -325,7 +377,7 @@ export async function trainShapes(opts: TrainOptions): Promise<TrainResult> {
       w.send(setup);
       await ready;
     }
-    const stopAt = Math.min(opts.steps, opts.pauseAfter ?? opts.steps);
+    const stopAt = Math.min(lastStep, opts.pauseAfter ?? lastStep);
     let since: { phase: string; step: number; seconds: number } = { phase: "", step: 0, seconds: 0 };
     while (state.step < stopAt) {
       let o = 0;
@@ -375,18 +427,18 @@ export async function trainShapes(opts: TrainOptions): Promise<TrainResult> {
       if (phase !== since.phase) since = { phase, step: state.step - 1, seconds: stepStart };
       const rate =
         (imagesBefore(state.step) - imagesBefore(since.step)) / Math.max(1e-9, state.seconds - since.seconds);
-      if (state.step % 10 === 0 || state.step === opts.steps) {
-        const stageEnd = phase === "vision" ? opts.visionSteps : opts.steps;
+      if (state.step % 10 === 0 || state.step === lastStep) {
+        const stageEnd = phase === "vision" ? opts.visionSteps : lastStep;
         const eta = (imagesBefore(stageEnd) - imagesBefore(state.step)) / Math.max(1e-9, rate);
         log(
-          `[${phase === "vision" ? "vision" : "train"}] step ${state.step}/${opts.steps} loss ${(windowLoss / windowCount).toFixed(4)} ` +
+          `[${phase === "vision" ? "vision" : "train"}] step ${state.step}/${lastStep} loss ${(windowLoss / windowCount).toFixed(4)} ` +
             `${phase === "vision" ? "patch acc" : "acc"} ${((100 * windowCorrect) / windowAnswers).toFixed(1)}% ` +
             `lr ${lrAt(state.step - 1).toExponential(2)} ${rate.toFixed(1)} samples/s ` +
             `eta ${Math.round(eta)}s${phase === "vision" ? " (stage 1; stage 2 is slower per image)" : ""}`,
         );
       }
       const answerSteps = state.step - opts.visionSteps;
-      const evalNow = answerSteps > 0 && (answerSteps % opts.evalEvery === 0 || state.step === opts.steps);
+      const evalNow = answerSteps > 0 && (answerSteps % opts.evalEvery === 0 || state.step === lastStep);
       if (state.step % 10 === 0 || evalNow) {
         const entry: TrainState["history"][number] = {
           step: state.step,
@@ -418,8 +470,8 @@ export async function trainShapes(opts: TrainOptions): Promise<TrainResult> {
     for (const w of workers) w.kill();
   }
   const lastEval = () => state.history.filter((h) => h.eval_acc !== undefined).at(-1)?.eval_acc ?? Number.NaN;
-  if (state.step < opts.steps) {
-    log(`paused at step ${state.step}/${opts.steps}; run again with the same --checkpoint to resume`);
+  if (state.step < lastStep) {
+    log(`paused at step ${state.step}/${lastStep}; run again with the same --checkpoint to resume`);
     model.close();
     return { finished: false, step: state.step, finalEvalAccuracy: lastEval(), seconds: state.seconds };
   }
