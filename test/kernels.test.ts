@@ -211,6 +211,39 @@ describe("kernels", () => {
     });
   }
 
+  test("matmulTransA: ts, ort vs float64 naive, with shape errors", async () => {
+    let seed = 150;
+    for (const [k, m, n] of [
+      [1, 1, 1],
+      [7, 3, 5],
+      [116, 256, 688],
+      [232, 116, 32],
+      [65, 96, 384],
+    ] as const) {
+      const a = randArray(k * m, seed++, 2);
+      const b = randArray(k * n, seed++, 1.5);
+      // aᵀ·b is a bmm of the explicit transpose.
+      const at = new Float32Array(m * k);
+      for (let r = 0; r < k; r++) for (let c = 0; c < m; c++) at[c * k + r] = a[r * m + c]!;
+      const want = naiveBmm(at, b, 1, m, k, n, false);
+      const tol = tolerance(k, maxAbs(a), maxAbs(b));
+      for (const kern of [ts, ort] as Kernels[])
+        assertClose(
+          await kern.matmulTransA(a, b, k, m, n),
+          want,
+          tol,
+          `${kern.name} matmulTransA ${k}x${m}x${n}`,
+        );
+    }
+    for (const kern of [ts, ort] as Kernels[]) {
+      assert.equal((await kern.matmulTransA(new Float32Array(0), new Float32Array(0), 0, 2, 3)).length, 6);
+      await assert.rejects(
+        kern.matmulTransA(new Float32Array(6), new Float32Array(5), 2, 3, 3),
+        /b length 5/,
+      );
+    }
+  });
+
   test("empty products and shape errors", async () => {
     const w = makeWeight(5, 3, "F32", 3);
     for (const kern of [ts, ort] as Kernels[]) {
@@ -322,6 +355,13 @@ describe("kernel selection", () => {
             `auto bmm ${m} transB=${transB}`,
           );
         }
+        const c = randArray(m * n, seed++);
+        assertClose(
+          await auto.matmulTransA(x, c, m, k, n),
+          await ts.matmulTransA(x, c, m, k, n),
+          2 * tolerance(m, maxAbs(x), maxAbs(c)),
+          `auto matmulTransA ${m}`,
+        );
       }
     } finally {
       await auto.dispose();

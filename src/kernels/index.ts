@@ -61,6 +61,10 @@ export class AutoKernels implements Kernels {
     return this.route(m, k, n, batch).bmm(a, b, batch, m, k, n, transB);
   }
 
+  matmulTransA(a: Float32Array, b: Float32Array, k: number, m: number, n: number): Promise<Float32Array> {
+    return this.route(m, k, n).matmulTransA(a, b, k, m, n);
+  }
+
   async dispose(): Promise<void> {
     await Promise.all([this.ts.dispose(), this.ort.dispose()]);
   }

@@ -13,12 +13,13 @@
  *                          element) into a reusable scratch buffer and the F32 graph runs on it.
  *  - bmm:                  Y = MatMul(A[P,M,K], B[P,K,N])
  *  - bmm, transB:          Y = MatMul(A, Transpose(B[P,N,K], perm=[0,2,1])) (ORT fuses this into FusedMatMul)
+ *  - matmul, transA:       Y = Gemm(A[K,M], B[K,N], transA=1)
  */
 import { availableParallelism } from "node:os";
 import onnxProto from "onnx-proto";
 import * as ort from "onnxruntime-node";
 import { bf16ToF32Into } from "../tensor/half.js";
-import { checkBmm, checkLinear } from "./ts-kernels.js";
+import { checkBmm, checkLinear, checkMatmulTransA } from "./ts-kernels.js";
 import type { Kernels, WeightMatrix } from "./types.js";
 
 const { onnx } = onnxProto;
@@ -42,7 +43,8 @@ type GraphKind =
   | "linear_bf16"
   | "linear_bf16_bias"
   | "bmm"
-  | "bmm_t";
+  | "bmm_t"
+  | "mm_ta";
 
 function valueInfo(name: string, elemType: number, dims: string[]): IValueInfo {
   return { name, type: { tensorType: { elemType, shape: { dim: dims.map((d) => ({ dimParam: d })) } } } };
@@ -53,7 +55,17 @@ export function buildModel(kind: GraphKind): Uint8Array {
   const nodes: INode[] = [];
   const inputs: IValueInfo[] = [];
   let outputDims: string[];
-  if (kind === "bmm" || kind === "bmm_t") {
+  if (kind === "mm_ta") {
+    inputs.push(valueInfo("A", DT.FLOAT, ["K", "M"]), valueInfo("B", DT.FLOAT, ["K", "N"]));
+    nodes.push({
+      opType: "Gemm",
+      input: ["A", "B"],
+      output: ["Y"],
+      name: "gemm",
+      attribute: [{ name: "transA", type: ATTR.INT, i: 1 }],
+    });
+    outputDims = ["M", "N"];
+  } else if (kind === "bmm" || kind === "bmm_t") {
     inputs.push(valueInfo("A", DT.FLOAT, ["P", "M", "K"]));
     if (kind === "bmm") {
       inputs.push(valueInfo("B", DT.FLOAT, ["P", "K", "N"]));
@@ -275,6 +287,21 @@ export class OrtKernels implements Kernels {
     return this.run(transB ? "bmm_t" : "bmm", {
       A: new ort.Tensor("float32", a, [batch, m, k]),
       B: new ort.Tensor("float32", b, transB ? [batch, n, k] : [batch, k, n]),
+    });
+  }
+
+  async matmulTransA(
+    a: Float32Array,
+    b: Float32Array,
+    k: number,
+    m: number,
+    n: number,
+  ): Promise<Float32Array> {
+    checkMatmulTransA(a, b, k, m, n);
+    if (m === 0 || n === 0 || k === 0) return new Float32Array(m * n);
+    return this.run("mm_ta", {
+      A: new ort.Tensor("float32", a, [k, m]),
+      B: new ort.Tensor("float32", b, [k, n]),
     });
   }
 

@@ -109,6 +109,28 @@ export class TsKernels implements Kernels {
     return out;
   }
 
+  async matmulTransA(
+    a: Float32Array,
+    b: Float32Array,
+    k: number,
+    m: number,
+    n: number,
+  ): Promise<Float32Array> {
+    checkMatmulTransA(a, b, k, m, n);
+    const out = new Float32Array(m * n);
+    // kk-i-j: rows of a and b are read contiguously; each output row accumulates in f32 like bmm's.
+    for (let kk = 0; kk < k; kk++) {
+      const aRow = kk * m;
+      const bRow = kk * n;
+      for (let i = 0; i < m; i++) {
+        const av = a[aRow + i];
+        const o = i * n;
+        for (let j = 0; j < n; j++) out[o + j] += av * b[bRow + j];
+      }
+    }
+    return out;
+  }
+
   async dispose(): Promise<void> {
     this.scratch = new Float32Array(0);
   }
@@ -198,4 +220,16 @@ export function checkBmm(
   }
   if (a.length !== batch * m * k) throw new Error(`bmm: a length ${a.length} != ${batch}x${m}x${k}`);
   if (b.length !== batch * k * n) throw new Error(`bmm: b length ${b.length} != ${batch}x${k}x${n}`);
+}
+
+export function checkMatmulTransA(a: Float32Array, b: Float32Array, k: number, m: number, n: number): void {
+  for (const [name, v] of [
+    ["k", k],
+    ["m", m],
+    ["n", n],
+  ] as const) {
+    if (!Number.isInteger(v) || v < 0) throw new Error(`matmulTransA: bad ${name}=${v}`);
+  }
+  if (a.length !== k * m) throw new Error(`matmulTransA: a length ${a.length} != ${k}x${m}`);
+  if (b.length !== k * n) throw new Error(`matmulTransA: b length ${b.length} != ${k}x${n}`);
 }

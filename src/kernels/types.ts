@@ -29,6 +29,11 @@ export interface Kernels {
     n: number,
     transB: boolean,
   ): Promise<Float32Array>;
+  /**
+   * out[m, n] = aᵀ·b for a [k, m] and b [k, n]: products that sum over rows, such as weight gradients dyᵀ·x
+   * and attention's Pᵀ·dctx, without transposing a first.
+   */
+  matmulTransA(a: Float32Array, b: Float32Array, k: number, m: number, n: number): Promise<Float32Array>;
   /** Release native resources (sessions). */
   dispose(): Promise<void>;
 }

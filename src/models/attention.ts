@@ -126,7 +126,6 @@ export async function attentionBackward(
   const dProbs = new Float32Array(heads * m * len);
   const qg = new Float32Array(rows * hd);
   const dctx = new Float32Array(rows * hd);
-  const tmp = new Float32Array(rows * len);
   for (let g = 0; g < kvHeads; g++) {
     for (let r = 0; r < rep; r++) {
       const h = g * rep + r;
@@ -141,8 +140,7 @@ export async function attentionBackward(
     const pg = a.probs.subarray(g * rows * len, (g + 1) * rows * len);
     const dp = await kernels.bmm(dctx, vg, 1, rows, hd, len, true);
     dProbs.set(dp, g * rows * len);
-    transposeInto(pg, rows, len, tmp);
-    dv.set(await kernels.bmm(tmp, dctx, 1, len, rows, hd, false), g * len * hd);
+    dv.set(await kernels.matmulTransA(pg, dctx, rows, len, hd), g * len * hd);
     const ds = softmaxRowsBackward(pg, dp, rows, len);
     for (let i = 0; i < ds.length; i++) ds[i] *= a.scale;
     const dqg = await kernels.bmm(ds, kg, 1, rows, len, hd, false);
@@ -151,18 +149,9 @@ export async function attentionBackward(
       for (let i = 0; i < m; i++)
         dq.set(dqg.subarray((r * m + i) * hd, (r * m + i + 1) * hd), (i * heads + h) * hd);
     }
-    transposeInto(ds, rows, len, tmp);
-    dk.set(await kernels.bmm(tmp, qg, 1, len, rows, hd, false), g * len * hd);
+    dk.set(await kernels.matmulTransA(ds, qg, rows, len, hd), g * len * hd);
   }
   return { dq, dk, dv, dProbs };
-}
-
-/** out[c, r] = x[r, c] for x [rows, cols]. */
-function transposeInto(x: Float32Array, rows: number, cols: number, out: Float32Array): void {
-  for (let r = 0; r < rows; r++) {
-    const o = r * cols;
-    for (let c = 0; c < cols; c++) out[c * rows + r] = x[o + c];
-  }
 }
 
 /** [rows, heads, hd] → [heads, rows, hd] (vision keys/values into the per-group layout). */

@@ -113,13 +113,14 @@ export async function linearBackwardWeight(
 ): Promise<void> {
   const out = w.rows;
   const inp = w.cols;
-  const dyT = new Float32Array(out * m);
-  for (let r = 0; r < m; r++) for (let c = 0; c < out; c++) dyT[c * m + r] = dy[r * out + c];
-  const dW = await kernels.bmm(dyT, x, 1, out, m, inp, false);
+  const dW = await kernels.matmulTransA(dy, x, m, out, inp);
   const gW = grads.of(w);
   for (let i = 0; i < gW.length; i++) gW[i] += dW[i];
   if (bias) {
     const gB = grads.of(bias);
-    for (let r = 0; r < m; r++) for (let c = 0; c < out; c++) gB[c] += dy[r * out + c];
+    for (let r = 0; r < m; r++) {
+      const o = r * out;
+      for (let c = 0; c < out; c++) gB[c] += dy[o + c];
+    }
   }
 }

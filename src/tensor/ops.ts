@@ -114,13 +114,16 @@ export function activationFn(name: string): (x: number) => number {
       return (x) => x / (1 + Math.exp(-1.702 * x));
     case "silu":
     case "swish":
-      return (x) => x / (1 + Math.exp(-x));
+      return silu;
     case "relu":
       return (x) => Math.max(x, 0);
     default:
       throw new Error(`unsupported activation "${name}" (supported: ${SUPPORTED_ACTIVATIONS.join(", ")})`);
   }
 }
+
+/** One shared instance, so the gated-MLP loops can recognise it and run it inline (the llama family's MLP). */
+const silu = (x: number) => x / (1 + Math.exp(-x));
 
 export function applyActivation(x: Float32Array, act: (x: number) => number): Float32Array {
   const out = new Float32Array(x.length);
@@ -135,6 +138,14 @@ export function gatedActivation(
   act: (x: number) => number,
 ): Float32Array {
   const out = new Float32Array(gate.length);
+  if (act === silu) {
+    // Inline: a call through the closure costs more than the exp itself here.
+    for (let i = 0; i < gate.length; i++) {
+      const g = gate[i];
+      out[i] = f(g / (1 + Math.exp(-g))) * up[i];
+    }
+    return out;
+  }
   for (let i = 0; i < gate.length; i++) out[i] = f(act(gate[i])) * up[i];
   return out;
 }
@@ -347,6 +358,17 @@ export function gatedActivationBackward(
 ): { dGate: Float32Array; dUp: Float32Array } {
   const dGate = new Float32Array(gate.length);
   const dUp = new Float32Array(gate.length);
+  if (act === silu) {
+    // One exp for both: silu(g) = g·σ(g), silu'(g) = σ(g)·(1 + g·(1 − σ(g))); same arithmetic as the closures.
+    for (let i = 0; i < gate.length; i++) {
+      const g = gate[i];
+      const d = 1 + Math.exp(-g);
+      const s = 1 / d;
+      dGate[i] = dm[i] * up[i] * (s + g * s * (1 - s));
+      dUp[i] = dm[i] * (g / d);
+    }
+    return { dGate, dUp };
+  }
   for (let i = 0; i < gate.length; i++) {
     dGate[i] = dm[i] * up[i] * grad(gate[i]);
     dUp[i] = dm[i] * act(gate[i]);
