@@ -187,7 +187,12 @@ describe("op backward passes vs finite differences", () => {
       const up = rand(n, 9, 1.5);
       const c = rand(n, 10);
       const loss = () => dot(gatedActivation(gate, up, act), c);
-      const { dGate, dUp } = gatedActivationBackward(gate, up, c, act, grad);
+      const { dGate, dUp, product } = gatedActivationBackward(gate, up, c, act, grad);
+      assert.deepEqual(
+        product,
+        gatedActivation(gate, up, act),
+        `${name}: the returned product is the forward's`,
+      );
       const idx = pickIndices(dGate, n);
       compare(
         `${name} dGate`,

@@ -356,17 +356,14 @@ export class TextDecoder {
     const rows = (a: Float32Array, width: number) => a.subarray(r0 * width, (r0 + m) * width);
     // MLP: h2 = h1 + down(act(gate(x2)) ⊙ up(x2)), x2 = norm(h1).
     const dm = await linearBackwardInput(kernels, dOut, m, L.down);
-    const { dGate, dUp } = gatedActivationBackward(
-      rows(T.gate, I),
-      rows(T.up, I),
-      dm,
-      this.act,
-      this.actGrad,
-    );
+    const {
+      dGate,
+      dUp,
+      product: mid,
+    } = gatedActivationBackward(rows(T.gate, I), rows(T.up, I), dm, this.act, this.actGrad);
     const dx2 = await linearBackwardInput(kernels, dGate, m, L.gate);
     addInPlace(dx2, await linearBackwardInput(kernels, dUp, m, L.up));
     if (grads) {
-      const mid = gatedActivation(rows(T.gate, I), rows(T.up, I), this.act);
       await linearBackwardWeight(kernels, dOut, mid, m, L.down, L.downB, grads);
       await linearBackwardWeight(kernels, dGate, rows(T.x2, D), m, L.gate, L.gateB, grads);
       await linearBackwardWeight(kernels, dUp, rows(T.x2, D), m, L.up, L.upB, grads);

@@ -348,32 +348,41 @@ export function activationBackward(
   return dx;
 }
 
-/** Backward of `gatedActivation` (m = act(gate) ⊙ up): dgate = dm ⊙ up ⊙ act'(gate), dup = dm ⊙ act(gate). */
+/**
+ * Backward of `gatedActivation` (m = act(gate) ⊙ up): dgate = dm ⊙ up ⊙ act'(gate), dup = dm ⊙ act(gate). Also
+ * returns the forward product m itself (bit-identical to `gatedActivation`), which the down projection's weight
+ * gradient needs, since act(gate) is at hand here.
+ */
 export function gatedActivationBackward(
   gate: Float32Array,
   up: Float32Array,
   dm: Float32Array,
   act: (x: number) => number,
   grad: (x: number) => number,
-): { dGate: Float32Array; dUp: Float32Array } {
+): { dGate: Float32Array; dUp: Float32Array; product: Float32Array } {
   const dGate = new Float32Array(gate.length);
   const dUp = new Float32Array(gate.length);
+  const product = new Float32Array(gate.length);
   if (act === silu) {
     // One exp for both: silu(g) = g·σ(g), silu'(g) = σ(g)·(1 + g·(1 − σ(g))); same arithmetic as the closures.
     for (let i = 0; i < gate.length; i++) {
       const g = gate[i];
       const d = 1 + Math.exp(-g);
       const s = 1 / d;
+      const a = g / d;
       dGate[i] = dm[i] * up[i] * (s + g * s * (1 - s));
-      dUp[i] = dm[i] * (g / d);
+      dUp[i] = dm[i] * a;
+      product[i] = f(a) * up[i];
     }
-    return { dGate, dUp };
+    return { dGate, dUp, product };
   }
   for (let i = 0; i < gate.length; i++) {
+    const a = act(gate[i]);
     dGate[i] = dm[i] * up[i] * grad(gate[i]);
-    dUp[i] = dm[i] * act(gate[i]);
+    dUp[i] = dm[i] * a;
+    product[i] = f(a) * up[i];
   }
-  return { dGate, dUp };
+  return { dGate, dUp, product };
 }
 
 /**
