@@ -63,13 +63,17 @@ export class Projector {
   }
 }
 
-export interface ImageEncoding {
+/** The vision tower's output and the features the projector reads. */
+export interface TowerFeatures {
   vision: VisionOutput;
   /** Selected vision features before the projector, [count, Dv·layers]. */
   preProjector: Float32Array;
+  count: number;
+}
+
+export interface ImageEncoding extends TowerFeatures {
   /** Projector output, [count, text hidden]: one row per image token. */
   features: Float32Array;
-  count: number;
 }
 
 export class LlavaModel {
@@ -134,6 +138,18 @@ export class LlavaModel {
     onLayer?: (i: number) => void,
     opts: VisionForwardOptions = {},
   ): Promise<ImageEncoding> {
+    const tower = await this.encodeTower(kernels, pixelValues, onLayer, opts);
+    const features = await this.projector.forward(kernels, tower.preProjector, tower.count);
+    return { ...tower, features };
+  }
+
+  /** The tower and the feature selection only (what the projector would read; the tower's own training). */
+  async encodeTower(
+    kernels: Kernels,
+    pixelValues: Float32Array,
+    onLayer?: (i: number) => void,
+    opts: VisionForwardOptions = {},
+  ): Promise<TowerFeatures> {
     const vision = await this.vision.forward(kernels, pixelValues, onLayer, opts);
     const Dv = this.config.vision.hiddenSize;
     const layers = this.config.visionFeatureLayers.map((l) => (l < 0 ? vision.hiddenStates.length + l : l));
@@ -149,8 +165,7 @@ export class LlavaModel {
         pre.set(src, t * width + j * Dv);
       });
     }
-    const features = await this.projector.forward(kernels, pre, count);
-    return { vision, preProjector: pre, features, count };
+    return { vision, preProjector: pre, count };
   }
 
   /** Text embeddings with the image features written over the image-token positions, in order. */
@@ -219,7 +234,7 @@ export class LlavaModel {
    */
   async preProjectorBackward(
     kernels: Kernels,
-    enc: ImageEncoding,
+    enc: TowerFeatures,
     dPre: Float32Array,
     opts: VisionBackwardOptions = {},
   ): Promise<VisionBackwardResult> {

@@ -111,7 +111,7 @@ export function activationFn(name: string): (x: number) => number {
     case "gelu_fast":
       return (x) => 0.5 * x * (1 + Math.tanh(Math.sqrt(2 / Math.PI) * (x + 0.044715 * x * x * x)));
     case "quick_gelu":
-      return (x) => x / (1 + Math.exp(-1.702 * x));
+      return quickGelu;
     case "silu":
     case "swish":
       return silu;
@@ -122,11 +122,26 @@ export function activationFn(name: string): (x: number) => number {
   }
 }
 
-/** One shared instance, so the gated-MLP loops can recognise it and run it inline (the llama family's MLP). */
+/**
+ * Shared instances of the hot activations (silu: the llama family's gated MLP; quick_gelu: CLIP's MLP), so the
+ * loops below recognise them and run them inline: a call through the closure costs more than the exp.
+ */
 const silu = (x: number) => x / (1 + Math.exp(-x));
+const quickGelu = (x: number) => x / (1 + Math.exp(-1.702 * x));
+const quickGeluGrad = (x: number) => {
+  const s = 1 / (1 + Math.exp(-1.702 * x));
+  return s + 1.702 * x * s * (1 - s);
+};
 
 export function applyActivation(x: Float32Array, act: (x: number) => number): Float32Array {
   const out = new Float32Array(x.length);
+  if (act === quickGelu) {
+    for (let i = 0; i < x.length; i++) {
+      const v = x[i];
+      out[i] = v / (1 + Math.exp(-1.702 * v));
+    }
+    return out;
+  }
   for (let i = 0; i < x.length; i++) out[i] = act(x[i]);
   return out;
 }
@@ -320,10 +335,7 @@ export function activationGradFn(name: string): (x: number) => number {
         return 0.5 * (1 + th) + 0.5 * x * (1 - th * th) * SQRT_2_OVER_PI * (1 + 3 * 0.044715 * x * x);
       };
     case "quick_gelu":
-      return (x) => {
-        const s = 1 / (1 + Math.exp(-1.702 * x));
-        return s + 1.702 * x * s * (1 - s);
-      };
+      return quickGeluGrad;
     case "silu":
     case "swish":
       return (x) => {
@@ -344,6 +356,14 @@ export function activationBackward(
   grad: (x: number) => number,
 ): Float32Array {
   const dx = new Float32Array(x.length);
+  if (grad === quickGeluGrad) {
+    for (let i = 0; i < x.length; i++) {
+      const v = x[i];
+      const s = 1 / (1 + Math.exp(-1.702 * v));
+      dx[i] = dy[i] * (s + 1.702 * v * s * (1 - s));
+    }
+    return dx;
+  }
   for (let i = 0; i < x.length; i++) dx[i] = dy[i] * grad(x[i]);
   return dx;
 }

@@ -121,7 +121,8 @@ export async function patchPretrainStep(
   grads: WeightGradients | null,
   scale = 1,
 ): Promise<PatchStepResult> {
-  const enc = await model.encodeImage(kernels, ex.pixelValues, undefined, { tape: grads !== null });
+  // The projector is not in this loss: only the tower runs.
+  const enc = await model.encodeTower(kernels, ex.pixelValues, undefined, { tape: grads !== null });
   const X = enc.preProjector;
   const n = enc.count;
   if (n !== ex.shapeLabels.length)
