@@ -20,6 +20,7 @@ import * as fs from "node:fs";
 import { availableParallelism } from "node:os";
 import * as path from "node:path";
 import { fileURLToPath } from "node:url";
+import { askChild } from "../src/child-rpc.js";
 import { defaultModelDir } from "../src/cli/default-model.js";
 import { stderrProgress } from "../src/cli/progress.js";
 import { generate } from "../src/generate/generate.js";
@@ -358,21 +359,7 @@ async function scoreAll(
     }),
   );
   // One reply per request; a worker that dies or reports an error fails the whole run.
-  const ask = (w: ChildProcess, req: WorkerRequest) =>
-    new Promise<unknown>((resolve, reject) => {
-      const onExit = (code: number | null) => {
-        w.off("message", onMessage);
-        reject(new Error(`a benchmark worker exited (code ${code}) before answering`));
-      };
-      const onMessage = (m: { error?: string }) => {
-        w.off("exit", onExit);
-        if (m.error) reject(new Error(`benchmark worker: ${m.error}`));
-        else resolve(m);
-      };
-      w.once("exit", onExit);
-      w.once("message", onMessage);
-      w.send(req);
-    });
+  const ask = (w: ChildProcess, req: WorkerRequest) => askChild<unknown>(w, req, "a benchmark worker");
   try {
     const threads = Math.max(1, Math.floor(availableParallelism() / workers));
     await Promise.all(procs.map((w) => ask(w, { setup: { ...setup, threads } })));

@@ -10,6 +10,7 @@ import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
 import { fileURLToPath } from "node:url";
+import { askChild } from "../child-rpc.js";
 import { SafetensorsFile, type TensorToWrite, writeSafetensors } from "../hf/safetensors.js";
 import { createKernels } from "../kernels/index.js";
 import { LlavaModel } from "../models/llava.js";
@@ -312,24 +313,7 @@ export async function trainShapes(opts: TrainOptions): Promise<TrainResult> {
   const workerScript = fileURLToPath(new URL("./grad-worker.js", import.meta.url));
   const workers: ChildProcess[] = [];
   // One reply per request; a worker that exits or fails to start rejects whatever waits on it.
-  const reply = <T>(w: ChildProcess) =>
-    new Promise<T>((resolve, reject) => {
-      const onExit = (code: number | null) => {
-        w.off("message", onMessage);
-        reject(new Error(`a training worker exited (code ${code}) before answering`));
-      };
-      const onMessage = (m: T) => {
-        w.off("exit", onExit);
-        resolve(m);
-      };
-      w.once("exit", onExit);
-      w.once("message", onMessage);
-    });
-  const ask = (w: ChildProcess, req: WorkRequest) => {
-    const r = reply<WorkResult>(w);
-    w.send(req);
-    return r;
-  };
+  const ask = (w: ChildProcess, req: WorkRequest) => askChild<WorkResult>(w, req, "a training worker");
 
   const flat = new Float32Array(total);
   const V = opts.visionSteps;
@@ -369,13 +353,11 @@ export async function trainShapes(opts: TrainOptions): Promise<TrainResult> {
         stdio: ["ignore", "inherit", "inherit", "ipc"],
       });
       workers.push(w);
-      const ready = reply<string>(w);
       const setup: WorkerSetup = {
         modelDir: ckpt,
         source: { seed: opts.seed, turns: opts.turns, options: opts.data },
       };
-      w.send(setup);
-      await ready;
+      await askChild<"ready">(w, setup, "a training worker");
     }
     const stopAt = Math.min(lastStep, opts.pauseAfter ?? lastStep);
     let since: { phase: string; step: number; seconds: number } = { phase: "", step: 0, seconds: 0 };
