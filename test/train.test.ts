@@ -263,6 +263,37 @@ describe("shapes training", () => {
       /has extra cycles 2:0.0004/,
     );
   });
+
+  test("an exported model continues with an extra cycle, reproducibly from the export", async () => {
+    // "straight" finished above: its export holds float16 weights and training.json, no optimizer state.
+    const cycle = { steps: 2, lr: 4e-4 };
+    const continued: Map<string, Float32Array>[] = [];
+    for (const name of ["cont-a", "cont-b"]) {
+      const ckpt = path.join(dir, `${name}-ckpt`);
+      fs.cpSync(path.join(dir, "straight-model"), ckpt, { recursive: true });
+      const lines: string[] = [];
+      const result = await trainShapes({
+        ...options(dir, name),
+        extraCycles: [cycle],
+        log: (l) => lines.push(l),
+      });
+      assert.deepEqual([result.finished, result.step], [true, 6]);
+      assert.ok(
+        lines.some((l) => l.includes("continuing the exported model") && l.includes("from step 4")),
+        lines.join("\n"),
+      );
+      const record = JSON.parse(fs.readFileSync(path.join(dir, `${name}-model`, "training.json"), "utf8"));
+      assert.deepEqual([record.extraCycles, record.steps_done, record.seed], [[cycle], 6, 5]);
+      continued.push(weightsOf(path.join(dir, `${name}-model`)));
+    }
+    const start = weightsOf(path.join(dir, "straight-model"));
+    let moved = 0;
+    for (const [name, w] of continued[0]!) {
+      assert.deepEqual(continued[1]!.get(name), w, `${name}: two continuations of one export differ`);
+      if (!w.every((v, i) => v === start.get(name)![i])) moved++;
+    }
+    assert.ok(moved > 5, `${moved} tensors moved in the extra cycle`);
+  });
 });
 
 describe("learning-rate schedule", () => {

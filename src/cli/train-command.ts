@@ -79,7 +79,7 @@ export function trainCommand(): Command {
     )
     .option(
       "--checkpoint <dir>",
-      "checkpoint folder (resumed when it holds a training state, with its recorded options; stage-2 options from this command until stage 2 begins)",
+      "checkpoint folder (resumed when it holds a training state, with its recorded options; stage-2 options from this command until stage 2 begins; a copy of a finished export continues with --extend)",
       path.join(PROJECT_ROOT, ".train/shapes"),
     )
     .option(

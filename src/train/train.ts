@@ -147,6 +147,35 @@ function extendedCycles(state: TrainState, asked: StageCycle[], log: (l: string)
   return asked;
 }
 
+/**
+ * A finished run's export (a model folder with its training.json and no checkpoint state) can be trained
+ * further: its record becomes the state. The export keeps no optimizer moments (nor stage 1's patch head,
+ * which stage 2 does not use), so the continuation is reproducible from the export, not bit-identical to
+ * extending the original checkpoint.
+ */
+function exportedState(dir: string): TrainState | undefined {
+  const record = path.join(dir, "training.json");
+  if (fs.existsSync(path.join(dir, STATE)) || !fs.existsSync(record)) return undefined;
+  const { steps_done, seconds, history, ...options } = JSON.parse(fs.readFileSync(record, "utf8"));
+  if (typeof steps_done !== "number")
+    throw new Error(`${record}: no steps_done; it is not the record of a finished training run`);
+  return { step: steps_done, options, history, seconds };
+}
+
+/** Rewrites a weights file in float32 (training updates float32 weights in place). */
+function widenToF32(file: string): void {
+  const st = SafetensorsFile.open(file);
+  const tensors: TensorToWrite[] = [...st.tensors.values()].map((t) => ({
+    name: t.name,
+    dtype: "F32",
+    shape: t.shape,
+    data: st.readF32(t.name),
+  }));
+  st.close();
+  writeSafetensors(`${file}.tmp`, tensors);
+  fs.renameSync(`${file}.tmp`, file);
+}
+
 /** Where the run ends: stage 1, the first stage-2 cycle, then the extra cycles. */
 export function totalSteps(opts: Pick<TrainOptions, "steps" | "extraCycles">): number {
   return opts.steps + (opts.extraCycles ?? []).reduce((n, c) => n + c.steps, 0);
@@ -224,9 +253,16 @@ export async function trainShapes(opts: TrainOptions): Promise<TrainResult> {
   const statePath = path.join(ckpt, STATE);
   let state: TrainState;
   const { log: _l, checkpoint: _c, out: _o, pauseAfter: _p, extraCycles: asked, ...recorded } = opts;
-  if (fs.existsSync(statePath)) {
-    state = JSON.parse(fs.readFileSync(statePath, "utf8"));
-    log(`resuming from ${ckpt} at step ${state.step}/${totalSteps(state.options)}`);
+  const exported = exportedState(ckpt);
+  if (fs.existsSync(statePath) || exported) {
+    state = exported ?? JSON.parse(fs.readFileSync(statePath, "utf8"));
+    if (exported) {
+      widenToF32(path.join(ckpt, "model.safetensors"));
+      log(
+        `continuing the exported model in ${ckpt} from step ${state.step}: its float16 weights are widened to float32; the optimizer's moments start at zero`,
+      );
+    }
+    else log(`resuming from ${ckpt} at step ${state.step}/${totalSteps(state.options)}`);
     // Recorded options win; options the checkpoint predates are taken from this call, and recorded.
     const before = state.options;
     state.options = { ...recorded, ...before };
