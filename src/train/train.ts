@@ -261,8 +261,7 @@ export async function trainShapes(opts: TrainOptions): Promise<TrainResult> {
       log(
         `continuing the exported model in ${ckpt} from step ${state.step}: its float16 weights are widened to float32; the optimizer's moments start at zero`,
       );
-    }
-    else log(`resuming from ${ckpt} at step ${state.step}/${totalSteps(state.options)}`);
+    } else log(`resuming from ${ckpt} at step ${state.step}/${totalSteps(state.options)}`);
     // Recorded options win; options the checkpoint predates are taken from this call, and recorded.
     const before = state.options;
     state.options = { ...recorded, ...before };
