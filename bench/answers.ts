@@ -12,20 +12,7 @@ import { sample } from "../src/shapes/dataset.js";
 import { QUESTION_KINDS } from "../src/shapes/questions.js";
 import { makeExample } from "../src/train/examples.js";
 import { trainingStep } from "../src/train/step.js";
-
-function flag(name: string): string | undefined {
-  const i = process.argv.indexOf(name);
-  return i < 0 ? undefined : process.argv[i + 1];
-}
-
-function count(name: string, fallback: number): number {
-  const raw = flag(name);
-  if (raw === undefined) return fallback;
-  const v = Number(raw);
-  if (!Number.isSafeInteger(v) || v < 0)
-    throw new Error(`${name} must be a non-negative integer, got "${raw}"`);
-  return v;
-}
+import { count, flag } from "./args.js";
 
 const n = count("--n", 600);
 const seed = count("--seed", 9001);

@@ -11,13 +11,9 @@ import * as path from "node:path";
 import { generate } from "../src/generate/generate.js";
 import { createKernels, parseKernelChoice } from "../src/kernels/index.js";
 import { LlavaModel } from "../src/models/llava.js";
+import { flag } from "./args.js";
 import { benchKernels, type KernelBenchRow } from "./kernels.js";
 import { NAMED_CONFIGS, writeRandomCheckpoint } from "./random-checkpoint.js";
-
-function flag(name: string): string | undefined {
-  const i = process.argv.indexOf(name);
-  return i >= 0 ? process.argv[i + 1] : undefined;
-}
 
 const json = process.argv.includes("--json");
 const quick = process.argv.includes("--quick");

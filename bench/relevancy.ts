@@ -20,12 +20,8 @@ import { type RelevancyMode, relevancyMaps, type VisionRelevancyKind } from "../
 import { createKernels, parseKernelChoice } from "../src/kernels/index.js";
 import type { Kernels } from "../src/kernels/types.js";
 import { LlavaModel } from "../src/models/llava.js";
+import { flag } from "./args.js";
 import { NAMED_CONFIGS, writeRandomCheckpoint } from "./random-checkpoint.js";
-
-function flag(name: string): string | undefined {
-  const i = process.argv.indexOf(name);
-  return i >= 0 ? process.argv[i + 1] : undefined;
-}
 
 const json = process.argv.includes("--json");
 const layers = Number(flag("--layers") ?? 2);

@@ -254,14 +254,17 @@ export async function trainShapes(opts: TrainOptions): Promise<TrainResult> {
   let state: TrainState;
   const { log: _l, checkpoint: _c, out: _o, pauseAfter: _p, extraCycles: asked, ...recorded } = opts;
   const exported = exportedState(ckpt);
-  if (fs.existsSync(statePath) || exported) {
-    state = exported ?? JSON.parse(fs.readFileSync(statePath, "utf8"));
-    if (exported) {
-      widenToF32(path.join(ckpt, "model.safetensors"));
-      log(
-        `continuing the exported model in ${ckpt} from step ${state.step}: its float16 weights are widened to float32; the optimizer's moments start at zero`,
-      );
-    } else log(`resuming from ${ckpt} at step ${state.step}/${totalSteps(state.options)}`);
+  if (exported) {
+    widenToF32(path.join(ckpt, "model.safetensors"));
+    log(
+      `continuing the exported model in ${ckpt} from step ${exported.step}: its float16 weights are widened to float32; the optimizer's moments start at zero`,
+    );
+  }
+  const resumed: TrainState | undefined =
+    exported ?? (fs.existsSync(statePath) ? JSON.parse(fs.readFileSync(statePath, "utf8")) : undefined);
+  if (resumed) {
+    state = resumed;
+    if (!exported) log(`resuming from ${ckpt} at step ${state.step}/${totalSteps(state.options)}`);
     // Recorded options win; options the checkpoint predates are taken from this call, and recorded.
     const before = state.options;
     state.options = { ...recorded, ...before };
