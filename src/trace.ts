@@ -16,7 +16,7 @@ import type { TensorToWrite } from "./hf/safetensors.js";
 import type { Kernels } from "./kernels/types.js";
 import type { LlavaModel } from "./models/llava.js";
 import { RUN_FORMAT, type RunManifest } from "./run/manifest.js";
-import { writeRun } from "./run/run-dir.js";
+import { checkRunOut, writeRun } from "./run/run-dir.js";
 import { f32ToF16 } from "./tensor/half.js";
 
 export class TraceError extends Error {}
@@ -100,8 +100,20 @@ export async function traceWithModel(
     throw new TraceError(`max new tokens must be a positive integer, got ${req.maxNewTokens}`);
   const progress = req.onProgress ?? (() => {});
   const timings: Record<string, number> = {};
-  let t0 = performance.now();
 
+  // Cheap refusals first, so nothing is computed for a request that cannot succeed.
+  const count = model.imageTokenCount;
+  const enc = model.text.encodePrompt(req.prompt, count);
+  const T = enc.inputIds.length;
+  const maxPos = model.config.text.maxPositionEmbeddings;
+  if (T + req.maxNewTokens - 1 > maxPos) {
+    throw new TraceError(
+      `prompt is ${T} tokens (${count} of them image tokens); with ${req.maxNewTokens} new tokens it exceeds the model's context of ${maxPos} positions`,
+    );
+  }
+  checkRunOut(req.out, { overwrite: req.overwrite });
+
+  let t0 = performance.now();
   const rgb: RgbImage = decodeImage(req.image.bytes, req.image.name);
   const ipc = imageProcessorFor(model);
   const pre = preprocessImage(rgb, ipc, req.imageMode);
@@ -112,16 +124,6 @@ export async function traceWithModel(
     );
   }
   timings.preprocess = performance.now() - t0;
-
-  const count = model.imageTokenCount;
-  const enc = model.text.encodePrompt(req.prompt, count);
-  const T = enc.inputIds.length;
-  const maxPos = model.config.text.maxPositionEmbeddings;
-  if (T + req.maxNewTokens - 1 > maxPos) {
-    throw new TraceError(
-      `prompt is ${T} tokens (${count} of them image tokens); with ${req.maxNewTokens} new tokens it exceeds the model's context of ${maxPos} positions`,
-    );
-  }
 
   t0 = performance.now();
   const vitLayers = model.config.vision.numLayers;

@@ -16,12 +16,18 @@ const IMAGE = path.join(SRC, "image.png");
 const work = tempDir("cli-errors");
 after(() => fs.rmSync(work, { recursive: true, force: true }));
 
-function runCli(args: string[]) {
+// ORT_DISABLE_TELEMETRY is left out so the CLI is tested as a user runs it (the engine must set it itself).
+const { ORT_DISABLE_TELEMETRY: _telemetry, ...userEnv } = process.env;
+
+/** Runs the CLI; `timeout` (ms) bounds a hang, which then reads as code null with the signal set. */
+function runCli(args: string[], opts: { timeout?: number } = {}) {
+  const started = Date.now();
   const r = spawnSync(process.execPath, [CLI, ...args], {
     encoding: "utf8",
-    env: { ...process.env, LVLM_DEBUG: "" },
+    env: { ...userEnv, LVLM_DEBUG: "" },
+    timeout: opts.timeout,
   });
-  return { code: r.status, stdout: r.stdout, stderr: r.stderr };
+  return { code: r.status, signal: r.signal, stdout: r.stdout, stderr: r.stderr, ms: Date.now() - started };
 }
 
 /** A copy of the llama fixture with some files replaced. */
@@ -59,14 +65,20 @@ function editHeader(
   fs.writeFileSync(file, Buffer.concat([len, json, buf.subarray(8 + n)]));
 }
 
-function expectError(args: string[], pattern: RegExp): void {
-  const r = runCli(args);
-  assert.equal(r.code, 1, `exit code (stderr: ${r.stderr})`);
+/** The CLI fails with one `error:` line matching `pattern`, exit code 1 and no stack; returns the run. */
+function cliError(args: string[], pattern: RegExp, opts: { timeout?: number } = {}) {
+  const r = runCli(args, opts);
+  assert.equal(r.code, 1, `exit code (signal ${r.signal}; stderr: ${r.stderr.slice(-2000)})`);
   const lines = r.stderr.trim().split("\n");
   const last = lines[lines.length - 1];
   assert.match(last, /^error: /);
   assert.match(last, pattern);
   assert.ok(!/\n\s+at /.test(r.stderr), `no stack trace expected:\n${r.stderr}`);
+  return r;
+}
+
+function expectError(args: string[], pattern: RegExp): void {
+  cliError(args, pattern);
 }
 
 const out = () => path.join(work, `out-${Math.random().toString(36).slice(2)}`);
@@ -201,6 +213,103 @@ describe("trace: bad input gives one clear line", () => {
     fs.writeFileSync(path.join(dir, "keep.txt"), "mine");
     expectError(["trace", "--model", SRC, "--image", IMAGE, "--prompt", "q", "--out", dir], /already exists/);
     assert.equal(fs.readFileSync(path.join(dir, "keep.txt"), "utf8"), "mine");
+  });
+});
+
+describe("trace: a prompt longer than the model's context", () => {
+  // 40,000 characters: onnxruntime's telemetry used to match the whole command line with a recursive regex
+  // and overflow the stack (exit 139, no message) before the context check could run.
+  const longPrompt = "a ".repeat(20_000);
+  for (const kernels of ["ort", "auto", "ts"]) {
+    test(`--kernels ${kernels}: one line, before the vision tower runs`, () => {
+      const r = cliError(
+        [
+          "trace",
+          "--model",
+          SRC,
+          "--image",
+          IMAGE,
+          "--prompt",
+          longPrompt,
+          "--out",
+          out(),
+          "--kernels",
+          kernels,
+        ],
+        /prompt is \d+ tokens \(\d+ of them image tokens\); with 32 new tokens it exceeds the model's context of 4096 positions/,
+        { timeout: 60_000 },
+      );
+      assert.ok(!r.stderr.includes("[vision]"), `the vision tower must not run:\n${r.stderr}`);
+    });
+  }
+});
+
+describe("trace: an --out that cannot be written fails at once", () => {
+  const bound = 10_000;
+  test("--out /proc/x: one line naming the folder, before the model loads", () => {
+    const r = cliError(
+      ["trace", "--model", SRC, "--image", IMAGE, "--prompt", "q", "--out", "/proc/x"],
+      /\/proc\/x: cannot create folders in \/proc: .*\(ENOENT\); choose a writable folder/,
+      { timeout: 60_000 },
+    );
+    assert.ok(r.ms < bound, `took ${r.ms} ms`);
+    assert.ok(!r.stderr.includes("[load]"), r.stderr);
+  });
+  test("--out /proc/x/y (a missing parent that cannot be made) does not spin", () => {
+    const r = cliError(
+      ["trace", "--model", SRC, "--image", IMAGE, "--prompt", "q", "--out", "/proc/x/y"],
+      /\/proc\/x\/y: cannot create folders in \/proc/,
+      { timeout: 60_000 },
+    );
+    assert.ok(r.ms < bound, `took ${r.ms} ms`);
+  });
+  test("a file on the way", () => {
+    const file = path.join(work, "a-file");
+    fs.writeFileSync(file, "x");
+    expectError(
+      ["trace", "--model", SRC, "--image", IMAGE, "--prompt", "q", "--out", path.join(file, "run")],
+      /a-file is a file, not a folder/,
+    );
+  });
+  test("an existing --out is refused before the model is even loaded", () => {
+    const dir = out();
+    fs.mkdirSync(dir);
+    fs.writeFileSync(path.join(dir, "keep.txt"), "mine");
+    // The model folder is missing too: the --out refusal must come first.
+    const r = cliError(
+      ["trace", "--model", path.join(work, "no-model"), "--image", IMAGE, "--prompt", "q", "--out", dir],
+      /already exists and is not empty \(choose another --out, remove it, or pass --overwrite\)/,
+    );
+    assert.ok(!r.stderr.includes("[load]"), r.stderr);
+    assert.equal(fs.readFileSync(path.join(dir, "keep.txt"), "utf8"), "mine");
+  });
+  test("--overwrite still replaces an existing run", () => {
+    const dir = out();
+    fs.mkdirSync(dir);
+    fs.writeFileSync(path.join(dir, "old.txt"), "old");
+    const r = runCli([
+      "trace",
+      "--model",
+      SRC,
+      "--image",
+      IMAGE,
+      "--prompt",
+      "q",
+      "--out",
+      dir,
+      "--overwrite",
+    ]);
+    assert.equal(r.code, 0, r.stderr);
+    assert.ok(fs.existsSync(path.join(dir, "manifest.json")));
+    assert.ok(!fs.existsSync(path.join(dir, "old.txt")));
+  });
+  test("serve --data /proc/x/y: one line, does not spin", () => {
+    const r = cliError(
+      ["serve", "--model", SRC, "--data", "/proc/x/y", "--port", "0"],
+      /\/proc\/x\/y: cannot create \/proc\/x: .*\(ENOENT\); choose a writable folder/,
+      { timeout: 60_000 },
+    );
+    assert.ok(r.ms < bound, `took ${r.ms} ms`);
   });
 });
 

@@ -260,6 +260,25 @@ describe("kernels", () => {
     }
   });
 
+  test("a weight with a negative shape is refused even when its sizes multiply to its length", async () => {
+    const w: WeightMatrix = { rows: -1, cols: -1, dtype: "F32", data: new Float32Array(1) };
+    for (const kern of [ts, ort] as Kernels[])
+      await assert.rejects(kern.linear(new Float32Array(0), 0, w), /bad weight shape -1x-1/);
+  });
+
+  test("ort refuses an output larger than any array before onnxruntime allocates it", async () => {
+    // 2^17 × 2^17 floats (64 GiB) from two 512 KiB inputs: without the check onnxruntime tries to allocate
+    // (and fill) it; whatever it managed, the result could not come back as one Float32Array.
+    const side = 1 << 17;
+    const a = new Float32Array(side);
+    const started = performance.now();
+    await assert.rejects(ort.bmm(a, a, 1, side, 1, side, false), /bmm: output 1×131072×131072 .* exceeds/);
+    await assert.rejects(ort.matmulTransA(a, a, 1, side, side), /matmulTransA: output .* exceeds/);
+    const w: WeightMatrix = { rows: side, cols: 1, dtype: "F32", data: a };
+    await assert.rejects(ort.linear(a, side, w), /linear: output .* exceeds/);
+    assert.ok(performance.now() - started < 10_000, "refused before any work");
+  });
+
   test("concurrent ort calls (shared BF16 scratch pool) stay correct", async () => {
     const m = 3;
     const k = 40;

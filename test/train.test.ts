@@ -236,9 +236,11 @@ describe("shapes training", () => {
     assert.deepEqual([planned.finished, planned.step], [true, 6]);
     await trainShapes(options(dir, "extended"));
     const lines: string[] = [];
+    // The first call exported into extended-model: replacing that export is asked for explicitly.
     const extended = await trainShapes({
       ...options(dir, "extended"),
       extraCycles: [cycle],
+      overwrite: true,
       log: (l) => lines.push(l),
     });
     assert.deepEqual([extended.finished, extended.step], [true, 6]);
@@ -259,7 +261,7 @@ describe("shapes training", () => {
     assert.deepEqual([record.extraCycles, record.steps_done], [[cycle], 6]);
     // A different cycle in place of the recorded one is refused, naming what the checkpoint has.
     await assert.rejects(
-      trainShapes({ ...options(dir, "extended"), extraCycles: [{ steps: 3, lr: 4e-4 }] }),
+      trainShapes({ ...options(dir, "extended"), extraCycles: [{ steps: 3, lr: 4e-4 }], overwrite: true }),
       /has extra cycles 2:0.0004/,
     );
   });

@@ -31,7 +31,7 @@ How it works (CLEANN, Rohekar et al. NeurIPS 2023; node choice as in LVLM-Interp
   causal order) with a partial-correlation CI test on corr(A·Aᵀ); the explanation of x is every node of
   its possible-d-separation tree within --radius. Heads are independent and run in parallel.
 
-Output: <run>/causal/<k>.json (format: docs/causal-format.md).`;
+Output: <run>/causal/<k>.json (format: docs/trace-format.md, section "causal/<k>.json").`;
 
 export function causalCommand(): Command {
   const d = DEFAULT_CLEANN_PARAMS;

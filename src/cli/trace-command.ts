@@ -2,6 +2,7 @@ import * as fs from "node:fs";
 import { Command, InvalidArgumentError, Option } from "commander";
 import { createKernels, parseKernelChoice } from "../kernels/index.js";
 import { LlavaModel } from "../models/llava.js";
+import { checkRunOut } from "../run/run-dir.js";
 import { traceWithModel } from "../trace.js";
 import { defaultModelDir } from "./default-model.js";
 import { stderrProgress } from "./progress.js";
@@ -58,6 +59,8 @@ export function traceCommand(): Command {
     )
     .option("--overwrite", "replace an existing run directory")
     .action(async (o) => {
+      // Before the model loads (minutes for a 7B): an --out that cannot be written fails now.
+      checkRunOut(o.out, { overwrite: Boolean(o.overwrite) });
       const modelDir = o.model ?? defaultModelDir();
       let bytes: Uint8Array;
       try {

@@ -5,6 +5,12 @@ import { DEFAULT_SHAPES_DIMS, type ShapesModelDims } from "../train/shapes-model
 import { type StageCycle, trainShapes } from "../train/train.js";
 import { PROJECT_ROOT } from "./default-model.js";
 
+/**
+ * Default export folder, beside (never onto) the shipped `models/llava-shapes`: a re-train must not silently
+ * replace the model the CLI and the app use by default.
+ */
+export const DEFAULT_TRAIN_OUT = "models/llava-shapes-trained";
+
 function num(name: string, integer: boolean) {
   return (v: string) => {
     const n = Number(v);
@@ -84,8 +90,12 @@ export function trainCommand(): Command {
     )
     .option(
       "--out <dir>",
-      "where the trained float16 model is written",
-      path.join(PROJECT_ROOT, "models/llava-shapes"),
+      "where the trained float16 model is written: a new folder (an existing one only with --overwrite)",
+      path.join(PROJECT_ROOT, DEFAULT_TRAIN_OUT),
+    )
+    .option(
+      "--overwrite",
+      "replace an existing --out folder, e.g. the shipped models/llava-shapes (checked before training starts)",
     )
     .option("--steps <n>", "optimizer steps, stage 1 included", num("--steps", true), 14400)
     .option(
@@ -167,6 +177,7 @@ export function trainCommand(): Command {
       const r = await trainShapes({
         checkpoint: o.checkpoint,
         out: o.out,
+        overwrite: Boolean(o.overwrite),
         steps: o.steps,
         batch: o.batch,
         turns: o.turns,

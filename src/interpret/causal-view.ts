@@ -2,7 +2,7 @@
  * The causality view of one explained token as small JSON for the web app: per head the PAG restricted to the
  * explanation (nodes labelled as image patches or words, edges with their end marks), the explanation's
  * image patches and weights, its growth with the search radius, and the head importances. Input: a
- * `causal/<k>.json` document (docs/causal-format.md) and the run's manifest.
+ * `causal/<k>.json` document (format: docs/trace-format.md, section "causal/<k>.json") and the run's manifest.
  */
 import type { RunManifest } from "../run/manifest.js";
 import type { CausalDocument } from "./causal/explain-run.js";

@@ -1,8 +1,8 @@
 /**
  * Relevancy for a run directory: reload the model named by the manifest (or an override), recompute what
  * the backward passes need from the run's input_ids, generated_ids and pixel_values, and add the maps to the
- * run as `rel.<mode>.safetensors` (schema: docs/relevancy-format.md). Computing a subset of tokens merges
- * into what an earlier call stored, so a UI can fill tokens in on demand.
+ * run as `rel.<mode>.safetensors` (schema: docs/trace-format.md, section "Relevancy maps in a run directory").
+ * Computing a subset of tokens merges into what an earlier call stored, so a UI can fill tokens in on demand.
  */
 import * as fs from "node:fs";
 import type { TensorToWrite } from "../hf/safetensors.js";

@@ -15,12 +15,20 @@
  *  - bmm, transB:          Y = MatMul(A, Transpose(B[P,N,K], perm=[0,2,1])) (ORT fuses this into FusedMatMul)
  *  - matmul, transA:       Y = Gemm(A[K,M], B[K,N], transA=1)
  */
+import { constants as bufferConstants } from "node:buffer";
 import { availableParallelism } from "node:os";
 import onnxProto from "onnx-proto";
 import * as ort from "onnxruntime-node";
 import { bf16ToF32Into } from "../tensor/half.js";
 import { checkBmm, checkLinear, checkMatmulTransA } from "./ts-kernels.js";
 import type { Kernels, WeightMatrix } from "./types.js";
+
+// onnxruntime 1.30's Linux telemetry, started with its environment (the first session), reads
+// /proc/self/cmdline and matches it with a recursive std::regex: a command line over ~29 KB (a long
+// `--prompt`) overflows the main thread's stack and the process dies with SIGSEGV, before any JS can react.
+// It is read when the environment is created, so setting it here (before any session) is enough; it is set
+// unconditionally because "0" or "" would bring the crash back. Child processes inherit it.
+process.env.ORT_DISABLE_TELEMETRY = "1";
 
 const { onnx } = onnxProto;
 type IValueInfo = onnxProto.onnx.IValueInfoProto;
@@ -154,6 +162,22 @@ export interface OrtKernelsOptions {
 /** Largest 16-bit weight (elements) widened in one ORT call; bigger ones run in row blocks (4 Mi = 16 MiB f32). */
 const MAX_WIDENED_ELEMENTS = 1 << 22;
 
+/**
+ * Most float32 elements one call may produce: the longest typed array this Node can hold. A bigger product
+ * could not be returned to JS anyway, so it is refused before onnxruntime tries to allocate (and fill) it.
+ */
+export const MAX_ORT_OUTPUT_ELEMENTS = bufferConstants.MAX_LENGTH;
+
+/** Throws (instead of handing onnxruntime a product it cannot return) when the output is too large. */
+function checkOutputSize(op: string, dims: number[]): void {
+  const elements = dims.reduce((a, b) => a * b, 1);
+  if (elements > MAX_ORT_OUTPUT_ELEMENTS) {
+    throw new RangeError(
+      `${op}: output ${dims.join("×")} = ${elements} floats exceeds the largest array (${MAX_ORT_OUTPUT_ELEMENTS})`,
+    );
+  }
+}
+
 export class OrtKernels implements Kernels {
   readonly name = "ort" as const;
   readonly threads: number;
@@ -208,6 +232,7 @@ export class OrtKernels implements Kernels {
     checkLinear(x, m, w, bias);
     const n = w.rows;
     const k = w.cols;
+    checkOutputSize("linear", [m, n]);
     // ORT rejects zero-sized symbolic dims in some kernels; an empty product is trivially handled here.
     if (m === 0 || n === 0 || k === 0) {
       const y = new Float32Array(m * n);
@@ -283,6 +308,7 @@ export class OrtKernels implements Kernels {
     transB: boolean,
   ): Promise<Float32Array> {
     checkBmm(a, b, batch, m, k, n);
+    checkOutputSize("bmm", [batch, m, n]);
     if (batch === 0 || m === 0 || n === 0 || k === 0) return new Float32Array(batch * m * n);
     return this.run(transB ? "bmm_t" : "bmm", {
       A: new ort.Tensor("float32", a, [batch, m, k]),
@@ -298,6 +324,7 @@ export class OrtKernels implements Kernels {
     n: number,
   ): Promise<Float32Array> {
     checkMatmulTransA(a, b, k, m, n);
+    checkOutputSize("matmulTransA", [m, n]);
     if (m === 0 || n === 0 || k === 0) return new Float32Array(m * n);
     return this.run("mm_ta", {
       A: new ort.Tensor("float32", a, [k, m]),

@@ -192,6 +192,10 @@ function dotRows(
 /** Shape checks shared by every implementation (one-line errors naming the mismatch). */
 export function checkLinear(x: Float32Array, m: number, w: WeightMatrix, bias?: Float32Array | null): void {
   if (!Number.isInteger(m) || m < 0) throw new Error(`linear: bad row count m=${m}`);
+  // Negative or fractional sizes could still multiply to a matching length ((-1)·(-1) = 1).
+  if (!Number.isInteger(w.rows) || w.rows < 0 || !Number.isInteger(w.cols) || w.cols < 0) {
+    throw new Error(`linear: bad weight shape ${w.rows}x${w.cols}`);
+  }
   if (w.data.length !== w.rows * w.cols) {
     throw new Error(`linear: weight data length ${w.data.length} != ${w.rows}x${w.cols}`);
   }

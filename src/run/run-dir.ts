@@ -7,11 +7,14 @@ import * as path from "node:path";
 import { SafetensorsFile, type TensorInfo, type TensorToWrite, writeSafetensors } from "../hf/safetensors.js";
 import type { Tensor } from "../tensor/tensor.js";
 import { RUN_FORMAT, type RunManifest } from "./manifest.js";
+import { checkNewDir, checkNotExisting, makeDirs, makeTempDir } from "./out-dir.js";
 
 export const MANIFEST_FILE = "manifest.json";
 export const TENSORS_FILE = "tensors.safetensors";
 
 export class RunError extends Error {}
+
+const OVERWRITE_HINT = "choose another --out, remove it, or pass --overwrite";
 
 export interface RunContents {
   manifest: RunManifest;
@@ -23,17 +26,14 @@ export interface RunContents {
 /** Write a complete run into `outDir` atomically. Refuses to overwrite a non-empty directory unless told. */
 export function writeRun(outDir: string, contents: RunContents, opts: { overwrite?: boolean } = {}): void {
   const target = path.resolve(outDir);
-  if (fs.existsSync(target)) {
-    const nonEmpty = fs.statSync(target).isDirectory() ? fs.readdirSync(target).length > 0 : true;
-    if (nonEmpty && !opts.overwrite)
-      throw new RunError(`${outDir}: already exists and is not empty (choose another --out or remove it)`);
-  }
-  fs.mkdirSync(path.dirname(target), { recursive: true });
-  const tmp = fs.mkdtempSync(path.join(path.dirname(target), `.${path.basename(target)}.tmp-`));
+  // Checked again here (not only before the work, by checkRunOut): the folder may have appeared since.
+  checkNotExisting(outDir, { overwrite: opts.overwrite, overwriteHint: OVERWRITE_HINT });
+  makeDirs(path.dirname(target), outDir);
+  const tmp = makeTempDir(path.dirname(target), `.${path.basename(target)}.tmp-`, outDir);
   try {
     writeSafetensors(path.join(tmp, TENSORS_FILE), contents.tensors);
     for (const f of contents.files) {
-      fs.mkdirSync(path.dirname(path.join(tmp, f.name)), { recursive: true });
+      makeDirs(path.dirname(path.join(tmp, f.name)));
       fs.writeFileSync(path.join(tmp, f.name), f.data);
     }
     fs.writeFileSync(path.join(tmp, MANIFEST_FILE), `${JSON.stringify(contents.manifest, null, 1)}\n`);
@@ -46,9 +46,17 @@ export function writeRun(outDir: string, contents: RunContents, opts: { overwrit
   }
 }
 
+/**
+ * Fails fast, before a run is computed, when `writeRun(outDir)` could not write it: the folder exists (and is
+ * not empty) without `overwrite`, or no folder can be created where it would go.
+ */
+export function checkRunOut(outDir: string, opts: { overwrite?: boolean } = {}): void {
+  checkNewDir(outDir, { overwrite: opts.overwrite, overwriteHint: OVERWRITE_HINT });
+}
+
 /** Write a file inside a run atomically (temp file + rename). */
 export function writeFileAtomic(file: string, data: string | Uint8Array): void {
-  fs.mkdirSync(path.dirname(file), { recursive: true });
+  makeDirs(path.dirname(file));
   const tmp = `${file}.tmp-${process.pid}-${Date.now()}`;
   try {
     fs.writeFileSync(tmp, data);

@@ -12,6 +12,7 @@ import * as fs from "node:fs";
 import * as path from "node:path";
 import Database from "better-sqlite3";
 import { RUN_FORMAT, type RunManifest } from "../run/manifest.js";
+import { makeDirs } from "../run/out-dir.js";
 import { MANIFEST_FILE } from "../run/run-dir.js";
 import { HttpError } from "./http-error.js";
 
@@ -89,7 +90,7 @@ export class RunStore {
 
   /** Opens (creating if needed) the data directory and its index, then reconciles index and folders. */
   static open(dataDir: string): RunStore {
-    fs.mkdirSync(dataDir, { recursive: true });
+    makeDirs(dataDir);
     const real = fs.realpathSync(dataDir);
     const store = new RunStore(real);
     fs.rmSync(path.join(real, TMP_DIR), { recursive: true, force: true });

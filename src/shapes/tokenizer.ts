@@ -16,6 +16,7 @@
  */
 import * as fs from "node:fs";
 import * as path from "node:path";
+import { makeDirs } from "../run/out-dir.js";
 import { ANSWER_WORDS, QUESTION_TEMPLATES } from "./questions.js";
 import { COLOR_NAMES, SHAPE_NAMES } from "./scene.js";
 
@@ -151,7 +152,7 @@ export function buildShapesTokenizer(): ShapesTokenizerFiles {
 /** Writes tokenizer.json, tokenizer_config.json and special_tokens_map.json into `dir` (created if needed). */
 export function writeShapesTokenizer(dir: string): ShapesTokenizerFiles {
   const files = buildShapesTokenizer();
-  fs.mkdirSync(dir, { recursive: true });
+  makeDirs(dir);
   const write = (name: string, obj: unknown) =>
     fs.writeFileSync(path.join(dir, name), `${JSON.stringify(obj, null, 2)}\n`, "utf8");
   write("tokenizer.json", files.tokenizer);

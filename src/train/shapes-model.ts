@@ -6,6 +6,7 @@
 import * as fs from "node:fs";
 import * as path from "node:path";
 import { type TensorToWrite, writeSafetensors } from "../hf/safetensors.js";
+import { makeDirs } from "../run/out-dir.js";
 import { SHAPES_PATCH_SIZE } from "../shapes/dataset.js";
 import { Rng } from "../shapes/rng.js";
 import { IMAGE_SIZE } from "../shapes/scene.js";
@@ -117,7 +118,7 @@ const PREPROCESSOR = {
 
 /** Everything but the weights: config, tokenizer, processor and generation configs. */
 export function writeShapesModelFiles(dir: string, d: ShapesModelDims): number {
-  fs.mkdirSync(dir, { recursive: true });
+  makeDirs(dir);
   const tok = writeShapesTokenizer(dir);
   const vocab = Object.keys(tok.vocab).length;
   fs.writeFileSync(path.join(dir, "config.json"), `${JSON.stringify(shapesConfig(d, vocab), null, 2)}\n`);

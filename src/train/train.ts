@@ -14,6 +14,7 @@ import { askChild } from "../child-rpc.js";
 import { SafetensorsFile, type TensorToWrite, writeSafetensors } from "../hf/safetensors.js";
 import { createKernels } from "../kernels/index.js";
 import { LlavaModel } from "../models/llava.js";
+import { checkNewDir, checkNotExisting, makeDirs, makeTempDir } from "../run/out-dir.js";
 import { writeFileAtomic } from "../run/run-dir.js";
 import { type SampleOptions, sample } from "../shapes/dataset.js";
 import { f32ToF16 } from "../tensor/half.js";
@@ -24,14 +25,18 @@ import { createShapesModel, DEFAULT_SHAPES_DIMS, type ShapesModelDims } from "./
 import { trainingStep } from "./step.js";
 import { createPatchHead } from "./vision-pretrain.js";
 
+const OUT_HINT = "choose another --out, or pass --overwrite to replace it";
+
 export interface TrainOptions {
   /**
    * Checkpoint folder (a full model folder plus optimizer state); resumed when it holds a state, with the
    * recorded options (stage-2 options from this call while stage 2 has not begun).
    */
   checkpoint: string;
-  /** Where the final float16 model goes. */
+  /** Where the final float16 model goes: a new folder, or an existing one replaced only with `overwrite`. */
   out: string;
+  /** Replace an existing `out` (checked before training starts, so a refusal costs nothing). */
+  overwrite?: boolean;
   steps: number;
   /** Images per step. */
   batch: number;
@@ -97,7 +102,7 @@ export interface TrainResult {
 
 interface TrainState {
   step: number;
-  options: Omit<TrainOptions, "log" | "checkpoint" | "out">;
+  options: Omit<TrainOptions, "log" | "checkpoint" | "out" | "overwrite">;
   /** train_acc: first-token accuracy over every answer of the window's training conversations. */
   history: {
     step: number;
@@ -252,7 +257,17 @@ export async function trainShapes(opts: TrainOptions): Promise<TrainResult> {
   const ckpt = path.resolve(opts.checkpoint);
   const statePath = path.join(ckpt, STATE);
   let state: TrainState;
-  const { log: _l, checkpoint: _c, out: _o, pauseAfter: _p, extraCycles: asked, ...recorded } = opts;
+  const {
+    log: _l,
+    checkpoint: _c,
+    out: _o,
+    overwrite: _w,
+    pauseAfter: _p,
+    extraCycles: asked,
+    ...recorded
+  } = opts;
+  // Before any work: training takes hours, and its export must not replace a model (the shipped one) unasked.
+  checkNewDir(opts.out, { overwrite: opts.overwrite, overwriteHint: OUT_HINT });
   const exported = exportedState(ckpt);
   if (exported) {
     widenToF32(path.join(ckpt, "model.safetensors"));
@@ -509,10 +524,14 @@ export async function trainShapes(opts: TrainOptions): Promise<TrainResult> {
     path.join(tmp, "training.json"),
     `${JSON.stringify({ ...state.options, steps_done: state.step, seconds: Math.round(state.seconds), history: state.history }, null, 1)}\n`,
   );
+  // Checked again: the folder may have appeared during training. Staged beside it, then renamed into place.
+  checkNotExisting(opts.out, { overwrite: opts.overwrite, overwriteHint: OUT_HINT });
+  makeDirs(path.dirname(out), opts.out);
+  const staged = makeTempDir(path.dirname(out), `.${path.basename(out)}.tmp-`, opts.out);
+  fs.cpSync(tmp, staged, { recursive: true });
+  fs.chmodSync(staged, 0o755);
   fs.rmSync(out, { recursive: true, force: true });
-  fs.mkdirSync(path.dirname(out), { recursive: true });
-  fs.cpSync(tmp, out, { recursive: true });
-  fs.chmodSync(out, 0o755);
+  fs.renameSync(staged, out);
   fs.rmSync(tmp, { recursive: true, force: true });
   model.close();
   return { finished: true, step: state.step, finalEvalAccuracy: lastEval(), seconds: state.seconds };

@@ -1,7 +1,7 @@
 /**
  * CLEANN over a run: read one LLM layer's attention, explain a generated token with every requested head
  * (heads are independent and run on worker threads), aggregate the patch weights on the patch grid, and write
- * `causal/<k>.json` into the run (format in docs/causal-format.md).
+ * `causal/<k>.json` into the run (format: docs/trace-format.md, section "causal/<k>.json").
  */
 import * as os from "node:os";
 import * as path from "node:path";
