@@ -7,7 +7,8 @@
  */
 import * as assert from "node:assert/strict";
 import { describe, it } from "node:test";
-import { decodeImage, ImageError } from "../src/hf/image-decode.js";
+import { decodeImage, encodePng, ImageError } from "../src/hf/image-decode.js";
+import { pngChunks, pngWithDataCut } from "./broken-images.js";
 import { differences, type PilCase, pilCases, pilFixture, pilReference } from "./pil-fixtures.js";
 
 async function assertMatchesPillow(set: "jpeg" | "formats", file: string, c: PilCase): Promise<void> {
@@ -67,22 +68,10 @@ async function assertRefused(bytes: Uint8Array, file: string, re: RegExp): Promi
   );
 }
 
-/** Byte offsets where the chunks of a PNG start. */
-function pngChunkStarts(png: Uint8Array): { type: string; at: number; end: number }[] {
-  const out: { type: string; at: number; end: number }[] = [];
-  for (let at = 8; at + 8 <= png.length; ) {
-    const len = Buffer.from(png.buffer, png.byteOffset + at, 4).readUInt32BE(0);
-    const end = at + 12 + len;
-    out.push({ type: Buffer.from(png.subarray(at + 4, at + 8)).toString("latin1"), at, end });
-    at = end;
-  }
-  return out;
-}
-
 describe("truncated and corrupt files are refused, never decoded in part", () => {
   it("a PNG cut anywhere is a truncated PNG: in the header, inside or between image-data chunks, before IEND", async () => {
     const png = pilFixture("formats/interlaced.png");
-    const chunks = pngChunkStarts(png);
+    const chunks = pngChunks(png);
     const idat = chunks.filter((c) => c.type === "IDAT");
     assert.ok(idat.length >= 2, "the fixture has several IDAT chunks");
     const iend = chunks.find((c) => c.type === "IEND")!;
@@ -97,6 +86,17 @@ describe("truncated and corrupt files are refused, never decoded in part", () =>
     ];
     cuts.push(iend.at + 6, png.length - 1);
     for (const n of cuts) await assertRefused(png.subarray(0, n), `cut-${n}.png`, /truncated PNG image/);
+  });
+
+  it("a PNG whose image data stops early (whole chunks, IEND intact) is refused, not filled with black rows", async () => {
+    // noise so the compressed data is large; the stream is cut to a third and re-wrapped in a valid IDAT chunk
+    const raw = new Uint8Array(120 * 80 * 3).map((_, i) => (i * 2654435761) >>> 24);
+    const png = Buffer.from(encodePng({ width: 120, height: 80, data: raw }));
+    await assertRefused(
+      pngWithDataCut(png, 1 / 3),
+      "stops.png",
+      /corrupt PNG image \(its image data ends early/,
+    );
   });
 
   it("a PNG whose end is zero-filled (a preallocated, unfinished download) is refused", async () => {

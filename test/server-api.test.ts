@@ -16,6 +16,7 @@ import { parseImageProcessorConfig, preprocessImage } from "../src/hf/image-proc
 import { attentionSummary, headImageMaps, patchAttention } from "../src/interpret/attention.js";
 import { Run } from "../src/run/run-dir.js";
 import { RunStore } from "../src/server/run-store.js";
+import { pngWithDataCut } from "./broken-images.js";
 import { fixtureDir, tempDir } from "./fixture-utils.js";
 import { pilFixture, pilReference } from "./pil-fixtures.js";
 import {
@@ -382,6 +383,7 @@ describe("bad input → 4xx with a clear message", () => {
         /^half\.png: truncated PNG image: .*use the complete file$/,
       ],
       [png.subarray(0, png.length - 12), "no-end.png", "image/png", /^no-end\.png: truncated PNG image/],
+      [pngWithDataCut(Buffer.from(img), 0.5), "stops.png", "image/png", /^stops\.png: corrupt PNG image/],
       [jpg.subarray(0, jpg.length - 2), "cut.jpg", "image/jpeg", /^cut\.jpg: truncated JPEG image/],
       [garbled, "garbled.jpg", "image/jpeg", /^garbled\.jpg: corrupt JPEG image/],
       [

@@ -29,6 +29,9 @@ interface PngChunks {
   height: number;
   colorType: number;
   bitDepth: number;
+  interlaced: boolean;
+  /** The IDAT payloads, in order: one zlib stream. */
+  data: Uint8Array[];
   trns?: Uint8Array;
   exif?: Uint8Array;
   rawProfileExif?: Uint8Array;
@@ -58,15 +61,16 @@ function scanPngChunks(bytes: Uint8Array, fileLabel: string): PngChunks {
     height: u32be(bytes, 20),
     bitDepth: bytes[24],
     colorType: bytes[25],
+    interlaced: bytes[28] === 1,
+    data: [],
   };
-  let sawData = false;
   let pos = 8;
   for (;;) {
     if (pos + 8 > bytes.length) {
       throw truncatedImage(
         fileLabel,
         "PNG",
-        sawData ? "before its end chunk (IEND)" : "before its image data",
+        info.data.length ? "before its end chunk (IEND)" : "before its image data",
       );
     }
     const len = u32be(bytes, pos);
@@ -84,7 +88,7 @@ function scanPngChunks(bytes: Uint8Array, fileLabel: string): PngChunks {
       );
     }
     const data = bytes.subarray(start, start + len);
-    if (type === "IDAT") sawData = true;
+    if (type === "IDAT") info.data.push(data);
     else if (type === "IEND") break;
     else if (type === "tRNS") info.trns = data;
     // Pillow keeps the last eXIf (or tEXt "exif") it meets; text chunks may also come after the image data.
@@ -92,7 +96,7 @@ function scanPngChunks(bytes: Uint8Array, fileLabel: string): PngChunks {
     else if (type === "tEXt" || type === "zTXt" || type === "iTXt") readTextChunk(type, data, info);
     pos = start + len + 4;
   }
-  if (!sawData) throw corruptImage(fileLabel, "PNG", "no image data (IDAT chunk)");
+  if (!info.data.length) throw corruptImage(fileLabel, "PNG", "no image data (IDAT chunk)");
   return info;
 }
 
@@ -129,6 +133,50 @@ function inflateText(b: Uint8Array): Uint8Array {
   return zlib.inflateSync(b, { maxOutputLength: MAX_TEXT_BYTES });
 }
 
+const CHANNELS: Record<number, number> = { 0: 1, 2: 3, 3: 1, 4: 2, 6: 4 };
+
+/** Bytes of filtered scanlines the header promises: a filter byte per row, per Adam7 pass when interlaced. */
+function expectedDataBytes(c: PngChunks): number {
+  const bits = (CHANNELS[c.colorType] ?? 4) * c.bitDepth;
+  const rows = (w: number, h: number) => (w > 0 && h > 0 ? h * (1 + Math.ceil((w * bits) / 8)) : 0);
+  if (!c.interlaced) return rows(c.width, c.height);
+  // Adam7 passes: first column, first row, column step, row step.
+  const passes = [
+    [0, 0, 8, 8],
+    [4, 0, 8, 8],
+    [0, 4, 4, 8],
+    [2, 0, 4, 4],
+    [0, 2, 2, 4],
+    [1, 0, 2, 2],
+    [0, 1, 1, 2],
+  ];
+  let total = 0;
+  for (const [x0, y0, dx, dy] of passes) {
+    total += rows(Math.ceil((c.width - x0) / dx), Math.ceil((c.height - y0) / dy));
+  }
+  return total;
+}
+
+/**
+ * The compressed image data must hold every row: pngjs (like a browser) fills the rows a stream that ends early
+ * leaves out with zeros, which would pass a partial picture off as a whole one.
+ */
+function checkImageDataComplete(c: PngChunks, fileLabel: string): void {
+  const expected = expectedDataBytes(c);
+  let got = -1;
+  try {
+    got = zlib.inflateSync(Buffer.concat(c.data), { maxOutputLength: Math.max(expected, 1) }).length;
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === "ERR_BUFFER_TOO_LARGE") {
+      throw corruptImage(fileLabel, "PNG", "more image data than its size needs");
+    }
+    if (!/unexpected end/i.test(errText(e))) throw corruptImage(fileLabel, "PNG", errText(e));
+  }
+  if (got < expected) {
+    throw corruptImage(fileLabel, "PNG", "its image data ends early: part of the picture is missing");
+  }
+}
+
 /** ImageMagick's hex dump: three header lines ("", "exif", length), then the hex digits of the EXIF block. */
 function rawProfileBytes(text: Uint8Array): Uint8Array | undefined {
   const hex = latin1(text).split("\n").slice(3).join("");
@@ -140,6 +188,7 @@ function rawProfileBytes(text: Uint8Array): Uint8Array | undefined {
 export function decodePng(bytes: Uint8Array, fileLabel: string, maxPixels: number): StoredImage {
   const chunks = scanPngChunks(bytes, fileLabel);
   checkPixelCount(fileLabel, "PNG", chunks.width, chunks.height, maxPixels);
+  checkImageDataComplete(chunks, fileLabel);
   let png: ReturnType<typeof PNG.sync.read>;
   try {
     png = PNG.sync.read(Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength), { skipRescale: true });
