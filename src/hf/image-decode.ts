@@ -2,8 +2,9 @@
  * Image decoding to 8-bit RGB exactly as Hugging Face's processors receive it: transformers' `load_image` is
  * PIL's `Image.open(f)` + `ImageOps.exif_transpose` + `convert("RGB")`, and this gives the same pixels.
  *
- * * The format is sniffed from the magic bytes, never from the file name: PNG ({@link decodePng}, pngjs),
- *   JPEG and WebP (libjpeg-turbo / libwebp through sharp, the libraries Pillow uses).
+ * * The format is sniffed from the magic bytes, never from the file name: PNG via pngjs (image-png.ts), JPEG
+ *   and WebP via libjpeg-turbo / libwebp through sharp (image-jpeg.ts, image-webp.ts, image-sharp.ts), the
+ *   libraries inside Pillow.
  * * The EXIF orientation (or XMP `tiff:Orientation` without one) is applied with `exif_transpose` semantics.
  * * A decoded-pixel limit (`maxPixels`) is checked from the header before any pixel buffer is allocated.
  * * A truncated or corrupt file is refused, never decoded in part.
