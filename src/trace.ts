@@ -22,7 +22,7 @@ import { f32ToF16 } from "./tensor/half.js";
 export class TraceError extends Error {}
 
 export interface TraceRequest {
-  /** Encoded PNG/JPEG bytes and a label for messages (usually the file path). */
+  /** Encoded PNG/JPEG/WebP bytes and a label for messages (usually the file path). */
   image: { bytes: Uint8Array; name: string };
   prompt: string;
   maxNewTokens: number;
@@ -114,7 +114,7 @@ export async function traceWithModel(
   checkRunOut(req.out, { overwrite: req.overwrite });
 
   let t0 = performance.now();
-  const rgb: RgbImage = decodeImage(req.image.bytes, req.image.name);
+  const rgb: RgbImage = await decodeImage(req.image.bytes, req.image.name);
   const ipc = imageProcessorFor(model);
   const pre = preprocessImage(rgb, ipc, req.imageMode);
   const S = model.config.vision.imageSize;

@@ -108,7 +108,7 @@ describe("trace: bad input gives one clear line", () => {
     fs.writeFileSync(f, Buffer.from("definitely not an image"));
     expectError(
       ["trace", "--model", SRC, "--image", f, "--prompt", "q", "--out", out()],
-      /noise\.png: not a PNG or JPEG/,
+      /noise\.png: not a PNG, JPEG or WebP image/,
     );
   });
   test("truncated image", () => {

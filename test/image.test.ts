@@ -5,8 +5,8 @@ import * as path from "node:path";
 import { describe, it } from "node:test";
 import { fileURLToPath } from "node:url";
 import * as zlib from "node:zlib";
-import jpeg from "jpeg-js";
 import { PNG } from "pngjs";
+import sharp from "sharp";
 import {
   applyExifOrientation,
   decodeImage,
@@ -60,20 +60,24 @@ function noise(w: number, h: number, seed: number): RgbImage {
   return { width: w, height: h, data };
 }
 
-function assertImageError(fn: () => unknown, file: string, re?: RegExp): void {
-  assert.throws(fn, (e: unknown) => {
-    assert.ok(e instanceof ImageError, `expected ImageError, got ${e}`);
-    assert.ok(e.message.includes(file), `message should name ${file}: ${e.message}`);
-    assert.ok(!e.message.includes("\n"), "one-line message");
-    if (re) assert.match(e.message, re);
-    return true;
-  });
+async function assertImageError(fn: () => unknown, file: string, re?: RegExp): Promise<void> {
+  await assert.rejects(
+    async () => fn(),
+    (e: unknown) => {
+      assert.ok(e instanceof ImageError, `expected ImageError, got ${e}`);
+      assert.ok(e.message.includes(file), `message should name ${file}: ${e.message}`);
+      assert.ok(!e.message.includes("\n"), "one-line message");
+      if (re) assert.match(e.message, re);
+      return true;
+    },
+  );
 }
 
 for (const name of ["llava-tiny-llama", "llava-tiny-gemma"]) {
+  const dir = path.join(FIXTURES, name);
+  const expected = JSON.parse(fs.readFileSync(path.join(dir, "expected.json"), "utf8"));
+  const img = await loadImageFile(path.join(dir, expected.image.file));
   describe(`image preprocessing vs HF reference: ${name}`, () => {
-    const dir = path.join(FIXTURES, name);
-    const expected = JSON.parse(fs.readFileSync(path.join(dir, "expected.json"), "utf8"));
     const modelCfg = JSON.parse(fs.readFileSync(path.join(dir, "config.json"), "utf8"));
     const ppJson = JSON.parse(fs.readFileSync(path.join(dir, "preprocessor_config.json"), "utf8"));
     const st = SafetensorsFile.open(path.join(dir, "expected.safetensors"));
@@ -83,7 +87,6 @@ for (const name of ["llava-tiny-llama", "llava-tiny-gemma"]) {
       modelCfg.vision_config.model_type ?? "clip_vision_model",
       modelCfg.vision_config.image_size,
     );
-    const img = loadImageFile(path.join(dir, expected.image.file));
     const res = preprocessImage(img, cfg, "default");
 
     it("decodes image.png at the size in expected.json", () => {
@@ -139,8 +142,8 @@ for (const name of ["llava-tiny-llama", "llava-tiny-gemma"]) {
       assert.ok(worst <= 1, `max deviation ${worst}`);
     });
 
-    it("encodePng → decodeImage is lossless", () => {
-      const again = decodeImage(encodePng(res.processed), "roundtrip.png");
+    it("encodePng → decodeImage is lossless", async () => {
+      const again = await decodeImage(encodePng(res.processed), "roundtrip.png");
       assert.equal(again.width, res.processed.width);
       assert.equal(again.height, res.processed.height);
       assert.equal(countMismatches(again.data, res.processed.data), 0);
@@ -370,15 +373,14 @@ describe("LVLM-Interpret image modes", () => {
 // ---------------------------------------------------------------------------------------------------------------
 
 /** A JPEG with an APP1 EXIF block (IFD0 with just the Orientation tag) inserted after SOI. */
-function jpegWithOrientation(img: RgbImage, orientation: number, littleEndian: boolean): Uint8Array {
-  const rgba = Buffer.alloc(img.width * img.height * 4);
-  for (let i = 0; i < img.width * img.height; i++) {
-    rgba[i * 4] = img.data[i * 3];
-    rgba[i * 4 + 1] = img.data[i * 3 + 1];
-    rgba[i * 4 + 2] = img.data[i * 3 + 2];
-    rgba[i * 4 + 3] = 255;
-  }
-  const enc = jpeg.encode({ width: img.width, height: img.height, data: rgba }, 100).data;
+async function jpegWithOrientation(
+  img: RgbImage,
+  orientation: number,
+  littleEndian: boolean,
+): Promise<Buffer> {
+  const enc = await sharp(img.data, { raw: { width: img.width, height: img.height, channels: 3 } })
+    .jpeg({ quality: 100 })
+    .toBuffer();
   const tiff = Buffer.alloc(8 + 2 + 12 + 4);
   const w16 = (v: number, o: number) => (littleEndian ? tiff.writeUInt16LE(v, o) : tiff.writeUInt16BE(v, o));
   const w32 = (v: number, o: number) => (littleEndian ? tiff.writeUInt32LE(v, o) : tiff.writeUInt32BE(v, o));
@@ -408,24 +410,24 @@ describe("EXIF orientation", () => {
   const isGrey = (p: number[]) =>
     Math.abs(p[0] - 40) < 25 && Math.abs(p[1] - 40) < 25 && Math.abs(p[2] - 40) < 25;
 
-  it("reads the tag in both byte orders", () => {
-    const j6 = jpegWithOrientation(base, 6, false);
-    const j3 = jpegWithOrientation(base, 3, true);
+  it("reads the tag in both byte orders", async () => {
+    const j6 = await jpegWithOrientation(base, 6, false);
+    const j3 = await jpegWithOrientation(base, 3, true);
     const tiffOf = (b: Uint8Array) => b.subarray(2 + 4 + 6);
     assert.equal(readExifOrientation(tiffOf(j6)), 6);
     assert.equal(readExifOrientation(tiffOf(j3)), 3);
     assert.equal(readExifOrientation(new Uint8Array([1, 2, 3])), undefined);
   });
 
-  it("orientation 1 (no transform) keeps the layout", () => {
-    const img = decodeImage(jpegWithOrientation(base, 1, false), "o1.jpg");
+  it("orientation 1 (no transform) keeps the layout", async () => {
+    const img = await decodeImage(await jpegWithOrientation(base, 1, false), "o1.jpg");
     assert.deepEqual([img.width, img.height], [W, H]);
     assert.ok(isRed(pixel(img, 4, 4)));
     assert.ok(isGrey(pixel(img, 28, 12)));
   });
 
-  it("orientation 6 rotates 90° clockwise", () => {
-    const img = decodeImage(jpegWithOrientation(base, 6, false), "o6.jpg");
+  it("orientation 6 rotates 90° clockwise", async () => {
+    const img = await decodeImage(await jpegWithOrientation(base, 6, false), "o6.jpg");
     assert.deepEqual([img.width, img.height], [H, W]);
     // Source top-left quadrant → top-right after a clockwise quarter turn.
     assert.ok(isRed(pixel(img, 12, 4)), `${pixel(img, 12, 4)}`);
@@ -434,8 +436,8 @@ describe("EXIF orientation", () => {
     assert.ok(isGrey(pixel(img, 12, 28)));
   });
 
-  it("orientation 3 rotates 180°", () => {
-    const img = decodeImage(jpegWithOrientation(base, 3, true), "o3.jpg");
+  it("orientation 3 rotates 180°", async () => {
+    const img = await decodeImage(await jpegWithOrientation(base, 3, true), "o3.jpg");
     assert.deepEqual([img.width, img.height], [W, H]);
     assert.ok(isRed(pixel(img, 28, 12)));
     assert.ok(isGrey(pixel(img, 4, 4)));
@@ -503,15 +505,15 @@ function makePng(
 }
 
 describe("PNG decoding", () => {
-  it("drops alpha, expands grayscale, keeps the high byte of 16-bit samples", () => {
+  it("drops alpha, expands grayscale, keeps the high byte of 16-bit samples", async () => {
     const rgba = new PNG({ width: 2, height: 1 });
     rgba.data = Buffer.from([10, 20, 30, 0, 40, 50, 60, 128]);
-    const a = decodeImage(PNG.sync.write(rgba), "rgba.png");
+    const a = await decodeImage(PNG.sync.write(rgba), "rgba.png");
     assert.deepEqual([...a.data], [10, 20, 30, 40, 50, 60]);
 
     const grey = new PNG({ width: 2, height: 1 });
     grey.data = Buffer.from([77, 77, 77, 255, 200, 200, 200, 255]);
-    const g = decodeImage(PNG.sync.write(grey, { colorType: 0 }), "grey.png");
+    const g = await decodeImage(PNG.sync.write(grey, { colorType: 0 }), "grey.png");
     assert.deepEqual([...g.data], [77, 77, 77, 200, 200, 200]);
 
     // pngjs reads 16-bit input as native Uint16 RGBA samples.
@@ -519,11 +521,11 @@ describe("PNG decoding", () => {
     deep.data = Buffer.from(
       new Uint16Array([0x12ff, 0xab00, 0x3480, 0xffff, 0x00ff, 0xff00, 0x8000, 0xffff]).buffer,
     );
-    const d = decodeImage(PNG.sync.write(deep, { colorType: 2, bitDepth: 16 }), "deep.png");
+    const d = await decodeImage(PNG.sync.write(deep, { colorType: 2, bitDepth: 16 }), "deep.png");
     assert.deepEqual([...d.data], [0x12, 0xab, 0x34, 0x00, 0xff, 0x80]);
   });
 
-  it("palette images map to their colours; palette alpha is dropped", () => {
+  it("palette images map to their colours; palette alpha is dropped", async () => {
     const plte = new Uint8Array([255, 0, 0, 0, 255, 0, 0, 0, 255, 9, 8, 7]);
     const trns = new Uint8Array([0, 128, 255, 0]);
     // 2-bit indices 0,1,2,3 packed into one byte.
@@ -538,96 +540,100 @@ describe("PNG decoding", () => {
         ["tRNS", trns],
       ],
     );
-    assert.deepEqual([...decodeImage(png, "pal.png").data], [...plte]);
+    assert.deepEqual([...(await decodeImage(png, "pal.png")).data], [...plte]);
   });
 
-  it("a tRNS colour key keeps the keyed colour (RGB and grey)", () => {
+  it("a tRNS colour key keeps the keyed colour (RGB and grey)", async () => {
     const key = new Uint8Array([0, 1, 0, 2, 0, 3]);
     const rgb = makePng(2, 1, 8, 2, [[1, 2, 3, 4, 5, 6]], [["tRNS", key]]);
-    assert.deepEqual([...decodeImage(rgb, "key.png").data], [1, 2, 3, 4, 5, 6]);
+    assert.deepEqual([...(await decodeImage(rgb, "key.png")).data], [1, 2, 3, 4, 5, 6]);
     const grey = makePng(2, 1, 8, 0, [[7, 9]], [["tRNS", new Uint8Array([0, 7])]]);
-    assert.deepEqual([...decodeImage(grey, "gkey.png").data], [7, 7, 7, 9, 9, 9]);
+    assert.deepEqual([...(await decodeImage(grey, "gkey.png")).data], [7, 7, 7, 9, 9, 9]);
   });
 
-  it("low bit depths scale to 0..255", () => {
+  it("low bit depths scale to 0..255", async () => {
     const one = makePng(3, 1, 1, 0, [[0b10100000]]);
-    assert.deepEqual([...decodeImage(one, "1bit.png").data], [255, 255, 255, 0, 0, 0, 255, 255, 255]);
+    assert.deepEqual([...(await decodeImage(one, "1bit.png")).data], [255, 255, 255, 0, 0, 0, 255, 255, 255]);
     const four = makePng(2, 1, 4, 0, [[0x5f]]);
-    assert.deepEqual([...decodeImage(four, "4bit.png").data], [85, 85, 85, 255, 255, 255]);
+    assert.deepEqual([...(await decodeImage(four, "4bit.png")).data], [85, 85, 85, 255, 255, 255]);
   });
 
-  it("a PNG eXIf orientation is applied", () => {
+  it("a PNG eXIf orientation is applied", async () => {
     const tiff = Buffer.from([
       0x4d, 0x4d, 0, 42, 0, 0, 0, 8, 0, 1, 0x01, 0x12, 0, 3, 0, 0, 0, 1, 0, 8, 0, 0, 0, 0, 0, 0,
     ]);
     // 2x1 [A, B] rotated 90° counter-clockwise (orientation 8) → 1x2 [B; A].
     const png = makePng(2, 1, 8, 2, [[1, 1, 1, 2, 2, 2]], [["eXIf", tiff]]);
-    const img = decodeImage(png, "exif.png");
+    const img = await decodeImage(png, "exif.png");
     assert.deepEqual([img.width, img.height], [1, 2]);
     assert.deepEqual([...img.data], [2, 2, 2, 1, 1, 1]);
   });
 
-  it("encodePng writes an 8-bit RGB PNG", () => {
+  it("encodePng writes an 8-bit RGB PNG", async () => {
     const img = noise(5, 4, 1);
     const bytes = encodePng(img);
     const back = PNG.sync.read(Buffer.from(bytes));
     assert.equal(back.colorType, 2);
     assert.equal(back.depth, 8);
-    assert.equal(countMismatches(decodeImage(bytes, "x.png").data, img.data), 0);
+    assert.equal(countMismatches((await decodeImage(bytes, "x.png")).data, img.data), 0);
   });
 });
 
 describe("bad inputs", () => {
   const good = fs.readFileSync(path.join(FIXTURES, "llava-tiny-llama", "image.png"));
 
-  it("random bytes are not an image", () => {
+  it("random bytes are not an image", async () => {
     const rnd = noise(10, 10, 42).data;
     rnd[0] = 0x13;
-    assertImageError(() => decodeImage(rnd, "random.bin"), "random.bin", /not a PNG or JPEG image/);
+    await assertImageError(
+      () => decodeImage(rnd, "random.bin"),
+      "random.bin",
+      /not a PNG, JPEG or WebP image/,
+    );
   });
 
-  it("an empty file", () => {
-    assertImageError(() => decodeImage(new Uint8Array(0), "empty.png"), "empty.png");
+  it("an empty file", async () => {
+    await assertImageError(() => decodeImage(new Uint8Array(0), "empty.png"), "empty.png");
   });
 
-  it("a truncated PNG", () => {
-    assertImageError(
+  it("a truncated PNG", async () => {
+    await assertImageError(
       () => decodeImage(good.subarray(0, Math.floor(good.length / 2)), "half.png"),
       "half.png",
       /PNG/,
     );
-    assertImageError(() => decodeImage(good.subarray(0, 20), "stub.png"), "stub.png", /PNG/);
+    await assertImageError(() => decodeImage(good.subarray(0, 20), "stub.png"), "stub.png", /PNG/);
   });
 
-  it("a PNG with a corrupted data byte (CRC)", () => {
+  it("a PNG with a corrupted data byte (CRC)", async () => {
     const bad = Buffer.from(good);
     bad[bad.length - 30] ^= 0xff;
-    assertImageError(() => decodeImage(bad, "crc.png"), "crc.png", /corrupt PNG/);
+    await assertImageError(() => decodeImage(bad, "crc.png"), "crc.png", /corrupt PNG/);
   });
 
-  it("a truncated JPEG", () => {
-    const j = jpegWithOrientation(noise(16, 16, 3), 1, false);
-    assertImageError(() => decodeImage(j.subarray(0, j.length - 40), "cut.jpg"), "cut.jpg", /JPEG/);
-    assertImageError(() => decodeImage(j.subarray(0, 4), "stub.jpg"), "stub.jpg", /JPEG/);
+  it("a truncated JPEG", async () => {
+    const j = await jpegWithOrientation(noise(16, 16, 3), 1, false);
+    await assertImageError(() => decodeImage(j.subarray(0, j.length - 40), "cut.jpg"), "cut.jpg", /JPEG/);
+    await assertImageError(() => decodeImage(j.subarray(0, 4), "stub.jpg"), "stub.jpg", /JPEG/);
   });
 
-  it("the decoded-pixel limit", () => {
-    assertImageError(() => decodeImage(good, "big.png", { maxPixels: 100 }), "big.png", /megapixel/);
-    const j = jpegWithOrientation(noise(16, 16, 3), 1, false);
-    assertImageError(() => decodeImage(j, "big.jpg", { maxPixels: 100 }), "big.jpg", /megapixel/);
+  it("the decoded-pixel limit", async () => {
+    await assertImageError(() => decodeImage(good, "big.png", { maxPixels: 100 }), "big.png", /megapixel/);
+    const j = await jpegWithOrientation(noise(16, 16, 3), 1, false);
+    await assertImageError(() => decodeImage(j, "big.jpg", { maxPixels: 100 }), "big.jpg", /megapixel/);
   });
 
-  it("a missing file and a directory", () => {
+  it("a missing file and a directory", async () => {
     const missing = path.join(os.tmpdir(), `no-such-image-${process.pid}.png`);
-    assertImageError(() => loadImageFile(missing), missing, /no such file/);
-    assertImageError(() => loadImageFile(FIXTURES), FIXTURES);
+    await assertImageError(() => loadImageFile(missing), missing, /no such file/);
+    await assertImageError(() => loadImageFile(FIXTURES), FIXTURES);
   });
 
-  it("the format comes from the bytes, not the extension", () => {
+  it("the format comes from the bytes, not the extension", async () => {
     const expected = JSON.parse(
       fs.readFileSync(path.join(FIXTURES, "llava-tiny-llama", "expected.json"), "utf8"),
     );
-    const asJpg = decodeImage(good, "actually-a-png.jpg");
+    const asJpg = await decodeImage(good, "actually-a-png.jpg");
     assert.deepEqual([asJpg.width, asJpg.height], [expected.image.width, expected.image.height]);
   });
 });

@@ -12,10 +12,13 @@ import { after, before, describe, test } from "node:test";
 import * as zlib from "node:zlib";
 import { PNG } from "pngjs";
 import { encodePng } from "../src/hf/image-decode.js";
+import { parseImageProcessorConfig, preprocessImage } from "../src/hf/image-processor.js";
 import { attentionSummary, headImageMaps, patchAttention } from "../src/interpret/attention.js";
 import { Run } from "../src/run/run-dir.js";
 import { RunStore } from "../src/server/run-store.js";
-import { tempDir } from "./fixture-utils.js";
+import { pngWithDataCut } from "./broken-images.js";
+import { fixtureDir, tempDir } from "./fixture-utils.js";
+import { pilFixture, pilReference } from "./pil-fixtures.js";
 import {
   fixtureImage,
   imageForm,
@@ -130,6 +133,43 @@ describe("generate → run → views", () => {
     assert.equal(png.width, 112);
     const input = await fetch(`${ts.base}/api/runs/${runId}/input`);
     assert.deepEqual(Buffer.from(await input.arrayBuffer()), Buffer.from(fixtureImage()));
+  });
+
+  test("JPEG and WebP uploads: the model sees Pillow's pixels, the original file is kept", async () => {
+    const dir = fixtureDir("llava-tiny-llama");
+    const modelCfg = JSON.parse(fs.readFileSync(path.join(dir, "config.json"), "utf8"));
+    const cfg = parseImageProcessorConfig(
+      JSON.parse(fs.readFileSync(path.join(dir, "preprocessor_config.json"), "utf8")),
+      "preprocessor_config.json",
+      modelCfg.vision_config.model_type ?? "clip_vision_model",
+      modelCfg.vision_config.image_size,
+    );
+    const uploads = [
+      ["jpeg/q90-420.jpg", "jpeg/q90-420.pil.png", "image/jpeg", "input.jpg"],
+      ["formats/lossy.webp", "formats/lossy.webp.pil.png", "image/webp", "input.webp"],
+    ];
+    for (const [file, reference, type, stored] of uploads) {
+      const bytes = pilFixture(file);
+      const res = await fetch(`${ts.base}/api/generate`, {
+        method: "POST",
+        body: imageForm(bytes, { prompt: "What is it?", max_new_tokens: "1" }, path.basename(file), type),
+      });
+      const body = await json(res);
+      assert.equal(res.status, 202, `${file}: ${JSON.stringify(body)}`);
+      assert.equal((await readJobEvents(ts.base, body.job.id)).at(-1)!.type, "done");
+      // image.png is the processor's output: bit-equal to processing Pillow's decode of the upload.
+      const seen = PNG.sync.read(fs.readFileSync(path.join(ts.dataDir, body.runId, "image.png")));
+      const expected = preprocessImage(pilReference(reference), cfg, "default").processed;
+      assert.deepEqual([seen.width, seen.height], [expected.width, expected.height]);
+      let bad = 0;
+      for (let i = 0; i < expected.width * expected.height; i++)
+        for (let k = 0; k < 3; k++) if (seen.data[i * 4 + k] !== expected.data[i * 3 + k]) bad++;
+      assert.equal(bad, 0, `${file}: ${bad} values of what the model saw differ from Pillow's`);
+      const input = await fetch(`${ts.base}/api/runs/${body.runId}/input`);
+      assert.equal(input.headers.get("content-type"), type);
+      assert.deepEqual(Buffer.from(await input.arrayBuffer()), bytes);
+      assert.ok(fs.existsSync(path.join(ts.dataDir, body.runId, stored)));
+    }
   });
 
   test("attention endpoints return the library's numbers", async () => {
@@ -286,10 +326,17 @@ describe("bad input → 4xx with a clear message", () => {
         imageForm(new TextEncoder().encode("hello, not an image"), { prompt: "q" }, "x.txt", "text/plain"),
       ),
       415,
-      /not a PNG or JPEG/,
+      /not a PNG, JPEG or WebP/,
     );
-    const webp = Buffer.concat([Buffer.from("RIFF\x10\x00\x00\x00WEBPVP8 ", "latin1"), Buffer.alloc(16)]);
-    await expectError(await post(imageForm(webp, { prompt: "q" }, "x.webp", "image/webp")), 415, /WebP/);
+    const webp = Buffer.concat([
+      Buffer.from("RIFF\x18\x00\x00\x00WEBPVP8 \x0c\x00\x00\x00", "latin1"),
+      Buffer.alloc(12),
+    ]);
+    await expectError(
+      await post(imageForm(webp, { prompt: "q" }, "x.webp", "image/webp")),
+      400,
+      /^x\.webp: corrupt WebP image/,
+    );
     await expectError(
       await post(imageForm(new Uint8Array(LIMITS.maxUploadBytes + 10), { prompt: "q" })),
       413,
@@ -298,7 +345,7 @@ describe("bad input → 4xx with a clear message", () => {
     const big = encodePng({ width: 1100, height: 1000, data: new Uint8Array(1100 * 1000 * 3) });
     assert.ok(big.length < LIMITS.maxUploadBytes);
     await expectError(await post(imageForm(big, { prompt: "q" })), 413, /megapixel limit/);
-    await expectError(await post(imageForm(img.subarray(0, 60), { prompt: "q" })), 400, /corrupt PNG/);
+    await expectError(await post(imageForm(img.subarray(0, 60), { prompt: "q" })), 400, /truncated PNG/);
     await expectError(await post(imageForm(img, { prompt: "   " })), 400, /prompt.*empty/);
     await expectError(
       await post(imageForm(img, { prompt: "q", max_new_tokens: "0" })),
@@ -321,6 +368,40 @@ describe("bad input → 4xx with a clear message", () => {
     const noImage = new FormData();
     noImage.append("prompt", "q");
     await expectError(await post(noImage), 400, /no image/);
+  });
+
+  test("generate: a truncated or corrupt image is a 400 naming the file, never a partial picture", async () => {
+    const png = pilFixture("formats/interlaced.png");
+    const jpg = pilFixture("jpeg/progressive-420.jpg");
+    const garbled = Buffer.from(jpg);
+    garbled.fill(0x55, jpg.length >> 1, (jpg.length >> 1) + 50);
+    const cases: [Uint8Array, string, string, RegExp][] = [
+      [
+        png.subarray(0, png.length >> 1),
+        "half.png",
+        "image/png",
+        /^half\.png: truncated PNG image: .*use the complete file$/,
+      ],
+      [png.subarray(0, png.length - 12), "no-end.png", "image/png", /^no-end\.png: truncated PNG image/],
+      [pngWithDataCut(Buffer.from(img), 0.5), "stops.png", "image/png", /^stops\.png: corrupt PNG image/],
+      [jpg.subarray(0, jpg.length - 2), "cut.jpg", "image/jpeg", /^cut\.jpg: truncated JPEG image/],
+      [garbled, "garbled.jpg", "image/jpeg", /^garbled\.jpg: corrupt JPEG image/],
+      [
+        pilFixture("formats/lossy.webp").subarray(0, 300),
+        "cut.webp",
+        "image/webp",
+        /^cut\.webp: truncated WebP/,
+      ],
+    ];
+    const before = fs.readdirSync(ts.dataDir).length;
+    for (const [bytes, name, type, re] of cases) {
+      const res = await post(imageForm(bytes, { prompt: "q" }, name, type));
+      const body = await json(res);
+      assert.equal(res.status, 400, `${name}: ${JSON.stringify(body)}`);
+      assert.match(body.error, re);
+      assert.ok(!body.error.includes("\n") && !body.error.includes(ts.dataDir), body.error);
+    }
+    assert.equal(fs.readdirSync(ts.dataDir).length, before, "no run folder was started");
   });
 
   test("run ids: unknown, traversal, odd characters, symlink escapes", async () => {

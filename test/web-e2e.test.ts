@@ -3,7 +3,8 @@
  * real server with the llama fixture model: upload and paint, ask, wait for the streamed answer, open every view
  * and check real content (heatmap canvases with non-uniform pixels, token lists equal to the run's tokens, a
  * causal graph with nodes, exported PNGs that decode, an archive that imports), a WebP upload, a readable error
- * for a broken image, and a 640-token run that renders without long main-thread stalls. Screenshots of every view
+ * for a broken image, truncated images refused in place of the picture, and a 640-token run that renders without
+ * long main-thread stalls. Screenshots of every view
  * go to $SCREENSHOT_DIR (default dist/screenshots).
  *
  * Skipped (with a message) only when /usr/bin/chromium is missing outside CI; under CI=true it must run.
@@ -17,6 +18,8 @@ import { after, before, describe, test } from "node:test";
 import { type BrowserContext, chromium, type Page } from "playwright-core";
 import { PNG } from "pngjs";
 import { CHROMIUM_ARGS, CHROMIUM_PATH } from "../scripts/chromium.js";
+import { encodePng } from "../src/hf/image-decode.js";
+import { pngWithDataCut } from "./broken-images.js";
 import { ROOT, tempDir } from "./fixture-utils.js";
 import { fixtureImage, imageForm, readJobEvents, startTestServer, type TestServer } from "./server-utils.js";
 
@@ -415,7 +418,7 @@ describe("web app in headless Chromium", { skip }, () => {
     );
   });
 
-  test("WebP is decoded in the browser and sent as PNG; a broken image is a readable error", async () => {
+  test("WebP is sent as is (the server decodes it as Pillow does); a broken image is a readable error", async () => {
     await page.goto(`${ts.base}/#/generate`);
     const webp = await page.evaluate(async () => {
       const c = document.createElement("canvas");
@@ -439,16 +442,56 @@ describe("web app in headless Chromium", { skip }, () => {
     await page.locator('[data-testid="answer"][data-state="done"]').waitFor();
     const runs = (await api("/api/runs")).runs;
     const newest = runs[0];
-    const input = fs.readFileSync(path.join(ts.dataDir, newest.id, "input.png"));
-    const png = PNG.sync.read(input);
-    assert.deepEqual([png.width, png.height], [96, 64]);
+    assert.deepEqual(fs.readFileSync(path.join(ts.dataDir, newest.id, "input.webp")), Buffer.from(webp));
+    assert.ok(fs.existsSync(path.join(ts.dataDir, newest.id, "image.png")));
     // Broken image file.
     const broken = path.join(work, "broken.png");
     fs.writeFileSync(broken, "definitely not a png");
     await page.setInputFiles('[data-testid="image-input"]', broken);
-    const err = page.locator('[data-testid="question-panel"] [data-testid="error"]');
+    const err = page.locator('[data-testid="image-panel"] [data-testid="error"]');
     await err.waitFor();
     assert.match((await err.textContent()) ?? "", /broken\.png: the browser cannot decode this image/);
+  });
+
+  test("a truncated or partly decodable image: a message in place of the picture, nothing to paint or send", async () => {
+    await page.goto(`${ts.base}/#/generate`);
+    const tools = page.locator('[data-testid="paint-tools"]');
+    const err = page.locator('[data-testid="image-panel"] [data-testid="error"]');
+    const good = path.join(ROOT, "test/fixtures/llava-tiny-llama/image.png");
+    const png = fs.readFileSync(path.join(ROOT, "test/fixtures/pil-decode/formats/interlaced.png"));
+    const jpg = fs.readFileSync(path.join(ROOT, "test/fixtures/pil-decode/jpeg/progressive-420.jpg"));
+    const noise = new Uint8Array(120 * 80 * 3).map((_, i) => (i * 2654435761) >>> 24);
+    const cases: [string, Uint8Array, RegExp][] = [
+      [
+        "half.png",
+        png.subarray(0, png.length >> 1),
+        /^half\.png: truncated PNG image: .*use the complete file$/,
+      ],
+      ["cut.jpg", jpg.subarray(0, jpg.length - 100), /^cut\.jpg: truncated JPEG image/],
+      // Every chunk whole, IEND present, but the pixel data stops early: only decoding tells.
+      [
+        "stops.png",
+        pngWithDataCut(Buffer.from(encodePng({ width: 120, height: 80, data: noise })), 0.4),
+        /^stops\.png: the browser cannot decode this image/,
+      ],
+    ];
+    for (const [name, bytes, message] of cases) {
+      // Each time a good picture is up first: the refused file must replace it, not sit behind it.
+      await page.setInputFiles('[data-testid="image-input"]', good);
+      await tools.waitFor();
+      const file = path.join(work, name);
+      fs.writeFileSync(file, bytes);
+      await page.setInputFiles('[data-testid="image-input"]', file);
+      await err.waitFor();
+      assert.match((await err.textContent()) ?? "", message);
+      assert.equal(await tools.count(), 0, `${name}: no paint tools`);
+      assert.equal(await page.locator(".paint-stack").isVisible(), false, `${name}: no picture`);
+      assert.ok(await page.locator('[data-testid="ask"]').isDisabled(), `${name}: nothing to send`);
+    }
+    // A whole file afterwards loads as usual and clears the message.
+    await page.setInputFiles('[data-testid="image-input"]', good);
+    await tools.waitFor();
+    assert.equal(await err.count(), 0);
   });
 
   test("a 640-token run: views render without freezing the page", async (t) => {

@@ -31,7 +31,7 @@ export function traceCommand(): Command {
       "answer a question about an image and write a run directory with every attention, logit and feature",
     )
     .option("--model <dir>", "llava-hf checkpoint folder (default: the embedded default model)")
-    .requiredOption("--image <file>", "PNG or JPEG image")
+    .requiredOption("--image <file>", "PNG, JPEG or WebP image")
     .requiredOption("--prompt <text>", "the question")
     .requiredOption("--out <dir>", "run directory to create")
     .option("--max-new-tokens <n>", "most tokens to generate", intArg("--max-new-tokens", 1), 32)

@@ -20,7 +20,7 @@ import Fastify, {
 import { z } from "zod";
 import { PROJECT_ROOT } from "../cli/default-model.js";
 import { readLlavaConfig } from "../hf/config.js";
-import { decodeImage, ImageError, sniffImageFormat } from "../hf/image-decode.js";
+import { decodeImage, IMAGE_EXTENSIONS, ImageError, sniffImageFormat } from "../hf/image-decode.js";
 import type { RunManifest } from "../run/manifest.js";
 import { AnalysisClient } from "./analysis-client.js";
 import { exportRunStream, importArchive, saveUpload } from "./archive.js";
@@ -235,7 +235,7 @@ export async function buildServer(opts: ServerOptions): Promise<LvlmServer> {
       status: model.status,
     },
     limits,
-    image_types: ["image/png", "image/jpeg", "image/webp (converted to PNG in the browser)"],
+    image_types: ["image/png", "image/jpeg", "image/webp"],
   }));
 
   // ---------------------------------------------------------------- runs
@@ -330,7 +330,8 @@ export async function buildServer(opts: ServerOptions): Promise<LvlmServer> {
       reply,
       dir,
       m.original_image_file,
-      ext === ".png" ? "image/png" : ext === ".jpg" ? "image/jpeg" : "application/octet-stream",
+      ({ ".png": "image/png", ".jpg": "image/jpeg", ".webp": "image/webp" } as Record<string, string>)[ext] ??
+        "application/octet-stream",
     );
   });
 
@@ -541,19 +542,9 @@ export async function buildServer(opts: ServerOptions): Promise<LvlmServer> {
       );
     if (!image) throw new HttpError(400, 'no image: send the picture as the multipart file field "image"');
     const fmt = sniffImageFormat(image.bytes);
-    if (!fmt) {
-      const b = image.bytes;
-      const isWebp =
-        b.length >= 12 && b.toString("latin1", 0, 4) === "RIFF" && b.toString("latin1", 8, 12) === "WEBP";
-      throw new HttpError(
-        415,
-        isWebp
-          ? "WebP uploads are decoded in the browser: the web app sends them as PNG; API clients should send PNG or JPEG"
-          : `${image.name}: not a PNG or JPEG image`,
-      );
-    }
+    if (!fmt) throw new HttpError(415, `${image.name}: not a PNG, JPEG or WebP image`);
     try {
-      decodeImage(image.bytes, image.name, { maxPixels: limits.maxPixels });
+      await decodeImage(image.bytes, image.name, { maxPixels: limits.maxPixels });
     } catch (e) {
       if (e instanceof ImageError)
         throw new HttpError(/megapixel limit/.test(e.message) ? 413 : 400, e.message);
@@ -562,7 +553,7 @@ export async function buildServer(opts: ServerOptions): Promise<LvlmServer> {
     checkQueueRoom();
     const id = store.newId();
     const out = store.pathFor(id);
-    const name = fmt === "png" ? "upload.png" : "upload.jpg";
+    const name = `upload${IMAGE_EXTENSIONS[fmt]}`;
     const job = queue.submit("generate", f.prompt.slice(0, 80), id, async (ctx) => {
       try {
         await model.run(

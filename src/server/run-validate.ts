@@ -6,7 +6,7 @@
 import * as fs from "node:fs";
 import * as path from "node:path";
 import { z } from "zod";
-import { decodeImage } from "../hf/image-decode.js";
+import { decodePngImage } from "../hf/image-decode.js";
 import { RUN_FORMAT, type RunManifest } from "../run/manifest.js";
 import { MANIFEST_FILE, Run, TENSORS_FILE } from "../run/run-dir.js";
 
@@ -146,7 +146,7 @@ export function validateRunDir(dir: string): RunManifest {
   }
   const img = fs.readFileSync(path.join(dir, m.image_file));
   try {
-    decodeImage(img, m.image_file, { maxPixels: 16_000_000 });
+    decodePngImage(img, m.image_file, { maxPixels: 16_000_000 });
   } catch (e) {
     fail((e as Error).message);
   }

@@ -2,11 +2,13 @@
  * Generate: pick or drop an image (PNG/JPEG/WebP), paint over it (brush, eraser, colour, undo) to occlude or
  * alter a region, choose the settings, ask; the answer streams token by token over server-sent events.
  *
- * The upload is the original file when it is an unpainted PNG/JPEG (the server decodes it exactly as the CLI
- * does); a painted image, or a WebP (which the browser decodes natively), is sent as the PNG of the canvas.
+ * The upload is the original file when it is unpainted (the server decodes it exactly as the CLI does, as
+ * Pillow would); a painted image is sent as the PNG of the canvas. A file that is cut short or that the browser
+ * decodes only in part is refused with a message in place of the picture: nothing to paint, nothing to send.
  */
 import { useEffect, useRef, useState } from "preact/hooks";
 import { api, type ServerConfig } from "../api";
+import { incompleteImage } from "../image-complete";
 import { ErrorBox, ExportPng, JobProgress, Panel, tokenLabel, useJob } from "./common";
 
 const MAX_WORKING_SIDE = 1024;
@@ -14,7 +16,7 @@ const ACCEPT = ["image/png", "image/jpeg", "image/webp"];
 
 interface Loaded {
   file: File;
-  image: HTMLImageElement;
+  image: ImageBitmap;
   width: number;
   height: number;
 }
@@ -28,6 +30,7 @@ export function GenerateView({
 }) {
   const [loaded, setLoaded] = useState<Loaded | null>(null);
   const [error, setError] = useState<string | null>(null);
+  const [imageError, setImageError] = useState<string | null>(null);
   const [tool, setTool] = useState<"brush" | "eraser">("brush");
   const [color, setColor] = useState("#000000");
   const [size, setSize] = useState(24);
@@ -50,6 +53,7 @@ export function GenerateView({
   const pending = useRef<string[]>([]);
   const frame = useRef(0);
   const root = useRef<HTMLDivElement>(null);
+  const opening = useRef(0);
 
   const { job, start, cancel, busy } = useJob({
     token: (index, text) => {
@@ -83,47 +87,47 @@ export function GenerateView({
     undo.current = [];
     setUndoDepth(0);
     setPainted(false);
+    return () => loaded.image.close();
   }, [loaded]);
 
-  const openFile = (file: File | undefined | null) => {
-    setError(null);
+  const openFile = async (file: File | undefined | null) => {
     if (!file) return;
+    const attempt = ++opening.current;
+    // A refused file replaces the picture: the previous one must not look like the new one.
+    const refuse = (message: string) => {
+      if (attempt !== opening.current) return;
+      setLoaded(null);
+      setImageError(message);
+    };
+    setImageError(null);
+    setError(null);
     const typeOk = ACCEPT.includes(file.type) || /\.(png|jpe?g|webp)$/i.test(file.name);
-    if (!typeOk) {
-      setError(`${file.name}: not a PNG, JPEG or WebP image`);
-      return;
-    }
+    if (!typeOk) return refuse(`${file.name}: not a PNG, JPEG or WebP image`);
     if (config && file.size > config.limits.maxUploadBytes) {
-      setError(
+      return refuse(
         `${file.name} is ${(file.size / 2 ** 20).toFixed(1)} MiB; the upload limit is ${(config.limits.maxUploadBytes / 2 ** 20).toFixed(0)} MiB`,
       );
-      return;
     }
-    const url = URL.createObjectURL(file);
-    const img = new Image();
-    img.onload = () => {
-      const w = img.naturalWidth;
-      const h = img.naturalHeight;
-      if (config && w * h > config.limits.maxPixels) {
-        setError(
-          `${file.name} is ${w}×${h} pixels, over the ${(config.limits.maxPixels / 1e6).toFixed(0)} megapixel limit`,
-        );
-        URL.revokeObjectURL(url);
-        return;
-      }
-      const k = Math.min(1, MAX_WORKING_SIDE / Math.max(w, h));
-      setLoaded({
-        file,
-        image: img,
-        width: Math.max(1, Math.round(w * k)),
-        height: Math.max(1, Math.round(h * k)),
-      });
-    };
-    img.onerror = () => {
-      setError(`${file.name}: the browser cannot decode this image`);
-      URL.revokeObjectURL(url);
-    };
-    img.src = url;
+    let image: ImageBitmap;
+    try {
+      const problem = incompleteImage(new Uint8Array(await file.arrayBuffer()));
+      if (problem) return refuse(`${file.name}: ${problem}`);
+      // Unlike an <img>, which shows whatever part of a file decodes, createImageBitmap fails on a partial decode.
+      image = await createImageBitmap(file);
+    } catch {
+      return refuse(`${file.name}: the browser cannot decode this image (is it truncated or corrupt?)`);
+    }
+    if (attempt !== opening.current) return image.close();
+    const w = image.width;
+    const h = image.height;
+    if (config && w * h > config.limits.maxPixels) {
+      image.close();
+      return refuse(
+        `${file.name} is ${w}×${h} pixels, over the ${(config.limits.maxPixels / 1e6).toFixed(0)} megapixel limit`,
+      );
+    }
+    const k = Math.min(1, MAX_WORKING_SIDE / Math.max(w, h));
+    setLoaded({ file, image, width: Math.max(1, Math.round(w * k)), height: Math.max(1, Math.round(h * k)) });
   };
 
   const toCanvas = (e: PointerEvent) => {
@@ -188,9 +192,7 @@ export function GenerateView({
 
   const imageBlob = async (): Promise<{ blob: Blob; name: string }> => {
     const f = loaded!.file;
-    const original =
-      (f.type === "image/png" || f.type === "image/jpeg" || /\.(png|jpe?g)$/i.test(f.name)) && !painted;
-    if (original) return { blob: f, name: f.name };
+    if (!painted) return { blob: f, name: f.name };
     const out = document.createElement("canvas");
     out.width = loaded!.width;
     out.height = loaded!.height;
@@ -241,7 +243,7 @@ export function GenerateView({
           onDrop={(e) => {
             e.preventDefault();
             setDragging(false);
-            openFile(e.dataTransfer?.files[0]);
+            void openFile(e.dataTransfer?.files[0]);
           }}
           data-testid="dropzone"
         >
@@ -270,14 +272,15 @@ export function GenerateView({
               type="file"
               accept="image/png,image/jpeg,image/webp"
               data-testid="image-input"
-              onChange={(e) => openFile((e.target as HTMLInputElement).files?.[0])}
+              onChange={(e) => void openFile((e.target as HTMLInputElement).files?.[0])}
             />
           </label>
         </div>
+        <ErrorBox error={imageError} />
         {loaded && (
           <div class="paint-tools" data-testid="paint-tools">
             <span class="muted">
-              {loaded.file.name} · {loaded.image.naturalWidth}×{loaded.image.naturalHeight}
+              {loaded.file.name} · {loaded.image.width}×{loaded.image.height}
             </span>
             <div class="seg">
               <button
