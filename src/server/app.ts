@@ -589,7 +589,10 @@ export async function buildServer(opts: ServerOptions): Promise<LvlmServer> {
         return { runId: id, answer: m.answer, tokens: m.generated_tokens };
       } catch (e) {
         // Nothing half-done stays: a run that is not indexed is removed.
-        if (!store.has(id)) fs.rmSync(out, { recursive: true, force: true });
+        if (!store.has(id)) {
+          fs.rmSync(out, { recursive: true, force: true });
+          store.release(id);
+        }
         throw e;
       }
     });
