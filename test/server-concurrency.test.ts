@@ -5,6 +5,7 @@
 import assert from "node:assert/strict";
 import * as fs from "node:fs";
 import { after, before, test } from "node:test";
+import type { RunSummary } from "../src/server/run-store.js";
 import { fixtureImage, imageForm, readJobEvents, startTestServer, type TestServer } from "./server-utils.js";
 
 let ts: TestServer;
@@ -35,19 +36,20 @@ test("24 concurrent generations against a polling client: all succeed, each list
         method: "POST",
         body: imageForm(fixtureImage(), { prompt: `question ${i}`, max_new_tokens: "2" }),
       });
-      const body: any = await res.json();
+      const body = (await res.json()) as { job: { id: string }; runId: string };
       assert.equal(res.status, 202, JSON.stringify(body));
-      return { jobId: body.job.id as string, runId: body.runId as string };
+      return { jobId: body.job.id, runId: body.runId };
     }),
   );
   const ends = await Promise.all(submitted.map((s) => readJobEvents(ts.base, s.jobId)));
   polling = false;
   await Promise.all(pollers);
   assert.ok(polls > N, `the client polled throughout (${polls} polls)`);
-  ends.forEach((ev, i) => assert.equal(ev.at(-1)!.type, "done", `job ${i}: ${JSON.stringify(ev.at(-1))}`));
-  const { runs }: any = await (await fetch(`${ts.base}/api/runs`)).json();
+  for (const [i, ev] of ends.entries())
+    assert.equal(ev.at(-1)!.type, "done", `job ${i}: ${JSON.stringify(ev.at(-1))}`);
+  const { runs } = (await (await fetch(`${ts.base}/api/runs`)).json()) as { runs: RunSummary[] };
   for (const s of submitted) {
-    const rows = runs.filter((r: { id: string }) => r.id === s.runId);
+    const rows = runs.filter((r) => r.id === s.runId);
     assert.equal(rows.length, 1, `run ${s.runId} listed once`);
     assert.equal(rows[0].source, "generated");
   }
