@@ -143,6 +143,11 @@ export class RunStore {
     return p;
   }
 
+  /** The index database; the job journal keeps its table there too. */
+  get database(): Database.Database {
+    return this.db;
+  }
+
   has(id: string): boolean {
     return this.db.prepare("SELECT 1 FROM runs WHERE id = ?").get(id) !== undefined;
   }
