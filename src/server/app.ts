@@ -377,11 +377,15 @@ export async function buildServer(opts: ServerOptions): Promise<LvlmServer> {
         `the job queue is full (${waiting} waiting); try again when some have finished`,
       );
   };
-  /** A run job (relevancy, causal) on an indexed run; refused while another job of the same run waits. */
+  /**
+   * A run job (relevancy, causal) on an indexed run; refused while another job of the same run waits. `asked`
+   * is the client's request, kept with the job.
+   */
   const submitRunJob = (
     id: string,
     kind: "relevancy" | "causal",
     label: string,
+    asked: Record<string, unknown>,
     request: (dir: string) => ModelJobRequest,
   ) => {
     const dir = store.dir(id);
@@ -394,10 +398,13 @@ export async function buildServer(opts: ServerOptions): Promise<LvlmServer> {
         409,
         `a ${kind} job for this run is already ${busy.state} (${busy.id}); wait for it or cancel it`,
       );
-    return queue.submit(kind, label, id, async (ctx) => ({
-      runId: id,
-      ...(await model.run(request(dir), ctx)),
-    }));
+    return queue.submit(
+      kind,
+      label,
+      id,
+      async (ctx) => ({ runId: id, ...(await model.run(request(dir), ctx)) }),
+      asked,
+    );
   };
 
   app.post("/api/runs/:id/relevancy", { config: { body: "json" } }, async (req, reply) => {
@@ -415,7 +422,7 @@ export async function buildServer(opts: ServerOptions): Promise<LvlmServer> {
     );
     const { m } = manifestOf(id);
     if (Array.isArray(b.tokens)) for (const t of b.tokens) checkAnswerToken(m, t);
-    const job = submitRunJob(id, "relevancy", `relevancy ${b.mode} ${b.kind}`, (dir) => ({
+    const job = submitRunJob(id, "relevancy", `relevancy ${b.mode} ${b.kind}`, b, (dir) => ({
       kind: "relevancy",
       payload: { runDir: dir, mode: b.mode, tokens: b.tokens, vision: b.kind === "llm" ? [] : [b.kind] },
     }));
@@ -470,7 +477,7 @@ export async function buildServer(opts: ServerOptions): Promise<LvlmServer> {
         `layer ${b.layer} is out of range (the model has LLM layers 0…${m.model.llm_layers - 1})`,
       );
     }
-    const job = submitRunJob(id, "causal", `causal token ${b.token}`, (dir) => ({
+    const job = submitRunJob(id, "causal", `causal token ${b.token}`, b, (dir) => ({
       kind: "causal",
       payload: { runDir: dir, token: b.token, layer: b.layer },
     }));
