@@ -512,7 +512,7 @@ describe("web app in headless Chromium", { skip }, () => {
         li.querySelector(".answer"),
         document.querySelector('[data-testid="run-prompt"]'),
         document.querySelector('[data-testid="run-answer"]'),
-      ].map((el: any) => ({
+      ].map((el: { textContent: string; tagName: string; dir: string; matches(s: string): boolean }) => ({
         text: el.textContent,
         bidi: getComputedStyle(el).unicodeBidi,
         dirAuto: el.matches(":dir(ltr), :dir(rtl)") && (el.tagName === "BDI" || el.dir === "auto"),
