@@ -73,6 +73,22 @@ describe("relevancy", () => {
     await expectError(await fetch(`${ts.base}/api/runs/${runId}/relevancy/maps?kind=pixels`), 400, /kind/);
     await expectError(await fetch(`${ts.base}/api/runs/${runId}/relevancy/maps?mode=fast`), 400, /mode/);
     await expectError(await fetch(`${ts.base}/api/runs/${runId}/relevancy/text?token=x`), 400, /token/);
+    // An index past the answer is a 400 naming the range (not "not computed yet"); in range it is a 404.
+    await expectError(
+      await fetch(`${ts.base}/api/runs/${runId}/relevancy/text?token=999`),
+      400,
+      new RegExp(`answer token 999 is out of range \\(the answer has tokens 0…${G - 1}\\)`),
+    );
+    await expectError(
+      await fetch(`${ts.base}/api/runs/${runId}/relevancy/text?token=${G}`),
+      400,
+      /out of range/,
+    );
+    await expectError(
+      await fetch(`${ts.base}/api/runs/${runId}/relevancy/text?token=${G - 1}`),
+      404,
+      /no llm relevancy \(exact\) computed/,
+    );
     await expectError(await postJson(`/api/runs/${runId}/relevancy`, { mode: "fast" }), 400, /mode/);
     await expectError(
       await postJson(`/api/runs/${runId}/relevancy`, { tokens: [G] }),
@@ -160,6 +176,11 @@ describe("causality", () => {
       /no causal explanation computed for answer token 2/,
     );
     await expectError(await fetch(`${ts.base}/api/runs/${runId}/causal/abc`), 400, /token/);
+    await expectError(
+      await fetch(`${ts.base}/api/runs/${runId}/causal/999`),
+      400,
+      new RegExp(`answer token 999 is out of range \\(the answer has tokens 0…${G - 1}\\)`),
+    );
     await expectError(await postJson(`/api/runs/${runId}/causal`, {}), 400, /token/);
     await expectError(await postJson(`/api/runs/${runId}/causal`, { token: G }), 400, /out of range/);
     await expectError(

@@ -467,6 +467,17 @@ describe("bad input → 4xx with a clear message", () => {
         body,
       });
     await expectError(await patches("{layer: 1,"), 400, /malformed JSON/);
+    // A __proto__ (or constructor.prototype) key is refused for what it is, not called malformed.
+    for (const body of [
+      '{"__proto__": {"layer": 1}, "layer": 1, "patches": [1]}',
+      '{"layer": 1, "patches": [1], "x": {"constructor": {"prototype": {"a": 1}}}}',
+    ]) {
+      const res = await patches(body);
+      const b = await json(res);
+      assert.equal(res.status, 400);
+      assert.match(b.error, /the key "(__proto__|constructor\.prototype)" is not accepted/);
+      assert.doesNotMatch(b.error, /malformed/);
+    }
     await expectError(await patches(""), 400, /JSON/);
     await expectError(await patches('{"layer": "one", "patches": [1]}'), 400, /layer/);
     await expectError(await patches('{"layer": 1, "patches": []}'), 400, /at least one image patch/);

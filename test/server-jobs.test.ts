@@ -1,7 +1,14 @@
 /** The model job queue: one job at a time, queue positions, event replay, cancel of queued and running jobs. */
 import assert from "node:assert/strict";
 import { describe, test } from "node:test";
-import { CancelledError, type JobContext, type JobEvent, JobQueue } from "../src/server/jobs.js";
+import {
+  CancelledError,
+  type JobContext,
+  type JobEvent,
+  type JobInfo,
+  type JobJournal,
+  JobQueue,
+} from "../src/server/jobs.js";
 
 /** A runner that waits until released (or cancelled), reporting progress. */
 function gate() {
@@ -111,5 +118,62 @@ describe("JobQueue", () => {
     q.cancel(j.id);
     await q.idle();
     assert.equal(q.get(j.id)!.state, "done");
+  });
+
+  test("journal: a job is written when queued, marked when started, forgotten when finished", async () => {
+    const log: string[] = [];
+    const journal: JobJournal = {
+      queued: (j) => log.push(`queued ${j.label} ${JSON.stringify(j.request)}`),
+      started: (id) => log.push(`started ${id === a.id ? "a" : "b"}`),
+      forget: (id) => log.push(`forget ${id === a.id ? "a" : "b"}`),
+    };
+    const q = new JobQueue(journal);
+    const a = q.submit("generate", "a", null, async () => ({}), { prompt: "a?" });
+    const b = q.submit("causal", "b", "r", async () => ({}), { token: 1 });
+    await q.idle();
+    assert.deepEqual(log, [
+      'queued a {"prompt":"a?"}',
+      'queued b {"token":1}',
+      "started a",
+      "forget a",
+      "started b",
+      "forget b",
+    ]);
+    assert.deepEqual(q.get(b.id)!.request, { token: 1 });
+  });
+
+  test("close() stops jobs but leaves them journaled; restore() reports them; dismiss() forgets", async () => {
+    const rows = new Map<string, string>();
+    const journal: JobJournal = {
+      queued: (j) => rows.set(j.id, "queued"),
+      started: (id) => rows.set(id, "running"),
+      forget: (id) => rows.delete(id),
+    };
+    const q = new JobQueue(journal);
+    const a = gate();
+    const ja = q.submit("generate", "a", null, a.runner);
+    const jb = q.submit("generate", "b", null, gate().runner);
+    await tick();
+    q.close();
+    await q.idle();
+    assert.equal(q.get(jb.id)!.state, "cancelled");
+    assert.deepEqual(Object.fromEntries(rows), { [ja.id]: "running", [jb.id]: "queued" });
+
+    const q2 = new JobQueue(journal);
+    const interrupted: JobInfo = { ...ja, state: "interrupted", error: "interrupted: server stopped" };
+    q2.restore([interrupted]);
+    assert.equal(q2.get(ja.id)!.state, "interrupted");
+    const sub = q2.subscribe(ja.id, () => {})!;
+    assert.deepEqual(sub.past, [
+      { seq: 0, type: "failed", data: { message: "interrupted: server stopped", interrupted: true } },
+    ]);
+    assert.equal(q2.cancel(ja.id), false, "an interrupted job is finished");
+    const run = q2.submit("generate", "c", null, gate().runner);
+    await tick();
+    assert.equal(q2.dismiss(run.id), false, "a running job is not dismissed");
+    assert.equal(q2.dismiss(ja.id), true);
+    assert.equal(q2.get(ja.id), undefined);
+    assert.ok(!rows.has(ja.id));
+    q2.cancelAll();
   });
 });

@@ -13,11 +13,11 @@ export interface TestServer {
 }
 
 export async function startTestServer(
-  opts: { limits?: Partial<ServerLimits>; dataDir?: string; webDir?: string } = {},
+  opts: { limits?: Partial<ServerLimits>; dataDir?: string; webDir?: string; modelDir?: string } = {},
 ): Promise<TestServer> {
   const dataDir = opts.dataDir ?? tempDir("server-data");
   const server = await buildServer({
-    modelDir: fixtureDir("llava-tiny-llama"),
+    modelDir: opts.modelDir ?? fixtureDir("llava-tiny-llama"),
     dataDir,
     kernels: "ts",
     limits: opts.limits,

@@ -19,6 +19,8 @@ import { type BrowserContext, chromium, type Page } from "playwright-core";
 import { PNG } from "pngjs";
 import { CHROMIUM_ARGS, CHROMIUM_PATH } from "../scripts/chromium.js";
 import { encodePng } from "../src/hf/image-decode.js";
+import { SqliteJobJournal } from "../src/server/job-journal.js";
+import { RunStore } from "../src/server/run-store.js";
 import { pngWithDataCut } from "./broken-images.js";
 import { ROOT, tempDir } from "./fixture-utils.js";
 import { fixtureImage, imageForm, readJobEvents, startTestServer, type TestServer } from "./server-utils.js";
@@ -533,6 +535,105 @@ describe("web app in headless Chromium", { skip }, () => {
     t.diagnostic(`${G} tokens; ${longTasks.length} long tasks, longest ${worst.toFixed(0)} ms`);
     assert.ok(worst < 1500, `longest main-thread task ${worst.toFixed(0)} ms`);
     await shot("long-run-maps");
+  });
+
+  test("bidi controls in a question or answer stay inside its title (isolated) in the sidebar and header", async () => {
+    const prompt = "\u202Eevil\u2067 what is shown?";
+    const res = await fetch(`${ts.base}/api/generate`, {
+      method: "POST",
+      body: imageForm(fixtureImage(), { prompt, max_new_tokens: "2" }),
+    });
+    const { job, runId: id } = (await res.json()) as { job: { id: string }; runId: string };
+    assert.equal((await readJobEvents(ts.base, job.id)).at(-1)!.type, "done");
+    await page.goto(`${ts.base}/#/run/${id}/summary`);
+    await page.locator('[data-testid="run-prompt"]').waitFor();
+    await page.locator(`[data-testid="run-list"] li[data-run="${id}"]`).waitFor();
+    const titles = await page.evaluate((runId: string) => {
+      const li = document.querySelector(`[data-testid="run-list"] li[data-run="${runId}"]`);
+      return [
+        li.querySelector(".prompt"),
+        li.querySelector(".answer"),
+        document.querySelector('[data-testid="run-prompt"]'),
+        document.querySelector('[data-testid="run-answer"]'),
+      ].map((el: { textContent: string; tagName: string; dir: string; matches(s: string): boolean }) => ({
+        text: el.textContent,
+        bidi: getComputedStyle(el).unicodeBidi,
+        dirAuto: el.matches(":dir(ltr), :dir(rtl)") && (el.tagName === "BDI" || el.dir === "auto"),
+      }));
+    }, id);
+    assert.equal(titles[0].text, prompt);
+    assert.equal(titles[2].text, prompt);
+    for (const t of titles) {
+      assert.equal(t.bidi, "isolate", JSON.stringify(t));
+      assert.ok(t.dirAuto, `direction from its own text: ${JSON.stringify(t)}`);
+    }
+  });
+
+  test("interrupted jobs are listed in the sidebar until dismissed; unknown-token warnings are shown", async () => {
+    // A data dir whose previous server left a job queued (as after kill -9), served with the shapes model.
+    const dataDir = tempDir("e2e-interrupted");
+    const seed = RunStore.open(dataDir);
+    const jobId = "job-mx000000-0123abcd";
+    new SqliteJobJournal(seed.database).queued({
+      id: jobId,
+      kind: "generate",
+      runId: "20260101-000000-abcdef",
+      label: "what colour is the star?",
+      state: "queued",
+      position: 0,
+      created_at: new Date().toISOString(),
+      result: null,
+      error: null,
+      request: {
+        prompt: "what colour is the star?",
+        max_new_tokens: 8,
+        image_mode: "default",
+        image: { name: "stars.png", bytes: 1234 },
+      },
+    });
+    seed.close();
+    const other = await startTestServer({
+      dataDir,
+      webDir: WEB_DIR,
+      modelDir: path.join(ROOT, "models/llava-shapes"),
+    });
+    try {
+      await page.goto(other.base);
+      const item = page.locator(`[data-testid="interrupted-jobs"] li[data-job="${jobId}"]`);
+      await item.waitFor();
+      const text = (await item.textContent()) ?? "";
+      assert.match(text, /what colour is the star\?/);
+      assert.match(text, /stars\.png/);
+      assert.match(text, /interrupted: the server stopped while this job was waiting in the queue/);
+      await shot("interrupted-jobs");
+      // A question the tokenizer partly cannot read: the warning shows at once, and on the run.
+      await page.setInputFiles(
+        '[data-testid="image-input"]',
+        path.join(ROOT, "test/fixtures/llava-tiny-llama/image.png"),
+      );
+      await page.fill('[data-testid="question"]', "what 😀 shape");
+      await page.fill('[data-testid="max-new-tokens"]', "3");
+      await page.click('[data-testid="ask"]');
+      const warning = page.locator('[data-testid="question-warning"]');
+      await warning.waitFor();
+      assert.match(
+        (await warning.textContent()) ?? "",
+        /1 of the question's 3 tokens are the unknown token <unk>/,
+      );
+      await page.locator('[data-testid="answer"][data-state="done"]').waitFor();
+      await page.click('[data-testid="open-views"] a >> text=Attention summary');
+      const runWarning = page.locator('[data-testid="run-warning"]');
+      await runWarning.waitFor();
+      assert.match((await runWarning.textContent()) ?? "", /unknown token <unk>/);
+      // Dismissed: gone from the sidebar and from the server.
+      await item.locator('[data-testid="dismiss-job"]').click();
+      await page.locator('[data-testid="interrupted-jobs"]').waitFor({ state: "detached" });
+      assert.equal((await fetch(`${other.base}/api/jobs/${jobId}`)).status, 404);
+    } finally {
+      await page.goto(ts.base);
+      await other.close();
+      fs.rmSync(dataDir, { recursive: true, force: true });
+    }
   });
 
   test("no page errors along the way", () => {

@@ -118,8 +118,37 @@ export class TextProcessor {
     });
   }
 
+  /**
+   * Why a question cannot be asked as written, or null: it contains the image placeholder. The processor expands
+   * every placeholder in the chat text to image tokens (so does HF's LlavaProcessor, whose model then fails with
+   * "Image features and image tokens do not match"), so it can never be read as plain text.
+   */
+  placeholderProblem(question: string): string | null {
+    if (!question.includes(this.imageToken)) return null;
+    const t = JSON.stringify(this.imageToken);
+    return `the question contains ${t}, the model's image placeholder, which would be read as a second image (as in HF LLaVA, where it fails): remove it or write it differently, e.g. "[image]"`;
+  }
+
+  /**
+   * A warning when the tokenizer reads some or all of the question as its unknown token (emoji and other
+   * characters outside a vocabulary without byte fallback): the model never sees that text. Null otherwise.
+   */
+  unknownTokenWarning(question: string): string | null {
+    const unk = this.special("unk_token");
+    const unkId = unk === null ? undefined : this.tokenId(unk);
+    if (unkId === undefined) return null;
+    const ids = this.tokenizer.encode(question, { add_special_tokens: false }).ids;
+    const n = ids.filter((id: number) => id === unkId).length;
+    if (n === 0) return null;
+    if (n === ids.length)
+      return `the model's tokenizer knows none of the question: all of it reads as the unknown token ${unk} (${n}×), so the model answers without seeing it; use words it knows (emoji and other symbols are outside its vocabulary)`;
+    return `${n} of the question's ${ids.length} tokens are the unknown token ${unk}: the model does not see that text (emoji and other symbols are outside its vocabulary)`;
+  }
+
   /** Render, expand `<image>` to `imageTokenCount` copies, tokenize; checks the image span is contiguous. */
   encodePrompt(prompt: string, imageTokenCount: number): PromptEncoding {
+    const problem = this.placeholderProblem(prompt);
+    if (problem) throw new TokenizerError(problem);
     const chatText = this.renderChat(prompt);
     const parts = chatText.split(this.imageToken);
     if (parts.length !== 2) {

@@ -32,11 +32,15 @@ const port = parentPort!;
 const data = workerData as AnalysisWorkerData;
 
 let tokenizer: TextProcessor | null = null;
-/** The prompt's token strings, from the server model's tokenizer (never a model named by a run). */
-function tokenStrings(ids: number[]): string[] {
+/** The server model's tokenizer (never a model named by a run). */
+function serverTokenizer(): TextProcessor {
   if (!tokenizer)
     tokenizer = TextProcessor.load(data.modelDir, readLlavaConfig(data.modelDir).imageTokenIndex);
-  const tp = tokenizer;
+  return tokenizer;
+}
+/** The prompt's token strings. */
+function tokenStrings(ids: number[]): string[] {
+  const tp = serverTokenizer();
   return ids.map((id) => tp.idToToken(id));
 }
 const promptTokens = (run: Run) => tokenStrings(run.manifest.input_ids);
@@ -91,7 +95,13 @@ const handlers: Record<string, (...args: any[]) => unknown> = {
           .map((x) => Number(x[1]))
           .sort((a, b) => a - b)
       : [];
-    return { promptTokens: promptTokens(run), relevancy: relevancyStatus(run).computed, causal };
+    const unknown = serverTokenizer().unknownTokenWarning(String(run.manifest.prompt ?? ""));
+    return {
+      promptTokens: promptTokens(run),
+      relevancy: relevancyStatus(run).computed,
+      causal,
+      warnings: unknown ? [unknown] : [],
+    };
   },
   relMaps: (
     dir: string,

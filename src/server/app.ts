@@ -21,12 +21,16 @@ import { z } from "zod";
 import { PROJECT_ROOT } from "../cli/default-model.js";
 import { readLlavaConfig } from "../hf/config.js";
 import { decodeImage, IMAGE_EXTENSIONS, ImageError, sniffImageFormat } from "../hf/image-decode.js";
+import { TextProcessor } from "../hf/tokenizer.js";
 import type { RunManifest } from "../run/manifest.js";
 import { AnalysisClient } from "./analysis-client.js";
 import { exportRunStream, importArchive, saveUpload } from "./archive.js";
-import { HttpError } from "./http-error.js";
+import { checkQuestion, fieldSizeLimit, readGenerateForm } from "./generate-request.js";
+import { HttpError, quoted } from "./http-error.js";
+import { SqliteJobJournal } from "./job-journal.js";
 import { type JobEvent, JobQueue } from "./jobs.js";
 import { ModelRunner } from "./model-runner.js";
+import { expectedBody, guardRequestBodies } from "./request-body.js";
 import { RunStore, readManifest } from "./run-store.js";
 import { zodMessage } from "./run-validate.js";
 import type { ModelJobRequest } from "./worker-protocol.js";
@@ -73,6 +77,8 @@ export interface LvlmServer {
   store: RunStore;
   queue: JobQueue;
   limits: ServerLimits;
+  /** Every registered route (method and URL pattern), e.g. for tests that sweep all endpoints. */
+  routes: { method: string; url: string }[];
   close(): Promise<void>;
 }
 
@@ -93,26 +99,13 @@ const intList = z
   .regex(/^(\d+(,\d+)*)?$/, "a comma-separated list of non-negative integers")
   .transform((s) => (s ? s.split(",").map(Number) : []));
 
-const generateFields = z.object({
-  prompt: z.string().trim().min(1, "ask a question (the prompt is empty)"),
-  max_new_tokens: z.coerce.number().int().min(1).default(32),
-  temperature: z.coerce.number().min(0).max(10).default(0),
-  top_p: z.coerce.number().gt(0).max(1).default(1),
-  seed: z.coerce
-    .number()
-    .int()
-    .min(0)
-    .max(2 ** 31 - 1)
-    .default(0),
-  image_mode: z.enum(["default", "pad", "resize"]).default("default"),
-  attn_dtype: z.enum(["f32", "f16"]).default("f16"),
-});
-
 export async function buildServer(opts: ServerOptions): Promise<LvlmServer> {
   const limits: ServerLimits = { ...DEFAULT_LIMITS, ...opts.limits };
   const modelConfig = readLlavaConfig(opts.modelDir);
   const store = RunStore.open(opts.dataDir);
-  const queue = new JobQueue();
+  const journal = new SqliteJobJournal(store.database);
+  const queue = new JobQueue(journal);
+  queue.restore(journal.interrupted());
   const model = new ModelRunner({ modelDir: opts.modelDir, kernels: opts.kernels ?? "auto" });
   const analysis = new AnalysisClient({ modelDir: opts.modelDir });
   model.start();
@@ -126,17 +119,21 @@ export async function buildServer(opts: ServerOptions): Promise<LvlmServer> {
       const message =
         (err as FastifyError).code === "FST_ERR_MAX_PARAM_LENGTH"
           ? "a path parameter is too long"
-          : `bad request: ${err.message}`;
+          : `bad request: ${err.message.slice(0, 200)}`;
       reply.code(status).send({ error: message });
     },
   });
   const loopbackOnly = !opts.host || LOOPBACK_NAMES.has(opts.host);
+  const routes: { method: string; url: string }[] = [];
+  app.addHook("onRoute", (r) => {
+    for (const method of [r.method].flat()) routes.push({ method, url: r.url });
+  });
 
   // DNS-rebinding and cross-site protection for a local tool: loopback Host only; no cross-origin writes.
   app.addHook("onRequest", async (req) => {
     const host = (req.headers.host ?? "").replace(/:\d+$/, "").toLowerCase();
     if (loopbackOnly && !LOOPBACK_NAMES.has(host))
-      throw new HttpError(403, `refused: unexpected Host "${host}" for a server bound to loopback`);
+      throw new HttpError(403, `refused: unexpected Host ${quoted(host)} for a server bound to loopback`);
     const origin = req.headers.origin;
     if (origin && req.method !== "GET" && req.method !== "HEAD") {
       let o = "";
@@ -146,7 +143,7 @@ export async function buildServer(opts: ServerOptions): Promise<LvlmServer> {
         // Not a URL: treated as foreign.
       }
       if (o !== req.headers.host)
-        throw new HttpError(403, `refused: cross-origin ${req.method} from ${origin}`);
+        throw new HttpError(403, `refused: cross-origin ${req.method} from ${quoted(origin)}`);
     }
   });
   app.addHook("onSend", async (_req, reply, payload) => {
@@ -172,7 +169,11 @@ export async function buildServer(opts: ServerOptions): Promise<LvlmServer> {
       message = `malformed JSON body: ${message}`;
     else if (code === "FST_ERR_CTP_EMPTY_JSON_BODY") message = "empty JSON body: send a JSON object";
     else if (code === "FST_ERR_CTP_INVALID_MEDIA_TYPE")
-      message = `unsupported content type ${JSON.stringify(req.headers["content-type"] ?? "")}`;
+      message = `unsupported content type ${quoted(
+        String(req.headers["content-type"] ?? "none")
+          .split(";")[0]
+          .trim(),
+      )}: ${expectedBody(req)}`;
     else if (code === "FST_ERR_CTP_BODY_TOO_LARGE") message = "request body too large";
     else if (code === "FST_REQ_FILE_TOO_LARGE")
       message = `image file is larger than the ${(limits.maxUploadBytes / 2 ** 20).toFixed(0)} MiB upload limit`;
@@ -184,19 +185,11 @@ export async function buildServer(opts: ServerOptions): Promise<LvlmServer> {
       .send({ error: status >= 500 ? `internal error: ${message.split("\n")[0]}` : message.split("\n")[0] });
   });
   app.setNotFoundHandler((req, reply) =>
-    reply.code(404).send({ error: `no such endpoint: ${req.method} ${req.url.split("?")[0]}` }),
+    reply.code(404).send({ error: `no such endpoint: ${req.method} ${quoted(req.url.split("?")[0], 100)}` }),
   );
 
-  await app.register(fastifyMultipart, {
-    limits: { fileSize: limits.maxUploadBytes, files: 1, fields: 20, fieldSize: 64 * 1024, parts: 30 },
-  });
-  // JSON and multipart only: plain text bodies are refused with 415 instead of failing validation obscurely.
-  app.removeContentTypeParser("text/plain");
-  // Run archives arrive as the raw request body; the route streams it to disk with its own size limit.
-  app.addContentTypeParser(
-    ["application/gzip", "application/x-gzip", "application/x-tar", "application/octet-stream"],
-    (_req, payload, done) => done(null, payload),
-  );
+  // JSON everywhere (multipart and archives only in their routes' scopes, below); any other body is a 415.
+  guardRequestBodies(app);
 
   const webDir = opts.webDir ?? path.join(PROJECT_ROOT, "dist/web");
   if (fs.existsSync(path.join(webDir, "index.html"))) {
@@ -251,14 +244,22 @@ export async function buildServer(opts: ServerOptions): Promise<LvlmServer> {
     if (!m) throw new HttpError(422, `run "${id}" has an unreadable manifest`);
     return { dir, m };
   };
+  /** 400 naming the valid range when an answer token index is past the run's answer. */
+  const checkAnswerToken = (m: RunManifest, token: number): void => {
+    const G = m.generated_ids.length;
+    if (token >= G)
+      throw new HttpError(400, `answer token ${token} is out of range (the answer has tokens 0…${G - 1})`);
+  };
 
   app.get("/api/runs/:id", async (req) => {
     const { id } = parse(idParams, req.params, "run");
     const { dir, m } = manifestOf(id);
-    const extras = await analysis.call<{ promptTokens: string[]; relevancy: unknown; causal: number[] }>(
-      "runExtras",
-      dir,
-    );
+    const extras = await analysis.call<{
+      promptTokens: string[];
+      relevancy: unknown;
+      causal: number[];
+      warnings: string[];
+    }>("runExtras", dir);
     return {
       id,
       index: store.get(id),
@@ -281,6 +282,7 @@ export async function buildServer(opts: ServerOptions): Promise<LvlmServer> {
         heads: m.model.llm_heads,
       },
       prompt_tokens: extras.promptTokens,
+      warnings: extras.warnings,
       analyses: { relevancy: extras.relevancy, causal: extras.causal },
     };
   });
@@ -352,7 +354,7 @@ export async function buildServer(opts: ServerOptions): Promise<LvlmServer> {
     return analysis.call("heads", store.dir(id), q.layer, q.tokens);
   });
 
-  app.post("/api/runs/:id/attention/patches", async (req) => {
+  app.post("/api/runs/:id/attention/patches", { config: { body: "json" } }, async (req) => {
     const { id } = parse(idParams, req.params, "run");
     const b = parse(
       z.object({
@@ -376,11 +378,15 @@ export async function buildServer(opts: ServerOptions): Promise<LvlmServer> {
         `the job queue is full (${waiting} waiting); try again when some have finished`,
       );
   };
-  /** A run job (relevancy, causal) on an indexed run; refused while another job of the same run waits. */
+  /**
+   * A run job (relevancy, causal) on an indexed run; refused while another job of the same run waits. `asked`
+   * is the client's request, kept with the job.
+   */
   const submitRunJob = (
     id: string,
     kind: "relevancy" | "causal",
     label: string,
+    asked: Record<string, unknown>,
     request: (dir: string) => ModelJobRequest,
   ) => {
     const dir = store.dir(id);
@@ -393,13 +399,16 @@ export async function buildServer(opts: ServerOptions): Promise<LvlmServer> {
         409,
         `a ${kind} job for this run is already ${busy.state} (${busy.id}); wait for it or cancel it`,
       );
-    return queue.submit(kind, label, id, async (ctx) => ({
-      runId: id,
-      ...(await model.run(request(dir), ctx)),
-    }));
+    return queue.submit(
+      kind,
+      label,
+      id,
+      async (ctx) => ({ runId: id, ...(await model.run(request(dir), ctx)) }),
+      asked,
+    );
   };
 
-  app.post("/api/runs/:id/relevancy", async (req, reply) => {
+  app.post("/api/runs/:id/relevancy", { config: { body: "json" } }, async (req, reply) => {
     const { id } = parse(idParams, req.params, "run");
     const b = parse(
       z.object({
@@ -409,17 +418,12 @@ export async function buildServer(opts: ServerOptions): Promise<LvlmServer> {
           .union([z.literal("all"), z.array(z.number().int().min(0)).min(1).max(100_000)])
           .default("all"),
       }),
-      req.body ?? {},
+      req.body === undefined ? {} : req.body,
       "body",
     );
     const { m } = manifestOf(id);
-    const G = m.generated_ids.length;
-    if (Array.isArray(b.tokens)) {
-      const bad = b.tokens.find((t) => t >= G);
-      if (bad !== undefined)
-        throw new HttpError(400, `answer token ${bad} is out of range (the answer has tokens 0…${G - 1})`);
-    }
-    const job = submitRunJob(id, "relevancy", `relevancy ${b.mode} ${b.kind}`, (dir) => ({
+    if (Array.isArray(b.tokens)) for (const t of b.tokens) checkAnswerToken(m, t);
+    const job = submitRunJob(id, "relevancy", `relevancy ${b.mode} ${b.kind}`, b, (dir) => ({
       kind: "relevancy",
       payload: { runDir: dir, mode: b.mode, tokens: b.tokens, vision: b.kind === "llm" ? [] : [b.kind] },
     }));
@@ -448,7 +452,9 @@ export async function buildServer(opts: ServerOptions): Promise<LvlmServer> {
       req.query,
       "query",
     );
-    return analysis.call("relText", store.dir(id), q.mode, q.token);
+    const { dir, m } = manifestOf(id);
+    checkAnswerToken(m, q.token);
+    return analysis.call("relText", dir, q.mode, q.token);
   });
 
   app.get("/api/runs/:id/relevancy/reliance", async (req) => {
@@ -457,24 +463,22 @@ export async function buildServer(opts: ServerOptions): Promise<LvlmServer> {
     return analysis.call("relReliance", store.dir(id), q.mode);
   });
 
-  app.post("/api/runs/:id/causal", async (req, reply) => {
+  app.post("/api/runs/:id/causal", { config: { body: "json" } }, async (req, reply) => {
     const { id } = parse(idParams, req.params, "run");
     const b = parse(
       z.object({ token: z.number().int().min(0), layer: z.number().int().min(0).optional() }),
-      req.body ?? {},
+      req.body === undefined ? {} : req.body,
       "body",
     );
     const { m } = manifestOf(id);
-    const G = m.generated_ids.length;
-    if (b.token >= G)
-      throw new HttpError(400, `answer token ${b.token} is out of range (the answer has tokens 0…${G - 1})`);
+    checkAnswerToken(m, b.token);
     if (b.layer !== undefined && b.layer >= m.model.llm_layers) {
       throw new HttpError(
         400,
         `layer ${b.layer} is out of range (the model has LLM layers 0…${m.model.llm_layers - 1})`,
       );
     }
-    const job = submitRunJob(id, "causal", `causal token ${b.token}`, (dir) => ({
+    const job = submitRunJob(id, "causal", `causal token ${b.token}`, b, (dir) => ({
       kind: "causal",
       payload: { runDir: dir, token: b.token, layer: b.layer },
     }));
@@ -483,7 +487,9 @@ export async function buildServer(opts: ServerOptions): Promise<LvlmServer> {
 
   app.get("/api/runs/:id/causal/:token", async (req) => {
     const p = parse(z.object({ id: z.string(), token: z.coerce.number().int().min(0) }), req.params, "path");
-    return analysis.call("causal", store.dir(p.id), p.token);
+    const { dir, m } = manifestOf(p.id);
+    checkAnswerToken(m, p.token);
+    return analysis.call("causal", dir, p.token);
   });
 
   // ---------------------------------------------------------------- export / import
@@ -496,7 +502,16 @@ export async function buildServer(opts: ServerOptions): Promise<LvlmServer> {
     return reply.send(exportRunStream(dir));
   });
 
-  app.post("/api/import", async (req, reply) => {
+  // Run archives arrive as the raw request body (only here); the route streams it to disk with its own limit.
+  await app.register(async (scope) => {
+    scope.removeAllContentTypeParsers();
+    scope.addContentTypeParser(
+      ["application/gzip", "application/x-gzip", "application/x-tar", "application/octet-stream"],
+      (_req, payload, done) => done(null, payload),
+    );
+    scope.post("/api/import", { config: { body: "archive" } }, importRoute);
+  });
+  async function importRoute(req: FastifyRequest, reply: FastifyReply) {
     const body = req.body as Readable | undefined;
     if (!body || typeof (body as Readable).pipe !== "function") {
       throw new HttpError(415, "send the run archive as the request body with content-type application/gzip");
@@ -513,36 +528,40 @@ export async function buildServer(opts: ServerOptions): Promise<LvlmServer> {
     } finally {
       fs.rmSync(scratch, { recursive: true, force: true });
     }
-  });
+  }
 
   // ---------------------------------------------------------------- jobs
-  app.post("/api/generate", async (req, reply) => {
-    if (!req.isMultipart()) throw new HttpError(415, "send the image and fields as multipart/form-data");
-    const fields: Record<string, string> = {};
-    let image: { bytes: Buffer; name: string } | null = null;
-    for await (const part of req.parts()) {
-      if (part.type === "file") {
-        if (part.fieldname !== "image")
-          throw new HttpError(400, `unexpected file field "${part.fieldname}" (send the image as "image")`);
-        image = { bytes: await part.toBuffer(), name: part.filename || "upload" };
-      } else {
-        fields[part.fieldname] = String(part.value);
+  // Multipart forms are parsed only here.
+  await app.register(async (scope) => {
+    await scope.register(fastifyMultipart, {
+      limits: {
+        fileSize: limits.maxUploadBytes,
+        files: 1,
+        fields: 20,
+        fieldSize: fieldSizeLimit(limits.maxPromptChars),
+        parts: 30,
+      },
+    });
+    scope.post("/api/generate", { config: { body: "multipart" } }, generateRoute);
+  });
+  /** The server model's tokenizer on this thread, loaded on first use, to check questions before queuing. */
+  let tokenizer: TextProcessor | null | undefined;
+  const questionTokenizer = (): TextProcessor | null => {
+    if (tokenizer === undefined) {
+      try {
+        tokenizer = TextProcessor.load(opts.modelDir, modelConfig.imageTokenIndex);
+      } catch {
+        tokenizer = null;
       }
     }
-    const f = parse(generateFields, fields, "fields");
-    if (f.prompt.length > limits.maxPromptChars)
-      throw new HttpError(
-        400,
-        `the question is ${f.prompt.length} characters; the limit is ${limits.maxPromptChars}`,
-      );
-    if (f.max_new_tokens > limits.maxNewTokens)
-      throw new HttpError(
-        400,
-        `max_new_tokens ${f.max_new_tokens} is over the limit of ${limits.maxNewTokens}`,
-      );
+    return tokenizer;
+  };
+  async function generateRoute(req: FastifyRequest, reply: FastifyReply) {
+    const { fields: f, image } = await readGenerateForm(req, limits);
+    const warnings = checkQuestion(questionTokenizer(), f.prompt);
     if (!image) throw new HttpError(400, 'no image: send the picture as the multipart file field "image"');
     const fmt = sniffImageFormat(image.bytes);
-    if (!fmt) throw new HttpError(415, `${image.name}: not a PNG, JPEG or WebP image`);
+    if (!fmt) throw new HttpError(415, `${quoted(image.name)}: not a PNG, JPEG or WebP image`);
     try {
       await decodeImage(image.bytes, image.name, { maxPixels: limits.maxPixels });
     } catch (e) {
@@ -554,38 +573,51 @@ export async function buildServer(opts: ServerOptions): Promise<LvlmServer> {
     const id = store.newId();
     const out = store.pathFor(id);
     const name = `upload${IMAGE_EXTENSIONS[fmt]}`;
-    const job = queue.submit("generate", f.prompt.slice(0, 80), id, async (ctx) => {
-      try {
-        await model.run(
-          {
-            kind: "generate",
-            payload: {
-              image: new Uint8Array(image.bytes),
-              imageName: name,
-              prompt: f.prompt,
-              maxNewTokens: f.max_new_tokens,
-              temperature: f.temperature,
-              topP: f.top_p,
-              seed: f.seed,
-              imageMode: f.image_mode,
-              attnDtype: f.attn_dtype,
-              out,
+    const request = {
+      ...f,
+      image: { name: image.name.slice(0, 200), bytes: image.bytes.length },
+    };
+    const job = queue.submit(
+      "generate",
+      f.prompt.slice(0, 80),
+      id,
+      async (ctx) => {
+        try {
+          await model.run(
+            {
+              kind: "generate",
+              payload: {
+                image: new Uint8Array(image.bytes),
+                imageName: name,
+                prompt: f.prompt,
+                maxNewTokens: f.max_new_tokens,
+                temperature: f.temperature,
+                topP: f.top_p,
+                seed: f.seed,
+                imageMode: f.image_mode,
+                attnDtype: f.attn_dtype,
+                out,
+              },
             },
-          },
-          ctx,
-        );
-        const m = readManifest(out);
-        if (!m) throw new Error("the run folder was not written");
-        store.add(id, m, "generated");
-        return { runId: id, answer: m.answer, tokens: m.generated_tokens };
-      } catch (e) {
-        // Nothing half-done stays: a run that is not indexed is removed.
-        if (!store.has(id)) fs.rmSync(out, { recursive: true, force: true });
-        throw e;
-      }
-    });
-    return reply.code(202).send({ job, runId: id });
-  });
+            ctx,
+          );
+          const m = readManifest(out);
+          if (!m) throw new Error("the run folder was not written");
+          store.add(id, m, "generated");
+          return { runId: id, answer: m.answer, tokens: m.generated_tokens };
+        } catch (e) {
+          // Nothing half-done stays: a run that is not indexed is removed.
+          if (!store.has(id)) {
+            fs.rmSync(out, { recursive: true, force: true });
+            store.release(id);
+          }
+          throw e;
+        }
+      },
+      request,
+    );
+    return reply.code(202).send({ job, runId: id, warnings });
+  }
 
   app.get("/api/jobs", async () => ({ jobs: queue.list() }));
 
@@ -596,6 +628,15 @@ export async function buildServer(opts: ServerOptions): Promise<LvlmServer> {
     const j = queue.get(id);
     if (!j) throw new HttpError(404, `no job with id "${id}"`);
     return j;
+  });
+
+  // Dismisses a finished job (e.g. an interrupted one the user has seen) from the list.
+  app.delete("/api/jobs/:id", async (req) => {
+    const { id } = parse(jobParams, req.params, "job");
+    const j = queue.get(id);
+    if (!j) throw new HttpError(404, `no job with id "${id}"`);
+    if (!queue.dismiss(id)) throw new HttpError(409, `job "${id}" is ${j.state}; cancel it first`);
+    return { dismissed: id };
   });
 
   app.post("/api/jobs/:id/cancel", async (req) => {
@@ -642,8 +683,9 @@ export async function buildServer(opts: ServerOptions): Promise<LvlmServer> {
     store,
     queue,
     limits,
+    routes,
     async close() {
-      queue.cancelAll();
+      queue.close();
       await app.close();
       await model.close();
       await analysis.close();

@@ -2,11 +2,15 @@
  * The model job queue: one job runs at a time; waiting jobs know their position. Every job keeps its event log
  * (state changes, progress, streamed tokens, the end) so a client that connects late, or reconnects, replays it
  * and then follows live events (server-sent events in the routes).
+ *
+ * With a {@link JobJournal}, every waiting and running job is also written down durably, so jobs a stopped
+ * server left unfinished (killed, crashed or shut down) are reported as "interrupted" when it starts again.
  */
 import { randomBytes } from "node:crypto";
 
 export type JobKind = "generate" | "relevancy" | "causal";
-export type JobState = "queued" | "running" | "done" | "error" | "cancelled";
+/** "interrupted": the server stopped before the job finished (reported after the next start). */
+export type JobState = "queued" | "running" | "done" | "error" | "cancelled" | "interrupted";
 
 export interface JobEvent {
   seq: number;
@@ -42,6 +46,16 @@ export interface JobInfo {
   created_at: string;
   result: Record<string, unknown> | null;
   error: string | null;
+  /** What was asked (the request's fields, never file contents), so an interrupted job can be asked again. */
+  request: Record<string, unknown>;
+}
+
+/** Durable record of the jobs not yet finished (see the SQLite journal in job-journal.ts). */
+export interface JobJournal {
+  queued(job: JobInfo): void;
+  started(id: string): void;
+  /** The job finished, or a finished job was dismissed or pruned: nothing more to report about it. */
+  forget(id: string): void;
 }
 
 interface Job extends JobInfo {
@@ -51,7 +65,7 @@ interface Job extends JobInfo {
   runner: JobRunner;
 }
 
-const TERMINAL = new Set<JobState>(["done", "error", "cancelled"]);
+const TERMINAL = new Set<JobState>(["done", "error", "cancelled", "interrupted"]);
 const KEEP_FINISHED = 200;
 
 export function errorMessage(e: unknown): string {
@@ -65,7 +79,15 @@ export class JobQueue {
   private running: Job | null = null;
   private idleWaiters: (() => void)[] = [];
 
-  submit(kind: JobKind, label: string, runId: string | null, runner: JobRunner): JobInfo {
+  constructor(private journal: JobJournal | null = null) {}
+
+  submit(
+    kind: JobKind,
+    label: string,
+    runId: string | null,
+    runner: JobRunner,
+    request: Record<string, unknown> = {},
+  ): JobInfo {
     const job: Job = {
       id: `job-${Date.now().toString(36)}-${randomBytes(4).toString("hex")}`,
       kind,
@@ -76,17 +98,43 @@ export class JobQueue {
       created_at: new Date().toISOString(),
       result: null,
       error: null,
+      request,
       events: [],
       listeners: new Set(),
       controller: new AbortController(),
       runner,
     };
+    this.journal?.queued(this.info(job));
     this.jobs.set(job.id, job);
     this.waiting.push(job);
     this.prune();
     this.updatePositions();
     queueMicrotask(() => this.pump());
     return this.info(job);
+  }
+
+  /**
+   * Adds jobs a previous server left unfinished, as finished with state "interrupted"; a client following one
+   * gets its end as a "failed" event with the reason.
+   */
+  restore(interrupted: JobInfo[]): void {
+    for (const info of interrupted) {
+      const message = info.error ?? "interrupted: the server stopped before this job finished";
+      const job: Job = {
+        ...info,
+        state: "interrupted",
+        position: 0,
+        result: null,
+        error: message,
+        events: [],
+        listeners: new Set(),
+        controller: new AbortController(),
+        runner: async () => ({}),
+      };
+      this.jobs.set(job.id, job);
+      this.emit(job, "failed", { message, interrupted: true });
+    }
+    this.prune();
   }
 
   get(id: string): JobInfo | undefined {
@@ -124,6 +172,15 @@ export class JobQueue {
     return true;
   }
 
+  /** Removes a finished job from the list (and the journal). False when it is unknown or not finished. */
+  dismiss(id: string): boolean {
+    const j = this.jobs.get(id);
+    if (!j || !TERMINAL.has(j.state)) return false;
+    this.jobs.delete(id);
+    this.journal?.forget(id);
+    return true;
+  }
+
   /** Resolves when nothing is running or waiting. */
   idle(): Promise<void> {
     if (!this.running && this.waiting.length === 0) return Promise.resolve();
@@ -136,9 +193,18 @@ export class JobQueue {
     if (this.running) this.cancel(this.running.id);
   }
 
+  /**
+   * Server shutdown: stops every job, but leaves the unfinished ones in the journal, so the next start reports
+   * them as interrupted instead of losing them.
+   */
+  close(): void {
+    this.journal = null;
+    this.cancelAll();
+  }
+
   private info(j: Job): JobInfo {
-    const { id, kind, runId, label, state, position, created_at, result, error } = j;
-    return { id, kind, runId, label, state, position, created_at, result, error };
+    const { id, kind, runId, label, state, position, created_at, result, error, request } = j;
+    return { id, kind, runId, label, state, position, created_at, result, error, request };
   }
 
   private emit(j: Job, type: JobEvent["type"], data: Record<string, unknown>): void {
@@ -160,6 +226,7 @@ export class JobQueue {
     if (state === "error") j.error = String(data.message);
     this.emit(j, state === "error" ? "failed" : state, data);
     j.listeners.clear();
+    this.journal?.forget(j.id);
   }
 
   private updatePositions(): void {
@@ -175,7 +242,10 @@ export class JobQueue {
 
   private prune(): void {
     const finished = [...this.jobs.values()].filter((j) => TERMINAL.has(j.state));
-    for (const j of finished.slice(0, Math.max(0, finished.length - KEEP_FINISHED))) this.jobs.delete(j.id);
+    for (const j of finished.slice(0, Math.max(0, finished.length - KEEP_FINISHED))) {
+      this.jobs.delete(j.id);
+      this.journal?.forget(j.id);
+    }
   }
 
   private async pump(): Promise<void> {
@@ -188,6 +258,7 @@ export class JobQueue {
     this.running = j;
     j.state = "running";
     j.position = 0;
+    this.journal?.started(j.id);
     this.emit(j, "state", { state: "running", position: 0 });
     this.updatePositions();
     const ctx: JobContext = {

@@ -6,6 +6,10 @@
  * first; its directory must be a real directory directly inside the data directory (not a symlink, and its
  * real path must stay inside). Writes into the data directory go through temporary names starting with a dot,
  * which never match a run id, and are renamed into place when whole; only then is the run indexed.
+ *
+ * Concurrency: a new run's id is reserved from {@link RunStore.newId} until the run is indexed (or released):
+ * the listing's reconcile skips reserved ids, so a folder that has just been renamed into place is indexed
+ * once, by the job that wrote it. Indexing is an upsert, so indexing the same folder twice never fails.
  */
 import { randomBytes } from "node:crypto";
 import * as fs from "node:fs";
@@ -60,6 +64,8 @@ export function readManifest(dir: string): RunManifest | null {
 
 export class RunStore {
   private readonly db: Database.Database;
+  /** Ids handed out by newId whose folders are still being written (by a job) and not yet indexed. */
+  private readonly reserved = new Set<string>();
 
   private constructor(readonly dataDir: string) {
     try {
@@ -114,7 +120,7 @@ export class RunStore {
       }
     }
     for (const name of fs.readdirSync(this.dataDir)) {
-      if (!RUN_ID_RE.test(name) || this.has(name) || !this.safeDir(name)) continue;
+      if (!RUN_ID_RE.test(name) || this.reserved.has(name) || this.has(name) || !this.safeDir(name)) continue;
       const m = readManifest(path.join(this.dataDir, name));
       if (m) {
         this.add(name, m, "found");
@@ -136,6 +142,11 @@ export class RunStore {
       return null;
     }
     return p;
+  }
+
+  /** The index database; the job journal keeps its table there too. */
+  get database(): Database.Database {
+    return this.db;
   }
 
   has(id: string): boolean {
@@ -160,13 +171,24 @@ export class RunStore {
     return d;
   }
 
-  /** A fresh, unused run id: creation time plus random suffix. */
+  /**
+   * A fresh, unused run id (creation time plus random suffix), reserved until {@link add} indexes it or
+   * {@link release} gives it up.
+   */
   newId(): string {
     for (;;) {
       const t = new Date().toISOString().replace(/[-:]/g, "").replace("T", "-").slice(0, 15);
       const id = `${t}-${randomBytes(3).toString("hex")}`;
-      if (!this.has(id) && !fs.existsSync(path.join(this.dataDir, id))) return id;
+      if (!this.reserved.has(id) && !this.has(id) && !fs.existsSync(path.join(this.dataDir, id))) {
+        this.reserved.add(id);
+        return id;
+      }
     }
+  }
+
+  /** Gives up a reserved id whose run was not made (a failed or cancelled job). */
+  release(id: string): void {
+    this.reserved.delete(id);
   }
 
   /** Path for a new run folder (not created). */
@@ -182,6 +204,7 @@ export class RunStore {
     return fs.mkdtempSync(path.join(base, `${prefix}-`));
   }
 
+  /** Indexes a run folder; indexing one that is already indexed updates its row. */
   add(id: string, m: RunManifest, source: RunSource): RunSummary {
     checkRunId(id);
     const row: RunSummary = {
@@ -199,9 +222,14 @@ export class RunStore {
     this.db
       .prepare(
         `INSERT INTO runs (id, created_at, prompt, answer, n_tokens, seq_len, model, image_mode, source, indexed_at)
-         VALUES (@id, @created_at, @prompt, @answer, @n_tokens, @seq_len, @model, @image_mode, @source, @indexed_at)`,
+         VALUES (@id, @created_at, @prompt, @answer, @n_tokens, @seq_len, @model, @image_mode, @source, @indexed_at)
+         ON CONFLICT(id) DO UPDATE SET created_at = excluded.created_at, prompt = excluded.prompt,
+           answer = excluded.answer, n_tokens = excluded.n_tokens, seq_len = excluded.seq_len,
+           model = excluded.model, image_mode = excluded.image_mode, source = excluded.source,
+           indexed_at = excluded.indexed_at`,
       )
       .run(row);
+    this.reserved.delete(id);
     return row;
   }
 

@@ -62,6 +62,8 @@ export interface RunDetail {
   answer: string;
   tokens: string[];
   prompt_tokens: string[];
+  /** Things to know about the question (e.g. text the tokenizer reads as unknown tokens). */
+  warnings: string[];
   settings: { max_new_tokens: number; temperature: number; top_p: number; seed: number; image_mode: string };
   timings_ms: Record<string, number>;
   attn_dtype: string;
@@ -194,10 +196,15 @@ export interface JobInfo {
   id: string;
   kind: "generate" | "relevancy" | "causal";
   runId: string | null;
-  state: "queued" | "running" | "done" | "error" | "cancelled";
+  label: string;
+  /** "interrupted": the server stopped before the job finished. */
+  state: "queued" | "running" | "done" | "error" | "cancelled" | "interrupted";
   position: number;
+  created_at: string;
   result: Record<string, unknown> | null;
   error: string | null;
+  /** What was asked (the request's fields). */
+  request: Record<string, unknown>;
 }
 
 export const api = {
@@ -212,8 +219,11 @@ export const api = {
     get<HeadImageMaps>(`/api/runs/${enc(id)}/attention/heads?layer=${layer}&tokens=${tokens.join(",")}`),
   patches: (id: string, layer: number, patches: number[]) =>
     postJson<PatchAttention>(`/api/runs/${enc(id)}/attention/patches`, { layer, patches }),
-  generate: (form: FormData) => request<{ job: JobInfo; runId: string }>("POST", "/api/generate", form),
+  generate: (form: FormData) =>
+    request<{ job: JobInfo; runId: string; warnings: string[] }>("POST", "/api/generate", form),
+  jobs: () => get<{ jobs: JobInfo[] }>("/api/jobs"),
   cancel: (jobId: string) => request<{ cancelled: boolean }>("POST", `/api/jobs/${enc(jobId)}/cancel`),
+  dismissJob: (jobId: string) => request<{ dismissed: string }>("DELETE", `/api/jobs/${enc(jobId)}`),
   importArchive: (file: Blob) =>
     request<{ run: RunSummary }>("POST", "/api/import", file, { "content-type": "application/gzip" }),
   computeRelevancy: (id: string, mode: RelevancyMode, kind: RelevancyKind, tokens: number[] | "all") =>

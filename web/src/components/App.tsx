@@ -1,6 +1,6 @@
 /** The app shell: header, sidebar of saved runs (with import), hash routes to the views. */
 import { useCallback, useEffect, useRef, useState } from "preact/hooks";
-import { api, type RunDetail, type RunSummary, type ServerConfig } from "../api";
+import { api, type JobInfo, type RunDetail, type RunSummary, type ServerConfig } from "../api";
 import { MapsView, SummaryView } from "./AttentionViews";
 import { CausalView } from "./CausalView";
 import {
@@ -47,16 +47,80 @@ function useRoute(): [Route, (h: string) => void] {
   return [route, (h: string) => (location.hash = h)];
 }
 
+/** A job's request in a few words (for the interrupted jobs list). */
+function requestSummary(j: JobInfo): string {
+  const r = j.request;
+  if (j.kind === "generate") {
+    const image = r.image as { name?: string } | undefined;
+    return `image ${image?.name ?? "?"} · ${r.max_new_tokens ?? "?"} new tokens · mode ${r.image_mode ?? "default"}`;
+  }
+  if (j.kind === "relevancy")
+    return `${r.mode ?? "exact"} ${r.kind ?? "llm"} · tokens ${Array.isArray(r.tokens) ? r.tokens.join(",") : (r.tokens ?? "all")}`;
+  return `token ${r.token ?? "?"}${r.layer !== undefined ? ` · layer ${r.layer}` : ""}`;
+}
+
+const jobTitle = (j: JobInfo) => (j.kind === "generate" ? String(j.request.prompt ?? j.label) : j.label);
+
+/** Jobs a previous server never finished (killed, crashed or stopped): what was asked, until dismissed. */
+function InterruptedJobs({ jobs, onDismissed }: { jobs: JobInfo[]; onDismissed: () => void }) {
+  const [error, setError] = useState<string | null>(null);
+  if (jobs.length === 0) return null;
+  return (
+    <div data-testid="interrupted-jobs">
+      <h4>Interrupted jobs ({jobs.length})</h4>
+      <ErrorBox error={error} />
+      <ul class="runs interrupted">
+        {jobs.map((j) => (
+          <li key={j.id} data-job={j.id}>
+            <div class="job-item">
+              <span class="prompt" title={jobTitle(j)}>
+                {j.kind}: <bdi>{jobTitle(j)}</bdi>
+              </span>
+              <span class="meta">{requestSummary(j)}</span>
+              {j.runId && j.kind !== "generate" && (
+                <a class="meta" href={`#/run/${j.runId}/${j.kind}`}>
+                  open the run
+                </a>
+              )}
+              <span class="meta">{j.error}</span>
+            </div>
+            <button
+              type="button"
+              class="delete"
+              title="dismiss"
+              data-testid="dismiss-job"
+              onClick={async () => {
+                try {
+                  await api.dismissJob(j.id);
+                  onDismissed();
+                } catch (err) {
+                  setError(errorText(err));
+                }
+              }}
+            >
+              ×
+            </button>
+          </li>
+        ))}
+      </ul>
+    </div>
+  );
+}
+
 function Sidebar({
   runs,
+  interrupted,
   current,
   onImported,
   onDeleted,
+  onJobDismissed,
 }: {
   runs: RunSummary[];
+  interrupted: JobInfo[];
   current?: string;
   onImported: (id: string) => void;
   onDeleted: (id: string) => void;
+  onJobDismissed: () => void;
 }) {
   const [error, setError] = useState<string | null>(null);
   const [importing, setImporting] = useState(false);
@@ -91,13 +155,15 @@ function Sidebar({
         />
       </label>
       <ErrorBox error={error} />
+      <InterruptedJobs jobs={interrupted} onDismissed={onJobDismissed} />
       <h4>Runs ({runs.length})</h4>
       <ul class="runs" data-testid="run-list">
         {runs.map((r) => (
           <li key={r.id} class={r.id === current ? "current" : ""} data-run={r.id}>
             <a href={`#/run/${r.id}/summary`}>
-              <span class="prompt">{r.prompt}</span>
-              <span class="answer">{r.answer || "∅"}</span>
+              {/* Isolated: bidi controls in a question or answer cannot reorder the text around it. */}
+              <bdi class="prompt">{r.prompt}</bdi>
+              <bdi class="answer">{r.answer || "∅"}</bdi>
               <span class="meta">
                 {new Date(r.created_at).toLocaleString()} · {r.n_tokens} tok
                 {r.source !== "generated" ? ` · ${r.source}` : ""}
@@ -131,11 +197,16 @@ function RunHeader({ run, view }: { run: RunDetail; view: string }) {
     <div class="run-header" data-testid="run-header">
       <div class="qa">
         <div>
-          <span class="muted">Q</span> <span data-testid="run-prompt">{run.prompt}</span>
+          <span class="muted">Q</span> <bdi data-testid="run-prompt">{run.prompt}</bdi>
         </div>
         <div>
-          <span class="muted">A</span> <span data-testid="run-answer">{run.answer || "∅"}</span>
+          <span class="muted">A</span> <bdi data-testid="run-answer">{run.answer || "∅"}</bdi>
         </div>
+        {run.warnings.map((w) => (
+          <div key={w} class="warning" role="note" data-testid="run-warning">
+            {w}
+          </div>
+        ))}
         <div class="muted small">
           {run.model.dir} · {run.layout.layers} layers × {run.layout.heads} heads · {run.layout.G} answer
           tokens · sequence {run.layout.S} · image {run.layout.grid[0]}×{run.layout.grid[1]} patches · mode{" "}
@@ -165,6 +236,7 @@ export function App() {
   const [route, navigate] = useRoute();
   const [config, setConfig] = useState<ServerConfig | null>(null);
   const [runs, setRuns] = useState<RunSummary[]>([]);
+  const [interrupted, setInterrupted] = useState<JobInfo[]>([]);
   const [run, setRun] = useState<RunDetail | null>(null);
   const [runError, setRunError] = useState<string | null>(null);
   const [settings, setSettings] = useState<ViewSettings>(() => {
@@ -189,10 +261,19 @@ export function App() {
       ),
     [],
   );
+  const refreshInterrupted = useCallback(
+    () =>
+      api.jobs().then(
+        (r) => setInterrupted(r.jobs.filter((j) => j.state === "interrupted")),
+        () => {},
+      ),
+    [],
+  );
   useEffect(() => {
     api.config().then(setConfig, () => {});
     void refreshRuns();
-  }, [refreshRuns]);
+    void refreshInterrupted();
+  }, [refreshRuns, refreshInterrupted]);
   const loadRun = useCallback((id: string) => {
     api.run(id).then(
       (r) => {
@@ -238,6 +319,8 @@ export function App() {
         <div class="body">
           <Sidebar
             runs={runs}
+            interrupted={interrupted}
+            onJobDismissed={() => void refreshInterrupted()}
             current={route.runId}
             onImported={(id) => {
               void refreshRuns();

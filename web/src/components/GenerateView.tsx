@@ -45,6 +45,7 @@ export function GenerateView({
   const [attnDtype, setAttnDtype] = useState("f16");
   const [answer, setAnswer] = useState<string[]>([]);
   const [runId, setRunId] = useState<string | null>(null);
+  const [warnings, setWarnings] = useState<string[]>([]);
   const [dragging, setDragging] = useState(false);
   const baseRef = useRef<HTMLCanvasElement>(null);
   const paintRef = useRef<HTMLCanvasElement>(null);
@@ -212,6 +213,7 @@ export function GenerateView({
     pending.current = [];
     setAnswer([]);
     setRunId(null);
+    setWarnings([]);
     const { blob, name } = await imageBlob();
     const form = new FormData();
     form.append("prompt", question);
@@ -222,7 +224,11 @@ export function GenerateView({
     form.append("image_mode", imageMode);
     form.append("attn_dtype", attnDtype);
     form.append("image", blob, name);
-    await start(() => api.generate(form));
+    await start(async () => {
+      const r = await api.generate(form);
+      setWarnings(r.warnings ?? []);
+      return r;
+    });
   };
 
   return (
@@ -417,6 +423,11 @@ export function GenerateView({
           <span class="muted">Ctrl+Enter</span>
         </div>
         <ErrorBox error={error} />
+        {warnings.map((w) => (
+          <div key={w} class="warning" role="note" data-testid="question-warning">
+            {w}
+          </div>
+        ))}
         <JobProgress job={job} onCancel={cancel} label="Generating" />
         {(answer.length > 0 || job.state === "running") && (
           <div class="answer-box" data-testid="answer" data-state={job.state}>
