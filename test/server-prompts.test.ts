@@ -85,7 +85,7 @@ describe("question length and quoting (llama fixture)", () => {
       assert.ok(c.status >= 400 && c.status < 500, JSON.stringify(c.body).slice(0, 200));
       assert.ok(c.body.error!.length < 200, `short message: ${c.body.error!.slice(0, 200)}…`);
     }
-    assert.match(cases[3].body.error!, /^"n{60}…": not a PNG or JPEG image$/);
+    assert.match(cases[3].body.error!, /^"n{60}…": not a PNG, JPEG or WebP image$/);
   });
 
   test("the image placeholder in a question is a 400 that says what to do", async () => {
