@@ -16,8 +16,11 @@ import { tempDir } from "./fixture-utils.js";
 const dir = tempDir("st-fuzz");
 after(() => fs.rmSync(dir, { recursive: true, force: true }));
 
+/** A parsed header: tensor entries (and `__metadata__`) by name. */
+type Header = Record<string, Record<string, unknown>>;
+
 /** A small valid file with several dtypes; returns its bytes and header. */
-function baseFile(): { bytes: Buffer; header: Record<string, any>; headerLen: number } {
+function baseFile(): { bytes: Buffer; header: Header; headerLen: number } {
   const f = path.join(dir, "base.safetensors");
   writeSafetensors(
     f,
@@ -48,7 +51,7 @@ const deep = (n: number) => "[".repeat(n) + "]".repeat(n);
 /** One mutated file. */
 function mutate(rng: Rng, base: ReturnType<typeof baseFile>): Buffer {
   const data = base.bytes.subarray(8 + base.headerLen);
-  const h = () => JSON.parse(JSON.stringify(base.header)) as Record<string, any>;
+  const h = () => JSON.parse(JSON.stringify(base.header)) as Header;
   const tensor = () => rng.pick(["a", "b", "c", "d", "e"]);
   const bigs = [0, 1, -1, 7, 2 ** 31, 2 ** 32, 2 ** 53 - 1, 2 ** 53, 1e300, -1e300, 0.5, 2 ** 62];
   switch (rng.int(0, 17)) {
@@ -174,8 +177,17 @@ function mutate(rng: Rng, base: ReturnType<typeof baseFile>): Buffer {
     case 8: {
       // Entries that are not objects, metadata of the wrong kind.
       const hd = h();
-      if (rng.bool()) hd[tensor()] = rng.pick([null, 1, "x", [], true]);
-      else hd.__metadata__ = rng.pick([null, 1, "x", [1, 2], { a: 1 }, { a: { b: "c" } }, { a: null }]);
+      if (rng.bool()) hd[tensor()] = rng.pick([null, 1, "x", [], true]) as unknown as Header[string];
+      else
+        hd.__metadata__ = rng.pick([
+          null,
+          1,
+          "x",
+          [1, 2],
+          { a: 1 },
+          { a: { b: "c" } },
+          { a: null },
+        ]) as Header[string];
       return assemble(hd, data);
     }
     case 9: {
