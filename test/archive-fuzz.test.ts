@@ -298,15 +298,16 @@ describe("run archive import fuzzing", () => {
         return `${err.status} ${err.message.replace(/".*?"|\d+/g, "…").slice(0, 70)}`;
       }
     };
-    // Cases run four at a time (concurrent imports, as a server sees them); after each batch nothing may be
+    // Cases run eight at a time (concurrent imports, as a server sees them); after each batch nothing may be
     // left in the scratch folder, the data folder or beside it.
     const CASES = 5001;
-    for (let i = 0; i < CASES; i += 4) {
+    const BATCH = 8;
+    for (let i = 0; i < CASES; i += BATCH) {
       const batch: Promise<string>[] = [];
-      for (let j = i; j < Math.min(i + 4, CASES); j++)
+      for (let j = i; j < Math.min(i + BATCH, CASES); j++)
         batch.push(runCase(j, j === 0 ? archive : mutate(rng)));
       for (const outcome of await Promise.all(batch)) outcomes.set(outcome, (outcomes.get(outcome) ?? 0) + 1);
-      const cases = `cases ${i}…${i + 3}`;
+      const cases = `cases ${i}…${i + BATCH - 1}`;
       assert.deepEqual(fs.readdirSync(path.join(dataDir, ".tmp")), [], `${cases}: scratch left behind`);
       assert.deepEqual(
         listing(dataDir).filter((f) => !f.startsWith(".tmp")),

@@ -155,6 +155,17 @@ class EntryRules {
   }
 }
 
+/** A failure to write the import into the data folder: the server's problem, told without host paths. */
+function diskError(e: unknown): HttpError {
+  const code = (e as NodeJS.ErrnoException)?.code;
+  if (code === "ENOSPC" || code === "EDQUOT")
+    return new HttpError(507, "the server's disk is full; the run was not imported");
+  return new HttpError(
+    500,
+    `could not write the imported run into the data folder (${code ?? "unknown error"})`,
+  );
+}
+
 /** A one-line reason from a zlib or tar error. */
 const reason = (e: unknown) =>
   String((e as Error)?.message ?? e)
@@ -211,7 +222,12 @@ async function unpackInto(source: Readable, dest: () => string, limits: ImportLi
   );
   parser.on("ignoredEntry", (e: tar.ReadEntry) =>
     fail(
-      new HttpError(400, `rejected archive: entry ${shownPath(e.path)} has an unsupported type (${e.type})`),
+      new HttpError(
+        400,
+        e.meta
+          ? `rejected archive: a ${e.type} header of ${e.size} bytes, far more than a run's file names need`
+          : `rejected archive: entry ${shownPath(e.path)} has an unsupported type (${e.type})`,
+      ),
     ),
   );
   parser.on("entry", (e: tar.ReadEntry) => {
@@ -223,32 +239,35 @@ async function unpackInto(source: Readable, dest: () => string, limits: ImportLi
       return fail(err as Error);
     }
     if (failure) return e.resume();
-    const target = path.join(dest(), rel);
+    try {
+      writeEntry(e, path.join(dest(), rel));
+    } catch (err) {
+      e.resume();
+      fail(diskError(err));
+    }
+  });
+
+  /** Creates a checked entry in the scratch folder: a folder, or a file streamed from the archive. */
+  const writeEntry = (e: tar.ReadEntry, target: string) => {
     if (e.type === "Directory") {
-      if (rel) fs.mkdirSync(target, { recursive: true, mode: 0o755 });
+      fs.mkdirSync(target, { recursive: true, mode: 0o755 });
       return e.resume();
     }
     fs.mkdirSync(path.dirname(target), { recursive: true, mode: 0o755 });
     // "wx": a fresh file only; the scratch folder holds nothing but what the checked entries created.
     const out = fs.createWriteStream(target, { flags: "wx", mode: 0o644 });
     outs.add(out);
-    const done = new Promise<void>((resolve) => {
-      finished(out, (err) => {
-        if (err) {
-          const code = (err as NodeJS.ErrnoException).code;
-          fail(
-            code === "ENOSPC"
-              ? new HttpError(507, "the server's disk is full; the run was not imported")
-              : err,
-          );
-        }
-        resolve();
-      });
-    });
-    writers.add(done);
+    writers.add(
+      new Promise<void>((resolve) => {
+        finished(out, (err) => {
+          if (err) fail(diskError(err));
+          resolve();
+        });
+      }),
+    );
     out.on("error", () => e.resume());
     e.pipe(out);
-  });
+  };
 
   /** Resolves on the parser's `event` or on a failure, whichever comes first. */
   const parserOrFailure = (event: "drain" | "end", start?: () => void) =>
@@ -325,7 +344,11 @@ export async function importArchive(
       throw e;
     }
     const id = store.newId();
-    fs.renameSync(dest(), store.pathFor(id));
+    try {
+      fs.renameSync(dest(), store.pathFor(id));
+    } catch (e) {
+      throw diskError(e);
+    }
     try {
       store.add(id, manifest, "imported");
     } catch (e) {
