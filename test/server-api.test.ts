@@ -5,6 +5,7 @@
  * readable message while the server keeps serving.
  */
 import assert from "node:assert/strict";
+import * as crypto from "node:crypto";
 import * as fs from "node:fs";
 import * as http from "node:http";
 import * as path from "node:path";
@@ -584,8 +585,15 @@ describe("bad input → 4xx with a clear message", () => {
     assert.equal(ok.status, 201);
     const okId = (await json(ok)).run.id;
     await fetch(`${ts.base}/api/runs/${okId}`, { method: "DELETE" });
-    // Oversize archives stop at the limit.
-    await expectError(await imp(new Uint8Array(LIMITS.maxImportBytes + 1000)), 413, /import limit/);
+    // Oversize archives stop at the limit (incompressible data, so the gzip is as large as its content).
+    const big = rawTarGz([{ name: "run/big.bin", data: crypto.randomBytes(LIMITS.maxImportBytes + 1000) }]);
+    await expectError(await imp(big), 413, /import limit/);
+    // Anything that is not gzip is refused at its first bytes, however long it is.
+    await expectError(
+      await imp(new Uint8Array(LIMITS.maxImportBytes + 1000)),
+      400,
+      /not a readable run archive/,
+    );
     await expectError(
       await imp(zlib.gzipSync(Buffer.alloc(10)), "text/plain"),
       415,

@@ -104,8 +104,8 @@ export interface RawTarEntry {
   linkname?: string;
 }
 
-/** A gzip'd tar built byte by byte, so tests can make archives no tar tool would (traversal, links). */
-export function rawTarGz(entries: RawTarEntry[]): Buffer {
+/** A tar built byte by byte, so tests can make archives no tar tool would (traversal, links); `end` adds the two zero blocks. */
+export function rawTar(entries: RawTarEntry[], opts: { end?: boolean } = {}): Buffer {
   const blocks: Buffer[] = [];
   for (const e of entries) {
     const data = e.data === undefined ? Buffer.alloc(0) : Buffer.from(e.data);
@@ -126,6 +126,11 @@ export function rawTarGz(entries: RawTarEntry[]): Buffer {
     h.write(`${sum.toString(8).padStart(6, "0")}\0 `, 148);
     blocks.push(h, data, Buffer.alloc((512 - (data.length % 512)) % 512));
   }
-  blocks.push(Buffer.alloc(1024));
-  return zlib.gzipSync(Buffer.concat(blocks));
+  if (opts.end !== false) blocks.push(Buffer.alloc(1024));
+  return Buffer.concat(blocks);
+}
+
+/** A gzip'd {@link rawTar}. */
+export function rawTarGz(entries: RawTarEntry[]): Buffer {
+  return zlib.gzipSync(rawTar(entries));
 }

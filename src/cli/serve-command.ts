@@ -37,6 +37,18 @@ export function serveCommand(): Command {
       intArg("--max-import-mb", 1, 1 << 20),
       4096,
     )
+    .option(
+      "--max-unpacked-mb <n>",
+      "largest unpacked run archive to import in MiB (a 7B run with f32 attention can weigh GBs)",
+      intArg("--max-unpacked-mb", 1, 1 << 22),
+      16384,
+    )
+    .option(
+      "--max-import-ratio <n>",
+      "largest unpacked ÷ compressed size of an imported archive (refuses decompression bombs)",
+      intArg("--max-import-ratio", 2, 1 << 20),
+      100,
+    )
     .action(async (o) => {
       const modelDir = path.resolve(o.model ?? defaultModelDir());
       const server = await buildServer({
@@ -44,7 +56,12 @@ export function serveCommand(): Command {
         dataDir: path.resolve(o.data),
         kernels: o.kernels,
         host: o.host,
-        limits: { maxUploadBytes: o.maxUploadMb * 2 ** 20, maxImportBytes: o.maxImportMb * 2 ** 20 },
+        limits: {
+          maxUploadBytes: o.maxUploadMb * 2 ** 20,
+          maxImportBytes: o.maxImportMb * 2 ** 20,
+          maxUnpackedBytes: o.maxUnpackedMb * 2 ** 20,
+          maxImportRatio: o.maxImportRatio,
+        },
       });
       const address = await server.app.listen({ port: o.port, host: o.host });
       process.stderr.write(

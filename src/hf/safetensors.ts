@@ -49,9 +49,42 @@ export interface TensorInfo {
 }
 
 /** Thrown for any malformed safetensors file; the message names the file and the problem. */
-export class SafetensorsError extends Error {}
+export class SafetensorsError extends Error {
+  override name = "SafetensorsError";
+}
 
 const MAX_HEADER_BYTES = 100 * 1024 * 1024;
+
+export interface OpenOptions {
+  /** How messages name the file (default: its path). Servers pass a name without host folders. */
+  label?: string;
+  /** Refuse a symlink (O_NOFOLLOW) and never block on a FIFO: for files of untrusted folders. */
+  noFollow?: boolean;
+}
+
+/** A value from a hostile header, quoted for a one-line message: JSON, cut short, never recursing deeply. */
+function quote(v: unknown): string {
+  if (v === undefined) return "(none)";
+  let s: string;
+  try {
+    s = JSON.stringify(v) ?? String(v);
+  } catch {
+    // Too deeply nested to print (the stack would overflow): show its kind and first level only.
+    s = Array.isArray(v) ? "[[[…" : "{…}";
+  }
+  return s.length > 60 ? `${s.slice(0, 57)}…` : s;
+}
+
+/** Element count of a shape, or null when it is not an exact integer (a hostile shape can overflow). */
+function elementCount(shape: number[]): number | null {
+  if (shape.includes(0)) return 0;
+  let n = 1;
+  for (const d of shape) {
+    n *= d;
+    if (!Number.isSafeInteger(n)) return null;
+  }
+  return n;
+}
 
 export class SafetensorsFile {
   readonly tensors = new Map<string, TensorInfo>();
@@ -61,20 +94,30 @@ export class SafetensorsFile {
   private constructor(
     readonly file: string,
     fd: number,
+    private readonly label: string,
   ) {
     this.fd = fd;
   }
 
-  static open(file: string): SafetensorsFile {
+  static open(file: string, opts: OpenOptions = {}): SafetensorsFile {
+    const label = opts.label ?? file;
+    const flags = opts.noFollow
+      ? fs.constants.O_RDONLY | fs.constants.O_NOFOLLOW | fs.constants.O_NONBLOCK
+      : fs.constants.O_RDONLY;
     let fd: number;
     try {
-      fd = fs.openSync(file, "r");
+      fd = fs.openSync(file, flags);
     } catch (e) {
-      throw new SafetensorsError(`${file}: cannot open (${(e as NodeJS.ErrnoException).code ?? e})`);
+      const code = (e as NodeJS.ErrnoException).code;
+      if (code === "ELOOP") throw new SafetensorsError(`${label}: is a symbolic link, not a regular file`);
+      if (code === "ENOENT") throw new SafetensorsError(`${label}: no such file`);
+      throw new SafetensorsError(`${label}: cannot open (${code ?? e})`);
     }
-    const st = new SafetensorsFile(file, fd);
+    const st = new SafetensorsFile(file, fd, label);
     try {
-      st.parseHeader(fs.fstatSync(fd).size);
+      const stat = fs.fstatSync(fd);
+      if (!stat.isFile()) st.fail("not a regular file");
+      st.parseHeader(stat.size);
     } catch (e) {
       fs.closeSync(fd);
       throw e;
@@ -83,7 +126,7 @@ export class SafetensorsFile {
   }
 
   private fail(msg: string): never {
-    throw new SafetensorsError(`${this.file}: ${msg}`);
+    throw new SafetensorsError(`${this.label}: ${msg}`);
   }
 
   private parseHeader(fileSize: number): void {
@@ -95,7 +138,7 @@ export class SafetensorsFile {
       this.fail(`header length ${headerLen} goes beyond the file (${fileSize} bytes)`);
     if (headerLen > MAX_HEADER_BYTES) this.fail(`header length ${headerLen} is implausibly large`);
     const hb = Buffer.alloc(headerLen);
-    fs.readSync(this.fd, hb, 0, headerLen, 8);
+    if (fs.readSync(this.fd, hb, 0, headerLen, 8) !== headerLen) this.fail("the header is cut short");
     let header: unknown;
     try {
       header = JSON.parse(hb.toString("utf8"));
@@ -109,17 +152,27 @@ export class SafetensorsFile {
     const spans: [number, number, string][] = [];
     for (const [name, raw] of Object.entries(header as Record<string, unknown>)) {
       if (name === "__metadata__") {
-        if (raw && typeof raw === "object") this.metadata = raw as Record<string, string>;
+        if (
+          typeof raw !== "object" ||
+          raw === null ||
+          Array.isArray(raw) ||
+          !Object.values(raw).every((v) => typeof v === "string")
+        )
+          this.fail(`__metadata__ must map names to strings, got ${quote(raw)}`);
+        this.metadata = raw as Record<string, string>;
         continue;
       }
+      const q = quote(name);
+      if (typeof raw !== "object" || raw === null || Array.isArray(raw))
+        this.fail(`entry ${q} is not an object`);
       const e = raw as { dtype?: unknown; shape?: unknown; data_offsets?: unknown };
-      if (typeof e !== "object" || e === null) this.fail(`entry "${name}" is not an object`);
       const dtype = e.dtype as DType;
-      if (typeof dtype !== "string" || !(dtype in DTYPE_BYTES))
-        this.fail(`tensor "${name}" has unknown dtype ${JSON.stringify(e.dtype)}`);
+      // Own keys only: "toString" or "__proto__" are no dtypes.
+      if (typeof dtype !== "string" || !Object.hasOwn(DTYPE_BYTES, dtype))
+        this.fail(`tensor ${q} has unknown dtype ${quote(e.dtype)}`);
       const shape = e.shape;
       if (!Array.isArray(shape) || !shape.every((d) => Number.isSafeInteger(d) && d >= 0)) {
-        this.fail(`tensor "${name}" has an invalid shape ${JSON.stringify(shape)}`);
+        this.fail(`tensor ${q} has an invalid shape ${quote(shape)}`);
       }
       const offs = e.data_offsets;
       if (
@@ -127,19 +180,20 @@ export class SafetensorsFile {
         offs.length !== 2 ||
         !offs.every((o) => Number.isSafeInteger(o) && o >= 0)
       ) {
-        this.fail(`tensor "${name}" has invalid data_offsets ${JSON.stringify(offs)}`);
+        this.fail(`tensor ${q} has invalid data_offsets ${quote(offs)}`);
       }
       const [b, end] = offs as [number, number];
-      if (end < b) this.fail(`tensor "${name}" has data_offsets end < begin`);
+      if (end < b) this.fail(`tensor ${q} has data_offsets end < begin`);
       if (end > dataSize)
         this.fail(
-          `tensor "${name}" data [${b}, ${end}) lies outside the data section (${dataSize} bytes); file truncated?`,
+          `tensor ${q} data [${b}, ${end}) lies outside the data section (${dataSize} bytes); file truncated?`,
         );
-      const n = (shape as number[]).reduce((a, d) => a * d, 1);
-      if (n * DTYPE_BYTES[dtype] !== end - b) {
-        this.fail(
-          `tensor "${name}" holds ${end - b} bytes but ${dtype}[${shape.join(",")}] needs ${n * DTYPE_BYTES[dtype]}`,
-        );
+      const n = elementCount(shape as number[]);
+      const need = n === null ? null : n * DTYPE_BYTES[dtype];
+      if (need === null || !Number.isSafeInteger(need))
+        this.fail(`tensor ${q} has a shape ${quote(shape)} whose element count is too large`);
+      if (need !== end - b) {
+        this.fail(`tensor ${q} holds ${end - b} bytes but ${dtype}${quote(shape)} needs ${need}`);
       }
       spans.push([b, end, name]);
       this.tensors.set(name, {
@@ -154,7 +208,7 @@ export class SafetensorsFile {
     spans.sort((x, y) => x[0] - y[0] || x[1] - y[1]);
     for (let i = 1; i < spans.length; i++) {
       if (spans[i][0] < spans[i - 1][1])
-        this.fail(`tensors "${spans[i - 1][2]}" and "${spans[i][2]}" overlap`);
+        this.fail(`tensors ${quote(spans[i - 1][2])} and ${quote(spans[i][2])} overlap`);
     }
   }
 
@@ -164,23 +218,43 @@ export class SafetensorsFile {
 
   info(name: string): TensorInfo {
     const t = this.tensors.get(name);
-    if (!t) this.fail(`tensor "${name}" not found`);
+    if (!t) this.fail(`tensor ${quote(name)} not found`);
     return t;
   }
 
   /** Raw little-endian bytes of a tensor in a fresh, suitably aligned ArrayBuffer. */
   readBytes(name: string): ArrayBuffer {
     const t = this.info(name);
-    const buf = new ArrayBuffer(t.byteLength);
+    let buf: ArrayBuffer;
+    try {
+      buf = new ArrayBuffer(t.byteLength);
+    } catch {
+      this.fail(`tensor ${quote(name)} (${t.byteLength} bytes) is too large to read into memory`);
+    }
     let done = 0;
     const view = new Uint8Array(buf);
     while (done < t.byteLength) {
       const chunk = Math.min(1 << 30, t.byteLength - done);
       const r = fs.readSync(this.fd, view, done, chunk, t.offset + done);
-      if (r <= 0) this.fail(`unexpected end of file reading "${name}"`);
+      if (r <= 0) this.fail(`unexpected end of file reading ${quote(name)}`);
       done += r;
     }
     return buf;
+  }
+
+  /**
+   * Fills `dst` with the tensor's bytes from `byteOffset` on, through the file this reader opened (never by
+   * reopening its path, which may have been swapped for a symlink since).
+   */
+  readInto(name: string, byteOffset: number, dst: Uint8Array): void {
+    const t = this.info(name);
+    if (byteOffset < 0 || byteOffset + dst.length > t.byteLength)
+      this.fail(`bytes [${byteOffset}, ${byteOffset + dst.length}) lie outside tensor ${quote(name)}`);
+    for (let done = 0; done < dst.length; ) {
+      const r = fs.readSync(this.fd, dst, done, dst.length - done, t.offset + byteOffset + done);
+      if (r <= 0) this.fail(`unexpected end of file reading ${quote(name)}`);
+      done += r;
+    }
   }
 
   /** The tensor widened to float32 (F32/F16/BF16/F64/integers). */

@@ -17,7 +17,6 @@
  * Only the rows needed are read from disk (one contiguous read per head), never the whole [H, S, S] tensor,
  * so the summary of a 7B run touches G·S values per head instead of S².
  */
-import * as fs from "node:fs";
 import { DTYPE_BYTES, toF32 } from "../hf/safetensors.js";
 import type { RunManifest } from "../run/manifest.js";
 import type { Run } from "../run/run-dir.js";
@@ -119,23 +118,12 @@ export function readLlmAttentionRows(run: Run, layer: number, r0: number, n: num
   const rowBytes = S * eb;
   const out = new Float32Array(H * n * S);
   if (n === 0) return out;
-  const fd = fs.openSync(info.file, "r");
-  try {
-    const buf = new Uint8Array(n * rowBytes);
-    for (let h = 0; h < H; h++) {
-      const pos = info.offset + (h * S + r0) * rowBytes;
-      let done = 0;
-      while (done < buf.length) {
-        const r = fs.readSync(fd, buf, done, buf.length - done, pos + done);
-        if (r <= 0)
-          throw new AttentionQueryError(`${info.file}: unexpected end of file reading llm_attn.${layer}`);
-        done += r;
-      }
-      // Copy into a fresh aligned buffer: toF32 views it with the dtype's typed array.
-      out.set(toF32(info.dtype, buf.slice().buffer), h * n * S);
-    }
-  } finally {
-    fs.closeSync(fd);
+  // Through the run's own open file: reopening info.file by path could follow a link swapped in since.
+  const buf = new Uint8Array(n * rowBytes);
+  for (let h = 0; h < H; h++) {
+    run.readTensorBytes(`llm_attn.${layer}`, (h * S + r0) * rowBytes, buf);
+    // Copy into a fresh aligned buffer: toF32 views it with the dtype's typed array.
+    out.set(toF32(info.dtype, buf.slice().buffer), h * n * S);
   }
   return out;
 }

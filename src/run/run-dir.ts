@@ -1,10 +1,20 @@
 /**
  * Reading and writing run directories. Writes are atomic: everything goes to a temp dir beside the target
  * and is renamed into place, so a crash never leaves a half run that looks complete.
+ *
+ * Reads trust nothing inside a run: every file a run is read from must be a regular file inside its folder —
+ * never a symlink (a run that came from elsewhere could point at any file of the host), a FIFO or a device —
+ * and errors name files relative to the run, never by host path.
  */
 import * as fs from "node:fs";
 import * as path from "node:path";
-import { SafetensorsFile, type TensorInfo, type TensorToWrite, writeSafetensors } from "../hf/safetensors.js";
+import {
+  SafetensorsError,
+  SafetensorsFile,
+  type TensorInfo,
+  type TensorToWrite,
+  writeSafetensors,
+} from "../hf/safetensors.js";
 import type { Tensor } from "../tensor/tensor.js";
 import { RUN_FORMAT, type RunManifest } from "./manifest.js";
 import { checkNewDir, checkNotExisting, makeDirs, makeTempDir } from "./out-dir.js";
@@ -12,7 +22,85 @@ import { checkNewDir, checkNotExisting, makeDirs, makeTempDir } from "./out-dir.
 export const MANIFEST_FILE = "manifest.json";
 export const TENSORS_FILE = "tensors.safetensors";
 
-export class RunError extends Error {}
+export class RunError extends Error {
+  override name = "RunError";
+}
+
+/** A run file that cannot be read as such: missing, a symlink, or not a regular file. */
+export class RunFileError extends RunError {
+  override name = "RunFileError";
+  constructor(
+    readonly file: string,
+    readonly reason: "missing" | "symlink" | "not-regular",
+  ) {
+    super(
+      reason === "missing"
+        ? `${file} is missing from the run`
+        : reason === "symlink"
+          ? `${file} is a symbolic link; a run's files must be regular files inside its folder`
+          : `${file} is not a regular file`,
+    );
+  }
+}
+
+const PLAIN_NAME_RE = /^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$/;
+
+/**
+ * Checks that `rel` (a `/`-separated path inside the run) names a regular file reached through real folders
+ * only, without following any link; throws {@link RunFileError} otherwise.
+ */
+export function checkRunFile(dir: string, rel: string): void {
+  const parts = rel.split("/");
+  if (!parts.every((p) => PLAIN_NAME_RE.test(p)))
+    throw new RunError(`${JSON.stringify(rel)} is not a plain file name`);
+  let p = dir;
+  for (let i = 0; i < parts.length; i++) {
+    p = path.join(p, parts[i]);
+    let st: fs.Stats;
+    try {
+      st = fs.lstatSync(p);
+    } catch {
+      throw new RunFileError(rel, "missing");
+    }
+    if (st.isSymbolicLink()) throw new RunFileError(parts.slice(0, i + 1).join("/"), "symlink");
+    const last = i === parts.length - 1;
+    if (last ? !st.isFile() : !st.isDirectory())
+      throw new RunFileError(parts.slice(0, i + 1).join("/"), "not-regular");
+  }
+}
+
+/**
+ * Opens a file of a run for reading after {@link checkRunFile}; O_NOFOLLOW and the fstat check close the gap
+ * in which the file could be swapped for a link, O_NONBLOCK keeps a FIFO from hanging the open.
+ */
+export function openRunFile(dir: string, rel: string): number {
+  checkRunFile(dir, rel);
+  let fd: number;
+  try {
+    fd = fs.openSync(
+      path.join(dir, rel),
+      fs.constants.O_RDONLY | fs.constants.O_NOFOLLOW | fs.constants.O_NONBLOCK,
+    );
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code;
+    throw new RunFileError(rel, code === "ELOOP" ? "symlink" : code === "ENOENT" ? "missing" : "not-regular");
+  }
+  if (!fs.fstatSync(fd).isFile()) {
+    fs.closeSync(fd);
+    throw new RunFileError(rel, "not-regular");
+  }
+  return fd;
+}
+
+/** The bytes of a run's file (see {@link openRunFile}). */
+export function readRunFile(dir: string, rel: string): Buffer {
+  const fd = openRunFile(dir, rel);
+  try {
+    return fs.readFileSync(fd);
+  } finally {
+    fs.closeSync(fd);
+  }
+}
 
 const OVERWRITE_HINT = "choose another --out, remove it, or pass --overwrite";
 
@@ -76,24 +164,51 @@ export class Run {
     readonly dir: string,
     public manifest: RunManifest,
   ) {
-    for (const name of [TENSORS_FILE, ...(manifest.tensor_files ?? [])]) {
-      const f = SafetensorsFile.open(path.join(dir, name));
-      this.files.push(f);
-      for (const t of f.tensors.keys()) this.byName.set(t, f);
+    const extra = manifest.tensor_files ?? [];
+    if (!Array.isArray(extra) || !extra.every((f) => typeof f === "string" && PLAIN_NAME_RE.test(f)))
+      throw new RunError(`${MANIFEST_FILE}: tensor_files must list plain file names of the run folder`);
+    try {
+      for (const name of [TENSORS_FILE, ...extra]) this.openTensorFile(name);
+    } catch (e) {
+      this.close();
+      throw e;
     }
   }
 
+  /** Opens one safetensors file of the run (regular file, no link followed); errors name it relative to the run. */
+  private openTensorFile(name: string): SafetensorsFile {
+    checkRunFile(this.dir, name);
+    let f: SafetensorsFile;
+    try {
+      f = SafetensorsFile.open(path.join(this.dir, name), { label: name, noFollow: true });
+    } catch (e) {
+      if (e instanceof SafetensorsError) throw new RunError(e.message);
+      throw e;
+    }
+    this.files.push(f);
+    for (const t of f.tensors.keys()) this.byName.set(t, f);
+    return f;
+  }
+
   static open(dir: string): Run {
-    const mf = path.join(dir, MANIFEST_FILE);
-    if (!fs.existsSync(mf)) throw new RunError(`${dir}: not a run directory (no ${MANIFEST_FILE})`);
+    let bytes: Buffer;
+    try {
+      bytes = readRunFile(dir, MANIFEST_FILE);
+    } catch (e) {
+      if (e instanceof RunFileError && e.reason === "missing")
+        throw new RunError(`${dir}: not a run directory (no ${MANIFEST_FILE})`);
+      throw e;
+    }
     let manifest: RunManifest;
     try {
-      manifest = JSON.parse(fs.readFileSync(mf, "utf8"));
+      manifest = JSON.parse(bytes.toString("utf8"));
     } catch (e) {
-      throw new RunError(`${mf}: invalid JSON (${(e as Error).message})`);
+      throw new RunError(`${MANIFEST_FILE}: invalid JSON (${(e as Error).message})`);
     }
-    if (manifest.format !== RUN_FORMAT)
-      throw new RunError(`${mf}: format ${JSON.stringify(manifest.format)}, expected "${RUN_FORMAT}"`);
+    if (manifest?.format !== RUN_FORMAT)
+      throw new RunError(
+        `${MANIFEST_FILE}: format ${JSON.stringify(manifest?.format)}, expected "${RUN_FORMAT}"`,
+      );
     return new Run(dir, manifest);
   }
 
@@ -107,15 +222,22 @@ export class Run {
 
   info(name: string): TensorInfo {
     const f = this.byName.get(name);
-    if (!f) throw new RunError(`${this.dir}: run has no tensor "${name}"`);
+    if (!f) throw new RunError(`the run has no tensor ${JSON.stringify(name)}`);
     return f.info(name);
   }
 
   /** A tensor widened to float32. */
   tensor(name: string): Tensor {
     const f = this.byName.get(name);
-    if (!f) throw new RunError(`${this.dir}: run has no tensor "${name}"`);
+    if (!f) throw new RunError(`the run has no tensor ${JSON.stringify(name)}`);
     return { shape: [...f.info(name).shape], data: f.readF32(name) };
+  }
+
+  /** Fills `dst` with a tensor's bytes from `byteOffset` on (partial reads of large tensors). */
+  readTensorBytes(name: string, byteOffset: number, dst: Uint8Array): void {
+    const f = this.byName.get(name);
+    if (!f) throw new RunError(`the run has no tensor ${JSON.stringify(name)}`);
+    f.readInto(name, byteOffset, dst);
   }
 
   /** LLM attention of layer l: [heads, S, S]. */
@@ -147,9 +269,7 @@ export class Run {
       this.files.splice(old, 1);
     }
     fs.renameSync(tmp, file);
-    const f = SafetensorsFile.open(file);
-    this.files.push(f);
-    for (const t of f.tensors.keys()) this.byName.set(t, f);
+    this.openTensorFile(fileName);
     if (!this.manifest.tensor_files.includes(fileName)) {
       this.manifest = { ...this.manifest, tensor_files: [...this.manifest.tensor_files, fileName] };
       this.saveManifest();

@@ -7,6 +7,7 @@ import * as fs from "node:fs";
 import * as path from "node:path";
 import { parentPort, workerData } from "node:worker_threads";
 import { readLlavaConfig } from "../hf/config.js";
+import { SafetensorsError } from "../hf/safetensors.js";
 import { TextProcessor } from "../hf/tokenizer.js";
 import {
   AttentionQueryError,
@@ -25,7 +26,7 @@ import {
   relevancyStatus,
   relevancyText,
 } from "../interpret/relevancy-panels.js";
-import { MANIFEST_FILE, Run, RunError } from "../run/run-dir.js";
+import { checkRunFile, MANIFEST_FILE, Run, RunError, RunFileError, readRunFile } from "../run/run-dir.js";
 import type { AnalysisWorkerData, FromAnalysisWorker, ToAnalysisWorker } from "./worker-protocol.js";
 
 const port = parentPort!;
@@ -56,7 +57,8 @@ const cache = new Map<string, Cached>();
 const MAX_OPEN = 8;
 
 function openRun(dir: string): Run {
-  const mtimeMs = fs.statSync(path.join(dir, MANIFEST_FILE)).mtimeMs;
+  checkRunFile(dir, MANIFEST_FILE);
+  const mtimeMs = fs.lstatSync(path.join(dir, MANIFEST_FILE)).mtimeMs;
   const c = cache.get(dir);
   if (c && c.mtimeMs === mtimeMs) {
     cache.delete(dir);
@@ -87,7 +89,9 @@ const handlers: Record<string, (...args: any[]) => unknown> = {
   runExtras: (dir: string) => {
     const run = openRun(dir);
     const causalDir = path.join(dir, "causal");
-    const causal = fs.existsSync(causalDir)
+    const st = fs.lstatSync(causalDir, { throwIfNoEntry: false });
+    if (st && !st.isDirectory()) throw new RunError("causal is not a folder inside the run (a link?)");
+    const causal = st
       ? fs
           .readdirSync(causalDir)
           .map((f) => /^(\d+)\.json$/.exec(f))
@@ -128,19 +132,20 @@ const handlers: Record<string, (...args: any[]) => unknown> = {
   },
   causal: (dir: string, token: number) => {
     const run = openRun(dir);
-    const file = path.join(dir, "causal", `${token}.json`);
-    let st: fs.Stats;
+    const rel = `causal/${token}.json`;
+    let bytes: Buffer;
     try {
-      st = fs.lstatSync(file);
-    } catch {
-      throw new NotComputedError(`no causal explanation computed for answer token ${token} yet`);
+      bytes = readRunFile(dir, rel);
+    } catch (e) {
+      if (e instanceof RunFileError && e.reason === "missing" && e.file === rel)
+        throw new NotComputedError(`no causal explanation computed for answer token ${token} yet`);
+      throw e;
     }
-    if (!st.isFile()) throw new RunError(`causal/${token}.json is not a plain file`);
     let doc: CausalDocument;
     try {
-      doc = JSON.parse(fs.readFileSync(file, "utf8"));
+      doc = JSON.parse(bytes.toString("utf8"));
     } catch (e) {
-      throw new RunError(`causal/${token}.json: invalid JSON (${(e as Error).message})`);
+      throw new RunError(`${rel}: invalid JSON (${(e as Error).message})`);
     }
     if (doc?.format !== CAUSAL_FORMAT || !Array.isArray(doc.heads))
       throw new RunError(`causal/${token}.json: not a "${CAUSAL_FORMAT}" document`);
@@ -167,10 +172,13 @@ port.on("message", async (m: ToAnalysisWorker) => {
         ? 400
         : err instanceof NotComputedError || err instanceof RelevancyViewError
           ? 404
-          : err instanceof RunError
+          : err instanceof RunError || err instanceof SafetensorsError
             ? 422
             : 500;
-    reply = { id: m.id, ok: false, message: err.message ?? String(e), status };
+    // Messages name a run's files relative to it; any host path that slips through is cut out here.
+    const dir = typeof m.args[0] === "string" ? m.args[0] : "";
+    const message = String(err?.message ?? e).split("\n")[0];
+    reply = { id: m.id, ok: false, message: dir ? message.split(dir).join("run") : message, status };
   }
   port.postMessage(reply);
 });

@@ -24,7 +24,7 @@ import { decodeImage, IMAGE_EXTENSIONS, ImageError, sniffImageFormat } from "../
 import { TextProcessor } from "../hf/tokenizer.js";
 import type { RunManifest } from "../run/manifest.js";
 import { AnalysisClient } from "./analysis-client.js";
-import { exportRunStream, importArchive, saveUpload } from "./archive.js";
+import { checkExportable, exportRunStream, importArchive } from "./archive.js";
 import { checkQuestion, fieldSizeLimit, readGenerateForm } from "./generate-request.js";
 import { HttpError, quoted } from "./http-error.js";
 import { SqliteJobJournal } from "./job-journal.js";
@@ -47,8 +47,10 @@ export interface ServerLimits {
   maxNewTokens: number;
   /** Largest run archive upload (compressed), bytes. */
   maxImportBytes: number;
-  /** Largest run archive content (uncompressed), bytes. */
+  /** Largest run archive content (the unpacked tar stream), bytes. */
   maxUnpackedBytes: number;
+  /** Largest unpacked ÷ compressed ratio of a run archive (past 16 MiB unpacked): refuses decompression bombs. */
+  maxImportRatio: number;
 }
 
 export const DEFAULT_LIMITS: ServerLimits = {
@@ -57,7 +59,10 @@ export const DEFAULT_LIMITS: ServerLimits = {
   maxPromptChars: 4000,
   maxNewTokens: 1024,
   maxImportBytes: 4 * 2 ** 30,
+  // A 7B run with f32 attention weighs GBs (32 layers × 32 heads × S² × 4 bytes: ~1.5 GB at S = 600, ~12 GB
+  // at S = 1700); 16 GiB holds that. Real runs gzip about 2×, a bomb ~1000× (docs/web-app.md).
   maxUnpackedBytes: 16 * 2 ** 30,
+  maxImportRatio: 100,
 };
 
 export interface ServerOptions {
@@ -496,13 +501,15 @@ export async function buildServer(opts: ServerOptions): Promise<LvlmServer> {
   app.get("/api/runs/:id/export", async (req, reply) => {
     const { id } = parse(idParams, req.params, "run");
     const dir = store.dir(id);
+    // Only what would import back leaves the server (409 otherwise): the importer's own validation.
+    await checkExportable(dir, limits);
     reply
       .type("application/gzip")
       .header("content-disposition", `attachment; filename="lvlm-run-${id}.tar.gz"`);
     return reply.send(exportRunStream(dir));
   });
 
-  // Run archives arrive as the raw request body (only here); the route streams it to disk with its own limit.
+  // Run archives arrive as the raw request body (only here), streamed through the importer's checks.
   await app.register(async (scope) => {
     scope.removeAllContentTypeParsers();
     scope.addContentTypeParser(
@@ -516,18 +523,13 @@ export async function buildServer(opts: ServerOptions): Promise<LvlmServer> {
     if (!body || typeof (body as Readable).pipe !== "function") {
       throw new HttpError(415, "send the run archive as the request body with content-type application/gzip");
     }
-    const scratch = store.scratch("upload");
-    try {
-      const file = path.join(scratch, "archive.tar.gz");
-      await saveUpload(body, file, limits.maxImportBytes);
-      const id = await importArchive(store, file, {
-        maxArchiveBytes: limits.maxImportBytes,
-        maxUnpackedBytes: limits.maxUnpackedBytes,
-      });
-      return reply.code(201).send({ run: store.get(id) });
-    } finally {
-      fs.rmSync(scratch, { recursive: true, force: true });
-    }
+    // Streamed straight through the checks: a bomb is refused while it arrives, never stored first.
+    const id = await importArchive(store, body, {
+      maxArchiveBytes: limits.maxImportBytes,
+      maxUnpackedBytes: limits.maxUnpackedBytes,
+      maxRatio: limits.maxImportRatio,
+    });
+    return reply.code(201).send({ run: store.get(id) });
   }
 
   // ---------------------------------------------------------------- jobs

@@ -1,14 +1,25 @@
 /**
- * Full validation of a run folder that came from elsewhere (an imported archive): the manifest's structure and
- * internal consistency, safe file names, every tensor the views read with the shape the manifest implies, and
- * an image that decodes. A run that passes can be opened by every view without surprises.
+ * Full validation of a run folder that came from elsewhere (an imported archive) or leaves the server (an
+ * export): the manifest's structure and internal consistency, safe file names, regular files only (no links),
+ * every tensor the views read with the shape the manifest implies, and an image that decodes. A run that passes
+ * can be opened by every view without surprises, and its export imports back.
+ *
+ * Validation parses safetensors headers and decodes an image — seconds of CPU for a hostile run — so the
+ * server calls {@link validateRunDirOffThread}, which runs it on a worker thread.
  */
-import * as fs from "node:fs";
-import * as path from "node:path";
+import { Worker } from "node:worker_threads";
 import { z } from "zod";
 import { decodePngImage } from "../hf/image-decode.js";
 import { RUN_FORMAT, type RunManifest } from "../run/manifest.js";
-import { MANIFEST_FILE, Run, TENSORS_FILE } from "../run/run-dir.js";
+import {
+  checkRunFile,
+  MANIFEST_FILE,
+  Run,
+  RunError,
+  RunFileError,
+  readRunFile,
+  TENSORS_FILE,
+} from "../run/run-dir.js";
 
 export class RunValidationError extends Error {
   override name = "RunValidationError";
@@ -72,11 +83,16 @@ function fail(msg: string): never {
 
 /** Validates a run folder; returns its manifest or throws {@link RunValidationError} naming the first problem. */
 export function validateRunDir(dir: string): RunManifest {
-  const mf = path.join(dir, MANIFEST_FILE);
-  if (!fs.existsSync(mf)) fail(`no ${MANIFEST_FILE} in the archive's run folder`);
+  let bytes: Buffer;
+  try {
+    bytes = readRunFile(dir, MANIFEST_FILE);
+  } catch (e) {
+    if (e instanceof RunFileError && e.reason === "missing") fail(`no ${MANIFEST_FILE} in the run folder`);
+    throw e instanceof RunError ? new RunValidationError(e.message) : e;
+  }
   let raw: unknown;
   try {
-    raw = JSON.parse(fs.readFileSync(mf, "utf8"));
+    raw = JSON.parse(bytes.toString("utf8"));
   } catch (e) {
     fail(`${MANIFEST_FILE} is not valid JSON (${(e as Error).message})`);
   }
@@ -107,21 +123,14 @@ export function validateRunDir(dir: string): RunManifest {
   if (r * c !== m.image_token_count)
     fail(`${MANIFEST_FILE}: patch grid ${r}×${c} does not hold ${m.image_token_count} image tokens`);
   if (m.model.llm_kv_heads > m.model.llm_heads) fail(`${MANIFEST_FILE}: more KV heads than heads`);
-  for (const f of [TENSORS_FILE, m.image_file, m.original_image_file, ...m.tensor_files]) {
-    const p = path.join(dir, f);
-    let st: fs.Stats;
-    try {
-      st = fs.lstatSync(p);
-    } catch {
-      fail(`${f} is missing`);
-    }
-    if (!st.isFile()) fail(`${f} is not a plain file`);
-  }
   let run: Run;
   try {
+    for (const f of [TENSORS_FILE, m.image_file, m.original_image_file, ...m.tensor_files])
+      checkRunFile(dir, f);
     run = Run.open(dir);
   } catch (e) {
-    fail((e as Error).message.replace(dir, "run"));
+    if (e instanceof RunError) fail(e.message);
+    throw e;
   }
   try {
     const S = m.seq_len;
@@ -144,11 +153,68 @@ export function validateRunDir(dir: string): RunManifest {
   } finally {
     run.close();
   }
-  const img = fs.readFileSync(path.join(dir, m.image_file));
   try {
-    decodePngImage(img, m.image_file, { maxPixels: 16_000_000 });
+    decodePngImage(readRunFile(dir, m.image_file), m.image_file, { maxPixels: 16_000_000 });
   } catch (e) {
     fail((e as Error).message);
   }
   return m;
 }
+
+type ValidateReply =
+  | { id: number; ok: true; manifest: RunManifest }
+  | { id: number; ok: false; invalid: boolean; message: string };
+
+/**
+ * {@link validateRunDir} on a worker thread, so a hostile run's headers and image never stall the server. One
+ * worker, started on first use, serves the calls in turn; it does not keep the process alive while idle.
+ */
+export function validateRunDirOffThread(dir: string): Promise<RunManifest> {
+  return validatorPool.call(dir);
+}
+
+class ValidatorWorker {
+  private worker: Worker | null = null;
+  private nextId = 1;
+  private readonly pending = new Map<
+    number,
+    { resolve: (m: RunManifest) => void; reject: (e: Error) => void }
+  >();
+
+  call(dir: string): Promise<RunManifest> {
+    const w = this.ensure();
+    const id = this.nextId++;
+    return new Promise<RunManifest>((resolve, reject) => {
+      this.pending.set(id, { resolve, reject });
+      w.ref();
+      w.postMessage({ id, dir });
+    });
+  }
+
+  private ensure(): Worker {
+    if (this.worker) return this.worker;
+    const w = new Worker(new URL("./run-validate-worker.js", import.meta.url));
+    w.on("message", (r: ValidateReply) => {
+      const p = this.pending.get(r.id);
+      if (!p) return;
+      this.pending.delete(r.id);
+      if (this.pending.size === 0) w.unref();
+      if (r.ok) p.resolve(r.manifest);
+      else p.reject(r.invalid ? new RunValidationError(r.message) : new Error(r.message));
+    });
+    const fail = (msg: string) => {
+      if (this.worker === w) this.worker = null;
+      for (const [id, p] of this.pending) {
+        this.pending.delete(id);
+        p.reject(new Error(msg));
+      }
+    };
+    w.on("error", (e) => fail(`run validation worker crashed: ${e.message}`));
+    w.on("exit", (code) => fail(`run validation worker exited (code ${code})`));
+    w.unref();
+    this.worker = w;
+    return w;
+  }
+}
+
+const validatorPool = new ValidatorWorker();
