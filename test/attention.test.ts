@@ -16,7 +16,7 @@ import {
   readLlmAttentionRows,
 } from "../src/interpret/attention.js";
 import { createKernels } from "../src/kernels/index.js";
-import { LlavaModel } from "../src/models/llava.js";
+import { loadModel } from "../src/models/registry.js";
 import { Run } from "../src/run/run-dir.js";
 import { traceWithModel } from "../src/trace.js";
 import { fixtureDir, tempDir } from "./fixture-utils.js";
@@ -149,7 +149,7 @@ describe("hand-made run with designed attention", () => {
 describe("traced run of the llama fixture (brute force over the full tensors)", () => {
   let run: Run;
   before(async () => {
-    const model = LlavaModel.load(fixtureDir("llava-tiny-llama"));
+    const model = loadModel(fixtureDir("llava-tiny-llama"));
     const kernels = await createKernels("ts");
     try {
       await traceWithModel(model, kernels, {

@@ -8,7 +8,7 @@ import * as fs from "node:fs";
 import * as path from "node:path";
 import { after, describe, test } from "node:test";
 import { createKernels } from "../src/kernels/index.js";
-import { LlavaModel } from "../src/models/llava.js";
+import { loadModel } from "../src/models/registry.js";
 import { Run } from "../src/run/run-dir.js";
 import { maxAbsDiff } from "../src/tensor/tensor.js";
 import { traceWithModel } from "../src/trace.js";
@@ -19,7 +19,7 @@ for (const name of FIXTURES) {
     describe(`${name} with ${impl} kernels`, async () => {
       const fx = loadFixture(name);
       const e = fx.expected;
-      const model = LlavaModel.load(fx.dir);
+      const model = loadModel(fx.dir);
       const kernels = await createKernels(impl);
       const out = path.join(tempDir("parity"), "run");
       const { manifest } = await traceWithModel(model, kernels, {

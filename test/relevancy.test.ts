@@ -31,10 +31,10 @@ import {
 } from "../src/interpret/relevancy-views.js";
 import { averagePaddedSquares, groupWords, lvlmTokenKeys, lvlmWordGroups } from "../src/interpret/words.js";
 import { createKernels } from "../src/kernels/index.js";
-import { LlavaModel } from "../src/models/llava.js";
+import { LlavaModel } from "../src/models/llava/model.js";
 import { maxAbsDiff } from "../src/tensor/tensor.js";
-import { FIXTURES, loadFixture } from "./fixture-utils.js";
-import { tinyInputIds, tinyPixels, writeTinyCheckpoint } from "./tiny-model.js";
+import { FIXTURES, fixturePixels, gridLayout, loadFixture } from "./fixture-utils.js";
+import { tinyInputIds, tinyPixelValues, writeTinyCheckpoint } from "./tiny-model.js";
 
 function maxAbs(a: ArrayLike<number>): number {
   let m = 0;
@@ -72,7 +72,12 @@ for (const name of FIXTURES) {
       fx.tensors.close();
       await kernels.dispose();
     });
-    const inputs = { inputIds: e.input_ids, generatedIds: e.generated_ids, pixelValues: ref("pixel_values") };
+    const inputs = {
+      inputIds: e.input_ids,
+      generatedIds: e.generated_ids,
+      pixels: fixturePixels(fx),
+      layout: gridLayout(model),
+    };
     const T = e.T;
     const s0 = e.image_token_start;
     const P = e.image_token_count;
@@ -348,7 +353,12 @@ describe("towers without CLS (SigLIP, strategy full): chain only", async () => {
     fs.rmSync(dir, { recursive: true, force: true });
   });
   const P = model.imageTokenCount;
-  const inputs = { inputIds: tinyInputIds(P), generatedIds: [345, 678, 910], pixelValues: tinyPixels() };
+  const inputs = {
+    inputIds: tinyInputIds(P),
+    generatedIds: [345, 678, 910],
+    pixels: tinyPixelValues(),
+    layout: gridLayout(model),
+  };
 
   test("chain = r_img · R_vit over every ViT token (no CLS to drop), both modes", async () => {
     assert.equal(P, model.vision.seqLen);
@@ -361,7 +371,7 @@ describe("towers without CLS (SigLIP, strategy full): chain only", async () => {
       assert.deepEqual(res.vitLayers, [0, 1]);
       for (const r of res.tokens) {
         assert.equal(r.chain!.length, P);
-        const s0 = res.imageStart;
+        const s0 = res.imagePositions[0];
         const expected = chainFromMatrix(r.llm.subarray(s0, s0 + P), r.matrices!.chainVitR!, P, (i) => i, -1);
         assert.ok(maxAbs(expected) > 0);
         assert.ok(maxAbsDiff(r.chain!, expected) <= 1e-5 * maxAbs(expected), `${mode} t${r.token}`);

@@ -1,7 +1,7 @@
 import * as fs from "node:fs";
 import { Command, InvalidArgumentError, Option } from "commander";
 import { createKernels, parseKernelChoice } from "../kernels/index.js";
-import { LlavaModel } from "../models/llava.js";
+import { loadModel } from "../models/registry.js";
 import { traceWithModel } from "../trace.js";
 import { defaultModelDir } from "./default-model.js";
 import { stderrProgress } from "./progress.js";
@@ -67,7 +67,7 @@ export function traceCommand(): Command {
       }
       const progress = stderrProgress();
       progress("load", 0, 1);
-      const model = LlavaModel.load(modelDir);
+      const model = loadModel(modelDir);
       progress("load", 1, 1);
       const kernels = await createKernels(parseKernelChoice(o.kernels));
       try {

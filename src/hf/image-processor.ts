@@ -522,6 +522,35 @@ export function expandToSquare(img: RgbImage, color: readonly [number, number, n
 // ---------------------------------------------------------------------------------------------------------------
 // The processor
 
+/**
+ * Per-axis affine map between pixel coordinates (continuous edges): `x' = x·sx + ox`, `y' = y·sy + oy`. Every
+ * step of the processor (pad to square, resize, crop) is one, so the processed image maps back to the original
+ * by their composition.
+ */
+export interface Affine2 {
+  sx: number;
+  ox: number;
+  sy: number;
+  oy: number;
+}
+
+const IDENTITY: Affine2 = { sx: 1, ox: 0, sy: 1, oy: 0 };
+
+/** outer ∘ inner. */
+function compose(outer: Affine2, inner: Affine2): Affine2 {
+  return {
+    sx: outer.sx * inner.sx,
+    ox: outer.sx * inner.ox + outer.ox,
+    sy: outer.sy * inner.sy,
+    oy: outer.sy * inner.oy + outer.oy,
+  };
+}
+
+/** Output → input coordinates of a resize from inW×inH to outW×outH (Pillow samples at (x + 0.5)·scale). */
+function resizeBack(inW: number, inH: number, outW: number, outH: number): Affine2 {
+  return { sx: inW / outW, ox: 0, sy: inH / outH, oy: 0 };
+}
+
 export interface PreprocessResult {
   /** [3, height, width] channel-major float32, what the vision tower receives. */
   pixelValues: Float32Array;
@@ -531,6 +560,8 @@ export interface PreprocessResult {
   resized: RgbImage;
   /** The uint8 image after resize and crop: what the model saw. */
   processed: RgbImage;
+  /** Processed-image pixel coordinates → original-image pixel coordinates (through mode, resize and crop). */
+  toOriginal: Affine2;
 }
 
 /** Runs the (slow, PIL-based) HF image processor on an RGB image, after LVLM-Interpret's image mode. */
@@ -540,9 +571,21 @@ export function preprocessImage(
   mode: ImageMode = "default",
 ): PreprocessResult {
   let input = img;
-  if (mode === "pad") input = expandToSquare(input, cfg.padColor);
-  else if (mode === "resize") input = resizePil(input, cfg.towerImageSize, cfg.towerImageSize, "bicubic");
-  else if (mode !== "default") throw new RangeError(`unknown image mode "${mode as string}"`);
+  // Each step's map from its output back to its input, composed into `toOriginal`.
+  let toOriginal = IDENTITY;
+  if (mode === "pad") {
+    input = expandToSquare(input, cfg.padColor);
+    const side = input.width;
+    toOriginal = {
+      sx: 1,
+      ox: -Math.floor((side - img.width) / 2),
+      sy: 1,
+      oy: -Math.floor((side - img.height) / 2),
+    };
+  } else if (mode === "resize") {
+    input = resizePil(input, cfg.towerImageSize, cfg.towerImageSize, "bicubic");
+    toOriginal = resizeBack(img.width, img.height, input.width, input.height);
+  } else if (mode !== "default") throw new RangeError(`unknown image mode "${mode as string}"`);
 
   let resized = input;
   if (cfg.doResize) {
@@ -551,10 +594,23 @@ export function preprocessImage(
         ? shortestEdgeResizeSize(input.width, input.height, cfg.shortestEdge)
         : cfg.resizeTo!;
     resized = resizePil(input, target.width, target.height, cfg.resample);
+    toOriginal = compose(toOriginal, resizeBack(input.width, input.height, resized.width, resized.height));
   }
-  const processed = cfg.doCenterCrop ? centerCrop(resized, cfg.cropSize.height, cfg.cropSize.width) : resized;
+  let processed = resized;
+  if (cfg.doCenterCrop) {
+    const { height: ch, width: cw } = cfg.cropSize;
+    processed = centerCrop(resized, ch, cw);
+    // Same offsets as centerCrop (negative where it pads).
+    const crop = {
+      sx: 1,
+      ox: Math.floor((resized.width - cw) / 2),
+      sy: 1,
+      oy: Math.floor((resized.height - ch) / 2),
+    };
+    toOriginal = compose(toOriginal, crop);
+  }
   const pixelValues = toPixelValues(processed, cfg);
-  return { pixelValues, height: processed.height, width: processed.width, resized, processed };
+  return { pixelValues, height: processed.height, width: processed.width, resized, processed, toOriginal };
 }
 
 /** Rescale + normalize with numpy's float32 semantics, HWC uint8 → CHW float32. */

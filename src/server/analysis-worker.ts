@@ -6,8 +6,7 @@
 import * as fs from "node:fs";
 import * as path from "node:path";
 import { parentPort, workerData } from "node:worker_threads";
-import { readLlavaConfig } from "../hf/config.js";
-import { TextProcessor } from "../hf/tokenizer.js";
+import type { TextProcessor } from "../hf/tokenizer.js";
 import {
   AttentionQueryError,
   attentionSummary,
@@ -25,6 +24,7 @@ import {
   relevancyStatus,
   relevancyText,
 } from "../interpret/relevancy-panels.js";
+import { loadTextProcessor } from "../models/registry.js";
 import { MANIFEST_FILE, Run, RunError } from "../run/run-dir.js";
 import type { AnalysisWorkerData, FromAnalysisWorker, ToAnalysisWorker } from "./worker-protocol.js";
 
@@ -34,8 +34,7 @@ const data = workerData as AnalysisWorkerData;
 let tokenizer: TextProcessor | null = null;
 /** The prompt's token strings, from the server model's tokenizer (never a model named by a run). */
 function tokenStrings(ids: number[]): string[] {
-  if (!tokenizer)
-    tokenizer = TextProcessor.load(data.modelDir, readLlavaConfig(data.modelDir).imageTokenIndex);
+  if (!tokenizer) tokenizer = loadTextProcessor(data.modelDir);
   const tp = tokenizer;
   return ids.map((id) => tp.idToToken(id));
 }

@@ -19,8 +19,8 @@ import Fastify, {
 } from "fastify";
 import { z } from "zod";
 import { PROJECT_ROOT } from "../cli/default-model.js";
-import { readLlavaConfig } from "../hf/config.js";
 import { decodeImage, ImageError, sniffImageFormat } from "../hf/image-decode.js";
+import { readModelSummary } from "../models/registry.js";
 import type { RunManifest } from "../run/manifest.js";
 import { AnalysisClient } from "./analysis-client.js";
 import { exportRunStream, importArchive, saveUpload } from "./archive.js";
@@ -110,7 +110,7 @@ const generateFields = z.object({
 
 export async function buildServer(opts: ServerOptions): Promise<LvlmServer> {
   const limits: ServerLimits = { ...DEFAULT_LIMITS, ...opts.limits };
-  const modelConfig = readLlavaConfig(opts.modelDir);
+  const modelConfig = readModelSummary(opts.modelDir);
   const store = RunStore.open(opts.dataDir);
   const queue = new JobQueue();
   const model = new ModelRunner({ modelDir: opts.modelDir, kernels: opts.kernels ?? "auto" });
@@ -227,11 +227,12 @@ export async function buildServer(opts: ServerOptions): Promise<LvlmServer> {
   app.get("/api/config", async () => ({
     model: {
       name: path.basename(path.resolve(opts.modelDir)),
-      text_model_type: modelConfig.text.modelType,
-      vision_model_type: modelConfig.vision.modelType,
-      llm_layers: modelConfig.text.numLayers,
-      llm_heads: modelConfig.text.numHeads,
-      vit_layers: modelConfig.vision.numLayers,
+      model_type: modelConfig.modelType,
+      text_model_type: modelConfig.textModelType,
+      vision_model_type: modelConfig.visionModelType,
+      llm_layers: modelConfig.llmLayers,
+      llm_heads: modelConfig.llmHeads,
+      vit_layers: modelConfig.vitLayers,
       status: model.status,
     },
     limits,

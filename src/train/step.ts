@@ -5,7 +5,8 @@
  */
 import type { Kernels } from "../kernels/types.js";
 import type { WeightGradients } from "../models/gradients.js";
-import type { LlavaModel } from "../models/llava.js";
+import type { ImageLayout } from "../models/image-layout.js";
+import type { PixelValues, VisionLanguageModel } from "../models/types.js";
 
 export interface TrainingExample {
   /**
@@ -15,17 +16,19 @@ export interface TrainingExample {
   inputIds: number[];
   /** [start, end) positions in `inputIds` of each answer (stop token included); the loss is on these only. */
   answerSpans: [number, number][];
-  pixelValues: Float32Array;
+  pixels: PixelValues;
+  /** The image's token layout (position ids may depend on it). */
+  layout: ImageLayout;
 }
 
 /** A one-question example: prompt ids then answer ids (the stop token included). */
 export function singleTurnExample(
   promptIds: number[],
   answerIds: number[],
-  pixelValues: Float32Array,
+  image: { pixels: PixelValues; layout: ImageLayout },
 ): TrainingExample {
   const inputIds = [...promptIds, ...answerIds];
-  return { inputIds, answerSpans: [[promptIds.length, inputIds.length]], pixelValues };
+  return { inputIds, answerSpans: [[promptIds.length, inputIds.length]], ...image };
 }
 
 export interface StepResult {
@@ -44,7 +47,7 @@ export interface StepResult {
  * backward (no tower gradients; the projector and language model still get theirs).
  */
 export async function trainingStep(
-  model: LlavaModel,
+  model: VisionLanguageModel,
   kernels: Kernels,
   ex: TrainingExample,
   grads: WeightGradients | null,
@@ -70,15 +73,14 @@ export async function trainingStep(
       targets.push(seq[p]!);
     }
   }
-  const enc = await model.encodeImage(kernels, ex.pixelValues, undefined, {
-    tape: grads !== null && trainVision,
-  });
-  const embeds = model.buildInputsEmbeds(inputs, enc.features, enc.count);
-  const out = await dec.forward(kernels, embeds, n, dec.newCache(n), {
+  const enc = await model.encodeImage(kernels, ex.pixels, { tape: grads !== null && trainVision });
+  const embeds = model.buildInputsEmbeds(inputs, enc);
+  const positions = model.positionIds(inputs, ex.layout);
+  const out = await dec.forward(kernels, embeds, positions, dec.newCache(n), {
     tape: grads !== null,
     logitRows: rows,
   });
-  const V = dec.cfg.vocabSize;
+  const V = model.info.vocabSize;
   const dLogits = new Float32Array(rows.length * V);
   let loss = 0;
   let firstTokenCorrect = false;
@@ -106,11 +108,10 @@ export async function trainingStep(
   });
   if (grads) {
     const back = await dec.backwardFromLogits(kernels, out.tape!, rows, dLogits, { grads });
-    const imageId = model.config.imageTokenIndex;
+    const imageId = model.info.imageTokenId;
     dec.embedBackward(inputs, back.dInputsEmbeds, grads, (id) => id === imageId);
     const dFeatures = model.imageFeaturesGrad(inputs, back.dInputsEmbeds);
-    if (trainVision) await model.imageBackward(kernels, enc, dFeatures, { grads });
-    else await model.projector.backward(kernels, enc.preProjector, enc.count, dFeatures, grads);
+    await model.imageBackward(kernels, enc, dFeatures, { grads, frozenTower: !trainVision });
   }
   return { loss, firstTokenCorrect, answersCorrect, answers: ex.answerSpans.length };
 }

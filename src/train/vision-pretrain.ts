@@ -7,14 +7,12 @@
  * stayed at chance), while the dense per-patch labels give 64 targets per image. The head is not part of
  * the exported model.
  */
-import { preprocessImage } from "../hf/image-processor.js";
 import type { Kernels } from "../kernels/types.js";
 import type { WeightGradients } from "../models/gradients.js";
-import type { LlavaModel } from "../models/llava.js";
+import type { PixelValues, VisionLanguageModel } from "../models/types.js";
 import { objectPatchCoverage, type SampleOptions, SHAPES_PATCH_SIZE, sample } from "../shapes/dataset.js";
 import { Rng } from "../shapes/rng.js";
 import { COLOR_NAMES, type Scene, SHAPE_NAMES } from "../shapes/scene.js";
-import { imageProcessorFor } from "../trace.js";
 import type { ExampleSource } from "./examples.js";
 
 /** Class 0 is background in both heads. */
@@ -57,7 +55,7 @@ export function createPatchHead(width: number, seed: number): PatchHead {
 }
 
 export interface PatchExample {
-  pixelValues: Float32Array;
+  pixels: PixelValues;
   /** Per patch (row-major grid), index into PATCH_SHAPE_CLASSES / PATCH_COLOR_CLASSES. */
   shapeLabels: Uint8Array;
   colorLabels: Uint8Array;
@@ -90,15 +88,15 @@ export function patchLabels(
 }
 
 export function makePatchExample(
-  model: LlavaModel,
+  model: VisionLanguageModel,
   source: ExampleSource,
   index: number,
   easy = false,
 ): PatchExample {
   const { scene } = sample(source.seed, index, easy ? EASY_SCENES : source.options);
-  const px = preprocessImage(scene.image, imageProcessorFor(model), "default").pixelValues;
+  const { pixels } = model.preprocess(scene.image, "default");
   const labels = patchLabels(scene);
-  return { pixelValues: px, shapeLabels: labels.shape, colorLabels: labels.color };
+  return { pixels, shapeLabels: labels.shape, colorLabels: labels.color };
 }
 
 export interface PatchStepResult {
@@ -114,7 +112,7 @@ export interface PatchStepResult {
  * by `scale`) are added to it.
  */
 export async function patchPretrainStep(
-  model: LlavaModel,
+  model: VisionLanguageModel,
   kernels: Kernels,
   head: PatchHead,
   ex: PatchExample,
@@ -122,8 +120,8 @@ export async function patchPretrainStep(
   scale = 1,
 ): Promise<PatchStepResult> {
   // The projector is not in this loss: only the tower runs.
-  const enc = await model.encodeTower(kernels, ex.pixelValues, undefined, { tape: grads !== null });
-  const X = enc.preProjector;
+  const enc = await model.encodeTowerFeatures(kernels, ex.pixels, { tape: grads !== null });
+  const X = enc.features;
   const n = enc.count;
   if (n !== ex.shapeLabels.length)
     throw new Error(`the tower gives ${n} patches but the labels cover ${ex.shapeLabels.length}`);
@@ -173,7 +171,7 @@ export async function patchPretrainStep(
   };
   classify(sw, sb, ex.shapeLabels);
   classify(cw, cb, ex.colorLabels);
-  if (grads) await model.preProjectorBackward(kernels, enc, dX, { grads });
+  if (grads) await model.towerFeaturesBackward(kernels, enc, dX, { grads });
   let correct = 0;
   for (const r of right) correct += r;
   return { loss, correct, patches: n };
