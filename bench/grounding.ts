@@ -24,7 +24,7 @@ import { askChild } from "../src/child-rpc.js";
 import { defaultModelDir } from "../src/cli/default-model.js";
 import { stderrProgress } from "../src/cli/progress.js";
 import { generate } from "../src/generate/generate.js";
-import { DEFAULT_CLEANN_PARAMS } from "../src/interpret/causal/cleann.js";
+import { contiguousLayout, DEFAULT_CLEANN_PARAMS } from "../src/interpret/causal/cleann.js";
 import { aggregatePatchWeights, explainLayer } from "../src/interpret/causal/explain-run.js";
 import {
   curveArea,
@@ -283,7 +283,7 @@ async function openEvaluator(setup: EvalSetup) {
         ex.attn[L - 1],
         [H, S, S],
         S - 1,
-        { imageStart: ex.imageStart, imageCount: ex.P },
+        contiguousLayout(ex.imageStart, ex.P),
         allHeads,
         DEFAULT_CLEANN_PARAMS,
         1,

@@ -8,10 +8,10 @@ import { decodeImage, encodePng, type RgbImage } from "./hf/image-decode.js";
 import type { ImageMode } from "./hf/image-processor.js";
 import type { TensorToWrite } from "./hf/safetensors.js";
 import type { Kernels } from "./kernels/types.js";
-import type { ImageLayout } from "./models/image-layout.js";
+import { layoutBoxes } from "./models/image-layout.js";
 import type { VisionLanguageModel } from "./models/types.js";
 import { RUN_FORMAT, type RunManifest } from "./run/manifest.js";
-import { writeRun } from "./run/run-dir.js";
+import { IMAGE_BOXES_TENSOR, IMAGE_POSITIONS_TENSOR, writeRun } from "./run/run-dir.js";
 import { f32ToF16 } from "./tensor/half.js";
 
 export class TraceError extends Error {}
@@ -117,6 +117,13 @@ export async function traceWithModel(
     },
     ...gen.llmAttn.map((a, l) => attnTensor(`llm_attn.${l}`, [H, gen.seqLen, gen.seqLen], a)),
     ...image.towerAttentions.map((a, l) => attnTensor(`vit_attn.${l}`, a.shape, a.data)),
+    {
+      name: IMAGE_POSITIONS_TENSOR,
+      dtype: "I64",
+      shape: [count],
+      data: BigInt64Array.from(model.imagePositions(enc.inputIds), BigInt),
+    },
+    { name: IMAGE_BOXES_TENSOR, dtype: "F32", shape: [count, 4], data: layoutBoxes(pre.layout) },
   ];
   const ext = /\.jpe?g$/i.test(req.image.name)
     ? ".jpg"
@@ -127,6 +134,7 @@ export async function traceWithModel(
     created_at: new Date().toISOString(),
     model: {
       dir: path.resolve(model.dir),
+      model_type: info.modelType,
       text_model_type: info.textModelType,
       vision_model_type: info.visionModelType,
       llm_layers: info.llmLayers,
@@ -134,15 +142,14 @@ export async function traceWithModel(
       llm_kv_heads: info.llmKvHeads,
       vit_layers: vitLayers,
       vit_heads: info.vitHeads,
-      patch_grid: patchGridOf(pre.layout),
       has_cls: info.hasCls,
       vision_feature_layer: info.visionFeatureLayer,
+      position_axes: info.positionAxes,
     },
     prompt: req.prompt,
     chat_text: enc.chatText,
     input_ids: enc.inputIds,
-    image_token_start: enc.imageTokenStart,
-    image_token_count: count,
+    image_layout: pre.layout,
     generated_ids: gen.generatedIds,
     generated_tokens: gen.generatedIds.map((id) => model.text.decode([id])),
     answer: model.text.decode(gen.generatedIds, true).trim(),
@@ -175,9 +182,4 @@ export async function traceWithModel(
   );
   progress("write", 1, 1);
   return { runDir: path.resolve(req.out), manifest };
-}
-
-function patchGridOf(layout: ImageLayout): [number, number] {
-  const g = layout.segments.find((s) => s.kind === "grid");
-  return g && g.kind === "grid" ? [g.rows, g.cols] : [1, layout.token_count];
 }

@@ -45,9 +45,15 @@ for (const name of FIXTURES) {
       test("prompt: chat text, input_ids and image span exact", () => {
         assert.equal(manifest.chat_text, e.prompt);
         assert.deepEqual(manifest.input_ids, e.input_ids);
-        assert.equal(manifest.image_token_start, e.image_token_start);
-        assert.equal(manifest.image_token_count, e.image_token_count);
-        assert.deepEqual(manifest.model.patch_grid, e.patch_grid);
+        const positions = run.imageTokens().positions;
+        assert.deepEqual(
+          positions,
+          Array.from({ length: e.image_token_count }, (_, i) => e.image_token_start + i),
+        );
+        assert.equal(manifest.image_layout.token_count, e.image_token_count);
+        const grid = manifest.image_layout.segments[0];
+        assert.ok(grid.kind === "grid");
+        assert.deepEqual([grid.rows, grid.cols], e.patch_grid);
       });
 
       test("pixel_values within 1e-5 (Pillow bicubic reproduced)", () => {

@@ -131,7 +131,7 @@ for (const name of FIXTURES) {
           "rel_exact.image_grid_raw",
           assertNorm(
             `t${t} image_grid_raw`,
-            llmImageMap(r.llm, n - 1, s0, P, e.patch_grid).values,
+            llmImageMap(r.llm, n - 1, exact.imagePositions).values,
             ref(`rel_exact.${t}.image_grid_raw`),
           ),
         );
@@ -139,7 +139,7 @@ for (const name of FIXTURES) {
           "rel_exact.image_grid_norm",
           assertNorm(
             `t${t} image_grid_norm`,
-            llmImageMap(r.llm, n - 1, s0, P, e.patch_grid, true).values,
+            llmImageMap(r.llm, n - 1, exact.imagePositions, true).values,
             ref(`rel_exact.${t}.image_grid_norm`),
           ),
         );
@@ -180,7 +180,7 @@ for (const name of FIXTURES) {
           "rel_vit_exact.cls_row_grid_norm",
           assertNorm(
             `t${t} vit grid`,
-            vitImageMap(r.vit!, e.patch_grid, true).values,
+            vitImageMap(r.vit!, inputs.layout, true).values,
             ref(`rel_vit_exact.${t}.cls_row_grid_norm`),
           ),
         );
@@ -193,7 +193,7 @@ for (const name of FIXTURES) {
           "rel_all_exact.cls_row_grid_norm",
           assertNorm(
             `t${t} all grid`,
-            vitImageMap(r.all!, e.patch_grid, true).values,
+            vitImageMap(r.all!, inputs.layout, true).values,
             ref(`rel_all_exact.${t}.cls_row_grid_norm`),
           ),
         );
@@ -205,7 +205,7 @@ for (const name of FIXTURES) {
           "rel_all_v2_exact.cls_row_grid_norm",
           assertNorm(
             `t${t} all_v2 grid`,
-            vitImageMap(r.allV2!, e.patch_grid, true).values,
+            vitImageMap(r.allV2!, inputs.layout, true).values,
             ref(`rel_all_v2_exact.${t}.cls_row_grid_norm`),
           ),
         );
@@ -246,7 +246,7 @@ for (const name of FIXTURES) {
           "rel_lvlm.image_grid_norm",
           assertNorm(
             `t${t} grid`,
-            llmImageMap(r.llm, n - 1, s0, P, e.patch_grid, true).values,
+            llmImageMap(r.llm, n - 1, exact.imagePositions, true).values,
             ref(`rel_lvlm.${t}.image_grid_norm`),
           ),
         );
@@ -290,7 +290,7 @@ for (const name of FIXTURES) {
             `rel_${kind}_lvlm.cls_row_grid_norm`,
             assertNorm(
               `t${t} ${kind} grid`,
-              vitImageMap(got, e.patch_grid, true).values,
+              vitImageMap(got, inputs.layout, true).values,
               ref(`rel_${kind}_lvlm.${t}.cls_row_grid_norm`),
             ),
           );
@@ -497,14 +497,15 @@ describe("rollouts, normalisation and views on hand-made inputs", () => {
     const row = new Float32Array(p + 1);
     row.set([0.1, 0, 0, 0, 0, 0.3, 0.1, 0.9, 0.2, 0.4, 0.2, 0.4, 0.05]);
     row[p] += 1;
-    const grid = llmImageMap(row, p, 5, 4, [2, 2]);
+    const img = [5, 6, 7, 8];
+    const grid = llmImageMap(row, p, img);
     assert.deepEqual(Array.from(grid.values), Array.from(Float32Array.from([0.3, 0.1, 0.9, 0.2])));
     const sum = 0.1 + 0.3 + 0.1 + 0.9 + 0.2 + 0.4 + 0.2 + 0.4 + 0.05;
-    const tr = textRelevancy(row, p, prompt, 5, 4);
+    const tr = textRelevancy(row, p, prompt, img);
     assert.equal(tr.length, T - 3);
     assert.equal(tr[5].label, "<image>");
     assert.ok(Math.abs(tr[5].value - (0.3 + 0.1 + 0.9 + 0.2) / 4 / sum) < 1e-6);
-    const v = topWordsVsImage(row, p, prompt, 5, 4);
+    const v = topWordsVsImage(row, p, prompt, img);
     // Words: What (0.4), color (0.3); "?" is a separator. Image max 0.9 beats both.
     assert.deepEqual(
       v.bars.map((b) => b.label),
@@ -512,7 +513,7 @@ describe("rollouts, normalisation and views on hand-made inputs", () => {
     );
     assert.ok(Math.abs(v.bars[1].value - 0.3 / sum) < 1e-6);
     assert.equal(v.reliance, 2 / 3);
-    const rel = imageReliance([row], [0], prompt, 5, 4);
+    const rel = imageReliance([row], [0], prompt, img);
     assert.equal(rel[0].reliance, 2 / 3);
     const wr = wordRows([row, row], [p, p], ["▁a", "b"]);
     assert.equal(wr.length, 1);

@@ -180,7 +180,10 @@ describe("causality", () => {
     const run = Run.open(path.join(ts.dataDir, runId));
     try {
       const doc = JSON.parse(fs.readFileSync(path.join(ts.dataDir, runId, "causal", "2.json"), "utf8"));
-      assert.deepEqual(view, JSON.parse(JSON.stringify(causalView(doc, run.manifest, promptTokens(run)))));
+      assert.deepEqual(
+        view,
+        JSON.parse(JSON.stringify(causalView(doc, run.manifest, run.imageTokens(), promptTokens(run)))),
+      );
     } finally {
       run.close();
     }

@@ -27,7 +27,9 @@ export const PIL_RESAMPLE_CODES: Record<number, ResampleFilter> = {
   5: "hamming",
 };
 
-export type ImageMode = "default" | "pad" | "resize";
+/** LVLM-Interpret's image modes: the processor as is, pad to a square first, or resize to the tower's square. */
+export const IMAGE_MODES = ["default", "pad", "resize"] as const;
+export type ImageMode = (typeof IMAGE_MODES)[number];
 
 export interface HeightWidth {
   height: number;
@@ -551,6 +553,53 @@ function resizeBack(inW: number, inH: number, outW: number, outH: number): Affin
   return { sx: inW / outW, ox: 0, sy: inH / outH, oy: 0 };
 }
 
+/** What the geometry of the processor depends on (sizes only, no pixels). */
+export type ProcessorGeometry = Pick<
+  ImageProcessorConfig,
+  "doResize" | "shortestEdge" | "resizeTo" | "doCenterCrop" | "cropSize" | "towerImageSize"
+>;
+
+/**
+ * Processed-image pixel coordinates → original-image pixel coordinates for an original of width × height:
+ * the composition of each step's map back to its input (image mode, resize, centre crop). Sizes alone decide
+ * it, so a run can be mapped without its pixels.
+ */
+export function processedToOriginal(
+  width: number,
+  height: number,
+  cfg: ProcessorGeometry,
+  mode: ImageMode,
+): Affine2 {
+  let toOriginal = IDENTITY;
+  let w = width;
+  let h = height;
+  if (mode === "pad" && w !== h) {
+    const side = Math.max(w, h);
+    toOriginal = { sx: 1, ox: -Math.floor((side - w) / 2), sy: 1, oy: -Math.floor((side - h) / 2) };
+    w = h = side;
+  } else if (mode === "resize") {
+    toOriginal = resizeBack(w, h, cfg.towerImageSize, cfg.towerImageSize);
+    w = h = cfg.towerImageSize;
+  }
+  if (cfg.doResize) {
+    const t = cfg.shortestEdge !== null ? shortestEdgeResizeSize(w, h, cfg.shortestEdge) : cfg.resizeTo!;
+    toOriginal = compose(toOriginal, resizeBack(w, h, t.width, t.height));
+    w = t.width;
+    h = t.height;
+  }
+  if (cfg.doCenterCrop) {
+    // Same offsets as centerCrop (negative where it pads).
+    const { height: ch, width: cw } = cfg.cropSize;
+    toOriginal = compose(toOriginal, {
+      sx: 1,
+      ox: Math.floor((w - cw) / 2),
+      sy: 1,
+      oy: Math.floor((h - ch) / 2),
+    });
+  }
+  return toOriginal;
+}
+
 export interface PreprocessResult {
   /** [3, height, width] channel-major float32, what the vision tower receives. */
   pixelValues: Float32Array;
@@ -571,21 +620,9 @@ export function preprocessImage(
   mode: ImageMode = "default",
 ): PreprocessResult {
   let input = img;
-  // Each step's map from its output back to its input, composed into `toOriginal`.
-  let toOriginal = IDENTITY;
-  if (mode === "pad") {
-    input = expandToSquare(input, cfg.padColor);
-    const side = input.width;
-    toOriginal = {
-      sx: 1,
-      ox: -Math.floor((side - img.width) / 2),
-      sy: 1,
-      oy: -Math.floor((side - img.height) / 2),
-    };
-  } else if (mode === "resize") {
-    input = resizePil(input, cfg.towerImageSize, cfg.towerImageSize, "bicubic");
-    toOriginal = resizeBack(img.width, img.height, input.width, input.height);
-  } else if (mode !== "default") throw new RangeError(`unknown image mode "${mode as string}"`);
+  if (mode === "pad") input = expandToSquare(input, cfg.padColor);
+  else if (mode === "resize") input = resizePil(input, cfg.towerImageSize, cfg.towerImageSize, "bicubic");
+  else if (mode !== "default") throw new RangeError(`unknown image mode "${mode as string}"`);
 
   let resized = input;
   if (cfg.doResize) {
@@ -594,21 +631,9 @@ export function preprocessImage(
         ? shortestEdgeResizeSize(input.width, input.height, cfg.shortestEdge)
         : cfg.resizeTo!;
     resized = resizePil(input, target.width, target.height, cfg.resample);
-    toOriginal = compose(toOriginal, resizeBack(input.width, input.height, resized.width, resized.height));
   }
-  let processed = resized;
-  if (cfg.doCenterCrop) {
-    const { height: ch, width: cw } = cfg.cropSize;
-    processed = centerCrop(resized, ch, cw);
-    // Same offsets as centerCrop (negative where it pads).
-    const crop = {
-      sx: 1,
-      ox: Math.floor((resized.width - cw) / 2),
-      sy: 1,
-      oy: Math.floor((resized.height - ch) / 2),
-    };
-    toOriginal = compose(toOriginal, crop);
-  }
+  const processed = cfg.doCenterCrop ? centerCrop(resized, cfg.cropSize.height, cfg.cropSize.width) : resized;
+  const toOriginal = processedToOriginal(img.width, img.height, cfg, mode);
   const pixelValues = toPixelValues(processed, cfg);
   return { pixelValues, height: processed.height, width: processed.width, resized, processed, toOriginal };
 }

@@ -8,7 +8,6 @@ import * as fs from "node:fs";
 import type { TensorToWrite } from "../hf/safetensors.js";
 import { createKernels } from "../kernels/index.js";
 import type { KernelChoice, Kernels } from "../kernels/types.js";
-import type { ImageLayout } from "../models/image-layout.js";
 import { loadModel } from "../models/registry.js";
 import type { VisionLanguageModel } from "../models/types.js";
 import { Run } from "../run/run-dir.js";
@@ -127,7 +126,7 @@ export async function computeRelevancy(
         inputIds: m.input_ids,
         generatedIds: m.generated_ids,
         pixels: { data: px.data, shape: px.shape },
-        layout: v1Layout(run),
+        layout: m.image_layout,
       },
       { mode: opts.mode, vision, tokens, vitGradients: opts.vitGradients, onProgress: opts.onProgress },
     );
@@ -219,15 +218,6 @@ export async function computeRelevancy(
   }
 }
 
-function v1Layout(run: Run): ImageLayout {
-  const [rows, cols] = run.manifest.model.patch_grid;
-  return {
-    original_size: [cols, rows],
-    token_count: run.manifest.image_token_count,
-    segments: [{ kind: "grid", name: "image", rows, cols, row_separator: false, frame: [0, 0, cols, rows] }],
-  };
-}
-
 function checkModelMatchesRun(model: VisionLanguageModel, run: Run): void {
   const mm = run.manifest.model;
   const c = model.info;
@@ -238,9 +228,8 @@ function checkModelMatchesRun(model: VisionLanguageModel, run: Run): void {
   const D = run.has("vision_features") ? run.info("vision_features").shape[1] : c.hiddenSize;
   if (D !== c.hiddenSize) problems.push(`hidden size ${c.hiddenSize} vs the run's image features of ${D}`);
   const P = model.imagePositions(run.manifest.input_ids).length;
-  if (P !== run.manifest.image_token_count) {
-    problems.push(`${P} image tokens vs ${run.manifest.image_token_count}`);
-  }
+  const runP = run.manifest.image_layout.token_count;
+  if (P !== runP) problems.push(`${P} image tokens vs ${runP}`);
   if (problems.length > 0)
     throw new RelevancyError(`${model.dir}: not the model of this run (${problems.join("; ")})`);
 }

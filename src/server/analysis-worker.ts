@@ -15,6 +15,7 @@ import {
 } from "../interpret/attention.js";
 import { CAUSAL_FORMAT, type CausalDocument, CausalError } from "../interpret/causal/explain-run.js";
 import { causalView } from "../interpret/causal-view.js";
+import { imageGeometry } from "../interpret/image-tokens.js";
 import type { RelevancyMode } from "../interpret/relevancy.js";
 import {
   type RelevancyMapKind,
@@ -90,7 +91,12 @@ const handlers: Record<string, (...args: any[]) => unknown> = {
           .map((x) => Number(x[1]))
           .sort((a, b) => a - b)
       : [];
-    return { promptTokens: promptTokens(run), relevancy: relevancyStatus(run).computed, causal };
+    return {
+      promptTokens: promptTokens(run),
+      image: imageGeometry(run.imageTokens()),
+      relevancy: relevancyStatus(run).computed,
+      causal,
+    };
   },
   relMaps: (
     dir: string,
@@ -133,7 +139,7 @@ const handlers: Record<string, (...args: any[]) => unknown> = {
     }
     if (doc?.format !== CAUSAL_FORMAT || !Array.isArray(doc.heads))
       throw new RunError(`causal/${token}.json: not a "${CAUSAL_FORMAT}" document`);
-    return causalView(doc, run.manifest, promptTokens(run));
+    return causalView(doc, run.manifest, run.imageTokens(), promptTokens(run));
   },
   forget: (dir: string) => {
     const c = cache.get(dir);

@@ -20,6 +20,7 @@ import Fastify, {
 import { z } from "zod";
 import { PROJECT_ROOT } from "../cli/default-model.js";
 import { decodeImage, ImageError, sniffImageFormat } from "../hf/image-decode.js";
+import type { ImageGeometry } from "../interpret/image-tokens.js";
 import { readModelSummary } from "../models/registry.js";
 import type { RunManifest } from "../run/manifest.js";
 import { AnalysisClient } from "./analysis-client.js";
@@ -256,10 +257,12 @@ export async function buildServer(opts: ServerOptions): Promise<LvlmServer> {
   app.get("/api/runs/:id", async (req) => {
     const { id } = parse(idParams, req.params, "run");
     const { dir, m } = manifestOf(id);
-    const extras = await analysis.call<{ promptTokens: string[]; relevancy: unknown; causal: number[] }>(
-      "runExtras",
-      dir,
-    );
+    const extras = await analysis.call<{
+      promptTokens: string[];
+      image: ImageGeometry;
+      relevancy: unknown;
+      causal: number[];
+    }>("runExtras", dir);
     return {
       id,
       index: store.get(id),
@@ -275,12 +278,10 @@ export async function buildServer(opts: ServerOptions): Promise<LvlmServer> {
         T: m.input_ids.length,
         G: m.generated_ids.length,
         S: m.seq_len,
-        image_start: m.image_token_start,
-        image_count: m.image_token_count,
-        grid: m.model.patch_grid,
         layers: m.model.llm_layers,
         heads: m.model.llm_heads,
       },
+      image: extras.image,
       prompt_tokens: extras.promptTokens,
       analyses: { relevancy: extras.relevancy, causal: extras.causal },
     };
@@ -331,7 +332,13 @@ export async function buildServer(opts: ServerOptions): Promise<LvlmServer> {
       reply,
       dir,
       m.original_image_file,
-      ext === ".png" ? "image/png" : ext === ".jpg" ? "image/jpeg" : "application/octet-stream",
+      ext === ".png"
+        ? "image/png"
+        : ext === ".jpg"
+          ? "image/jpeg"
+          : ext === ".webp"
+            ? "image/webp"
+            : "application/octet-stream",
     );
   });
 

@@ -12,6 +12,7 @@ export {
 } from "./ci-test.js";
 export {
   type CleannParams,
+  contiguousLayout,
   DEFAULT_CLEANN_PARAMS,
   type EdgeRecord,
   explainHead,
