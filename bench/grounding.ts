@@ -24,6 +24,7 @@ import { askChild } from "../src/child-rpc.js";
 import { defaultModelDir } from "../src/cli/default-model.js";
 import { stderrProgress } from "../src/cli/progress.js";
 import { generate } from "../src/generate/generate.js";
+import { attentionRolloutRow } from "../src/interpret/attention-rollout.js";
 import { contiguousLayout, DEFAULT_CLEANN_PARAMS } from "../src/interpret/causal/cleann.js";
 import { aggregatePatchWeights, explainLayer } from "../src/interpret/causal/explain-run.js";
 import {
@@ -39,7 +40,7 @@ import type { KernelChoice, Kernels } from "../src/kernels/types.js";
 import { loadModel } from "../src/models/registry.js";
 import type { PixelValues, PreparedImage, VisionLanguageModel } from "../src/models/types.js";
 import { objectPatchCoverage, SHAPES_PATCH_SIZE, type ShapesSample, sample } from "../src/shapes/dataset.js";
-import { Rng } from "../src/shapes/rng.js";
+import { Rng } from "../src/tensor/rng.js";
 
 function flag(name: string, dflt: string): string {
   const i = process.argv.indexOf(name);
@@ -129,7 +130,7 @@ function attentionRow(
   return out;
 }
 
-/** Attention rollout (Abnar & Zuidema 2020): row of Π_l (½·mean_h A_l + ½·I), last layer first. */
+/** Attention rollout (the library's) read at the image positions. */
 function rollout(
   attn: Float32Array[],
   H: number,
@@ -138,20 +139,7 @@ function rollout(
   c0: number,
   P: number,
 ): Float32Array {
-  let r = new Float64Array(S);
-  r[row] = 1;
-  for (let l = attn.length - 1; l >= 0; l--) {
-    const next = new Float64Array(S);
-    for (let i = 0; i < S; i++) {
-      if (r[i] === 0) continue;
-      next[i] += 0.5 * r[i];
-      for (let h = 0; h < H; h++) {
-        const o = (h * S + i) * S;
-        for (let j = 0; j <= i; j++) next[j] += (0.5 * r[i] * attn[l][o + j]) / H;
-      }
-    }
-    r = next;
-  }
+  const r = attentionRolloutRow(attn, H, S, row);
   return Float32Array.from({ length: P }, (_, i) => r[c0 + i]);
 }
 

@@ -7,7 +7,6 @@ import * as fs from "node:fs";
 import * as path from "node:path";
 import { type TensorToWrite, writeSafetensors } from "../hf/safetensors.js";
 import { SHAPES_PATCH_SIZE } from "../shapes/dataset.js";
-import { Rng } from "../shapes/rng.js";
 import { IMAGE_SIZE } from "../shapes/scene.js";
 import {
   BOS_TOKEN_ID,
@@ -16,6 +15,7 @@ import {
   PAD_TOKEN_ID,
   writeShapesTokenizer,
 } from "../shapes/tokenizer.js";
+import { Rng } from "../tensor/rng.js";
 
 export interface ShapesModelDims {
   visionHidden: number;

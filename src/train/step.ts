@@ -7,6 +7,7 @@ import type { Kernels } from "../kernels/types.js";
 import type { WeightGradients } from "../models/gradients.js";
 import type { ImageLayout } from "../models/image-layout.js";
 import type { PixelValues, VisionLanguageModel } from "../models/types.js";
+import { crossEntropy } from "../tensor/ops.js";
 
 export interface TrainingExample {
   /**
@@ -86,25 +87,14 @@ export async function trainingStep(
   let firstTokenCorrect = false;
   let answersCorrect = 0;
   rows.forEach((row, j) => {
-    const z = out.logits.subarray(j * V, (j + 1) * V);
-    let m = Number.NEGATIVE_INFINITY;
-    let arg = 0;
-    for (let i = 0; i < V; i++) {
-      if (z[i] > m) {
-        m = z[i];
-        arg = i;
-      }
-    }
-    let sum = 0;
-    for (let i = 0; i < V; i++) sum += Math.exp(z[i] - m);
     const target = targets[j]!;
-    loss += -(z[target] - m - Math.log(sum)) / rows.length;
-    if (firstRows.has(row) && arg === target) {
+    const ce = crossEntropy(out.logits.subarray(j * V, (j + 1) * V), target);
+    loss += ce.loss / rows.length;
+    if (firstRows.has(row) && ce.argmax === target) {
       answersCorrect++;
       if (j === 0) firstTokenCorrect = true;
     }
-    for (let i = 0; i < V; i++)
-      dLogits[j * V + i] = ((Math.exp(z[i] - m) / sum - (i === target ? 1 : 0)) * scale) / rows.length;
+    for (let i = 0; i < V; i++) dLogits[j * V + i] = (ce.grad(i) * scale) / rows.length;
   });
   if (grads) {
     const back = await dec.backwardFromLogits(kernels, out.tape!, rows, dLogits, { grads });

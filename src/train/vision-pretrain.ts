@@ -11,8 +11,9 @@ import type { Kernels } from "../kernels/types.js";
 import type { WeightGradients } from "../models/gradients.js";
 import type { PixelValues, VisionLanguageModel } from "../models/types.js";
 import { objectPatchCoverage, type SampleOptions, SHAPES_PATCH_SIZE, sample } from "../shapes/dataset.js";
-import { Rng } from "../shapes/rng.js";
 import { COLOR_NAMES, type Scene, SHAPE_NAMES } from "../shapes/scene.js";
+import { crossEntropy } from "../tensor/ops.js";
+import { Rng } from "../tensor/rng.js";
 import type { ExampleSource } from "./examples.js";
 
 /** Class 0 is background in both heads. */
@@ -142,25 +143,18 @@ export async function patchPretrainStep(
     const z = new Float64Array(K);
     for (let t = 0; t < n; t++) {
       const x = X.subarray(t * width, (t + 1) * width);
-      let m = Number.NEGATIVE_INFINITY;
-      let arg = 0;
       for (let k = 0; k < K; k++) {
         let s = b[k]!;
         for (let c = 0; c < width; c++) s += w[k * width + c]! * x[c]!;
         z[k] = s;
-        if (s > m) {
-          m = s;
-          arg = k;
-        }
       }
-      let sum = 0;
-      for (let k = 0; k < K; k++) sum += Math.exp(z[k]! - m);
       const y = labels[t]!;
-      loss += -(z[y]! - m - Math.log(sum)) / n;
-      if (arg !== y) right[t] = 0;
+      const ce = crossEntropy(z, y);
+      loss += ce.loss / n;
+      if (ce.argmax !== y) right[t] = 0;
       if (!gw || !gb) continue;
       for (let k = 0; k < K; k++) {
-        const g = ((Math.exp(z[k]! - m) / sum - (k === y ? 1 : 0)) * scale) / n;
+        const g = (ce.grad(k) * scale) / n;
         gb[k]! += g;
         for (let c = 0; c < width; c++) {
           dX[t * width + c]! += g * w[k * width + c]!;

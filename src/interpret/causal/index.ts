@@ -1,10 +1,10 @@
 /** Causal explanations (CLEANN over attention with ordered-ICD structure learning). */
+export { erfc } from "../../tensor/ops.js";
 export {
   type CITest,
   type CITestStats,
   CorrelationMatrix,
   DSeparationOracle,
-  erfc,
   fisherZPValue,
   ParCorrTest,
   partialCorrelation,
