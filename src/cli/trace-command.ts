@@ -1,5 +1,6 @@
 import * as fs from "node:fs";
 import { Command, InvalidArgumentError, Option } from "commander";
+import { IMAGE_MODES } from "../hf/image-processor.js";
 import { createKernels, parseKernelChoice } from "../kernels/index.js";
 import { loadModel } from "../models/registry.js";
 import { traceWithModel } from "../trace.js";
@@ -43,7 +44,7 @@ export function traceCommand(): Command {
         "--image-mode <mode>",
         "default | pad (to square, LVLM-Interpret background) | resize (to the tower's size)",
       )
-        .choices(["default", "pad", "resize"])
+        .choices([...IMAGE_MODES])
         .default("default"),
     )
     .addOption(

@@ -5,7 +5,7 @@
  * and the record in `manifest.extras.relevancy[mode]`; the maths are relevancy-views.ts / words.ts.
  */
 import type { Run } from "../run/run-dir.js";
-import { normalizeRow, type RelevancyMode } from "./relevancy.js";
+import { normalizeRow, type RelevancyMode, VISION_RELEVANCY_KINDS } from "./relevancy.js";
 import { type RelevancyRecord, relevancyTensorName } from "./relevancy-run.js";
 import {
   chainImageMap,
@@ -21,8 +21,9 @@ import {
 } from "./relevancy-views.js";
 import { averagePaddedRows, groupWords, isSeparatorToken, tokenDisplayText } from "./words.js";
 
-export type RelevancyMapKind = "llm" | "vit" | "all" | "all_v2" | "chain";
-export const RELEVANCY_MAP_KINDS: readonly RelevancyMapKind[] = ["llm", "vit", "all", "all_v2", "chain"];
+/** Stored map kinds: the LLM map and the vision-side ones. */
+export const RELEVANCY_MAP_KINDS = ["llm", ...VISION_RELEVANCY_KINDS] as const;
+export type RelevancyMapKind = (typeof RELEVANCY_MAP_KINDS)[number];
 
 /** A request the run cannot answer (nothing computed yet, a token not computed, a bad mode). */
 export class RelevancyViewError extends Error {

@@ -43,12 +43,12 @@ import type { Kernels } from "../kernels/types.js";
 import type { ImageLayout } from "../models/image-layout.js";
 import type { PixelValues, VisionLanguageModel } from "../models/types.js";
 
-export type RelevancyMode = "exact" | "incremental";
-export type VisionRelevancyKind = "vit" | "all" | "all_v2" | "chain";
+/** The relevancy modes and vision-side kinds, listed once (CLI choices and server schemas use these). */
+export const RELEVANCY_MODES = ["exact", "incremental"] as const;
+export const VISION_RELEVANCY_KINDS = ["vit", "all", "all_v2", "chain"] as const;
+export type RelevancyMode = (typeof RELEVANCY_MODES)[number];
+export type VisionRelevancyKind = (typeof VISION_RELEVANCY_KINDS)[number];
 export type VitGradients = "fresh" | "accumulated";
-
-export const RELEVANCY_MODES: readonly RelevancyMode[] = ["exact", "incremental"];
-export const VISION_RELEVANCY_KINDS: readonly VisionRelevancyKind[] = ["vit", "all", "all_v2", "chain"];
 
 export class RelevancyError extends Error {}
 

@@ -20,7 +20,10 @@ import Fastify, {
 import { z } from "zod";
 import { PROJECT_ROOT } from "../cli/default-model.js";
 import { decodeImage, ImageError, sniffImageFormat } from "../hf/image-decode.js";
+import { IMAGE_MODES } from "../hf/image-processor.js";
 import type { ImageGeometry } from "../interpret/image-tokens.js";
+import { RELEVANCY_MODES } from "../interpret/relevancy.js";
+import { RELEVANCY_MAP_KINDS } from "../interpret/relevancy-panels.js";
 import { readModelSummary } from "../models/registry.js";
 import type { RunManifest } from "../run/manifest.js";
 import { AnalysisClient } from "./analysis-client.js";
@@ -105,7 +108,7 @@ const generateFields = z.object({
     .min(0)
     .max(2 ** 31 - 1)
     .default(0),
-  image_mode: z.enum(["default", "pad", "resize"]).default("default"),
+  image_mode: z.enum(IMAGE_MODES).default("default"),
   attn_dtype: z.enum(["f32", "f16"]).default("f16"),
 });
 
@@ -373,8 +376,8 @@ export async function buildServer(opts: ServerOptions): Promise<LvlmServer> {
   });
 
   // ---------------------------------------------------------------- relevancy and causality
-  const modeSchema = z.enum(["exact", "incremental"]);
-  const kindSchema = z.enum(["llm", "vit", "all", "all_v2", "chain"]);
+  const modeSchema = z.enum(RELEVANCY_MODES);
+  const kindSchema = z.enum(RELEVANCY_MAP_KINDS);
   const checkQueueRoom = () => {
     const waiting = queue.list().filter((j) => j.state === "queued").length;
     if (waiting >= MAX_WAITING_JOBS)
