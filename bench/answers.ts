@@ -7,7 +7,7 @@
  */
 import { defaultModelDir } from "../src/cli/default-model.js";
 import { createKernels } from "../src/kernels/index.js";
-import { LlavaModel } from "../src/models/llava.js";
+import { loadModel } from "../src/models/registry.js";
 import { sample } from "../src/shapes/dataset.js";
 import { QUESTION_KINDS } from "../src/shapes/questions.js";
 import { makeExample } from "../src/train/examples.js";
@@ -19,7 +19,7 @@ const seed = count("--seed", 9001);
 const modelDir = flag("--model") ?? defaultModelDir();
 const json = process.argv.includes("--json");
 
-const model = LlavaModel.load(modelDir);
+const model = loadModel(modelDir);
 const kernels = await createKernels("auto");
 // cells[kind][objects] = [correct, asked]
 const cells = new Map<string, Map<number, [number, number]>>();

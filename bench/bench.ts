@@ -10,7 +10,7 @@ import * as os from "node:os";
 import * as path from "node:path";
 import { generate } from "../src/generate/generate.js";
 import { createKernels, parseKernelChoice } from "../src/kernels/index.js";
-import { LlavaModel } from "../src/models/llava.js";
+import { loadModel } from "../src/models/registry.js";
 import { flag } from "./args.js";
 import { benchKernels, type KernelBenchRow } from "./kernels.js";
 import { NAMED_CONFIGS, writeRandomCheckpoint } from "./random-checkpoint.js";
@@ -53,16 +53,17 @@ try {
     visionLayers,
     tokenizerFrom: path.join(root, "test/fixtures/llava-tiny-llama"),
   });
-  const model = LlavaModel.load(dir);
+  const model = loadModel(dir);
   const kernels = await createKernels(kernelChoice);
-  const S = model.config.vision.imageSize;
-  const pixels = new Float32Array(3 * S * S).map((_, i) => Math.sin(i * 0.001));
+  const S = cfg.vision.imageSize;
+  const picture = { width: S, height: S, data: new Uint8Array(3 * S * S).map((_, i) => (i * 37) & 255) };
+  const prepared = model.preprocess(picture, "default");
   let t0 = performance.now();
-  const image = await model.encodeImage(kernels, pixels);
+  const image = await model.encodeImage(kernels, prepared.pixels);
   const visionMs = performance.now() - t0;
   const enc = model.text.encodePrompt("What is shown in this image? Describe it in detail.", image.count);
   t0 = performance.now();
-  const trace = await generate(model, kernels, enc.inputIds, image, {
+  const trace = await generate(model, kernels, enc.inputIds, image, prepared.layout, {
     maxNewTokens: decodeTokens + 1,
     temperature: 0,
     topP: 1,

@@ -5,16 +5,12 @@
  * keeps its 50-image-node cap.
  */
 
-/** Deterministic PRNG (mulberry32). */
+import { Rng } from "../src/tensor/rng.js";
+
+/** Deterministic uniform [0, 1) numbers (the project's seeded generator). */
 export function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
+  const r = new Rng(seed);
+  return () => r.next();
 }
 
 function gauss(r: () => number): number {

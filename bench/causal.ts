@@ -6,7 +6,7 @@
  * --dense uses fewer, tighter token topics (more correlated rows, more higher-order CI tests).
  */
 import * as os from "node:os";
-import { DEFAULT_CLEANN_PARAMS } from "../src/interpret/causal/cleann.js";
+import { contiguousLayout, DEFAULT_CLEANN_PARAMS } from "../src/interpret/causal/cleann.js";
 import { explainLayer } from "../src/interpret/causal/explain-run.js";
 import { syntheticLayer } from "./causal-synthetic.js";
 
@@ -26,7 +26,7 @@ const tGen = performance.now();
 const layer = syntheticLayer({ heads, size, topics: dense ? 4 : 24, noise: dense ? 0.3 : 0.7 });
 const genMs = performance.now() - tGen;
 const x = size - 1;
-const layout = { imageStart: layer.imageStart, imageCount: layer.imageCount };
+const layout = contiguousLayout(layer.imageStart, layer.imageCount);
 const all = Array.from({ length: heads }, (_, h) => h);
 
 async function time(j: number) {

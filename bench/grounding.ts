@@ -24,8 +24,8 @@ import { askChild } from "../src/child-rpc.js";
 import { defaultModelDir } from "../src/cli/default-model.js";
 import { stderrProgress } from "../src/cli/progress.js";
 import { generate } from "../src/generate/generate.js";
-import { preprocessImage } from "../src/hf/image-processor.js";
-import { DEFAULT_CLEANN_PARAMS } from "../src/interpret/causal/cleann.js";
+import { attentionRolloutRow } from "../src/interpret/attention-rollout.js";
+import { contiguousLayout, DEFAULT_CLEANN_PARAMS } from "../src/interpret/causal/cleann.js";
 import { aggregatePatchWeights, explainLayer } from "../src/interpret/causal/explain-run.js";
 import {
   curveArea,
@@ -37,11 +37,10 @@ import {
 import { relevancyMaps } from "../src/interpret/relevancy.js";
 import { createKernels, parseKernelChoice } from "../src/kernels/index.js";
 import type { KernelChoice, Kernels } from "../src/kernels/types.js";
-import type { LlavaModel } from "../src/models/llava.js";
-import { LlavaModel as Llava } from "../src/models/llava.js";
+import { loadModel } from "../src/models/registry.js";
+import type { PixelValues, PreparedImage, VisionLanguageModel } from "../src/models/types.js";
 import { objectPatchCoverage, SHAPES_PATCH_SIZE, type ShapesSample, sample } from "../src/shapes/dataset.js";
-import { Rng } from "../src/shapes/rng.js";
-import { imageProcessorFor, stopTokenIds } from "../src/trace.js";
+import { Rng } from "../src/tensor/rng.js";
 
 function flag(name: string, dflt: string): string {
   const i = process.argv.indexOf(name);
@@ -63,7 +62,7 @@ export interface MethodScores {
 /** One prepared example: a question about exactly one object, with everything the maps need. */
 interface Example {
   s: ShapesSample;
-  pixels: Float32Array;
+  image: PreparedImage;
   inputIds: number[];
   answerId: number;
   correct: boolean;
@@ -76,28 +75,36 @@ interface Example {
   P: number;
 }
 
+/** [rows, cols] of the example's one patch grid. */
+function patchGrid(ex: Example): [number, number] {
+  const g = ex.image.layout.segments.find((s) => s.kind === "grid");
+  if (g?.kind !== "grid" || ex.image.layout.segments.length !== 1)
+    throw new Error("the grounding benchmark needs a model whose image is one patch grid");
+  return [g.rows, g.cols];
+}
+
 /** Single-object questions: the map has one right place to point at. */
 function isGroundable(s: ShapesSample): boolean {
   return s.qa.target_object !== null && s.qa.kind !== "bigger" && s.qa.kind !== "count";
 }
 
-async function prepare(model: LlavaModel, kernels: Kernels, s: ShapesSample): Promise<Example> {
-  const pre = preprocessImage(s.scene.image, imageProcessorFor(model), "default");
-  const enc = model.text.encodePrompt(s.qa.question, model.imageTokenCount);
-  const image = await model.encodeImage(kernels, pre.pixelValues);
-  const gen = await generate(model, kernels, enc.inputIds, image, {
+async function prepare(model: VisionLanguageModel, kernels: Kernels, s: ShapesSample): Promise<Example> {
+  const pre = model.preprocess(s.scene.image, "default");
+  const enc = model.text.encodePrompt(s.qa.question, pre.layout.token_count);
+  const image = await model.encodeImage(kernels, pre.pixels);
+  const gen = await generate(model, kernels, enc.inputIds, image, pre.layout, {
     maxNewTokens: 1,
     temperature: 0,
     topP: 1,
     seed: 0,
-    stopIds: stopTokenIds(model),
+    stopIds: [...model.stopTokenIds],
   });
   const answerId = model.text.tokenId(s.qa.answer);
   if (answerId === undefined) throw new Error(`answer "${s.qa.answer}" is not in the vocabulary`);
   const T = enc.inputIds.length;
   return {
     s,
-    pixels: pre.pixelValues,
+    image: pre,
     inputIds: enc.inputIds,
     answerId,
     correct: gen.generatedIds[0] === answerId,
@@ -123,7 +130,7 @@ function attentionRow(
   return out;
 }
 
-/** Attention rollout (Abnar & Zuidema 2020): row of Π_l (½·mean_h A_l + ½·I), last layer first. */
+/** Attention rollout (the library's) read at the image positions. */
 function rollout(
   attn: Float32Array[],
   H: number,
@@ -132,32 +139,20 @@ function rollout(
   c0: number,
   P: number,
 ): Float32Array {
-  let r = new Float64Array(S);
-  r[row] = 1;
-  for (let l = attn.length - 1; l >= 0; l--) {
-    const next = new Float64Array(S);
-    for (let i = 0; i < S; i++) {
-      if (r[i] === 0) continue;
-      next[i] += 0.5 * r[i];
-      for (let h = 0; h < H; h++) {
-        const o = (h * S + i) * S;
-        for (let j = 0; j <= i; j++) next[j] += (0.5 * r[i] * attn[l][o + j]) / H;
-      }
-    }
-    r = next;
-  }
+  const r = attentionRolloutRow(attn, H, S, row);
   return Float32Array.from({ length: P }, (_, i) => r[c0 + i]);
 }
 
 async function answerProbability(
-  model: LlavaModel,
+  model: VisionLanguageModel,
   kernels: Kernels,
   ex: Example,
-  pixels: Float32Array,
+  pixels: PixelValues,
 ): Promise<number> {
   const image = await model.encodeImage(kernels, pixels);
-  const embeds = model.buildInputsEmbeds(ex.inputIds, image.features, image.count);
-  const out = await model.decoder.forward(kernels, embeds, ex.T, model.decoder.newCache(ex.T));
+  const embeds = model.buildInputsEmbeds(ex.inputIds, image);
+  const positions = model.positionIds(ex.inputIds, ex.image.layout);
+  const out = await model.decoder.forward(kernels, embeds, positions, model.decoder.newCache(ex.T));
   let m = Number.NEGATIVE_INFINITY;
   for (const v of out.logits) m = Math.max(m, v);
   let z = 0;
@@ -166,7 +161,7 @@ async function answerProbability(
 }
 
 async function deletionAuc(
-  model: LlavaModel,
+  model: VisionLanguageModel,
   kernels: Kernels,
   ex: Example,
   map: Float32Array,
@@ -175,13 +170,14 @@ async function deletionAuc(
   rng: Rng,
 ): Promise<number> {
   const order = patchOrder(map, rng);
-  const [rows, cols] = model.patchGrid;
-  const S = model.config.vision.imageSize;
+  // The shapes model sees one square grid: image token i is patch (i / cols, i % cols) of pixel_values.
+  const [rows, cols] = patchGrid(ex);
+  const S = ex.image.pixels.shape[2]!;
   const ps = S / cols;
   const probs = [p0];
   for (let k = 1; k <= steps; k++) {
     const n = Math.round((k / steps) * ex.P);
-    const px = ex.pixels.slice();
+    const px = ex.image.pixels.data.slice();
     for (const i of order.slice(0, n)) {
       const r = Math.floor(i / cols);
       const c = i % cols;
@@ -190,7 +186,7 @@ async function deletionAuc(
         for (let y = r * ps; y < (r + 1) * ps; y++)
           px.fill(0, (ch * S + y) * S + c * ps, (ch * S + y) * S + (c + 1) * ps);
     }
-    probs.push(await answerProbability(model, kernels, ex, px));
+    probs.push(await answerProbability(model, kernels, ex, { data: px, shape: ex.image.pixels.shape }));
   }
   return curveArea(probs);
 }
@@ -226,10 +222,10 @@ interface QuestionScores {
 }
 
 async function openEvaluator(setup: EvalSetup) {
-  const model = Llava.load(setup.modelDir);
+  const model = loadModel(setup.modelDir);
   const kernels = await createKernels(setup.kernels, { threads: setup.threads });
-  const H = model.config.text.numHeads;
-  const L = model.config.text.numLayers;
+  const H = model.info.llmHeads;
+  const L = model.info.llmLayers;
   const allHeads = Array.from({ length: H }, (_, h) => h);
   const { bestLayer, bestHead } = setup;
   const relevancy = async (ex: Example, mode: "exact" | "incremental") =>
@@ -237,7 +233,12 @@ async function openEvaluator(setup: EvalSetup) {
       await relevancyMaps(
         model,
         kernels,
-        { inputIds: ex.inputIds, generatedIds: [ex.answerId], pixelValues: ex.pixels },
+        {
+          inputIds: ex.inputIds,
+          generatedIds: [ex.answerId],
+          pixels: ex.image.pixels,
+          layout: ex.image.layout,
+        },
         { mode, vision: ["vit", "all", "all_v2", "chain"], tokens: [0] },
       )
     ).tokens[0];
@@ -270,19 +271,19 @@ async function openEvaluator(setup: EvalSetup) {
         ex.attn[L - 1],
         [H, S, S],
         S - 1,
-        { imageStart: ex.imageStart, imageCount: ex.P },
+        contiguousLayout(ex.imageStart, ex.P),
         allHeads,
         DEFAULT_CLEANN_PARAMS,
         1,
       );
-      return Float32Array.from(aggregatePatchWeights(recs, ex.P, model.patchGrid).sum.flat());
+      return Float32Array.from(aggregatePatchWeights(recs, ex.P, patchGrid(ex)).sum.flat());
     },
   };
 
   const score = async (index: number): Promise<QuestionScores> => {
     const s = sample(setup.seed, index);
     const ex = await prepare(model, kernels, s);
-    const p0 = await answerProbability(model, kernels, ex, ex.pixels);
+    const p0 = await answerProbability(model, kernels, ex, ex.image.pixels);
     // Seeded per question, so the scores do not depend on which process took which question.
     const tieRng = new Rng(setup.seed * 1000003 + index);
     const randomRng = new Rng((setup.seed ^ 0x5eed) * 1000003 + index);
@@ -397,11 +398,11 @@ async function main(): Promise<void> {
     ["--workers", workers],
   ] as const)
     if (!Number.isInteger(v) || v < 1) throw new RangeError(`${name} ${v}: expected a positive integer`);
-  const model = Llava.load(modelDir);
+  const model = loadModel(modelDir);
   const kernels = await createKernels(kernelChoice);
   const progress = stderrProgress();
-  const H = model.config.text.numHeads;
-  const L = model.config.text.numLayers;
+  const H = model.info.llmHeads;
+  const L = model.info.llmLayers;
 
   // Calibration split (a different seed) picks the best single layer/head by pointing game.
   progress("calibrate", 0, calibN);

@@ -15,11 +15,12 @@
 import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
-import { SafetensorsFile } from "../src/hf/safetensors.js";
+import { decodeImage } from "../src/hf/image-decode.js";
 import { type RelevancyMode, relevancyMaps, type VisionRelevancyKind } from "../src/interpret/relevancy.js";
 import { createKernels, parseKernelChoice } from "../src/kernels/index.js";
 import type { Kernels } from "../src/kernels/types.js";
-import { LlavaModel } from "../src/models/llava.js";
+import { loadModel } from "../src/models/registry.js";
+import type { PreparedImage, VisionLanguageModel } from "../src/models/types.js";
 import { flag } from "./args.js";
 import { NAMED_CONFIGS, writeRandomCheckpoint } from "./random-checkpoint.js";
 
@@ -48,11 +49,11 @@ const rows: Row[] = [];
 
 async function measure(
   label: string,
-  model: LlavaModel,
+  model: VisionLanguageModel,
   kernels: Kernels,
   inputIds: number[],
   generatedIds: number[],
-  pixelValues: Float32Array,
+  image: PreparedImage,
   vision: VisionRelevancyKind[],
 ): Promise<void> {
   for (const mode of ["exact", "incremental"] as const) {
@@ -62,7 +63,7 @@ async function measure(
     await relevancyMaps(
       model,
       kernels,
-      { inputIds, generatedIds, pixelValues },
+      { inputIds, generatedIds, pixels: image.pixels, layout: image.layout },
       {
         mode,
         vision,
@@ -103,16 +104,17 @@ try {
   for (const name of ["llava-tiny-llama", "llava-tiny-gemma"]) {
     const dir = path.join(root, "test/fixtures", name);
     const e = JSON.parse(fs.readFileSync(path.join(dir, "expected.json"), "utf8"));
-    const st = SafetensorsFile.open(path.join(dir, "expected.safetensors"));
-    const px = st.readF32("pixel_values");
-    st.close();
-    const model = LlavaModel.load(dir);
+    const model = loadModel(dir);
+    const px = model.preprocess(
+      await decodeImage(fs.readFileSync(path.join(dir, "image.png")), "image.png"),
+      "default",
+    );
     try {
       // Warm-up (JIT, ORT sessions), not measured.
       await relevancyMaps(
         model,
         kernels,
-        { inputIds: e.input_ids, generatedIds: e.generated_ids, pixelValues: px },
+        { inputIds: e.input_ids, generatedIds: e.generated_ids, pixels: px.pixels, layout: px.layout },
         { mode: "exact", vision: ["vit", "all", "all_v2", "chain"] },
       );
       await measure(name, model, kernels, e.input_ids, e.generated_ids, px, []);
@@ -139,25 +141,35 @@ try {
         visionLayers,
         tokenizerFrom: path.join(root, "test/fixtures/llava-tiny-llama"),
       });
-      const model = LlavaModel.load(dir);
+      const model = loadModel(dir);
       try {
-        const enc = model.text.encodePrompt(
-          "What is shown in the top left corner of this picture?",
-          model.imageTokenCount,
-        );
         const S = cfg.vision.imageSize;
         let s = 1;
-        const px = Float32Array.from({ length: 3 * S * S }, () => {
-          s = (s * 48271) % 2147483647;
-          return (s / 2147483647) * 2 - 1;
-        });
+        const picture = {
+          width: S,
+          height: S,
+          data: Uint8Array.from({ length: 3 * S * S }, () => {
+            s = (s * 48271) % 2147483647;
+            return s & 255;
+          }),
+        };
+        const px = model.preprocess(picture, "default");
+        const enc = model.text.encodePrompt(
+          "What is shown in the top left corner of this picture?",
+          px.layout.token_count,
+        );
         const generated = Array.from({ length: bigTokens }, (_, i) => 1000 + 37 * i);
         const label = `7b-shaped L=${layers} Lv=${visionLayers}`;
         // Warm-up: builds the transposed 16-bit weight cache of every matrix the backward passes use.
         await relevancyMaps(
           model,
           kernels,
-          { inputIds: enc.inputIds, generatedIds: generated.slice(0, 1), pixelValues: px },
+          {
+            inputIds: enc.inputIds,
+            generatedIds: generated.slice(0, 1),
+            pixels: px.pixels,
+            layout: px.layout,
+          },
           { mode: "incremental", vision: ["chain"] },
         );
         await measure(label, model, kernels, enc.inputIds, generated, px, []);

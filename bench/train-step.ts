@@ -17,7 +17,7 @@ import * as path from "node:path";
 import { createKernels } from "../src/kernels/index.js";
 import type { Kernels } from "../src/kernels/types.js";
 import { WeightGradients } from "../src/models/gradients.js";
-import { LlavaModel } from "../src/models/llava.js";
+import { loadModel } from "../src/models/registry.js";
 import { makeExample } from "../src/train/examples.js";
 import { createShapesModel, DEFAULT_SHAPES_DIMS } from "../src/train/shapes-model.js";
 import { trainingStep } from "../src/train/step.js";
@@ -69,9 +69,9 @@ function timed(inner: Kernels): Kernels & { ms: number; calls: number } {
 const dir = fs.mkdtempSync(path.join(os.tmpdir(), "bench-train-"));
 try {
   createShapesModel(dir, DEFAULT_SHAPES_DIMS, 1);
-  const model = LlavaModel.load(dir);
+  const model = loadModel(dir);
   const kernels = timed(await createKernels("auto", { threads: 1 }));
-  const head = createPatchHead(model.config.vision.hiddenSize * model.visionFeatureHiddenIndices.length, 1);
+  const head = createPatchHead(model.info.towerFeatureWidth, 1);
   const grads = new WeightGradients();
   const source = { seed: 1, turns: 4 };
   const perExample = async (run: (i: number) => Promise<unknown>) => {

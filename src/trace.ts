@@ -2,21 +2,16 @@
  * `trace`: image + question → answer + a run directory with everything the views need (attention of every
  * LLM and vision layer, logits, features, the image the model saw). The CLI and the server call this.
  */
-import * as fs from "node:fs";
 import * as path from "node:path";
 import { generate } from "./generate/generate.js";
 import { decodeImage, encodePng, type RgbImage } from "./hf/image-decode.js";
-import {
-  type ImageMode,
-  type ImageProcessorConfig,
-  parseImageProcessorConfig,
-  preprocessImage,
-} from "./hf/image-processor.js";
+import type { ImageMode } from "./hf/image-processor.js";
 import type { TensorToWrite } from "./hf/safetensors.js";
 import type { Kernels } from "./kernels/types.js";
-import type { LlavaModel } from "./models/llava.js";
+import { layoutBoxes } from "./models/image-layout.js";
+import type { VisionLanguageModel } from "./models/types.js";
 import { RUN_FORMAT, type RunManifest } from "./run/manifest.js";
-import { checkRunOut, writeRun } from "./run/run-dir.js";
+import { checkRunOut, IMAGE_BOXES_TENSOR, IMAGE_POSITIONS_TENSOR, writeRun } from "./run/run-dir.js";
 import { f32ToF16 } from "./tensor/half.js";
 
 export class TraceError extends Error {}
@@ -43,37 +38,6 @@ export interface TraceResult {
   manifest: RunManifest;
 }
 
-export function imageProcessorFor(model: LlavaModel): ImageProcessorConfig {
-  return parseImageProcessorConfig(
-    model.preprocessorJson,
-    path.join(model.dir, "preprocessor_config.json"),
-    model.config.vision.modelType,
-    model.config.vision.imageSize,
-  );
-}
-
-/** Ids that end generation: config/generation_config EOS plus the tokenizer's, and gemma's `<end_of_turn>`. */
-export function stopTokenIds(model: LlavaModel): number[] {
-  const ids = new Set<number>(model.config.text.eosTokenIds);
-  const gen = path.join(model.dir, "generation_config.json");
-  if (fs.existsSync(gen)) {
-    try {
-      const eos = JSON.parse(fs.readFileSync(gen, "utf8")).eos_token_id;
-      for (const id of Array.isArray(eos) ? eos : [eos]) if (typeof id === "number") ids.add(id);
-    } catch {
-      // A malformed generation_config only loses its extra stop ids.
-    }
-  }
-  const eosTok = model.text.special("eos_token");
-  const eosId = eosTok === null ? undefined : model.text.tokenId(eosTok);
-  if (eosId !== undefined) ids.add(eosId);
-  if (model.config.text.modelType === "gemma") {
-    const eot = model.text.tokenId("<end_of_turn>");
-    if (eot !== undefined) ids.add(eot);
-  }
-  return [...ids];
-}
-
 function toF16(a: Float32Array): Uint16Array {
   const out = new Uint16Array(a.length);
   for (let i = 0; i < a.length; i++) out[i] = f32ToF16(a[i]);
@@ -91,7 +55,7 @@ function stack(parts: Float32Array[]): Float32Array {
 }
 
 export async function traceWithModel(
-  model: LlavaModel,
+  model: VisionLanguageModel,
   kernels: Kernels,
   req: TraceRequest,
 ): Promise<TraceResult> {
@@ -100,69 +64,68 @@ export async function traceWithModel(
     throw new TraceError(`max new tokens must be a positive integer, got ${req.maxNewTokens}`);
   const progress = req.onProgress ?? (() => {});
   const timings: Record<string, number> = {};
+  // Cheap refusals first: the output folder, then (once the image's token count is known, which needs only the
+  // processor) the prompt's length — nothing expensive runs for a request that cannot succeed.
+  checkRunOut(req.out, { overwrite: req.overwrite });
+  let t0 = performance.now();
+  const rgb: RgbImage = await decodeImage(req.image.bytes, req.image.name);
+  const pre = model.preprocess(rgb, req.imageMode);
+  timings.preprocess = performance.now() - t0;
 
-  // Cheap refusals first, so nothing is computed for a request that cannot succeed.
-  const count = model.imageTokenCount;
+  const info = model.info;
+  const count = pre.layout.token_count;
   const enc = model.text.encodePrompt(req.prompt, count);
   const T = enc.inputIds.length;
-  const maxPos = model.config.text.maxPositionEmbeddings;
+  const maxPos = info.maxPositions;
   if (T + req.maxNewTokens - 1 > maxPos) {
     throw new TraceError(
       `prompt is ${T} tokens (${count} of them image tokens); with ${req.maxNewTokens} new tokens it exceeds the model's context of ${maxPos} positions`,
     );
   }
-  checkRunOut(req.out, { overwrite: req.overwrite });
-
-  let t0 = performance.now();
-  const rgb: RgbImage = await decodeImage(req.image.bytes, req.image.name);
-  const ipc = imageProcessorFor(model);
-  const pre = preprocessImage(rgb, ipc, req.imageMode);
-  const S = model.config.vision.imageSize;
-  if (pre.height !== S || pre.width !== S) {
-    throw new TraceError(
-      `${ipc.file}: the processor outputs ${pre.width}×${pre.height} pixels but the vision tower expects ${S}×${S}`,
-    );
-  }
-  timings.preprocess = performance.now() - t0;
 
   t0 = performance.now();
-  const vitLayers = model.config.vision.numLayers;
-  const image = await model.encodeImage(kernels, pre.pixelValues, (i) =>
-    progress("vision", i + 1, vitLayers),
-  );
+  const vitLayers = info.vitLayers;
+  const image = await model.encodeImage(kernels, pre.pixels, {
+    onLayer: (i) => progress("vision", i + 1, vitLayers),
+  });
   timings.vision = performance.now() - t0;
 
-  const gen = await generate(model, kernels, enc.inputIds, image, {
+  const gen = await generate(model, kernels, enc.inputIds, image, pre.layout, {
     maxNewTokens: req.maxNewTokens,
     temperature: req.temperature,
     topP: req.topP,
     seed: req.seed,
-    stopIds: stopTokenIds(model),
+    stopIds: [...model.stopTokenIds],
     onProgress: progress,
     onToken: (i, id) => req.onToken?.(i, id, model.text.decode([id])),
   });
   Object.assign(timings, gen.timingsMs);
 
   const G = gen.generatedIds.length;
-  const V = model.config.text.vocabSize;
+  const V = info.vocabSize;
   const attnTensor = (name: string, shape: number[], data: Float32Array): TensorToWrite =>
     req.attnDtype === "f16"
       ? { name, dtype: "F16", shape, data: toF16(data) }
       : { name, dtype: "F32", shape, data };
-  const H = model.config.text.numHeads;
-  const Hv = model.config.vision.numHeads;
-  const P = image.vision.seqLen;
+  const H = info.llmHeads;
   const tensors: TensorToWrite[] = [
-    { name: "pixel_values", dtype: "F32", shape: [3, S, S], data: pre.pixelValues },
+    { name: "pixel_values", dtype: "F32", shape: pre.pixels.shape, data: pre.pixels.data },
     { name: "logits", dtype: "F32", shape: [G, V], data: stack(gen.stepLogits) },
     {
       name: "vision_features",
       dtype: "F32",
-      shape: [count, model.config.text.hiddenSize],
+      shape: [count, info.hiddenSize],
       data: image.features,
     },
     ...gen.llmAttn.map((a, l) => attnTensor(`llm_attn.${l}`, [H, gen.seqLen, gen.seqLen], a)),
-    ...image.vision.attentions.map((a, l) => attnTensor(`vit_attn.${l}`, [Hv, P, P], a)),
+    ...image.towerAttentions.map((a, l) => attnTensor(`vit_attn.${l}`, a.shape, a.data)),
+    {
+      name: IMAGE_POSITIONS_TENSOR,
+      dtype: "I64",
+      shape: [count],
+      data: BigInt64Array.from(model.imagePositions(enc.inputIds), BigInt),
+    },
+    { name: IMAGE_BOXES_TENSOR, dtype: "F32", shape: [count, 4], data: layoutBoxes(pre.layout) },
   ];
   const ext = /\.jpe?g$/i.test(req.image.name)
     ? ".jpg"
@@ -173,22 +136,22 @@ export async function traceWithModel(
     created_at: new Date().toISOString(),
     model: {
       dir: path.resolve(model.dir),
-      text_model_type: model.config.text.modelType,
-      vision_model_type: model.config.vision.modelType,
-      llm_layers: model.config.text.numLayers,
+      model_type: info.modelType,
+      text_model_type: info.textModelType,
+      vision_model_type: info.visionModelType,
+      llm_layers: info.llmLayers,
       llm_heads: H,
-      llm_kv_heads: model.config.text.numKvHeads,
+      llm_kv_heads: info.llmKvHeads,
       vit_layers: vitLayers,
-      vit_heads: Hv,
-      patch_grid: model.patchGrid,
-      has_cls: model.config.vision.hasCls,
-      vision_feature_layer: model.config.visionFeatureLayers[0],
+      vit_heads: info.vitHeads,
+      has_cls: info.hasCls,
+      vision_feature_layer: info.visionFeatureLayer,
+      position_axes: info.positionAxes,
     },
     prompt: req.prompt,
     chat_text: enc.chatText,
     input_ids: enc.inputIds,
-    image_token_start: enc.imageTokenStart,
-    image_token_count: count,
+    image_layout: pre.layout,
     generated_ids: gen.generatedIds,
     generated_tokens: gen.generatedIds.map((id) => model.text.decode([id])),
     answer: model.text.decode(gen.generatedIds, true).trim(),
@@ -213,7 +176,7 @@ export async function traceWithModel(
       manifest,
       tensors,
       files: [
-        { name: "image.png", data: encodePng(pre.processed) },
+        { name: "image.png", data: encodePng(pre.seen) },
         { name: originalName, data: req.image.bytes },
       ],
     },

@@ -15,7 +15,7 @@ import { exportRunStream, type ImportLimits, importArchive } from "../src/server
 import { HttpError } from "../src/server/http-error.js";
 import { RunStore } from "../src/server/run-store.js";
 import { validateRunDir } from "../src/server/run-validate.js";
-import { Rng } from "../src/shapes/rng.js";
+import { Rng } from "../src/tensor/rng.js";
 import { tempDir } from "./fixture-utils.js";
 import { writeSyntheticRun } from "./synthetic-run.js";
 

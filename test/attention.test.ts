@@ -16,7 +16,7 @@ import {
   readLlmAttentionRows,
 } from "../src/interpret/attention.js";
 import { createKernels } from "../src/kernels/index.js";
-import { LlavaModel } from "../src/models/llava.js";
+import { loadModel } from "../src/models/registry.js";
 import { Run } from "../src/run/run-dir.js";
 import { traceWithModel } from "../src/trace.js";
 import { fixtureDir, tempDir } from "./fixture-utils.js";
@@ -49,11 +49,9 @@ describe("hand-made run with designed attention", () => {
   after(() => run.close());
 
   test("layout follows the run format's positions", () => {
-    const L = attentionLayout(run.manifest);
-    assert.deepEqual(
-      [L.T, L.G, L.S, L.imageStart, L.imageCount, L.questionStart, L.questionEnd],
-      [10, 3, 12, 2, 4, 6, 10],
-    );
+    const L = attentionLayout(run);
+    assert.deepEqual([L.T, L.G, L.S, L.questionStart, L.questionEnd], [10, 3, 12, 6, 10]);
+    assert.deepEqual(L.imagePositions, [2, 3, 4, 5]);
   });
 
   test("readLlmAttentionRows returns exactly the requested rows of every head", () => {
@@ -91,7 +89,10 @@ describe("hand-made run with designed attention", () => {
   test("head maps: per-patch mean over the chosen tokens, heads sorted by mean", () => {
     const m = headImageMaps(run, 0, [0, 2]);
     assert.deepEqual(m.tokens, [0, 2]);
-    assert.deepEqual(m.grid, [2, 2]);
+    assert.ok(
+      m.heads.every((h) => h.map.length === 4),
+      "one value per image token",
+    );
     // value grows with h, so head 2 has the largest mean.
     assert.deepEqual(
       m.heads.map((x) => x.head),
@@ -149,7 +150,7 @@ describe("hand-made run with designed attention", () => {
 describe("traced run of the llama fixture (brute force over the full tensors)", () => {
   let run: Run;
   before(async () => {
-    const model = LlavaModel.load(fixtureDir("llava-tiny-llama"));
+    const model = loadModel(fixtureDir("llava-tiny-llama"));
     const kernels = await createKernels("ts");
     try {
       await traceWithModel(model, kernels, {
@@ -175,8 +176,9 @@ describe("traced run of the llama fixture (brute force over the full tensors)", 
   after(() => run.close());
 
   test("summary and maps equal sums over run.llmAttention", () => {
-    const L = attentionLayout(run.manifest);
+    const L = attentionLayout(run);
     const s = attentionSummary(run);
+    const P = L.imagePositions.length;
     for (let l = 0; l < L.layers; l++) {
       const { shape, data } = run.llmAttention(l);
       const [H, S] = shape;
@@ -185,10 +187,10 @@ describe("traced run of the llama fixture (brute force over the full tensors)", 
         let q = 0;
         for (let k = 0; k < L.G; k++) {
           const r = L.T - 1 + k;
-          for (let c = L.imageStart; c < L.imageStart + L.imageCount; c++) img += data[(h * S + r) * S + c];
+          for (const c of L.imagePositions) img += data[(h * S + r) * S + c];
           for (let c = L.questionStart; c < L.T; c++) q += data[(h * S + r) * S + c];
         }
-        close(s.image[l][h], img / (L.G * L.imageCount), 1e-5);
+        close(s.image[l][h], img / (L.G * P), 1e-5);
         close(s.question[l][h], q / (L.G * (L.T - L.questionStart)), 1e-5);
       }
       const maps = headImageMaps(run, l);

@@ -1,15 +1,15 @@
-/** CI-test building blocks: erfc, Fisher z, partial correlation, row correlation, the d-separation oracle. */
+/** CI-test building blocks: erf/erfc, Fisher z, partial correlation, row correlation, the d-separation oracle. */
 import assert from "node:assert/strict";
 import { describe, test } from "node:test";
 import {
   CorrelationMatrix,
   DSeparationOracle,
-  erfc,
   fisherZPValue,
   ParCorrTest,
   partialCorrelation,
   rowCorrelation,
 } from "../src/interpret/causal/ci-test.js";
+import { erf, erfc } from "../src/tensor/ops.js";
 
 function close(a: number, b: number, rel: number, msg?: string) {
   assert.ok(Math.abs(a - b) <= rel * Math.max(Math.abs(a), Math.abs(b)), `${msg ?? ""} ${a} vs ${b}`);
@@ -39,6 +39,14 @@ describe("erfc", () => {
     close(erfc(-0.8), 2 - erfc(0.8), 1e-15);
     assert.equal(erfc(40), 0);
     assert.ok(Number.isNaN(erfc(Number.NaN)));
+  });
+  test("erf is its complement, odd, and saturates (the one erf behind GELU and the p-values)", () => {
+    for (const x of [0, 0.3, 1.2, 2.49, 2.5, 3.7, 5.9, 7]) {
+      close(erf(x) + erfc(x), 1, 1e-15, `x=${x}`);
+      assert.ok(erf(-x) === -erf(x), `odd at ${x}`);
+    }
+    close(erf(1), 0.8427007929497149, 1e-15);
+    assert.equal(erf(8), 1);
   });
 });
 

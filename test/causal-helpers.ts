@@ -5,6 +5,7 @@ import type { TensorToWrite } from "../src/hf/safetensors.js";
 import { RUN_FORMAT, type RunManifest } from "../src/run/manifest.js";
 import { writeRun } from "../src/run/run-dir.js";
 import { type FixtureName, loadFixture } from "./fixture-utils.js";
+import { gridImage } from "./run-image.js";
 
 /** One head of the fixture's causal.json (the fields we compare). */
 export interface RefHead {
@@ -64,6 +65,7 @@ export function writeFixtureRun(name: FixtureName, dir: string): RunManifest {
   const e = fx.expected;
   const { data, shape } = fixtureAttention(name);
   const [L, H, S] = shape;
+  const image = gridImage(e.image_token_start, e.patch_grid);
   const manifest: RunManifest = {
     format: RUN_FORMAT,
     created_at: new Date(0).toISOString(),
@@ -76,15 +78,15 @@ export function writeFixtureRun(name: FixtureName, dir: string): RunManifest {
       llm_kv_heads: H,
       vit_layers: 3,
       vit_heads: 4,
-      patch_grid: e.patch_grid,
+      model_type: "llava",
       has_cls: true,
       vision_feature_layer: -2,
+      position_axes: 1,
     },
     prompt: e.question,
     chat_text: e.prompt,
     input_ids: e.input_ids,
-    image_token_start: e.image_token_start,
-    image_token_count: e.image_token_count,
+    image_layout: image.layout,
     generated_ids: e.generated_ids,
     generated_tokens: e.generated_token_texts,
     answer: e.generated_text,
@@ -104,7 +106,7 @@ export function writeFixtureRun(name: FixtureName, dir: string): RunManifest {
   };
   if (manifest.seq_len !== S)
     throw new Error(`fixture ${name}: seq_len ${manifest.seq_len} ≠ attention size ${S}`);
-  const tensors: TensorToWrite[] = [];
+  const tensors: TensorToWrite[] = [...image.tensors];
   for (let l = 0; l < L; l++) {
     tensors.push({
       name: `llm_attn.${l}`,

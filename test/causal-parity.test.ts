@@ -9,7 +9,12 @@ import * as fs from "node:fs";
 import * as path from "node:path";
 import { after, describe, test } from "node:test";
 import { ParCorrTest, rowCorrelation } from "../src/interpret/causal/ci-test.js";
-import { DEFAULT_CLEANN_PARAMS, explainHead, patchWeight } from "../src/interpret/causal/cleann.js";
+import {
+  contiguousLayout,
+  DEFAULT_CLEANN_PARAMS,
+  explainHead,
+  patchWeight,
+} from "../src/interpret/causal/cleann.js";
 import { type CausalDocument, explainRun } from "../src/interpret/causal/explain-run.js";
 import { fixtureAttention, readRefCausal, writeFixtureRun } from "./causal-helpers.js";
 import { FIXTURES, tempDir } from "./fixture-utils.js";
@@ -113,7 +118,7 @@ describe("patch weight", () => {
       att,
       S,
       ref.token_to_explain,
-      { imageStart: 5, imageCount: 64 },
+      contiguousLayout(5, 64),
       DEFAULT_CLEANN_PARAMS,
       rh.head,
     );

@@ -8,7 +8,7 @@ import * as fs from "node:fs";
 import * as path from "node:path";
 import { after, describe, test } from "node:test";
 import { createKernels } from "../src/kernels/index.js";
-import { LlavaModel } from "../src/models/llava.js";
+import { loadModel } from "../src/models/registry.js";
 import { Run } from "../src/run/run-dir.js";
 import { maxAbsDiff } from "../src/tensor/tensor.js";
 import { traceWithModel } from "../src/trace.js";
@@ -19,7 +19,7 @@ for (const name of FIXTURES) {
     describe(`${name} with ${impl} kernels`, async () => {
       const fx = loadFixture(name);
       const e = fx.expected;
-      const model = LlavaModel.load(fx.dir);
+      const model = loadModel(fx.dir);
       const kernels = await createKernels(impl);
       const out = path.join(tempDir("parity"), "run");
       const { manifest } = await traceWithModel(model, kernels, {
@@ -45,9 +45,15 @@ for (const name of FIXTURES) {
       test("prompt: chat text, input_ids and image span exact", () => {
         assert.equal(manifest.chat_text, e.prompt);
         assert.deepEqual(manifest.input_ids, e.input_ids);
-        assert.equal(manifest.image_token_start, e.image_token_start);
-        assert.equal(manifest.image_token_count, e.image_token_count);
-        assert.deepEqual(manifest.model.patch_grid, e.patch_grid);
+        const positions = run.imageTokens().positions;
+        assert.deepEqual(
+          positions,
+          Array.from({ length: e.image_token_count }, (_, i) => e.image_token_start + i),
+        );
+        assert.equal(manifest.image_layout.token_count, e.image_token_count);
+        const grid = manifest.image_layout.segments[0];
+        assert.ok(grid.kind === "grid");
+        assert.deepEqual([grid.rows, grid.cols], e.patch_grid);
       });
 
       test("pixel_values within 1e-5 (Pillow bicubic reproduced)", () => {

@@ -4,6 +4,9 @@ import * as os from "node:os";
 import * as path from "node:path";
 import { fileURLToPath } from "node:url";
 import { SafetensorsFile } from "../src/hf/safetensors.js";
+import type { ImageLayout } from "../src/models/image-layout.js";
+import type { LlavaModel } from "../src/models/llava/model.js";
+import type { PixelValues } from "../src/models/types.js";
 
 export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../..");
 export const FIXTURES = ["llava-tiny-llama", "llava-tiny-gemma"] as const;
@@ -45,4 +48,34 @@ export function loadFixture(name: FixtureName): Fixture {
 
 export function tempDir(prefix: string): string {
   return fs.mkdtempSync(path.join(os.tmpdir(), `lvlm-${prefix}-`));
+}
+
+/** The fixture's reference pixel_values as the model takes them ([3, S, S]). */
+export function fixturePixels(fx: Fixture): PixelValues {
+  const info = fx.tensors.info("pixel_values");
+  return { data: fx.tensors.readF32("pixel_values"), shape: info.shape.slice(-3) };
+}
+
+/** The one-grid layout of a LLaVA model's square input (what position ids and relevancy read from it). */
+export function gridLayout(model: LlavaModel): ImageLayout {
+  const [rows, cols] = model.patchGrid;
+  const S = model.config.vision.imageSize;
+  const cls = model.config.vision.hasCls ? 1 : 0;
+  const full = model.imageTokenCount === rows * cols + cls && cls === 1;
+  return {
+    original_size: [S, S],
+    token_count: model.imageTokenCount,
+    segments: [
+      ...(full ? [{ kind: "token" as const, name: "cls" }] : []),
+      {
+        kind: "grid",
+        name: "image",
+        rows,
+        cols,
+        row_separator: false,
+        frame: [0, 0, S, S],
+        tower: { pass: 0, first_token: cls },
+      },
+    ],
+  };
 }

@@ -25,8 +25,14 @@ import {
   linearBackwardInput,
   setBackwardWeightCacheBudget,
 } from "../src/models/linear-grad.js";
-import { LlavaModel } from "../src/models/llava.js";
-import { applyRope, applyRopeBackward, ropeInverseFrequencies } from "../src/models/rope.js";
+import { LlavaModel } from "../src/models/llava/model.js";
+import { type PositionIds, sequentialPositions } from "../src/models/positions.js";
+import {
+  applyRope,
+  applyRopeBackward,
+  ropeFrequencyAxes,
+  ropeInverseFrequencies,
+} from "../src/models/rope.js";
 import { f32ToBf16, f32ToF16 } from "../src/tensor/half.js";
 import {
   activationBackward,
@@ -42,7 +48,7 @@ import {
   softmaxRows,
   softmaxRowsBackward,
 } from "../src/tensor/ops.js";
-import { normals, type TinySpec, tinyInputIds, tinyPixels, writeTinyCheckpoint } from "./tiny-model.js";
+import { normals, TINY, type TinySpec, tinyInputIds, tinyPixels, writeTinyCheckpoint } from "./tiny-model.js";
 
 const f = Math.fround;
 
@@ -246,7 +252,7 @@ describe("op backward passes vs finite differences", () => {
     const heads = 2;
     const hd = 8;
     const inv = ropeInverseFrequencies(hd, 10000, { type: "default", factor: 1 });
-    const positions = [3, 17, 250, 1024];
+    const positions: PositionIds = { axes: 1, n: rows, data: Int32Array.from([3, 17, 250, 1024]) };
     const x = rand(rows * heads * hd, 13);
     const c = rand(rows * heads * hd, 14);
     const loss = () => {
@@ -263,6 +269,51 @@ describe("op backward passes vs finite differences", () => {
       idx,
       idx.map((i) => fdAt(x, i, 1e-2, loss)),
     );
+  });
+
+  test("multi-axis RoPE (M-RoPE sections): the transpose too, and plain RoPE when every axis is equal", () => {
+    const rows = 4;
+    const heads = 2;
+    const hd = 16;
+    const inv = ropeInverseFrequencies(hd, 10000, { type: "default", factor: 1 });
+    const axes = ropeFrequencyAxes(hd, [2, 3, 3]);
+    assert.deepEqual(Array.from(axes), [0, 0, 1, 1, 1, 2, 2, 2]);
+    // t, h, w rows as Qwen2-VL gives an image's tokens (h and w differ per token).
+    const pos3: PositionIds = {
+      axes: 3,
+      n: rows,
+      // t: 5 5 5 9, h: 5 5 6 9, w: 5 6 5 9 (three image cells, then a text token).
+      data: Int32Array.from([5, 5, 5, 9, 5, 5, 6, 9, 5, 6, 5, 9]),
+    };
+    const x = rand(rows * heads * hd, 23);
+    const c = rand(rows * heads * hd, 24);
+    const loss = () => {
+      const y = x.slice();
+      applyRope(y, rows, heads, hd, pos3, inv, axes);
+      return dot(y, c);
+    };
+    const g = c.slice();
+    applyRopeBackward(g, rows, heads, hd, pos3, inv, axes);
+    const idx = pickIndices(g, 20);
+    compare(
+      "mrope",
+      g,
+      idx,
+      idx.map((i) => fdAt(x, i, 1e-2, loss)),
+    );
+    // Equal rows: bit-identical to 1-D RoPE.
+    const one = sequentialPositions(7, rows);
+    const same: PositionIds = {
+      axes: 3,
+      n: rows,
+      data: Int32Array.from([...one.data, ...one.data, ...one.data]),
+    };
+    const a = x.slice();
+    const b = x.slice();
+    applyRope(a, rows, heads, hd, one, inv);
+    applyRope(b, rows, heads, hd, same, inv, axes);
+    assert.deepEqual(a, b);
+    assert.throws(() => ropeFrequencyAxes(hd, [2, 3, 2]), /sums to 7, not headDim\/2 = 8/);
   });
 });
 
@@ -440,7 +491,7 @@ for (const { label, spec } of MODELS) {
       // Target: a logit of the second-to-last position (so the backward runs on a prefix of the tape).
       const row = n - 2;
       const tokenId = 777;
-      const pixels = tinyPixels();
+      const pixels = { data: tinyPixels(), shape: [3, TINY.imageSize, TINY.imageSize] };
       const dec = model.decoder;
       const Dh = model.config.text.hiddenSize;
 
@@ -453,19 +504,22 @@ for (const { label, spec } of MODELS) {
       ) => {
         let embeds = opts.embeds;
         if (!embeds) {
-          const enc = await model.encodeImage(kernels, pixels, undefined, { probsHook: opts.vitHook });
-          embeds = model.buildInputsEmbeds(ids, enc.features, enc.count);
+          const enc = await model.encodeImage(kernels, pixels, { probsHook: opts.vitHook });
+          embeds = model.buildInputsEmbeds(ids, enc);
         }
-        const out = await dec.forward(kernels, embeds, n, dec.newCache(n), {
+        const out = await dec.forward(kernels, embeds, sequentialPositions(0, n), dec.newCache(n), {
           logitRows: [row],
           probsHook: opts.llmHook,
         });
         return out.logits[tokenId];
       };
 
-      const enc = await model.encodeImage(kernels, pixels, undefined, { tape: true });
-      const embeds = model.buildInputsEmbeds(ids, enc.features, enc.count);
-      const fwd = await dec.forward(kernels, embeds, n, dec.newCache(n), { tape: true, logitRows: [row] });
+      const enc = await model.encodeImage(kernels, pixels, { tape: true });
+      const embeds = model.buildInputsEmbeds(ids, enc);
+      const fwd = await dec.forward(kernels, embeds, sequentialPositions(0, n), dec.newCache(n), {
+        tape: true,
+        logitRows: [row],
+      });
       const llmDProbs: Float32Array[] = [];
       const bw = await dec.backward(kernels, fwd.tape!, [{ row, tokenId }], {
         onLayer: (l, dP) => {
@@ -577,13 +631,13 @@ for (const { label, spec } of MODELS) {
       });
 
       test("d logit / d pixel_values", async () => {
-        const px = pixels.slice();
+        const px = pixels.data.slice();
         const g = vb.dPixels!;
         const idx = pickIndices(g, 6);
         const fd: number[] = [];
         const value = async () => {
-          const e2 = await model.encodeImage(kernels, px);
-          return logit({ embeds: model.buildInputsEmbeds(ids, e2.features, e2.count) });
+          const e2 = await model.encodeImage(kernels, { data: px, shape: pixels.shape });
+          return logit({ embeds: model.buildInputsEmbeds(ids, e2) });
         };
         for (const i of idx) fd.push(await fdAtAsync(px, i, 2e-2, value));
         compare("dPixels", g, idx, fd);

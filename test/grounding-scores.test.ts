@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
 import { describe, test } from "node:test";
+import { attentionRolloutRow } from "../src/interpret/attention-rollout.js";
 import {
   curveArea,
   energyInMask,
@@ -7,7 +8,7 @@ import {
   patchOrder,
   pointingHit,
 } from "../src/interpret/grounding-scores.js";
-import { Rng } from "../src/shapes/rng.js";
+import { Rng } from "../src/tensor/rng.js";
 
 describe("grounding scores", () => {
   const coverage = [0, 0.5, 1, 0, 0, 0.25];
@@ -64,5 +65,16 @@ describe("grounding scores", () => {
     assert.ok(Math.abs(curveArea(Array.from({ length: 9 }, (_, k) => 1 - k / 8)) - 0.5) < 1e-12);
     assert.equal(curveArea([1, 0, 0, 0, 0]), 0.125);
     assert.throws(() => curveArea([1]), /at least two points/);
+  });
+});
+
+describe("attention rollout (the benchmark's baseline, from the library)", () => {
+  test("hand-computed: ½·A + ½·I per layer, last layer first; rows stay distributions", () => {
+    const A = Float32Array.from([1, 0, 0.25, 0.75]);
+    assert.deepEqual(Array.from(attentionRolloutRow([A], 1, 2, 1)), [0.125, 0.875]);
+    assert.deepEqual(Array.from(attentionRolloutRow([A, A], 1, 2, 1)), [0.234375, 0.765625]);
+    // Two heads are averaged.
+    const B = Float32Array.from([1, 0, 0.75, 0.25, 1, 0, 0.25, 0.75]);
+    assert.deepEqual(Array.from(attentionRolloutRow([B], 2, 2, 1)), [0.25, 0.75]);
   });
 });

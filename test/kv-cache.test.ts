@@ -6,9 +6,10 @@ import assert from "node:assert/strict";
 import { after, describe, test } from "node:test";
 import { generate } from "../src/generate/generate.js";
 import { createKernels } from "../src/kernels/index.js";
-import { LlavaModel } from "../src/models/llava.js";
+import { LlavaModel } from "../src/models/llava/model.js";
+import { sequentialPositions } from "../src/models/positions.js";
 import { maxAbsDiff } from "../src/tensor/tensor.js";
-import { FIXTURES, loadFixture } from "./fixture-utils.js";
+import { FIXTURES, fixturePixels, gridLayout, loadFixture } from "./fixture-utils.js";
 
 for (const name of FIXTURES) {
   describe(`${name}: KV cache`, async () => {
@@ -21,8 +22,8 @@ for (const name of FIXTURES) {
       fx.tensors.close();
       await kernels.dispose();
     });
-    const image = await model.encodeImage(kernels, fx.tensors.readF32("pixel_values"));
-    const steps = await generate(model, kernels, e.input_ids, image, {
+    const image = await model.encodeImage(kernels, fixturePixels(fx));
+    const steps = await generate(model, kernels, e.input_ids, image, gridLayout(model), {
       maxNewTokens: 8,
       temperature: 0,
       topP: 1,
@@ -35,8 +36,8 @@ for (const name of FIXTURES) {
     const rows = Array.from({ length: steps.generatedIds.length }, (_, k) => T - 1 + k);
     const full = await model.decoder.forward(
       kernels,
-      model.buildInputsEmbeds(seq, image.features, image.count),
-      S,
+      model.buildInputsEmbeds(seq, image),
+      sequentialPositions(0, S),
       model.decoder.newCache(S),
       {
         logitRows: rows,
@@ -66,8 +67,8 @@ for (const name of FIXTURES) {
       });
       const pre = await model.decoder.forward(
         kernels,
-        model.buildInputsEmbeds(e.input_ids, image.features, image.count),
-        T,
+        model.buildInputsEmbeds(e.input_ids, image),
+        sequentialPositions(0, T),
         model.decoder.newCache(T),
         {
           collectHidden: true,

@@ -13,7 +13,7 @@ import * as path from "node:path";
 import { after, before, describe, test } from "node:test";
 import { type RelevancyRecord, relevancyRecord } from "../src/interpret/relevancy-run.js";
 import { createKernels } from "../src/kernels/index.js";
-import { LlavaModel } from "../src/models/llava.js";
+import { loadModel } from "../src/models/registry.js";
 import { Run } from "../src/run/run-dir.js";
 import { maxAbsDiff } from "../src/tensor/tensor.js";
 import { traceWithModel } from "../src/trace.js";
@@ -63,7 +63,7 @@ describe("lvlm-interpret relevancy", () => {
   const Sv = P + 1;
 
   before(async () => {
-    const model = LlavaModel.load(fx.dir);
+    const model = loadModel(fx.dir);
     const kernels = await createKernels("ts");
     try {
       await traceWithModel(model, kernels, {

@@ -31,10 +31,10 @@ import {
 } from "../src/interpret/relevancy-views.js";
 import { averagePaddedSquares, groupWords, lvlmTokenKeys, lvlmWordGroups } from "../src/interpret/words.js";
 import { createKernels } from "../src/kernels/index.js";
-import { LlavaModel } from "../src/models/llava.js";
+import { LlavaModel } from "../src/models/llava/model.js";
 import { maxAbsDiff } from "../src/tensor/tensor.js";
-import { FIXTURES, loadFixture } from "./fixture-utils.js";
-import { tinyInputIds, tinyPixels, writeTinyCheckpoint } from "./tiny-model.js";
+import { FIXTURES, fixturePixels, gridLayout, loadFixture } from "./fixture-utils.js";
+import { tinyInputIds, tinyPixelValues, writeTinyCheckpoint } from "./tiny-model.js";
 
 function maxAbs(a: ArrayLike<number>): number {
   let m = 0;
@@ -72,7 +72,12 @@ for (const name of FIXTURES) {
       fx.tensors.close();
       await kernels.dispose();
     });
-    const inputs = { inputIds: e.input_ids, generatedIds: e.generated_ids, pixelValues: ref("pixel_values") };
+    const inputs = {
+      inputIds: e.input_ids,
+      generatedIds: e.generated_ids,
+      pixels: fixturePixels(fx),
+      layout: gridLayout(model),
+    };
     const T = e.T;
     const s0 = e.image_token_start;
     const P = e.image_token_count;
@@ -126,7 +131,7 @@ for (const name of FIXTURES) {
           "rel_exact.image_grid_raw",
           assertNorm(
             `t${t} image_grid_raw`,
-            llmImageMap(r.llm, n - 1, s0, P, e.patch_grid).values,
+            llmImageMap(r.llm, n - 1, exact.imagePositions).values,
             ref(`rel_exact.${t}.image_grid_raw`),
           ),
         );
@@ -134,7 +139,7 @@ for (const name of FIXTURES) {
           "rel_exact.image_grid_norm",
           assertNorm(
             `t${t} image_grid_norm`,
-            llmImageMap(r.llm, n - 1, s0, P, e.patch_grid, true).values,
+            llmImageMap(r.llm, n - 1, exact.imagePositions, true).values,
             ref(`rel_exact.${t}.image_grid_norm`),
           ),
         );
@@ -175,7 +180,7 @@ for (const name of FIXTURES) {
           "rel_vit_exact.cls_row_grid_norm",
           assertNorm(
             `t${t} vit grid`,
-            vitImageMap(r.vit!, e.patch_grid, true).values,
+            vitImageMap(r.vit!, inputs.layout, true).values,
             ref(`rel_vit_exact.${t}.cls_row_grid_norm`),
           ),
         );
@@ -188,7 +193,7 @@ for (const name of FIXTURES) {
           "rel_all_exact.cls_row_grid_norm",
           assertNorm(
             `t${t} all grid`,
-            vitImageMap(r.all!, e.patch_grid, true).values,
+            vitImageMap(r.all!, inputs.layout, true).values,
             ref(`rel_all_exact.${t}.cls_row_grid_norm`),
           ),
         );
@@ -200,7 +205,7 @@ for (const name of FIXTURES) {
           "rel_all_v2_exact.cls_row_grid_norm",
           assertNorm(
             `t${t} all_v2 grid`,
-            vitImageMap(r.allV2!, e.patch_grid, true).values,
+            vitImageMap(r.allV2!, inputs.layout, true).values,
             ref(`rel_all_v2_exact.${t}.cls_row_grid_norm`),
           ),
         );
@@ -241,7 +246,7 @@ for (const name of FIXTURES) {
           "rel_lvlm.image_grid_norm",
           assertNorm(
             `t${t} grid`,
-            llmImageMap(r.llm, n - 1, s0, P, e.patch_grid, true).values,
+            llmImageMap(r.llm, n - 1, exact.imagePositions, true).values,
             ref(`rel_lvlm.${t}.image_grid_norm`),
           ),
         );
@@ -285,7 +290,7 @@ for (const name of FIXTURES) {
             `rel_${kind}_lvlm.cls_row_grid_norm`,
             assertNorm(
               `t${t} ${kind} grid`,
-              vitImageMap(got, e.patch_grid, true).values,
+              vitImageMap(got, inputs.layout, true).values,
               ref(`rel_${kind}_lvlm.${t}.cls_row_grid_norm`),
             ),
           );
@@ -348,7 +353,12 @@ describe("towers without CLS (SigLIP, strategy full): chain only", async () => {
     fs.rmSync(dir, { recursive: true, force: true });
   });
   const P = model.imageTokenCount;
-  const inputs = { inputIds: tinyInputIds(P), generatedIds: [345, 678, 910], pixelValues: tinyPixels() };
+  const inputs = {
+    inputIds: tinyInputIds(P),
+    generatedIds: [345, 678, 910],
+    pixels: tinyPixelValues(),
+    layout: gridLayout(model),
+  };
 
   test("chain = r_img · R_vit over every ViT token (no CLS to drop), both modes", async () => {
     assert.equal(P, model.vision.seqLen);
@@ -361,7 +371,7 @@ describe("towers without CLS (SigLIP, strategy full): chain only", async () => {
       assert.deepEqual(res.vitLayers, [0, 1]);
       for (const r of res.tokens) {
         assert.equal(r.chain!.length, P);
-        const s0 = res.imageStart;
+        const s0 = res.imagePositions[0];
         const expected = chainFromMatrix(r.llm.subarray(s0, s0 + P), r.matrices!.chainVitR!, P, (i) => i, -1);
         assert.ok(maxAbs(expected) > 0);
         assert.ok(maxAbsDiff(r.chain!, expected) <= 1e-5 * maxAbs(expected), `${mode} t${r.token}`);
@@ -487,14 +497,15 @@ describe("rollouts, normalisation and views on hand-made inputs", () => {
     const row = new Float32Array(p + 1);
     row.set([0.1, 0, 0, 0, 0, 0.3, 0.1, 0.9, 0.2, 0.4, 0.2, 0.4, 0.05]);
     row[p] += 1;
-    const grid = llmImageMap(row, p, 5, 4, [2, 2]);
+    const img = [5, 6, 7, 8];
+    const grid = llmImageMap(row, p, img);
     assert.deepEqual(Array.from(grid.values), Array.from(Float32Array.from([0.3, 0.1, 0.9, 0.2])));
     const sum = 0.1 + 0.3 + 0.1 + 0.9 + 0.2 + 0.4 + 0.2 + 0.4 + 0.05;
-    const tr = textRelevancy(row, p, prompt, 5, 4);
+    const tr = textRelevancy(row, p, prompt, img);
     assert.equal(tr.length, T - 3);
     assert.equal(tr[5].label, "<image>");
     assert.ok(Math.abs(tr[5].value - (0.3 + 0.1 + 0.9 + 0.2) / 4 / sum) < 1e-6);
-    const v = topWordsVsImage(row, p, prompt, 5, 4);
+    const v = topWordsVsImage(row, p, prompt, img);
     // Words: What (0.4), color (0.3); "?" is a separator. Image max 0.9 beats both.
     assert.deepEqual(
       v.bars.map((b) => b.label),
@@ -502,7 +513,7 @@ describe("rollouts, normalisation and views on hand-made inputs", () => {
     );
     assert.ok(Math.abs(v.bars[1].value - 0.3 / sum) < 1e-6);
     assert.equal(v.reliance, 2 / 3);
-    const rel = imageReliance([row], [0], prompt, 5, 4);
+    const rel = imageReliance([row], [0], prompt, img);
     assert.equal(rel[0].reliance, 2 / 3);
     const wr = wordRows([row, row], [p, p], ["▁a", "b"]);
     assert.equal(wr.length, 1);

@@ -10,7 +10,7 @@ import * as fs from "node:fs";
 import * as path from "node:path";
 import { after, describe, test } from "node:test";
 import { DTYPE_BYTES, SafetensorsError, SafetensorsFile, writeSafetensors } from "../src/hf/safetensors.js";
-import { Rng } from "../src/shapes/rng.js";
+import { Rng } from "../src/tensor/rng.js";
 import { tempDir } from "./fixture-utils.js";
 
 const dir = tempDir("st-fuzz");

@@ -6,10 +6,10 @@ import assert from "node:assert/strict";
 import * as fs from "node:fs";
 import * as path from "node:path";
 import { after, before, describe, test } from "node:test";
-import { readLlavaConfig } from "../src/hf/config.js";
-import { TextProcessor } from "../src/hf/tokenizer.js";
+import type { TextProcessor } from "../src/hf/tokenizer.js";
 import { causalView } from "../src/interpret/causal-view.js";
 import { relevancyImageMaps, relevancyReliance, relevancyText } from "../src/interpret/relevancy-panels.js";
+import { loadTextProcessor } from "../src/models/registry.js";
 import { Run } from "../src/run/run-dir.js";
 import { fixtureDir } from "./fixture-utils.js";
 import { fixtureImage, imageForm, readJobEvents, startTestServer, type TestServer } from "./server-utils.js";
@@ -35,7 +35,7 @@ const postJson = (url: string, body: unknown) =>
 
 function tokenizer(): TextProcessor {
   const dir = fixtureDir("llava-tiny-llama");
-  return TextProcessor.load(dir, readLlavaConfig(dir).imageTokenIndex);
+  return loadTextProcessor(dir);
 }
 function promptTokens(run: Run): string[] {
   const tp = tokenizer();
@@ -201,7 +201,10 @@ describe("causality", () => {
     const run = Run.open(path.join(ts.dataDir, runId));
     try {
       const doc = JSON.parse(fs.readFileSync(path.join(ts.dataDir, runId, "causal", "2.json"), "utf8"));
-      assert.deepEqual(view, JSON.parse(JSON.stringify(causalView(doc, run.manifest, promptTokens(run)))));
+      assert.deepEqual(
+        view,
+        JSON.parse(JSON.stringify(causalView(doc, run.manifest, run.imageTokens(), promptTokens(run)))),
+      );
     } finally {
       run.close();
     }

@@ -123,7 +123,24 @@ describe("generate → run → views", () => {
     const d = await json(await fetch(`${ts.base}/api/runs/${runId}`));
     assert.deepEqual(d.tokens, tokens);
     assert.equal(d.prompt, "What is in the image?");
-    assert.deepEqual(d.layout.grid, [8, 8]);
+    // The image tokens on the original picture (157×100), padded to a square in "pad" mode: the grid's frame
+    // reaches 28.5 px above and below it, and the top row of patches lies wholly in the padding.
+    assert.deepEqual([d.image.width, d.image.height], [157, 100]);
+    assert.equal(d.image.positions.length, 64);
+    assert.equal(d.image.grids.length, 1);
+    const g = d.image.grids[0];
+    assert.deepEqual([g.first, g.rows, g.cols, g.rowSeparator], [0, 8, 8, false]);
+    const expectFrame = [0, -28, 157, 129];
+    for (const [i, v] of (g.frame as number[]).entries())
+      assert.ok(Math.abs(v - expectFrame[i]) < 1e-9, `frame ${g.frame}`);
+    assert.equal(d.image.labels[9], "patch 1,1");
+    const [x0, y0, x1, y1] = d.image.boxes[3];
+    assert.deepEqual([y0, y1], [0, 0], "a top-row patch is all padding: zero height");
+    assert.ok(x1 > x0);
+    assert.ok(
+      d.image.boxes.every((b: number[]) => b[1] >= 0 && b[3] <= 100),
+      "boxes stay on the picture",
+    );
     assert.equal(d.layout.layers, 4);
     assert.equal(d.layout.G, tokens.length);
     assert.equal(d.model.dir, "llava-tiny-llama", "no absolute paths leak");

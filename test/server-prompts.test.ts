@@ -8,8 +8,8 @@ import assert from "node:assert/strict";
 import * as fs from "node:fs";
 import * as path from "node:path";
 import { after, before, describe, test } from "node:test";
-import { readLlavaConfig } from "../src/hf/config.js";
 import { TextProcessor, TokenizerError } from "../src/hf/tokenizer.js";
+import { loadTextProcessor } from "../src/models/registry.js";
 import { fixtureDir, ROOT } from "./fixture-utils.js";
 import { fixtureImage, imageForm, readJobEvents, startTestServer, type TestServer } from "./server-utils.js";
 
@@ -97,7 +97,7 @@ describe("question length and quoting (llama fixture)", () => {
     }
     // The library says the same to other callers (the CLI), instead of "chat text must contain…".
     const dir = fixtureDir("llava-tiny-llama");
-    const tp = TextProcessor.load(dir, readLlavaConfig(dir).imageTokenIndex);
+    const tp = loadTextProcessor(dir);
     assert.throws(
       () => tp.encodePrompt("What is <image> showing?", 4),
       (e) => e instanceof TokenizerError && /the question contains "<image>"/.test(e.message),
@@ -146,7 +146,7 @@ describe("unknown tokens (the default shapes model: a word vocabulary without by
 
   test("a byte-fallback tokenizer (the llama fixture) reads emoji, so no warning", () => {
     const dir = fixtureDir("llava-tiny-llama");
-    const tp = TextProcessor.load(dir, readLlavaConfig(dir).imageTokenIndex);
+    const tp = loadTextProcessor(dir);
     assert.equal(tp.unknownTokenWarning("😀🎉"), null);
   });
 });

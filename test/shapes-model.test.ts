@@ -10,7 +10,7 @@ import { after, describe, test } from "node:test";
 import { defaultModelDir } from "../src/cli/default-model.js";
 import { encodePng } from "../src/hf/image-decode.js";
 import { createKernels } from "../src/kernels/index.js";
-import { LlavaModel } from "../src/models/llava.js";
+import { loadModel } from "../src/models/registry.js";
 import { sample } from "../src/shapes/dataset.js";
 import { traceWithModel } from "../src/trace.js";
 import { ROOT, tempDir } from "./fixture-utils.js";
@@ -18,7 +18,7 @@ import { ROOT, tempDir } from "./fixture-utils.js";
 const MODEL = path.join(ROOT, "models/llava-shapes");
 
 describe("embedded default model", async () => {
-  const model = LlavaModel.load(MODEL);
+  const model = loadModel(MODEL);
   const kernels = await createKernels("auto");
   const work = tempDir("shapes-model");
   after(async () => {

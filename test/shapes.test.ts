@@ -23,7 +23,6 @@ import {
   questionsFor,
   sampleQA,
 } from "../src/shapes/questions.js";
-import { hashSeed, Rng } from "../src/shapes/rng.js";
 import {
   BACKGROUND_MAX_CHROMA,
   COLOR_NAMES,
@@ -44,6 +43,7 @@ import {
   UNK_TOKEN_ID,
   writeShapesTokenizer,
 } from "../src/shapes/tokenizer.js";
+import { hashSeed, Rng } from "../src/tensor/rng.js";
 
 // dist/test/shapes.test.js → repository root
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..", "..");

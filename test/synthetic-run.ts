@@ -4,6 +4,7 @@ import type { TensorToWrite } from "../src/hf/safetensors.js";
 import { RUN_FORMAT, type RunManifest } from "../src/run/manifest.js";
 import { writeRun } from "../src/run/run-dir.js";
 import { f32ToF16 } from "../src/tensor/half.js";
+import { gridImage } from "./run-image.js";
 
 export interface SyntheticRunSpec {
   T: number;
@@ -19,6 +20,7 @@ export interface SyntheticRunSpec {
 
 export function syntheticManifest(s: SyntheticRunSpec): RunManifest {
   const count = s.grid[0] * s.grid[1];
+  const image = gridImage(s.imageStart, s.grid);
   const input_ids = Array.from({ length: s.T }, (_, i) =>
     i >= s.imageStart && i < s.imageStart + count ? 32000 : 100 + i,
   );
@@ -34,15 +36,15 @@ export function syntheticManifest(s: SyntheticRunSpec): RunManifest {
       llm_kv_heads: s.heads,
       vit_layers: 1,
       vit_heads: 1,
-      patch_grid: s.grid,
+      model_type: "llava",
       has_cls: true,
       vision_feature_layer: -2,
+      position_axes: 1,
     },
     prompt: "synthetic",
     chat_text: "USER: <image>\nsynthetic ASSISTANT:",
     input_ids,
-    image_token_start: s.imageStart,
-    image_token_count: count,
+    image_layout: image.layout,
     generated_ids: Array.from({ length: s.G }, (_, k) => 200 + k),
     generated_tokens: Array.from({ length: s.G }, (_, k) => `t${k}`),
     answer: Array.from({ length: s.G }, (_, k) => `t${k}`).join(""),
@@ -59,7 +61,7 @@ export function syntheticManifest(s: SyntheticRunSpec): RunManifest {
 export function writeSyntheticRun(dir: string, s: SyntheticRunSpec): RunManifest {
   const manifest = syntheticManifest(s);
   const S = manifest.seq_len;
-  const tensors: TensorToWrite[] = [];
+  const tensors: TensorToWrite[] = [...gridImage(s.imageStart, s.grid).tensors];
   for (let l = 0; l < s.layers; l++) {
     const a = new Float32Array(s.heads * S * S);
     for (let h = 0; h < s.heads; h++)

@@ -7,6 +7,7 @@
 import * as fs from "node:fs";
 import * as path from "node:path";
 import { type DType, type TensorToWrite, writeSafetensors } from "../src/hf/safetensors.js";
+import type { PixelValues } from "../src/models/types.js";
 import { f32ToBf16, f32ToF16 } from "../src/tensor/half.js";
 import { fixtureDir, tempDir } from "./fixture-utils.js";
 
@@ -171,4 +172,10 @@ export function tinyPixels(seed = 5): Float32Array {
   const rnd = normals(seed);
   const S = TINY.imageSize;
   return Float32Array.from({ length: 3 * S * S }, () => rnd());
+}
+
+/** `tinyPixels` as the model takes them ([3, S, S]). */
+export function tinyPixelValues(seed = 5): PixelValues {
+  const S = TINY.imageSize;
+  return { data: tinyPixels(seed), shape: [3, S, S] };
 }

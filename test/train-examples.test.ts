@@ -8,7 +8,7 @@ import * as fs from "node:fs";
 import * as path from "node:path";
 import { after, describe, test } from "node:test";
 import { Template } from "@huggingface/jinja";
-import { LlavaModel } from "../src/models/llava.js";
+import { LlavaModel } from "../src/models/llava/model.js";
 import { sample, sampleConversation } from "../src/shapes/dataset.js";
 import { EOS_TOKEN_ID, IMAGE_TOKEN_ID } from "../src/shapes/tokenizer.js";
 import { makeExample } from "../src/train/examples.js";

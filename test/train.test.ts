@@ -8,7 +8,7 @@ import * as fs from "node:fs";
 import * as path from "node:path";
 import { after, describe, test } from "node:test";
 import { SafetensorsFile } from "../src/hf/safetensors.js";
-import { LlavaModel } from "../src/models/llava.js";
+import { LlavaModel } from "../src/models/llava/model.js";
 import {
   createShapesModel,
   DEFAULT_SHAPES_DIMS,

@@ -7,7 +7,7 @@ import * as fs from "node:fs";
 import * as path from "node:path";
 import { after, before, describe, test } from "node:test";
 import type { CausalDocument } from "../src/interpret/causal/explain-run.js";
-import { causalView, positionLabel } from "../src/interpret/causal-view.js";
+import { causalView, positionLabeller } from "../src/interpret/causal-view.js";
 import {
   RelevancyViewError,
   relevancyImageMaps,
@@ -15,6 +15,7 @@ import {
   relevancyStatus,
   relevancyText,
 } from "../src/interpret/relevancy-panels.js";
+import { layoutBoxes } from "../src/models/image-layout.js";
 import { Run } from "../src/run/run-dir.js";
 import { tempDir } from "./fixture-utils.js";
 import { syntheticManifest, writeSyntheticRun } from "./synthetic-run.js";
@@ -90,10 +91,10 @@ describe("relevancy panels", () => {
     for (const it of v.items) {
       const r = llmRow(it.tokens[0]);
       it.map.forEach((x, p) => {
-        close(x, r[2 + p]);
+        close(x!, r[2 + p]);
       });
-      close(it.min, Math.min(...it.map));
-      close(it.max, Math.max(...it.map));
+      close(it.min, Math.min(...(it.map as number[])));
+      close(it.max, Math.max(...(it.map as number[])));
     }
     const vt = relevancyImageMaps(run, "exact", "vit", "token", false, raw);
     assert.deepEqual(
@@ -101,7 +102,7 @@ describe("relevancy panels", () => {
       [[0], [2]],
     );
     vt.items[1].map.forEach((x, p) => {
-      close(x, vitRow(2)[1 + p]);
+      close(x!, vitRow(2)[1 + p]);
     });
   });
 
@@ -115,11 +116,11 @@ describe("relevancy panels", () => {
       ],
     );
     v.items[0].map.forEach((x, p) => {
-      close(x, (llmRow(0)[2 + p] + llmRow(1)[2 + p]) / 2);
+      close(x!, (llmRow(0)[2 + p] + llmRow(1)[2 + p]) / 2);
     });
     // Normalised maps differ from raw ones (handle_residual rescales the row).
     const n = relevancyImageMaps(run, "exact", "llm", "word", true, raw);
-    assert.ok(n.items[0].map.some((x, p) => Math.abs(x - v.items[0].map[p]) > 1e-6));
+    assert.ok(n.items[0].map.some((x, p) => Math.abs(x! - v.items[0].map[p]!) > 1e-6));
     // A word with an uncomputed token is left out.
     const w = relevancyImageMaps(run, "exact", "vit", "word", false, raw);
     assert.deepEqual(
@@ -158,6 +159,11 @@ describe("relevancy panels", () => {
 
 describe("causal view", () => {
   const m = syntheticManifest(spec);
+  const image = {
+    positions: [2, 3, 4, 5],
+    boxes: layoutBoxes(m.image_layout),
+    layout: m.image_layout,
+  };
   const prompt = Array.from({ length: 10 }, (_, i) => (i >= 2 && i < 6 ? "<image>" : `▁w${i}`));
   const doc = {
     format: "lvlm-causal/1",
@@ -200,7 +206,7 @@ describe("causal view", () => {
   } as unknown as CausalDocument;
 
   test("nodes: kinds, labels, smallest radius, explanation membership", () => {
-    const v = causalView(doc, m, prompt);
+    const v = causalView(doc, m, image, prompt);
     assert.equal(v.target, 10);
     assert.equal(v.tokenText, "next");
     assert.deepEqual(v.patchWeights, [1, 0, 0, 0]);
@@ -239,11 +245,11 @@ describe("causal view", () => {
       radius: 0,
       inExplanation: true,
     });
-    assert.equal(positionLabel(11, m, prompt), "t1");
+    assert.equal(positionLabeller(m, image, prompt)(11), "t1");
   });
 
   test("edges keep their PAG marks; growth is cumulative by radius", () => {
-    const h = causalView(doc, m, prompt).heads[0];
+    const h = causalView(doc, m, image, prompt).heads[0];
     assert.deepEqual(h.edges[0], {
       source: 2,
       target: 7,

@@ -6,7 +6,7 @@ import assert from "node:assert/strict";
 import { describe, test } from "node:test";
 import { createKernels } from "../src/kernels/index.js";
 import { WeightGradients } from "../src/models/gradients.js";
-import { LlavaModel } from "../src/models/llava.js";
+import { LlavaModel } from "../src/models/llava/model.js";
 import { objectPatchCoverage, sample } from "../src/shapes/dataset.js";
 import { COLOR_NAMES, SHAPE_NAMES } from "../src/shapes/scene.js";
 import {
@@ -16,7 +16,7 @@ import {
   patchLabels,
   patchPretrainStep,
 } from "../src/train/vision-pretrain.js";
-import { tinyPixels, writeTinyCheckpoint } from "./tiny-model.js";
+import { tinyPixelValues, writeTinyCheckpoint } from "./tiny-model.js";
 
 describe("vision pretraining (stage 1)", () => {
   test("each patch is labelled with the object covering most of it, or background", () => {
@@ -48,7 +48,7 @@ describe("vision pretraining (stage 1)", () => {
     const kernels = await createKernels("ts");
     const P = model.imageTokenCount;
     const ex: PatchExample = {
-      pixelValues: tinyPixels(),
+      pixels: tinyPixelValues(),
       shapeLabels: Uint8Array.from({ length: P }, (_, i) => (i * 7) % 5),
       colorLabels: Uint8Array.from({ length: P }, (_, i) => (i * 3) % 7),
     };

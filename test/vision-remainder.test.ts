@@ -7,7 +7,7 @@ import * as fs from "node:fs";
 import * as path from "node:path";
 import { test } from "node:test";
 import { createKernels } from "../src/kernels/index.js";
-import { LlavaModel } from "../src/models/llava.js";
+import { LlavaModel } from "../src/models/llava/model.js";
 import { maxAbsDiff } from "../src/tensor/tensor.js";
 import { tinyPixels, writeTinyCheckpoint } from "./tiny-model.js";
 
@@ -18,7 +18,7 @@ test("image size not a multiple of the patch: the remainder is ignored", async (
   const S = base.config.vision.imageSize;
   const p = base.config.vision.patchSize;
   const px = tinyPixels();
-  const ref = await base.encodeImage(kernels, px);
+  const ref = await base.encodeImage(kernels, { data: px, shape: [3, S, S] });
   base.close();
   // The same weights, with image_size grown by p − 1 pixels: same grid, same positions.
   const cfgFile = path.join(dir, "config.json");
@@ -31,7 +31,7 @@ test("image size not a multiple of the patch: the remainder is ignored", async (
   const big = new Float32Array(3 * S2 * S2).fill(7); // remainder pixels: must not matter
   for (let c = 0; c < 3; c++)
     for (let y = 0; y < S; y++) big.set(px.subarray((c * S + y) * S, (c * S + y + 1) * S), (c * S2 + y) * S2);
-  const got = await grown.encodeImage(kernels, big);
+  const got = await grown.encodeImage(kernels, { data: big, shape: [3, S2, S2] });
   assert.ok(maxAbsDiff(got.features, ref.features) === 0);
   grown.close();
   await kernels.dispose();

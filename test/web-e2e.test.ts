@@ -275,14 +275,18 @@ describe("web app in headless Chromium", { skip }, () => {
       heads.heads.map((h: any) => h.head),
       "cards sorted by mean like the API",
     );
-    // Patch selector: drag a rectangle of 3 × 2 patches.
+    // Patch selector: drag a rectangle of 3 × 2 patches, from patch (1, 1) to patch (2, 3). The canvas is the
+    // original 157×100 picture; in "pad" mode the grid reaches above and below it (row 0 is all padding).
     const pc = page.locator('[data-testid="patch-canvas"]');
     await pc.scrollIntoViewIfNeeded();
     const b = (await pc.boundingBox())!;
-    const cell = b.width / 8;
-    await page.mouse.move(b.x + 1.5 * cell, b.y + 1.5 * cell);
+    const at = (patch: number): [number, number] => {
+      const [x0, y0, x1, y1] = detail.image.boxes[patch];
+      return [b.x + ((x0 + x1) / 2) * (b.width / 157), b.y + ((y0 + y1) / 2) * (b.height / 100)];
+    };
+    await page.mouse.move(...at(9));
     await page.mouse.down();
-    await page.mouse.move(b.x + 3.5 * cell, b.y + 2.5 * cell, { steps: 6 });
+    await page.mouse.move(...at(19), { steps: 6 });
     await page.mouse.up();
     await page.locator('text="6 patches selected"').waitFor();
     const coloured = page.locator('[data-testid="patch-tokens"] .token');
@@ -520,7 +524,8 @@ describe("web app in headless Chromium", { skip }, () => {
     await page.locator('[data-testid="head-map"]').first().waitFor();
     assert.equal(await page.locator('[data-testid="map-tokens"] .token').count(), G);
     // Patch selection and switching views stay responsive.
-    await page.locator('[data-testid="patch-canvas"]').click({ position: { x: 20, y: 20 } });
+    // The centre of the picture lies inside the centre crop (the margins are not image tokens).
+    await page.locator('[data-testid="patch-canvas"]').click();
     await page.locator('[data-testid="patch-tokens"] .token').first().waitFor();
     assert.equal(await page.locator('[data-testid="patch-tokens"] .token').count(), G);
     await page.click('[data-testid="tab-summary"]');
@@ -634,6 +639,81 @@ describe("web app in headless Chromium", { skip }, () => {
       await other.close();
       fs.rmSync(dataDir, { recursive: true, force: true });
     }
+  });
+
+  test("maps are drawn on the original picture: the centre crop's margins stay uncovered", async () => {
+    // The 157×100 fixture in the default mode: resized to 175×112 and centre-cropped to 112×112, so about 28
+    // original pixels on the left and on the right never reach the model.
+    const res = await fetch(`${ts.base}/api/generate`, {
+      method: "POST",
+      body: imageForm(fixtureImage(), {
+        prompt: "What is here?",
+        max_new_tokens: "2",
+        image_mode: "default",
+      }),
+    });
+    const { job, runId: id } = (await res.json()) as { job: { id: string }; runId: string };
+    assert.equal((await readJobEvents(ts.base, job.id)).at(-1)!.type, "done");
+    const d = await api(`/api/runs/${id}`);
+    assert.deepEqual([d.image.width, d.image.height], [157, 100]);
+    const [fx0, fy0, fx1, fy1] = d.image.grids[0].frame;
+    assert.ok(
+      Math.abs(fx0 - (31 * 157) / 175) < 1e-6 && Math.abs(fx1 - (143 * 157) / 175) < 1e-6,
+      `${fx0}…${fx1}`,
+    );
+    assert.ok(Math.abs(fy0) < 1e-9 && Math.abs(fy1 - 100) < 1e-9);
+    await page.goto(`${ts.base}/#/run/${id}/maps`);
+    const map = page.locator('[data-testid="head-map"]').first();
+    await map.waitFor();
+    // Drawn once the picture has loaded: the left margin (picture only) is opaque.
+    await page.waitForFunction(() => {
+      const c = document.querySelector('[data-testid="head-map"]');
+      return c && c.getContext("2d").getImageData(1, c.height >> 1, 1, 1).data[3] > 0;
+    });
+    // Repaint the original picture alone on a canvas of the same size, the way the map draws it first, and
+    // compare: identical in the margins, recoloured inside the crop.
+    const cmp = await map.evaluate(
+      async (c: HTMLCanvasElement, args: { url: string; x0: number; x1: number }) => {
+        const img = new window.Image();
+        img.src = args.url;
+        await img.decode();
+        const ref = document.createElement("canvas");
+        ref.width = c.width;
+        ref.height = c.height;
+        const rc = ref.getContext("2d");
+        rc.imageSmoothingEnabled = true;
+        rc.drawImage(img, 0, 0, c.width, c.height);
+        const a = c.getContext("2d").getImageData(0, 0, c.width, c.height).data;
+        const b = rc.getImageData(0, 0, c.width, c.height).data;
+        const s = c.width / 157;
+        const left = Math.floor(args.x0 * s) - 1;
+        const right = Math.ceil(args.x1 * s) + 1;
+        let marginPixels = 0;
+        let marginChanged = 0;
+        let insidePixels = 0;
+        let insideChanged = 0;
+        for (let y = 0; y < c.height; y++)
+          for (let x = 0; x < c.width; x++) {
+            const i = (y * c.width + x) * 4;
+            const diff =
+              Math.abs(a[i] - b[i]) + Math.abs(a[i + 1] - b[i + 1]) + Math.abs(a[i + 2] - b[i + 2]);
+            if (x < left || x >= right) {
+              marginPixels++;
+              if (diff > 0) marginChanged++;
+            } else if (x > left + 2 && x < right - 3) {
+              insidePixels++;
+              if (diff > 6) insideChanged++;
+            }
+          }
+        return { w: c.width, h: c.height, marginPixels, marginChanged, insidePixels, insideChanged };
+      },
+      { url: `/api/runs/${id}/input`, x0: fx0, x1: fx1 },
+    );
+    assert.equal(Math.round((cmp.w * 100) / 157), cmp.h, "the canvas has the picture's aspect ratio");
+    assert.ok(cmp.marginPixels > 2000, JSON.stringify(cmp));
+    assert.equal(cmp.marginChanged, 0, `the margins show the picture alone: ${JSON.stringify(cmp)}`);
+    assert.ok(cmp.insideChanged > 0.9 * cmp.insidePixels, `the crop is covered: ${JSON.stringify(cmp)}`);
+    await shot("map-on-original");
   });
 
   test("no page errors along the way", () => {

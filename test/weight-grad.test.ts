@@ -7,9 +7,10 @@ import assert from "node:assert/strict";
 import { describe, test } from "node:test";
 import { createKernels } from "../src/kernels/index.js";
 import { WeightGradients } from "../src/models/gradients.js";
-import { LlavaModel } from "../src/models/llava.js";
+import { LlavaModel } from "../src/models/llava/model.js";
 import { trainingStep } from "../src/train/step.js";
-import { tinyInputIds, tinyPixels, writeTinyCheckpoint } from "./tiny-model.js";
+import { gridLayout } from "./fixture-utils.js";
+import { tinyInputIds, tinyPixelValues, writeTinyCheckpoint } from "./tiny-model.js";
 
 const CASES = [
   { text: "llama", vision: "clip", untied: true },
@@ -37,7 +38,8 @@ for (const spec of CASES) {
           [T, T + 3],
           [T + 6, T + 8],
         ] as [number, number][],
-        pixelValues: tinyPixels(),
+        pixels: tinyPixelValues(),
+        layout: gridLayout(model),
       };
       const grads = new WeightGradients();
       await trainingStep(model, kernels, ex, grads);

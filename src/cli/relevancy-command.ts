@@ -1,5 +1,5 @@
 import { Command, InvalidArgumentError, Option } from "commander";
-import { VISION_RELEVANCY_KINDS, type VisionRelevancyKind } from "../interpret/relevancy.js";
+import { RELEVANCY_MODES, VISION_RELEVANCY_KINDS, type VisionRelevancyKind } from "../interpret/relevancy.js";
 import { computeRelevancy } from "../interpret/relevancy-run.js";
 import { parseKernelChoice } from "../kernels/index.js";
 import { stderrProgress } from "./progress.js";
@@ -44,7 +44,7 @@ export function relevancyCommand(): Command {
         "--mode <mode>",
         "exact (fresh gradients per token) | incremental (LVLM-Interpret's KV-cache scheme)",
       )
-        .choices(["exact", "incremental"])
+        .choices([...RELEVANCY_MODES])
         .default("exact"),
     )
     .option(

@@ -1,7 +1,8 @@
 import * as fs from "node:fs";
 import { Command, InvalidArgumentError, Option } from "commander";
+import { IMAGE_MODES } from "../hf/image-processor.js";
 import { createKernels, parseKernelChoice } from "../kernels/index.js";
-import { LlavaModel } from "../models/llava.js";
+import { loadModel } from "../models/registry.js";
 import { checkRunOut } from "../run/run-dir.js";
 import { traceWithModel } from "../trace.js";
 import { defaultModelDir } from "./default-model.js";
@@ -44,7 +45,7 @@ export function traceCommand(): Command {
         "--image-mode <mode>",
         "default | pad (to square, LVLM-Interpret background) | resize (to the tower's size)",
       )
-        .choices(["default", "pad", "resize"])
+        .choices([...IMAGE_MODES])
         .default("default"),
     )
     .addOption(
@@ -70,7 +71,7 @@ export function traceCommand(): Command {
       }
       const progress = stderrProgress();
       progress("load", 0, 1);
-      const model = LlavaModel.load(modelDir);
+      const model = loadModel(modelDir);
       progress("load", 1, 1);
       const kernels = await createKernels(parseKernelChoice(o.kernels));
       try {

@@ -1,10 +1,12 @@
 /**
  * KV-cache generation with full capture: one prefill over the prompt, then one single-token step per new
  * token. Every LLM attention row is kept, so the result holds the causal attention over the final sequence
- * exactly as Hugging Face's stepwise `output_attentions` returns it.
+ * exactly as Hugging Face's stepwise `output_attentions` returns it. Every row goes in with the position ids the
+ * model gives for it (1-D, or M-RoPE's three axes with their offset after the image).
  */
 import type { Kernels } from "../kernels/types.js";
-import type { ImageEncoding, LlavaModel } from "../models/llava.js";
+import type { ImageLayout } from "../models/image-layout.js";
+import type { ImageEncoding, VisionLanguageModel } from "../models/types.js";
 import { chooseToken, seededRandom } from "./sampling.js";
 
 export interface GenerateOptions {
@@ -70,17 +72,18 @@ class AttentionStore {
 }
 
 export async function generate(
-  model: LlavaModel,
+  model: VisionLanguageModel,
   kernels: Kernels,
   inputIds: number[],
   image: ImageEncoding,
+  layout: ImageLayout,
   opts: GenerateOptions,
 ): Promise<GenerationTrace> {
   const dec = model.decoder;
   const T = inputIds.length;
   const cap = T + Math.max(1, opts.maxNewTokens) - 1;
   const cache = dec.newCache(cap + 1);
-  const store = new AttentionStore(dec.cfg.numLayers, dec.cfg.numHeads, cap);
+  const store = new AttentionStore(model.info.llmLayers, model.info.llmHeads, cap);
   const random = seededRandom(opts.seed);
   const sampling = { temperature: opts.temperature, topP: opts.topP };
   const stop = new Set(opts.stopIds);
@@ -88,8 +91,8 @@ export async function generate(
 
   let t0 = performance.now();
   opts.onProgress?.("prefill", 0, T);
-  const embeds = model.buildInputsEmbeds(inputIds, image.features, image.count);
-  const pre = await dec.forward(kernels, embeds, T, cache);
+  const embeds = model.buildInputsEmbeds(inputIds, image);
+  const pre = await dec.forward(kernels, embeds, model.positionIds(inputIds, layout), cache);
   pre.attentions.forEach((p, l) => {
     store.write(l, p, 0, T, T);
   });
@@ -102,9 +105,11 @@ export async function generate(
   generatedIds.push(next);
   opts.onToken?.(0, next);
   t0 = performance.now();
+  const seq = [...inputIds];
   while (generatedIds.length < opts.maxNewTokens && !stop.has(next)) {
     const pos = cache.length;
-    const step = await dec.forward(kernels, dec.embed([next]), 1, cache);
+    seq.push(next);
+    const step = await dec.forward(kernels, dec.embed([next]), model.positionIds(seq, layout, pos), cache);
     step.attentions.forEach((p, l) => {
       store.write(l, p, pos, 1, pos + 1);
     });

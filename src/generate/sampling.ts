@@ -3,16 +3,12 @@
  * a seeded generator so a run can be reproduced.
  */
 
-/** mulberry32: small, fast, and good enough for choosing tokens reproducibly. */
+import { Rng } from "../tensor/rng.js";
+
+/** Uniform [0, 1) numbers from the project's seeded generator, for choosing tokens reproducibly. */
 export function seededRandom(seed: number): () => number {
-  let s = seed >>> 0;
-  return () => {
-    s = (s + 0x6d2b79f5) >>> 0;
-    let t = s;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
+  const rng = new Rng(seed);
+  return () => rng.next();
 }
 
 export function argmax(x: ArrayLike<number>): number {

@@ -1,6 +1,7 @@
 /**
- * The llava-hf `config.json`, normalised: every key the engine reads, with Hugging Face's config-class
- * defaults filled in where the file is silent.
+ * The parts of a Hugging Face `config.json` that model families share, normalised: the text decoder's and the
+ * vision tower's configs with the config classes' defaults filled in where the file is silent, and reading the
+ * file itself. Each family (src/models/<family>/config.ts) parses its own top level with these.
  */
 import * as fs from "node:fs";
 import * as path from "node:path";
@@ -30,6 +31,8 @@ export interface VisionConfig {
 export interface RopeScaling {
   type: "default" | "linear" | "llama3";
   factor: number;
+  /** M-RoPE (Qwen2-VL): rotary frequencies per position axis (t, h, w), summing to head_dim / 2. */
+  mropeSection?: number[];
   lowFreqFactor?: number;
   highFreqFactor?: number;
   originalMaxPositionEmbeddings?: number;
@@ -63,21 +66,9 @@ export interface TextConfig {
   eosTokenIds: number[];
 }
 
-export interface LlavaConfig {
-  imageTokenIndex: number;
-  projectorHiddenAct: string;
-  projectorBias: boolean;
-  /** One layer index, or several whose features are concatenated (newer llava-hf configs). */
-  visionFeatureLayers: number[];
-  visionFeatureSelectStrategy: "default" | "full";
-  tieWordEmbeddings: boolean;
-  vision: VisionConfig;
-  text: TextConfig;
-}
+export type Json = Record<string, unknown>;
 
-type Json = Record<string, unknown>;
-
-function num(o: Json, key: string, dflt: number, file: string): number {
+export function num(o: Json, key: string, dflt: number, file: string): number {
   const v = o[key];
   if (v === undefined || v === null) return dflt;
   if (typeof v !== "number" || !Number.isFinite(v))
@@ -85,7 +76,7 @@ function num(o: Json, key: string, dflt: number, file: string): number {
   return v;
 }
 
-function str(o: Json, key: string, dflt: string, file: string): string {
+export function str(o: Json, key: string, dflt: string, file: string): string {
   const v = o[key];
   if (v === undefined || v === null) return dflt;
   if (typeof v !== "string")
@@ -93,12 +84,13 @@ function str(o: Json, key: string, dflt: string, file: string): string {
   return v;
 }
 
-function bool(o: Json, key: string, dflt: boolean): boolean {
+export function bool(o: Json, key: string, dflt: boolean): boolean {
   const v = o[key];
   return typeof v === "boolean" ? v : dflt;
 }
 
-function parseVision(v: Json, file: string): VisionConfig {
+/** A CLIP or SigLIP `vision_config` with the config classes' defaults filled in. */
+export function parseVision(v: Json, file: string): VisionConfig {
   const modelType = str(v, "model_type", "clip_vision_model", file);
   if (!(SUPPORTED_VISION_MODELS as readonly string[]).includes(modelType)) {
     throw new ConfigError(
@@ -181,6 +173,12 @@ function parseRopeScaling(t: Json, file: string): RopeScaling {
   const rs = (t.rope_scaling ?? null) as Json | null;
   if (!rs) return { type: "default", factor: 1 };
   const type = str(rs, "rope_type", str(rs, "type", "default", file), file);
+  if (type === "mrope" || (type === "default" && rs.mrope_section !== undefined)) {
+    const sec = rs.mrope_section;
+    if (!Array.isArray(sec) || sec.length === 0 || !sec.every((x) => Number.isInteger(x) && x > 0))
+      throw new ConfigError(`${file}: rope_scaling.mrope_section must be a list of positive integers`);
+    return { type: "default", factor: 1, mropeSection: sec as number[] };
+  }
   if (type === "default") return { type: "default", factor: 1 };
   if (type === "linear") return { type: "linear", factor: num(rs, "factor", 1, file) };
   if (type === "llama3") {
@@ -197,7 +195,8 @@ function parseRopeScaling(t: Json, file: string): RopeScaling {
   );
 }
 
-function parseText(raw: Json, file: string, topTie: boolean | undefined): TextConfig {
+/** A llama/mistral/gemma/qwen2 `text_config` with the config classes' defaults filled in. */
+export function parseText(raw: Json, file: string, topTie: boolean | undefined): TextConfig {
   const modelType = str(raw, "model_type", "llama", file);
   if (!(SUPPORTED_TEXT_MODELS as readonly string[]).includes(modelType)) {
     throw new ConfigError(
@@ -263,43 +262,8 @@ function parseText(raw: Json, file: string, topTie: boolean | undefined): TextCo
   };
 }
 
-export function parseLlavaConfig(json: unknown, file = "config.json"): LlavaConfig {
-  if (typeof json !== "object" || json === null) throw new ConfigError(`${file}: not a JSON object`);
-  const c = json as Json;
-  const mt = str(c, "model_type", "", file);
-  if (mt !== "llava")
-    throw new ConfigError(`${file}: model_type "${mt}" is not supported (supported: llava)`);
-  const strategy = str(c, "vision_feature_select_strategy", "default", file);
-  if (strategy !== "default" && strategy !== "full") {
-    throw new ConfigError(`${file}: vision_feature_select_strategy "${strategy}" is not "default" or "full"`);
-  }
-  const vfl = c.vision_feature_layer ?? -2;
-  const layers = Array.isArray(vfl) ? vfl : [vfl];
-  if (!layers.every((x) => Number.isInteger(x)))
-    throw new ConfigError(`${file}: vision_feature_layer must be an integer or a list of integers`);
-  const vision = parseVision((c.vision_config ?? {}) as Json, file);
-  for (const l of layers as number[]) {
-    const idx = l < 0 ? vision.numLayers + 1 + l : l;
-    if (idx < 0 || idx > vision.numLayers)
-      throw new ConfigError(
-        `${file}: vision_feature_layer ${l} out of range for ${vision.numLayers} vision layers`,
-      );
-  }
-  const topTie = typeof c.tie_word_embeddings === "boolean" ? (c.tie_word_embeddings as boolean) : undefined;
-  const text = parseText((c.text_config ?? {}) as Json, file, topTie);
-  return {
-    imageTokenIndex: num(c, "image_token_index", num(c, "image_token_id", 32000, file), file),
-    projectorHiddenAct: str(c, "projector_hidden_act", "gelu", file),
-    projectorBias: bool(c, "multimodal_projector_bias", true),
-    visionFeatureLayers: layers as number[],
-    visionFeatureSelectStrategy: strategy,
-    tieWordEmbeddings: text.tieWordEmbeddings,
-    vision,
-    text,
-  };
-}
-
-export function readLlavaConfig(dir: string): LlavaConfig {
+/** config.json of a checkpoint folder as JSON, with one-line errors naming the file. */
+export function readConfigJson(dir: string): { file: string; json: Json } {
   const file = path.join(dir, "config.json");
   if (!fs.existsSync(file))
     throw new ConfigError(`${file}: not found (is ${dir} a llava-hf checkpoint folder?)`);
@@ -309,5 +273,7 @@ export function readLlavaConfig(dir: string): LlavaConfig {
   } catch (e) {
     throw new ConfigError(`${file}: invalid JSON (${(e as Error).message})`);
   }
-  return parseLlavaConfig(json, file);
+  if (typeof json !== "object" || json === null || Array.isArray(json))
+    throw new ConfigError(`${file}: not a JSON object`);
+  return { file, json: json as Json };
 }

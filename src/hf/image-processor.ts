@@ -27,7 +27,9 @@ export const PIL_RESAMPLE_CODES: Record<number, ResampleFilter> = {
   5: "hamming",
 };
 
-export type ImageMode = "default" | "pad" | "resize";
+/** LVLM-Interpret's image modes: the processor as is, pad to a square first, or resize to the tower's square. */
+export const IMAGE_MODES = ["default", "pad", "resize"] as const;
+export type ImageMode = (typeof IMAGE_MODES)[number];
 
 export interface HeightWidth {
   height: number;
@@ -522,6 +524,82 @@ export function expandToSquare(img: RgbImage, color: readonly [number, number, n
 // ---------------------------------------------------------------------------------------------------------------
 // The processor
 
+/**
+ * Per-axis affine map between pixel coordinates (continuous edges): `x' = x·sx + ox`, `y' = y·sy + oy`. Every
+ * step of the processor (pad to square, resize, crop) is one, so the processed image maps back to the original
+ * by their composition.
+ */
+export interface Affine2 {
+  sx: number;
+  ox: number;
+  sy: number;
+  oy: number;
+}
+
+const IDENTITY: Affine2 = { sx: 1, ox: 0, sy: 1, oy: 0 };
+
+/** outer ∘ inner. */
+function compose(outer: Affine2, inner: Affine2): Affine2 {
+  return {
+    sx: outer.sx * inner.sx,
+    ox: outer.sx * inner.ox + outer.ox,
+    sy: outer.sy * inner.sy,
+    oy: outer.sy * inner.oy + outer.oy,
+  };
+}
+
+/** Output → input coordinates of a resize from inW×inH to outW×outH (Pillow samples at (x + 0.5)·scale). */
+function resizeBack(inW: number, inH: number, outW: number, outH: number): Affine2 {
+  return { sx: inW / outW, ox: 0, sy: inH / outH, oy: 0 };
+}
+
+/** What the geometry of the processor depends on (sizes only, no pixels). */
+export type ProcessorGeometry = Pick<
+  ImageProcessorConfig,
+  "doResize" | "shortestEdge" | "resizeTo" | "doCenterCrop" | "cropSize" | "towerImageSize"
+>;
+
+/**
+ * Processed-image pixel coordinates → original-image pixel coordinates for an original of width × height:
+ * the composition of each step's map back to its input (image mode, resize, centre crop). Sizes alone decide
+ * it, so a run can be mapped without its pixels.
+ */
+export function processedToOriginal(
+  width: number,
+  height: number,
+  cfg: ProcessorGeometry,
+  mode: ImageMode,
+): Affine2 {
+  let toOriginal = IDENTITY;
+  let w = width;
+  let h = height;
+  if (mode === "pad" && w !== h) {
+    const side = Math.max(w, h);
+    toOriginal = { sx: 1, ox: -Math.floor((side - w) / 2), sy: 1, oy: -Math.floor((side - h) / 2) };
+    w = h = side;
+  } else if (mode === "resize") {
+    toOriginal = resizeBack(w, h, cfg.towerImageSize, cfg.towerImageSize);
+    w = h = cfg.towerImageSize;
+  }
+  if (cfg.doResize) {
+    const t = cfg.shortestEdge !== null ? shortestEdgeResizeSize(w, h, cfg.shortestEdge) : cfg.resizeTo!;
+    toOriginal = compose(toOriginal, resizeBack(w, h, t.width, t.height));
+    w = t.width;
+    h = t.height;
+  }
+  if (cfg.doCenterCrop) {
+    // Same offsets as centerCrop (negative where it pads).
+    const { height: ch, width: cw } = cfg.cropSize;
+    toOriginal = compose(toOriginal, {
+      sx: 1,
+      ox: Math.floor((w - cw) / 2),
+      sy: 1,
+      oy: Math.floor((h - ch) / 2),
+    });
+  }
+  return toOriginal;
+}
+
 export interface PreprocessResult {
   /** [3, height, width] channel-major float32, what the vision tower receives. */
   pixelValues: Float32Array;
@@ -531,6 +609,8 @@ export interface PreprocessResult {
   resized: RgbImage;
   /** The uint8 image after resize and crop: what the model saw. */
   processed: RgbImage;
+  /** Processed-image pixel coordinates → original-image pixel coordinates (through mode, resize and crop). */
+  toOriginal: Affine2;
 }
 
 /** Runs the (slow, PIL-based) HF image processor on an RGB image, after LVLM-Interpret's image mode. */
@@ -553,8 +633,9 @@ export function preprocessImage(
     resized = resizePil(input, target.width, target.height, cfg.resample);
   }
   const processed = cfg.doCenterCrop ? centerCrop(resized, cfg.cropSize.height, cfg.cropSize.width) : resized;
+  const toOriginal = processedToOriginal(img.width, img.height, cfg, mode);
   const pixelValues = toPixelValues(processed, cfg);
-  return { pixelValues, height: processed.height, width: processed.width, resized, processed };
+  return { pixelValues, height: processed.height, width: processed.width, resized, processed, toOriginal };
 }
 
 /** Rescale + normalize with numpy's float32 semantics, HWC uint8 → CHW float32. */

@@ -11,14 +11,14 @@
  * Conventions (the run format's, see docs/trace-format.md): with T = len(input_ids), answer token k is the one
  * *predicted by* position T − 1 + k, so "the attention of answer token k" is row T − 1 + k of `llm_attn.{l}`
  * (the attention that produced it — what LVLM-Interpret reads from each generation step's last query row).
- * Image token i is column image_token_start + i and patch (i / cols | 0, i % cols). The question tokens are
- * the prompt positions after the image (the question and the chat template's tail), as in LVLM-Interpret.
+ * Image token i is column image_token_positions[i]; its place in the picture is image_token_boxes[i] (maps are
+ * one value per image token). The question tokens are the prompt positions after the last image token (the
+ * question and the chat template's tail), as in LVLM-Interpret.
  *
  * Only the rows needed are read from disk (one contiguous read per head), never the whole [H, S, S] tensor,
  * so the summary of a 7B run touches G·S values per head instead of S².
  */
 import { DTYPE_BYTES, toF32 } from "../hf/safetensors.js";
-import type { RunManifest } from "../run/manifest.js";
 import type { Run } from "../run/run-dir.js";
 
 /** A query outside the run (bad layer, token or patch index); the message says which and the valid range. */
@@ -36,29 +36,26 @@ export interface AttentionLayout {
   S: number;
   layers: number;
   heads: number;
-  imageStart: number;
-  imageCount: number;
-  grid: [number, number];
-  /** First question position (just after the image) and one past the last (T). */
+  /** Sequence position of each image token (separators included). */
+  imagePositions: number[];
+  /** First question position (just after the last image token) and one past the last (T). */
   questionStart: number;
   questionEnd: number;
 }
 
-export function attentionLayout(m: RunManifest): AttentionLayout {
+export function attentionLayout(run: Run): AttentionLayout {
+  const m = run.manifest;
   const T = m.input_ids.length;
   const G = m.generated_ids.length;
-  const imageStart = m.image_token_start;
-  const imageCount = m.image_token_count;
+  const imagePositions = run.imageTokens().positions;
   return {
     T,
     G,
     S: m.seq_len,
     layers: m.model.llm_layers,
     heads: m.model.llm_heads,
-    imageStart,
-    imageCount,
-    grid: [m.model.patch_grid[0], m.model.patch_grid[1]],
-    questionStart: imageStart + imageCount,
+    imagePositions,
+    questionStart: imagePositions[imagePositions.length - 1] + 1,
     questionEnd: T,
   };
 }
@@ -89,14 +86,13 @@ export function checkTokens(layout: AttentionLayout, tokens?: readonly number[])
   return [...new Set(tokens)].sort((a, b) => a - b);
 }
 
-/** Validated, de-duplicated, sorted image-patch indices (row-major on the patch grid); at least one. */
+/** Validated, de-duplicated, sorted image-token indices; at least one. */
 export function checkPatches(layout: AttentionLayout, patches: readonly number[]): number[] {
   if (patches.length === 0) throw new AttentionQueryError("select at least one image patch");
+  const P = layout.imagePositions.length;
   for (const p of patches) {
-    if (!Number.isInteger(p) || p < 0 || p >= layout.imageCount) {
-      throw new AttentionQueryError(
-        `image patch ${p} is out of range (the image has patches 0…${layout.imageCount - 1})`,
-      );
+    if (!Number.isInteger(p) || p < 0 || p >= P) {
+      throw new AttentionQueryError(`image patch ${p} is out of range (the image has patches 0…${P - 1})`);
     }
   }
   return [...new Set(patches)].sort((a, b) => a - b);
@@ -129,8 +125,8 @@ export function readLlmAttentionRows(run: Run, layer: number, r0: number, n: num
 }
 
 /**
- * Mean of `rows[h, r, c]` over the chosen rows and columns [c0, c1), per head. `rows` is [H, n, S]; `rowSel`
- * indexes its n rows.
+ * Mean of `rows[h, r, c]` over the chosen rows and columns, per head. `rows` is [H, n, S]; `rowSel` indexes
+ * its n rows; `cols` are column indices (e.g. the image positions).
  */
 export function blockMeanPerHead(
   rows: Float32Array,
@@ -138,21 +134,25 @@ export function blockMeanPerHead(
   n: number,
   S: number,
   rowSel: readonly number[],
-  c0: number,
-  c1: number,
+  cols: readonly number[],
 ): number[] {
   const out = new Array<number>(H).fill(0);
-  const cells = rowSel.length * (c1 - c0);
+  const cells = rowSel.length * cols.length;
   if (cells <= 0) return out;
   for (let h = 0; h < H; h++) {
     let s = 0;
     for (const r of rowSel) {
       const base = (h * n + r) * S;
-      for (let c = c0; c < c1; c++) s += rows[base + c];
+      for (const c of cols) s += rows[base + c];
     }
     out[h] = s / cells;
   }
   return out;
+}
+
+/** Columns c0 … c1−1. */
+export function columnRange(c0: number, c1: number): number[] {
+  return Array.from({ length: Math.max(0, c1 - c0) }, (_, i) => c0 + i);
 }
 
 export interface AttentionSummary {
@@ -164,24 +164,26 @@ export interface AttentionSummary {
   image: number[][];
   /** [layer][head]: mean attention from the answer tokens to the question tokens (empty span → 0). */
   question: number[][];
-  imageSpan: [number, number];
+  /** Number of image tokens averaged over (their positions: the run's image_token_positions). */
+  imageTokens: number;
   questionSpan: [number, number];
 }
 
 /** LVLM-Interpret's "Image-to-Answer" and "Question-to-Answer" layer × head heatmaps. */
 export function attentionSummary(run: Run, tokens?: readonly number[]): AttentionSummary {
-  const L = attentionLayout(run.manifest);
+  const L = attentionLayout(run);
   const ks = checkTokens(L, tokens);
   const r0 = answerRow(L, ks[0]);
   const n = answerRow(L, ks[ks.length - 1]) - r0 + 1;
   const rowSel = ks.map((k) => answerRow(L, k) - r0);
   const image: number[][] = [];
   const question: number[][] = [];
+  const questionCols = columnRange(L.questionStart, L.questionEnd);
   for (let l = 0; l < L.layers; l++) {
     const rows = readLlmAttentionRows(run, l, r0, n);
     const H = rows.length / (n * L.S);
-    image.push(blockMeanPerHead(rows, H, n, L.S, rowSel, L.imageStart, L.imageStart + L.imageCount));
-    question.push(blockMeanPerHead(rows, H, n, L.S, rowSel, L.questionStart, L.questionEnd));
+    image.push(blockMeanPerHead(rows, H, n, L.S, rowSel, L.imagePositions));
+    question.push(blockMeanPerHead(rows, H, n, L.S, rowSel, questionCols));
   }
   return {
     layers: L.layers,
@@ -189,7 +191,7 @@ export function attentionSummary(run: Run, tokens?: readonly number[]): Attentio
     tokens: ks,
     image,
     question,
-    imageSpan: [L.imageStart, L.imageStart + L.imageCount],
+    imageTokens: L.imagePositions.length,
     questionSpan: [L.questionStart, L.questionEnd],
   };
 }
@@ -199,14 +201,13 @@ export interface HeadImageMap {
   /** Mean of `map`: the head's mean attention to the image for the chosen tokens. */
   mean: number;
   max: number;
-  /** Attention to each image patch, row-major on the patch grid, averaged over the chosen tokens. */
+  /** Attention to each image token (its box: image_token_boxes), averaged over the chosen tokens. */
   map: number[];
 }
 
 export interface HeadImageMaps {
   layer: number;
   tokens: number[];
-  grid: [number, number];
   /** Every head, sorted by `mean`, largest first. */
   heads: HeadImageMap[];
   /** Per-head mean attention in head order (the strip under the maps). */
@@ -218,22 +219,23 @@ export interface HeadImageMaps {
 
 /** Per-head attention of the chosen answer tokens (mean over tokens) over the image patches of one layer. */
 export function headImageMaps(run: Run, layer: number, tokens?: readonly number[]): HeadImageMaps {
-  const L = attentionLayout(run.manifest);
+  const L = attentionLayout(run);
   checkLayer(L, layer);
   const ks = checkTokens(L, tokens);
   const r0 = answerRow(L, ks[0]);
   const n = answerRow(L, ks[ks.length - 1]) - r0 + 1;
   const rows = readLlmAttentionRows(run, layer, r0, n);
   const H = rows.length / (n * L.S);
-  const P = L.imageCount;
+  const pos = L.imagePositions;
+  const P = pos.length;
   const heads: HeadImageMap[] = [];
   let min = Number.POSITIVE_INFINITY;
   let max = Number.NEGATIVE_INFINITY;
   for (let h = 0; h < H; h++) {
     const map = new Array<number>(P).fill(0);
     for (const k of ks) {
-      const base = (h * n + answerRow(L, k) - r0) * L.S + L.imageStart;
-      for (let p = 0; p < P; p++) map[p] += rows[base + p];
+      const base = (h * n + answerRow(L, k) - r0) * L.S;
+      for (let p = 0; p < P; p++) map[p] += rows[base + pos[p]];
     }
     let s = 0;
     let hmax = Number.NEGATIVE_INFINITY;
@@ -248,7 +250,7 @@ export function headImageMaps(run: Run, layer: number, tokens?: readonly number[
   }
   const headMeans = heads.map((x) => x.mean);
   heads.sort((a, b) => b.mean - a.mean || a.head - b.head);
-  return { layer, tokens: ks, grid: L.grid, heads, headMeans, min, max };
+  return { layer, tokens: ks, heads, headMeans, min, max };
 }
 
 export interface PatchAttention {
@@ -266,7 +268,7 @@ export interface PatchAttention {
 
 /** The patch selector: how much each answer token of one layer attends to the selected image patches. */
 export function patchAttention(run: Run, layer: number, patches: readonly number[]): PatchAttention {
-  const L = attentionLayout(run.manifest);
+  const L = attentionLayout(run);
   checkLayer(L, layer);
   const ps = checkPatches(L, patches);
   const r0 = answerRow(L, 0);
@@ -277,9 +279,9 @@ export function patchAttention(run: Run, layer: number, patches: readonly number
   for (let h = 0; h < H; h++) {
     const row: number[] = [];
     for (let k = 0; k < L.G; k++) {
-      const base = (h * L.G + k) * L.S + L.imageStart;
+      const base = (h * L.G + k) * L.S;
       let s = 0;
-      for (const p of ps) s += rows[base + p];
+      for (const p of ps) s += rows[base + L.imagePositions[p]];
       row.push(s / ps.length);
       tokenSum[k] += s / H;
     }

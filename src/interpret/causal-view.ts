@@ -5,7 +5,9 @@
  * `causal/<k>.json` document (format: docs/trace-format.md, section "causal/<k>.json") and the run's manifest.
  */
 import type { RunManifest } from "../run/manifest.js";
+import type { ImageTokens } from "../run/run-dir.js";
 import type { CausalDocument } from "./causal/explain-run.js";
+import { imageTokenLabels } from "./image-tokens.js";
 import { tokenDisplayText } from "./words.js";
 
 export type MarkName = "arrow" | "tail" | "circle";
@@ -15,7 +17,7 @@ export interface CausalGraphNode {
   id: number;
   kind: "image" | "text" | "target";
   label: string;
-  /** Patch index (image nodes): row ⌊patch / cols⌋, column patch mod cols. */
+  /** Image-token index (image nodes): its box is the run's image_token_boxes[patch]. */
   patch: number | null;
   /** Smallest PDS-tree level the node appears on (0 = the target), null if outside the explanation. */
   radius: number | null;
@@ -54,29 +56,39 @@ export interface CausalView {
   tokenText: string;
   layer: number;
   target: number;
-  grid: [number, number];
   params: CausalDocument["params"];
   heads: CausalHeadView[];
-  /** Σ over heads of patch weights, normalised to max 1, row-major. */
+  /** Σ over heads of patch weights, normalised to max 1: one value per image token. */
   patchWeights: number[];
 }
 
-/** Display label of a sequence position: a patch, a prompt token, or an answer token. */
-export function positionLabel(pos: number, m: RunManifest, promptTokens: string[]): string {
+/** Labels of sequence positions: image tokens by their place ("patch r,c"), prompt and answer tokens by text. */
+export function positionLabeller(
+  m: RunManifest,
+  image: ImageTokens,
+  promptTokens: string[],
+): (pos: number) => string {
   const T = m.input_ids.length;
-  const cols = m.model.patch_grid[1];
-  if (pos >= m.image_token_start && pos < m.image_token_start + m.image_token_count) {
-    const i = pos - m.image_token_start;
-    return `patch ${Math.floor(i / cols)},${i % cols}`;
-  }
-  if (pos < T) return tokenDisplayText(promptTokens[pos] ?? `#${pos}`) || "␣";
-  return tokenDisplayText(m.generated_tokens[pos - T] ?? `#${pos}`) || "␣";
+  const labels = imageTokenLabels(image.layout);
+  const imageIndex = new Map(image.positions.map((p, i) => [p, i]));
+  return (pos) => {
+    const i = imageIndex.get(pos);
+    if (i !== undefined) return labels[i];
+    if (pos < T) return tokenDisplayText(promptTokens[pos] ?? `#${pos}`) || "␣";
+    return tokenDisplayText(m.generated_tokens[pos - T] ?? `#${pos}`) || "␣";
+  };
 }
 
-export function causalView(doc: CausalDocument, m: RunManifest, promptTokens: string[]): CausalView {
+export function causalView(
+  doc: CausalDocument,
+  m: RunManifest,
+  image: ImageTokens,
+  promptTokens: string[],
+): CausalView {
   const x = doc.token_to_explain;
-  const isImage = (p: number) =>
-    p >= doc.image_token_start && p < doc.image_token_start + doc.image_token_count;
+  const imageIndex = new Map(image.positions.map((p, i) => [p, i]));
+  const isImage = (p: number) => imageIndex.has(p);
+  const positionLabel = positionLabeller(m, image, promptTokens);
   const heads: CausalHeadView[] = doc.heads.map((h) => {
     const level = new Map<number, number>();
     const maxR = Math.max(0, ...Object.keys(h.explanation_per_radius).map(Number));
@@ -90,11 +102,8 @@ export function causalView(doc: CausalDocument, m: RunManifest, promptTokens: st
     const nodes: CausalGraphNode[] = ids.map((p) => ({
       id: p,
       kind: p === x ? "target" : isImage(p) ? "image" : "text",
-      label:
-        p === x
-          ? `${positionLabel(p, m, promptTokens)} → ${tokenDisplayText(doc.token ?? "")}`
-          : positionLabel(p, m, promptTokens),
-      patch: isImage(p) ? p - doc.image_token_start : null,
+      label: p === x ? `${positionLabel(p)} → ${tokenDisplayText(doc.token ?? "")}` : positionLabel(p),
+      patch: imageIndex.get(p) ?? null,
       radius: level.get(p) ?? (p === x ? 0 : null),
       inExplanation: expl.has(p),
     }));
@@ -109,8 +118,8 @@ export function causalView(doc: CausalDocument, m: RunManifest, promptTokens: st
     const seen = new Set<number>();
     for (let r = 0; r <= Math.max(maxR, doc.params.max_range); r++) {
       for (const [p, l] of level) if (l === r) seen.add(p);
-      const image = [...seen].filter(isImage).length;
-      growth.push({ radius: r, total: seen.size, image, text: seen.size - image });
+      const images = [...seen].filter(isImage).length;
+      growth.push({ radius: r, total: seen.size, image: images, text: seen.size - images });
     }
     return {
       head: h.head,
@@ -127,7 +136,6 @@ export function causalView(doc: CausalDocument, m: RunManifest, promptTokens: st
     tokenText: tokenDisplayText(doc.token ?? ""),
     layer: doc.layer,
     target: x,
-    grid: doc.patch_weights.grid,
     params: doc.params,
     heads,
     patchWeights: doc.patch_weights.normalized.flat(),

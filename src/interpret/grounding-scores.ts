@@ -3,7 +3,7 @@
  * a coverage have one value per image patch; coverage is the fraction of the patch's pixels that belong to
  * the object.
  */
-import type { Rng } from "../shapes/rng.js";
+import type { Rng } from "../tensor/rng.js";
 
 /**
  * Pointing game for one map: the share of its maximal patches that overlap the mask. A tied maximum counts

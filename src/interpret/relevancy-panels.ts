@@ -1,11 +1,11 @@
 /**
- * The relevancy views of a run as small JSON for the web app: per answer word (or token) the relevancy map on
- * the image patch grid, the text relevancy of one token (top question words vs the image), and every computed
+ * The relevancy views of a run as small JSON for the web app: per answer word (or token) the relevancy map
+ * over the image tokens (drawn on the original picture through the run's image_token_boxes), the text relevancy of one token (top question words vs the image), and every computed
  * token's image-vs-text reliance. Reads the tensors `computeRelevancy` stored (`rel.<kind>.<mode>` [G, width])
  * and the record in `manifest.extras.relevancy[mode]`; the maths are relevancy-views.ts / words.ts.
  */
 import type { Run } from "../run/run-dir.js";
-import { normalizeRow, type RelevancyMode } from "./relevancy.js";
+import { normalizeRow, type RelevancyMode, VISION_RELEVANCY_KINDS } from "./relevancy.js";
 import { type RelevancyRecord, relevancyTensorName } from "./relevancy-run.js";
 import {
   chainImageMap,
@@ -21,8 +21,9 @@ import {
 } from "./relevancy-views.js";
 import { averagePaddedRows, groupWords, isSeparatorToken, tokenDisplayText } from "./words.js";
 
-export type RelevancyMapKind = "llm" | "vit" | "all" | "all_v2" | "chain";
-export const RELEVANCY_MAP_KINDS: readonly RelevancyMapKind[] = ["llm", "vit", "all", "all_v2", "chain"];
+/** Stored map kinds: the LLM map and the vision-side ones. */
+export const RELEVANCY_MAP_KINDS = ["llm", ...VISION_RELEVANCY_KINDS] as const;
+export type RelevancyMapKind = (typeof RELEVANCY_MAP_KINDS)[number];
 
 /** A request the run cannot answer (nothing computed yet, a token not computed, a bad mode). */
 export class RelevancyViewError extends Error {
@@ -72,8 +73,8 @@ export interface RelevancyMapItem {
   tokens: number[];
   /** Punctuation, whitespace or a special token (the tool leaves these out of its gallery). */
   separator: boolean;
-  /** Row-major values on the patch grid. */
-  map: number[];
+  /** One value per image token (null where the map has none, e.g. a separator under a tower map). */
+  map: (number | null)[];
   min: number;
   max: number;
 }
@@ -83,7 +84,6 @@ export interface RelevancyMapsView {
   kind: RelevancyMapKind;
   by: "word" | "token";
   normalized: boolean;
-  grid: [number, number];
   /** Tokens with stored relevancy of this kind. */
   computed: number[];
   /** Words (or tokens) whose tokens are all computed, in answer order. */
@@ -97,7 +97,8 @@ function item(label: string, tokens: number[], separator: boolean, m: ImageMap):
     if (v < min) min = v;
     if (v > max) max = v;
   }
-  return { label, tokens, separator, map: Array.from(m.values), min, max };
+  const map = Array.from(m.values, (v) => (Number.isFinite(v) ? v : null));
+  return { label, tokens, separator, map, min, max };
 }
 
 /**
@@ -122,7 +123,8 @@ export function relevancyImageMaps(
   const m = run.manifest;
   const computed = computedTokens(run, mode, kind);
   const done = new Set(computed);
-  const grid: [number, number] = [m.model.patch_grid[0], m.model.patch_grid[1]];
+  const { positions: imagePositions, layout } = run.imageTokens();
+  const cls = m.model.has_cls ? 0 : -1;
   const T = m.input_ids.length;
   const G = m.generated_ids.length;
   const { row } = rows(run, mode, kind);
@@ -131,16 +133,15 @@ export function relevancyImageMaps(
   const gen = rawTokens ?? m.generated_tokens;
   const sep = (toks: number[]) => toks.every((t) => isSeparatorToken(gen[t]));
   const tokenMap = (t: number, r: ArrayLike<number>, norm: boolean): ImageMap => {
-    if (kind === "llm")
-      return llmImageMap(r, T - 1 + t, m.image_token_start, m.image_token_count, grid, norm);
-    if (kind === "chain") return chainImageMap(Float32Array.from(r), grid);
-    return vitImageMap(r, grid, norm);
+    if (kind === "llm") return llmImageMap(r, T - 1 + t, imagePositions, norm);
+    if (kind === "chain") return chainImageMap(r, layout, cls);
+    return vitImageMap(r, layout, norm);
   };
   const items: RelevancyMapItem[] = [];
   if (by === "token") {
     for (const t of computed)
       items.push(item(tokenDisplayText(gen[t]), [t], sep([t]), tokenMap(t, row(t), normalized)));
-    return { mode, kind, by, normalized, grid, computed, items };
+    return { mode, kind, by, normalized, computed, items };
   }
   const words = groupWords(gen).filter((w) => w.tokens.every((t) => done.has(t)));
   if (kind === "llm") {
@@ -158,14 +159,7 @@ export function relevancyImageMaps(
           w.text,
           w.tokens,
           sep(w.tokens),
-          llmImageMap(
-            w.row,
-            T - 1 + w.tokens[w.tokens.length - 1],
-            m.image_token_start,
-            m.image_token_count,
-            grid,
-            false,
-          ),
+          llmImageMap(w.row, T - 1 + w.tokens[w.tokens.length - 1], imagePositions, false),
         ),
       );
     }
@@ -178,12 +172,12 @@ export function relevancyImageMaps(
           w.text,
           w.tokens,
           sep(w.tokens),
-          kind === "chain" ? chainImageMap(avg, grid) : vitImageMap(avg, grid, false),
+          kind === "chain" ? chainImageMap(avg, layout, cls) : vitImageMap(avg, layout, false),
         ),
       );
     }
   }
-  return { mode, kind, by, normalized, grid, computed, items };
+  return { mode, kind, by, normalized, computed, items };
 }
 
 export interface RelevancyTextView {
@@ -212,11 +206,12 @@ export function relevancyText(
     );
   const r = rows(run, mode, "llm").row(token);
   const p = m.input_ids.length - 1 + token;
+  const { positions } = run.imageTokens();
   return {
     mode,
     token,
-    entries: textRelevancy(r, p, promptTokens, m.image_token_start, m.image_token_count, true),
-    wordsVsImage: topWordsVsImage(r, p, promptTokens, m.image_token_start, m.image_token_count),
+    entries: textRelevancy(r, p, promptTokens, positions, true),
+    wordsVsImage: topWordsVsImage(r, p, promptTokens, positions),
   };
 }
 
@@ -226,14 +221,12 @@ export function relevancyReliance(
   mode: RelevancyMode,
   promptTokens: string[],
 ): { token: number; reliance: number; imageMax: number }[] {
-  const m = run.manifest;
   const computed = computedTokens(run, mode, "llm");
   const { row } = rows(run, mode, "llm");
   return imageReliance(
     computed.map((t) => row(t)),
     computed,
     promptTokens,
-    m.image_token_start,
-    m.image_token_count,
+    run.imageTokens().positions,
   );
 }

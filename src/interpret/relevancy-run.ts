@@ -8,7 +8,8 @@ import * as fs from "node:fs";
 import type { TensorToWrite } from "../hf/safetensors.js";
 import { createKernels } from "../kernels/index.js";
 import type { KernelChoice, Kernels } from "../kernels/types.js";
-import { LlavaModel } from "../models/llava.js";
+import { loadModel } from "../models/registry.js";
+import type { VisionLanguageModel } from "../models/types.js";
 import { Run } from "../run/run-dir.js";
 import {
   RELEVANCY_MODES,
@@ -34,7 +35,7 @@ export interface ComputeRelevancyOptions {
   /** Checkpoint folder (default: the manifest's `model.dir`). */
   modelDir?: string;
   /** An already loaded model (a server keeps one); takes precedence over modelDir. */
-  model?: LlavaModel;
+  model?: VisionLanguageModel;
   onProgress?: (stage: string, done: number, total: number) => void;
 }
 
@@ -87,7 +88,7 @@ export async function computeRelevancy(
       );
   }
   const run = Run.open(runDir);
-  let model: LlavaModel | null = null;
+  let model: VisionLanguageModel | null = null;
   let ownModel = false;
   let kernels: Kernels | null = null;
   let ownKernels = false;
@@ -107,7 +108,7 @@ export async function computeRelevancy(
         );
       }
       opts.onProgress?.("load", 0, 1);
-      model = LlavaModel.load(dir);
+      model = loadModel(dir);
       ownModel = true;
       opts.onProgress?.("load", 1, 1);
     }
@@ -121,7 +122,12 @@ export async function computeRelevancy(
     const result = await relevancyMaps(
       model,
       kernels,
-      { inputIds: m.input_ids, generatedIds: m.generated_ids, pixelValues: px.data },
+      {
+        inputIds: m.input_ids,
+        generatedIds: m.generated_ids,
+        pixels: { data: px.data, shape: px.shape },
+        layout: m.image_layout,
+      },
       { mode: opts.mode, vision, tokens, vitGradients: opts.vitGradients, onProgress: opts.onProgress },
     );
 
@@ -212,18 +218,18 @@ export async function computeRelevancy(
   }
 }
 
-function checkModelMatchesRun(model: LlavaModel, run: Run): void {
+function checkModelMatchesRun(model: VisionLanguageModel, run: Run): void {
   const mm = run.manifest.model;
-  const c = model.config;
+  const c = model.info;
   const problems: string[] = [];
-  if (c.text.numLayers !== mm.llm_layers)
-    problems.push(`${c.text.numLayers} LLM layers vs the run's ${mm.llm_layers}`);
-  if (c.text.numHeads !== mm.llm_heads) problems.push(`${c.text.numHeads} LLM heads vs ${mm.llm_heads}`);
-  if (c.vision.numLayers !== mm.vit_layers)
-    problems.push(`${c.vision.numLayers} vision layers vs ${mm.vit_layers}`);
-  if (model.imageTokenCount !== run.manifest.image_token_count) {
-    problems.push(`${model.imageTokenCount} image tokens vs ${run.manifest.image_token_count}`);
-  }
+  if (c.llmLayers !== mm.llm_layers) problems.push(`${c.llmLayers} LLM layers vs the run's ${mm.llm_layers}`);
+  if (c.llmHeads !== mm.llm_heads) problems.push(`${c.llmHeads} LLM heads vs ${mm.llm_heads}`);
+  if (c.vitLayers !== mm.vit_layers) problems.push(`${c.vitLayers} vision layers vs ${mm.vit_layers}`);
+  const D = run.has("vision_features") ? run.info("vision_features").shape[1] : c.hiddenSize;
+  if (D !== c.hiddenSize) problems.push(`hidden size ${c.hiddenSize} vs the run's image features of ${D}`);
+  const P = model.imagePositions(run.manifest.input_ids).length;
+  const runP = run.manifest.image_layout.token_count;
+  if (P !== runP) problems.push(`${P} image tokens vs ${runP}`);
   if (problems.length > 0)
     throw new RelevancyError(`${model.dir}: not the model of this run (${problems.join("; ")})`);
 }

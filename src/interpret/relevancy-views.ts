@@ -1,39 +1,31 @@
 /**
- * Derived relevancy views (the UI only draws them): image maps on the patch grid, text relevancy over the
- * prompt with the image collapsed to its mean, LVLM-Interpret's "top-3 prompt words vs max image relevancy"
- * bars, and the per-token image-vs-text reliance score behind "tokens with high relevancy to image".
+ * Derived relevancy views (the UI only draws them): image maps (one value per image token; the run's
+ * image_token_boxes place them on the original picture), text relevancy over the prompt with the image
+ * collapsed to its mean, LVLM-Interpret's "top-3 prompt words vs max image relevancy" bars, and the per-token
+ * image-vs-text reliance score behind "tokens with high relevancy to image".
  *
  * Inputs are the rows stored in a run: row p of the raw LLM map (`rel.llm.<mode>`, diagonal entry at index
  * p = T + t − 1) and CLS rows of the ViT maps (`rel.vit|all|all_v2.<mode>`, diagonal at index 0). "Normalised"
  * means LVLM-Interpret's `handle_residual` applied to that row.
  */
+import type { ImageLayout } from "../models/image-layout.js";
+import { towerRowToImageTokens } from "./image-tokens.js";
 import { normalizeRow } from "./relevancy.js";
 import { averagePaddedRows, groupWords, isSeparatorToken, tokenDisplayText } from "./words.js";
 
+/** One value per image token (NaN where a map has none); the token's place is image_token_boxes[i]. */
 export interface ImageMap {
-  rows: number;
-  cols: number;
-  /** Row-major [rows, cols]; image token i ↔ patch (i / cols | 0, i % cols). */
   values: Float32Array;
 }
 
-function grid(values: Float32Array, patchGrid: [number, number]): ImageMap {
-  const [rows, cols] = patchGrid;
-  if (values.length !== rows * cols)
-    throw new Error(`${values.length} image values do not fill a ${rows}×${cols} grid`);
-  return { rows, cols, values };
-}
-
 /**
- * The image part of an LLM relevancy row (token t's row p) on the patch grid; `normalized` applies
+ * The image part of an LLM relevancy row (token t's row p) at the image positions; `normalized` applies
  * handle_residual to the row first (the tool's display).
  */
 export function llmImageMap(
   row: ArrayLike<number>,
   p: number,
-  imageStart: number,
-  imageCount: number,
-  patchGrid: [number, number],
+  imagePositions: readonly number[],
   normalized = false,
 ): ImageMap {
   const r = normalized
@@ -42,28 +34,21 @@ export function llmImageMap(
         p,
       )
     : row;
-  return grid(
-    Float32Array.from({ length: imageCount }, (_, i) => r[imageStart + i]),
-    patchGrid,
-  );
+  return { values: Float32Array.from(imagePositions, (q) => r[q]) };
 }
 
-/** A ViT-propagated CLS row (index 0 = CLS) on the patch grid, CLS dropped; optionally normalised. */
-export function vitImageMap(
-  clsRow: ArrayLike<number>,
-  patchGrid: [number, number],
-  normalized = false,
-): ImageMap {
+/**
+ * A ViT-propagated CLS row (index 0 = CLS) on the image tokens through the layout's tower mapping;
+ * optionally normalised.
+ */
+export function vitImageMap(clsRow: ArrayLike<number>, layout: ImageLayout, normalized = false): ImageMap {
   const r = normalized ? normalizeRow(clsRow, 0) : clsRow;
-  return grid(
-    Float32Array.from({ length: clsRow.length - 1 }, (_, i) => r[i + 1]),
-    patchGrid,
-  );
+  return { values: towerRowToImageTokens(r, layout) };
 }
 
-/** A chain map (already one value per patch) on the grid. */
-export function chainImageMap(chain: Float32Array, patchGrid: [number, number]): ImageMap {
-  return grid(chain.slice(), patchGrid);
+/** A chain map (one value per tower patch, the CLS token `cls` left out) on the image tokens. */
+export function chainImageMap(chain: ArrayLike<number>, layout: ImageLayout, cls: number): ImageMap {
+  return { values: towerRowToImageTokens(chain, layout, cls) };
 }
 
 export interface TextRelevancyEntry {
@@ -75,15 +60,15 @@ export interface TextRelevancyEntry {
 }
 
 /**
- * Relevancy of every prompt position to token t, with the image collapsed to the mean over its tokens
- * (positions 0 … T−1; `promptTokens` = the prompt's token strings, e.g. id_to_token of input_ids).
+ * Relevancy of every prompt position to token t, with the image collapsed to the mean over its tokens, at
+ * the place of its first token (positions 0 … T−1; `promptTokens` = the prompt's token strings, e.g.
+ * id_to_token of input_ids).
  */
 export function textRelevancy(
   row: ArrayLike<number>,
   p: number,
   promptTokens: string[],
-  imageStart: number,
-  imageCount: number,
+  imagePositions: readonly number[],
   normalized = true,
 ): TextRelevancyEntry[] {
   const r = normalized
@@ -92,15 +77,16 @@ export function textRelevancy(
         p,
       )
     : row;
+  const image = new Set(imagePositions);
   const out: TextRelevancyEntry[] = [];
   for (let i = 0; i < promptTokens.length; i++) {
-    if (i === imageStart) {
-      const positions = Array.from({ length: imageCount }, (_, k) => imageStart + k);
-      const mean = positions.reduce((s, q) => s + r[q], 0) / imageCount;
+    if (i === imagePositions[0]) {
+      const positions = [...imagePositions];
+      const mean = positions.reduce((s, q) => s + r[q], 0) / positions.length;
       out.push({ label: "<image>", positions, value: mean });
-      i += imageCount - 1;
       continue;
     }
+    if (image.has(i)) continue;
     out.push({ label: tokenDisplayText(promptTokens[i]), positions: [i], value: r[i] });
   }
   return out;
@@ -119,7 +105,7 @@ export interface WordsVsImage {
 }
 
 export interface QuestionSpan {
-  /** First and one-past-last prompt positions of the question text (default: after the image to T). */
+  /** First and one-past-last prompt positions of the question text (default: after the last image token to T). */
   from?: number;
   to?: number;
 }
@@ -135,8 +121,7 @@ export function topWordsVsImage(
   row: ArrayLike<number>,
   p: number,
   promptTokens: string[],
-  imageStart: number,
-  imageCount: number,
+  imagePositions: readonly number[],
   opts: QuestionSpan & { k?: number } = {},
 ): WordsVsImage {
   const k = opts.k ?? 3;
@@ -145,8 +130,8 @@ export function topWordsVsImage(
     p,
   );
   let imageMax = Number.NEGATIVE_INFINITY;
-  for (let i = 0; i < imageCount; i++) imageMax = Math.max(imageMax, r[imageStart + i]);
-  const from = opts.from ?? imageStart + imageCount;
+  for (const q of imagePositions) imageMax = Math.max(imageMax, r[q]);
+  const from = opts.from ?? imagePositions[imagePositions.length - 1] + 1;
   const to = opts.to ?? promptTokens.length;
   const span = promptTokens.slice(from, to);
   const words = groupWords(span)
@@ -166,13 +151,12 @@ export function imageReliance(
   rows: ArrayLike<number>[],
   tokens: number[],
   promptTokens: string[],
-  imageStart: number,
-  imageCount: number,
+  imagePositions: readonly number[],
   opts: QuestionSpan & { k?: number } = {},
 ): { token: number; reliance: number; imageMax: number }[] {
   const T = promptTokens.length;
   return tokens.map((t, k) => {
-    const v = topWordsVsImage(rows[k], T - 1 + t, promptTokens, imageStart, imageCount, opts);
+    const v = topWordsVsImage(rows[k], T - 1 + t, promptTokens, imagePositions, opts);
     return { token: t, reliance: v.reliance, imageMax: v.imageMax };
   });
 }

@@ -15,7 +15,8 @@
  *    new row mean_heads(max(0, g ⊙ a)) where a is the step's new attention row and g its gradient for
  *    token t. That gradient only needs a single-position backward (earlier positions are constants).
  *
- * Vision tower (CLS towers, as LVLM-Interpret defines them; ViT token 0 = CLS, image token i ↔ ViT token i+1).
+ * Vision tower (CLS towers, as LVLM-Interpret defines them; ViT token 0 = CLS, image token i ↔ ViT token i+1;
+ * in general image token i ↔ the tower token the model names, `model.tower.tokenOf(i)`).
  * With R_v = (I + cv_{k−1}) ⋯ (I + cv_0) over the ViT layers that feed the selected feature layer:
  *  - `vit`:    R_v · I                         (we report the CLS row)
  *  - `all`:    R_v · R0, R0 = [[1, 0], [0, R[img, img]]]            (R = the LLM map, identity included)
@@ -39,14 +40,15 @@
  * (`rolloutMatrix` computes full matrices for tests and `keepMatrices`).
  */
 import type { Kernels } from "../kernels/types.js";
-import type { LlavaModel } from "../models/llava.js";
+import type { ImageLayout } from "../models/image-layout.js";
+import type { PixelValues, VisionLanguageModel } from "../models/types.js";
 
-export type RelevancyMode = "exact" | "incremental";
-export type VisionRelevancyKind = "vit" | "all" | "all_v2" | "chain";
+/** The relevancy modes and vision-side kinds, listed once (CLI choices and server schemas use these). */
+export const RELEVANCY_MODES = ["exact", "incremental"] as const;
+export const VISION_RELEVANCY_KINDS = ["vit", "all", "all_v2", "chain"] as const;
+export type RelevancyMode = (typeof RELEVANCY_MODES)[number];
+export type VisionRelevancyKind = (typeof VISION_RELEVANCY_KINDS)[number];
 export type VitGradients = "fresh" | "accumulated";
-
-export const RELEVANCY_MODES: readonly RelevancyMode[] = ["exact", "incremental"];
-export const VISION_RELEVANCY_KINDS: readonly VisionRelevancyKind[] = ["vit", "all", "all_v2", "chain"];
 
 export class RelevancyError extends Error {}
 
@@ -175,13 +177,14 @@ export function normalizeRow(row: ArrayLike<number>, p: number): Float32Array {
   return out;
 }
 
-/** Initial ViT map of `all`: [[1, 0], [0, R_llm[img, img]]] (S×S, S = P + 1). */
-export function allInitialMap(R: Float32Array, n: number, imageStart: number, P: number): Float32Array {
+/** Initial ViT map of `all`: [[1, 0], [0, R_llm[img, img]]] (S×S, S = P + 1; img = the image positions). */
+export function allInitialMap(R: Float32Array, n: number, imagePositions: readonly number[]): Float32Array {
+  const P = imagePositions.length;
   const S = P + 1;
   const r0 = new Float32Array(S * S);
   r0[0] = 1;
   for (let i = 0; i < P; i++) {
-    for (let j = 0; j < P; j++) r0[(i + 1) * S + j + 1] = R[(imageStart + i) * n + imageStart + j];
+    for (let j = 0; j < P; j++) r0[(i + 1) * S + j + 1] = R[imagePositions[i] * n + imagePositions[j]];
   }
   return r0;
 }
@@ -230,8 +233,10 @@ export interface RelevancyInputs {
   inputIds: number[];
   /** Generated ids (length G). Token t is predicted by position T + t − 1. */
   generatedIds: number[];
-  /** pixel_values [3, S, S] as fed to the tower. */
-  pixelValues: Float32Array;
+  /** pixel_values as the processor returned them. */
+  pixels: PixelValues;
+  /** The image's token layout (the run's `image_layout`): position ids may depend on it. */
+  layout: ImageLayout;
 }
 
 export interface RelevancyOptions {
@@ -276,12 +281,11 @@ export interface RelevancyResult {
   mode: RelevancyMode;
   vitGradients: VitGradients;
   tokens: TokenRelevancy[];
-  imageStart: number;
-  imageCount: number;
-  /** ViT sequence length (with CLS when present). */
+  /** Sequence positions of the image tokens. */
+  imagePositions: number[];
+  /** ViT sequence length (with CLS when present; 0 without vision maps on a tower-less geometry). */
   vitSeqLen: number;
   hasCls: boolean;
-  patchGrid: [number, number];
   /** ViT layers whose CAMs enter the vit/all/all_v2 rollouts (and, fresh, the chain). */
   vitLayers: number[];
 }
@@ -300,7 +304,7 @@ export function resolveTokens(tokens: number[] | undefined, G: number): number[]
 }
 
 export async function relevancyMaps(
-  model: LlavaModel,
+  model: VisionLanguageModel,
   kernels: Kernels,
   inputs: RelevancyInputs,
   opts: RelevancyOptions,
@@ -319,43 +323,50 @@ export async function relevancyMaps(
   const vitGradients: VitGradients = opts.vitGradients ?? (mode === "exact" ? "fresh" : "accumulated");
   const progress = opts.onProgress ?? (() => {});
   const dec = model.decoder;
-  const H = model.config.text.numHeads;
-  const L = dec.layers.length;
+  const H = model.info.llmHeads;
+  const L = model.info.llmLayers;
   const T = inputIds.length;
   const tokens = resolveTokens(opts.tokens, generatedIds.length);
   const tmax = tokens[tokens.length - 1];
   const imgPos = model.imagePositions(inputIds);
   const P = imgPos.length;
-  if (P !== model.imageTokenCount)
-    throw new RelevancyError(`prompt has ${P} image tokens, the model makes ${model.imageTokenCount}`);
-  const s0 = imgPos[0];
-  if (imgPos[P - 1] !== s0 + P - 1) throw new RelevancyError("the image tokens are not one contiguous span");
-  const hasCls = model.config.vision.hasCls;
-  const Sv = model.vision.seqLen;
-  const drop = model.config.visionFeatureSelectStrategy === "default" ? 1 : 0;
-  const clsIndex = hasCls ? 0 : -1;
+  if (P !== inputs.layout.token_count)
+    throw new RelevancyError(
+      `prompt has ${P} image tokens, the image layout has ${inputs.layout.token_count}`,
+    );
+  const needVision = vision.length > 0;
+  const tower = model.tower;
+  if (needVision && !tower)
+    throw new RelevancyError(
+      `${vision.join(", ")} relevancy needs image tokens that are single vision-tower tokens (not so for ${model.info.modelType})`,
+    );
+  const hasCls = tower !== null && tower.cls >= 0;
+  const Sv = tower?.seqLen ?? 0;
+  const vitOf = Array.from({ length: P }, (_, i) => tower?.tokenOf(i) ?? -1);
+  const clsIndex = tower?.cls ?? -1;
   const vitKinds = vision.filter((k) => k !== "chain");
   if (vitKinds.length > 0 && !hasCls) {
     throw new RelevancyError(
       `${vitKinds.join(", ")} relevancy needs a vision tower with a CLS token (this one has none); use "chain"`,
     );
   }
-  if ((vitKinds.includes("all") || vitKinds.includes("all_v2")) && (drop !== 1 || P !== Sv - 1)) {
+  // all/all_v2 lift the CLS row onto the image tokens 1:1: image token i must be ViT token i + 1.
+  const patchesAfterCls = P === Sv - 1 && vitOf.every((v, i) => v === i + 1);
+  if ((vitKinds.includes("all") || vitKinds.includes("all_v2")) && !patchesAfterCls) {
     throw new RelevancyError(
       `all/all_v2 relevancy needs vision_feature_select_strategy "default" (image tokens = patches)`,
     );
   }
   const wantChain = vision.includes("chain");
-  const needVision = vision.length > 0;
 
   // One forward over positions 0 … T+tmax−1 with every activation kept: position p's activations do not
   // depend on later positions, so the backward of token t runs on the prefix 0 … T+t−1 of this tape.
   const nAll = T + tmax;
   const seq = [...inputIds, ...generatedIds].slice(0, nAll);
   progress("forward", 0, 1);
-  const enc = await model.encodeImage(kernels, inputs.pixelValues, undefined, { tape: needVision });
-  const embeds = model.buildInputsEmbeds(seq, enc.features, enc.count);
-  const fwd = await dec.forward(kernels, embeds, nAll, dec.newCache(nAll), {
+  const enc = await model.encodeImage(kernels, inputs.pixels, { tape: needVision });
+  const embeds = model.buildInputsEmbeds(seq, enc);
+  const fwd = await dec.forward(kernels, embeds, model.positionIds(seq, inputs.layout), dec.newCache(nAll), {
     tape: true,
     logitRows: [nAll - 1],
   });
@@ -364,11 +375,10 @@ export async function relevancyMaps(
 
   // ViT layers used: fresh gradients reach exactly the layers below the highest feature layer; the tool's
   // accumulated variant uses all layers but the last.
-  const top = Math.max(...model.visionFeatureHiddenIndices);
-  const Lv = model.config.vision.numLayers;
-  const freshLayers = Array.from({ length: top }, (_, l) => l);
+  const Lv = tower?.layers ?? 0;
+  const freshLayers = tower?.featureLayers ?? [];
   const vitLayers = vitGradients === "fresh" ? freshLayers : freshLayers.filter((l) => l < Lv - 1);
-  const Hv = model.config.vision.numHeads;
+  const Hv = tower?.heads ?? 0;
 
   const vitCamsFor = async (dFeatures: Float32Array, layers: number[]): Promise<Cam[]> => {
     const cams: Cam[] = [];
@@ -471,11 +481,11 @@ export async function relevancyMaps(
         if (vitKinds.includes("all")) {
           // [w_0, (w_img · R[img, img])]: lift w_img onto the image positions and roll it through the LLM.
           const u = new Float64Array(n);
-          for (let i = 0; i < P; i++) u[s0 + i] = w[i + 1];
+          for (let i = 0; i < P; i++) u[imgPos[i]] = w[i + 1];
           const ur = rolloutLeft(u, cams, n);
           const out = new Float32Array(Sv);
           out[0] = w[0];
-          for (let j = 0; j < P; j++) out[j + 1] = ur[s0 + j];
+          for (let j = 0; j < P; j++) out[j + 1] = ur[imgPos[j]];
           res.all = out;
         }
         if (vitKinds.includes("all_v2")) {
@@ -483,8 +493,8 @@ export async function relevancyMaps(
           const out = Float32Array.from(w);
           let wr = 0;
           for (let i = 0; i < P; i++) {
-            out[i + 1] += w[0] * llm[s0 + i];
-            wr += w[i + 1] * llm[s0 + i];
+            out[i + 1] += w[0] * llm[imgPos[i]];
+            wr += w[i + 1] * llm[imgPos[i]];
           }
           out[0] += wr;
           res.allV2 = out;
@@ -492,7 +502,7 @@ export async function relevancyMaps(
       }
       if (wantChain) {
         const u = new Float64Array(Sv);
-        for (let i = 0; i < P; i++) u[i + drop] = llm[s0 + i];
+        for (let i = 0; i < P; i++) u[vitOf[i]] = llm[imgPos[i]];
         if (clsIndex >= 0) u[clsIndex] = 0;
         const ur = rolloutLeft(u, freshCams!, Sv);
         res.chain = Float32Array.from(ur.filter((_, j) => j !== clsIndex));
@@ -503,7 +513,7 @@ export async function relevancyMaps(
           m.vitCams = kindCams.map((c) => c.data.slice());
           if (vitKinds.includes("vit")) m.vitR = await rolloutMatrix(kernels, kindCams, Sv);
           if (vitKinds.includes("all"))
-            m.allR = await rolloutMatrix(kernels, kindCams, Sv, allInitialMap(m.R, n, s0, P));
+            m.allR = await rolloutMatrix(kernels, kindCams, Sv, allInitialMap(m.R, n, imgPos));
         }
         if (freshCams && wantChain) m.chainVitR = await rolloutMatrix(kernels, freshCams, Sv);
         res.matrices = m;
@@ -519,11 +529,9 @@ export async function relevancyMaps(
     mode,
     vitGradients,
     tokens: results,
-    imageStart: s0,
-    imageCount: P,
+    imagePositions: imgPos,
     vitSeqLen: Sv,
     hasCls,
-    patchGrid: model.patchGrid,
     vitLayers,
   };
 }

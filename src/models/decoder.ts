@@ -1,7 +1,8 @@
 /**
  * The text decoder of llama, mistral, qwen2 and gemma: pre-norm blocks of RoPE attention (GQA) and a gated
  * MLP. Family differences are configuration: q/k/v biases (qwen2), (1+w) RMSNorm and √hidden embedding scale
- * (gemma), explicit head_dim, activation, sliding window (mistral).
+ * (gemma), explicit head_dim, activation, sliding window (mistral). Rows carry explicit position ids [axes, n]
+ * (1 axis: RoPE; 3 axes: M-RoPE); the KV cache and the causal mask count sequence indices.
  */
 import type { TextConfig } from "../hf/config.js";
 import type { Kernels, WeightMatrix } from "../kernels/types.js";
@@ -18,7 +19,8 @@ import {
 import { attention, attentionBackward, rowsFirst } from "./attention.js";
 import type { WeightGradients } from "./gradients.js";
 import { linearBackwardInput, linearBackwardWeight } from "./linear-grad.js";
-import { applyRope, applyRopeBackward, ropeInverseFrequencies } from "./rope.js";
+import { type PositionIds, positionColumns } from "./positions.js";
+import { applyRope, applyRopeBackward, ropeFrequencyAxes, ropeInverseFrequencies } from "./rope.js";
 import { type ModelWeights, matrixRow } from "./weights.js";
 
 interface DecoderLayerWeights {
@@ -112,6 +114,8 @@ export interface DecoderLayerTape {
 export interface DecoderTape {
   p0: number;
   n: number;
+  /** Position ids of rows p0 … p0+n−1 (RoPE's backward rotates back by the same angles). */
+  positions: PositionIds;
   layers: DecoderLayerTape[];
   /** Input of the final norm [n, D]. */
   hFinal: Float32Array;
@@ -166,6 +170,8 @@ export class TextDecoder {
   readonly finalNorm: Float32Array;
   readonly layers: DecoderLayerWeights[] = [];
   readonly invFreq: Float32Array;
+  /** Position-id axis of each rotary frequency (all 0 unless the config has an M-RoPE section). */
+  readonly freqAxes: Uint8Array;
   readonly act: (x: number) => number;
   readonly actGrad: (x: number) => number;
 
@@ -188,6 +194,7 @@ export class TextDecoder {
       throw new Error(`${w.dir}: missing tensor "${w.diskName("lm_head")}" and tie_word_embeddings is false`);
     this.finalNorm = w.vector("text.norm.weight", [D]);
     this.invFreq = ropeInverseFrequencies(hd, cfg.ropeTheta, cfg.ropeScaling);
+    this.freqAxes = ropeFrequencyAxes(hd, cfg.ropeScaling.mropeSection ?? null);
     this.act = activationFn(cfg.hiddenAct);
     this.actGrad = activationGradFn(cfg.hiddenAct);
     const opt = (name: string, n: number, present: boolean) => (present ? w.vector(name, [n]) : null);
@@ -240,20 +247,20 @@ export class TextDecoder {
     kernels: Kernels,
     i: number,
     h: Float32Array,
-    n: number,
+    positions: PositionIds,
     cache: KvCache,
     extra: { keep?: boolean; probsHook?: (groupProbs: Float32Array, group: number) => void } = {},
   ): Promise<{ h: Float32Array; probs: Float32Array; tape?: DecoderLayerTape }> {
     const L = this.layers[i];
     const { numHeads: H, numKvHeads: KV, headDim: hd } = this.cfg;
+    const n = positions.n;
     const p0 = cache.length;
-    const positions = Array.from({ length: n }, (_, r) => p0 + r);
     const x = this.norm(h, n, L.inputNorm);
     const q = await kernels.linear(x, n, L.q, L.qb);
     const k = await kernels.linear(x, n, L.k, L.kb);
     const v = await kernels.linear(x, n, L.v, L.vb);
-    applyRope(q, n, H, hd, positions, this.invFreq);
-    applyRope(k, n, KV, hd, positions, this.invFreq);
+    applyRope(q, n, H, hd, positions, this.invFreq, this.freqAxes);
+    applyRope(k, n, KV, hd, positions, this.invFreq, this.freqAxes);
     cache.write(i, k, v, n);
     const att = await attention(kernels, {
       q,
@@ -282,17 +289,21 @@ export class TextDecoder {
   }
 
   /**
-   * Run n new positions (after the cache's current length) from their input embeddings; appends to the
-   * cache. Gemma's √hidden scale is applied here, to image features and text embeddings alike.
+   * Run n = positions.n new rows (after the cache's current length) from their input embeddings, at the given
+   * position ids; appends to the cache. Gemma's √hidden scale is applied here, to image features and text
+   * embeddings alike.
    */
   async forward(
     kernels: Kernels,
     inputsEmbeds: Float32Array,
-    n: number,
+    positions: PositionIds,
     cache: KvCache,
     opts: DecoderStepOptions = {},
   ): Promise<DecoderStepResult> {
     const D = this.cfg.hiddenSize;
+    const n = positions.n;
+    if (inputsEmbeds.length !== n * D)
+      throw new RangeError(`${inputsEmbeds.length / D} embedding rows for ${n} position ids`);
     let h: Float32Array = inputsEmbeds.slice();
     if (this.cfg.gemmaStyle) {
       const s = Math.fround(Math.sqrt(D));
@@ -304,7 +315,7 @@ export class TextDecoder {
     const layerTapes: DecoderLayerTape[] = [];
     for (let i = 0; i < this.layers.length; i++) {
       const hook = opts.probsHook;
-      const r = await this.layer(kernels, i, h, n, cache, {
+      const r = await this.layer(kernels, i, h, positions, cache, {
         keep: opts.tape,
         probsHook: hook ? (p, g) => hook(i, p, g) : undefined,
       });
@@ -322,7 +333,7 @@ export class TextDecoder {
       sel.set(normed.subarray(r * D, (r + 1) * D), j * D);
     });
     const logits = await kernels.linear(sel, rows.length, this.lmHead);
-    const tape = opts.tape ? { p0, n, layers: layerTapes, hFinal: h, cache } : undefined;
+    const tape = opts.tape ? { p0, n, positions, layers: layerTapes, hFinal: h, cache } : undefined;
     return { logits, attentions, hiddenStates: hidden, tape };
   }
 
@@ -402,11 +413,11 @@ export class TextDecoder {
       headDim: hd,
       scale: hd ** -0.5,
     });
-    const positions = Array.from({ length: m }, (_, r) => from + r);
+    const positions = positionColumns(tape.positions, r0, m);
     const dq = ab.dq;
-    applyRopeBackward(dq, m, H, hd, positions, this.invFreq);
+    applyRopeBackward(dq, m, H, hd, positions, this.invFreq, this.freqAxes);
     const dk = rowsFirst(ab.dk, KV, to, hd, from, m);
-    applyRopeBackward(dk, m, KV, hd, positions, this.invFreq);
+    applyRopeBackward(dk, m, KV, hd, positions, this.invFreq, this.freqAxes);
     const dv = rowsFirst(ab.dv, KV, to, hd, from, m);
     const dx = await linearBackwardInput(kernels, dq, m, L.q);
     addInPlace(dx, await linearBackwardInput(kernels, dk, m, L.k));

@@ -1,8 +1,10 @@
 /**
  * Rotary position embedding as Hugging Face applies it to llama-family models: frequencies in float32,
- * rotate_half on the first/second halves of each head (not interleaved pairs).
+ * rotate_half on the first/second halves of each head (not interleaved pairs). Positions come as explicit ids
+ * [axes, n]; multi-axis RoPE (Qwen2-VL's M-RoPE) is the same rotation with each frequency reading its axis.
  */
 import type { RopeScaling } from "../hf/config.js";
+import type { PositionIds } from "./positions.js";
 
 const f = Math.fround;
 
@@ -33,23 +35,52 @@ export function ropeInverseFrequencies(headDim: number, theta: number, scaling: 
   return inv;
 }
 
-/** Rotate each head's halves by sign·angle(position) in place ([rows, heads, headDim] layout). */
+/**
+ * Which position-id axis drives each rotary frequency: all axis 0 for plain RoPE; for M-RoPE (Qwen2-VL) the
+ * frequencies are split into consecutive sections (`mrope_section`, summing to headDim/2) taken from axes
+ * 0, 1, 2, … in turn.
+ */
+export function ropeFrequencyAxes(headDim: number, section: readonly number[] | null = null): Uint8Array {
+  const half = headDim / 2;
+  const axes = new Uint8Array(half);
+  if (!section) return axes;
+  const total = section.reduce((a, b) => a + b, 0);
+  if (total !== half)
+    throw new RangeError(`mrope_section [${section.join(", ")}] sums to ${total}, not headDim/2 = ${half}`);
+  let i = 0;
+  section.forEach((len, a) => {
+    axes.fill(a, i, i + len);
+    i += len;
+  });
+  return axes;
+}
+
+/**
+ * Rotate each head's halves by sign·angle in place ([rows, heads, headDim] layout); the angle of frequency i in
+ * row r is positions[axis(i), r] · invFreq[i].
+ */
 function rotate(
   x: Float32Array,
   rows: number,
   heads: number,
   headDim: number,
-  positions: ArrayLike<number>,
+  positions: PositionIds,
   invFreq: Float32Array,
+  freqAxes: Uint8Array | null,
   sign: 1 | -1,
 ): void {
   const half = headDim / 2;
+  if (positions.n !== rows) throw new RangeError(`${positions.n} position ids for ${rows} rows`);
+  const axisOf = freqAxes ?? new Uint8Array(half);
+  for (let i = 0; i < half; i++)
+    if (axisOf[i] >= positions.axes)
+      throw new RangeError(`rotary frequency ${i} reads position axis ${axisOf[i]} of ${positions.axes}`);
   const cos = new Float32Array(half);
   const sin = new Float32Array(half);
+  const { data, n } = positions;
   for (let r = 0; r < rows; r++) {
-    const p = positions[r];
     for (let i = 0; i < half; i++) {
-      const angle = f(p * invFreq[i]);
+      const angle = f(data[axisOf[i] * n + r] * invFreq[i]);
       cos[i] = f(Math.cos(angle));
       sin[i] = sign * f(Math.sin(angle));
     }
@@ -66,17 +97,19 @@ function rotate(
 }
 
 /**
- * Rotate `rows` vectors laid out as [rows, heads, headDim]; row r sits at absolute position positions[r].
+ * Rotate `rows` vectors laid out as [rows, heads, headDim]; row r sits at position ids column r. `freqAxes`
+ * (from `ropeFrequencyAxes`) selects the axis per frequency; null = axis 0 (plain RoPE).
  */
 export function applyRope(
   x: Float32Array,
   rows: number,
   heads: number,
   headDim: number,
-  positions: ArrayLike<number>,
+  positions: PositionIds,
   invFreq: Float32Array,
+  freqAxes: Uint8Array | null = null,
 ): void {
-  rotate(x, rows, heads, headDim, positions, invFreq, 1);
+  rotate(x, rows, heads, headDim, positions, invFreq, freqAxes, 1);
 }
 
 /**
@@ -88,8 +121,9 @@ export function applyRopeBackward(
   rows: number,
   heads: number,
   headDim: number,
-  positions: ArrayLike<number>,
+  positions: PositionIds,
   invFreq: Float32Array,
+  freqAxes: Uint8Array | null = null,
 ): void {
-  rotate(dx, rows, heads, headDim, positions, invFreq, -1);
+  rotate(dx, rows, heads, headDim, positions, invFreq, freqAxes, -1);
 }

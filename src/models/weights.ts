@@ -4,21 +4,15 @@ import { f16ToF32 } from "../tensor/half.js";
 
 export class WeightError extends Error {}
 
-/** Canonical prefixes → the two on-disk namings. */
-const LAYOUTS = {
-  classic: {
-    text: "language_model.model.",
-    lmHead: "language_model.lm_head.weight",
-    vision: "vision_tower.vision_model.",
-    projector: "multi_modal_projector.",
-  },
-  modern: {
-    text: "model.language_model.",
-    lmHead: "lm_head.weight",
-    vision: "model.vision_tower.vision_model.",
-    projector: "model.multi_modal_projector.",
-  },
-} as const;
+/**
+ * One on-disk naming of a checkpoint: a canonical name `<scope>.<rest>` ("text.layers.0…", "vision.…",
+ * "projector.…") is stored as `scopes[scope] + rest`, and "lm_head" as `lmHead`. A family lists the namings its
+ * checkpoints come in (e.g. llava-hf's classic and newer transformers names).
+ */
+export interface WeightNaming {
+  scopes: Readonly<Record<string, string>>;
+  lmHead: string;
+}
 
 export class ModelWeights {
   private readonly matrices = new Map<string, WeightMatrix>();
@@ -26,28 +20,32 @@ export class ModelWeights {
 
   private constructor(
     private readonly files: WeightFiles,
-    private readonly layout: (typeof LAYOUTS)[keyof typeof LAYOUTS],
+    private readonly naming: WeightNaming,
     readonly dir: string,
   ) {}
 
-  static open(dir: string): ModelWeights {
+  /**
+   * Opens the safetensors of `dir` in the first of `namings` under which the canonical tensor `probe` exists
+   * (default: the language model's embedding).
+   */
+  static open(
+    dir: string,
+    namings: readonly WeightNaming[],
+    probe = "text.embed_tokens.weight",
+  ): ModelWeights {
     const files = WeightFiles.openDir(dir);
-    const layout = files.has(`${LAYOUTS.modern.text}embed_tokens.weight`) ? LAYOUTS.modern : LAYOUTS.classic;
-    if (!files.has(`${layout.text}embed_tokens.weight`)) {
+    const naming = namings.find((n) => files.has(diskNameIn(n, probe)));
+    if (!naming) {
       files.close();
-      throw new WeightError(
-        `${dir}: no language-model embedding (expected "language_model.model.embed_tokens.weight" or "model.language_model.embed_tokens.weight")`,
-      );
+      const expected = namings.map((n) => `"${diskNameIn(n, probe)}"`).join(" or ");
+      throw new WeightError(`${dir}: no language-model embedding (expected ${expected})`);
     }
-    return new ModelWeights(files, layout, dir);
+    return new ModelWeights(files, naming, dir);
   }
 
-  /** On-disk name of a canonical name: "text.*", "vision.*", "projector.*", "lm_head". */
+  /** On-disk name of a canonical name: "<scope>.*" or "lm_head". */
   diskName(canonical: string): string {
-    if (canonical === "lm_head") return this.layout.lmHead;
-    const dot = canonical.indexOf(".");
-    const scope = canonical.slice(0, dot) as "text" | "vision" | "projector";
-    return this.layout[scope] + canonical.slice(dot + 1);
+    return diskNameIn(this.naming, canonical);
   }
 
   has(canonical: string): boolean {
@@ -136,4 +134,12 @@ export function matrixRow(m: WeightMatrix, row: number, out: Float32Array): void
     const src = m.data as Uint16Array;
     for (let i = 0; i < m.cols; i++) out[i] = f16ToF32(src[o + i]);
   }
+}
+
+function diskNameIn(n: WeightNaming, canonical: string): string {
+  if (canonical === "lm_head") return n.lmHead;
+  const dot = canonical.indexOf(".");
+  const prefix = n.scopes[canonical.slice(0, dot)];
+  if (prefix === undefined) throw new WeightError(`no weight scope for "${canonical}"`);
+  return prefix + canonical.slice(dot + 1);
 }

@@ -1,6 +1,8 @@
 /**
  * Reading and writing run directories. Writes are atomic: everything goes to a temp dir beside the target
- * and is renamed into place, so a crash never leaves a half run that looks complete.
+ * and is renamed into place, so a crash never leaves a half run that looks complete. The manifest is checked
+ * against its schema on both ways; format-1 runs open converted to format 2 (./v1.ts) and stay format 1 on
+ * disk when an analysis adds to them.
  *
  * Reads trust nothing inside a run: every file a run is read from must be a regular file inside its folder —
  * never a symlink (a run that came from elsewhere could point at any file of the host), a FIFO or a device —
@@ -8,6 +10,7 @@
  */
 import * as fs from "node:fs";
 import * as path from "node:path";
+import { imageSizeOf } from "../hf/image-size.js";
 import {
   SafetensorsError,
   SafetensorsFile,
@@ -15,12 +18,27 @@ import {
   type TensorToWrite,
   writeSafetensors,
 } from "../hf/safetensors.js";
+import { type ImageLayout, layoutBoxes } from "../models/image-layout.js";
 import type { Tensor } from "../tensor/tensor.js";
-import { RUN_FORMAT, type RunManifest } from "./manifest.js";
+import {
+  manifestProblem,
+  manifestSchema,
+  manifestV1Schema,
+  RUN_FORMAT,
+  RUN_FORMAT_V1,
+  type RunManifest,
+  type RunManifestV1,
+  zodMessage,
+} from "./manifest.js";
 import { checkNewDir, checkNotExisting, makeDirs, makeTempDir } from "./out-dir.js";
+import { manifestFromV1, positionsFromV1 } from "./v1.js";
 
 export const MANIFEST_FILE = "manifest.json";
 export const TENSORS_FILE = "tensors.safetensors";
+/** Sequence position of every image token, separators included: I64 [P]. */
+export const IMAGE_POSITIONS_TENSOR = "image_token_positions";
+/** Each image token's box in original-image pixels (x0, y0, x1, y1), NaN rows for separators: F32 [P, 4]. */
+export const IMAGE_BOXES_TENSOR = "image_token_boxes";
 
 export class RunError extends Error {
   override name = "RunError";
@@ -104,6 +122,66 @@ export function readRunFile(dir: string, rel: string): Buffer {
 
 const OVERWRITE_HINT = "choose another --out, remove it, or pass --overwrite";
 
+/** Where the image tokens are: sequence positions, boxes in the original picture, and the layout. */
+export interface ImageTokens {
+  positions: number[];
+  /** [P, 4] float32, NaN rows for tokens without a place. */
+  boxes: Float32Array;
+  layout: ImageLayout;
+}
+
+/** A manifest as read from a run folder: the format-2 view, and the format-1 original when converted. */
+export interface ReadManifest {
+  manifest: RunManifest;
+  v1: RunManifestV1 | null;
+}
+
+/**
+ * Parses a manifest.json (any supported format) into format 2; `dir` supplies the image sizes a format-1
+ * conversion needs. Throws a one-line RunError naming the first problem.
+ */
+export function parseManifest(raw: unknown, dir: string, label = MANIFEST_FILE): ReadManifest {
+  const format = raw && typeof raw === "object" ? (raw as { format?: unknown }).format : undefined;
+  if (format === RUN_FORMAT) {
+    const r = manifestSchema.safeParse(raw);
+    if (!r.success) throw new RunError(`${label}: ${zodMessage(r.error)}`);
+    const problem = manifestProblem(r.data);
+    if (problem) throw new RunError(`${label}: ${problem}`);
+    return { manifest: r.data, v1: null };
+  }
+  if (format === RUN_FORMAT_V1) {
+    const r = manifestV1Schema.safeParse(raw);
+    if (!r.success) throw new RunError(`${label}: ${zodMessage(r.error)}`);
+    const problem = manifestProblem(r.data);
+    if (problem) throw new RunError(`${label}: ${problem}`);
+    const sizeOf = (name: string) => {
+      try {
+        return imageSizeOf(readRunFile(dir, name));
+      } catch {
+        return null;
+      }
+    };
+    const seen = sizeOf(r.data.image_file);
+    const side = seen ? seen[0] : r.data.model.patch_grid[1] * 14;
+    return {
+      manifest: manifestFromV1(r.data, { original: sizeOf(r.data.original_image_file), side }),
+      v1: r.data,
+    };
+  }
+  throw new RunError(
+    `${label}: format ${JSON.stringify(format)}, expected "${RUN_FORMAT}" (or "${RUN_FORMAT_V1}", read and converted)`,
+  );
+}
+
+/** The manifest of a run folder, converted to format 2; null when it is missing or not a readable run. */
+export function readRunManifest(dir: string): RunManifest | null {
+  try {
+    return parseManifest(JSON.parse(readRunFile(dir, MANIFEST_FILE).toString("utf8")), dir).manifest;
+  } catch {
+    return null;
+  }
+}
+
 export interface RunContents {
   manifest: RunManifest;
   tensors: TensorToWrite[];
@@ -116,6 +194,11 @@ export function writeRun(outDir: string, contents: RunContents, opts: { overwrit
   const target = path.resolve(outDir);
   // Checked again here (not only before the work, by checkRunOut): the folder may have appeared since.
   checkNotExisting(outDir, { overwrite: opts.overwrite, overwriteHint: OVERWRITE_HINT });
+  // What is written must read back: the writer holds itself to the reader's schema.
+  const checked = manifestSchema.safeParse(contents.manifest);
+  if (!checked.success) throw new RunError(`manifest to write: ${zodMessage(checked.error)}`);
+  const problem = manifestProblem(checked.data);
+  if (problem) throw new RunError(`manifest to write: ${problem}`);
   makeDirs(path.dirname(target), outDir);
   const tmp = makeTempDir(path.dirname(target), `.${path.basename(target)}.tmp-`, outDir);
   try {
@@ -160,9 +243,13 @@ export class Run {
   private readonly files: SafetensorsFile[] = [];
   private readonly byName = new Map<string, SafetensorsFile>();
 
+  private imageCache: ImageTokens | null = null;
+
   private constructor(
     readonly dir: string,
     public manifest: RunManifest,
+    /** The format-1 manifest this run was converted from (null for format 2). */
+    private readonly v1: RunManifestV1 | null,
   ) {
     const extra = manifest.tensor_files ?? [];
     if (!Array.isArray(extra) || !extra.every((f) => typeof f === "string" && PLAIN_NAME_RE.test(f)))
@@ -199,17 +286,48 @@ export class Run {
         throw new RunError(`${dir}: not a run directory (no ${MANIFEST_FILE})`);
       throw e;
     }
-    let manifest: RunManifest;
+    let raw: unknown;
     try {
-      manifest = JSON.parse(bytes.toString("utf8"));
+      raw = JSON.parse(bytes.toString("utf8"));
     } catch (e) {
       throw new RunError(`${MANIFEST_FILE}: invalid JSON (${(e as Error).message})`);
     }
-    if (manifest?.format !== RUN_FORMAT)
+    const { manifest, v1 } = parseManifest(raw, dir);
+    return new Run(dir, manifest, v1);
+  }
+
+  /** The format the run is stored in (1: converted on read). */
+  get storedFormat(): 1 | 2 {
+    return this.v1 ? 1 : 2;
+  }
+
+  /** Image-token positions and boxes (format 1: derived from its one contiguous span and grid). */
+  imageTokens(): ImageTokens {
+    if (this.imageCache) return this.imageCache;
+    const layout = this.manifest.image_layout;
+    const P = layout.token_count;
+    let positions: number[];
+    let boxes: Float32Array;
+    if (this.v1) {
+      positions = positionsFromV1(this.v1);
+      boxes = layoutBoxes(layout);
+    } else {
+      positions = this.ints(IMAGE_POSITIONS_TENSOR);
+      boxes = this.tensor(IMAGE_BOXES_TENSOR).data;
+    }
+    if (positions.length !== P || boxes.length !== P * 4)
       throw new RunError(
-        `${MANIFEST_FILE}: format ${JSON.stringify(manifest?.format)}, expected "${RUN_FORMAT}"`,
+        `${this.dir}: ${positions.length} image positions and ${boxes.length / 4} boxes for ${P} image tokens`,
       );
-    return new Run(dir, manifest);
+    this.imageCache = { positions, boxes, layout };
+    return this.imageCache;
+  }
+
+  /** An integer tensor as numbers. */
+  ints(name: string): number[] {
+    const f = this.byName.get(name);
+    if (!f) throw new RunError(`${this.dir}: run has no tensor "${name}"`);
+    return f.readInts(name);
   }
 
   tensorNames(): string[] {
@@ -276,8 +394,15 @@ export class Run {
     }
   }
 
+  /**
+   * Writes the manifest back. A format-1 run stays format 1: its original manifest with the fields analyses
+   * change (tensor_files, extras).
+   */
   saveManifest(): void {
-    writeFileAtomic(path.join(this.dir, MANIFEST_FILE), `${JSON.stringify(this.manifest, null, 1)}\n`);
+    const out = this.v1
+      ? { ...this.v1, tensor_files: this.manifest.tensor_files, extras: this.manifest.extras }
+      : this.manifest;
+    writeFileAtomic(path.join(this.dir, MANIFEST_FILE), `${JSON.stringify(out, null, 1)}\n`);
   }
 
   close(): void {

@@ -6,9 +6,8 @@
 import * as fs from "node:fs";
 import * as path from "node:path";
 import { parentPort, workerData } from "node:worker_threads";
-import { readLlavaConfig } from "../hf/config.js";
 import { SafetensorsError } from "../hf/safetensors.js";
-import { TextProcessor } from "../hf/tokenizer.js";
+import type { TextProcessor } from "../hf/tokenizer.js";
 import {
   AttentionQueryError,
   attentionSummary,
@@ -17,6 +16,7 @@ import {
 } from "../interpret/attention.js";
 import { CAUSAL_FORMAT, type CausalDocument, CausalError } from "../interpret/causal/explain-run.js";
 import { causalView } from "../interpret/causal-view.js";
+import { imageGeometry } from "../interpret/image-tokens.js";
 import type { RelevancyMode } from "../interpret/relevancy.js";
 import {
   type RelevancyMapKind,
@@ -26,6 +26,7 @@ import {
   relevancyStatus,
   relevancyText,
 } from "../interpret/relevancy-panels.js";
+import { loadTextProcessor } from "../models/registry.js";
 import { checkRunFile, MANIFEST_FILE, Run, RunError, RunFileError, readRunFile } from "../run/run-dir.js";
 import type { AnalysisWorkerData, FromAnalysisWorker, ToAnalysisWorker } from "./worker-protocol.js";
 
@@ -35,8 +36,7 @@ const data = workerData as AnalysisWorkerData;
 let tokenizer: TextProcessor | null = null;
 /** The server model's tokenizer (never a model named by a run). */
 function serverTokenizer(): TextProcessor {
-  if (!tokenizer)
-    tokenizer = TextProcessor.load(data.modelDir, readLlavaConfig(data.modelDir).imageTokenIndex);
+  if (!tokenizer) tokenizer = loadTextProcessor(data.modelDir);
   return tokenizer;
 }
 /** The prompt's token strings. */
@@ -102,6 +102,7 @@ const handlers: Record<string, (...args: any[]) => unknown> = {
     const unknown = serverTokenizer().unknownTokenWarning(String(run.manifest.prompt ?? ""));
     return {
       promptTokens: promptTokens(run),
+      image: imageGeometry(run.imageTokens()),
       relevancy: relevancyStatus(run).computed,
       causal,
       warnings: unknown ? [unknown] : [],
@@ -149,7 +150,7 @@ const handlers: Record<string, (...args: any[]) => unknown> = {
     }
     if (doc?.format !== CAUSAL_FORMAT || !Array.isArray(doc.heads))
       throw new RunError(`causal/${token}.json: not a "${CAUSAL_FORMAT}" document`);
-    return causalView(doc, run.manifest, promptTokens(run));
+    return causalView(doc, run.manifest, run.imageTokens(), promptTokens(run));
   },
   forget: (dir: string) => {
     const c = cache.get(dir);

@@ -19,9 +19,12 @@ import Fastify, {
 } from "fastify";
 import { z } from "zod";
 import { PROJECT_ROOT } from "../cli/default-model.js";
-import { readLlavaConfig } from "../hf/config.js";
 import { decodeImage, IMAGE_EXTENSIONS, ImageError, sniffImageFormat } from "../hf/image-decode.js";
-import { TextProcessor } from "../hf/tokenizer.js";
+import type { TextProcessor } from "../hf/tokenizer.js";
+import type { ImageGeometry } from "../interpret/image-tokens.js";
+import { RELEVANCY_MODES } from "../interpret/relevancy.js";
+import { RELEVANCY_MAP_KINDS } from "../interpret/relevancy-panels.js";
+import { loadTextProcessor, readModelSummary } from "../models/registry.js";
 import type { RunManifest } from "../run/manifest.js";
 import { AnalysisClient } from "./analysis-client.js";
 import { checkExportable, exportRunStream, importArchive } from "./archive.js";
@@ -106,7 +109,7 @@ const intList = z
 
 export async function buildServer(opts: ServerOptions): Promise<LvlmServer> {
   const limits: ServerLimits = { ...DEFAULT_LIMITS, ...opts.limits };
-  const modelConfig = readLlavaConfig(opts.modelDir);
+  const modelConfig = readModelSummary(opts.modelDir);
   const store = RunStore.open(opts.dataDir);
   const journal = new SqliteJobJournal(store.database);
   const queue = new JobQueue(journal);
@@ -225,11 +228,12 @@ export async function buildServer(opts: ServerOptions): Promise<LvlmServer> {
   app.get("/api/config", async () => ({
     model: {
       name: path.basename(path.resolve(opts.modelDir)),
-      text_model_type: modelConfig.text.modelType,
-      vision_model_type: modelConfig.vision.modelType,
-      llm_layers: modelConfig.text.numLayers,
-      llm_heads: modelConfig.text.numHeads,
-      vit_layers: modelConfig.vision.numLayers,
+      model_type: modelConfig.modelType,
+      text_model_type: modelConfig.textModelType,
+      vision_model_type: modelConfig.visionModelType,
+      llm_layers: modelConfig.llmLayers,
+      llm_heads: modelConfig.llmHeads,
+      vit_layers: modelConfig.vitLayers,
       status: model.status,
     },
     limits,
@@ -261,6 +265,7 @@ export async function buildServer(opts: ServerOptions): Promise<LvlmServer> {
     const { dir, m } = manifestOf(id);
     const extras = await analysis.call<{
       promptTokens: string[];
+      image: ImageGeometry;
       relevancy: unknown;
       causal: number[];
       warnings: string[];
@@ -280,12 +285,10 @@ export async function buildServer(opts: ServerOptions): Promise<LvlmServer> {
         T: m.input_ids.length,
         G: m.generated_ids.length,
         S: m.seq_len,
-        image_start: m.image_token_start,
-        image_count: m.image_token_count,
-        grid: m.model.patch_grid,
         layers: m.model.llm_layers,
         heads: m.model.llm_heads,
       },
+      image: extras.image,
       prompt_tokens: extras.promptTokens,
       warnings: extras.warnings,
       analyses: { relevancy: extras.relevancy, causal: extras.causal },
@@ -373,8 +376,8 @@ export async function buildServer(opts: ServerOptions): Promise<LvlmServer> {
   });
 
   // ---------------------------------------------------------------- relevancy and causality
-  const modeSchema = z.enum(["exact", "incremental"]);
-  const kindSchema = z.enum(["llm", "vit", "all", "all_v2", "chain"]);
+  const modeSchema = z.enum(RELEVANCY_MODES);
+  const kindSchema = z.enum(RELEVANCY_MAP_KINDS);
   const checkQueueRoom = () => {
     const waiting = queue.list().filter((j) => j.state === "queued").length;
     if (waiting >= MAX_WAITING_JOBS)
@@ -551,7 +554,7 @@ export async function buildServer(opts: ServerOptions): Promise<LvlmServer> {
   const questionTokenizer = (): TextProcessor | null => {
     if (tokenizer === undefined) {
       try {
-        tokenizer = TextProcessor.load(opts.modelDir, modelConfig.imageTokenIndex);
+        tokenizer = loadTextProcessor(opts.modelDir);
       } catch {
         tokenizer = null;
       }

@@ -6,6 +6,7 @@
  */
 import type { FastifyError, FastifyRequest } from "fastify";
 import { z } from "zod";
+import { IMAGE_MODES } from "../hf/image-processor.js";
 import type { TextProcessor } from "../hf/tokenizer.js";
 import { HttpError, quoted } from "./http-error.js";
 import { zodMessage } from "./run-validate.js";
@@ -21,7 +22,7 @@ export const generateFields = z.object({
     .min(0)
     .max(2 ** 31 - 1)
     .default(0),
-  image_mode: z.enum(["default", "pad", "resize"]).default("default"),
+  image_mode: z.enum(IMAGE_MODES).default("default"),
   attn_dtype: z.enum(["f32", "f16"]).default("f16"),
 });
 export type GenerateFields = z.infer<typeof generateFields>;

@@ -9,7 +9,8 @@ import { parentPort, workerData } from "node:worker_threads";
 import { explainRun } from "../interpret/causal/explain-run.js";
 import { computeRelevancy } from "../interpret/relevancy-run.js";
 import { createKernels, type Kernels } from "../kernels/index.js";
-import { LlavaModel } from "../models/llava.js";
+import { loadModel } from "../models/registry.js";
+import type { VisionLanguageModel } from "../models/types.js";
 import { traceWithModel } from "../trace.js";
 import type { FromModelWorker, ModelJobRequest, ModelWorkerData, ToModelWorker } from "./worker-protocol.js";
 
@@ -19,13 +20,13 @@ const data = workerData as ModelWorkerData;
 const port = parentPort!;
 const send = (m: FromModelWorker) => port.postMessage(m);
 
-let loaded: { model: LlavaModel; kernels: Kernels } | null = null;
+let loaded: { model: VisionLanguageModel; kernels: Kernels } | null = null;
 let loadError: string | null = null;
 
-async function load(): Promise<{ model: LlavaModel; kernels: Kernels }> {
+async function load(): Promise<{ model: VisionLanguageModel; kernels: Kernels }> {
   if (loaded) return loaded;
   try {
-    const model = LlavaModel.load(data.modelDir);
+    const model = loadModel(data.modelDir);
     const kernels = await createKernels(data.kernels);
     loaded = { model, kernels };
     loadError = null;

@@ -15,9 +15,9 @@ import { randomBytes } from "node:crypto";
 import * as fs from "node:fs";
 import * as path from "node:path";
 import Database from "better-sqlite3";
-import { RUN_FORMAT, type RunManifest } from "../run/manifest.js";
+import type { RunManifest } from "../run/manifest.js";
 import { makeDirs } from "../run/out-dir.js";
-import { MANIFEST_FILE } from "../run/run-dir.js";
+import { readRunManifest } from "../run/run-dir.js";
 import { HttpError } from "./http-error.js";
 
 export const RUN_ID_RE = /^[A-Za-z0-9][A-Za-z0-9_-]{0,79}$/;
@@ -50,16 +50,9 @@ export function checkRunId(id: string): string {
   return id;
 }
 
-/** A manifest read from disk, or null when the folder is not a readable run of the current format. */
+/** A manifest read from disk (format 1 converted), or null when the folder is not a readable run. */
 export function readManifest(dir: string): RunManifest | null {
-  try {
-    const st = fs.lstatSync(path.join(dir, MANIFEST_FILE));
-    if (!st.isFile()) return null;
-    const m = JSON.parse(fs.readFileSync(path.join(dir, MANIFEST_FILE), "utf8")) as RunManifest;
-    return m && m.format === RUN_FORMAT ? m : null;
-  } catch {
-    return null;
-  }
+  return readRunManifest(dir);
 }
 
 export class RunStore {

@@ -8,12 +8,14 @@
  * server calls {@link validateRunDirOffThread}, which runs it on a worker thread.
  */
 import { Worker } from "node:worker_threads";
-import { z } from "zod";
 import { decodePngImage } from "../hf/image-decode.js";
-import { RUN_FORMAT, type RunManifest } from "../run/manifest.js";
+import type { RunManifest } from "../run/manifest.js";
 import {
   checkRunFile,
+  IMAGE_BOXES_TENSOR,
+  IMAGE_POSITIONS_TENSOR,
   MANIFEST_FILE,
+  parseManifest,
   Run,
   RunError,
   RunFileError,
@@ -21,67 +23,20 @@ import {
   TENSORS_FILE,
 } from "../run/run-dir.js";
 
+export { zodMessage } from "../run/manifest.js";
+
 export class RunValidationError extends Error {
   override name = "RunValidationError";
-}
-
-const int = z.number().int();
-const nat = int.nonnegative();
-const pos = int.positive();
-const fileName = z.string().regex(/^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$/, "a plain file name");
-
-export const manifestSchema = z.object({
-  format: z.literal(RUN_FORMAT),
-  created_at: z.string(),
-  model: z.object({
-    dir: z.string(),
-    text_model_type: z.string(),
-    vision_model_type: z.string(),
-    llm_layers: pos,
-    llm_heads: pos,
-    llm_kv_heads: pos,
-    vit_layers: nat,
-    vit_heads: nat,
-    patch_grid: z.tuple([pos, pos]),
-    has_cls: z.boolean(),
-    vision_feature_layer: int,
-  }),
-  prompt: z.string(),
-  chat_text: z.string(),
-  input_ids: z.array(nat).min(1),
-  image_token_start: nat,
-  image_token_count: pos,
-  generated_ids: z.array(nat).min(1),
-  generated_tokens: z.array(z.string()),
-  answer: z.string(),
-  seq_len: pos,
-  settings: z.object({
-    max_new_tokens: pos,
-    temperature: z.number().nonnegative(),
-    top_p: z.number().min(0).max(1),
-    seed: int,
-    image_mode: z.enum(["default", "pad", "resize"]),
-  }),
-  timings_ms: z.record(z.string(), z.number()),
-  image_file: fileName,
-  original_image_file: fileName,
-  attn_dtype: z.enum(["f32", "f16"]),
-  tensor_files: z.array(fileName.regex(/\.safetensors$/, "a .safetensors file name")),
-  extras: z.record(z.string(), z.unknown()).optional(),
-});
-
-/** Human-readable first problem of a zod error: `field.path: message`. */
-export function zodMessage(e: z.ZodError): string {
-  const i = e.issues[0];
-  const where = i.path.length ? i.path.join(".") : "value";
-  return `${where}: ${i.message}`;
 }
 
 function fail(msg: string): never {
   throw new RunValidationError(msg);
 }
 
-/** Validates a run folder; returns its manifest or throws {@link RunValidationError} naming the first problem. */
+/**
+ * Validates a run folder (format 2, or format 1, converted) against the manifest schema the writer and the
+ * reader use; returns its manifest (format 2) or throws {@link RunValidationError} naming the first problem.
+ */
 export function validateRunDir(dir: string): RunManifest {
   let bytes: Buffer;
   try {
@@ -96,33 +51,15 @@ export function validateRunDir(dir: string): RunManifest {
   } catch (e) {
     fail(`${MANIFEST_FILE} is not valid JSON (${(e as Error).message})`);
   }
-  if (
-    raw &&
-    typeof raw === "object" &&
-    "format" in raw &&
-    (raw as { format: unknown }).format !== RUN_FORMAT
-  ) {
-    fail(
-      `${MANIFEST_FILE}: format ${JSON.stringify((raw as { format: unknown }).format)} is not "${RUN_FORMAT}"`,
-    );
+  let m: RunManifest;
+  let v1 = false;
+  try {
+    const read = parseManifest(raw, dir);
+    m = read.manifest;
+    v1 = read.v1 !== null;
+  } catch (e) {
+    fail((e as Error).message);
   }
-  const parsed = manifestSchema.safeParse(raw);
-  if (!parsed.success) fail(`${MANIFEST_FILE}: ${zodMessage(parsed.error)}`);
-  const m = parsed.data as RunManifest;
-  const T = m.input_ids.length;
-  const G = m.generated_ids.length;
-  if (m.generated_tokens.length !== G)
-    fail(`${MANIFEST_FILE}: ${G} generated ids but ${m.generated_tokens.length} generated tokens`);
-  if (m.seq_len !== T + G - 1)
-    fail(
-      `${MANIFEST_FILE}: seq_len ${m.seq_len} should be len(input_ids) + len(generated_ids) − 1 = ${T + G - 1}`,
-    );
-  if (m.image_token_start + m.image_token_count > T)
-    fail(`${MANIFEST_FILE}: the image tokens end past the prompt`);
-  const [r, c] = m.model.patch_grid;
-  if (r * c !== m.image_token_count)
-    fail(`${MANIFEST_FILE}: patch grid ${r}×${c} does not hold ${m.image_token_count} image tokens`);
-  if (m.model.llm_kv_heads > m.model.llm_heads) fail(`${MANIFEST_FILE}: more KV heads than heads`);
   let run: Run;
   try {
     for (const f of [TENSORS_FILE, m.image_file, m.original_image_file, ...m.tensor_files])
@@ -145,10 +82,28 @@ export function validateRunDir(dir: string): RunManifest {
       const dt = run.info(name).dtype;
       if (!["F32", "F16", "BF16"].includes(dt)) fail(`tensor ${name} has dtype ${dt}, expected a float type`);
     };
+    const G = m.generated_ids.length;
     for (let l = 0; l < m.model.llm_layers; l++) expect(`llm_attn.${l}`, [m.model.llm_heads, S, S]);
     expect("logits", [G, -1]);
+    if (!v1) {
+      const P = m.image_layout.token_count;
+      expect(IMAGE_BOXES_TENSOR, [P, 4]);
+      if (!run.has(IMAGE_POSITIONS_TENSOR)) fail(`tensor ${IMAGE_POSITIONS_TENSOR} is missing`);
+      const info = run.info(IMAGE_POSITIONS_TENSOR);
+      if (info.dtype !== "I64" || info.shape.length !== 1 || info.shape[0] !== P)
+        fail(
+          `tensor ${IMAGE_POSITIONS_TENSOR} must be I64 [${P}], got ${info.dtype} [${info.shape.join(", ")}]`,
+        );
+      const pos = run.ints(IMAGE_POSITIONS_TENSOR);
+      const T = m.input_ids.length;
+      if (pos.some((p, i) => !Number.isInteger(p) || p < 0 || p >= T || (i > 0 && p <= pos[i - 1])))
+        fail(`tensor ${IMAGE_POSITIONS_TENSOR}: positions must rise strictly inside the prompt (0…${T - 1})`);
+    }
     if (m.model.vit_layers > 0 && run.has("vit_attn.0")) {
-      for (let l = 0; l < m.model.vit_layers; l++) expect(`vit_attn.${l}`, [m.model.vit_heads, -1, -1]);
+      // [H, Sv, Sv] per tower pass, [n, H, Sv, Sv] for tiles.
+      const shape = run.info("vit_attn.0").shape;
+      const want = shape.length === 4 ? [-1, m.model.vit_heads, -1, -1] : [m.model.vit_heads, -1, -1];
+      for (let l = 0; l < m.model.vit_layers; l++) expect(`vit_attn.${l}`, want);
     }
   } finally {
     run.close();

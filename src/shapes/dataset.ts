@@ -3,8 +3,9 @@
  * can be regenerated on its own (no sequential state). The scene and the question draw from separate
  * streams, so changing the question logic leaves the images unchanged.
  */
+
+import { hashSeed, Rng } from "../tensor/rng.js";
 import { type QA, type SampleQAOptions, sampleQA } from "./questions.js";
-import { hashSeed, Rng } from "./rng.js";
 import { generateScene, type Scene, type SceneOptions } from "./scene.js";
 
 /** Vision patch size of the shapes model: 112 px / 14 → 8×8 grid. */

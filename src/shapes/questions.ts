@@ -14,7 +14,7 @@
  * `target_object` is the index (into scene.objects) of the object the answer is about; `related_objects`
  * lists every object the question names (both objects for "bigger").
  */
-import type { Rng } from "./rng.js";
+import type { Rng } from "../tensor/rng.js";
 import {
   COLOR_NAMES,
   type ColorName,

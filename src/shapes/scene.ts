@@ -9,7 +9,7 @@
  * (max − min channel ≤ {@link BACKGROUND_MAX_CHROMA}) while every object colour is strongly saturated, so
  * object pixels and background pixels can never be confused.
  */
-import type { Rng } from "./rng.js";
+import type { Rng } from "../tensor/rng.js";
 
 export const SHAPE_NAMES = ["circle", "square", "triangle", "star"] as const;
 export type ShapeName = (typeof SHAPE_NAMES)[number];

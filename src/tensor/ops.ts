@@ -57,7 +57,7 @@ export function rmsNorm(
   return out;
 }
 
-/** erf to double precision: Maclaurin series near 0, Laplace continued fraction for erfc in the tails. */
+/** erf to double precision: Maclaurin series near 0, 1 − erfc in the tails (the one erf of the project). */
 export function erf(x: number): number {
   const ax = Math.abs(x);
   if (ax < 2.5) {
@@ -74,12 +74,71 @@ export function erf(x: number): number {
     const r = (2 / Math.sqrt(Math.PI)) * sum;
     return x < 0 ? -r : r;
   }
-  if (ax > 6) return x < 0 ? -1 : 1;
-  // erfc(x) = exp(-x²)/√π · 1/(x + 1/2/(x + 1/(x + 3/2/(x + …)))) evaluated bottom-up.
-  let cf = ax;
-  for (let k = 60; k >= 1; k--) cf = ax + k / 2 / cf;
-  const erfc = Math.exp(-ax * ax) / Math.sqrt(Math.PI) / cf;
-  return x < 0 ? erfc - 1 : 1 - erfc;
+  const c = erfc(ax);
+  return x < 0 ? c - 1 : 1 - c;
+}
+
+/** Complementary error function, relative accuracy ~1e-14 over the whole real line. */
+export function erfc(x: number): number {
+  if (Number.isNaN(x)) return Number.NaN;
+  if (x < 0) return 2 - erfc(-x);
+  if (x < 2.5) {
+    // erf by its Maclaurin series: 2/√π Σ (−1)ⁿ x^(2n+1) / (n! (2n+1)).
+    const x2 = x * x;
+    let term = x;
+    let sum = x;
+    for (let n = 1; n < 200; n++) {
+      term *= -x2 / n;
+      const add = term / (2 * n + 1);
+      sum += add;
+      if (Math.abs(add) < 1e-17 * Math.abs(sum)) break;
+    }
+    return 1 - (2 / Math.sqrt(Math.PI)) * sum;
+  }
+  if (x > 27) return 0;
+  // Continued fraction erfc(x) = e^{−x²}/√π · 1/(x + ½/(x + 1/(x + 3/2/(x + …)))), modified Lentz.
+  const tiny = 1e-300;
+  let f = x;
+  let c = x;
+  let d = 0;
+  for (let n = 1; n < 500; n++) {
+    const an = n / 2;
+    d = x + an * d;
+    d = Math.abs(d) < tiny ? tiny : d;
+    c = x + an / c;
+    c = Math.abs(c) < tiny ? tiny : c;
+    d = 1 / d;
+    const delta = c * d;
+    f *= delta;
+    if (Math.abs(delta - 1) < 1e-16) break;
+  }
+  return Math.exp(-x * x) / Math.sqrt(Math.PI) / f;
+}
+
+/**
+ * Softmax cross-entropy of one row of logits against `target` (the one loss helper of training): the loss
+ * −log softmax(z)[target], the argmax (the first of ties), and the gradient w.r.t. z, softmax(z) − one-hot,
+ * as `grad(i)`.
+ */
+export function crossEntropy(
+  z: ArrayLike<number>,
+  target: number,
+): { loss: number; argmax: number; grad: (i: number) => number } {
+  let m = Number.NEGATIVE_INFINITY;
+  let argmax = 0;
+  for (let i = 0; i < z.length; i++) {
+    if (z[i] > m) {
+      m = z[i];
+      argmax = i;
+    }
+  }
+  let sum = 0;
+  for (let i = 0; i < z.length; i++) sum += Math.exp(z[i] - m);
+  return {
+    loss: -(z[target] - m - Math.log(sum)),
+    argmax,
+    grad: (i) => Math.exp(z[i] - m) / sum - (i === target ? 1 : 0),
+  };
 }
 
 export type Activation =

@@ -6,7 +6,7 @@
  */
 import { createKernels } from "../kernels/index.js";
 import { WeightGradients } from "../models/gradients.js";
-import { LlavaModel } from "../models/llava.js";
+import { loadModel } from "../models/registry.js";
 import { type ExampleSource, makeExample } from "./examples.js";
 import { trainingStep } from "./step.js";
 import { createPatchHead, makePatchExample, patchPretrainStep } from "./vision-pretrain.js";
@@ -44,14 +44,11 @@ export interface WorkResult {
 const send = (m: unknown) => process.send!(m);
 
 async function serve(setup: WorkerSetup): Promise<void> {
-  const model = LlavaModel.load(setup.modelDir);
+  const model = loadModel(setup.modelDir);
   // One ORT thread per worker: the workers themselves use the cores.
   const kernels = await createKernels("auto", { threads: 1 });
-  const head = createPatchHead(model.config.vision.hiddenSize * model.visionFeatureHiddenIndices.length, 0);
-  const params = [
-    ...model.weights.loadedTensors().sort((a, b) => (a.name < b.name ? -1 : 1)),
-    ...head.tensors,
-  ];
+  const head = createPatchHead(model.info.towerFeatureWidth, 0);
+  const params = [...model.parameters().sort((a, b) => (a.name < b.name ? -1 : 1)), ...head.tensors];
   const grads = new WeightGradients();
   process.on("message", async (req: WorkRequest) => {
     let o = 0;

@@ -8,7 +8,6 @@ import * as path from "node:path";
 import { type TensorToWrite, writeSafetensors } from "../hf/safetensors.js";
 import { makeDirs } from "../run/out-dir.js";
 import { SHAPES_PATCH_SIZE } from "../shapes/dataset.js";
-import { Rng } from "../shapes/rng.js";
 import { IMAGE_SIZE } from "../shapes/scene.js";
 import {
   BOS_TOKEN_ID,
@@ -17,6 +16,7 @@ import {
   PAD_TOKEN_ID,
   writeShapesTokenizer,
 } from "../shapes/tokenizer.js";
+import { Rng } from "../tensor/rng.js";
 
 export interface ShapesModelDims {
   visionHidden: number;

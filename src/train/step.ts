@@ -5,7 +5,9 @@
  */
 import type { Kernels } from "../kernels/types.js";
 import type { WeightGradients } from "../models/gradients.js";
-import type { LlavaModel } from "../models/llava.js";
+import type { ImageLayout } from "../models/image-layout.js";
+import type { PixelValues, VisionLanguageModel } from "../models/types.js";
+import { crossEntropy } from "../tensor/ops.js";
 
 export interface TrainingExample {
   /**
@@ -15,17 +17,19 @@ export interface TrainingExample {
   inputIds: number[];
   /** [start, end) positions in `inputIds` of each answer (stop token included); the loss is on these only. */
   answerSpans: [number, number][];
-  pixelValues: Float32Array;
+  pixels: PixelValues;
+  /** The image's token layout (position ids may depend on it). */
+  layout: ImageLayout;
 }
 
 /** A one-question example: prompt ids then answer ids (the stop token included). */
 export function singleTurnExample(
   promptIds: number[],
   answerIds: number[],
-  pixelValues: Float32Array,
+  image: { pixels: PixelValues; layout: ImageLayout },
 ): TrainingExample {
   const inputIds = [...promptIds, ...answerIds];
-  return { inputIds, answerSpans: [[promptIds.length, inputIds.length]], pixelValues };
+  return { inputIds, answerSpans: [[promptIds.length, inputIds.length]], ...image };
 }
 
 export interface StepResult {
@@ -44,7 +48,7 @@ export interface StepResult {
  * backward (no tower gradients; the projector and language model still get theirs).
  */
 export async function trainingStep(
-  model: LlavaModel,
+  model: VisionLanguageModel,
   kernels: Kernels,
   ex: TrainingExample,
   grads: WeightGradients | null,
@@ -70,47 +74,34 @@ export async function trainingStep(
       targets.push(seq[p]!);
     }
   }
-  const enc = await model.encodeImage(kernels, ex.pixelValues, undefined, {
-    tape: grads !== null && trainVision,
-  });
-  const embeds = model.buildInputsEmbeds(inputs, enc.features, enc.count);
-  const out = await dec.forward(kernels, embeds, n, dec.newCache(n), {
+  const enc = await model.encodeImage(kernels, ex.pixels, { tape: grads !== null && trainVision });
+  const embeds = model.buildInputsEmbeds(inputs, enc);
+  const positions = model.positionIds(inputs, ex.layout);
+  const out = await dec.forward(kernels, embeds, positions, dec.newCache(n), {
     tape: grads !== null,
     logitRows: rows,
   });
-  const V = dec.cfg.vocabSize;
+  const V = model.info.vocabSize;
   const dLogits = new Float32Array(rows.length * V);
   let loss = 0;
   let firstTokenCorrect = false;
   let answersCorrect = 0;
   rows.forEach((row, j) => {
-    const z = out.logits.subarray(j * V, (j + 1) * V);
-    let m = Number.NEGATIVE_INFINITY;
-    let arg = 0;
-    for (let i = 0; i < V; i++) {
-      if (z[i] > m) {
-        m = z[i];
-        arg = i;
-      }
-    }
-    let sum = 0;
-    for (let i = 0; i < V; i++) sum += Math.exp(z[i] - m);
     const target = targets[j]!;
-    loss += -(z[target] - m - Math.log(sum)) / rows.length;
-    if (firstRows.has(row) && arg === target) {
+    const ce = crossEntropy(out.logits.subarray(j * V, (j + 1) * V), target);
+    loss += ce.loss / rows.length;
+    if (firstRows.has(row) && ce.argmax === target) {
       answersCorrect++;
       if (j === 0) firstTokenCorrect = true;
     }
-    for (let i = 0; i < V; i++)
-      dLogits[j * V + i] = ((Math.exp(z[i] - m) / sum - (i === target ? 1 : 0)) * scale) / rows.length;
+    for (let i = 0; i < V; i++) dLogits[j * V + i] = (ce.grad(i) * scale) / rows.length;
   });
   if (grads) {
     const back = await dec.backwardFromLogits(kernels, out.tape!, rows, dLogits, { grads });
-    const imageId = model.config.imageTokenIndex;
+    const imageId = model.info.imageTokenId;
     dec.embedBackward(inputs, back.dInputsEmbeds, grads, (id) => id === imageId);
     const dFeatures = model.imageFeaturesGrad(inputs, back.dInputsEmbeds);
-    if (trainVision) await model.imageBackward(kernels, enc, dFeatures, { grads });
-    else await model.projector.backward(kernels, enc.preProjector, enc.count, dFeatures, grads);
+    await model.imageBackward(kernels, enc, dFeatures, { grads, frozenTower: !trainVision });
   }
   return { loss, firstTokenCorrect, answersCorrect, answers: ex.answerSpans.length };
 }

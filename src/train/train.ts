@@ -13,7 +13,8 @@ import { fileURLToPath } from "node:url";
 import { askChild } from "../child-rpc.js";
 import { SafetensorsFile, type TensorToWrite, writeSafetensors } from "../hf/safetensors.js";
 import { createKernels } from "../kernels/index.js";
-import { LlavaModel } from "../models/llava.js";
+import { loadModel } from "../models/registry.js";
+import type { VisionLanguageModel } from "../models/types.js";
 import { checkNewDir, checkNotExisting, makeDirs, makeTempDir } from "../run/out-dir.js";
 import { writeFileAtomic } from "../run/run-dir.js";
 import { type SampleOptions, sample } from "../shapes/dataset.js";
@@ -203,8 +204,8 @@ export function learningRate(
   throw new RangeError(`step ${step} is past the run's end (${start})`);
 }
 
-function sortedParams(model: LlavaModel): { name: string; shape: number[]; data: Float32Array }[] {
-  return model.weights.loadedTensors().sort((a, b) => (a.name < b.name ? -1 : 1));
+function sortedParams(model: VisionLanguageModel): { name: string; shape: number[]; data: Float32Array }[] {
+  return model.parameters().sort((a, b) => (a.name < b.name ? -1 : 1));
 }
 
 /** Norm gains, biases and embeddings are not decayed; weight matrices are. */
@@ -212,9 +213,9 @@ function decays(name: string, shape: number[]): boolean {
   return shape.length >= 2 && !name.includes("embed") && !name.includes("embedding");
 }
 
-function saveModelWeights(model: LlavaModel, file: string, dtype: "F32" | "F16"): void {
+function saveModelWeights(model: VisionLanguageModel, file: string, dtype: "F32" | "F16"): void {
   const tensors: TensorToWrite[] = sortedParams(model).map((p) => {
-    const name = model.weights.diskName(p.name);
+    const name = model.diskName(p.name);
     if (dtype === "F32") return { name, dtype, shape: p.shape, data: p.data };
     const u = new Uint16Array(p.data.length);
     for (let i = 0; i < u.length; i++) u[i] = f32ToF16(p.data[i]);
@@ -232,7 +233,7 @@ interface Evaluation {
 }
 
 /** First-answer-token accuracy on one-question prompts (what inference sees) of a held-out seed. */
-async function evaluate(model: LlavaModel, seed: number, n: number): Promise<Evaluation> {
+async function evaluate(model: VisionLanguageModel, seed: number, n: number): Promise<Evaluation> {
   const kernels = await createKernels("auto");
   let correct = 0;
   const kinds: Record<string, [number, number]> = {};
@@ -318,11 +319,8 @@ export async function trainShapes(opts: TrainOptions): Promise<TrainResult> {
     );
   if (opts.freezeVision && opts.visionSteps === 0)
     throw new RangeError("freezing the vision tower needs stage 1 (vision steps > 0): it would stay random");
-  const model = LlavaModel.load(ckpt);
-  const head = createPatchHead(
-    model.config.vision.hiddenSize * model.visionFeatureHiddenIndices.length,
-    opts.seed,
-  );
+  const model = loadModel(ckpt);
+  const head = createPatchHead(model.info.towerFeatureWidth, opts.seed);
   const headFile = path.join(ckpt, PATCH_HEAD);
   if (state.step > 0 && fs.existsSync(headFile)) {
     const st = SafetensorsFile.open(headFile);

@@ -7,14 +7,13 @@
  * stayed at chance), while the dense per-patch labels give 64 targets per image. The head is not part of
  * the exported model.
  */
-import { preprocessImage } from "../hf/image-processor.js";
 import type { Kernels } from "../kernels/types.js";
 import type { WeightGradients } from "../models/gradients.js";
-import type { LlavaModel } from "../models/llava.js";
+import type { PixelValues, VisionLanguageModel } from "../models/types.js";
 import { objectPatchCoverage, type SampleOptions, SHAPES_PATCH_SIZE, sample } from "../shapes/dataset.js";
-import { Rng } from "../shapes/rng.js";
 import { COLOR_NAMES, type Scene, SHAPE_NAMES } from "../shapes/scene.js";
-import { imageProcessorFor } from "../trace.js";
+import { crossEntropy } from "../tensor/ops.js";
+import { Rng } from "../tensor/rng.js";
 import type { ExampleSource } from "./examples.js";
 
 /** Class 0 is background in both heads. */
@@ -57,7 +56,7 @@ export function createPatchHead(width: number, seed: number): PatchHead {
 }
 
 export interface PatchExample {
-  pixelValues: Float32Array;
+  pixels: PixelValues;
   /** Per patch (row-major grid), index into PATCH_SHAPE_CLASSES / PATCH_COLOR_CLASSES. */
   shapeLabels: Uint8Array;
   colorLabels: Uint8Array;
@@ -90,15 +89,15 @@ export function patchLabels(
 }
 
 export function makePatchExample(
-  model: LlavaModel,
+  model: VisionLanguageModel,
   source: ExampleSource,
   index: number,
   easy = false,
 ): PatchExample {
   const { scene } = sample(source.seed, index, easy ? EASY_SCENES : source.options);
-  const px = preprocessImage(scene.image, imageProcessorFor(model), "default").pixelValues;
+  const { pixels } = model.preprocess(scene.image, "default");
   const labels = patchLabels(scene);
-  return { pixelValues: px, shapeLabels: labels.shape, colorLabels: labels.color };
+  return { pixels, shapeLabels: labels.shape, colorLabels: labels.color };
 }
 
 export interface PatchStepResult {
@@ -114,7 +113,7 @@ export interface PatchStepResult {
  * by `scale`) are added to it.
  */
 export async function patchPretrainStep(
-  model: LlavaModel,
+  model: VisionLanguageModel,
   kernels: Kernels,
   head: PatchHead,
   ex: PatchExample,
@@ -122,8 +121,8 @@ export async function patchPretrainStep(
   scale = 1,
 ): Promise<PatchStepResult> {
   // The projector is not in this loss: only the tower runs.
-  const enc = await model.encodeTower(kernels, ex.pixelValues, undefined, { tape: grads !== null });
-  const X = enc.preProjector;
+  const enc = await model.encodeTowerFeatures(kernels, ex.pixels, { tape: grads !== null });
+  const X = enc.features;
   const n = enc.count;
   if (n !== ex.shapeLabels.length)
     throw new Error(`the tower gives ${n} patches but the labels cover ${ex.shapeLabels.length}`);
@@ -144,25 +143,18 @@ export async function patchPretrainStep(
     const z = new Float64Array(K);
     for (let t = 0; t < n; t++) {
       const x = X.subarray(t * width, (t + 1) * width);
-      let m = Number.NEGATIVE_INFINITY;
-      let arg = 0;
       for (let k = 0; k < K; k++) {
         let s = b[k]!;
         for (let c = 0; c < width; c++) s += w[k * width + c]! * x[c]!;
         z[k] = s;
-        if (s > m) {
-          m = s;
-          arg = k;
-        }
       }
-      let sum = 0;
-      for (let k = 0; k < K; k++) sum += Math.exp(z[k]! - m);
       const y = labels[t]!;
-      loss += -(z[y]! - m - Math.log(sum)) / n;
-      if (arg !== y) right[t] = 0;
+      const ce = crossEntropy(z, y);
+      loss += ce.loss / n;
+      if (ce.argmax !== y) right[t] = 0;
       if (!gw || !gb) continue;
       for (let k = 0; k < K; k++) {
-        const g = ((Math.exp(z[k]! - m) / sum - (k === y ? 1 : 0)) * scale) / n;
+        const g = (ce.grad(k) * scale) / n;
         gb[k]! += g;
         for (let c = 0; c < width; c++) {
           dX[t * width + c]! += g * w[k * width + c]!;
@@ -173,7 +165,7 @@ export async function patchPretrainStep(
   };
   classify(sw, sb, ex.shapeLabels);
   classify(cw, cb, ex.colorLabels);
-  if (grads) await model.preProjectorBackward(kernels, enc, dX, { grads });
+  if (grads) await model.towerFeaturesBackward(kernels, enc, dX, { grads });
   let correct = 0;
   for (const r of right) correct += r;
   return { loss, correct, patches: n };

@@ -1,4 +1,7 @@
 /** The server's REST + SSE API, typed for the views. All numbers are computed server-side by the library. */
+import type { ImageGeometry } from "../../src/interpret/image-tokens";
+
+export type { ImageGeometry };
 
 export class ApiError extends Error {
   constructor(
@@ -69,23 +72,22 @@ export interface RunDetail {
   attn_dtype: string;
   model: {
     dir: string;
+    model_type: string;
     text_model_type: string;
     vision_model_type: string;
     llm_layers: number;
     llm_heads: number;
     vit_layers: number;
-    patch_grid: [number, number];
   };
   layout: {
     T: number;
     G: number;
     S: number;
-    image_start: number;
-    image_count: number;
-    grid: [number, number];
     layers: number;
     heads: number;
   };
+  /** Where each image token is on the original picture (maps are one value per image token). */
+  image: ImageGeometry;
   analyses: {
     relevancy: Partial<Record<RelevancyMode, Partial<Record<RelevancyKind, number[]>>>>;
     causal: number[];
@@ -121,7 +123,6 @@ export interface AttentionSummary {
 export interface HeadImageMaps {
   layer: number;
   tokens: number[];
-  grid: [number, number];
   heads: { head: number; mean: number; max: number; map: number[] }[];
   headMeans: number[];
   min: number;
@@ -141,9 +142,15 @@ export interface RelevancyMapsView {
   mode: RelevancyMode;
   kind: RelevancyKind;
   by: "word" | "token";
-  grid: [number, number];
   computed: number[];
-  items: { label: string; tokens: number[]; separator: boolean; map: number[]; min: number; max: number }[];
+  items: {
+    label: string;
+    tokens: number[];
+    separator: boolean;
+    map: (number | null)[];
+    min: number;
+    max: number;
+  }[];
 }
 
 export interface RelevancyTextView {
@@ -180,7 +187,6 @@ export interface CausalView {
   tokenText: string;
   layer: number;
   target: number;
-  grid: [number, number];
   params: {
     p_val_th: number;
     num_samples: number;
@@ -213,6 +219,7 @@ export const api = {
   run: (id: string) => get<RunDetail>(`/api/runs/${enc(id)}`),
   deleteRun: (id: string) => request<{ deleted: string }>("DELETE", `/api/runs/${enc(id)}`),
   imageUrl: (id: string) => `/api/runs/${enc(id)}/image`,
+  inputUrl: (id: string) => `/api/runs/${enc(id)}/input`,
   exportUrl: (id: string) => `/api/runs/${enc(id)}/export`,
   summary: (id: string) => get<AttentionSummary>(`/api/runs/${enc(id)}/attention/summary`),
   heads: (id: string, layer: number, tokens: number[]) =>

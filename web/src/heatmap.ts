@@ -1,4 +1,8 @@
-/** Canvas drawing of heatmaps: maps over the run's image, layer × head grids, strips and colour bars. */
+/**
+ * Canvas drawing of heatmaps: maps over the run's ORIGINAL image (through its image-token geometry), layer ×
+ * head grids, strips and colour bars.
+ */
+import type { GridView, ImageGeometry } from "../../src/interpret/image-tokens";
 import { lut } from "./colormap";
 
 export interface MapStyle {
@@ -7,21 +11,25 @@ export interface MapStyle {
   smooth: boolean;
 }
 
-function range(values: ArrayLike<number>, lo?: number, hi?: number): [number, number] {
+/** A map value: a number, or null/NaN where the map has none (drawn transparent). */
+export type MapValues = ArrayLike<number | null>;
+
+function range(values: MapValues, lo?: number, hi?: number): [number, number] {
   if (lo !== undefined && hi !== undefined) return [lo, hi];
   let a = Number.POSITIVE_INFINITY;
   let b = Number.NEGATIVE_INFINITY;
   for (let i = 0; i < values.length; i++) {
     const v = values[i];
+    if (v === null || !Number.isFinite(v)) continue;
     if (v < a) a = v;
     if (v > b) b = v;
   }
   return [lo ?? a, hi ?? b];
 }
 
-/** A rows × cols canvas, one pixel per value, coloured by the colormap over [lo, hi]. */
+/** A rows × cols canvas, one pixel per value, coloured by the colormap over [lo, hi]; missing values clear. */
 export function valuesToCanvas(
-  values: ArrayLike<number>,
+  values: MapValues,
   rows: number,
   cols: number,
   cmap: string,
@@ -37,7 +45,9 @@ export function valuesToCanvas(
   const ctx = c.getContext("2d")!;
   const img = ctx.createImageData(cols, rows);
   for (let i = 0; i < rows * cols; i++) {
-    const u = b > a ? (values[i] - a) / (b - a) : 0.5;
+    const v = values[i];
+    if (v === null || !Number.isFinite(v)) continue;
+    const u = b > a ? (v - a) / (b - a) : 0.5;
     const k = Math.round(255 * Math.min(1, Math.max(0, u))) * 3;
     img.data[i * 4] = t[k];
     img.data[i * 4 + 1] = t[k + 1];
@@ -48,12 +58,28 @@ export function valuesToCanvas(
   return c;
 }
 
-/** Draws the image, then the map stretched over it with the given opacity (bilinear when smooth). */
+/** Canvas size for the original picture fitted into a size × size box (aspect kept). */
+export function fitSize(geo: ImageGeometry, size: number): [number, number] {
+  const s = size / Math.max(geo.width, geo.height);
+  return [Math.max(1, Math.round(geo.width * s)), Math.max(1, Math.round(geo.height * s))];
+}
+
+/** Image token index of cell (r, c) of a grid (rows end with a separator token when the grid has them). */
+function gridToken(g: GridView, r: number, c: number): number {
+  return g.first + r * (g.cols + (g.rowSeparator ? 1 : 0)) + c;
+}
+
+/**
+ * Draws the original picture over the whole canvas, then the map: one value per image token, each grid's
+ * values stretched over its frame (bilinear when smooth), other placed tokens as their boxes. Whatever the
+ * tokens do not cover — a centre crop's cut-away margins — keeps the picture alone; a frame reaching past
+ * the picture (padding) falls outside the canvas.
+ */
 export function drawImageMap(
   canvas: HTMLCanvasElement,
   image: CanvasImageSource | null,
-  map: ArrayLike<number> | null,
-  grid: [number, number],
+  map: MapValues | null,
+  geo: ImageGeometry,
   style: MapStyle,
   lo?: number,
   hi?: number,
@@ -61,45 +87,92 @@ export function drawImageMap(
   const ctx = canvas.getContext("2d")!;
   const w = canvas.width;
   const h = canvas.height;
+  const sx = w / geo.width;
+  const sy = h / geo.height;
   ctx.clearRect(0, 0, w, h);
   if (image) {
     ctx.imageSmoothingEnabled = true;
     ctx.drawImage(image, 0, 0, w, h);
   }
-  if (map) {
-    ctx.save();
-    ctx.globalAlpha = style.opacity;
-    ctx.imageSmoothingEnabled = style.smooth;
-    ctx.imageSmoothingQuality = "high";
-    ctx.drawImage(valuesToCanvas(map, grid[0], grid[1], style.cmap, lo, hi), 0, 0, w, h);
-    ctx.restore();
+  if (!map) return;
+  const [a, b] = range(map, lo, hi);
+  ctx.save();
+  ctx.globalAlpha = style.opacity;
+  ctx.imageSmoothingEnabled = style.smooth;
+  ctx.imageSmoothingQuality = "high";
+  const inGrid = new Uint8Array(geo.boxes.length);
+  for (const g of geo.grids) {
+    const vals = new Array<number | null>(g.rows * g.cols);
+    for (let r = 0; r < g.rows; r++)
+      for (let c = 0; c < g.cols; c++) {
+        const k = gridToken(g, r, c);
+        vals[r * g.cols + c] = map[k] ?? null;
+        inGrid[k] = 1;
+      }
+    const [x0, y0, x1, y1] = g.frame;
+    ctx.drawImage(
+      valuesToCanvas(vals, g.rows, g.cols, style.cmap, a, b),
+      x0 * sx,
+      y0 * sy,
+      (x1 - x0) * sx,
+      (y1 - y0) * sy,
+    );
   }
+  const t = lut(style.cmap);
+  geo.boxes.forEach((box, k) => {
+    const v = map[k];
+    if (inGrid[k] || !box || v === null || v === undefined || !Number.isFinite(v)) return;
+    const u = b > a ? (v - a) / (b - a) : 0.5;
+    const i = Math.round(255 * Math.min(1, Math.max(0, u))) * 3;
+    ctx.fillStyle = `rgb(${t[i]},${t[i + 1]},${t[i + 2]})`;
+    ctx.fillRect(box[0] * sx, box[1] * sy, (box[2] - box[0]) * sx, (box[3] - box[1]) * sy);
+  });
+  ctx.restore();
 }
 
-/** Outlines patches on an image canvas (patch selector, explanation patches). */
+/** The image token whose box holds the point (original pixels): the smallest such box, or −1. */
+export function tokenAt(geo: ImageGeometry, x: number, y: number): number {
+  let best = -1;
+  let area = Number.POSITIVE_INFINITY;
+  geo.boxes.forEach((b, k) => {
+    if (!b || b[2] <= b[0] || b[3] <= b[1]) return;
+    if (x < b[0] || x >= b[2] || y < b[1] || y >= b[3]) return;
+    const a = (b[2] - b[0]) * (b[3] - b[1]);
+    if (a < area) {
+      area = a;
+      best = k;
+    }
+  });
+  return best;
+}
+
+/** Outlines image tokens' boxes on an image canvas (patch selector, explanation patches). */
 export function outlinePatches(
   canvas: HTMLCanvasElement,
-  grid: [number, number],
-  patches: Iterable<number>,
+  geo: ImageGeometry,
+  tokens: Iterable<number>,
   color: string,
   fill?: string,
 ): void {
   const ctx = canvas.getContext("2d")!;
-  const cw = canvas.width / grid[1];
-  const ch = canvas.height / grid[0];
+  const sx = canvas.width / geo.width;
+  const sy = canvas.height / geo.height;
   ctx.save();
-  ctx.lineWidth = Math.max(1, Math.min(cw, ch) / 8);
-  ctx.strokeStyle = color;
-  for (const p of patches) {
-    const r = Math.floor(p / grid[1]);
-    const c = p % grid[1];
+  for (const k of tokens) {
+    const b = geo.boxes[k];
+    if (!b) continue;
+    const cw = (b[2] - b[0]) * sx;
+    const ch = (b[3] - b[1]) * sy;
+    if (cw <= 0 || ch <= 0) continue;
+    ctx.lineWidth = Math.max(1, Math.min(cw, ch) / 8);
+    ctx.strokeStyle = color;
     if (fill) {
       ctx.fillStyle = fill;
-      ctx.fillRect(c * cw, r * ch, cw, ch);
+      ctx.fillRect(b[0] * sx, b[1] * sy, cw, ch);
     }
     ctx.strokeRect(
-      c * cw + ctx.lineWidth / 2,
-      r * ch + ctx.lineWidth / 2,
+      b[0] * sx + ctx.lineWidth / 2,
+      b[1] * sy + ctx.lineWidth / 2,
       cw - ctx.lineWidth,
       ch - ctx.lineWidth,
     );
@@ -107,26 +180,31 @@ export function outlinePatches(
   ctx.restore();
 }
 
-/** Light grid lines over an image canvas. */
+/** Light grid lines of every grid over an image canvas (the lines stay inside each grid's frame). */
 export function drawGridLines(
   canvas: HTMLCanvasElement,
-  grid: [number, number],
+  geo: ImageGeometry,
   color = "rgba(255,255,255,0.35)",
 ): void {
   const ctx = canvas.getContext("2d")!;
+  const sx = canvas.width / geo.width;
+  const sy = canvas.height / geo.height;
   ctx.save();
   ctx.strokeStyle = color;
   ctx.lineWidth = 1;
   ctx.beginPath();
-  for (let c = 1; c < grid[1]; c++) {
-    const x = Math.round((c * canvas.width) / grid[1]) + 0.5;
-    ctx.moveTo(x, 0);
-    ctx.lineTo(x, canvas.height);
-  }
-  for (let r = 1; r < grid[0]; r++) {
-    const y = Math.round((r * canvas.height) / grid[0]) + 0.5;
-    ctx.moveTo(0, y);
-    ctx.lineTo(canvas.width, y);
+  for (const g of geo.grids) {
+    const [x0, y0, x1, y1] = g.frame;
+    for (let c = 1; c < g.cols; c++) {
+      const x = Math.round((x0 + (c * (x1 - x0)) / g.cols) * sx) + 0.5;
+      ctx.moveTo(x, y0 * sy);
+      ctx.lineTo(x, y1 * sy);
+    }
+    for (let r = 1; r < g.rows; r++) {
+      const y = Math.round((y0 + (r * (y1 - y0)) / g.rows) * sy) + 0.5;
+      ctx.moveTo(x0 * sx, y);
+      ctx.lineTo(x1 * sx, y);
+    }
   }
   ctx.stroke();
   ctx.restore();

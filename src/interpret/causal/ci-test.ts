@@ -8,6 +8,7 @@
  * - {@link DSeparationOracle}: the perfect test for a known DAG (d-separation), used to check structure
  *   learning independently of any data.
  */
+import { erfc } from "../../tensor/ops.js";
 
 /** A conditional-independence test over integer node ids. */
 export interface CITest {
@@ -87,43 +88,6 @@ export function rowCorrelation(
 
 // ---------------------------------------------------------------------------------------------------------
 // Numerics
-
-/** Complementary error function, relative accuracy ~1e-14 over the whole real line. */
-export function erfc(x: number): number {
-  if (Number.isNaN(x)) return Number.NaN;
-  if (x < 0) return 2 - erfc(-x);
-  if (x < 2.5) {
-    // erf by its Maclaurin series: 2/√π Σ (−1)ⁿ x^(2n+1) / (n! (2n+1)).
-    const x2 = x * x;
-    let term = x;
-    let sum = x;
-    for (let n = 1; n < 200; n++) {
-      term *= -x2 / n;
-      const add = term / (2 * n + 1);
-      sum += add;
-      if (Math.abs(add) < 1e-17 * Math.abs(sum)) break;
-    }
-    return 1 - (2 / Math.sqrt(Math.PI)) * sum;
-  }
-  if (x > 27) return 0;
-  // Continued fraction erfc(x) = e^{−x²}/√π · 1/(x + ½/(x + 1/(x + 3/2/(x + …)))), modified Lentz.
-  const tiny = 1e-300;
-  let f = x;
-  let c = x;
-  let d = 0;
-  for (let n = 1; n < 500; n++) {
-    const an = n / 2;
-    d = x + an * d;
-    d = Math.abs(d) < tiny ? tiny : d;
-    c = x + an / c;
-    c = Math.abs(c) < tiny ? tiny : c;
-    d = 1 / d;
-    const delta = c * d;
-    f *= delta;
-    if (Math.abs(delta - 1) < 1e-16) break;
-  }
-  return Math.exp(-x * x) / Math.sqrt(Math.PI) / f;
-}
 
 /** Eigen-decomposition of a symmetric matrix (cyclic Jacobi). Returns eigenvalues and column eigenvectors. */
 export function symmetricEigen(m: Float64Array, n: number): { values: Float64Array; vectors: Float64Array } {

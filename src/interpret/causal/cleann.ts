@@ -43,10 +43,14 @@ export const DEFAULT_CLEANN_PARAMS: CleannParams = {
   maxImageTokens: 50,
 };
 
-/** Where the image tokens are in the sequence. */
+/** Where the image tokens are in the sequence: their positions, ascending (separators included). */
 export interface TokenLayout {
-  imageStart: number;
-  imageCount: number;
+  imagePositions: readonly number[];
+}
+
+/** One contiguous image span (the LLaVA case): positions start … start+count−1. */
+export function contiguousLayout(start: number, count: number): TokenLayout {
+  return { imagePositions: Array.from({ length: count }, (_, i) => start + i) };
 }
 
 export interface NodeSelection {
@@ -68,9 +72,11 @@ export function selectNodes(
   layout: TokenLayout,
   params: CleannParams,
 ): NodeSelection {
-  const { imageStart: s0, imageCount: p } = layout;
-  if (x < s0 + p)
-    throw new RangeError(`CLEANN: target position ${x} is not after the image (${s0}…${s0 + p - 1})`);
+  const pos = layout.imagePositions;
+  const p = pos.length;
+  const last = pos[p - 1];
+  if (x <= last)
+    throw new RangeError(`CLEANN: target position ${x} is not after the image (${pos[0]}…${last})`);
   let above = 0;
   for (let j = 0; j < w.length; j++) if (w[j] > params.attTh) above++;
   const numHighAtt = Math.max(2, above);
@@ -79,10 +85,10 @@ export function selectNodes(
   k = Math.min(k, p);
   // Descending attention; ties put the later token first (a reversed ascending stable sort).
   const idx = Array.from({ length: p }, (_, i) => i);
-  idx.sort((a, b) => w[s0 + b] - w[s0 + a] || b - a);
-  const imageTokens = idx.slice(0, k).map((i) => s0 + i);
+  idx.sort((a, b) => w[pos[b]] - w[pos[a]] || b - a);
+  const imageTokens = idx.slice(0, k).map((i) => pos[i]);
   const textTokens: number[] = [];
-  for (let j = s0 + p; j < x; j++) if (w[j] > params.attTh) textTokens.push(j);
+  for (let j = last + 1; j < x; j++) if (w[j] > params.attTh) textTokens.push(j);
   return { imageTokens, textTokens, numHighAtt, numImageTokens: k, clampedToGrid };
 }
 
@@ -163,15 +169,16 @@ export function explainHead(
   const perRadius: Record<string, number | number[]> = { "0": x };
   for (let r = 1; r < levels.length; r++) perRadius[String(r)] = levels[r];
 
-  const { imageStart: s0, imageCount: p } = layout;
-  const imageExpl = explanation.filter((v) => v >= s0 && v < s0 + p);
+  const imageIndex = new Map(layout.imagePositions.map((q, i) => [q, i]));
+  const imageExpl = explanation.filter((v) => imageIndex.has(v));
   const weights = imageExpl.map((v) => patchWeight(ci, v, x, imageExpl, params.numSamples));
   const t2 = performance.now();
 
   let maxImg = Number.NEGATIVE_INFINITY;
-  for (let j = s0; j < s0 + p; j++) maxImg = Math.max(maxImg, w[j]);
+  for (const q of layout.imagePositions) maxImg = Math.max(maxImg, w[q]);
   let maxAfter = Number.NEGATIVE_INFINITY;
-  for (let j = s0 + p; j < size; j++) maxAfter = Math.max(maxAfter, w[j]);
+  for (let j = layout.imagePositions[layout.imagePositions.length - 1] + 1; j < size; j++)
+    maxAfter = Math.max(maxAfter, w[j]);
   const importance = maxImg / maxAfter;
 
   const s = ci.stats;
@@ -191,7 +198,7 @@ export function explainHead(
       edge: edgeString(e),
     })),
     explanation,
-    explanation_image_patches: imageExpl.map((v) => v - s0),
+    explanation_image_patches: imageExpl.map((v) => imageIndex.get(v)!),
     explanation_per_radius: perRadius,
     max_pds_tree_depth: tree.maxDepth(),
     head_importance: Number.isFinite(importance) ? importance : null,

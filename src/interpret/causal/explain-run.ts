@@ -6,6 +6,7 @@
 import * as os from "node:os";
 import * as path from "node:path";
 import { Worker } from "node:worker_threads";
+import { type ImageLayout, segmentTokenCount } from "../../models/image-layout.js";
 import { Run, writeFileAtomic } from "../../run/run-dir.js";
 import {
   type CleannParams,
@@ -36,9 +37,12 @@ export interface CausalOptions {
 }
 
 export interface PatchWeights {
-  /** [rows, cols] of the values (the run's patch grid). */
+  /**
+   * [rows, cols] of the values: the image's grid when it is one grid of all its tokens, else [1, tokens].
+   * Flattened row-major, value i belongs to image token i.
+   */
   grid: [number, number];
-  /** Σ over the analysed heads of each explanation patch's weight, row-major rows × cols. */
+  /** Σ over the analysed heads of each explanation image token's weight, row-major rows × cols. */
   sum: number[][];
   /** `sum` divided by its maximum (all zero when no head has an image explanation). */
   normalized: number[][];
@@ -53,6 +57,7 @@ export interface CausalDocument {
   token: string | null;
   /** Sequence position whose output predicts token k: len(input_ids) − 1 + k. */
   token_to_explain: number;
+  /** First image position and the number of image tokens (their positions: the run's image_token_positions). */
   image_token_start: number;
   image_token_count: number;
   params: {
@@ -178,12 +183,13 @@ export async function explainLayer(
   return heads.map((h) => results.get(h)!);
 }
 
-/** Sum the heads' patch weights on the grid. */
+/** Sum the heads' patch weights over the image tokens, shaped as `grid` when it holds them all. */
 export function aggregatePatchWeights(
   records: readonly HeadExplanation[],
   imageCount: number,
-  grid: [number, number],
+  grid: [number, number] | null,
 ): PatchWeights {
+  if (!grid) grid = [1, imageCount];
   const g: [number, number] = grid[0] * grid[1] === imageCount ? grid : [1, imageCount];
   const flat = new Float64Array(imageCount);
   for (const r of records) {
@@ -210,8 +216,9 @@ export async function explainRun(
     const T = m.input_ids.length;
     const G = m.generated_ids.length;
     if (G === 0) throw new CausalError(`${dir}: the run generated no tokens`);
-    if (!(m.image_token_count > 0))
-      throw new CausalError(`${dir}: the run has no image tokens to explain with`);
+    const image = run.imageTokens();
+    const P = image.positions.length;
+    if (!(P > 0)) throw new CausalError(`${dir}: the run has no image tokens to explain with`);
     const k = opts.token ?? G - 1;
     if (!Number.isInteger(k) || k < 0 || k >= G)
       throw new CausalError(`token ${k} out of range (the run generated ${G} tokens: 0…${G - 1})`);
@@ -227,8 +234,8 @@ export async function explainRun(
     const [H, S] = info.shape;
     const x = T - 1 + k;
     if (x >= S) throw new CausalError(`token ${k}: position ${x} is beyond the stored attention (S = ${S})`);
-    const layout = { imageStart: m.image_token_start, imageCount: m.image_token_count };
-    if (x < layout.imageStart + layout.imageCount)
+    const layout: TokenLayout = { imagePositions: image.positions };
+    if (x <= image.positions[P - 1])
       throw new CausalError(`token ${k}: position ${x} is not after the image`);
     const heads =
       opts.heads === undefined || opts.heads === "all"
@@ -252,8 +259,8 @@ export async function explainRun(
       token_id: m.generated_ids[k],
       token: m.generated_tokens?.[k] ?? null,
       token_to_explain: x,
-      image_token_start: layout.imageStart,
-      image_token_count: layout.imageCount,
+      image_token_start: image.positions[0],
+      image_token_count: P,
       params: {
         p_val_th: params.alpha,
         num_samples: params.numSamples,
@@ -262,7 +269,7 @@ export async function explainRun(
         max_num_image_tokens: params.maxImageTokens,
       },
       heads: records,
-      patch_weights: aggregatePatchWeights(records, layout.imageCount, m.model.patch_grid),
+      patch_weights: aggregatePatchWeights(records, P, singleGrid(image.layout)),
       timings_ms: { total: 0 },
     };
     doc.timings_ms.total = performance.now() - t0;
@@ -272,4 +279,11 @@ export async function explainRun(
   } finally {
     run.close();
   }
+}
+
+/** [rows, cols] when the image's tokens are exactly one grid without separators, else null. */
+export function singleGrid(layout: ImageLayout): [number, number] | null {
+  const [s] = layout.segments;
+  if (layout.segments.length !== 1 || s.kind !== "grid" || s.row_separator) return null;
+  return segmentTokenCount(s) === layout.token_count ? [s.rows, s.cols] : null;
 }

@@ -1,10 +1,10 @@
 /** Causal explanations (CLEANN over attention with ordered-ICD structure learning). */
+export { erfc } from "../../tensor/ops.js";
 export {
   type CITest,
   type CITestStats,
   CorrelationMatrix,
   DSeparationOracle,
-  erfc,
   fisherZPValue,
   ParCorrTest,
   partialCorrelation,
@@ -12,6 +12,7 @@ export {
 } from "./ci-test.js";
 export {
   type CleannParams,
+  contiguousLayout,
   DEFAULT_CLEANN_PARAMS,
   type EdgeRecord,
   explainHead,

@@ -192,6 +192,14 @@ function Sidebar({
   );
 }
 
+/** "8×8 patches", or each grid's shape and the token count for a layout of several parts. */
+function imageSummary(run: RunDetail): string {
+  const g = run.image.grids;
+  const n = run.image.boxes.length;
+  if (g.length === 1 && g[0].rows * g[0].cols === n) return `${g[0].rows}×${g[0].cols} patches`;
+  return `${n} tokens (${g.map((x) => `${x.name} ${x.rows}×${x.cols}`).join(", ")})`;
+}
+
 function RunHeader({ run, view }: { run: RunDetail; view: string }) {
   return (
     <div class="run-header" data-testid="run-header">
@@ -209,8 +217,8 @@ function RunHeader({ run, view }: { run: RunDetail; view: string }) {
         ))}
         <div class="muted small">
           {run.model.dir} · {run.layout.layers} layers × {run.layout.heads} heads · {run.layout.G} answer
-          tokens · sequence {run.layout.S} · image {run.layout.grid[0]}×{run.layout.grid[1]} patches · mode{" "}
-          {run.settings.image_mode} · T={run.settings.temperature}
+          tokens · sequence {run.layout.S} · image {imageSummary(run)} · mode {run.settings.image_mode} · T=
+          {run.settings.temperature}
         </div>
       </div>
       <nav class="tabs">

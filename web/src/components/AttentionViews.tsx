@@ -92,7 +92,7 @@ export function SummaryView({
                 <ImageMap
                   image={image}
                   map={headMap.map}
-                  grid={detail.data.grid}
+                  geometry={run.image}
                   size={320}
                   testId="detail-map"
                 />
@@ -212,7 +212,7 @@ export function MapsView({
                   <ImageMap
                     image={image}
                     map={h.map}
-                    grid={data.grid}
+                    geometry={run.image}
                     size={size}
                     lo={settings.scale === "shared" ? lo : undefined}
                     hi={settings.scale === "shared" ? hi : undefined}
@@ -242,7 +242,7 @@ function PatchSelector({
   layer: number;
   image: HTMLImageElement | null;
 }) {
-  const grid = run.layout.grid;
+  const geo = run.image;
   const [patches, setPatches] = useState<Set<number>>(new Set());
   const mode = useRef<"add" | "remove">("add");
   const [head, setHead] = useState<number | "mean">("mean");
@@ -268,7 +268,10 @@ function PatchSelector({
     };
   }, [run.id, layer, list.join(",")]);
   const drag = useRef<{ start: number; base: Set<number> } | null>(null);
-  /** Click toggles a patch; dragging adds (or, starting on a selected patch, removes) the rectangle spanned. */
+  /**
+   * Click toggles a patch; dragging adds (or, starting on a selected patch, removes) every patch whose centre
+   * lies in the rectangle spanned by the first and the current patch (on the original picture).
+   */
   const apply = (p: number, first: boolean) => {
     if (first) {
       drag.current = { start: p, base: new Set(patches) };
@@ -276,15 +279,24 @@ function PatchSelector({
     }
     const d = drag.current;
     if (!d) return;
-    const cols = grid[1];
-    const [r0, r1] = [Math.floor(d.start / cols), Math.floor(p / cols)].sort((a, b) => a - b);
-    const [c0, c1] = [d.start % cols, p % cols].sort((a, b) => a - b);
+    const a = geo.boxes[d.start];
+    const b = geo.boxes[p];
+    if (!a || !b) return;
+    const [x0, y0, x1, y1] = [
+      Math.min(a[0], b[0]),
+      Math.min(a[1], b[1]),
+      Math.max(a[2], b[2]),
+      Math.max(a[3], b[3]),
+    ];
     const n = new Set(d.base);
-    for (let r = r0; r <= r1; r++)
-      for (let c = c0; c <= c1; c++) {
-        if (mode.current === "add") n.add(r * cols + c);
-        else n.delete(r * cols + c);
-      }
+    geo.boxes.forEach((q, k) => {
+      if (!q || q[2] <= q[0] || q[3] <= q[1]) return;
+      const cx = (q[0] + q[2]) / 2;
+      const cy = (q[1] + q[3]) / 2;
+      if (cx < x0 || cx > x1 || cy < y0 || cy > y1) return;
+      if (mode.current === "add") n.add(k);
+      else n.delete(k);
+    });
     setPatches(n);
   };
   const values = result ? (head === "mean" ? result.tokenMean : result.perHeadToken[head]) : null;
@@ -300,7 +312,7 @@ function PatchSelector({
           <ImageMap
             image={image}
             map={null}
-            grid={grid}
+            geometry={geo}
             size={300}
             gridLines
             outline={list}

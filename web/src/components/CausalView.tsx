@@ -5,7 +5,7 @@
  */
 import cytoscape from "cytoscape";
 import { useEffect, useMemo, useRef, useState } from "preact/hooks";
-import { api, type CausalHeadView, type Mark, type RunDetail } from "../api";
+import { api, type CausalHeadView, type ImageGeometry, type Mark, type RunDetail } from "../api";
 import { formatValue } from "../heatmap";
 import { ChartBox } from "./charts";
 import {
@@ -24,32 +24,32 @@ import {
 
 const ARROW: Record<Mark, string> = { arrow: "triangle", circle: "circle", tail: "none" };
 
-/** A patch of the run image as a small data URL (node thumbnails). */
-function patchThumb(img: HTMLImageElement, grid: [number, number], patch: number, size = 48): string {
+/** An image token's box of the original picture as a small data URL (node thumbnails); none without a box. */
+function patchThumb(img: HTMLImageElement, geo: ImageGeometry, patch: number, size = 48): string | undefined {
+  const b = geo.boxes[patch];
+  if (!b || b[2] <= b[0] || b[3] <= b[1]) return undefined;
   const c = document.createElement("canvas");
   c.width = size;
   c.height = size;
-  const [rows, cols] = grid;
-  const r = Math.floor(patch / cols);
-  const k = patch % cols;
-  const w = img.naturalWidth / cols;
-  const h = img.naturalHeight / rows;
+  // Boxes are in original pixels; the loaded image may be scaled (naturalWidth is the file's width).
+  const sx = img.naturalWidth / geo.width;
+  const sy = img.naturalHeight / geo.height;
   const ctx = c.getContext("2d")!;
   ctx.imageSmoothingEnabled = false;
-  ctx.drawImage(img, k * w, r * h, w, h, 0, 0, size, size);
+  ctx.drawImage(img, b[0] * sx, b[1] * sy, (b[2] - b[0]) * sx, (b[3] - b[1]) * sy, 0, 0, size, size);
   return c.toDataURL("image/png");
 }
 
 function CausalGraph({
   head,
   image,
-  grid,
+  geometry,
   radius,
   explanationOnly,
 }: {
   head: CausalHeadView;
   image: HTMLImageElement | null;
-  grid: [number, number];
+  geometry: ImageGeometry;
   radius: number;
   explanationOnly: boolean;
 }) {
@@ -92,7 +92,8 @@ function CausalGraph({
         title: n.label,
         kind: n.kind,
         level: n.radius ?? maxR + 1,
-        thumb: n.kind === "image" && image && n.patch !== null ? patchThumb(image, grid, n.patch) : undefined,
+        thumb:
+          n.kind === "image" && image && n.patch !== null ? patchThumb(image, geometry, n.patch) : undefined,
       },
     }));
     const edges = head.edges
@@ -183,7 +184,7 @@ function CausalGraph({
     cy.fit(undefined, 36);
     setCount({ nodes: cy.nodes().length, edges: cy.edges().length });
     return () => cy.destroy();
-  }, [head, image, grid, radius, explanationOnly]);
+  }, [head, image, geometry, radius, explanationOnly]);
   return (
     <div ref={box} class="cy" data-testid="causal-graph" data-nodes={count.nodes} data-edges={count.edges} />
   );
@@ -285,7 +286,7 @@ export function CausalView({
               <ImageMap
                 image={image}
                 map={data.patchWeights}
-                grid={data.grid}
+                geometry={run.image}
                 size={260}
                 lo={0}
                 hi={1}
@@ -318,7 +319,7 @@ export function CausalView({
         <Panel title="Per-head explanation patches" testId="causal-heads">
           <div class="head-grid">
             {data.heads.map((h) => {
-              const map = new Array<number>(data.grid[0] * data.grid[1]).fill(0);
+              const map = new Array<number>(run.image.boxes.length).fill(0);
               h.explanationPatches.forEach((p, i) => {
                 map[p] = h.patchWeights[i] ?? 1;
               });
@@ -331,7 +332,7 @@ export function CausalView({
                   <ImageMap
                     image={image}
                     map={map}
-                    grid={data.grid}
+                    geometry={run.image}
                     size={150}
                     lo={0}
                     hi={1}
@@ -379,7 +380,7 @@ export function CausalView({
             <CausalGraph
               head={head}
               image={image}
-              grid={data.grid}
+              geometry={run.image}
               radius={radius}
               explanationOnly={explanationOnly}
             />

@@ -181,7 +181,7 @@ export function RelevancyView({ run, onChanged }: { run: RunDetail; onChanged: (
                   <ImageMap
                     image={image}
                     map={it.map}
-                    grid={maps.data!.grid}
+                    geometry={run.image}
                     size={170}
                     lo={settings.scale === "shared" ? lo : undefined}
                     hi={settings.scale === "shared" ? hi : undefined}

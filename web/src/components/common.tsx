@@ -2,16 +2,19 @@
 import type { ComponentChildren, RefObject } from "preact";
 import { createContext } from "preact";
 import { useCallback, useContext, useEffect, useMemo, useRef, useState } from "preact/hooks";
-import { ApiError, api, followJob, type JobInfo } from "../api";
+import { ApiError, api, followJob, type ImageGeometry, type JobInfo } from "../api";
 import { COLORMAPS, cssColor, textOn } from "../colormap";
 import { download, elementToPng } from "../export-png";
 import {
   drawColorbar,
   drawGridLines,
   drawImageMap,
+  fitSize,
   formatValue,
   type MapStyle,
+  type MapValues,
   outlinePatches,
+  tokenAt,
 } from "../heatmap";
 
 export function errorText(e: unknown): string {
@@ -44,14 +47,14 @@ export function useAsync<T>(
   return { ...state, reload: useCallback(() => setTick((t) => t + 1), []) };
 }
 
-/** The run's image (what the model saw), loaded once per run. */
+/** The run's original image (maps are drawn on it through the image-token geometry), loaded once per run. */
 export function useRunImage(runId: string): HTMLImageElement | null {
   const [img, setImg] = useState<HTMLImageElement | null>(null);
   useEffect(() => {
     setImg(null);
     const i = new Image();
     i.onload = () => setImg(i);
-    i.src = api.imageUrl(runId);
+    i.src = api.inputUrl(runId);
     return () => {
       i.onload = null;
     };
@@ -154,8 +157,11 @@ export function Colorbar({
 
 export interface ImageMapProps {
   image: HTMLImageElement | null;
-  map: ArrayLike<number> | null;
-  grid: [number, number];
+  /** One value per image token (null: none), or no map. */
+  map: MapValues | null;
+  /** Where each image token is on the original picture. */
+  geometry: ImageGeometry;
+  /** The longer side of the canvas (the picture's aspect ratio is kept). */
   size: number;
   lo?: number;
   hi?: number;
@@ -164,53 +170,58 @@ export interface ImageMapProps {
   gridLines?: boolean;
   testId?: string;
   title?: string;
+  /** Image-token index under the pointer (only where a token covers the picture). */
   onPatchDown?: (patch: number) => void;
   onPatchEnter?: (patch: number) => void;
 }
 
-/** The run's image with a heatmap over its patch grid, in the current colormap and opacity. */
+/**
+ * The run's original picture with a heatmap over its image tokens, in the current colormap and opacity; what
+ * no token covers (a crop's margins) shows the picture alone.
+ */
 export function ImageMap(p: ImageMapProps) {
   const ref = useRef<HTMLCanvasElement>(null);
   const { settings } = useSettings();
+  const [w, h] = fitSize(p.geometry, p.size);
   useEffect(() => {
     const c = ref.current;
     if (!c) return;
-    drawImageMap(c, p.image, p.map, p.grid, settings, p.lo, p.hi);
-    if (p.gridLines) drawGridLines(c, p.grid);
+    drawImageMap(c, p.image, p.map, p.geometry, settings, p.lo, p.hi);
+    if (p.gridLines) drawGridLines(c, p.geometry);
     if (p.outline?.length)
-      outlinePatches(c, p.grid, p.outline, p.outlineColor ?? "#00e5ff", "rgba(0,229,255,0.18)");
+      outlinePatches(c, p.geometry, p.outline, p.outlineColor ?? "#00e5ff", "rgba(0,229,255,0.18)");
   });
   const patchAt = (e: MouseEvent): number => {
-    const c = ref.current!;
-    const r = c.getBoundingClientRect();
-    const col = Math.min(
-      p.grid[1] - 1,
-      Math.max(0, Math.floor(((e.clientX - r.left) / r.width) * p.grid[1])),
-    );
-    const row = Math.min(
-      p.grid[0] - 1,
-      Math.max(0, Math.floor(((e.clientY - r.top) / r.height) * p.grid[0])),
-    );
-    return row * p.grid[1] + col;
+    const r = ref.current!.getBoundingClientRect();
+    const x = ((e.clientX - r.left) / r.width) * p.geometry.width;
+    const y = ((e.clientY - r.top) / r.height) * p.geometry.height;
+    return tokenAt(p.geometry, x, y);
   };
   return (
     <canvas
       ref={ref}
       class="image-map"
-      width={p.size}
-      height={p.size}
+      width={w}
+      height={h}
       data-testid={p.testId}
       title={p.title}
       onMouseDown={
         p.onPatchDown
           ? (e) => {
               e.preventDefault();
-              p.onPatchDown!(patchAt(e));
+              const k = patchAt(e);
+              if (k >= 0) p.onPatchDown!(k);
             }
           : undefined
       }
       onMouseMove={
-        p.onPatchEnter ? (e) => (e.buttons & 1 ? p.onPatchEnter!(patchAt(e)) : undefined) : undefined
+        p.onPatchEnter
+          ? (e) => {
+              if (!(e.buttons & 1)) return;
+              const k = patchAt(e);
+              if (k >= 0) p.onPatchEnter!(k);
+            }
+          : undefined
       }
     />
   );
@@ -442,13 +453,15 @@ export function Panel({
 }
 
 /** Min and max of arrays. */
-export function extent(arrays: ArrayLike<number>[]): [number, number] {
+export function extent(arrays: ArrayLike<number | null>[]): [number, number] {
   let lo = Number.POSITIVE_INFINITY;
   let hi = Number.NEGATIVE_INFINITY;
   for (const a of arrays)
     for (let i = 0; i < a.length; i++) {
-      if (a[i] < lo) lo = a[i];
-      if (a[i] > hi) hi = a[i];
+      const v = a[i];
+      if (v === null || !Number.isFinite(v)) continue;
+      if (v < lo) lo = v;
+      if (v > hi) hi = v;
     }
   return Number.isFinite(lo) ? [lo, hi] : [0, 1];
 }

@@ -1,6 +1,7 @@
 /**
- * Seeded pseudo-random numbers for the synthetic shapes data set: mulberry32 (32-bit state, integer-only
- * arithmetic through Math.imul), so a seed gives the same stream on every platform and Node version.
+ * The one seeded pseudo-random generator (token sampling, the synthetic shapes data set, benchmarks):
+ * mulberry32 (32-bit state, integer-only arithmetic through Math.imul), so a seed gives the same stream on
+ * every platform and Node version.
  */
 
 /** Mixes 32-bit integers into one seed (murmur3-style finaliser per part); order matters. */

@@ -1,0 +1,85 @@
+/**
+ * The model families this engine runs, keyed by config.json's `model_type`. Everything above src/models loads
+ * a checkpoint through here and gets a {@link VisionLanguageModel}; a new family is a folder under models/ and
+ * one entry below.
+ */
+import * as fs from "node:fs";
+import { ConfigError, type Json, readConfigJson } from "../hf/config.js";
+import { TextProcessor } from "../hf/tokenizer.js";
+import { parseLlavaConfig } from "./llava/config.js";
+import { LlavaModel } from "./llava/model.js";
+import type { VisionLanguageModel } from "./types.js";
+
+/** What the server shows before a model is loaded (config.json only). */
+export interface ModelSummary {
+  modelType: string;
+  textModelType: string;
+  visionModelType: string;
+  llmLayers: number;
+  llmHeads: number;
+  vitLayers: number;
+  imageTokenId: number;
+}
+
+export interface ModelFamily {
+  /** config.json `model_type`. */
+  modelType: string;
+  load(dir: string): VisionLanguageModel;
+  /** The config's summary, without loading weights (throws a ConfigError naming the file). */
+  summarize(json: Json, file: string): ModelSummary;
+}
+
+const llava: ModelFamily = {
+  modelType: "llava",
+  load: (dir) => LlavaModel.load(dir),
+  summarize: (json, file) => {
+    const c = parseLlavaConfig(json, file);
+    return {
+      modelType: "llava",
+      textModelType: c.text.modelType,
+      visionModelType: c.vision.modelType,
+      llmLayers: c.text.numLayers,
+      llmHeads: c.text.numHeads,
+      vitLayers: c.vision.numLayers,
+      imageTokenId: c.imageTokenIndex,
+    };
+  },
+};
+
+const FAMILIES: readonly ModelFamily[] = [llava];
+
+export const SUPPORTED_MODEL_TYPES: readonly string[] = FAMILIES.map((f) => f.modelType);
+
+function familyOf(json: Json, file: string): ModelFamily {
+  const mt = json.model_type;
+  const family = FAMILIES.find((f) => f.modelType === mt);
+  if (!family)
+    throw new ConfigError(
+      `${file}: model_type ${JSON.stringify(mt ?? "")} is not supported (supported: ${SUPPORTED_MODEL_TYPES.join(", ")})`,
+    );
+  return family;
+}
+
+function checkFolder(dir: string): void {
+  if (!fs.existsSync(dir) || !fs.statSync(dir).isDirectory())
+    throw new Error(`${dir}: model folder not found`);
+}
+
+/** Loads the checkpoint folder `dir` with the family its config.json names. */
+export function loadModel(dir: string): VisionLanguageModel {
+  checkFolder(dir);
+  const { file, json } = readConfigJson(dir);
+  return familyOf(json, file).load(dir);
+}
+
+/** The summary of a checkpoint's config (no weights read). */
+export function readModelSummary(dir: string): ModelSummary {
+  checkFolder(dir);
+  const { file, json } = readConfigJson(dir);
+  return familyOf(json, file).summarize(json, file);
+}
+
+/** The checkpoint's tokenizer and chat template alone (token strings for views; no weights read). */
+export function loadTextProcessor(dir: string): TextProcessor {
+  return TextProcessor.load(dir, readModelSummary(dir).imageTokenId);
+}

@@ -1,0 +1,215 @@
+/**
+ * The one interface every vision-language model family implements and everything above src/models uses
+ * (trace, generate, relevancy, causal, server, bench, train). A family turns an image into model inputs plus
+ * the image's layout, encodes it (optionally keeping a tape for the backward), builds the input embeddings,
+ * gives position ids ([axes, n]) for any sequence, runs the decoder with those explicit positions, and
+ * back-propagates from the image features into the vision tower. Nothing above models/ sees a family's
+ * config or classes: what the layers above need is here.
+ */
+import type { RgbImage } from "../hf/image-decode.js";
+import type { ImageMode } from "../hf/image-processor.js";
+import type { TextProcessor } from "../hf/tokenizer.js";
+import type { Kernels } from "../kernels/types.js";
+import type {
+  DecoderBackwardOptions,
+  DecoderBackwardResult,
+  DecoderStepOptions,
+  DecoderStepResult,
+  DecoderTape,
+  KvCache,
+  LogitTarget,
+} from "./decoder.js";
+import type { WeightGradients } from "./gradients.js";
+import type { ImageLayout } from "./image-layout.js";
+import type { PositionIds } from "./positions.js";
+
+/** What the layers above need to know about a model's shape (the run manifest's `model` section). */
+export interface ModelInfo {
+  /** config.json `model_type`: the family ("llava", …). */
+  modelType: string;
+  textModelType: string;
+  visionModelType: string;
+  llmLayers: number;
+  llmHeads: number;
+  llmKvHeads: number;
+  hiddenSize: number;
+  vocabSize: number;
+  /** Longest sequence the decoder's position embedding is configured for. */
+  maxPositions: number;
+  vitLayers: number;
+  vitHeads: number;
+  /** The vision sequence starts with a class token. */
+  hasCls: boolean;
+  /** First configured vision feature layer (as config.json writes it). */
+  visionFeatureLayer: number;
+  /** Rows of the position ids: 1 (RoPE) or 3 (M-RoPE). */
+  positionAxes: number;
+  /** Token id of the image placeholder, repeated once per image token in the prompt. */
+  imageTokenId: number;
+  /** Width of one tower feature row before the projector (the tower's own pretraining reads these). */
+  towerFeatureWidth: number;
+}
+
+/** pixel_values as the processor returns them: [3, H, W], [n, 3, S, S] (tiles) or [N, C·T·P·P] (patches). */
+export interface PixelValues {
+  data: Float32Array;
+  shape: number[];
+}
+
+/** An image prepared for the model. */
+export interface PreparedImage {
+  pixels: PixelValues;
+  /** What the model saw, as 8-bit RGB (the run's image.png). */
+  seen: RgbImage;
+  /** Where each image token comes from in the original picture. */
+  layout: ImageLayout;
+}
+
+export interface ImageEncodeOptions {
+  /** Keep every activation the image-side backward needs (opt-in). */
+  tape?: boolean;
+  /** Called after each tower layer (progress). */
+  onLayer?: (layer: number) => void;
+  /** Hook on each tower layer's attention probabilities (finite-difference checks). */
+  probsHook?: (layer: number, groupProbs: Float32Array, group: number) => void;
+}
+
+/** An encoded image: the rows that replace the image tokens' embeddings, and what the tower attended to. */
+export interface ImageEncoding {
+  /** [count, hidden]: one row per image token, separators included, in sequence order. */
+  features: Float32Array;
+  count: number;
+  /** Per tower layer: attention probabilities in the run's `vit_attn.{l}` shape. */
+  towerAttentions: PixelValues[];
+}
+
+export interface ImageBackwardOptions {
+  /** Per tower layer, from the top down: dProbs and the forward probabilities ([H, Sv, Sv] per pass). */
+  onLayer?: (layer: number, dProbs: Float32Array, probs: Float32Array) => void;
+  /** Also return the gradient w.r.t. pixel_values. */
+  pixels?: boolean;
+  /** Accumulate weight gradients here (training). */
+  grads?: WeightGradients;
+  /** Stop at the tower's output: only the projector/merger gets gradients (a frozen tower). */
+  frozenTower?: boolean;
+}
+
+export interface ImageBackwardResult {
+  /** Gradient at pixel_values (with `pixels: true`), same layout. */
+  dPixels?: Float32Array;
+}
+
+/** Tower features before the projector, one row per image token (the tower's own training). */
+export interface TowerFeatures {
+  features: Float32Array;
+  count: number;
+}
+
+/**
+ * The vision tower's geometry for maps propagated through it (relevancy's vit / all / all_v2 / chain): one
+ * pass of `seqLen` tokens. Null on a model whose image tokens do not map onto single tokens of one pass.
+ */
+export interface TowerGeometry {
+  /** Tokens of one pass, class token included. */
+  seqLen: number;
+  /** Index of the class token, or −1. */
+  cls: number;
+  layers: number;
+  heads: number;
+  /** Tower layers whose attention reaches the image features (fresh gradients flow through exactly these). */
+  featureLayers: number[];
+  /** Tower token behind image token i. */
+  tokenOf(imageToken: number): number;
+}
+
+/** The text decoder, driven by explicit position ids. */
+export interface LanguageDecoder {
+  newCache(capacity: number): KvCache;
+  /** embed_tokens lookup [ids.length, hidden]. */
+  embed(ids: number[]): Float32Array;
+  /** Rows after the cache's current length, at the given position ids (n = positions.n). */
+  forward(
+    kernels: Kernels,
+    inputsEmbeds: Float32Array,
+    positions: PositionIds,
+    cache: KvCache,
+    opts?: DecoderStepOptions,
+  ): Promise<DecoderStepResult>;
+  /** Gradient of Σ target logits back to the input embeddings, reporting each layer's dProbs. */
+  backward(
+    kernels: Kernels,
+    tape: DecoderTape,
+    targets: LogitTarget[],
+    opts?: DecoderBackwardOptions,
+  ): Promise<DecoderBackwardResult>;
+  /** Backward of a loss given by its gradient at the logits of some rows (training). */
+  backwardFromLogits(
+    kernels: Kernels,
+    tape: DecoderTape,
+    rows: number[],
+    dLogits: Float32Array,
+    opts?: DecoderBackwardOptions,
+  ): Promise<DecoderBackwardResult>;
+  /** embed_tokens gradient (training). */
+  embedBackward(
+    ids: number[],
+    dEmbeds: Float32Array,
+    grads: WeightGradients,
+    skip?: (id: number) => boolean,
+  ): void;
+}
+
+export interface VisionLanguageModel {
+  /** The checkpoint folder. */
+  readonly dir: string;
+  readonly info: ModelInfo;
+  /** Tokenizer and chat template (the prompt's `<image>` is expanded to the layout's token count). */
+  readonly text: TextProcessor;
+  readonly decoder: LanguageDecoder;
+  /** Ids that end generation. */
+  readonly stopTokenIds: readonly number[];
+  /** Null when maps cannot be propagated through the tower token by token. */
+  readonly tower: TowerGeometry | null;
+
+  /** The processor: pixel values, the image the model saw, and the token layout (boxes in original pixels). */
+  preprocess(image: RgbImage, mode: ImageMode): PreparedImage;
+  /** Vision tower → feature selection → projector/merger. */
+  encodeImage(kernels: Kernels, pixels: PixelValues, opts?: ImageEncodeOptions): Promise<ImageEncoding>;
+  /** Text embeddings with the image features written over the image-token positions, in order. */
+  buildInputsEmbeds(inputIds: number[], image: ImageEncoding): Float32Array;
+  /** Sequence positions of the image tokens, in order. */
+  imagePositions(inputIds: number[]): number[];
+  /**
+   * Position ids [axes, ids.length − from] of rows from … ids.length−1 of a sequence (prompt, then any
+   * generated tokens) whose image has `layout`.
+   */
+  positionIds(ids: number[], layout: ImageLayout, from?: number): PositionIds;
+  /** Backward of `buildInputsEmbeds`: the gradient rows at the image positions (dEmbeds holds rows from …). */
+  imageFeaturesGrad(inputIds: number[], dEmbeds: Float32Array, from?: number): Float32Array;
+  /** From the gradient at the image features back through the projector and the tower (needs a tape). */
+  imageBackward(
+    kernels: Kernels,
+    image: ImageEncoding,
+    dFeatures: Float32Array,
+    opts?: ImageBackwardOptions,
+  ): Promise<ImageBackwardResult>;
+
+  /** Training: the tower's features before the projector, and their backward (needs `tape`). */
+  encodeTowerFeatures(
+    kernels: Kernels,
+    pixels: PixelValues,
+    opts?: ImageEncodeOptions,
+  ): Promise<TowerFeatures>;
+  towerFeaturesBackward(
+    kernels: Kernels,
+    features: TowerFeatures,
+    dFeatures: Float32Array,
+    opts?: ImageBackwardOptions,
+  ): Promise<ImageBackwardResult>;
+  /** Training: every weight loaded so far, by canonical name (F32 checkpoints only). */
+  parameters(): { name: string; shape: number[]; data: Float32Array }[];
+  /** Training: the on-disk tensor name of a canonical parameter name. */
+  diskName(canonical: string): string;
+
+  close(): void;
+}
