@@ -11,6 +11,7 @@ import * as path from "node:path";
 import { after, describe, test } from "node:test";
 import { loadImageFile } from "../src/hf/image-decode.js";
 import { SafetensorsFile } from "../src/hf/safetensors.js";
+import { computeRelevancy } from "../src/interpret/relevancy-run.js";
 import { createKernels } from "../src/kernels/index.js";
 import type { QwenImageEncoding } from "../src/models/qwen2_vl/model.js";
 import { loadModel } from "../src/models/registry.js";
@@ -137,6 +138,25 @@ for (const name of QWEN_FIXTURES) {
         const got = run.tensor("logits");
         const d = maxAbsDiff(got.data, ref.readF32("llm.step_logits"));
         assert.ok(d <= 1e-3, `max |Δ| = ${d}`);
+      });
+
+      test("rel.llm.exact rows within 1e-4·max|row| (pixels re-encoded from the run with its image_grid_thw)", async () => {
+        assert.deepEqual(run.ints("image_grid_thw"), e.image_grid_thw.flat());
+        await computeRelevancy(out, { mode: "exact", model, kernels });
+        const again = Run.open(out);
+        try {
+          const rel = again.tensor("rel.llm.exact");
+          const S = rel.shape[1];
+          e.generated_ids.forEach((_: number, t: number) => {
+            const want = ref.readF32(`rel_exact.${t}.last_row_raw`);
+            const got = rel.data.subarray(t * S, t * S + want.length);
+            const max = want.reduce((a, v) => Math.max(a, Math.abs(v)), 0);
+            const d = maxAbsDiff(got, want);
+            assert.ok(d <= 1e-4 * max, `token ${t}: max |Δ| = ${d} (max ${max})`);
+          });
+        } finally {
+          again.close();
+        }
       });
 
       test("every LLM attention probability within 1e-4", () => {
