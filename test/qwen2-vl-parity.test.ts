@@ -11,6 +11,7 @@ import * as path from "node:path";
 import { after, describe, test } from "node:test";
 import { loadImageFile } from "../src/hf/image-decode.js";
 import { SafetensorsFile } from "../src/hf/safetensors.js";
+import { explainRun } from "../src/interpret/causal/explain-run.js";
 import { computeRelevancy } from "../src/interpret/relevancy-run.js";
 import { createKernels } from "../src/kernels/index.js";
 import type { QwenImageEncoding } from "../src/models/qwen2_vl/model.js";
@@ -157,6 +158,13 @@ for (const name of QWEN_FIXTURES) {
         } finally {
           again.close();
         }
+      });
+
+      test("causal explanation of the last token over the image tokens, on the merged grid", async () => {
+        const { doc } = await explainRun(out, { jobs: 1 });
+        assert.deepEqual(doc.patch_weights.grid, [e.image_layout.rows, e.image_layout.cols]);
+        assert.equal(doc.image_token_start, e.image_token_start);
+        assert.equal(doc.image_token_count, e.image_token_count);
       });
 
       test("every LLM attention probability within 1e-4", () => {

@@ -7,7 +7,9 @@ import assert from "node:assert/strict";
 import * as fs from "node:fs";
 import * as path from "node:path";
 import { describe, test } from "node:test";
+import { loadImageFile } from "../src/hf/image-decode.js";
 import { SafetensorsFile } from "../src/hf/safetensors.js";
+import { layoutBoxes } from "../src/models/image-layout.js";
 import { parseQwenVlConfig } from "../src/models/qwen2_vl/config.js";
 import { QwenVlModel } from "../src/models/qwen2_vl/model.js";
 import { mropePositions, ropeDelta } from "../src/models/qwen2_vl/positions.js";
@@ -167,5 +169,32 @@ describe("config layouts", () => {
       () => parseQwenVlConfig(noRope, "config.json"),
       /^Error: config.json: rope_scaling.mrope_section/,
     );
+  });
+});
+
+describe("image modes", () => {
+  test('"pad": the square around the picture frames the grid; boxes clipped to the picture; "resize" refused', async () => {
+    const dir = fixture("qwen2-vl-tiny");
+    const model = QwenVlModel.load(dir);
+    try {
+      const img = await loadImageFile(path.join(dir, "image.png"));
+      assert.deepEqual([img.width, img.height], [125, 88]);
+      const pre = model.preprocess(img, "pad");
+      // 125×125 square (picture at y = 18) → smart_resize 112×112 → 8×8 patches → 4×4 merged cells.
+      assert.deepEqual(pre.pixels.grid, [1, 8, 8]);
+      assert.deepEqual([pre.seen.width, pre.seen.height], [112, 112]);
+      const seg = pre.layout.segments[0];
+      assert.ok(seg.kind === "grid");
+      assert.deepEqual([seg.rows, seg.cols, seg.frame], [4, 4, [0, -18, 125, 107]]);
+      const boxes = layoutBoxes(pre.layout);
+      assert.deepEqual(Array.from(boxes.subarray(0, 4)), [0, 0, 31.25, 13.25]);
+      assert.deepEqual(Array.from(boxes.subarray(15 * 4, 16 * 4)), [93.75, 75.75, 125, 88]);
+      assert.throws(
+        () => model.preprocess(img, "resize"),
+        /image mode "resize" is not available for qwen2_vl/,
+      );
+    } finally {
+      model.close();
+    }
   });
 });

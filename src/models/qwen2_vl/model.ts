@@ -4,11 +4,11 @@
  * written over the `<|image_pad|>` tokens → Qwen2 decoder with M-RoPE (3-axis positions).
  */
 import type { RgbImage } from "../../hf/image-decode.js";
-import type { ImageMode } from "../../hf/image-processor.js";
+import { expandToSquare, type ImageMode } from "../../hf/image-processor.js";
 import { TextProcessor } from "../../hf/tokenizer.js";
 import type { Kernels } from "../../kernels/types.js";
 import { TextDecoder } from "../decoder.js";
-import type { ImageLayout } from "../image-layout.js";
+import type { Box, ImageLayout } from "../image-layout.js";
 import { type PositionIds, positionColumns } from "../positions.js";
 import { collectStopTokenIds } from "../stop-tokens.js";
 import type {
@@ -26,6 +26,7 @@ import { type QwenVlConfig, readQwenVlConfig } from "./config.js";
 import { mergedGrid, mropePositions } from "./positions.js";
 import {
   type GridThw,
+  padColorOf,
   preprocessQwenImage,
   type QwenProcessorConfig,
   qwenImageLayout,
@@ -102,20 +103,29 @@ export class QwenVlModel implements VisionLanguageModel {
     }
   }
 
+  /**
+   * "default": the picture as the processor takes it; "pad": first centred on a square of the mean colour
+   * (LVLM-Interpret's expand2square), the grid then framed by that square. "resize" (a square of the tower's
+   * fixed input) has no meaning for a tower without a fixed input size.
+   */
   preprocess(image: RgbImage, mode: ImageMode): PreparedImage {
-    if (mode !== "default")
+    if (mode !== "default" && mode !== "pad")
       throw new RangeError(
-        `image mode "${mode}" is not available for ${this.config.modelType} (its processor resizes every image to its own grid); use "default"`,
+        `image mode "${mode}" is not available for ${this.config.modelType} (its processor sizes every image itself); use "default" or "pad"`,
       );
-    const p = preprocessQwenImage(image, this.processor);
+    const input = mode === "pad" ? expandToSquare(image, padColorOf(this.processor)) : image;
+    // expandToSquare puts the picture at floor((side − W)/2), floor((side − H)/2) of the square (0 − x: no −0).
+    const side = input.width;
+    const ox = Math.floor((side - image.width) / 2);
+    const oy = Math.floor((side - image.height) / 2);
+    const frame: Box =
+      mode === "pad" ? [0 - ox, 0 - oy, side - ox, side - oy] : [0, 0, image.width, image.height];
+    const p = preprocessQwenImage(input, this.processor);
+    const n = p.grid[0] * p.grid[1] * p.grid[2];
     return {
-      pixels: {
-        data: p.data,
-        shape: [p.grid[0] * p.grid[1] * p.grid[2], p.data.length / (p.grid[0] * p.grid[1] * p.grid[2])],
-        grid: p.grid,
-      },
+      pixels: { data: p.data, shape: [n, p.data.length / n], grid: p.grid },
       seen: p.resized,
-      layout: qwenImageLayout(image.width, image.height, p.grid, this.config.vision.mergeSize),
+      layout: qwenImageLayout(image.width, image.height, p.grid, this.config.vision.mergeSize, frame),
     };
   }
 

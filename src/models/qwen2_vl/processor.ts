@@ -13,7 +13,7 @@ import {
   resizePil,
   toPixelValues,
 } from "../../hf/image-processor.js";
-import type { ImageLayout } from "../image-layout.js";
+import type { Box, ImageLayout } from "../image-layout.js";
 
 export class QwenProcessorError extends Error {}
 
@@ -253,15 +253,28 @@ export function preprocessQwenImage(img: RgbImage, cfg: QwenProcessorConfig): Qw
   return { data, grid, resized, branch };
 }
 
-/** One grid of merged cells over the whole original picture (the resize stretches it). */
-export function qwenImageLayout(width: number, height: number, grid: GridThw, merge: number): ImageLayout {
+/**
+ * One grid of merged cells over the processed picture (the resize stretches it), framed in original pixels:
+ * the picture itself, or under the "pad" mode the padded square around it.
+ */
+export function qwenImageLayout(
+  width: number,
+  height: number,
+  grid: GridThw,
+  merge: number,
+  frame: Box = [0, 0, width, height],
+): ImageLayout {
   const rows = grid[1] / merge;
   const cols = grid[2] / merge;
   return {
     original_size: [width, height],
     token_count: grid[0] * rows * cols,
-    segments: [
-      { kind: "grid", name: "image", rows, cols, row_separator: false, frame: [0, 0, width, height] },
-    ],
+    segments: [{ kind: "grid", name: "image", rows, cols, row_separator: false, frame }],
   };
+}
+
+/** LVLM-Interpret's `expand2square` background: `int(mean · 255)` per channel. */
+export function padColorOf(cfg: QwenProcessorConfig): [number, number, number] {
+  const c = cfg.imageMean.map((m) => Math.min(255, Math.max(0, Math.trunc(m * 255))));
+  return [c[0], c[1], c[2]];
 }
