@@ -164,7 +164,13 @@ describe("config layouts", () => {
     assert.deepEqual(a.text.ropeScaling.mropeSection, [2, 3, 3]);
     assert.deepEqual([a.vision.width, a.vision.intermediateSize, a.vision.windowSize], [32, 128, 0]);
     assert.deepEqual([b.vision.width, b.vision.fullAttBlocks, b.vision.outHiddenSize], [32, [1, 3], 64]);
-    const { rope_scaling: _, ...noRope } = flat;
+    // transformers v5: rope_parameters, with rope_theta inside.
+    const { rope_scaling: _, rope_theta: __, ...noRope } = flat;
+    const v5 = parseQwenVlConfig({
+      ...noRope,
+      rope_parameters: { rope_type: "default", mrope_section: [2, 3, 3], rope_theta: 100 },
+    });
+    assert.deepEqual([v5.text.ropeTheta, v5.text.ropeScaling.mropeSection], [100, [2, 3, 3]]);
     assert.throws(
       () => parseQwenVlConfig(noRope, "config.json"),
       /^Error: config.json: rope_scaling.mrope_section/,

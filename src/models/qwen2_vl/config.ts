@@ -94,16 +94,18 @@ export function parseQwenVlConfig(json: unknown, file = "config.json"): QwenVlCo
   const nested = typeof c.text_config === "object" && c.text_config !== null;
   const textRaw = (nested ? c.text_config : c) as Json;
   const topTie = typeof c.tie_word_embeddings === "boolean" ? c.tie_word_embeddings : undefined;
-  const text = parseText({ ...textRaw, model_type: "qwen2" }, file, topTie);
-  // transformers v5 calls the rope dict `rope_parameters`.
-  if (!text.ropeScaling.mropeSection && typeof textRaw.rope_parameters === "object") {
-    const t2 = parseText(
-      { ...textRaw, model_type: "qwen2", rope_scaling: textRaw.rope_parameters },
-      file,
-      topTie,
-    );
-    text.ropeScaling = t2.ropeScaling;
-  }
+  // transformers v5 calls the rope dict `rope_parameters` and moves rope_theta into it.
+  const v5 = (typeof textRaw.rope_parameters === "object" ? textRaw.rope_parameters : null) as Json | null;
+  const text = parseText(
+    {
+      ...textRaw,
+      model_type: "qwen2",
+      rope_scaling: textRaw.rope_scaling ?? v5,
+      rope_theta: textRaw.rope_theta ?? v5?.rope_theta,
+    },
+    file,
+    topTie,
+  );
   const sec = text.ropeScaling.mropeSection;
   if (sec?.length !== 3)
     throw new ConfigError(`${file}: rope_scaling.mrope_section must list 3 sections (t, h, w) for ${mt}`);

@@ -163,9 +163,9 @@ export class QwenVisionTower {
         `pixel_values hold ${pixels.length / rowLen} patches, image_grid_thw [${grid}] needs ${N}`,
       );
     const rot = this.rotaryIds(grid);
-    // One image per frame group: keys of other frames are outside the query's block too.
+    // Attention blocks: full blocks attend within a frame (`cu_seqlens`), windowed ones within a window.
     const perFrame = grid[1] * grid[2];
-    const frameOf = (i: number) => Math.floor(i / perFrame);
+    const frameOf = Int32Array.from({ length: N }, (_, i) => Math.floor(i / perFrame));
     const windowOf =
       cfg.windowSize > 0
         ? patchWindows(grid, cfg.mergeSize, cfg.windowSize / cfg.patchSize / cfg.mergeSize)
@@ -192,14 +192,13 @@ export class QwenVisionTower {
       const kh = headsFirst(k, N, H, hd);
       const vh = headsFirst(v, N, H, hd);
       const scores = await kernels.bmm(qh, kh, H, N, hd, N, true);
-      const windowed = windowOf !== null && this.isWindowed(l);
+      const group = windowOf !== null && this.isWindowed(l) ? windowOf : frameOf;
       for (let hh = 0; hh < H; hh++) {
         for (let i = 0; i < N; i++) {
           const o = (hh * N + i) * N;
-          for (let j = 0; j < N; j++) {
-            const same = windowed ? windowOf[i] === windowOf[j] : frameOf(i) === frameOf(j);
-            scores[o + j] = same ? scores[o + j] * scale : Number.NEGATIVE_INFINITY;
-          }
+          const gi = group[i];
+          for (let j = 0; j < N; j++)
+            scores[o + j] = group[j] === gi ? scores[o + j] * scale : Number.NEGATIVE_INFINITY;
         }
       }
       softmaxRows(
