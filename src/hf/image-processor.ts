@@ -639,7 +639,10 @@ export function preprocessImage(
 }
 
 /** Rescale + normalize with numpy's float32 semantics, HWC uint8 → CHW float32. */
-export function toPixelValues(img: RgbImage, cfg: ImageProcessorConfig): Float32Array {
+export function toPixelValues(
+  img: RgbImage,
+  cfg: Pick<ImageProcessorConfig, "doRescale" | "rescaleFactor" | "doNormalize" | "imageMean" | "imageStd">,
+): Float32Array {
   const { width: W, height: H, data } = img;
   const plane = W * H;
   const out = new Float32Array(3 * plane);

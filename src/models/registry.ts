@@ -8,6 +8,8 @@ import { ConfigError, type Json, readConfigJson } from "../hf/config.js";
 import { TextProcessor } from "../hf/tokenizer.js";
 import { parseLlavaConfig } from "./llava/config.js";
 import { LlavaModel } from "./llava/model.js";
+import { parseQwenVlConfig, QWEN_VL_MODEL_TYPES } from "./qwen2_vl/config.js";
+import { QwenVlModel } from "./qwen2_vl/model.js";
 import type { VisionLanguageModel } from "./types.js";
 
 /** What the server shows before a model is loaded (config.json only). */
@@ -46,7 +48,25 @@ const llava: ModelFamily = {
   },
 };
 
-const FAMILIES: readonly ModelFamily[] = [llava];
+/** Qwen2-VL and Qwen2.5-VL: one implementation, the tower's variant read from the config. */
+const qwenVl = (modelType: string): ModelFamily => ({
+  modelType,
+  load: (dir) => QwenVlModel.load(dir),
+  summarize: (json, file) => {
+    const c = parseQwenVlConfig(json, file);
+    return {
+      modelType: c.modelType,
+      textModelType: c.text.modelType,
+      visionModelType: c.modelType,
+      llmLayers: c.text.numLayers,
+      llmHeads: c.text.numHeads,
+      vitLayers: c.vision.depth,
+      imageTokenId: c.imageTokenId,
+    };
+  },
+});
+
+const FAMILIES: readonly ModelFamily[] = [llava, ...QWEN_VL_MODEL_TYPES.map(qwenVl)];
 
 export const SUPPORTED_MODEL_TYPES: readonly string[] = FAMILIES.map((f) => f.modelType);
 
