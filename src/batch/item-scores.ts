@@ -6,7 +6,7 @@
 import { pointingHit } from "../interpret/grounding-scores.js";
 import { normalizeRow, type RelevancyMode } from "../interpret/relevancy.js";
 import { relevancyRecord, relevancyTensorName } from "../interpret/relevancy-run.js";
-import { topWordsVsImage } from "../interpret/relevancy-views.js";
+import { type QuestionSpan, topWordsVsImage } from "../interpret/relevancy-views.js";
 import { isSeparatorToken } from "../interpret/words.js";
 import type { Run } from "../run/run-dir.js";
 
@@ -24,14 +24,15 @@ export interface ItemScores {
 }
 
 /**
- * Share of the (normalised, self-relevancy removed) row's mass on image tokens, against the prompt's text
- * tokens after the image (separators skipped): 1 = all of it on the image.
+ * Share of the (normalised) row's mass on image tokens, against the question's tokens (`span`; default the
+ * prompt's text after the image; separators skipped): 1 = all of it on the image.
  */
 export function imageShare(
   row: ArrayLike<number>,
   p: number,
   promptTokens: string[],
   imagePositions: readonly number[],
+  span: QuestionSpan = {},
 ): number {
   const r = normalizeRow(
     Array.from({ length: p + 1 }, (_, j) => row[j]),
@@ -40,8 +41,9 @@ export function imageShare(
   let image = 0;
   for (const q of imagePositions) image += Math.max(0, r[q]);
   let text = 0;
-  for (let i = imagePositions[imagePositions.length - 1] + 1; i < promptTokens.length; i++)
-    if (!isSeparatorToken(promptTokens[i])) text += Math.max(0, r[i]);
+  const from = span.from ?? imagePositions[imagePositions.length - 1] + 1;
+  const to = span.to ?? promptTokens.length;
+  for (let i = from; i < to; i++) if (!isSeparatorToken(promptTokens[i])) text += Math.max(0, r[i]);
   return image + text > 0 ? image / (image + text) : 0;
 }
 
@@ -60,6 +62,19 @@ export function boxCoverage(tokenBoxes: Float32Array, box: readonly number[]): F
 }
 
 /**
+ * Number of tokens the chat template puts after the question ("ASSISTANT:" …). Prompts with the question
+ * "zebra" and "zebra zebra" share a suffix of the tail plus one "zebra" (whose length is the difference of
+ * their lengths); this holds for word-level vocabularies that map both to <unk> as for sub-word ones.
+ */
+export function templateTailLength(encode: (question: string) => number[]): number {
+  const a = encode("zebra");
+  const b = encode("zebra zebra");
+  let k = 0;
+  while (k < a.length && k < b.length && a[a.length - 1 - k] === b[b.length - 1 - k]) k++;
+  return Math.max(0, k - (b.length - a.length));
+}
+
+/**
  * Scores of a run whose LLM relevancy (mode) is stored. `answerTokens`: generated-token indices of the answer
  * (stop tokens left out); the first is the one the per-token scores describe.
  */
@@ -69,6 +84,7 @@ export function scoreRun(
   promptTokens: string[],
   answerTokens: number[],
   box: [number, number, number, number] | null,
+  span: QuestionSpan = {},
 ): ItemScores {
   const m = run.manifest;
   const rec = relevancyRecord(run, mode);
@@ -87,8 +103,8 @@ export function scoreRun(
       t,
       row,
       p,
-      words: topWordsVsImage(row, p, promptTokens, positions),
-      share: imageShare(row, p, promptTokens, positions),
+      words: topWordsVsImage(row, p, promptTokens, positions, span),
+      share: imageShare(row, p, promptTokens, positions, span),
     };
   });
   const first = per[0];

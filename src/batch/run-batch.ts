@@ -18,7 +18,7 @@ import { MANIFEST_FILE, Run } from "../run/run-dir.js";
 import { traceWithModel } from "../trace.js";
 import { judgeAnswer, promptFor } from "./answers.js";
 import { type BatchItem, readDataset } from "./dataset.js";
-import { scoreRun } from "./item-scores.js";
+import { scoreRun, templateTailLength } from "./item-scores.js";
 import { writePlots } from "./plots.js";
 import {
   aggregate,
@@ -196,7 +196,10 @@ export async function runBatch(opts: BatchOptions): Promise<BatchResult> {
         did = true;
       }
       const promptTokens = m.input_ids.map((id) => model.text.idToToken(id));
-      const scores = scoreRun(run, opts.relevancy, promptTokens, tokens, it.box);
+      const tail = templateTailLength((q) => model.text.encodePrompt(q, m.image_layout.token_count).inputIds);
+      const scores = scoreRun(run, opts.relevancy, promptTokens, tokens, it.box, {
+        to: m.input_ids.length - tail,
+      });
       const verdict = judgeAnswer(m.answer, it.answer, it.options);
       record = {
         ...baseRecord(it, runDir),
