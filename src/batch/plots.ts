@@ -76,22 +76,39 @@ export function relianceBySpec(items: ItemRecord[]): Spec {
   } as Spec;
 }
 
+/** Histogram of the image share per group, as the share of the group's answers (the groups differ in size). */
 export function shareHistogramSpec(items: ItemRecord[]): Spec {
   return {
     $schema: "https://vega.github.io/schema/vega-lite/v5.json",
-    title: "Image share of relevancy, by correctness",
+    title: "Image share of relevancy, by correctness (share of each group)",
     data: { values: rows(items) },
     width: 420,
     height: 200,
-    mark: { type: "bar", opacity: 0.8 },
+    transform: [
+      // 1.0 belongs to the last bin, not one of its own past the axis.
+      { calculate: "min(datum.image_share, 0.99999)", as: "share" },
+      { bin: { extent: [0, 1], step: 0.05 }, field: "share", as: ["bin0", "bin1"] },
+      { aggregate: [{ op: "count", as: "count" }], groupby: ["bin0", "bin1", "answer"] },
+      { joinaggregate: [{ op: "sum", field: "count", as: "group" }], groupby: ["answer"] },
+      { calculate: "datum.count / datum.group", as: "fraction" },
+    ],
+    mark: { type: "bar", opacity: 0.6, binSpacing: 0 },
     encoding: {
       x: {
-        field: "image_share",
+        field: "bin0",
+        bin: { binned: true, step: 0.05 },
         type: "quantitative",
-        bin: { extent: [0, 1], step: 0.05 },
         title: "image share",
+        scale: { domain: [0, 1] },
       },
-      y: { aggregate: "count", type: "quantitative", title: "answers", stack: null },
+      x2: { field: "bin1" },
+      y: {
+        field: "fraction",
+        type: "quantitative",
+        title: "share of the group's answers",
+        stack: null,
+        axis: { format: "%" },
+      },
       color: { field: "answer", type: "nominal", scale: COLORS, title: "answer" },
     },
     config: { font: "DejaVu Sans" },
