@@ -229,3 +229,13 @@ describe("scores", () => {
     assert.equal(a.reliance.image_share.test!.u, 6); // every right answer relies more on the image
   });
 });
+
+test("ids become the server's run ids (letters, digits, _ and -; a letter or digit first; ≤ 80)", async () => {
+  const { safeId } = await import("../src/batch/dataset.js");
+  const { RUN_ID_RE } = await import("../src/server/run-store.js");
+  for (const id of ["a 1", "../x", ".hidden", "_u", "p1.v2", "é", "x".repeat(100), "42"]) {
+    assert.match(safeId(id), RUN_ID_RE, id);
+  }
+  assert.equal(safeId("a 1"), "a_1");
+  assert.equal(safeId("../x"), "x___x");
+});

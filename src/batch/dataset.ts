@@ -32,10 +32,13 @@ export interface Dataset {
   items: BatchItem[];
 }
 
-/** Ids become folder names: keep them portable and unable to leave runs/. */
+/**
+ * Ids become run folder names: the server's run-id form (A-Za-z0-9_-, starting with a letter or digit, at most
+ * 80 characters), so `serve --data DIR/runs` indexes them like any other run and no id can leave runs/.
+ */
 export function safeId(id: string): string {
-  const s = id.replace(/[^A-Za-z0-9._-]/g, "_");
-  return /^\.+$/.test(s) || s === "" ? `_${s}` : s;
+  const s = id.replace(/[^A-Za-z0-9_-]/g, "_");
+  return (/^[A-Za-z0-9]/.test(s) ? s : `x${s}`).slice(0, 80);
 }
 
 export function readDataset(file: string): Dataset {
@@ -53,7 +56,7 @@ export function readDataset(file: string): Dataset {
     const prev = seen.get(it.id);
     if (prev !== undefined)
       throw new DatasetError(
-        `${file}: item ${it.index + 1} has the id "${it.id}" of item ${prev + 1} (ids must be unique after replacing characters outside A-Za-z0-9._-)`,
+        `${file}: item ${it.index + 1} has the id "${it.id}" of item ${prev + 1} (ids must be unique after replacing characters outside A-Za-z0-9_- and cutting to 80)`,
       );
     seen.set(it.id, it.index);
   }
