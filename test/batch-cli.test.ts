@@ -141,6 +141,16 @@ describe("batch command", () => {
     assert.equal((third.stderr.match(/\(done before\)/g) ?? []).length, 3, third.stderr);
     assert.ok(fs.existsSync(path.join(out, "runs/p1-b/manifest.json")));
     assert.equal(readReport(out).items.length, 4);
+
+    // An item whose question changed in the dataset is stale: redone, not skipped.
+    const lines = fs.readFileSync(dataset, "utf8").trim().split("\n");
+    lines[0] = JSON.stringify({ ...JSON.parse(lines[0]), question: "How many shapes are there?" });
+    fs.writeFileSync(dataset, `${lines.join("\n")}\n`);
+    const fourth = batch(["--dataset", dataset, "--out", out]);
+    assert.equal(fourth.code, 0, fourth.stderr);
+    assert.doesNotMatch(fourth.stderr, /p0-a \(done before\)/);
+    assert.equal((fourth.stderr.match(/\(done before\)/g) ?? []).length, 3, fourth.stderr);
+    assert.equal(manifest(out, "p0-a").prompt, "How many shapes are there?");
   });
 
   test("MMVP layout: Questions.csv + 1.jpg…4.jpg, options judged by letter, consecutive items paired", async () => {

@@ -58,13 +58,32 @@ function readImage(it: BatchItem): Uint8Array {
   }
 }
 
-/** Which steps of an item are already on disk. */
-function itemState(runDir: string, mode: RelevancyMode, vision: VisionRelevancyKind[]) {
-  if (!fs.existsSync(path.join(runDir, MANIFEST_FILE))) return { traced: false, related: false };
+/**
+ * Which steps of an item are already on disk. A run traced from another question, image or token budget
+ * (the dataset was edited since) does not count as done.
+ */
+function itemState(
+  runDir: string,
+  mode: RelevancyMode,
+  vision: VisionRelevancyKind[],
+  want: { prompt: string; image: Uint8Array; maxNewTokens: number },
+) {
+  const none = { traced: false, related: false };
+  if (!fs.existsSync(path.join(runDir, MANIFEST_FILE))) return none;
   const run = Run.open(runDir);
   try {
+    const m = run.manifest;
+    const original = path.join(runDir, m.original_image_file ?? "");
+    if (
+      m.prompt !== want.prompt ||
+      m.settings.max_new_tokens !== want.maxNewTokens ||
+      !m.original_image_file ||
+      !fs.existsSync(original) ||
+      !Buffer.from(want.image).equals(fs.readFileSync(original))
+    )
+      return none;
     const rec = relevancyRecord(run, mode);
-    const G = run.manifest.generated_ids.length;
+    const G = m.generated_ids.length;
     const full = (ts: number[] | undefined) => (ts?.length ?? 0) === G;
     return { traced: true, related: full(rec?.computed.llm) && vision.every((k) => full(rec?.computed[k])) };
   } finally {
@@ -162,13 +181,19 @@ export async function runBatch(opts: BatchOptions): Promise<BatchResult> {
 
   async function processItem(it: BatchItem, runDir: string): Promise<{ record: ItemRecord; did: boolean }> {
     const t0 = performance.now();
-    const state = itemState(runDir, opts.relevancy, opts.vision);
+    const bytes = readImage(it);
+    const prompt = promptFor(it.question, it.options);
+    const state = itemState(runDir, opts.relevancy, opts.vision, {
+      prompt,
+      image: bytes,
+      maxNewTokens: opts.maxNewTokens,
+    });
     const causalFile = (k: number) => path.join(runDir, "causal", `${k}.json`);
     let did = false;
     if (!state.traced) {
       await traceWithModel(model, kernels, {
-        image: { bytes: readImage(it), name: it.image },
-        prompt: promptFor(it.question, it.options),
+        image: { bytes, name: it.image },
+        prompt,
         maxNewTokens: opts.maxNewTokens,
         temperature: 0,
         topP: 1,
@@ -176,7 +201,8 @@ export async function runBatch(opts: BatchOptions): Promise<BatchResult> {
         imageMode: "default",
         attnDtype: "f32",
         out: runDir,
-        // A folder without a manifest is an interrupted item of this batch: redo it.
+        // A folder without a manifest is an interrupted item of this batch, one with another prompt or
+        // image a stale one: redo it.
         overwrite: fs.existsSync(runDir),
       });
       did = true;
