@@ -210,5 +210,10 @@ describe("batch command", () => {
     check(jsonl, /^error: .*d\.jsonl:1: image "missing\.png" not found/);
     fs.writeFileSync(path.join(dir, "Questions.csv"), "Index,Question,Options\n1,q,(a) x (b) y\n");
     check(dir, /^error: .*Questions\.csv:1: column "Correct Answer" missing/);
+
+    fs.writeFileSync(jsonl, '{"id":"a","image":"x.png","question":"q?"}\n');
+    const r = batch(["--dataset", jsonl, "--out", path.join(dir, "x.png")]);
+    assert.equal(r.code, 1);
+    assert.match(r.stderr.trim(), /^error: .*x\.png: --out is a file; pass a folder/);
   });
 });

@@ -95,6 +95,9 @@ export async function runBatch(opts: BatchOptions): Promise<BatchResult> {
   const ds = readDataset(opts.dataset);
   const items = opts.limit !== undefined ? ds.items.slice(0, opts.limit) : ds.items;
   const out = path.resolve(opts.out);
+  // Before the model loads: an --out that cannot hold the batch fails now, in one line.
+  if (fs.existsSync(out) && !fs.statSync(out).isDirectory())
+    throw new Error(`${opts.out}: --out is a file; pass a folder (new, or an earlier batch's to resume it)`);
   fs.mkdirSync(path.join(out, "runs"), { recursive: true });
   const model: VisionLanguageModel = loadModel(opts.modelDir);
   const kernels = await createKernels(opts.kernels ?? "auto");
