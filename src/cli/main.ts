@@ -1,6 +1,7 @@
 #!/usr/bin/env node
 /** `lvlm-interpret` command line: thin layer over the library API. */
 import { Command } from "commander";
+import { batchCommand } from "./batch-command.js";
 import { causalCommand } from "./causal-command.js";
 import { reportAndExit } from "./errors.js";
 import { relevancyCommand } from "./relevancy-command.js";
@@ -17,6 +18,7 @@ const program = new Command("lvlm-interpret")
 program.addCommand(traceCommand());
 program.addCommand(relevancyCommand());
 program.addCommand(causalCommand());
+program.addCommand(batchCommand());
 program.addCommand(serveCommand());
 program.addCommand(trainCommand());
 

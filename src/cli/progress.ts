@@ -18,3 +18,19 @@ export function stderrProgress(): (stage: string, done: number, total: number) =
     lastTenth = tenth;
   };
 }
+
+/** "42 s", "3 min 05 s", "1 h 02 min": an ETA readable at a glance. */
+export function formatDuration(seconds: number): string {
+  const s = Math.max(0, Math.round(seconds));
+  if (s < 60) return `${s} s`;
+  if (s < 3600) return `${Math.floor(s / 60)} min ${String(s % 60).padStart(2, "0")} s`;
+  return `${Math.floor(s / 3600)} h ${String(Math.floor((s % 3600) / 60)).padStart(2, "0")} min`;
+}
+
+/**
+ * Remaining time of a job from the items computed so far in this session (skipped items cost nothing and
+ * are left out of the rate); null until one item has been computed.
+ */
+export function etaSeconds(computedSeconds: number, computed: number, remaining: number): number | null {
+  return computed > 0 ? (computedSeconds / computed) * remaining : null;
+}
