@@ -471,6 +471,42 @@ export async function buildServer(opts: ServerOptions): Promise<LvlmServer> {
     return analysis.call("relReliance", store.dir(id), q.mode);
   });
 
+  // Two runs side by side: one answer token of each (the same index), maps, image/question shares, difference.
+  app.get("/api/compare", async (req) => {
+    const q = parse(
+      z.object({
+        a: z.string().min(1, "name run A (?a=<run id>)"),
+        b: z.string().min(1, "name run B (?b=<run id>)"),
+        mode: modeSchema.default("exact"),
+        token: z.coerce.number().int().min(0).default(0),
+      }),
+      req.query,
+      "query",
+    );
+    if (q.a === q.b) throw new HttpError(400, `query: a and b are the same run ("${q.a}"); choose two runs`);
+    const A = manifestOf(q.a);
+    const B = manifestOf(q.b);
+    const modelName = (m: RunManifest) =>
+      `${path.basename(m.model.dir)} (${m.model.llm_layers} layers × ${m.model.llm_heads} heads)`;
+    if (modelName(A.m) !== modelName(B.m))
+      throw new HttpError(
+        409,
+        `runs "${q.a}" and "${q.b}" come from different models (${modelName(A.m)} vs ${modelName(B.m)}); compare runs of one model`,
+      );
+    for (const [label, side] of [
+      ["A", A],
+      ["B", B],
+    ] as const) {
+      const G = side.m.generated_ids.length;
+      if (q.token >= G)
+        throw new HttpError(
+          400,
+          `query: answer token ${q.token} is out of range for run ${label} (its answer has tokens 0…${G - 1})`,
+        );
+    }
+    return analysis.call("compare", A.dir, B.dir, q.a, q.b, q.mode, q.token);
+  });
+
   app.post("/api/runs/:id/causal", { config: { body: "json" } }, async (req, reply) => {
     const { id } = parse(idParams, req.params, "run");
     const b = parse(
