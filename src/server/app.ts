@@ -28,6 +28,7 @@ import { loadTextProcessor, readModelSummary } from "../models/registry.js";
 import type { RunManifest } from "../run/manifest.js";
 import { AnalysisClient } from "./analysis-client.js";
 import { checkExportable, exportRunStream, importArchive } from "./archive.js";
+import { readBatchView } from "./batch-report.js";
 import { checkQuestion, fieldSizeLimit, readGenerateForm } from "./generate-request.js";
 import { HttpError, quoted } from "./http-error.js";
 import { SqliteJobJournal } from "./job-journal.js";
@@ -469,6 +470,12 @@ export async function buildServer(opts: ServerOptions): Promise<LvlmServer> {
     const { id } = parse(idParams, req.params, "run");
     const q = parse(z.object({ mode: modeSchema.default("exact") }), req.query, "query");
     return analysis.call("relReliance", store.dir(id), q.mode);
+  });
+
+  // The batch whose runs folder is the data folder (serve --data DIR/runs): DIR/report.json joined to the runs.
+  app.get("/api/batch", async () => {
+    store.reconcile({ prune: false });
+    return readBatchView(store.dataDir, (id) => store.has(id));
   });
 
   // Two runs side by side: one answer token of each (the same index), maps, image/question shares, difference.
