@@ -4,7 +4,8 @@
  * of one is computed from the view; an answer token selected on one side is selected on the other; both maps
  * and their difference are drawn (non-uniform pixels) and the reliance bars carry the server's numbers; a run
  * of the same picture in another image mode, opened by URL, shows why there is no difference. A screenshot
- * goes to $SCREENSHOT_DIR (default dist/screenshots)/compare.png.
+ * goes to $SCREENSHOT_DIR (default dist/screenshots)/compare.png. The server's data folder is a batch's runs
+ * folder: its report is browsable (filters; an item's pair opens in the compare view).
  *
  * Skipped (with a message) only when /usr/bin/chromium is missing outside CI; under CI=true it must run.
  */
@@ -16,7 +17,7 @@ import * as path from "node:path";
 import { after, before, describe, test } from "node:test";
 import { type BrowserContext, chromium, type Page } from "playwright-core";
 import { CHROMIUM_ARGS, CHROMIUM_PATH } from "../scripts/chromium.js";
-import { ROOT } from "./fixture-utils.js";
+import { ROOT, tempDir } from "./fixture-utils.js";
 import { fixtureImage, imageForm, readJobEvents, startTestServer, type TestServer } from "./server-utils.js";
 
 // Browser globals used inside page.evaluate callbacks (this project compiles without the DOM lib).
@@ -37,6 +38,8 @@ let ts: TestServer;
 let ctx: BrowserContext;
 let page: Page;
 let userDir: string;
+/** A batch folder: the server serves its runs/ (the data folder), report.json lies beside it. */
+const batchDir = tempDir("e2e-batch");
 
 async function api(p: string): Promise<any> {
   const r = await fetch(`${ts.base}${p}`);
@@ -101,10 +104,30 @@ describe("compare view in headless Chromium", { skip }, () => {
       );
       assert.equal(r.status, 0, `vite build failed: ${r.stderr}`);
     }
-    ts = await startTestServer({ webDir: WEB_DIR });
+    ts = await startTestServer({ webDir: WEB_DIR, dataDir: path.join(batchDir, "runs") });
     a = await makeRun("What color is the big square?", "default", true);
     b = await makeRun("What shape is in the corner?", "default", false);
     padded = await makeRun("What color is the big square?", "pad", true);
+    const item = (id: string, pair: string | null, correct: boolean | null, share: number) => ({
+      id,
+      index: 0,
+      pair,
+      run: `runs/${id}`,
+      question: `question of ${id}`,
+      answer: "red",
+      expected: correct === null ? null : "red",
+      correct,
+      reliance: { token: 0, lvlm: 0.5, image_share: share },
+    });
+    fs.writeFileSync(
+      path.join(batchDir, "report.json"),
+      JSON.stringify({
+        format: "lvlm-interpret-batch/1",
+        complete: true,
+        items: [item(a, "p1", true, 0.8), item(b, "p1", false, 0.3), item(padded, null, null, 0.6)],
+        aggregates: { accuracy: 0.5, pairs: { n: 1, both: 0, one: 1, none: 0, accuracy: 0 } },
+      }),
+    );
     userDir = fs.mkdtempSync(path.join(os.tmpdir(), "lvlm-chromium-"));
     ctx = await chromium.launchPersistentContext(userDir, {
       executablePath: CHROMIUM_PATH,
@@ -125,7 +148,7 @@ describe("compare view in headless Chromium", { skip }, () => {
     await ctx?.close();
     await ts?.close();
     if (userDir) fs.rmSync(userDir, { recursive: true, force: true });
-    if (ts) fs.rmSync(ts.dataDir, { recursive: true, force: true });
+    fs.rmSync(batchDir, { recursive: true, force: true });
   });
 
   test("tick two runs → Compare; compute the missing relevancy; tokens follow; maps, difference, reliance", async () => {
@@ -199,6 +222,28 @@ describe("compare view in headless Chromium", { skip }, () => {
     assert.ok((await canvasColors(page.locator('[data-testid="cmp-map-b"]'))) > 50);
     await page.goto(`${ts.base}/#/compare/${a}/nope`);
     await page.locator("text=run B: no run with id").waitFor();
+  });
+
+  test("batch report: filters for wrong answers, low image share, failed pairs; an item's pair opens in compare", async () => {
+    await page.goto(`${ts.base}/#/generate`);
+    await page.click('[data-testid="open-batch"]');
+    const rows = page.locator('[data-testid="batch-items"] tbody tr');
+    await rows.first().waitFor();
+    assert.equal(await rows.count(), 3);
+    assert.match((await page.locator('[data-testid="batch-summary"]').textContent())!, /accuracy 50%/);
+    await page.check('[data-testid="batch-wrong"]');
+    assert.deepEqual(await rows.evaluateAll((r: any[]) => r.map((x) => x.dataset.item)), [b]);
+    await page.uncheck('[data-testid="batch-wrong"]');
+    await page.check('[data-testid="batch-failed-pairs"]');
+    assert.deepEqual(await rows.evaluateAll((r: any[]) => r.map((x) => x.dataset.item)), [a, b]);
+    await page.uncheck('[data-testid="batch-failed-pairs"]');
+    await page.check('[data-testid="batch-low"]');
+    await page.fill('[data-testid="batch-low-value"]', "0.7");
+    assert.deepEqual(await rows.evaluateAll((r: any[]) => r.map((x) => x.dataset.item)), [b, padded]);
+    await page.uncheck('[data-testid="batch-low"]');
+    await page.locator(`[data-item="${a}"] [data-testid="batch-compare"]`).click();
+    await page.locator('[data-testid="cmp-reliance-b"]').waitFor();
+    assert.equal(new URL(page.url()).hash, `#/compare/${a}/${b}`);
   });
 
   test("no page errors along the way", () => {

@@ -190,6 +190,31 @@ export interface CompareView {
   differenceReason: string | null;
 }
 
+/** One item of the served batch report (GET /api/batch). */
+export interface BatchItem {
+  id: string;
+  pair: string | null;
+  question: string;
+  answer: string | null;
+  expected: string | null;
+  correct: boolean | null;
+  lvlm: number | null;
+  image_share: number | null;
+  error: string | null;
+  run_id: string | null;
+  pair_run_id: string | null;
+  pair_result: "both" | "one" | "none" | null;
+}
+
+export interface BatchReport {
+  name: string;
+  created_at: string | null;
+  complete: boolean;
+  accuracy: number | null;
+  pairs: { n: number; both: number; one: number; none: number } | null;
+  items: BatchItem[];
+}
+
 export type Mark = "arrow" | "tail" | "circle";
 
 export interface CausalHeadView {
@@ -270,6 +295,7 @@ export const api = {
     get<RelevancyReliance>(`/api/runs/${enc(id)}/relevancy/reliance?mode=${mode}`),
   compare: (a: string, b: string, mode: RelevancyMode, token: number) =>
     get<CompareView>(`/api/compare?a=${enc(a)}&b=${enc(b)}&mode=${mode}&token=${token}`),
+  batch: () => get<BatchReport>("/api/batch"),
   computeCausal: (id: string, token: number, layer?: number) =>
     postJson<{ job: JobInfo }>(`/api/runs/${enc(id)}/causal`, { token, layer }),
   causal: (id: string, token: number) => get<CausalView>(`/api/runs/${enc(id)}/causal/${token}`),

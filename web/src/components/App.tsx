@@ -2,6 +2,7 @@
 import { useCallback, useEffect, useRef, useState } from "preact/hooks";
 import { api, type JobInfo, type RunDetail, type RunSummary, type ServerConfig } from "../api";
 import { MapsView, SummaryView } from "./AttentionViews";
+import { BatchView } from "./BatchView";
 import { CausalView } from "./CausalView";
 import { CompareView } from "./CompareView";
 import {
@@ -23,7 +24,7 @@ const VIEWS = [
 ] as const;
 
 interface Route {
-  page: "generate" | "run" | "compare";
+  page: "generate" | "run" | "compare" | "batch";
   runId?: string;
   /** The two runs of the compare page. */
   compare?: [string, string];
@@ -35,6 +36,7 @@ function parseHash(hash: string): Route {
   const [path, query = ""] = hash.replace(/^#/, "").split("?");
   const parts = path.split("/").filter(Boolean);
   const params = new URLSearchParams(query);
+  if (parts[0] === "batch") return { page: "batch", params };
   if (parts[0] === "compare" && parts[1] && parts[2])
     return { page: "compare", compare: [decodeURIComponent(parts[1]), decodeURIComponent(parts[2])], params };
   if (parts[0] === "run" && parts[1])
@@ -118,6 +120,7 @@ function Sidebar({
   current,
   picked,
   onPick,
+  hasBatch,
   onImported,
   onDeleted,
   onJobDismissed,
@@ -128,6 +131,8 @@ function Sidebar({
   /** Runs ticked for the compare view (at most two, in the order ticked). */
   picked: string[];
   onPick: (id: string, on: boolean) => void;
+  /** The data folder is a batch's runs folder: link its report. */
+  hasBatch: boolean;
   onImported: (id: string) => void;
   onDeleted: (id: string) => void;
   onJobDismissed: () => void;
@@ -164,6 +169,11 @@ function Sidebar({
           }}
         />
       </label>
+      {hasBatch && (
+        <a class="button secondary" href="#/batch" data-testid="open-batch">
+          Batch report
+        </a>
+      )}
       <ErrorBox error={error} />
       <InterruptedJobs jobs={interrupted} onDismissed={onJobDismissed} />
       <h4>Runs ({runs.length})</h4>
@@ -278,6 +288,7 @@ export function App() {
   const [run, setRun] = useState<RunDetail | null>(null);
   const [runError, setRunError] = useState<string | null>(null);
   const [picked, setPicked] = useState<string[]>([]);
+  const [hasBatch, setHasBatch] = useState(false);
   // Ticking a third run drops the oldest tick: the compare view takes two.
   const onPick = useCallback(
     (id: string, on: boolean) =>
@@ -316,6 +327,10 @@ export function App() {
   );
   useEffect(() => {
     api.config().then(setConfig, () => {});
+    api.batch().then(
+      () => setHasBatch(true),
+      () => setHasBatch(false),
+    );
     void refreshRuns();
     void refreshInterrupted();
   }, [refreshRuns, refreshInterrupted]);
@@ -368,6 +383,7 @@ export function App() {
             onJobDismissed={() => void refreshInterrupted()}
             current={route.runId}
             picked={picked}
+            hasBatch={hasBatch}
             onPick={onPick}
             onImported={(id) => {
               void refreshRuns();
@@ -383,6 +399,7 @@ export function App() {
             {route.page === "generate" && (
               <GenerateView config={config} onCreated={() => void refreshRuns()} />
             )}
+            {route.page === "batch" && <BatchView />}
             {route.page === "compare" && route.compare && (
               <CompareView a={route.compare[0]} b={route.compare[1]} />
             )}
