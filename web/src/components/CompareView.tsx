@@ -94,7 +94,10 @@ function SideHeader({
           </button>
         </div>
       )}
-      <JobProgress job={job} onCancel={cancel} label={`Relevancy of run ${label}`} />
+      {/* Once done, the maps below show it (a "done" line would only push this side's map down). */}
+      {job.state !== "done" && (
+        <JobProgress job={job} onCancel={cancel} label={`Relevancy of run ${label}`} />
+      )}
     </div>
   );
 }
