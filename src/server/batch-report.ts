@@ -1,7 +1,7 @@
 /**
  * The batch report of the data folder, for browsing in the web app: when the server's data folder is a batch's
  * runs folder (`lvlm-interpret serve --data DIR/runs` after `lvlm-interpret batch --out DIR`), DIR/report.json
- * (format "lvlm-interpret-batch/1", docs/case-study.md) describes its runs. Each item is joined to its run in
+ * (format "lvlm-interpret-batch/1", specified in case-study.md of the docs folder) describes its runs. Each item is joined to its run in
  * the index (an item whose run is not indexed cannot be opened) and to its pair partner, and carries how its
  * pair fared (both right, one, none).
  */
