@@ -23,6 +23,7 @@ import { fixtureImage, imageForm, readJobEvents, startTestServer, type TestServe
 // Browser globals used inside page.evaluate callbacks (this project compiles without the DOM lib).
 declare const document: any;
 declare const window: any;
+declare const performance: any;
 type HTMLCanvasElement = any;
 
 const WEB_DIR = path.join(ROOT, "dist/web");
@@ -151,7 +152,7 @@ describe("compare view in headless Chromium", { skip }, () => {
     fs.rmSync(batchDir, { recursive: true, force: true });
   });
 
-  test("tick two runs → Compare; compute the missing relevancy; tokens follow; maps, difference, reliance", async () => {
+  test("tick two runs → Compare; compute the missing relevancy; tokens follow; maps, difference, reliance", async (t) => {
     const compare = page.locator('[data-testid="compare-selected"]');
     assert.equal(await compare.getAttribute("aria-disabled"), "true", "nothing ticked: disabled");
     await page.locator(`[data-run="${a}"] [data-testid="pick-run"]`).check();
@@ -177,11 +178,16 @@ describe("compare view in headless Chromium", { skip }, () => {
     );
     assert.equal(await selectedToken("cmp-tokens-a"), 2);
     assert.equal(await selectedToken("cmp-tokens-b"), 2);
-    // And back from side B.
+    // And back from side B (timed from the click to the difference panel of the new token, for the report).
+    const t0 = await page.evaluate(() => performance.now());
     await page.locator('[data-testid="cmp-tokens-b"] .token').nth(1).click();
-    await page.waitForFunction(() =>
-      document.querySelector('[data-testid="cmp-difference"] h3')?.textContent.endsWith("token 1"),
+    await page.waitForFunction(
+      () => document.querySelector('[data-testid="cmp-difference"] h3')?.textContent.endsWith("token 1"),
+      undefined,
+      { polling: "raf" },
     );
+    const t1 = await page.evaluate(() => performance.now());
+    t.diagnostic(`token switch in the compare view (click → new maps): ${(t1 - t0).toFixed(0)} ms`);
     assert.equal(await selectedToken("cmp-tokens-a"), 1);
 
     const view = await api(`/api/compare?a=${a}&b=${b}&mode=exact&token=1`);

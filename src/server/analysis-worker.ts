@@ -81,6 +81,9 @@ function openRun(dir: string): Run {
   return run;
 }
 
+/** The original image's digest per opened run (a run is reopened, so rehashed, when its manifest changes). */
+const imageDigests = new WeakMap<Run, string>();
+
 /** A query error the user caused (400) rather than a broken run (500). */
 export class QueryError extends Error {}
 
@@ -157,9 +160,13 @@ const handlers: Record<string, (...args: any[]) => unknown> = {
   compare: (dirA: string, dirB: string, idA: string, idB: string, mode: RelevancyMode, token: number) => {
     const side = (dir: string, id: string) => {
       const run = openRun(dir);
-      const digest = createHash("sha256")
-        .update(readRunFile(dir, run.manifest.original_image_file))
-        .digest("hex");
+      let digest = imageDigests.get(run);
+      if (!digest) {
+        digest = createHash("sha256")
+          .update(readRunFile(dir, run.manifest.original_image_file))
+          .digest("hex");
+        imageDigests.set(run, digest);
+      }
       return { id, run, promptTokens: promptTokens(run), imageDigest: digest };
     };
     return compareRuns(side(dirA, idA), side(dirB, idB), mode, token);

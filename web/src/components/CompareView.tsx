@@ -151,8 +151,15 @@ export function CompareView({ a, b }: { a: string; b: string }) {
     () => (ready ? api.compare(a, b, mode, token) : Promise.resolve(null)),
     [a, b, mode, token, ready],
   );
+  // Only the answer for what is selected now (a slower older answer never shows under a newer selection).
   const v =
-    view.data && view.data.a.id === a && view.data.b.id === b && view.data.token === token ? view.data : null;
+    view.data &&
+    view.data.a.id === a &&
+    view.data.b.id === b &&
+    view.data.token === token &&
+    view.data.mode === mode
+      ? view.data
+      : null;
   const hi = v ? Math.max(v.a.max, v.b.max) : 1;
 
   return (
