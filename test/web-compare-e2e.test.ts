@@ -10,7 +10,6 @@
  * Skipped (with a message) only when /usr/bin/chromium is missing outside CI; under CI=true it must run.
  */
 import assert from "node:assert/strict";
-import { spawnSync } from "node:child_process";
 import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
@@ -19,6 +18,7 @@ import { type BrowserContext, chromium, type Page } from "playwright-core";
 import { CHROMIUM_ARGS, CHROMIUM_PATH } from "../scripts/chromium.js";
 import { ROOT, tempDir } from "./fixture-utils.js";
 import { fixtureImage, imageForm, readJobEvents, startTestServer, type TestServer } from "./server-utils.js";
+import { ensureWebBuild, WEB_DIR } from "./web-build.js";
 
 // Browser globals used inside page.evaluate callbacks (this project compiles without the DOM lib).
 declare const document: any;
@@ -26,7 +26,6 @@ declare const window: any;
 declare const performance: any;
 type HTMLCanvasElement = any;
 
-const WEB_DIR = path.join(ROOT, "dist/web");
 const SHOTS = path.resolve(ROOT, process.env.SCREENSHOT_DIR ?? "dist/screenshots");
 const haveChromium = fs.existsSync(CHROMIUM_PATH);
 if (!haveChromium && process.env.CI)
@@ -96,15 +95,7 @@ describe("compare view in headless Chromium", { skip }, () => {
   let padded: string;
 
   before(async () => {
-    const built = path.join(WEB_DIR, "index.html");
-    if (!fs.existsSync(built)) {
-      const r = spawnSync(
-        process.execPath,
-        [path.join(ROOT, "node_modules/vite/bin/vite.js"), "build", "--config", "web/vite.config.ts"],
-        { cwd: ROOT, encoding: "utf8" },
-      );
-      assert.equal(r.status, 0, `vite build failed: ${r.stderr}`);
-    }
+    ensureWebBuild();
     ts = await startTestServer({ webDir: WEB_DIR, dataDir: path.join(batchDir, "runs") });
     a = await makeRun("What color is the big square?", "default", true);
     b = await makeRun("What shape is in the corner?", "default", false);
