@@ -1,7 +1,8 @@
 /**
  * `npm run screenshots`: the README's pictures of the embedded default model at work. Starts the real server
  * on the default model, asks it a question about a held-out synthetic scene in headless Chromium, computes
- * the relevancy of the answer, and saves screenshots of the answer and relevancy views to docs/screenshots.
+ * the relevancy of the answer, and saves screenshots of the answer and relevancy views to docs/screenshots;
+ * then asks a second question about the same scene and saves the two runs side by side (the compare view).
  *
  *   npm run screenshots -- [--seed 4242] [--index 3] [--out docs/screenshots]
  */
@@ -12,7 +13,7 @@ import { chromium } from "playwright-core";
 import { defaultModelDir, PROJECT_ROOT } from "../src/cli/default-model.js";
 import { encodePng } from "../src/hf/image-decode.js";
 import { buildServer } from "../src/server/app.js";
-import { sample } from "../src/shapes/dataset.js";
+import { sample, sampleConversation } from "../src/shapes/dataset.js";
 import { CHROMIUM_ARGS, CHROMIUM_PATH } from "./chromium.js";
 
 // Browser global used inside page callbacks (this project compiles without the DOM lib).
@@ -69,6 +70,25 @@ async function main(): Promise<void> {
     await page.locator('[data-testid="job"][data-state="done"]').waitFor();
     await page.locator('[data-testid="rel-map"]').first().waitFor();
     await shot("shapes-relevancy");
+
+    // The same picture, a second question: both runs side by side.
+    const second = sampleConversation(seed, index, 2).qas[1];
+    if (second) {
+      const first = decodeURIComponent(page.url().split("#/run/")[1].split("/")[0]);
+      await page.goto(`${base}/#/generate`);
+      await page.setInputFiles('[data-testid="image-input"]', imageFile);
+      await page.locator('[data-testid="paint-canvas"]').waitFor();
+      await page.fill('[data-testid="question"]', second.question);
+      await page.click('[data-testid="ask"]');
+      await page.locator('[data-testid="answer"][data-state="done"]').waitFor();
+      process.stderr.write(`asked "${second.question}" (truth: ${second.answer})\n`);
+      const runs = (await (await fetch(`${base}/api/runs`)).json()) as { runs: { id: string }[] };
+      const other = runs.runs.find((r) => r.id !== first)!.id;
+      await page.goto(`${base}/#/compare/${first}/${other}`);
+      await page.click('[data-testid="cmp-compute-b"]');
+      await page.locator('[data-testid="cmp-reliance-b"]').waitFor();
+      await shot("compare");
+    }
   } finally {
     await ctx.close();
     await server.close();

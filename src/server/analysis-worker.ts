@@ -3,6 +3,7 @@
  * library functions read tensors from disk and reduce them to small JSON, off the HTTP thread. Opened runs are
  * cached and reopened when their manifest changes (an analysis job added tensors).
  */
+import { createHash } from "node:crypto";
 import * as fs from "node:fs";
 import * as path from "node:path";
 import { parentPort, workerData } from "node:worker_threads";
@@ -16,6 +17,7 @@ import {
 } from "../interpret/attention.js";
 import { CAUSAL_FORMAT, type CausalDocument, CausalError } from "../interpret/causal/explain-run.js";
 import { causalView } from "../interpret/causal-view.js";
+import { compareRuns } from "../interpret/compare-view.js";
 import { imageGeometry } from "../interpret/image-tokens.js";
 import type { RelevancyMode } from "../interpret/relevancy.js";
 import {
@@ -78,6 +80,9 @@ function openRun(dir: string): Run {
   }
   return run;
 }
+
+/** The original image's digest per opened run (a run is reopened, so rehashed, when its manifest changes). */
+const imageDigests = new WeakMap<Run, string>();
 
 /** A query error the user caused (400) rather than a broken run (500). */
 export class QueryError extends Error {}
@@ -152,6 +157,20 @@ const handlers: Record<string, (...args: any[]) => unknown> = {
       throw new RunError(`causal/${token}.json: not a "${CAUSAL_FORMAT}" document`);
     return causalView(doc, run.manifest, run.imageTokens(), promptTokens(run));
   },
+  compare: (dirA: string, dirB: string, idA: string, idB: string, mode: RelevancyMode, token: number) => {
+    const side = (dir: string, id: string) => {
+      const run = openRun(dir);
+      let digest = imageDigests.get(run);
+      if (!digest) {
+        digest = createHash("sha256")
+          .update(readRunFile(dir, run.manifest.original_image_file))
+          .digest("hex");
+        imageDigests.set(run, digest);
+      }
+      return { id, run, promptTokens: promptTokens(run), imageDigest: digest };
+    };
+    return compareRuns(side(dirA, idA), side(dirB, idB), mode, token);
+  },
   forget: (dir: string) => {
     const c = cache.get(dir);
     if (c) c.run.close();
@@ -177,9 +196,12 @@ port.on("message", async (m: ToAnalysisWorker) => {
             ? 422
             : 500;
     // Messages name a run's files relative to it; any host path that slips through is cut out here.
-    const dir = typeof m.args[0] === "string" ? m.args[0] : "";
-    const message = String(err?.message ?? e).split("\n")[0];
-    reply = { id: m.id, ok: false, message: dir ? message.split(dir).join("run") : message, status };
+    // (Every absolute path among the arguments: a comparison names two run folders.)
+    let message = String(err?.message ?? e).split("\n")[0];
+    for (const a of m.args)
+      if (typeof a === "string" && a.length > 1 && (a === m.args[0] || path.isAbsolute(a)))
+        message = message.split(a).join("run");
+    reply = { id: m.id, ok: false, message, status };
   }
   port.postMessage(reply);
 });

@@ -27,6 +27,7 @@ import { expectedBody, guardRequestBodies } from "./request-body.js";
 import type { ServerContext, ServerLimits } from "./route-context.js";
 import { analysisJobRoutes } from "./routes/analysis-jobs.js";
 import { archiveRoutes } from "./routes/archive.js";
+import { compareRoutes } from "./routes/compare.js";
 import { generateRoutes } from "./routes/generate.js";
 import { infoRoutes } from "./routes/info.js";
 import { jobRoutes } from "./routes/jobs.js";
@@ -188,6 +189,7 @@ export async function buildServer(opts: ServerOptions): Promise<LvlmServer> {
     infoRoutes,
     runRoutes,
     viewRoutes,
+    compareRoutes,
     analysisJobRoutes,
     archiveRoutes,
     generateRoutes,

@@ -163,6 +163,58 @@ export interface RelevancyReliance {
   tokens: { token: number; reliance: number; imageMax: number }[];
 }
 
+/** One run's side of a comparison (GET /api/compare). */
+export interface CompareSide {
+  id: string;
+  prompt: string;
+  answer: string;
+  tokens: string[];
+  token: number;
+  tokenText: string;
+  /** The token's LLM relevancy map as shares of its image relevancy (sum 1), one value per image token. */
+  map: (number | null)[];
+  min: number;
+  max: number;
+  share: { image: number; question: number; imageShare: number };
+  reliance: number;
+}
+
+export interface CompareView {
+  mode: RelevancyMode;
+  token: number;
+  sameImage: boolean;
+  sameQuestion: boolean;
+  a: CompareSide;
+  b: CompareSide;
+  difference: { map: (number | null)[]; absMax: number } | null;
+  differenceReason: string | null;
+}
+
+/** One item of the served batch report (GET /api/batch). */
+export interface BatchItem {
+  id: string;
+  pair: string | null;
+  question: string;
+  answer: string | null;
+  expected: string | null;
+  correct: boolean | null;
+  lvlm: number | null;
+  image_share: number | null;
+  error: string | null;
+  run_id: string | null;
+  pair_run_id: string | null;
+  pair_result: "both" | "one" | "none" | null;
+}
+
+export interface BatchReport {
+  name: string;
+  created_at: string | null;
+  complete: boolean;
+  accuracy: number | null;
+  pairs: { n: number; both: number; one: number; none: number } | null;
+  items: BatchItem[];
+}
+
 export type Mark = "arrow" | "tail" | "circle";
 
 export interface CausalHeadView {
@@ -241,6 +293,9 @@ export const api = {
     get<RelevancyTextView>(`/api/runs/${enc(id)}/relevancy/text?mode=${mode}&token=${token}`),
   relevancyReliance: (id: string, mode: RelevancyMode) =>
     get<RelevancyReliance>(`/api/runs/${enc(id)}/relevancy/reliance?mode=${mode}`),
+  compare: (a: string, b: string, mode: RelevancyMode, token: number) =>
+    get<CompareView>(`/api/compare?a=${enc(a)}&b=${enc(b)}&mode=${mode}&token=${token}`),
+  batch: () => get<BatchReport>("/api/batch"),
   computeCausal: (id: string, token: number, layer?: number) =>
     postJson<{ job: JobInfo }>(`/api/runs/${enc(id)}/causal`, { token, layer }),
   causal: (id: string, token: number) => get<CausalView>(`/api/runs/${enc(id)}/causal/${token}`),

@@ -2,7 +2,9 @@
 import { useCallback, useEffect, useRef, useState } from "preact/hooks";
 import { api, type JobInfo, type RunDetail, type RunSummary, type ServerConfig } from "../api";
 import { MapsView, SummaryView } from "./AttentionViews";
+import { BatchView } from "./BatchView";
 import { CausalView } from "./CausalView";
+import { CompareView } from "./CompareView";
 import {
   DEFAULT_SETTINGS,
   ErrorBox,
@@ -22,8 +24,10 @@ const VIEWS = [
 ] as const;
 
 interface Route {
-  page: "generate" | "run";
+  page: "generate" | "run" | "compare" | "batch";
   runId?: string;
+  /** The two runs of the compare page. */
+  compare?: [string, string];
   view?: string;
   params: URLSearchParams;
 }
@@ -32,6 +36,9 @@ function parseHash(hash: string): Route {
   const [path, query = ""] = hash.replace(/^#/, "").split("?");
   const parts = path.split("/").filter(Boolean);
   const params = new URLSearchParams(query);
+  if (parts[0] === "batch") return { page: "batch", params };
+  if (parts[0] === "compare" && parts[1] && parts[2])
+    return { page: "compare", compare: [decodeURIComponent(parts[1]), decodeURIComponent(parts[2])], params };
   if (parts[0] === "run" && parts[1])
     return { page: "run", runId: decodeURIComponent(parts[1]), view: parts[2] ?? "summary", params };
   return { page: "generate", params };
@@ -111,6 +118,9 @@ function Sidebar({
   runs,
   interrupted,
   current,
+  picked,
+  onPick,
+  hasBatch,
   onImported,
   onDeleted,
   onJobDismissed,
@@ -118,6 +128,11 @@ function Sidebar({
   runs: RunSummary[];
   interrupted: JobInfo[];
   current?: string;
+  /** Runs ticked for the compare view (at most two, in the order ticked). */
+  picked: string[];
+  onPick: (id: string, on: boolean) => void;
+  /** The data folder is a batch's runs folder: link its report. */
+  hasBatch: boolean;
   onImported: (id: string) => void;
   onDeleted: (id: string) => void;
   onJobDismissed: () => void;
@@ -154,12 +169,37 @@ function Sidebar({
           }}
         />
       </label>
+      {hasBatch && (
+        <a class="button secondary" href="#/batch" data-testid="open-batch">
+          Batch report
+        </a>
+      )}
       <ErrorBox error={error} />
       <InterruptedJobs jobs={interrupted} onDismissed={onJobDismissed} />
       <h4>Runs ({runs.length})</h4>
+      <div class="compare-bar">
+        <a
+          class={`button secondary${picked.length === 2 ? "" : " disabled"}`}
+          href={picked.length === 2 ? `#/compare/${picked.map(encodeURIComponent).join("/")}` : undefined}
+          aria-disabled={picked.length !== 2}
+          data-testid="compare-selected"
+        >
+          Compare ({picked.length}/2)
+        </a>
+        <span class="muted small">tick two runs</span>
+      </div>
       <ul class="runs" data-testid="run-list">
         {runs.map((r) => (
           <li key={r.id} class={r.id === current ? "current" : ""} data-run={r.id}>
+            <input
+              type="checkbox"
+              class="pick"
+              title="select for comparison"
+              aria-label={`select run ${r.id} for comparison`}
+              checked={picked.includes(r.id)}
+              onChange={(e) => onPick(r.id, (e.target as HTMLInputElement).checked)}
+              data-testid="pick-run"
+            />
             <a href={`#/run/${r.id}/summary`}>
               {/* Isolated: bidi controls in a question or answer cannot reorder the text around it. */}
               <bdi class="prompt">{r.prompt}</bdi>
@@ -247,6 +287,14 @@ export function App() {
   const [interrupted, setInterrupted] = useState<JobInfo[]>([]);
   const [run, setRun] = useState<RunDetail | null>(null);
   const [runError, setRunError] = useState<string | null>(null);
+  const [picked, setPicked] = useState<string[]>([]);
+  const [hasBatch, setHasBatch] = useState(false);
+  // Ticking a third run drops the oldest tick: the compare view takes two.
+  const onPick = useCallback(
+    (id: string, on: boolean) =>
+      setPicked((p) => (on ? [...p.filter((x) => x !== id), id].slice(-2) : p.filter((x) => x !== id))),
+    [],
+  );
   const [settings, setSettings] = useState<ViewSettings>(() => {
     try {
       return { ...DEFAULT_SETTINGS, ...JSON.parse(localStorage.getItem("lvlm-view-settings") ?? "{}") };
@@ -279,6 +327,10 @@ export function App() {
   );
   useEffect(() => {
     api.config().then(setConfig, () => {});
+    api.batch().then(
+      () => setHasBatch(true),
+      () => setHasBatch(false),
+    );
     void refreshRuns();
     void refreshInterrupted();
   }, [refreshRuns, refreshInterrupted]);
@@ -322,7 +374,7 @@ export function App() {
               ? `${config.model.name} (${config.model.text_model_type} + ${config.model.vision_model_type}) · ${config.model.status.state}`
               : "connecting…"}
           </span>
-          {route.page === "run" && <SettingsBar />}
+          {(route.page === "run" || route.page === "compare") && <SettingsBar />}
         </header>
         <div class="body">
           <Sidebar
@@ -330,18 +382,26 @@ export function App() {
             interrupted={interrupted}
             onJobDismissed={() => void refreshInterrupted()}
             current={route.runId}
+            picked={picked}
+            hasBatch={hasBatch}
+            onPick={onPick}
             onImported={(id) => {
               void refreshRuns();
               navigate(`#/run/${id}/summary`);
             }}
             onDeleted={(id) => {
               void refreshRuns();
+              onPick(id, false);
               if (route.runId === id) navigate("#/generate");
             }}
           />
           <main>
             {route.page === "generate" && (
               <GenerateView config={config} onCreated={() => void refreshRuns()} />
+            )}
+            {route.page === "batch" && <BatchView />}
+            {route.page === "compare" && route.compare && (
+              <CompareView a={route.compare[0]} b={route.compare[1]} />
             )}
             {route.page === "run" && (
               <>

@@ -136,17 +136,21 @@ export function Colorbar({
   hi,
   width = 160,
   label,
+  cmap,
 }: {
   lo: number;
   hi: number;
   width?: number;
   label?: string;
+  /** A colormap other than the settings' (e.g. a diverging one for differences). */
+  cmap?: string;
 }) {
   const ref = useRef<HTMLCanvasElement>(null);
   const { settings } = useSettings();
+  const name = cmap ?? settings.cmap;
   useEffect(() => {
-    if (ref.current) drawColorbar(ref.current, settings.cmap, lo, hi);
-  }, [lo, hi, settings.cmap]);
+    if (ref.current) drawColorbar(ref.current, name, lo, hi);
+  }, [lo, hi, name]);
   return (
     <div class="colorbar">
       {label && <span class="muted">{label}</span>}
@@ -170,6 +174,8 @@ export interface ImageMapProps {
   gridLines?: boolean;
   testId?: string;
   title?: string;
+  /** A colormap other than the settings' (e.g. a diverging one for differences). */
+  cmap?: string;
   /** Image-token index under the pointer (only where a token covers the picture). */
   onPatchDown?: (patch: number) => void;
   onPatchEnter?: (patch: number) => void;
@@ -186,7 +192,15 @@ export function ImageMap(p: ImageMapProps) {
   useEffect(() => {
     const c = ref.current;
     if (!c) return;
-    drawImageMap(c, p.image, p.map, p.geometry, settings, p.lo, p.hi);
+    drawImageMap(
+      c,
+      p.image,
+      p.map,
+      p.geometry,
+      p.cmap ? { ...settings, cmap: p.cmap } : settings,
+      p.lo,
+      p.hi,
+    );
     if (p.gridLines) drawGridLines(c, p.geometry);
     if (p.outline?.length)
       outlinePatches(c, p.geometry, p.outline, p.outlineColor ?? "#00e5ff", "rgba(0,229,255,0.18)");
