@@ -8,6 +8,8 @@ import { ConfigError, type Json, readConfigJson } from "../hf/config.js";
 import { TextProcessor } from "../hf/tokenizer.js";
 import { parseLlavaConfig } from "./llava/config.js";
 import { LlavaModel } from "./llava/model.js";
+import { parseAnyresConfig } from "./llava_next/config.js";
+import { AnyresLlavaModel } from "./llava_next/model.js";
 import type { VisionLanguageModel } from "./types.js";
 
 /** What the server shows before a model is loaded (config.json only). */
@@ -46,7 +48,27 @@ const llava: ModelFamily = {
   },
 };
 
-const FAMILIES: readonly ModelFamily[] = [llava];
+/** LLaVA-NeXT and LLaVA-OneVision: one implementation, two model types. */
+function anyres(modelType: "llava_next" | "llava_onevision"): ModelFamily {
+  return {
+    modelType,
+    load: (dir) => AnyresLlavaModel.load(dir),
+    summarize: (json, file) => {
+      const c = parseAnyresConfig(json, file);
+      return {
+        modelType,
+        textModelType: c.text.modelType,
+        visionModelType: c.vision.modelType,
+        llmLayers: c.text.numLayers,
+        llmHeads: c.text.numHeads,
+        vitLayers: c.vision.numLayers,
+        imageTokenId: c.imageTokenIndex,
+      };
+    },
+  };
+}
+
+const FAMILIES: readonly ModelFamily[] = [llava, anyres("llava_next"), anyres("llava_onevision")];
 
 export const SUPPORTED_MODEL_TYPES: readonly string[] = FAMILIES.map((f) => f.modelType);
 
