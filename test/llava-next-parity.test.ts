@@ -2,13 +2,15 @@
  * Fixture parity of LLaVA-NeXT and LLaVA-OneVision through the public API (loadModel via the registry, then
  * trace), with both kernel sets: chat text and ids, pixel_values [tiles, 3, S, S], packed image features with
  * the newline rows, every step's logits and generated ids, every LLM attention, every tower attention per tile,
- * image-token positions and boxes in original pixels (tolerances from the fixture README).
+ * image-token positions and boxes in original pixels, and the exact LLM relevancy rows (tolerances from the
+ * fixture README).
  */
 import assert from "node:assert/strict";
 import * as fs from "node:fs";
 import * as path from "node:path";
 import { after, describe, test } from "node:test";
 import { SafetensorsFile } from "../src/hf/safetensors.js";
+import { computeRelevancy } from "../src/interpret/relevancy-run.js";
 import { createKernels } from "../src/kernels/index.js";
 import { loadModel } from "../src/models/registry.js";
 import { Run } from "../src/run/run-dir.js";
@@ -117,6 +119,29 @@ for (const name of ANYRES_FIXTURES) {
           else worst = Math.max(worst, Math.abs(tok.boxes[i] - want[i]));
         }
         assert.ok(worst <= 0.01, `max |Δ| = ${worst} px`);
+      });
+
+      test("LLM relevancy (exact) rows within 1e-4·max; incremental computes", async () => {
+        await computeRelevancy(out, { mode: "exact", tokens: "all", kernels, model });
+        await computeRelevancy(out, { mode: "incremental", tokens: "all", kernels, model });
+        const r = Run.open(out);
+        try {
+          const rel = r.tensor("rel.llm.exact");
+          const S = e.T_full;
+          assert.deepEqual(rel.shape, [e.generated_ids.length, S]);
+          for (let t = 0; t < e.generated_ids.length; t++) {
+            const want = ref.readF32(`rel_exact.${t}.last_row_raw`);
+            let max = 0;
+            for (const v of want) max = Math.max(max, Math.abs(v));
+            const d = maxAbsDiff(rel.data.subarray(t * S, t * S + want.length), want);
+            assert.ok(d <= 1e-4 * max, `token ${t}: max |Δ| ${d} > ${1e-4 * max}`);
+          }
+          const inc = r.tensor("rel.llm.incremental");
+          assert.deepEqual(inc.shape, [e.generated_ids.length, S]);
+          assert.ok(inc.data.every(Number.isFinite));
+        } finally {
+          r.close();
+        }
       });
     });
   }
