@@ -1,0 +1,118 @@
+/**
+ * LLaVA-NeXT / OneVision beyond the fixture's default path: newer transformers' weight names, the image modes
+ * (pad, resize) through trace with layouts that map back to the picture, the layout a run stores driving the
+ * encoder again, and clear refusals (a layout from elsewhere, the vision backward not yet supported).
+ */
+import assert from "node:assert/strict";
+import * as fs from "node:fs";
+import * as path from "node:path";
+import { after, describe, test } from "node:test";
+import { decodeImage } from "../src/hf/image-decode.js";
+import { SafetensorsFile, writeSafetensors } from "../src/hf/safetensors.js";
+import { createKernels } from "../src/kernels/index.js";
+import { layoutBoxes, layoutProblem } from "../src/models/image-layout.js";
+import { loadModel } from "../src/models/registry.js";
+import { maxAbsDiff } from "../src/tensor/tensor.js";
+import { ROOT, tempDir } from "./fixture-utils.js";
+
+const NEXT = path.join(ROOT, "test/fixtures/llava-next-tiny-clip-llama");
+const OV = path.join(ROOT, "test/fixtures/llava-onevision-tiny-qwen2");
+
+/** A copy of a checkpoint folder with its tensors renamed to newer transformers' `model.*` names. */
+function withNewNames(src: string): string {
+  const dir = tempDir("anyres-names");
+  for (const f of fs.readdirSync(src))
+    if (f !== "model.safetensors") fs.copyFileSync(path.join(src, f), path.join(dir, f));
+  const st = SafetensorsFile.open(path.join(src, "model.safetensors"));
+  const rename = (n: string) =>
+    n === "image_newline"
+      ? "model.image_newline"
+      : n === "language_model.lm_head.weight"
+        ? "lm_head.weight"
+        : n
+            .replace(/^language_model\.model\./, "model.language_model.")
+            .replace(/^(vision_tower|multi_modal_projector)\./, "model.$1.");
+  const tensors = [...st.tensors.values()].map((t) => ({
+    name: rename(t.name),
+    dtype: t.dtype,
+    shape: t.shape,
+    data: new Uint8Array(st.readBytes(t.name)),
+  }));
+  st.close();
+  writeSafetensors(path.join(dir, "model.safetensors"), tensors);
+  return dir;
+}
+
+describe("any-resolution models", async () => {
+  const kernels = await createKernels("ts");
+  const ref = SafetensorsFile.open(path.join(OV, "expected.safetensors"));
+  const dirs: string[] = [];
+  after(async () => {
+    ref.close();
+    await kernels.dispose();
+    for (const d of dirs) fs.rmSync(d, { recursive: true, force: true });
+  });
+
+  test("newer transformers' weight names (model.image_newline, model.language_model.*) load the same model", async () => {
+    const dir = withNewNames(OV);
+    dirs.push(dir);
+    const model = loadModel(dir);
+    try {
+      const img = await decodeImage(fs.readFileSync(path.join(OV, "image.png")), "image.png");
+      const pre = model.preprocess(img, "default");
+      const enc = await model.encodeImage(kernels, pre.pixels, { layout: pre.layout });
+      const d = maxAbsDiff(enc.features, ref.readF32("image_features.packed"));
+      assert.ok(d <= 1e-3, `max |Δ| = ${d}`);
+    } finally {
+      model.close();
+    }
+  });
+
+  for (const dir of [NEXT, OV]) {
+    test(`${path.basename(dir)}: pad and resize modes give valid layouts whose boxes lie on the picture`, async () => {
+      const model = loadModel(dir);
+      try {
+        const img = await decodeImage(fs.readFileSync(path.join(dir, "image.png")), "image.png");
+        for (const mode of ["pad", "resize"] as const) {
+          const pre = model.preprocess(img, mode);
+          assert.equal(layoutProblem(pre.layout), null, mode);
+          assert.deepEqual(pre.layout.original_size, [img.width, img.height]);
+          const enc = await model.encodeImage(kernels, pre.pixels, { layout: pre.layout });
+          assert.equal(enc.count, pre.layout.token_count, mode);
+          // Base cells cover the picture: their union is exactly [0, 0, W, H] (the padding maps outside it).
+          const boxes = layoutBoxes(pre.layout);
+          const g = (pre.layout.segments[0] as { rows: number }).rows;
+          let x1 = 0;
+          let y1 = 0;
+          for (let i = 0; i < g * g; i++) {
+            x1 = Math.max(x1, boxes[i * 4 + 2]);
+            y1 = Math.max(y1, boxes[i * 4 + 3]);
+          }
+          assert.ok(Math.abs(x1 - img.width) < 1e-9 && Math.abs(y1 - img.height) < 1e-9, mode);
+        }
+      } finally {
+        model.close();
+      }
+    });
+  }
+
+  test("encoding needs the layout, and refuses one this processor did not write", async () => {
+    const model = loadModel(NEXT);
+    try {
+      const img = await decodeImage(fs.readFileSync(path.join(NEXT, "image.png")), "image.png");
+      const pre = model.preprocess(img, "default");
+      await assert.rejects(model.encodeImage(kernels, pre.pixels), /needs its layout/);
+      const other = { ...pre.layout, original_size: [90, 160] as [number, number] };
+      await assert.rejects(
+        model.encodeImage(kernels, pre.pixels, { layout: other }),
+        /not one this model's processor writes/,
+      );
+      await assert.rejects(
+        model.encodeImage(kernels, pre.pixels, { layout: pre.layout, tape: true }),
+        /not supported yet/,
+      );
+    } finally {
+      model.close();
+    }
+  });
+});
