@@ -9,10 +9,12 @@ import * as path from "node:path";
 import { after, describe, test } from "node:test";
 import { decodeImage } from "../src/hf/image-decode.js";
 import { SafetensorsFile, writeSafetensors } from "../src/hf/safetensors.js";
+import { explainRun } from "../src/interpret/causal/explain-run.js";
 import { createKernels } from "../src/kernels/index.js";
-import { layoutBoxes, layoutProblem } from "../src/models/image-layout.js";
+import { layoutBoxes, layoutProblem, separatorTokens } from "../src/models/image-layout.js";
 import { loadModel } from "../src/models/registry.js";
 import { maxAbsDiff } from "../src/tensor/tensor.js";
+import { traceWithModel } from "../src/trace.js";
 import { ROOT, tempDir } from "./fixture-utils.js";
 
 const NEXT = path.join(ROOT, "test/fixtures/llava-next-tiny-clip-llama");
@@ -111,6 +113,37 @@ describe("any-resolution models", async () => {
         model.encodeImage(kernels, pre.pixels, { layout: pre.layout, tape: true }),
         /not supported yet/,
       );
+    } finally {
+      model.close();
+    }
+  });
+
+  test("causal explanations pick image nodes among located tokens only (newline separators excluded)", async () => {
+    const model = loadModel(NEXT);
+    const root = tempDir("anyres-causal");
+    dirs.push(root);
+    const out = path.join(root, "run");
+    try {
+      const { manifest } = await traceWithModel(model, kernels, {
+        image: { bytes: fs.readFileSync(path.join(NEXT, "image.png")), name: "image.png" },
+        prompt: "What is shown?",
+        maxNewTokens: 4,
+        temperature: 0,
+        topP: 1,
+        seed: 0,
+        imageMode: "default",
+        attnDtype: "f32",
+        out,
+      });
+      const sep = separatorTokens(manifest.image_layout);
+      const start = manifest.input_ids.indexOf(32000);
+      const newlines = new Set(sep.flatMap((s, i) => (s ? [start + i] : [])));
+      assert.equal(newlines.size, 6);
+      const { doc } = await explainRun(out, { token: 0, jobs: 1 });
+      for (const h of doc.heads) {
+        const picked = h.relevant_image_tokens.filter((p: number) => newlines.has(p));
+        assert.deepEqual(picked, [], `head ${h.head} chose separator positions`);
+      }
     } finally {
       model.close();
     }
