@@ -12,7 +12,7 @@ import { SafetensorsFile, writeSafetensors } from "../src/hf/safetensors.js";
 import { explainRun } from "../src/interpret/causal/explain-run.js";
 import { createKernels } from "../src/kernels/index.js";
 import { layoutBoxes, layoutProblem, separatorTokens } from "../src/models/image-layout.js";
-import { loadModel } from "../src/models/registry.js";
+import { loadModel, loadTextProcessor, readModelSummary } from "../src/models/registry.js";
 import { maxAbsDiff } from "../src/tensor/tensor.js";
 import { traceWithModel } from "../src/trace.js";
 import { ROOT, tempDir } from "./fixture-utils.js";
@@ -53,6 +53,20 @@ describe("any-resolution models", async () => {
     ref.close();
     await kernels.dispose();
     for (const d of dirs) fs.rmSync(d, { recursive: true, force: true });
+  });
+
+  test("config summaries and the text processor without weights (what the server shows before loading)", () => {
+    assert.deepEqual(readModelSummary(NEXT), {
+      modelType: "llava_next",
+      textModelType: "llama",
+      visionModelType: "clip_vision_model",
+      llmLayers: 4,
+      llmHeads: 4,
+      vitLayers: 3,
+      imageTokenId: 32000,
+    });
+    assert.equal(readModelSummary(OV).modelType, "llava_onevision");
+    assert.equal(loadTextProcessor(OV).imageToken, "<image>");
   });
 
   test("newer transformers' weight names (model.image_newline, model.language_model.*) load the same model", async () => {
