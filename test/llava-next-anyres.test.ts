@@ -18,7 +18,7 @@ import {
   unpadRange,
 } from "../src/models/llava_next/anyres.js";
 import { parseAnyresConfig, parseMaxNumPatches } from "../src/models/llava_next/config.js";
-import { packFeatures } from "../src/models/llava_next/pack.js";
+import { packFeatures, packFeaturesBackward } from "../src/models/llava_next/pack.js";
 import { parseAnyresProcessorConfig, planAnyres } from "../src/models/llava_next/processor.js";
 
 const NEXT_FIXTURE_PINPOINTS: [number, number][] = [
@@ -179,5 +179,36 @@ describe("anyres config", () => {
         }),
       /image_grid_pinpoints/,
     );
+  });
+});
+
+describe("packing backward", () => {
+  test("packFeaturesBackward is the adjoint of packFeatures (unpadding, downsampling, newline)", () => {
+    const rnd = seededRandom(7);
+    const D = 3;
+    const g = 4;
+    const seen = new Set<boolean>();
+    for (const [W, H, max] of [
+      [160, 90, null],
+      [190, 100, 3],
+      [90, 200, 1],
+    ] as [number, number, number | null][]) {
+      const grid = anyresGrid(W, H, OV_FIXTURE_PINPOINTS, 56, g, max);
+      const nIn = (1 + grid.tileRows * grid.tileCols) * g * g * D;
+      const x = Float32Array.from({ length: nIn }, () => rnd() - 0.5);
+      const nl = Float32Array.from({ length: D }, () => rnd() - 0.5);
+      const packed = packFeatures(x, grid, g, D, nl);
+      const y = Float32Array.from({ length: packed.length }, () => rnd() - 0.5);
+      const { dPerTile, dNewline } = packFeaturesBackward(y, grid, g, D);
+      // pack is affine: <pack(x, nl), y> = <x, dPerTile> + <nl, dNewline>.
+      let lhs = 0;
+      for (let i = 0; i < y.length; i++) lhs += packed[i] * y[i];
+      let rhs = 0;
+      for (let i = 0; i < nIn; i++) rhs += x[i] * dPerTile[i];
+      for (let d = 0; d < D; d++) rhs += nl[d] * dNewline[d];
+      assert.ok(Math.abs(lhs - rhs) < 1e-4, `${W}×${H}: ${lhs} vs ${rhs}`);
+      seen.add(grid.downsampled);
+    }
+    assert.deepEqual([...seen].sort(), [false, true], "cases with and without downsampling");
   });
 });

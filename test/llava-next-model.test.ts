@@ -1,12 +1,14 @@
 /**
  * LLaVA-NeXT / OneVision beyond the fixture's default path: newer transformers' weight names, the image modes
  * (pad, resize) through trace with layouts that map back to the picture, the layout a run stores driving the
- * encoder again, and clear refusals (a layout from elsewhere, the vision backward not yet supported).
+ * encoder again, clear refusals (no layout, a layout from elsewhere), the image-side backward against finite
+ * differences, and causal nodes without separators.
  */
 import assert from "node:assert/strict";
 import * as fs from "node:fs";
 import * as path from "node:path";
 import { after, describe, test } from "node:test";
+import { seededRandom } from "../src/generate/sampling.js";
 import { decodeImage } from "../src/hf/image-decode.js";
 import { SafetensorsFile, writeSafetensors } from "../src/hf/safetensors.js";
 import { explainRun } from "../src/interpret/causal/explain-run.js";
@@ -123,10 +125,6 @@ describe("any-resolution models", async () => {
         model.encodeImage(kernels, pre.pixels, { layout: other }),
         /not one this model's processor writes/,
       );
-      await assert.rejects(
-        model.encodeImage(kernels, pre.pixels, { layout: pre.layout, tape: true }),
-        /not supported yet/,
-      );
     } finally {
       model.close();
     }
@@ -162,4 +160,51 @@ describe("any-resolution models", async () => {
       model.close();
     }
   });
+
+  for (const dir of [NEXT, OV]) {
+    test(`${path.basename(dir)}: image backward (packing, projector, every tile's tower) matches finite differences`, async () => {
+      const model = loadModel(dir);
+      try {
+        const img = await decodeImage(fs.readFileSync(path.join(dir, "image.png")), "image.png");
+        const pre = model.preprocess(img, "default");
+        const enc = await model.encodeImage(kernels, pre.pixels, { layout: pre.layout, tape: true });
+        const rnd = seededRandom(3);
+        const y = Float32Array.from({ length: enc.features.length }, () => rnd() - 0.5);
+        const loss = async (px: Float32Array) => {
+          const e = await model.encodeImage(
+            kernels,
+            { data: px, shape: pre.pixels.shape },
+            { layout: pre.layout },
+          );
+          let s = 0;
+          for (let i = 0; i < y.length; i++) s += e.features[i] * y[i];
+          return s;
+        };
+        let calls = 0;
+        const { dPixels } = await model.imageBackward(kernels, enc, y, {
+          pixels: true,
+          onLayer: () => calls++,
+        });
+        assert.ok(dPixels && dPixels.length === pre.pixels.data.length);
+        // Each tile's pass reports the layers below the selected hidden state.
+        const n = pre.pixels.shape[0];
+        const Lv = model.info.vitLayers;
+        const f = model.info.visionFeatureLayer;
+        assert.equal(calls, n * (f < 0 ? Lv + 1 + f : f));
+        const v = Float32Array.from({ length: dPixels.length }, () => rnd() - 0.5);
+        const eps = 1e-2;
+        const plus = pre.pixels.data.map((x, i) => x + eps * v[i]);
+        const minus = pre.pixels.data.map((x, i) => x - eps * v[i]);
+        const fd = ((await loss(plus)) - (await loss(minus))) / (2 * eps);
+        let an = 0;
+        for (let i = 0; i < v.length; i++) an += dPixels[i] * v[i];
+        assert.ok(
+          Math.abs(fd - an) <= 1e-2 * Math.abs(fd) + 1e-3,
+          `finite differences ${fd} vs backward ${an}`,
+        );
+      } finally {
+        model.close();
+      }
+    });
+  }
 });

@@ -11,12 +11,14 @@ import type { RgbImage } from "../../hf/image-decode.js";
 import type { ImageMode } from "../../hf/image-processor.js";
 import { TextProcessor } from "../../hf/tokenizer.js";
 import type { Kernels } from "../../kernels/types.js";
+import { addInPlace } from "../../tensor/ops.js";
 import { TextDecoder } from "../decoder.js";
 import type { ImageLayout } from "../image-layout.js";
 import { Projector } from "../llava/projector.js";
 import { type PositionIds, sequentialPositions } from "../positions.js";
 import { collectStopTokenIds } from "../stop-tokens.js";
 import type {
+  ImageBackwardOptions,
   ImageBackwardResult,
   ImageEncodeOptions,
   ImageEncoding,
@@ -25,10 +27,11 @@ import type {
   TowerFeatures,
   VisionLanguageModel,
 } from "../types.js";
-import { VisionTower } from "../vision.js";
+import { type VisionTape, VisionTower } from "../vision.js";
 import { ModelWeights, type WeightNaming } from "../weights.js";
+import type { AnyresGrid } from "./anyres.js";
 import { type AnyresConfig, readAnyresConfig } from "./config.js";
-import { packFeatures } from "./pack.js";
+import { packFeatures, packFeaturesBackward } from "./pack.js";
 import {
   type AnyresGeometry,
   type AnyresProcessed,
@@ -60,11 +63,23 @@ export const ANYRES_WEIGHT_NAMINGS: readonly WeightNaming[] = [
   },
 ];
 
+/** Every tile's selected tower rows [n·g², Dv], each layer's attention, and (with a tape) each pass's tape. */
+export interface AnyresTowerFeatures extends TowerFeatures {
+  towerAttentions: PixelValues[];
+  tapes?: VisionTape[];
+}
+
 /** The tower's selected features of every tile, [n·g², Dv], and the projector's output before packing. */
 export interface AnyresImageEncoding extends ImageEncoding {
   tiles: number;
   preProjector: Float32Array;
   perTile: Float32Array;
+  grid: AnyresGrid;
+  tapes?: VisionTape[];
+}
+
+function isAnyresEncoding(e: TowerFeatures | ImageEncoding): e is AnyresImageEncoding {
+  return "grid" in e && "preProjector" in e;
 }
 
 function readJsonOr(file: string, dflt: unknown): unknown {
@@ -191,6 +206,8 @@ export class AnyresLlavaModel implements VisionLanguageModel {
       tiles: n,
       preProjector: tower.features,
       perTile,
+      grid,
+      tapes: tower.tapes,
     };
   }
 
@@ -199,7 +216,7 @@ export class AnyresLlavaModel implements VisionLanguageModel {
     kernels: Kernels,
     pixels: PixelValues,
     opts: ImageEncodeOptions = {},
-  ): Promise<TowerFeatures & { towerAttentions: PixelValues[] }> {
+  ): Promise<AnyresTowerFeatures> {
     const S = this.config.vision.imageSize;
     const C = this.config.vision.numChannels;
     const sh = pixels.shape;
@@ -207,7 +224,6 @@ export class AnyresLlavaModel implements VisionLanguageModel {
       throw new Error(
         `pixel_values has shape [${sh.join(", ")}], the vision tower expects [n, ${C}, ${S}, ${S}]`,
       );
-    if (opts.tape) throw new Error(`${this.config.modelType}: the image-side backward is not supported yet`);
     const n = sh[0];
     const plane = C * S * S;
     const Dv = this.config.vision.hiddenSize;
@@ -220,14 +236,16 @@ export class AnyresLlavaModel implements VisionLanguageModel {
     const hidden = l0 < 0 ? Lv + 1 + l0 : l0;
     const features = new Float32Array(n * gg * Dv);
     const attn = Array.from({ length: Lv }, () => new Float32Array(n * Hv * Sv * Sv));
+    const tapes: VisionTape[] = [];
     for (let t = 0; t < n; t++) {
       const out = await this.vision.forward(
         kernels,
         pixels.data.subarray(t * plane, (t + 1) * plane),
         // Progress per layer over all tiles: report each layer once, on the last tile.
         t === n - 1 ? opts.onLayer : undefined,
-        { probsHook: opts.probsHook },
+        { probsHook: opts.probsHook, tape: opts.tape },
       );
+      if (out.tape) tapes.push(out.tape);
       features.set(out.hiddenStates[hidden].subarray(drop * Dv, (drop + gg) * Dv), t * gg * Dv);
       out.attentions.forEach((a, l) => {
         attn[l].set(a, t * Hv * Sv * Sv);
@@ -237,6 +255,7 @@ export class AnyresLlavaModel implements VisionLanguageModel {
       features,
       count: n * gg,
       towerAttentions: attn.map((data) => ({ data, shape: [n, Hv, Sv, Sv] })),
+      tapes: opts.tape ? tapes : undefined,
     };
   }
 
@@ -279,12 +298,65 @@ export class AnyresLlavaModel implements VisionLanguageModel {
     return out;
   }
 
-  async imageBackward(): Promise<ImageBackwardResult> {
-    throw new Error(`${this.config.modelType}: the image-side backward is not supported yet`);
+  /**
+   * From the gradient at the packed rows back through the packing (newline, downsampling, unpadding), the
+   * projector and, unless `frozenTower`, every tile's tower pass (needs `{ tape: true }`); `onLayer` is called
+   * per layer for each pass in turn, dPixels comes back as [n, 3, S, S].
+   */
+  async imageBackward(
+    kernels: Kernels,
+    image: ImageEncoding,
+    dFeatures: Float32Array,
+    opts: ImageBackwardOptions = {},
+  ): Promise<ImageBackwardResult> {
+    if (!isAnyresEncoding(image)) throw new Error("image backward: not an encoding of this model");
+    const D = this.config.text.hiddenSize;
+    const { dPerTile, dNewline } = packFeaturesBackward(dFeatures, image.grid, this.geometry.g, D);
+    if (opts.grads) addInPlace(opts.grads.of(this.newline), dNewline);
+    const count = image.perTile.length / D;
+    const dPre = await this.projector.backward(kernels, image.preProjector, count, dPerTile, opts.grads);
+    if (opts.frozenTower) return {};
+    const tower: AnyresTowerFeatures = {
+      features: image.preProjector,
+      count,
+      towerAttentions: image.towerAttentions,
+      tapes: image.tapes,
+    };
+    return this.towerFeaturesBackward(kernels, tower, dPre, opts);
   }
 
-  async towerFeaturesBackward(): Promise<ImageBackwardResult> {
-    throw new Error(`${this.config.modelType}: the image-side backward is not supported yet`);
+  /** Backward from the selected tower rows of every tile ([n·g², Dv]) through each tile's pass. */
+  async towerFeaturesBackward(
+    kernels: Kernels,
+    features: TowerFeatures,
+    dFeatures: Float32Array,
+    opts: ImageBackwardOptions = {},
+  ): Promise<ImageBackwardResult> {
+    const tapes = (features as AnyresTowerFeatures).tapes;
+    if (!tapes) throw new Error("image backward: the image was encoded without { tape: true }");
+    const Dv = this.config.vision.hiddenSize;
+    const Lv = this.config.vision.numLayers;
+    const Sv = this.vision.seqLen;
+    const gg = this.geometry.g * this.geometry.g;
+    const drop = this.dropped;
+    const l0 = this.config.visionFeatureLayers[0];
+    const hidden = l0 < 0 ? Lv + 1 + l0 : l0;
+    const S = this.config.vision.imageSize;
+    const plane = this.config.vision.numChannels * S * S;
+    const dPixels = opts.pixels ? new Float32Array(tapes.length * plane) : undefined;
+    for (let t = 0; t < tapes.length; t++) {
+      const dHidden: (Float32Array | null)[] = new Array(Lv + 1).fill(null);
+      const d = new Float32Array(Sv * Dv);
+      d.set(dFeatures.subarray(t * gg * Dv, (t + 1) * gg * Dv), drop * Dv);
+      dHidden[hidden] = d;
+      const r = await this.vision.backward(kernels, tapes[t], dHidden, {
+        onLayer: opts.onLayer,
+        pixels: opts.pixels,
+        grads: opts.grads,
+      });
+      if (dPixels && r.dPixels) dPixels.set(r.dPixels, t * plane);
+    }
+    return { dPixels };
   }
 
   parameters(): { name: string; shape: number[]; data: Float32Array }[] {

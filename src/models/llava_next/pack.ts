@@ -80,3 +80,74 @@ export function packFeatures(
   }
   return out;
 }
+
+/** Adjoint of {@link bilinearResize}: spreads each output row's gradient onto its four sources. */
+export function bilinearResizeBackward(
+  dOut: Float32Array,
+  h: number,
+  w: number,
+  D: number,
+  out: HW,
+): Float32Array {
+  const dMap = new Float32Array(h * w * D);
+  const axis = (nIn: number, nOut: number, i: number) => {
+    const s = Math.max((i + 0.5) * (nIn / nOut) - 0.5, 0);
+    const i0 = Math.floor(s);
+    return { i0, i1: Math.min(i0 + 1, nIn - 1), l: s - i0 };
+  };
+  for (let y = 0; y < out.height; y++) {
+    const ay = axis(h, out.height, y);
+    for (let x = 0; x < out.width; x++) {
+      const ax = axis(w, out.width, x);
+      const o = (y * out.width + x) * D;
+      const corners: [number, number][] = [
+        [(ay.i0 * w + ax.i0) * D, (1 - ay.l) * (1 - ax.l)],
+        [(ay.i0 * w + ax.i1) * D, (1 - ay.l) * ax.l],
+        [(ay.i1 * w + ax.i0) * D, ay.l * (1 - ax.l)],
+        [(ay.i1 * w + ax.i1) * D, ay.l * ax.l],
+      ];
+      for (const [a, k] of corners) for (let d = 0; d < D; d++) dMap[a + d] += k * dOut[o + d];
+    }
+  }
+  return dMap;
+}
+
+/**
+ * Backward of {@link packFeatures}: the gradient at the packed rows → the gradient at the per-tile rows (cells
+ * the unpadding dropped get zero) and, summed over the rows, at `image_newline`.
+ */
+export function packFeaturesBackward(
+  dPacked: Float32Array,
+  grid: AnyresGrid,
+  g: number,
+  D: number,
+): { dPerTile: Float32Array; dNewline: Float32Array } {
+  const gg = g * g;
+  const { tileRows, tileCols, unpad } = grid;
+  const { height: hf, width: wf } = grid.final;
+  const dPerTile = new Float32Array((1 + tileRows * tileCols) * gg * D);
+  const dNewline = new Float32Array(D);
+  dPerTile.set(dPacked.subarray(0, gg * D), 0);
+  let dMap: Float32Array = new Float32Array(hf * wf * D);
+  let o = gg * D;
+  for (let r = 0; r < hf; r++) {
+    dMap.set(dPacked.subarray(o, o + wf * D), r * wf * D);
+    o += wf * D;
+    for (let d = 0; d < D; d++) dNewline[d] += dPacked[o + d];
+    o += D;
+  }
+  const hu = unpad.rows[1] - unpad.rows[0];
+  const wu = unpad.cols[1] - unpad.cols[0];
+  if (grid.downsampled) dMap = bilinearResizeBackward(dMap, hu, wu, D, grid.final);
+  for (let r = 0; r < hu; r++) {
+    const R = unpad.rows[0] + r;
+    for (let c = 0; c < wu; c++) {
+      const C = unpad.cols[0] + c;
+      const t = 1 + Math.floor(R / g) * tileCols + Math.floor(C / g);
+      const dst = (t * gg + (R % g) * g + (C % g)) * D;
+      const src = (r * wu + c) * D;
+      for (let d = 0; d < D; d++) dPerTile[dst + d] += dMap[src + d];
+    }
+  }
+  return { dPerTile, dNewline };
+}
