@@ -11,7 +11,13 @@ import type { Kernels } from "./kernels/types.js";
 import { layoutBoxes } from "./models/image-layout.js";
 import type { VisionLanguageModel } from "./models/types.js";
 import { RUN_FORMAT, type RunManifest } from "./run/manifest.js";
-import { checkRunOut, IMAGE_BOXES_TENSOR, IMAGE_POSITIONS_TENSOR, writeRun } from "./run/run-dir.js";
+import {
+  checkRunOut,
+  IMAGE_BOXES_TENSOR,
+  IMAGE_GRID_TENSOR,
+  IMAGE_POSITIONS_TENSOR,
+  writeRun,
+} from "./run/run-dir.js";
 import { f32ToF16 } from "./tensor/half.js";
 
 export class TraceError extends Error {}
@@ -111,6 +117,17 @@ export async function traceWithModel(
   const H = info.llmHeads;
   const tensors: TensorToWrite[] = [
     { name: "pixel_values", dtype: "F32", shape: pre.pixels.shape, data: pre.pixels.data },
+    // Patch-sequence pixel values (Qwen2-VL) need their grid to be encoded again (relevancy, causal).
+    ...(pre.pixels.grid
+      ? [
+          {
+            name: IMAGE_GRID_TENSOR,
+            dtype: "I64" as const,
+            shape: [1, pre.pixels.grid.length],
+            data: BigInt64Array.from(pre.pixels.grid, BigInt),
+          },
+        ]
+      : []),
     { name: "logits", dtype: "F32", shape: [G, V], data: stack(gen.stepLogits) },
     {
       name: "vision_features",

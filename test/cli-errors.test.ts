@@ -131,7 +131,7 @@ describe("trace: bad input gives one clear line", () => {
     const m = modelWith("notllava", (d) => editConfig(d, (c) => (c.model_type = "idefics2")));
     expectError(
       trace(m),
-      /model_type "idefics2" is not supported \(supported: llava, llava_next, llava_onevision\)/,
+      /model_type "idefics2" is not supported \(supported: llava, llava_next, llava_onevision, qwen2_vl, qwen2_5_vl\)/,
     );
   });
   test("invalid config JSON", () => {

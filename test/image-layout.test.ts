@@ -9,8 +9,8 @@ import assert from "node:assert/strict";
 import * as fs from "node:fs";
 import * as path from "node:path";
 import { after, describe, test } from "node:test";
-import jpeg from "jpeg-js";
 import { PNG } from "pngjs";
+import sharp from "sharp";
 import { decodeImage } from "../src/hf/image-decode.js";
 import { imageSizeOf } from "../src/hf/image-size.js";
 import { contiguousLayout, DEFAULT_CLEANN_PARAMS, selectNodes } from "../src/interpret/causal/cleann.js";
@@ -240,9 +240,11 @@ describe("layouts of other shapes", () => {
 });
 
 /** A JPEG with an EXIF APP1 carrying the given orientation (big-endian TIFF, one IFD entry). */
-function jpegWithExif(width: number, height: number, orientation: number): Uint8Array {
-  const rgba = new Uint8Array(width * height * 4).map((_, i) => (i % 4 === 3 ? 255 : (i * 13) % 256));
-  const plain = jpeg.encode({ width, height, data: rgba }, 90).data;
+async function jpegWithExif(width: number, height: number, orientation: number): Promise<Uint8Array> {
+  const rgb = new Uint8Array(width * height * 3).map((_, i) => (i * 13) % 256);
+  const plain = await sharp(rgb, { raw: { width, height, channels: 3 } })
+    .jpeg({ quality: 90 })
+    .toBuffer();
   const tiff = [
     0x4d,
     0x4d,
@@ -280,14 +282,14 @@ describe("image size from the header (what format-1 runs are mapped with)", () =
   test("PNG and JPEG sizes equal the decoded ones, EXIF rotation included", async () => {
     const cases: [string, Uint8Array][] = [
       ["png", fs.readFileSync(path.join(loadFixture("llava-tiny-gemma").dir, "image.png"))],
-      ["jpeg", jpegWithExif(20, 12, 1)],
-      ["jpeg rotated 90°", jpegWithExif(20, 12, 6)],
+      ["jpeg", await jpegWithExif(20, 12, 1)],
+      ["jpeg rotated 90°", await jpegWithExif(20, 12, 6)],
     ];
     for (const [label, bytes] of cases) {
       const img = await decodeImage(bytes, label);
       assert.deepEqual(imageSizeOf(bytes), [img.width, img.height], label);
     }
-    assert.deepEqual(imageSizeOf(jpegWithExif(20, 12, 6)), [12, 20]);
+    assert.deepEqual(imageSizeOf(await jpegWithExif(20, 12, 6)), [12, 20]);
     assert.equal(imageSizeOf(new Uint8Array([1, 2, 3])), null);
   });
 });

@@ -10,7 +10,7 @@ import { createKernels } from "../kernels/index.js";
 import type { KernelChoice, Kernels } from "../kernels/types.js";
 import { loadModel } from "../models/registry.js";
 import type { VisionLanguageModel } from "../models/types.js";
-import { Run } from "../run/run-dir.js";
+import { IMAGE_GRID_TENSOR, Run } from "../run/run-dir.js";
 import {
   RELEVANCY_MODES,
   RelevancyError,
@@ -125,7 +125,11 @@ export async function computeRelevancy(
       {
         inputIds: m.input_ids,
         generatedIds: m.generated_ids,
-        pixels: { data: px.data, shape: px.shape },
+        pixels: {
+          data: px.data,
+          shape: px.shape,
+          grid: run.has(IMAGE_GRID_TENSOR) ? run.ints(IMAGE_GRID_TENSOR) : undefined,
+        },
         layout: m.image_layout,
       },
       { mode: opts.mode, vision, tokens, vitGradients: opts.vitGradients, onProgress: opts.onProgress },

@@ -10,6 +10,8 @@ import { parseLlavaConfig } from "./llava/config.js";
 import { LlavaModel } from "./llava/model.js";
 import { parseAnyresConfig } from "./llava_next/config.js";
 import { AnyresLlavaModel } from "./llava_next/model.js";
+import { parseQwenVlConfig, QWEN_VL_MODEL_TYPES } from "./qwen2_vl/config.js";
+import { QwenVlModel } from "./qwen2_vl/model.js";
 import type { VisionLanguageModel } from "./types.js";
 
 /** What the server shows before a model is loaded (config.json only). */
@@ -68,7 +70,30 @@ function anyres(modelType: "llava_next" | "llava_onevision"): ModelFamily {
   };
 }
 
-const FAMILIES: readonly ModelFamily[] = [llava, anyres("llava_next"), anyres("llava_onevision")];
+/** Qwen2-VL and Qwen2.5-VL: one implementation, the tower's variant read from the config. */
+const qwenVl = (modelType: string): ModelFamily => ({
+  modelType,
+  load: (dir) => QwenVlModel.load(dir),
+  summarize: (json, file) => {
+    const c = parseQwenVlConfig(json, file);
+    return {
+      modelType: c.modelType,
+      textModelType: c.text.modelType,
+      visionModelType: c.modelType,
+      llmLayers: c.text.numLayers,
+      llmHeads: c.text.numHeads,
+      vitLayers: c.vision.depth,
+      imageTokenId: c.imageTokenId,
+    };
+  },
+});
+
+const FAMILIES: readonly ModelFamily[] = [
+  llava,
+  anyres("llava_next"),
+  anyres("llava_onevision"),
+  ...QWEN_VL_MODEL_TYPES.map(qwenVl),
+];
 
 export const SUPPORTED_MODEL_TYPES: readonly string[] = FAMILIES.map((f) => f.modelType);
 

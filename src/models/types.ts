@@ -54,6 +54,8 @@ export interface ModelInfo {
 export interface PixelValues {
   data: Float32Array;
   shape: number[];
+  /** Patch-sequence families (Qwen2-VL): the patch grid [t, h, w] (`image_grid_thw`), which N alone lacks. */
+  grid?: number[];
 }
 
 /** An image prepared for the model. */

@@ -35,6 +35,8 @@ import { manifestFromV1, positionsFromV1 } from "./v1.js";
 
 export const MANIFEST_FILE = "manifest.json";
 export const TENSORS_FILE = "tensors.safetensors";
+/** The patch grid [t, h, w] of patch-sequence pixel_values (Qwen2-VL's image_grid_thw): I64 [1, 3]. */
+export const IMAGE_GRID_TENSOR = "image_grid_thw";
 /** Sequence position of every image token, separators included: I64 [P]. */
 export const IMAGE_POSITIONS_TENSOR = "image_token_positions";
 /** Each image token's box in original-image pixels (x0, y0, x1, y1), NaN rows for separators: F32 [P, 4]. */

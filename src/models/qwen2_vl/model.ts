@@ -1,0 +1,224 @@
+/**
+ * Qwen2VLForConditionalGeneration / Qwen2_5_VLForConditionalGeneration (model_type "qwen2_vl" / "qwen2_5_vl"):
+ * smart-resized image → flattened patches → vision tower with 2-D rotary attention → 2×2 merger → features
+ * written over the `<|image_pad|>` tokens → Qwen2 decoder with M-RoPE (3-axis positions).
+ */
+import type { RgbImage } from "../../hf/image-decode.js";
+import { expandToSquare, type ImageMode } from "../../hf/image-processor.js";
+import { TextProcessor } from "../../hf/tokenizer.js";
+import type { Kernels } from "../../kernels/types.js";
+import { TextDecoder } from "../decoder.js";
+import type { Box, ImageLayout } from "../image-layout.js";
+import { type PositionIds, positionColumns } from "../positions.js";
+import { collectStopTokenIds } from "../stop-tokens.js";
+import type {
+  ImageBackwardResult,
+  ImageEncodeOptions,
+  ImageEncoding,
+  ModelInfo,
+  PixelValues,
+  PreparedImage,
+  TowerFeatures,
+  VisionLanguageModel,
+} from "../types.js";
+import { ModelWeights, type WeightNaming } from "../weights.js";
+import { type QwenVlConfig, readQwenVlConfig } from "./config.js";
+import { mergedGrid, mropePositions } from "./positions.js";
+import {
+  type GridThw,
+  padColorOf,
+  preprocessQwenImage,
+  type QwenProcessorConfig,
+  qwenImageLayout,
+  readQwenProcessorConfig,
+} from "./processor.js";
+import { QwenVisionTower } from "./vision.js";
+
+/** Hub checkpoints' naming, and transformers ≥ 4.52's (`_checkpoint_conversion_mapping`). */
+export const QWEN_VL_WEIGHT_NAMINGS: readonly WeightNaming[] = [
+  { scopes: { text: "model.", vision: "visual." }, lmHead: "lm_head.weight" },
+  { scopes: { text: "model.language_model.", vision: "model.visual." }, lmHead: "lm_head.weight" },
+];
+
+export interface QwenImageEncoding extends ImageEncoding {
+  /** The tower's hidden states [patch embeddings, after each block] in pixel_values order. */
+  hiddenStates: Float32Array[];
+}
+
+export class QwenVlModel implements VisionLanguageModel {
+  readonly info: ModelInfo;
+  /** Image tokens blend m² patches: no token-by-token map through the tower. */
+  readonly tower = null;
+  readonly stopTokenIds: number[];
+
+  private constructor(
+    readonly dir: string,
+    readonly config: QwenVlConfig,
+    readonly processor: QwenProcessorConfig,
+    readonly weights: ModelWeights,
+    readonly text: TextProcessor,
+    readonly vision: QwenVisionTower,
+    readonly decoder: TextDecoder,
+  ) {
+    const c = config;
+    this.info = {
+      modelType: c.modelType,
+      textModelType: c.text.modelType,
+      visionModelType: c.modelType,
+      llmLayers: c.text.numLayers,
+      llmHeads: c.text.numHeads,
+      llmKvHeads: c.text.numKvHeads,
+      hiddenSize: c.text.hiddenSize,
+      vocabSize: c.text.vocabSize,
+      maxPositions: c.text.maxPositionEmbeddings,
+      vitLayers: c.vision.depth,
+      vitHeads: c.vision.numHeads,
+      hasCls: false,
+      visionFeatureLayer: -1,
+      positionAxes: 3,
+      imageTokenId: c.imageTokenId,
+      towerFeatureWidth: c.vision.width * c.vision.mergeSize * c.vision.mergeSize,
+    };
+    this.stopTokenIds = collectStopTokenIds(dir, c.text.eosTokenIds, text, c.text.modelType);
+  }
+
+  static load(dir: string): QwenVlModel {
+    const config = readQwenVlConfig(dir);
+    const processor = readQwenProcessorConfig(dir, config.vision);
+    const text = TextProcessor.load(dir, config.imageTokenId);
+    const weights = ModelWeights.open(dir, QWEN_VL_WEIGHT_NAMINGS);
+    try {
+      return new QwenVlModel(
+        dir,
+        config,
+        processor,
+        weights,
+        text,
+        new QwenVisionTower(config.vision, weights),
+        new TextDecoder(config.text, weights),
+      );
+    } catch (e) {
+      weights.close();
+      throw e;
+    }
+  }
+
+  /**
+   * "default": the picture as the processor takes it; "pad": first centred on a square of the mean colour
+   * (LVLM-Interpret's expand2square), the grid then framed by that square. "resize" (a square of the tower's
+   * fixed input) has no meaning for a tower without a fixed input size.
+   */
+  preprocess(image: RgbImage, mode: ImageMode): PreparedImage {
+    if (mode !== "default" && mode !== "pad")
+      throw new RangeError(
+        `image mode "${mode}" is not available for ${this.config.modelType} (its processor sizes every image itself); use "default" or "pad"`,
+      );
+    const input = mode === "pad" ? expandToSquare(image, padColorOf(this.processor)) : image;
+    // expandToSquare puts the picture at floor((side − W)/2), floor((side − H)/2) of the square (0 − x: no −0).
+    const side = input.width;
+    const ox = Math.floor((side - image.width) / 2);
+    const oy = Math.floor((side - image.height) / 2);
+    const frame: Box =
+      mode === "pad" ? [0 - ox, 0 - oy, side - ox, side - oy] : [0, 0, image.width, image.height];
+    const p = preprocessQwenImage(input, this.processor);
+    const n = p.grid[0] * p.grid[1] * p.grid[2];
+    return {
+      pixels: { data: p.data, shape: [n, p.data.length / n], grid: p.grid },
+      seen: p.resized,
+      layout: qwenImageLayout(image.width, image.height, p.grid, this.config.vision.mergeSize, frame),
+    };
+  }
+
+  private gridOf(pixels: PixelValues): GridThw {
+    const g = pixels.grid;
+    if (g?.length !== 3 || !g.every((x) => Number.isInteger(x) && x > 0))
+      throw new Error(
+        `pixel_values [${pixels.shape.join(", ")}] come without their patch grid (image_grid_thw)`,
+      );
+    return [g[0], g[1], g[2]];
+  }
+
+  async encodeImage(
+    kernels: Kernels,
+    pixels: PixelValues,
+    opts: ImageEncodeOptions = {},
+  ): Promise<QwenImageEncoding> {
+    if (opts.tape)
+      throw new Error(`${this.config.modelType}: the vision tower's backward is not implemented yet`);
+    const grid = this.gridOf(pixels);
+    const out = await this.vision.forward(kernels, pixels.data, grid, opts.onLayer);
+    const H = this.config.vision.numHeads;
+    const N = grid[0] * grid[1] * grid[2];
+    return {
+      features: out.features,
+      count: out.count,
+      towerAttentions: out.attentions.map((data) => ({ data, shape: [H, N, N] })),
+      hiddenStates: out.hiddenStates,
+    };
+  }
+
+  buildInputsEmbeds(inputIds: number[], image: ImageEncoding): Float32Array {
+    const { features, count } = image;
+    const D = this.config.text.hiddenSize;
+    const embeds = this.decoder.embed(inputIds);
+    const pos = this.imagePositions(inputIds);
+    if (pos.length !== count)
+      throw new Error(`prompt has ${pos.length} image tokens but the image gives ${count} features`);
+    pos.forEach((p, j) => {
+      embeds.set(features.subarray(j * D, (j + 1) * D), p * D);
+    });
+    return embeds;
+  }
+
+  imagePositions(inputIds: number[]): number[] {
+    const out: number[] = [];
+    inputIds.forEach((id, i) => {
+      if (id === this.config.imageTokenId) out.push(i);
+    });
+    return out;
+  }
+
+  positionIds(ids: number[], layout: ImageLayout, from = 0): PositionIds {
+    const all = mropePositions(ids, this.config.imageTokenId, mergedGrid(layout));
+    return from === 0 ? all : positionColumns(all, from, ids.length - from);
+  }
+
+  imageFeaturesGrad(inputIds: number[], dEmbeds: Float32Array, from = 0): Float32Array {
+    const D = this.config.text.hiddenSize;
+    const pos = this.imagePositions(inputIds);
+    const rows = dEmbeds.length / D;
+    const out = new Float32Array(pos.length * D);
+    pos.forEach((p, j) => {
+      if (p >= from && p < from + rows) out.set(dEmbeds.subarray((p - from) * D, (p - from + 1) * D), j * D);
+    });
+    return out;
+  }
+
+  private notYet(what: string): Error {
+    return new Error(`${this.config.modelType}: ${what} is not implemented yet`);
+  }
+
+  async imageBackward(): Promise<ImageBackwardResult> {
+    throw this.notYet("the backward through the vision tower");
+  }
+
+  async encodeTowerFeatures(): Promise<TowerFeatures> {
+    throw this.notYet("vision-tower training");
+  }
+
+  async towerFeaturesBackward(): Promise<ImageBackwardResult> {
+    throw this.notYet("vision-tower training");
+  }
+
+  parameters(): { name: string; shape: number[]; data: Float32Array }[] {
+    return this.weights.loadedTensors();
+  }
+
+  diskName(canonical: string): string {
+    return this.weights.diskName(canonical);
+  }
+
+  close(): void {
+    this.weights.close();
+  }
+}

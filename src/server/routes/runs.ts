@@ -1,0 +1,81 @@
+/**
+ * The run index and one run: its details, its two images, deletion.
+ */
+import * as path from "node:path";
+import type { FastifyInstance } from "fastify";
+import type { ImageGeometry } from "../../interpret/image-tokens.js";
+import { HttpError } from "../http-error.js";
+import { idParams, manifestOf, parse, type RoutesOptions, sendRunFile } from "../route-context.js";
+
+export async function runRoutes(app: FastifyInstance, { ctx }: RoutesOptions): Promise<void> {
+  const { store, queue, analysis } = ctx;
+  // Run folders written into the data dir by other means (e.g. `lvlm-interpret trace --out <data>/name`) appear.
+  app.get("/api/runs", async () => {
+    store.reconcile({ prune: false });
+    return { runs: store.list() };
+  });
+
+  app.get("/api/runs/:id", async (req) => {
+    const { id } = parse(idParams, req.params, "run");
+    const { dir, m } = manifestOf(ctx, id);
+    const extras = await analysis.call<{
+      promptTokens: string[];
+      image: ImageGeometry;
+      relevancy: unknown;
+      causal: number[];
+      warnings: string[];
+    }>("runExtras", dir);
+    return {
+      id,
+      index: store.get(id),
+      created_at: m.created_at,
+      prompt: m.prompt,
+      answer: m.answer,
+      tokens: m.generated_tokens,
+      settings: m.settings,
+      timings_ms: m.timings_ms,
+      attn_dtype: m.attn_dtype,
+      model: { ...m.model, dir: path.basename(m.model.dir) },
+      layout: {
+        T: m.input_ids.length,
+        G: m.generated_ids.length,
+        S: m.seq_len,
+        layers: m.model.llm_layers,
+        heads: m.model.llm_heads,
+      },
+      image: extras.image,
+      prompt_tokens: extras.promptTokens,
+      warnings: extras.warnings,
+      analyses: { relevancy: extras.relevancy, causal: extras.causal },
+    };
+  });
+
+  app.delete("/api/runs/:id", async (req) => {
+    const { id } = parse(idParams, req.params, "run");
+    const dir = store.dir(id);
+    const busy = queue.list().find((j) => j.runId === id && (j.state === "queued" || j.state === "running"));
+    if (busy) throw new HttpError(409, `run "${id}" has a ${busy.kind} job in progress; cancel it first`);
+    await analysis.call("forget", dir);
+    store.remove(id);
+    return { deleted: id };
+  });
+
+  app.get("/api/runs/:id/image", async (req, reply) => {
+    const { id } = parse(idParams, req.params, "run");
+    const { dir, m } = manifestOf(ctx, id);
+    return sendRunFile(reply, dir, m.image_file, "image/png");
+  });
+
+  app.get("/api/runs/:id/input", async (req, reply) => {
+    const { id } = parse(idParams, req.params, "run");
+    const { dir, m } = manifestOf(ctx, id);
+    const ext = path.extname(m.original_image_file).toLowerCase();
+    return sendRunFile(
+      reply,
+      dir,
+      m.original_image_file,
+      ({ ".png": "image/png", ".jpg": "image/jpeg", ".webp": "image/webp" } as Record<string, string>)[ext] ??
+        "application/octet-stream",
+    );
+  });
+}
