@@ -2,7 +2,8 @@
  * `npm run bench`: kernel GFLOPS (ts vs ort) and full-model prefill/decode tokens/s on random weights with
  * the shapes of a named real LLaVA configuration.
  *
- *   npm run bench -- [--config llava-1.5-7b|llava-interleave-qwen-0.5b] [--layers N] [--vision-layers N]
+ *   npm run bench -- [--config llava-1.5-7b|llava-v1.6-mistral-7b|llava-interleave-qwen-0.5b] [--layers N]
+ *                    [--vision-layers N]
  *                    [--decode N] [--kernels auto|ts|ort] [--skip-kernels] [--quick] [--json]
  */
 import * as fs from "node:fs";
@@ -55,11 +56,13 @@ try {
   });
   const model = loadModel(dir);
   const kernels = await createKernels(kernelChoice);
+  // Any-resolution models get a 4:3 picture (what users upload); LLaVA its square.
   const S = cfg.vision.imageSize;
-  const picture = { width: S, height: S, data: new Uint8Array(3 * S * S).map((_, i) => (i * 37) & 255) };
+  const [pw, ph] = cfg.anyresPinpoints ? [800, 600] : [S, S];
+  const picture = { width: pw, height: ph, data: new Uint8Array(3 * pw * ph).map((_, i) => (i * 37) & 255) };
   const prepared = model.preprocess(picture, "default");
   let t0 = performance.now();
-  const image = await model.encodeImage(kernels, prepared.pixels);
+  const image = await model.encodeImage(kernels, prepared.pixels, { layout: prepared.layout });
   const visionMs = performance.now() - t0;
   const enc = model.text.encodePrompt("What is shown in this image? Describe it in detail.", image.count);
   t0 = performance.now();

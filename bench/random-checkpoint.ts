@@ -18,7 +18,7 @@ export interface NamedConfig {
     patch: number;
   };
   text: {
-    type: "llama" | "qwen2";
+    type: "llama" | "mistral" | "qwen2";
     hidden: number;
     intermediate: number;
     layers: number;
@@ -30,6 +30,8 @@ export interface NamedConfig {
   };
   featureLayer: number;
   strategy: "default" | "full";
+  /** LLaVA-NeXT (model_type "llava_next"): its canvases as [height, width]; absent for plain LLaVA. */
+  anyresPinpoints?: [number, number][];
 }
 
 export const NAMED_CONFIGS: Record<string, NamedConfig> = {
@@ -49,6 +51,32 @@ export const NAMED_CONFIGS: Record<string, NamedConfig> = {
     },
     featureLayer: -2,
     strategy: "default",
+  },
+  // llava-v1.6-mistral-7b-hf: CLIP-L/336 tower, Mistral-7B decoder (vocab 32000; the bench embeds the shared
+  // test tokenizer's 32064), the default anyres canvases: a 4:3 picture gives base + 2×2 tiles, ~2,200 tokens.
+  "llava-v1.6-mistral-7b": {
+    name: "llava-v1.6-mistral-7b",
+    vision: { hidden: 1024, intermediate: 4096, layers: 24, heads: 16, imageSize: 336, patch: 14 },
+    text: {
+      type: "mistral",
+      hidden: 4096,
+      intermediate: 14336,
+      layers: 32,
+      heads: 32,
+      kvHeads: 8,
+      vocab: 32064,
+      ropeTheta: 1000000,
+      tie: false,
+    },
+    featureLayer: -2,
+    strategy: "default",
+    anyresPinpoints: [
+      [336, 672],
+      [672, 336],
+      [672, 672],
+      [1008, 336],
+      [336, 1008],
+    ],
   },
   // llava-interleave-qwen-0.5b: SigLIP-so400m tower, Qwen2-0.5B decoder (its vocab is 151646; the shared
   // test tokenizer has 32064 entries, which is what the bench embeds — the matmul shapes are the real ones
@@ -112,7 +140,7 @@ export function writeRandomCheckpoint(
   const Lv = opts.visionLayers ?? cfg.vision.layers;
   const v = cfg.vision;
   const t = cfg.text;
-  const clip = t.type === "llama";
+  const clip = t.type !== "qwen2";
   const hd = t.hidden / t.heads;
   const seed = { s: 12345 };
   const tensors: TensorToWrite[] = [];
@@ -169,11 +197,13 @@ export function writeRandomCheckpoint(
   }
   ones(`${tp}norm.weight`, [t.hidden]);
   if (!t.tie) add("language_model.lm_head.weight", [t.vocab, t.hidden]);
+  if (cfg.anyresPinpoints) add("image_newline", [t.hidden]);
 
   fs.mkdirSync(dir, { recursive: true });
   writeSafetensors(path.join(dir, "model.safetensors"), tensors);
   const config = {
-    model_type: "llava",
+    model_type: cfg.anyresPinpoints ? "llava_next" : "llava",
+    ...(cfg.anyresPinpoints ? { image_grid_pinpoints: cfg.anyresPinpoints } : {}),
     image_token_index: 32000,
     projector_hidden_act: "gelu",
     vision_feature_layer: cfg.featureLayer,
@@ -205,12 +235,19 @@ export function writeRandomCheckpoint(
   for (const f of ["tokenizer.json", "tokenizer_config.json", "special_tokens_map.json"]) {
     fs.copyFileSync(path.join(opts.tokenizerFrom, f), path.join(dir, f));
   }
-  const pp = clip
+  const pp = cfg.anyresPinpoints
     ? {
-        image_processor_type: "CLIPImageProcessor",
+        image_processor_type: "LlavaNextImageProcessor",
         size: { shortest_edge: v.imageSize },
         crop_size: { height: v.imageSize, width: v.imageSize },
+        image_grid_pinpoints: cfg.anyresPinpoints,
       }
-    : { image_processor_type: "SiglipImageProcessor", size: { height: v.imageSize, width: v.imageSize } };
+    : clip
+      ? {
+          image_processor_type: "CLIPImageProcessor",
+          size: { shortest_edge: v.imageSize },
+          crop_size: { height: v.imageSize, width: v.imageSize },
+        }
+      : { image_processor_type: "SiglipImageProcessor", size: { height: v.imageSize, width: v.imageSize } };
   fs.writeFileSync(path.join(dir, "preprocessor_config.json"), JSON.stringify(pp));
 }

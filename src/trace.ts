@@ -92,6 +92,7 @@ export async function traceWithModel(
   t0 = performance.now();
   const vitLayers = info.vitLayers;
   const image = await model.encodeImage(kernels, pre.pixels, {
+    layout: pre.layout,
     onLayer: (i) => progress("vision", i + 1, vitLayers),
   });
   timings.vision = performance.now() - t0;

@@ -127,9 +127,12 @@ describe("trace: bad input gives one clear line", () => {
     const m = modelWith("vit", (d) => editConfig(d, (c) => (c.vision_config.model_type = "dinov2")));
     expectError(trace(m), /unsupported vision_config\.model_type "dinov2"/);
   });
-  test("not a llava config", () => {
-    const m = modelWith("notllava", (d) => editConfig(d, (c) => (c.model_type = "llava_next")));
-    expectError(trace(m), /model_type "llava_next" is not supported/);
+  test("not a supported model type", () => {
+    const m = modelWith("notllava", (d) => editConfig(d, (c) => (c.model_type = "idefics2")));
+    expectError(
+      trace(m),
+      /model_type "idefics2" is not supported \(supported: llava, llava_next, llava_onevision, qwen2_vl, qwen2_5_vl\)/,
+    );
   });
   test("invalid config JSON", () => {
     const m = modelWith("badjson", (d) => fs.writeFileSync(path.join(d, "config.json"), "{ nope"));

@@ -64,33 +64,33 @@ export interface ImageProcessorConfig {
 type Json = Record<string, unknown>;
 
 // transformers' OPENAI_CLIP_MEAN / OPENAI_CLIP_STD and IMAGENET_STANDARD_MEAN / _STD.
-const CLIP_MEAN: [number, number, number] = [0.48145466, 0.4578275, 0.40821073];
-const CLIP_STD: [number, number, number] = [0.26862954, 0.26130258, 0.27577711];
+export const CLIP_MEAN: [number, number, number] = [0.48145466, 0.4578275, 0.40821073];
+export const CLIP_STD: [number, number, number] = [0.26862954, 0.26130258, 0.27577711];
 const HALF: [number, number, number] = [0.5, 0.5, 0.5];
 
-function fail(file: string, msg: string): never {
+export function fail(file: string, msg: string): never {
   throw new ConfigError(`${file}: ${msg}`);
 }
 
-function isSet(v: unknown): boolean {
+export function isSet(v: unknown): boolean {
   return v !== undefined && v !== null;
 }
 
-function boolKey(o: Json, key: string, dflt: boolean, file: string): boolean {
+export function boolKey(o: Json, key: string, dflt: boolean, file: string): boolean {
   const v = o[key];
   if (!isSet(v)) return dflt;
   if (typeof v !== "boolean") fail(file, `"${key}" must be true or false, got ${JSON.stringify(v)}`);
   return v;
 }
 
-function posInt(v: unknown, what: string, file: string): number {
+export function posInt(v: unknown, what: string, file: string): number {
   if (typeof v !== "number" || !Number.isInteger(v) || v <= 0) {
     fail(file, `${what} must be a positive integer, got ${JSON.stringify(v)}`);
   }
   return v;
 }
 
-function triple(
+export function triple(
   o: Json,
   key: string,
   dflt: [number, number, number],
@@ -106,7 +106,7 @@ function triple(
 }
 
 /** A size entry given as {height,width}, a bare number (square) or [height, width]. */
-function heightWidth(v: unknown, what: string, file: string): HeightWidth | null {
+export function heightWidth(v: unknown, what: string, file: string): HeightWidth | null {
   if (typeof v === "number") {
     const n = posInt(v, what, file);
     return { height: n, width: n };
@@ -600,6 +600,12 @@ export function processedToOriginal(
   return toOriginal;
 }
 
+/** What rescale + normalize read. */
+export type NormalizeConfig = Pick<
+  ImageProcessorConfig,
+  "doRescale" | "rescaleFactor" | "doNormalize" | "imageMean" | "imageStd"
+>;
+
 export interface PreprocessResult {
   /** [3, height, width] channel-major float32, what the vision tower receives. */
   pixelValues: Float32Array;
@@ -639,10 +645,7 @@ export function preprocessImage(
 }
 
 /** Rescale + normalize with numpy's float32 semantics, HWC uint8 → CHW float32. */
-export function toPixelValues(
-  img: RgbImage,
-  cfg: Pick<ImageProcessorConfig, "doRescale" | "rescaleFactor" | "doNormalize" | "imageMean" | "imageStd">,
-): Float32Array {
+export function toPixelValues(img: RgbImage, cfg: NormalizeConfig): Float32Array {
   const { width: W, height: H, data } = img;
   const plane = W * H;
   const out = new Float32Array(3 * plane);

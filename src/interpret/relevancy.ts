@@ -364,7 +364,10 @@ export async function relevancyMaps(
   const nAll = T + tmax;
   const seq = [...inputIds, ...generatedIds].slice(0, nAll);
   progress("forward", 0, 1);
-  const enc = await model.encodeImage(kernels, inputs.pixels, { tape: needVision });
+  const enc = await model.encodeImage(kernels, inputs.pixels, {
+    tape: needVision,
+    layout: inputs.layout,
+  });
   const embeds = model.buildInputsEmbeds(seq, enc);
   const fwd = await dec.forward(kernels, embeds, model.positionIds(seq, inputs.layout), dec.newCache(nAll), {
     tape: true,

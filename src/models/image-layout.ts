@@ -100,6 +100,17 @@ export function tokenPlaces(l: ImageLayout): TokenPlace[] {
   return out;
 }
 
+/**
+ * Whether each image token is a separator: a grid's row separator, or a lone `image_newline` token (a grid
+ * unpadded away). Separators carry no place in the picture; other single tokens (a class token) are not ones.
+ */
+export function separatorTokens(l: ImageLayout): boolean[] {
+  return tokenPlaces(l).map((p) => {
+    const s = l.segments[p.segment];
+    return s.kind === "grid" ? p.cell < 0 : s.name === "image_newline";
+  });
+}
+
 /** The box of cell (row, col) of a grid, unclipped. */
 export function cellBox(s: GridSegment, row: number, col: number): Box {
   const [x0, y0, x1, y1] = s.frame;

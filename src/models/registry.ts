@@ -8,6 +8,8 @@ import { ConfigError, type Json, readConfigJson } from "../hf/config.js";
 import { TextProcessor } from "../hf/tokenizer.js";
 import { parseLlavaConfig } from "./llava/config.js";
 import { LlavaModel } from "./llava/model.js";
+import { parseAnyresConfig } from "./llava_next/config.js";
+import { AnyresLlavaModel } from "./llava_next/model.js";
 import { parseQwenVlConfig, QWEN_VL_MODEL_TYPES } from "./qwen2_vl/config.js";
 import { QwenVlModel } from "./qwen2_vl/model.js";
 import type { VisionLanguageModel } from "./types.js";
@@ -48,6 +50,26 @@ const llava: ModelFamily = {
   },
 };
 
+/** LLaVA-NeXT and LLaVA-OneVision: one implementation, two model types. */
+function anyres(modelType: "llava_next" | "llava_onevision"): ModelFamily {
+  return {
+    modelType,
+    load: (dir) => AnyresLlavaModel.load(dir),
+    summarize: (json, file) => {
+      const c = parseAnyresConfig(json, file);
+      return {
+        modelType,
+        textModelType: c.text.modelType,
+        visionModelType: c.vision.modelType,
+        llmLayers: c.text.numLayers,
+        llmHeads: c.text.numHeads,
+        vitLayers: c.vision.numLayers,
+        imageTokenId: c.imageTokenIndex,
+      };
+    },
+  };
+}
+
 /** Qwen2-VL and Qwen2.5-VL: one implementation, the tower's variant read from the config. */
 const qwenVl = (modelType: string): ModelFamily => ({
   modelType,
@@ -66,7 +88,12 @@ const qwenVl = (modelType: string): ModelFamily => ({
   },
 });
 
-const FAMILIES: readonly ModelFamily[] = [llava, ...QWEN_VL_MODEL_TYPES.map(qwenVl)];
+const FAMILIES: readonly ModelFamily[] = [
+  llava,
+  anyres("llava_next"),
+  anyres("llava_onevision"),
+  ...QWEN_VL_MODEL_TYPES.map(qwenVl),
+];
 
 export const SUPPORTED_MODEL_TYPES: readonly string[] = FAMILIES.map((f) => f.modelType);
 

@@ -68,6 +68,11 @@ export interface PreparedImage {
 }
 
 export interface ImageEncodeOptions {
+  /**
+   * The image's layout (from `preprocess` or the run): families whose packing depends on the picture's
+   * geometry (LLaVA-NeXT's unpadding) need it; others ignore it.
+   */
+  layout?: ImageLayout;
   /** Keep every activation the image-side backward needs (opt-in). */
   tape?: boolean;
   /** Called after each tower layer (progress). */

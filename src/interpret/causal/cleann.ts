@@ -46,6 +46,11 @@ export const DEFAULT_CLEANN_PARAMS: CleannParams = {
 /** Where the image tokens are in the sequence: their positions, ascending (separators included). */
 export interface TokenLayout {
   imagePositions: readonly number[];
+  /**
+   * The image positions that may become graph nodes (default: all). Row separators (LLaVA-NeXT's
+   * `image_newline`) are left out: they have no place in the picture, so they cannot explain by location.
+   */
+  nodePositions?: readonly number[];
 }
 
 /** One contiguous image span (the LLaVA case): positions start … start+count−1. */
@@ -72,9 +77,10 @@ export function selectNodes(
   layout: TokenLayout,
   params: CleannParams,
 ): NodeSelection {
-  const pos = layout.imagePositions;
+  const all = layout.imagePositions;
+  const last = all[all.length - 1];
+  const pos = layout.nodePositions ?? all;
   const p = pos.length;
-  const last = pos[p - 1];
   if (x <= last)
     throw new RangeError(`CLEANN: target position ${x} is not after the image (${pos[0]}…${last})`);
   let above = 0;

@@ -6,7 +6,7 @@
 import * as os from "node:os";
 import * as path from "node:path";
 import { Worker } from "node:worker_threads";
-import { type ImageLayout, segmentTokenCount } from "../../models/image-layout.js";
+import { type ImageLayout, segmentTokenCount, separatorTokens } from "../../models/image-layout.js";
 import { Run, writeFileAtomic } from "../../run/run-dir.js";
 import {
   type CleannParams,
@@ -234,7 +234,11 @@ export async function explainRun(
     const [H, S] = info.shape;
     const x = T - 1 + k;
     if (x >= S) throw new CausalError(`token ${k}: position ${x} is beyond the stored attention (S = ${S})`);
-    const layout: TokenLayout = { imagePositions: image.positions };
+    const separator = separatorTokens(image.layout);
+    const layout: TokenLayout = {
+      imagePositions: image.positions,
+      nodePositions: image.positions.filter((_, i) => !separator[i]),
+    };
     if (x <= image.positions[P - 1])
       throw new CausalError(`token ${k}: position ${x} is not after the image`);
     const heads =

@@ -33,6 +33,11 @@ export function parseLlavaConfig(json: unknown, file = "config.json"): LlavaConf
   const mt = str(c, "model_type", "", file);
   if (mt !== "llava")
     throw new ConfigError(`${file}: model_type "${mt}" is not supported (supported: llava)`);
+  return parseLlavaFields(c, file);
+}
+
+/** The fields every llava-hf family shares (LLaVA-NeXT and OneVision add theirs on top). */
+export function parseLlavaFields(c: Json, file: string): LlavaConfig {
   const strategy = str(c, "vision_feature_select_strategy", "default", file);
   if (strategy !== "default" && strategy !== "full") {
     throw new ConfigError(`${file}: vision_feature_select_strategy "${strategy}" is not "default" or "full"`);
