@@ -40,8 +40,9 @@
  * (`rolloutMatrix` computes full matrices for tests and `keepMatrices`).
  */
 import type { Kernels } from "../kernels/types.js";
+import type { DecoderBackwardResult, DecoderTape } from "../models/decoder.js";
 import type { ImageLayout } from "../models/image-layout.js";
-import type { PixelValues, VisionLanguageModel } from "../models/types.js";
+import type { ImageEncoding, PixelValues, VisionLanguageModel } from "../models/types.js";
 
 /** The relevancy modes and vision-side kinds, listed once (CLI choices and server schemas use these). */
 export const RELEVANCY_MODES = ["exact", "incremental"] as const;
@@ -303,12 +304,113 @@ export function resolveTokens(tokens: number[] | undefined, G: number): number[]
   return out;
 }
 
+/**
+ * The relevancy maps of a run's generated tokens. The steps share one forward tape: `planRelevancy` checks
+ * the request against the model, `recordForward` keeps every activation once, and for each token
+ * `llmRelevancy` gives the LLM's CAMs (and, from the same backward, the gradient at the image features),
+ * `towerCams` turns a feature gradient into the tower's CAMs, `clsRowMaps` the vit / all / all_v2 rows and
+ * `chainMap` the patch map.
+ */
 export async function relevancyMaps(
   model: VisionLanguageModel,
   kernels: Kernels,
   inputs: RelevancyInputs,
   opts: RelevancyOptions,
 ): Promise<RelevancyResult> {
+  const plan = planRelevancy(model, inputs, opts);
+  const progress = opts.onProgress ?? (() => {});
+  progress("forward", 0, 1);
+  const tape = await recordForward(model, kernels, inputs, plan);
+  progress("forward", 1, 1);
+
+  const llmStep = llmRelevancy(tape, plan);
+  const gradSum = plan.vitGradSum ? featureGradSum(tape, plan.vitGradSum === "running") : null;
+  const wanted = new Set(plan.tokens);
+  const results: TokenRelevancy[] = [];
+  const total = plan.tokens.length;
+  progress("backward", 0, total);
+  for (const t of plan.steps) {
+    // Fresh image-feature gradients: for the requested tokens' chain / fresh vit kinds, and at every step for
+    // a running sum.
+    const withFeatureGrad = (wanted.has(t) && plan.freshForWanted) || plan.vitGradSum === "running";
+    const { cams, featureGrad } = await llmStep(t, withFeatureGrad);
+    if (plan.vitGradSum === "running") gradSum!.add(featureGrad!);
+    if (!wanted.has(t)) continue;
+    const p = plan.T + t - 1;
+    const n = p + 1;
+    const llm = rolloutRow(cams, p);
+    const res: TokenRelevancy = { token: t, position: p, llm };
+    // Tower CAMs: with fresh gradients of this target (chain always; vit kinds when fresh), and those the
+    // vit kinds use (a subset of the fresh ones, or from the accumulated gradients).
+    const freshCams = plan.freshForWanted
+      ? await towerCams(tape, plan, featureGrad!, plan.freshLayers)
+      : null;
+    let kindCams: Cam[] | null = null;
+    if (plan.vitKinds.length > 0) {
+      kindCams = gradSum
+        ? await towerCams(tape, plan, await gradSum.upTo(t), plan.vitLayers)
+        : plan.vitLayers.map((l) => freshCams![plan.freshLayers.indexOf(l)]);
+    }
+    if (kindCams) Object.assign(res, clsRowMaps(plan, kindCams, llm, cams, n));
+    if (plan.chain) res.chain = chainMap(plan, llm, freshCams!);
+    if (opts.keepMatrices)
+      res.matrices = await relevancyMatrices(kernels, plan, cams, n, kindCams, freshCams);
+    results.push(res);
+    progress("backward", results.length, total);
+  }
+  return {
+    mode: plan.mode,
+    vitGradients: plan.vitGradients,
+    tokens: results,
+    imagePositions: plan.imagePositions,
+    vitSeqLen: plan.Sv,
+    hasCls: plan.hasCls,
+    vitLayers: plan.vitLayers,
+  };
+}
+
+/** What a request computes, checked against the model and its inputs before anything runs. */
+interface RelevancyPlan {
+  mode: RelevancyMode;
+  vitGradients: VitGradients;
+  /** Requested generated-token indices, sorted. */
+  tokens: number[];
+  /** Steps the backward visits: the requested tokens (exact) or every step up to the last one (incremental). */
+  steps: number[];
+  /** Prompt length; token t is predicted by position T + t − 1. */
+  T: number;
+  /** Positions the tape covers: 0 … nAll − 1. */
+  nAll: number;
+  imagePositions: number[];
+  /** Vision kinds read from the tower's CLS row (vit, all, all_v2), and whether the chain is wanted. */
+  vitKinds: VisionRelevancyKind[];
+  chain: boolean;
+  /** Whether the tower keeps a tape (any vision map). */
+  needVision: boolean;
+  /** The tower's geometry (zeros / −1 / [] without a tower). */
+  Sv: number;
+  hasCls: boolean;
+  clsIndex: number;
+  /** Tower token of each image token. */
+  vitOf: number[];
+  /** Tower layers fresh gradients reach, and those whose CAMs enter the vit kinds' rollouts. */
+  freshLayers: number[];
+  vitLayers: number[];
+  /** Requested tokens need fresh image-feature gradients (chain, or fresh vit kinds). */
+  freshForWanted: boolean;
+  /**
+   * How the accumulated gradients Σ_{t' ≤ t} are formed (null: not needed): as a running sum of every step's
+   * fresh gradients when that costs no more full backward passes than one multi-target backward per requested
+   * token, else by that multi-target backward.
+   */
+  vitGradSum: "running" | "backward" | null;
+}
+
+function planRelevancy(
+  model: VisionLanguageModel,
+  inputs: RelevancyInputs,
+  opts: RelevancyOptions,
+): RelevancyPlan {
   const { inputIds, generatedIds } = inputs;
   const mode = opts.mode;
   if (!RELEVANCY_MODES.includes(mode))
@@ -321,15 +423,11 @@ export async function relevancyMaps(
       );
   }
   const vitGradients: VitGradients = opts.vitGradients ?? (mode === "exact" ? "fresh" : "accumulated");
-  const progress = opts.onProgress ?? (() => {});
-  const dec = model.decoder;
-  const H = model.info.llmHeads;
-  const L = model.info.llmLayers;
   const T = inputIds.length;
   const tokens = resolveTokens(opts.tokens, generatedIds.length);
   const tmax = tokens[tokens.length - 1];
-  const imgPos = model.imagePositions(inputIds);
-  const P = imgPos.length;
+  const imagePositions = model.imagePositions(inputIds);
+  const P = imagePositions.length;
   if (P !== inputs.layout.token_count)
     throw new RelevancyError(
       `prompt has ${P} image tokens, the image layout has ${inputs.layout.token_count}`,
@@ -343,7 +441,6 @@ export async function relevancyMaps(
   const hasCls = tower !== null && tower.cls >= 0;
   const Sv = tower?.seqLen ?? 0;
   const vitOf = Array.from({ length: P }, (_, i) => tower?.tokenOf(i) ?? -1);
-  const clsIndex = tower?.cls ?? -1;
   const vitKinds = vision.filter((k) => k !== "chain");
   if (vitKinds.length > 0 && !hasCls) {
     throw new RelevancyError(
@@ -357,183 +454,242 @@ export async function relevancyMaps(
       `all/all_v2 relevancy needs vision_feature_select_strategy "default" (image tokens = patches)`,
     );
   }
-  const wantChain = vision.includes("chain");
-
-  // One forward over positions 0 … T+tmax−1 with every activation kept: position p's activations do not
-  // depend on later positions, so the backward of token t runs on the prefix 0 … T+t−1 of this tape.
-  const nAll = T + tmax;
-  const seq = [...inputIds, ...generatedIds].slice(0, nAll);
-  progress("forward", 0, 1);
-  const enc = await model.encodeImage(kernels, inputs.pixels, { tape: needVision });
-  const embeds = model.buildInputsEmbeds(seq, enc);
-  const fwd = await dec.forward(kernels, embeds, model.positionIds(seq, inputs.layout), dec.newCache(nAll), {
-    tape: true,
-    logitRows: [nAll - 1],
-  });
-  const tape = fwd.tape!;
-  progress("forward", 1, 1);
-
+  const chain = vision.includes("chain");
   // ViT layers used: fresh gradients reach exactly the layers below the highest feature layer; the tool's
   // accumulated variant uses all layers but the last.
   const Lv = tower?.layers ?? 0;
   const freshLayers = tower?.featureLayers ?? [];
   const vitLayers = vitGradients === "fresh" ? freshLayers : freshLayers.filter((l) => l < Lv - 1);
-  const Hv = tower?.heads ?? 0;
-
-  const vitCamsFor = async (dFeatures: Float32Array, layers: number[]): Promise<Cam[]> => {
-    const cams: Cam[] = [];
-    await model.imageBackward(kernels, enc, dFeatures, {
-      onLayer: (l, dP, pr) => {
-        cams[l] = { data: camFromGrad(dP, pr, Hv, Sv, Sv), stride: Sv };
-      },
-    });
-    return layers.map((l) => cams[l] ?? { data: new Float32Array(Sv * Sv), stride: Sv });
-  };
-  const llmImageGrad = async (targets: number[]): Promise<Float32Array> => {
-    const bw = await dec.backward(
-      kernels,
-      tape,
-      targets.map((t) => ({ row: T + t - 1, tokenId: generatedIds[t] })),
-    );
-    return model.imageFeaturesGrad(inputIds, bw.dInputsEmbeds, bw.from);
-  };
-
-  // Incremental CAMs: one buffer per layer sized for the longest step; rows are filled step by step.
-  let incCams: Cam[] | null = null;
-  const results: TokenRelevancy[] = [];
-  const total = tokens.length;
-  const wanted = new Set(tokens);
-  const stepsToRun = mode === "exact" ? tokens : Array.from({ length: tmax + 1 }, (_, t) => t);
-  // Fresh image-feature gradients are needed for the chain and for fresh vit kinds (requested tokens only).
-  const freshForWanted = wantChain || (vitKinds.length > 0 && vitGradients === "fresh");
-  // Accumulated ViT gradients Σ_{t' ≤ t}: as a running sum of fresh gradients over every step 0 … tmax when
-  // that costs no more full backward passes than one multi-target backward per requested token.
+  const steps = mode === "exact" ? tokens : Array.from({ length: tmax + 1 }, (_, t) => t);
+  const freshForWanted = chain || (vitKinds.length > 0 && vitGradients === "fresh");
   const accumulate = vitKinds.length > 0 && vitGradients === "accumulated";
-  const everyStep = stepsToRun.length === tmax + 1;
+  const everyStep = steps.length === tmax + 1;
   const running = accumulate && everyStep && tmax + 1 <= tokens.length * (freshForWanted ? 2 : 1);
-  let accFeatGrad: Float32Array | null = null;
-
-  let done = 0;
-  progress("backward", 0, total);
-  for (const t of stepsToRun) {
-    const p = T + t - 1;
-    const n = p + 1;
-    const target = [{ row: p, tokenId: generatedIds[t] }];
-    let cams: Cam[];
-    let freshFeatGrad: Float32Array | null = null;
-    const needFresh = needVision && ((wanted.has(t) && freshForWanted) || running);
-    if (mode === "exact") {
-      cams = Array.from({ length: L }, () => ({ data: new Float32Array(n * n), stride: n }));
-      const bw = await dec.backward(kernels, tape, target, {
-        onLayer: (l, dP, pr, from, to) => camInto(cams[l], from, dP, pr, H, to - from, to),
-      });
-      if (needVision) freshFeatGrad = model.imageFeaturesGrad(inputIds, bw.dInputsEmbeds, bw.from);
-    } else {
-      if (!incCams)
-        incCams = Array.from({ length: L }, () => ({ data: new Float32Array(nAll * nAll), stride: nAll }));
-      const ic = incCams;
-      // Step 0 is the prefill: its backward covers every prompt position. A later step adds the row of the
-      // newest position only, whose gradient needs just a single-position backward (the cached keys and
-      // values are constants) — or, when the full backward runs anyway for the vision maps, its last row
-      // (the same numbers).
-      const full = t === 0 || needFresh;
-      const bw = await dec.backward(kernels, tape, target, {
-        from: full ? 0 : p,
-        onLayer: (l, dP, pr, from, to) =>
-          t === 0
-            ? camInto(ic[l], from, dP, pr, H, to - from, to)
-            : camInto(ic[l], p, dP, pr, H, to - from, to, p - from),
-      });
-      if (needVision && full) freshFeatGrad = model.imageFeaturesGrad(inputIds, bw.dInputsEmbeds, bw.from);
-      cams = ic;
-    }
-    if (running && freshFeatGrad) {
-      if (!accFeatGrad) accFeatGrad = freshFeatGrad.slice();
-      else for (let i = 0; i < accFeatGrad.length; i++) accFeatGrad[i] += freshFeatGrad[i];
-    }
-    if (!wanted.has(t)) continue;
-    const llm = rolloutRow(cams, p);
-    const res: TokenRelevancy = { token: t, position: p, llm };
-
-    if (needVision) {
-      // Fresh ViT gradients of this target (chain always; vit kinds when fresh).
-      let freshCams: Cam[] | null = null;
-      if (freshForWanted) {
-        freshFeatGrad ??= await llmImageGrad([t]);
-        freshCams = await vitCamsFor(freshFeatGrad, freshLayers);
-      }
-      let kindCams: Cam[] | null = null;
-      if (vitKinds.length > 0) {
-        if (vitGradients === "fresh") kindCams = vitLayers.map((l) => freshCams![freshLayers.indexOf(l)]);
-        else {
-          // Σ_{t' ≤ t} ∂logit_t'/∂A_vit: the backward is linear in its seed, so one ViT backward from the summed
-          // feature gradients (a running sum, or one multi-target LLM backward).
-          const acc = running ? accFeatGrad! : await llmImageGrad(Array.from({ length: t + 1 }, (_, k) => k));
-          kindCams = await vitCamsFor(acc, vitLayers);
-        }
-      }
-      if (kindCams) {
-        // w = CLS row of R_v; every CLS row is w · R0 for its initial map R0.
-        const e0 = new Float64Array(Sv);
-        e0[0] = 1;
-        const w = rolloutLeft(e0, kindCams, Sv);
-        if (vitKinds.includes("vit")) res.vit = Float32Array.from(w);
-        if (vitKinds.includes("all")) {
-          // [w_0, (w_img · R[img, img])]: lift w_img onto the image positions and roll it through the LLM.
-          const u = new Float64Array(n);
-          for (let i = 0; i < P; i++) u[imgPos[i]] = w[i + 1];
-          const ur = rolloutLeft(u, cams, n);
-          const out = new Float32Array(Sv);
-          out[0] = w[0];
-          for (let j = 0; j < P; j++) out[j + 1] = ur[imgPos[j]];
-          res.all = out;
-        }
-        if (vitKinds.includes("all_v2")) {
-          // w · (I + e_0 r̃ᵀ + r̃ e_0ᵀ) = w + w_0 · r̃ + (w · r̃) e_0, r̃ = [0, r], r = R[p, img].
-          const out = Float32Array.from(w);
-          let wr = 0;
-          for (let i = 0; i < P; i++) {
-            out[i + 1] += w[0] * llm[imgPos[i]];
-            wr += w[i + 1] * llm[imgPos[i]];
-          }
-          out[0] += wr;
-          res.allV2 = out;
-        }
-      }
-      if (wantChain) {
-        const u = new Float64Array(Sv);
-        for (let i = 0; i < P; i++) u[vitOf[i]] = llm[imgPos[i]];
-        if (clsIndex >= 0) u[clsIndex] = 0;
-        const ur = rolloutLeft(u, freshCams!, Sv);
-        res.chain = Float32Array.from(ur.filter((_, j) => j !== clsIndex));
-      }
-      if (opts.keepMatrices) {
-        const m: NonNullable<TokenRelevancy["matrices"]> = await llmMatrices(kernels, cams, n);
-        if (kindCams) {
-          m.vitCams = kindCams.map((c) => c.data.slice());
-          if (vitKinds.includes("vit")) m.vitR = await rolloutMatrix(kernels, kindCams, Sv);
-          if (vitKinds.includes("all"))
-            m.allR = await rolloutMatrix(kernels, kindCams, Sv, allInitialMap(m.R, n, imgPos));
-        }
-        if (freshCams && wantChain) m.chainVitR = await rolloutMatrix(kernels, freshCams, Sv);
-        res.matrices = m;
-      }
-    } else if (opts.keepMatrices) {
-      res.matrices = await llmMatrices(kernels, cams, n);
-    }
-    results.push(res);
-    done++;
-    progress("backward", done, total);
-  }
   return {
     mode,
     vitGradients,
-    tokens: results,
-    imagePositions: imgPos,
-    vitSeqLen: Sv,
+    tokens,
+    steps,
+    T,
+    nAll: T + tmax,
+    imagePositions,
+    vitKinds,
+    chain,
+    needVision,
+    Sv,
     hasCls,
+    clsIndex: tower?.cls ?? -1,
+    vitOf,
+    freshLayers,
     vitLayers,
+    freshForWanted,
+    vitGradSum: accumulate ? (running ? "running" : "backward") : null,
   };
+}
+
+/** The one forward every backward of a request runs on. */
+interface ForwardTape {
+  model: VisionLanguageModel;
+  kernels: Kernels;
+  inputIds: number[];
+  generatedIds: number[];
+  /** The image encoding, with the tower's activations when vision maps are wanted. */
+  image: ImageEncoding;
+  llm: DecoderTape;
+}
+
+/**
+ * One forward over positions 0 … T+tmax−1 with every activation kept: position p's activations do not
+ * depend on later positions, so the backward of token t runs on the prefix 0 … T+t−1 of this tape.
+ */
+async function recordForward(
+  model: VisionLanguageModel,
+  kernels: Kernels,
+  inputs: RelevancyInputs,
+  plan: RelevancyPlan,
+): Promise<ForwardTape> {
+  const { inputIds, generatedIds } = inputs;
+  const nAll = plan.nAll;
+  const seq = [...inputIds, ...generatedIds].slice(0, nAll);
+  const image = await model.encodeImage(kernels, inputs.pixels, { tape: plan.needVision });
+  const embeds = model.buildInputsEmbeds(seq, image);
+  const dec = model.decoder;
+  const fwd = await dec.forward(kernels, embeds, model.positionIds(seq, inputs.layout), dec.newCache(nAll), {
+    tape: true,
+    logitRows: [nAll - 1],
+  });
+  return { model, kernels, inputIds, generatedIds, image, llm: fwd.tape! };
+}
+
+/** One step of the LLM side: every layer's CAM for token t, and ∂logit_t/∂(image features) when asked. */
+interface LlmStep {
+  cams: Cam[];
+  featureGrad: Float32Array | null;
+}
+
+/**
+ * Chefer's LLM CAMs per token, called for the plan's steps in order.
+ *  - exact: fresh (p+1)×(p+1) CAMs from a backward of logit_t over positions 0 … p.
+ *  - incremental: one buffer per layer sized for the longest step. Step 0 is the prefill: its backward covers
+ *    every prompt position. A later step adds the row of the newest position only, whose gradient needs just
+ *    a single-position backward (the cached keys and values are constants) — or, when the full backward runs
+ *    anyway for the image-feature gradient, its last row (the same numbers).
+ */
+function llmRelevancy(
+  tape: ForwardTape,
+  plan: RelevancyPlan,
+): (t: number, withFeatureGrad: boolean) => Promise<LlmStep> {
+  const { model, kernels } = tape;
+  const H = model.info.llmHeads;
+  const L = model.info.llmLayers;
+  const target = (t: number) => [{ row: plan.T + t - 1, tokenId: tape.generatedIds[t] }];
+  const featureGrad = (bw: DecoderBackwardResult) =>
+    model.imageFeaturesGrad(tape.inputIds, bw.dInputsEmbeds, bw.from);
+  if (plan.mode === "exact") {
+    return async (t, withFeatureGrad) => {
+      const n = plan.T + t;
+      const cams = Array.from({ length: L }, () => ({ data: new Float32Array(n * n), stride: n }));
+      const bw = await model.decoder.backward(kernels, tape.llm, target(t), {
+        onLayer: (l, dP, pr, from, to) => camInto(cams[l], from, dP, pr, H, to - from, to),
+      });
+      return { cams, featureGrad: withFeatureGrad ? featureGrad(bw) : null };
+    };
+  }
+  const nAll = plan.nAll;
+  let cams: Cam[] | null = null;
+  return async (t, withFeatureGrad) => {
+    cams ??= Array.from({ length: L }, () => ({ data: new Float32Array(nAll * nAll), stride: nAll }));
+    const ic = cams;
+    const p = plan.T + t - 1;
+    const full = t === 0 || withFeatureGrad;
+    const bw = await model.decoder.backward(kernels, tape.llm, target(t), {
+      from: full ? 0 : p,
+      onLayer: (l, dP, pr, from, to) =>
+        t === 0
+          ? camInto(ic[l], from, dP, pr, H, to - from, to)
+          : camInto(ic[l], p, dP, pr, H, to - from, to, p - from),
+    });
+    return { cams: ic, featureGrad: withFeatureGrad ? featureGrad(bw) : null };
+  };
+}
+
+/**
+ * Σ_{t' ≤ t} ∂logit_t'/∂(image features), the original tool's accumulated ViT gradients (it never clears them
+ * between tokens). The backward is linear in its seed, so the sum is either kept running over every step's
+ * fresh gradient (`add`), or formed by one multi-target LLM backward.
+ */
+function featureGradSum(
+  tape: ForwardTape,
+  running: boolean,
+): { add(fresh: Float32Array): void; upTo(t: number): Promise<Float32Array> } {
+  let sum: Float32Array | null = null;
+  return {
+    add(fresh) {
+      if (!sum) sum = fresh.slice();
+      else for (let i = 0; i < sum.length; i++) sum[i] += fresh[i];
+    },
+    async upTo(t) {
+      if (running) return sum!;
+      const T = tape.inputIds.length;
+      const targets = Array.from({ length: t + 1 }, (_, k) => ({
+        row: T + k - 1,
+        tokenId: tape.generatedIds[k],
+      }));
+      const bw = await tape.model.decoder.backward(tape.kernels, tape.llm, targets);
+      return tape.model.imageFeaturesGrad(tape.inputIds, bw.dInputsEmbeds, bw.from);
+    },
+  };
+}
+
+/** The tower's CAMs of `layers` for a gradient at the image features (one tower backward on the tape). */
+async function towerCams(
+  tape: ForwardTape,
+  plan: RelevancyPlan,
+  dFeatures: Float32Array,
+  layers: number[],
+): Promise<Cam[]> {
+  const Sv = plan.Sv;
+  const Hv = tape.model.tower?.heads ?? 0;
+  const cams: Cam[] = [];
+  await tape.model.imageBackward(tape.kernels, tape.image, dFeatures, {
+    onLayer: (l, dP, pr) => {
+      cams[l] = { data: camFromGrad(dP, pr, Hv, Sv, Sv), stride: Sv };
+    },
+  });
+  return layers.map((l) => cams[l] ?? { data: new Float32Array(Sv * Sv), stride: Sv });
+}
+
+/**
+ * The CLS-row maps vit / all / all_v2 (those the plan asks for) from the tower CAMs, the LLM row and the LLM
+ * CAMs. w = CLS row of R_v; every CLS row is w · R0 for its initial map R0.
+ */
+function clsRowMaps(
+  plan: RelevancyPlan,
+  kindCams: Cam[],
+  llm: Float32Array,
+  cams: Cam[],
+  n: number,
+): Pick<TokenRelevancy, "vit" | "all" | "allV2"> {
+  const { Sv, imagePositions: imgPos, vitKinds } = plan;
+  const P = imgPos.length;
+  const out: Pick<TokenRelevancy, "vit" | "all" | "allV2"> = {};
+  const e0 = new Float64Array(Sv);
+  e0[0] = 1;
+  const w = rolloutLeft(e0, kindCams, Sv);
+  if (vitKinds.includes("vit")) out.vit = Float32Array.from(w);
+  if (vitKinds.includes("all")) {
+    // [w_0, (w_img · R[img, img])]: lift w_img onto the image positions and roll it through the LLM.
+    const u = new Float64Array(n);
+    for (let i = 0; i < P; i++) u[imgPos[i]] = w[i + 1];
+    const ur = rolloutLeft(u, cams, n);
+    const all = new Float32Array(Sv);
+    all[0] = w[0];
+    for (let j = 0; j < P; j++) all[j + 1] = ur[imgPos[j]];
+    out.all = all;
+  }
+  if (vitKinds.includes("all_v2")) {
+    // w · (I + e_0 r̃ᵀ + r̃ e_0ᵀ) = w + w_0 · r̃ + (w · r̃) e_0, r̃ = [0, r], r = R[p, img].
+    const v2 = Float32Array.from(w);
+    let wr = 0;
+    for (let i = 0; i < P; i++) {
+      v2[i + 1] += w[0] * llm[imgPos[i]];
+      wr += w[i + 1] * llm[imgPos[i]];
+    }
+    v2[0] += wr;
+    out.allV2 = v2;
+  }
+  return out;
+}
+
+/** The chain map: the LLM row's image part pushed back through the tower's fresh-gradient rollout, CLS dropped. */
+function chainMap(plan: RelevancyPlan, llm: Float32Array, freshCams: Cam[]): Float32Array {
+  const { Sv, clsIndex, vitOf, imagePositions: imgPos } = plan;
+  const u = new Float64Array(Sv);
+  for (let i = 0; i < imgPos.length; i++) u[vitOf[i]] = llm[imgPos[i]];
+  if (clsIndex >= 0) u[clsIndex] = 0;
+  const ur = rolloutLeft(u, freshCams, Sv);
+  return Float32Array.from(ur.filter((_, j) => j !== clsIndex));
+}
+
+/** Full matrices for tests and debugging (`keepMatrices`): the LLM rollout and CAMs, and the tower's maps. */
+async function relevancyMatrices(
+  kernels: Kernels,
+  plan: RelevancyPlan,
+  cams: Cam[],
+  n: number,
+  kindCams: Cam[] | null,
+  freshCams: Cam[] | null,
+): Promise<NonNullable<TokenRelevancy["matrices"]>> {
+  const m: NonNullable<TokenRelevancy["matrices"]> = await llmMatrices(kernels, cams, n);
+  const { Sv, vitKinds } = plan;
+  if (kindCams) {
+    m.vitCams = kindCams.map((c) => c.data.slice());
+    if (vitKinds.includes("vit")) m.vitR = await rolloutMatrix(kernels, kindCams, Sv);
+    if (vitKinds.includes("all"))
+      m.allR = await rolloutMatrix(kernels, kindCams, Sv, allInitialMap(m.R, n, plan.imagePositions));
+  }
+  if (freshCams && plan.chain) m.chainVitR = await rolloutMatrix(kernels, freshCams, Sv);
+  return m;
 }
 
 async function llmMatrices(
