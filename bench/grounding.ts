@@ -34,7 +34,7 @@ import {
   patchOrder,
   pointingHit,
 } from "../src/interpret/grounding-scores.js";
-import { relevancyMaps } from "../src/interpret/relevancy.js";
+import { relevancyMaps } from "../src/interpret/relevancy/index.js";
 import { createKernels, parseKernelChoice } from "../src/kernels/index.js";
 import type { KernelChoice, Kernels } from "../src/kernels/types.js";
 import { loadModel } from "../src/models/registry.js";

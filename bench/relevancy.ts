@@ -16,7 +16,11 @@ import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
 import { decodeImage } from "../src/hf/image-decode.js";
-import { type RelevancyMode, relevancyMaps, type VisionRelevancyKind } from "../src/interpret/relevancy.js";
+import {
+  type RelevancyMode,
+  relevancyMaps,
+  type VisionRelevancyKind,
+} from "../src/interpret/relevancy/index.js";
 import { createKernels, parseKernelChoice } from "../src/kernels/index.js";
 import type { Kernels } from "../src/kernels/types.js";
 import { loadModel } from "../src/models/registry.js";

@@ -1,5 +1,5 @@
 /**
- * Attention aggregates (src/interpret/attention.ts): checked against values designed into hand-made runs (so a
+ * Attention aggregates (src/interpret/views/attention.ts): checked against values designed into hand-made runs (so a
  * wrong row, column or span convention fails), and against brute force over a real traced run of the llama
  * fixture (f32 and f16 attention).
  */
@@ -14,7 +14,7 @@ import {
   headImageMaps,
   patchAttention,
   readLlmAttentionRows,
-} from "../src/interpret/attention.js";
+} from "../src/interpret/views/attention.js";
 import { createKernels } from "../src/kernels/index.js";
 import { loadModel } from "../src/models/registry.js";
 import { Run } from "../src/run/run-dir.js";

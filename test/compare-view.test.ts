@@ -7,7 +7,7 @@ import {
   mapShares,
   type PictureKey,
   relevancyShare,
-} from "../src/interpret/compare-view.js";
+} from "../src/interpret/views/compare-view.js";
 
 const close = (a: number, b: number, what: string) =>
   assert.ok(Math.abs(a - b) < 1e-9, `${what}: ${a} vs ${b}`);

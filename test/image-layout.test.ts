@@ -14,8 +14,12 @@ import sharp from "sharp";
 import { decodeImage } from "../src/hf/image-decode.js";
 import { imageSizeOf } from "../src/hf/image-size.js";
 import { contiguousLayout, DEFAULT_CLEANN_PARAMS, selectNodes } from "../src/interpret/causal/cleann.js";
-import { imageGeometry, imageTokenLabels, towerRowToImageTokens } from "../src/interpret/image-tokens.js";
-import { llmImageMap, textRelevancy, topWordsVsImage } from "../src/interpret/relevancy-views.js";
+import {
+  imageGeometry,
+  imageTokenLabels,
+  towerRowToImageTokens,
+} from "../src/interpret/views/image-tokens.js";
+import { llmImageMap, textRelevancy, topWordsVsImage } from "../src/interpret/views/relevancy-views.js";
 import { createKernels } from "../src/kernels/index.js";
 import {
   type ImageLayout,

@@ -10,7 +10,7 @@ import * as fs from "node:fs";
 import * as path from "node:path";
 import { after, describe, test } from "node:test";
 import { SafetensorsFile } from "../src/hf/safetensors.js";
-import { computeRelevancy } from "../src/interpret/relevancy-run.js";
+import { computeRelevancy } from "../src/interpret/relevancy/index.js";
 import { createKernels } from "../src/kernels/index.js";
 import { loadModel } from "../src/models/registry.js";
 import { Run } from "../src/run/run-dir.js";

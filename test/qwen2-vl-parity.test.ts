@@ -12,7 +12,7 @@ import { after, describe, test } from "node:test";
 import { loadImageFile } from "../src/hf/image-decode.js";
 import { SafetensorsFile } from "../src/hf/safetensors.js";
 import { explainRun } from "../src/interpret/causal/explain-run.js";
-import { computeRelevancy } from "../src/interpret/relevancy-run.js";
+import { computeRelevancy } from "../src/interpret/relevancy/index.js";
 import { createKernels } from "../src/kernels/index.js";
 import type { QwenImageEncoding } from "../src/models/qwen2_vl/model.js";
 import { loadModel } from "../src/models/registry.js";

@@ -11,7 +11,7 @@ import { spawnSync } from "node:child_process";
 import * as fs from "node:fs";
 import * as path from "node:path";
 import { after, before, describe, test } from "node:test";
-import { type RelevancyRecord, relevancyRecord } from "../src/interpret/relevancy-run.js";
+import { type RelevancyRecord, relevancyRecord } from "../src/interpret/relevancy/index.js";
 import { createKernels } from "../src/kernels/index.js";
 import { loadModel } from "../src/models/registry.js";
 import { Run } from "../src/run/run-dir.js";

@@ -20,7 +20,7 @@ import {
   rolloutLeft,
   rolloutMatrix,
   rolloutRow,
-} from "../src/interpret/relevancy.js";
+} from "../src/interpret/relevancy/index.js";
 import {
   imageReliance,
   llmImageMap,
@@ -28,8 +28,13 @@ import {
   topWordsVsImage,
   vitImageMap,
   wordRows,
-} from "../src/interpret/relevancy-views.js";
-import { averagePaddedSquares, groupWords, lvlmTokenKeys, lvlmWordGroups } from "../src/interpret/words.js";
+} from "../src/interpret/views/relevancy-views.js";
+import {
+  averagePaddedSquares,
+  groupWords,
+  lvlmTokenKeys,
+  lvlmWordGroups,
+} from "../src/interpret/views/words.js";
 import { createKernels } from "../src/kernels/index.js";
 import { LlavaModel } from "../src/models/llava/model.js";
 import { maxAbsDiff } from "../src/tensor/tensor.js";

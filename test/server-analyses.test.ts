@@ -7,8 +7,12 @@ import * as fs from "node:fs";
 import * as path from "node:path";
 import { after, before, describe, test } from "node:test";
 import type { TextProcessor } from "../src/hf/tokenizer.js";
-import { causalView } from "../src/interpret/causal-view.js";
-import { relevancyImageMaps, relevancyReliance, relevancyText } from "../src/interpret/relevancy-panels.js";
+import { causalView } from "../src/interpret/views/causal-view.js";
+import {
+  relevancyImageMaps,
+  relevancyReliance,
+  relevancyText,
+} from "../src/interpret/views/relevancy-panels.js";
 import { loadTextProcessor } from "../src/models/registry.js";
 import { Run } from "../src/run/run-dir.js";
 import { fixtureDir } from "./fixture-utils.js";

@@ -14,7 +14,7 @@ import * as zlib from "node:zlib";
 import { PNG } from "pngjs";
 import { encodePng } from "../src/hf/image-decode.js";
 import { parseImageProcessorConfig, preprocessImage } from "../src/hf/image-processor.js";
-import { attentionSummary, headImageMaps, patchAttention } from "../src/interpret/attention.js";
+import { attentionSummary, headImageMaps, patchAttention } from "../src/interpret/views/attention.js";
 import { Run } from "../src/run/run-dir.js";
 import { RunStore } from "../src/server/run-store.js";
 import { pngWithDataCut } from "./broken-images.js";

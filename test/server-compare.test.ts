@@ -8,7 +8,7 @@ import { createHash } from "node:crypto";
 import * as fs from "node:fs";
 import * as path from "node:path";
 import { after, before, describe, test } from "node:test";
-import { compareRuns } from "../src/interpret/compare-view.js";
+import { compareRuns } from "../src/interpret/views/compare-view.js";
 import { loadTextProcessor } from "../src/models/registry.js";
 import { Run } from "../src/run/run-dir.js";
 import { fixtureDir } from "./fixture-utils.js";

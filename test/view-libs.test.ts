@@ -7,14 +7,14 @@ import * as fs from "node:fs";
 import * as path from "node:path";
 import { after, before, describe, test } from "node:test";
 import type { CausalDocument } from "../src/interpret/causal/explain-run.js";
-import { causalView, positionLabeller } from "../src/interpret/causal-view.js";
+import { causalView, positionLabeller } from "../src/interpret/views/causal-view.js";
 import {
   RelevancyViewError,
   relevancyImageMaps,
   relevancyReliance,
   relevancyStatus,
   relevancyText,
-} from "../src/interpret/relevancy-panels.js";
+} from "../src/interpret/views/relevancy-panels.js";
 import { layoutBoxes } from "../src/models/image-layout.js";
 import { Run } from "../src/run/run-dir.js";
 import { tempDir } from "./fixture-utils.js";

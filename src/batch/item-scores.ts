@@ -4,10 +4,14 @@
  * tokens), the top question words, and the pointing game against a box — all from the stored LLM relevancy.
  */
 import { pointingHit } from "../interpret/grounding-scores.js";
-import { normalizeRow, type RelevancyMode } from "../interpret/relevancy.js";
-import { relevancyRecord, relevancyTensorName } from "../interpret/relevancy-run.js";
-import { type QuestionSpan, topWordsVsImage } from "../interpret/relevancy-views.js";
-import { isSeparatorToken } from "../interpret/words.js";
+import {
+  normalizeRow,
+  type RelevancyMode,
+  relevancyRecord,
+  relevancyTensorName,
+} from "../interpret/relevancy/index.js";
+import { type QuestionSpan, topWordsVsImage } from "../interpret/views/relevancy-views.js";
+import { isSeparatorToken } from "../interpret/views/words.js";
 import type { Run } from "../run/run-dir.js";
 
 export interface ItemScores {

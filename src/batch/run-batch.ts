@@ -8,8 +8,8 @@
 import * as fs from "node:fs";
 import * as path from "node:path";
 import { explainRun } from "../interpret/causal/index.js";
-import type { RelevancyMode, VisionRelevancyKind } from "../interpret/relevancy.js";
-import { computeRelevancy, relevancyRecord } from "../interpret/relevancy-run.js";
+import type { RelevancyMode, VisionRelevancyKind } from "../interpret/relevancy/index.js";
+import { computeRelevancy, relevancyRecord } from "../interpret/relevancy/index.js";
 import { createKernels } from "../kernels/index.js";
 import type { KernelChoice } from "../kernels/types.js";
 import { loadModel } from "../models/registry.js";

@@ -1,6 +1,6 @@
 import { Command, InvalidArgumentError, Option } from "commander";
 import { runBatch } from "../batch/run-batch.js";
-import { RELEVANCY_MODES } from "../interpret/relevancy.js";
+import { RELEVANCY_MODES } from "../interpret/relevancy/index.js";
 import { parseKernelChoice } from "../kernels/index.js";
 import { defaultModelDir } from "./default-model.js";
 import { etaSeconds, formatDuration } from "./progress.js";

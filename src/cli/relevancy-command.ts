@@ -1,6 +1,10 @@
 import { Command, InvalidArgumentError, Option } from "commander";
-import { RELEVANCY_MODES, VISION_RELEVANCY_KINDS, type VisionRelevancyKind } from "../interpret/relevancy.js";
-import { computeRelevancy } from "../interpret/relevancy-run.js";
+import {
+  computeRelevancy,
+  RELEVANCY_MODES,
+  VISION_RELEVANCY_KINDS,
+  type VisionRelevancyKind,
+} from "../interpret/relevancy/index.js";
 import { parseKernelChoice } from "../kernels/index.js";
 import { stderrProgress } from "./progress.js";
 

@@ -9,17 +9,17 @@ import * as path from "node:path";
 import { parentPort, workerData } from "node:worker_threads";
 import { SafetensorsError } from "../hf/safetensors.js";
 import type { TextProcessor } from "../hf/tokenizer.js";
+import { CAUSAL_FORMAT, type CausalDocument, CausalError } from "../interpret/causal/explain-run.js";
+import type { RelevancyMode } from "../interpret/relevancy/index.js";
 import {
   AttentionQueryError,
   attentionSummary,
   headImageMaps,
   patchAttention,
-} from "../interpret/attention.js";
-import { CAUSAL_FORMAT, type CausalDocument, CausalError } from "../interpret/causal/explain-run.js";
-import { causalView } from "../interpret/causal-view.js";
-import { compareRuns } from "../interpret/compare-view.js";
-import { imageGeometry } from "../interpret/image-tokens.js";
-import type { RelevancyMode } from "../interpret/relevancy.js";
+} from "../interpret/views/attention.js";
+import { causalView } from "../interpret/views/causal-view.js";
+import { compareRuns } from "../interpret/views/compare-view.js";
+import { imageGeometry } from "../interpret/views/image-tokens.js";
 import {
   type RelevancyMapKind,
   RelevancyViewError,
@@ -27,7 +27,7 @@ import {
   relevancyReliance,
   relevancyStatus,
   relevancyText,
-} from "../interpret/relevancy-panels.js";
+} from "../interpret/views/relevancy-panels.js";
 import { loadTextProcessor } from "../models/registry.js";
 import { checkRunFile, MANIFEST_FILE, Run, RunError, RunFileError, readRunFile } from "../run/run-dir.js";
 import type { AnalysisWorkerData, FromAnalysisWorker, ToAnalysisWorker } from "./worker-protocol.js";

@@ -7,7 +7,7 @@
 import * as os from "node:os";
 import { parentPort, workerData } from "node:worker_threads";
 import { explainRun } from "../interpret/causal/explain-run.js";
-import { computeRelevancy } from "../interpret/relevancy-run.js";
+import { computeRelevancy } from "../interpret/relevancy/index.js";
 import { createKernels, type Kernels } from "../kernels/index.js";
 import { loadModel } from "../models/registry.js";
 import type { VisionLanguageModel } from "../models/types.js";

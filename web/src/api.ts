@@ -1,5 +1,5 @@
 /** The server's REST + SSE API, typed for the views. All numbers are computed server-side by the library. */
-import type { ImageGeometry } from "../../src/interpret/image-tokens";
+import type { ImageGeometry } from "../../src/interpret/views/image-tokens";
 
 export type { ImageGeometry };
 

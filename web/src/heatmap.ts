@@ -2,7 +2,7 @@
  * Canvas drawing of heatmaps: maps over the run's ORIGINAL image (through its image-token geometry), layer ×
  * head grids, strips and colour bars.
  */
-import type { GridView, ImageGeometry } from "../../src/interpret/image-tokens";
+import type { GridView, ImageGeometry } from "../../src/interpret/views/image-tokens";
 import { lut } from "./colormap";
 
 export interface MapStyle {

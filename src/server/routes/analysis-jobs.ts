@@ -3,8 +3,8 @@
  */
 import type { FastifyInstance } from "fastify";
 import { z } from "zod";
-import { RELEVANCY_MODES } from "../../interpret/relevancy.js";
-import { RELEVANCY_MAP_KINDS } from "../../interpret/relevancy-panels.js";
+import { RELEVANCY_MODES } from "../../interpret/relevancy/index.js";
+import { RELEVANCY_MAP_KINDS } from "../../interpret/views/relevancy-panels.js";
 import { HttpError } from "../http-error.js";
 import {
   checkAnswerToken,

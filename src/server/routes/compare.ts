@@ -5,7 +5,7 @@
 import * as path from "node:path";
 import type { FastifyInstance } from "fastify";
 import { z } from "zod";
-import { RELEVANCY_MODES } from "../../interpret/relevancy.js";
+import { RELEVANCY_MODES } from "../../interpret/relevancy/index.js";
 import type { RunManifest } from "../../run/manifest.js";
 import { readBatchView } from "../batch-report.js";
 import { HttpError } from "../http-error.js";

@@ -3,7 +3,7 @@
  */
 import * as path from "node:path";
 import type { FastifyInstance } from "fastify";
-import type { ImageGeometry } from "../../interpret/image-tokens.js";
+import type { ImageGeometry } from "../../interpret/views/image-tokens.js";
 import { HttpError } from "../http-error.js";
 import { idParams, manifestOf, parse, type RoutesOptions, sendRunFile } from "../route-context.js";
 

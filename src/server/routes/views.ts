@@ -4,8 +4,8 @@
  */
 import type { FastifyInstance } from "fastify";
 import { z } from "zod";
-import { RELEVANCY_MODES } from "../../interpret/relevancy.js";
-import { RELEVANCY_MAP_KINDS } from "../../interpret/relevancy-panels.js";
+import { RELEVANCY_MODES } from "../../interpret/relevancy/index.js";
+import { RELEVANCY_MAP_KINDS } from "../../interpret/views/relevancy-panels.js";
 import {
   checkAnswerToken,
   idParams,

@@ -8,9 +8,9 @@
  * p = T + t − 1) and CLS rows of the ViT maps (`rel.vit|all|all_v2.<mode>`, diagonal at index 0). "Normalised"
  * means LVLM-Interpret's `handle_residual` applied to that row.
  */
-import type { ImageLayout } from "../models/image-layout.js";
+import type { ImageLayout } from "../../models/image-layout.js";
+import { normalizeRow } from "../relevancy/index.js";
 import { towerRowToImageTokens } from "./image-tokens.js";
-import { normalizeRow } from "./relevancy.js";
 import { averagePaddedRows, groupWords, isSeparatorToken, tokenDisplayText } from "./words.js";
 
 /** One value per image token (NaN where a map has none); the token's place is image_token_boxes[i]. */

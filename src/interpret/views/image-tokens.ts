@@ -4,7 +4,7 @@
  * assumed square grid or contiguous span.
  */
 // Types only from models/: the web app imports this module's types (type-only), so it stays free of Node.
-import { type ImageLayout, tokenPlaces, towerTokens } from "../models/image-layout.js";
+import { type ImageLayout, tokenPlaces, towerTokens } from "../../models/image-layout.js";
 
 /** A grid segment of the image as the web app draws it. */
 export interface GridView {

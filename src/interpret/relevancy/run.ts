@@ -5,22 +5,22 @@
  * Computing a subset of tokens merges into what an earlier call stored, so a UI can fill tokens in on demand.
  */
 import * as fs from "node:fs";
-import type { TensorToWrite } from "../hf/safetensors.js";
-import { createKernels } from "../kernels/index.js";
-import type { KernelChoice, Kernels } from "../kernels/types.js";
-import { loadModel } from "../models/registry.js";
-import type { VisionLanguageModel } from "../models/types.js";
-import { IMAGE_GRID_TENSOR, Run } from "../run/run-dir.js";
+import type { TensorToWrite } from "../../hf/safetensors.js";
+import { createKernels } from "../../kernels/index.js";
+import type { KernelChoice, Kernels } from "../../kernels/types.js";
+import { loadModel } from "../../models/registry.js";
+import type { VisionLanguageModel } from "../../models/types.js";
+import { IMAGE_GRID_TENSOR, Run } from "../../run/run-dir.js";
+import { relevancyMaps } from "./maps.js";
+import { resolveTokens } from "./plan.js";
 import {
   RELEVANCY_MODES,
   RelevancyError,
   type RelevancyMode,
-  relevancyMaps,
-  resolveTokens,
   VISION_RELEVANCY_KINDS,
   type VisionRelevancyKind,
   type VitGradients,
-} from "./relevancy.js";
+} from "./types.js";
 
 export interface ComputeRelevancyOptions {
   mode: RelevancyMode;

@@ -7,11 +7,10 @@
  * tokens (the share of the token's image relevancy on each patch), so two runs whose relevancy differs in
  * overall scale still compare patch by patch. The difference is A − B on that scale (range −1…1).
  */
-import type { Run } from "../run/run-dir.js";
+import type { Run } from "../../run/run-dir.js";
+import { normalizeRow, type RelevancyMode, relevancyTensorName } from "../relevancy/index.js";
 import { imageGeometry } from "./image-tokens.js";
-import { normalizeRow, type RelevancyMode } from "./relevancy.js";
 import { RelevancyViewError, relevancyStatus } from "./relevancy-panels.js";
-import { relevancyTensorName } from "./relevancy-run.js";
 import { topWordsVsImage } from "./relevancy-views.js";
 
 /** How one token's (normalised) relevancy splits between the image and the question text. */

@@ -4,9 +4,9 @@
  * image patches and weights, its growth with the search radius, and the head importances. Input: a
  * `causal/<k>.json` document (format: docs/trace-format.md, section "causal/<k>.json") and the run's manifest.
  */
-import type { RunManifest } from "../run/manifest.js";
-import type { ImageTokens } from "../run/run-dir.js";
-import type { CausalDocument } from "./causal/explain-run.js";
+import type { RunManifest } from "../../run/manifest.js";
+import type { ImageTokens } from "../../run/run-dir.js";
+import type { CausalDocument } from "../causal/explain-run.js";
 import { imageTokenLabels } from "./image-tokens.js";
 import { tokenDisplayText } from "./words.js";
 

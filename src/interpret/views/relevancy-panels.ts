@@ -4,9 +4,14 @@
  * token's image-vs-text reliance. Reads the tensors `computeRelevancy` stored (`rel.<kind>.<mode>` [G, width])
  * and the record in `manifest.extras.relevancy[mode]`; the maths are relevancy-views.ts / words.ts.
  */
-import type { Run } from "../run/run-dir.js";
-import { normalizeRow, type RelevancyMode, VISION_RELEVANCY_KINDS } from "./relevancy.js";
-import { type RelevancyRecord, relevancyTensorName } from "./relevancy-run.js";
+import type { Run } from "../../run/run-dir.js";
+import {
+  normalizeRow,
+  type RelevancyMode,
+  type RelevancyRecord,
+  relevancyTensorName,
+  VISION_RELEVANCY_KINDS,
+} from "../relevancy/index.js";
 import {
   chainImageMap,
   type ImageMap,

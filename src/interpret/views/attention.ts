@@ -18,8 +18,8 @@
  * Only the rows needed are read from disk (one contiguous read per head), never the whole [H, S, S] tensor,
  * so the summary of a 7B run touches G·S values per head instead of S².
  */
-import { DTYPE_BYTES, toF32 } from "../hf/safetensors.js";
-import type { Run } from "../run/run-dir.js";
+import { DTYPE_BYTES, toF32 } from "../../hf/safetensors.js";
+import type { Run } from "../../run/run-dir.js";
 
 /** A query outside the run (bad layer, token or patch index); the message says which and the valid range. */
 export class AttentionQueryError extends Error {

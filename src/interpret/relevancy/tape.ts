@@ -1,0 +1,43 @@
+/** The one forward pass every backward of a relevancy request runs on. */
+import type { Kernels } from "../../kernels/types.js";
+import type { DecoderTape } from "../../models/decoder.js";
+import type { ImageEncoding, VisionLanguageModel } from "../../models/types.js";
+import type { RelevancyPlan } from "./plan.js";
+import type { RelevancyInputs } from "./types.js";
+
+/** The one forward every backward of a request runs on. */
+export interface ForwardTape {
+  model: VisionLanguageModel;
+  kernels: Kernels;
+  inputIds: number[];
+  generatedIds: number[];
+  /** The image encoding, with the tower's activations when vision maps are wanted. */
+  image: ImageEncoding;
+  llm: DecoderTape;
+}
+
+/**
+ * One forward over positions 0 … T+tmax−1 with every activation kept: position p's activations do not
+ * depend on later positions, so the backward of token t runs on the prefix 0 … T+t−1 of this tape.
+ */
+export async function recordForward(
+  model: VisionLanguageModel,
+  kernels: Kernels,
+  inputs: RelevancyInputs,
+  plan: RelevancyPlan,
+): Promise<ForwardTape> {
+  const { inputIds, generatedIds } = inputs;
+  const nAll = plan.nAll;
+  const seq = [...inputIds, ...generatedIds].slice(0, nAll);
+  const image = await model.encodeImage(kernels, inputs.pixels, {
+    tape: plan.needVision,
+    layout: inputs.layout,
+  });
+  const embeds = model.buildInputsEmbeds(seq, image);
+  const dec = model.decoder;
+  const fwd = await dec.forward(kernels, embeds, model.positionIds(seq, inputs.layout), dec.newCache(nAll), {
+    tape: true,
+    logitRows: [nAll - 1],
+  });
+  return { model, kernels, inputIds, generatedIds, image, llm: fwd.tape! };
+}

@@ -1,0 +1,74 @@
+/** The relevancy request and result types, the modes and kinds listed once, and the request error. */
+import type { ImageLayout } from "../../models/image-layout.js";
+import type { PixelValues } from "../../models/types.js";
+
+/** The relevancy modes and vision-side kinds, listed once (CLI choices and server schemas use these). */
+export const RELEVANCY_MODES = ["exact", "incremental"] as const;
+export const VISION_RELEVANCY_KINDS = ["vit", "all", "all_v2", "chain"] as const;
+export type RelevancyMode = (typeof RELEVANCY_MODES)[number];
+export type VisionRelevancyKind = (typeof VISION_RELEVANCY_KINDS)[number];
+export type VitGradients = "fresh" | "accumulated";
+
+export class RelevancyError extends Error {}
+
+export interface RelevancyInputs {
+  /** Expanded prompt ids (length T). */
+  inputIds: number[];
+  /** Generated ids (length G). Token t is predicted by position T + t − 1. */
+  generatedIds: number[];
+  /** pixel_values as the processor returned them. */
+  pixels: PixelValues;
+  /** The image's token layout (the run's `image_layout`): position ids may depend on it. */
+  layout: ImageLayout;
+}
+
+export interface RelevancyOptions {
+  mode: RelevancyMode;
+  vision?: VisionRelevancyKind[];
+  /** Generated-token indices to compute (default: all). */
+  tokens?: number[];
+  /** ViT gradients for vit/all/all_v2 (default: fresh for exact, accumulated for incremental — the tool's). */
+  vitGradients?: VitGradients;
+  /** Also return full matrices (R, CAMs, ViT maps): for tests and debugging, costs O(n³). */
+  keepMatrices?: boolean;
+  onProgress?: (stage: string, done: number, total: number) => void;
+}
+
+export interface TokenRelevancy {
+  /** Generated-token index t. */
+  token: number;
+  /** Position p = T + t − 1 whose logits chose it. */
+  position: number;
+  /** Row p of the raw LLM map R (length p + 1). */
+  llm: Float32Array;
+  /** CLS rows (length S_vit) of the raw ViT-propagated maps. */
+  vit?: Float32Array;
+  all?: Float32Array;
+  allV2?: Float32Array;
+  /** Patch relevancy (length = number of patches). */
+  chain?: Float32Array;
+  matrices?: {
+    /** Raw LLM rollout (p+1)×(p+1) and its per-layer CAMs. */
+    R: Float32Array;
+    cams: Float32Array[];
+    /** ViT CAMs of the layers used (with the gradients of the vit kinds), and the S×S maps. */
+    vitCams?: Float32Array[];
+    vitR?: Float32Array;
+    allR?: Float32Array;
+    /** ViT rollout with fresh gradients (what `chain` uses). */
+    chainVitR?: Float32Array;
+  };
+}
+
+export interface RelevancyResult {
+  mode: RelevancyMode;
+  vitGradients: VitGradients;
+  tokens: TokenRelevancy[];
+  /** Sequence positions of the image tokens. */
+  imagePositions: number[];
+  /** ViT sequence length (with CLS when present; 0 without vision maps on a tower-less geometry). */
+  vitSeqLen: number;
+  hasCls: boolean;
+  /** ViT layers whose CAMs enter the vit/all/all_v2 rollouts (and, fresh, the chain). */
+  vitLayers: number[];
+}
