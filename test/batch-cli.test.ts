@@ -13,6 +13,8 @@ import sharp from "sharp";
 import { judgeAnswer } from "../src/batch/answers.js";
 import type { BatchReport } from "../src/batch/report.js";
 import { encodePng } from "../src/hf/image-decode.js";
+import { CAUSAL_FORMAT } from "../src/interpret/causal/explain-run.js";
+import { TENSORS_FILE } from "../src/run/run-dir.js";
 import { makePair } from "../src/shapes/pairs.js";
 import { ROOT, tempDir } from "./fixture-utils.js";
 
@@ -189,6 +191,40 @@ describe("batch command", () => {
     assert.equal(r.items[0].options!.length, 2);
     assert.match(manifest(out, "1").prompt, / \(a\) .+ \(b\) /);
     assert.equal(r.aggregates.pairs.n, 2);
+  });
+
+  test("--vision and --causal: maps for every answer token, a causal explanation, added later without re-tracing", () => {
+    const dataset = pairSet();
+    const out = path.join(tempDir("batch-vision"), "v");
+    const first = batch(["--dataset", dataset, "--out", out, "--limit", "1", "--vision", "vit", "--causal"]);
+    assert.equal(first.code, 0, first.stderr);
+    const runDir = path.join(out, "runs/p0-a");
+    const m = manifest(out, "p0-a");
+    const G = m.generated_ids.length;
+    const all = Array.from({ length: G }, (_, t) => t);
+    const rec = m.extras.relevancy.incremental;
+    assert.deepEqual(rec.computed.llm, all);
+    assert.deepEqual(rec.computed.vit, all);
+    assert.equal(rec.computed.chain, undefined, "only the maps asked for");
+    const causalFiles = fs.readdirSync(path.join(runDir, "causal")).filter((f) => f.endsWith(".json"));
+    assert.equal(causalFiles.length, 1, causalFiles.join());
+    const doc = JSON.parse(fs.readFileSync(path.join(runDir, "causal", causalFiles[0]), "utf8"));
+    assert.equal(doc.format, CAUSAL_FORMAT);
+    assert.equal(readReport(out).settings.causal, true);
+
+    // Same settings again: nothing to do. More maps later: added to the same runs, the trace kept.
+    const tensors = path.join(runDir, TENSORS_FILE);
+    const traced = fs.statSync(tensors).mtimeMs;
+    const again = batch(["--dataset", dataset, "--out", out, "--limit", "1", "--vision", "vit", "--causal"]);
+    assert.equal(again.code, 0, again.stderr);
+    assert.match(again.stderr, /p0-a \(done before\)/);
+    const more = batch(["--dataset", dataset, "--out", out, "--limit", "1", "--vision", "vit,chain"]);
+    assert.equal(more.code, 0, more.stderr);
+    assert.doesNotMatch(more.stderr, /p0-a \(done before\)/);
+    assert.equal(fs.statSync(tensors).mtimeMs, traced, "not traced again");
+    const rec2 = manifest(out, "p0-a").extras.relevancy.incremental;
+    assert.deepEqual(rec2.computed.chain, all);
+    assert.deepEqual(rec2.computed.vit, all);
   });
 
   test("bad datasets: one-line errors naming the file and line, nothing run", () => {
