@@ -8,19 +8,41 @@ import { parseArgs } from "node:util";
 import { encodePng } from "../src/hf/image-decode.js";
 import { makePair } from "../src/shapes/pairs.js";
 
-const { values } = parseArgs({
-  options: {
-    out: { type: "string", default: "runs/shapes-pairs" },
-    pairs: { type: "string", default: "60" },
-    seed: { type: "string", default: "23" },
-  },
-});
+const USAGE =
+  "usage: npm run make:pairs [-- --out DIR (default runs/shapes-pairs) --pairs N (60) --seed S (23)]";
+
+/** Bad arguments end in one line naming the problem and the usage, not a stack trace. */
+function fail(message: string): never {
+  process.stderr.write(`error: ${message} (see --help)\n`);
+  process.exit(1);
+}
+
+function readArgs() {
+  try {
+    return parseArgs({
+      options: {
+        out: { type: "string", default: "runs/shapes-pairs" },
+        pairs: { type: "string", default: "60" },
+        seed: { type: "string", default: "23" },
+        help: { type: "boolean", short: "h", default: false },
+      },
+    }).values;
+  } catch (e) {
+    fail((e as Error).message);
+  }
+}
+
+const values = readArgs();
+if (values.help) {
+  process.stdout.write(
+    `${USAGE}\nWrites DIR/pairs.jsonl and DIR/images/<id>.png for \`lvlm-interpret batch\`.\n`,
+  );
+  process.exit(0);
+}
 const n = Number(values.pairs);
 const seed = Number(values.seed);
-if (!Number.isInteger(n) || n < 1)
-  throw new Error(`--pairs must be a positive integer (got "${values.pairs}")`);
-if (!Number.isInteger(seed) || seed < 0)
-  throw new Error(`--seed must be a non-negative integer (got "${values.seed}")`);
+if (!Number.isInteger(n) || n < 1) fail(`--pairs must be a positive integer (got "${values.pairs}")`);
+if (!Number.isInteger(seed) || seed < 0) fail(`--seed must be a non-negative integer (got "${values.seed}")`);
 const out = values.out;
 fs.mkdirSync(path.join(out, "images"), { recursive: true });
 const lines: string[] = [];

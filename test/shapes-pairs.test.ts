@@ -3,8 +3,11 @@
  * or everything mirrored for position), their answers differ, and a pair is a pure function of (seed, index).
  */
 import assert from "node:assert/strict";
+import { spawnSync } from "node:child_process";
+import * as path from "node:path";
 import { test } from "node:test";
 import { makePair, PAIR_KINDS } from "../src/shapes/pairs.js";
+import { ROOT } from "./fixture-utils.js";
 
 function changedPixels(a: Uint8Array, b: Uint8Array): number[] {
   const out: number[] = [];
@@ -57,4 +60,20 @@ test("a pair is a pure function of seed and index", () => {
   assert.deepEqual(a.a.image.data, b.a.image.data);
   assert.deepEqual(a.b.image.data, b.b.image.data);
   assert.notDeepEqual(makePair(10, 6).a.image.data, a.a.image.data);
+});
+
+test("make:pairs: --help prints the usage; bad arguments fail in one line, not a stack trace", () => {
+  const script = path.join(ROOT, "dist/scripts/make-pairs.js");
+  const run = (...args: string[]) => spawnSync(process.execPath, [script, ...args], { encoding: "utf8" });
+  const help = run("--help");
+  assert.equal(help.status, 0, help.stderr);
+  assert.match(help.stdout, /^usage: npm run make:pairs/);
+  for (const [args, re] of [
+    [["--bogus"], /^error: Unknown option '--bogus' \(see --help\)$/],
+    [["--pairs", "x"], /^error: --pairs must be a positive integer \(got "x"\) \(see --help\)$/],
+  ] as const) {
+    const r = run(...args);
+    assert.equal(r.status, 1);
+    assert.match(r.stderr.trim(), re);
+  }
 });
