@@ -38,4 +38,4 @@ export interface Kernels {
   dispose(): Promise<void>;
 }
 
-export type KernelChoice = "ts" | "ort" | "auto";
+export type { KernelChoice } from "../contracts/lists.js";
