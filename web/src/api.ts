@@ -46,6 +46,7 @@ export type {
   HeadImageMaps,
   ImageGeometry,
   JobInfo,
+  MapGrouping,
   PatchAttention,
   RelevancyMapsView,
   RelevancyMode,
