@@ -4,6 +4,7 @@
 import * as path from "node:path";
 import type { FastifyInstance } from "fastify";
 import type { ConfigResponse, HealthResponse } from "../../contracts/http.js";
+import { IMAGE_MEDIA_TYPES } from "../../hf/image-decode.js";
 import type { RoutesOptions } from "../route-context.js";
 
 export async function infoRoutes(app: FastifyInstance, { ctx }: RoutesOptions): Promise<void> {
@@ -31,7 +32,7 @@ export async function infoRoutes(app: FastifyInstance, { ctx }: RoutesOptions): 
         status: model.status,
       },
       limits,
-      image_types: ["image/png", "image/jpeg", "image/webp"],
+      image_types: Object.values(IMAGE_MEDIA_TYPES),
     }),
   );
 }

@@ -4,6 +4,7 @@
 import * as path from "node:path";
 import type { FastifyInstance } from "fastify";
 import { type RunDeleted, type RunDetail, type RunsResponse, runIdParams } from "../../contracts/http.js";
+import { IMAGE_EXTENSIONS, IMAGE_MEDIA_TYPES, type ImageFormat } from "../../hf/image-decode.js";
 import { HttpError } from "../http-error.js";
 import { manifestOf, parse, type RoutesOptions, sendRunFile } from "../route-context.js";
 
@@ -67,12 +68,12 @@ export async function runRoutes(app: FastifyInstance, { ctx }: RoutesOptions): P
     const { id } = parse(runIdParams, req.params, "run");
     const { dir, m } = manifestOf(ctx, id);
     const ext = path.extname(m.original_image_file).toLowerCase();
+    const format = (Object.keys(IMAGE_EXTENSIONS) as ImageFormat[]).find((f) => IMAGE_EXTENSIONS[f] === ext);
     return sendRunFile(
       reply,
       dir,
       m.original_image_file,
-      ({ ".png": "image/png", ".jpg": "image/jpeg", ".webp": "image/webp" } as Record<string, string>)[ext] ??
-        "application/octet-stream",
+      format ? IMAGE_MEDIA_TYPES[format] : "application/octet-stream",
     );
   });
 }
