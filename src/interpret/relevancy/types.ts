@@ -1,4 +1,4 @@
-/** The relevancy request and result types, the modes and kinds listed once, and the request error. */
+/** The relevancy request and result types, the modes and kinds (contracts/lists.ts), and the request error. */
 import {
   RELEVANCY_MODES,
   type RelevancyMode,
