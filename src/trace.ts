@@ -3,9 +3,9 @@
  * LLM and vision layer, logits, features, the image the model saw). The CLI and the server call this.
  */
 import * as path from "node:path";
+import type { AttnDtype, ImageMode } from "./contracts/lists.js";
 import { generate } from "./generate/generate.js";
 import { decodeImage, encodePng, type RgbImage } from "./hf/image-decode.js";
-import type { ImageMode } from "./hf/image-processor.js";
 import type { TensorToWrite } from "./hf/safetensors.js";
 import type { Kernels } from "./kernels/types.js";
 import { layoutBoxes } from "./models/image-layout.js";
@@ -32,7 +32,7 @@ export interface TraceRequest {
   topP: number;
   seed: number;
   imageMode: ImageMode;
-  attnDtype: "f32" | "f16";
+  attnDtype: AttnDtype;
   out: string;
   overwrite?: boolean;
   onProgress?: (stage: string, done: number, total: number) => void;

@@ -1,5 +1,6 @@
 import { Command, InvalidArgumentError, Option } from "commander";
 import { runBatch } from "../batch/run-batch.js";
+import { KERNEL_CHOICES } from "../contracts/lists.js";
 import { RELEVANCY_MODES } from "../interpret/relevancy/index.js";
 import { parseKernelChoice } from "../kernels/index.js";
 import { defaultModelDir } from "./default-model.js";
@@ -39,7 +40,7 @@ export function batchCommand(): Command {
     .option("--max-new-tokens <n>", "most tokens per answer", positiveInt("--max-new-tokens"), 16)
     .addOption(
       new Option("--kernels <impl>", "matmul kernels: auto (by size) | ts | ort")
-        .choices(["auto", "ts", "ort"])
+        .choices([...KERNEL_CHOICES])
         .default("auto"),
     )
     .action(async (o) => {

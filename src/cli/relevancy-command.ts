@@ -1,4 +1,5 @@
 import { Command, InvalidArgumentError, Option } from "commander";
+import { KERNEL_CHOICES } from "../contracts/lists.js";
 import {
   computeRelevancy,
   RELEVANCY_MODES,
@@ -67,7 +68,7 @@ export function relevancyCommand(): Command {
     .option("--model <dir>", "checkpoint folder (default: the one recorded in the run)")
     .addOption(
       new Option("--kernels <impl>", "matmul kernels: auto (by size) | ts | ort")
-        .choices(["auto", "ts", "ort"])
+        .choices([...KERNEL_CHOICES])
         .default("auto"),
     )
     .action(async (o) => {

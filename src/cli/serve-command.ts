@@ -1,5 +1,6 @@
 import * as path from "node:path";
 import { Command, InvalidArgumentError, Option } from "commander";
+import { KERNEL_CHOICES } from "../contracts/lists.js";
 import { buildServer } from "../server/app.js";
 import { defaultModelDir, PROJECT_ROOT } from "./default-model.js";
 
@@ -27,7 +28,7 @@ export function serveCommand(): Command {
     .option("--data <dir>", "folder for runs and their index", path.join(PROJECT_ROOT, "runs"))
     .addOption(
       new Option("--kernels <impl>", "matmul kernels: auto (by size) | ts | ort")
-        .choices(["auto", "ts", "ort"])
+        .choices([...KERNEL_CHOICES])
         .default("auto"),
     )
     .option("--max-upload-mb <n>", "largest image upload in MiB", intArg("--max-upload-mb", 1, 1024), 20)

@@ -1,6 +1,6 @@
 import * as fs from "node:fs";
 import { Command, InvalidArgumentError, Option } from "commander";
-import { IMAGE_MODES } from "../hf/image-processor.js";
+import { ATTN_DTYPES, IMAGE_MODES, KERNEL_CHOICES } from "../contracts/lists.js";
 import { createKernels, parseKernelChoice } from "../kernels/index.js";
 import { loadModel } from "../models/registry.js";
 import { checkRunOut } from "../run/run-dir.js";
@@ -50,12 +50,12 @@ export function traceCommand(): Command {
     )
     .addOption(
       new Option("--attn-dtype <dtype>", "dtype of stored attentions (f16 halves the run size)")
-        .choices(["f32", "f16"])
+        .choices([...ATTN_DTYPES])
         .default("f32"),
     )
     .addOption(
       new Option("--kernels <impl>", "matmul kernels: auto (by size) | ts | ort")
-        .choices(["auto", "ts", "ort"])
+        .choices([...KERNEL_CHOICES])
         .default("auto"),
     )
     .option("--overwrite", "replace an existing run directory")

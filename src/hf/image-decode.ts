@@ -35,6 +35,13 @@ export type ImageFormat = "png" | "jpeg" | "webp";
 /** The file extension each format is stored under. */
 export const IMAGE_EXTENSIONS: Record<ImageFormat, string> = { png: ".png", jpeg: ".jpg", webp: ".webp" };
 
+/** Each format's media type (what the server accepts and serves). */
+export const IMAGE_MEDIA_TYPES: Record<ImageFormat, string> = {
+  png: "image/png",
+  jpeg: "image/jpeg",
+  webp: "image/webp",
+};
+
 const PNG_SIGNATURE = [0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a];
 
 /** Identifies PNG / JPEG / WebP from the first bytes; `null` for anything else. */

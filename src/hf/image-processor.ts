@@ -12,6 +12,7 @@
  * needs, the intermediate clipped to uint8, an unneeded pass skipped, and NEAREST through Pillow's affine
  * nearest-neighbour scaler.
  */
+import { IMAGE_MODES, type ImageMode } from "../contracts/lists.js";
 import { ConfigError, type VisionModelType } from "./config.js";
 import type { RgbImage } from "./image-decode.js";
 
@@ -28,8 +29,7 @@ export const PIL_RESAMPLE_CODES: Record<number, ResampleFilter> = {
 };
 
 /** LVLM-Interpret's image modes: the processor as is, pad to a square first, or resize to the tower's square. */
-export const IMAGE_MODES = ["default", "pad", "resize"] as const;
-export type ImageMode = (typeof IMAGE_MODES)[number];
+export { IMAGE_MODES, type ImageMode };
 
 export interface HeightWidth {
   height: number;

@@ -2,6 +2,7 @@
  * Kernel selection. "ts" and "ort" force one implementation; "auto" sends calls below a FLOP threshold to
  * the TypeScript kernels (no per-call overhead) and everything larger to onnxruntime.
  */
+import { KERNEL_CHOICES } from "../contracts/lists.js";
 import { OrtKernels, type OrtKernelsOptions } from "./ort-kernels.js";
 import { TsKernels } from "./ts-kernels.js";
 import type { KernelChoice, Kernels, WeightMatrix } from "./types.js";
@@ -10,7 +11,7 @@ export { OrtKernels } from "./ort-kernels.js";
 export { TsKernels } from "./ts-kernels.js";
 export type { KernelChoice, Kernels, WeightMatrix } from "./types.js";
 
-export const KERNEL_CHOICES: readonly KernelChoice[] = ["auto", "ts", "ort"];
+export { KERNEL_CHOICES };
 
 /**
  * Calls doing fewer than this many FLOPs (2·batch·m·k·n) go to the TS kernels under "auto". Measured on a

@@ -3,6 +3,8 @@
  * (onnxruntime-node graphs built in code). Element-wise work stays outside the kernels.
  */
 
+import type { KernelChoice } from "../contracts/lists.js";
+
 /** A weight matrix in Hugging Face Linear layout [out, in] (y = x·Wᵀ + b). 16-bit weights stay 16-bit. */
 export interface WeightMatrix {
   rows: number; // out_features
@@ -13,7 +15,8 @@ export interface WeightMatrix {
 }
 
 export interface Kernels {
-  readonly name: "ts" | "ort";
+  /** The implementation ("auto" is a choice between them, not one). */
+  readonly name: Exclude<KernelChoice, "auto">;
   /** y[m, w.rows] = x[m, w.cols] · wᵀ (+ bias). */
   linear(x: Float32Array, m: number, w: WeightMatrix, bias?: Float32Array | null): Promise<Float32Array>;
   /**
@@ -38,4 +41,4 @@ export interface Kernels {
   dispose(): Promise<void>;
 }
 
-export type KernelChoice = "ts" | "ort" | "auto";
+export type { KernelChoice };

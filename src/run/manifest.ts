@@ -4,12 +4,11 @@
  * Format "lvlm-trace/2" (docs/trace-format.md); "lvlm-trace/1" runs are read and converted (./v1.ts).
  */
 import { z } from "zod";
-import { IMAGE_MODES } from "../hf/image-processor.js";
+import { ATTN_DTYPES, IMAGE_MODES } from "../contracts/lists.js";
 import { imageLayoutSchema, layoutProblem } from "../models/image-layout.js";
 
 export const RUN_FORMAT = "lvlm-trace/2";
 export const RUN_FORMAT_V1 = "lvlm-trace/1";
-export const ATTN_DTYPES = ["f32", "f16"] as const;
 
 const int = z.number().int();
 const nat = int.nonnegative();

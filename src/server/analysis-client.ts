@@ -1,5 +1,6 @@
 /** Calls into the analysis worker; errors come back as {@link HttpError}s with the worker's message. */
 import { Worker } from "node:worker_threads";
+import type { AnalysisHandlers } from "./analysis-worker.js";
 import { HttpError } from "./http-error.js";
 import type { AnalysisWorkerData, FromAnalysisWorker, ToAnalysisWorker } from "./worker-protocol.js";
 
@@ -33,10 +34,14 @@ export class AnalysisClient {
     return w;
   }
 
-  call<T>(fn: string, ...args: unknown[]): Promise<T> {
+  /** Runs one of the worker's queries; the answer has the type that query returns there. */
+  call<K extends keyof AnalysisHandlers>(
+    fn: K,
+    ...args: Parameters<AnalysisHandlers[K]>
+  ): Promise<Awaited<ReturnType<AnalysisHandlers[K]>>> {
     const w = this.ensure();
     const id = this.nextId++;
-    return new Promise<T>((resolve, reject) => {
+    return new Promise((resolve, reject) => {
       this.pending.set(id, { resolve: resolve as (v: unknown) => void, reject });
       w.postMessage({ id, fn, args } satisfies ToAnalysisWorker);
     });

@@ -7,10 +7,11 @@ import { createHash } from "node:crypto";
 import * as fs from "node:fs";
 import * as path from "node:path";
 import { parentPort, workerData } from "node:worker_threads";
+import type { RelevancyRelianceView } from "../contracts/http.js";
+import type { MapGrouping, RelevancyMapKind, RelevancyMode } from "../contracts/lists.js";
 import { SafetensorsError } from "../hf/safetensors.js";
 import type { TextProcessor } from "../hf/tokenizer.js";
 import { CAUSAL_FORMAT, type CausalDocument, CausalError } from "../interpret/causal/explain-run.js";
-import type { RelevancyMode } from "../interpret/relevancy/index.js";
 import {
   AttentionQueryError,
   attentionSummary,
@@ -21,7 +22,6 @@ import { causalView } from "../interpret/views/causal-view.js";
 import { compareRuns } from "../interpret/views/compare-view.js";
 import { imageGeometry } from "../interpret/views/image-tokens.js";
 import {
-  type RelevancyMapKind,
   RelevancyViewError,
   relevancyImageMaps,
   relevancyReliance,
@@ -87,7 +87,8 @@ const imageDigests = new WeakMap<Run, string>();
 /** A query error the user caused (400) rather than a broken run (500). */
 export class QueryError extends Error {}
 
-const handlers: Record<string, (...args: any[]) => unknown> = {
+/** Each query the server can ask; the routes' answers are what these return (typed by contracts/http.ts). */
+const handlers = {
   summary: (dir: string, tokens?: number[]) => attentionSummary(openRun(dir), tokens),
   heads: (dir: string, layer: number, tokens?: number[]) => headImageMaps(openRun(dir), layer, tokens),
   patches: (dir: string, layer: number, patches: number[]) => patchAttention(openRun(dir), layer, patches),
@@ -113,13 +114,7 @@ const handlers: Record<string, (...args: any[]) => unknown> = {
       warnings: unknown ? [unknown] : [],
     };
   },
-  relMaps: (
-    dir: string,
-    mode: RelevancyMode,
-    kind: RelevancyMapKind,
-    by: "word" | "token",
-    normalized: boolean,
-  ) =>
+  relMaps: (dir: string, mode: RelevancyMode, kind: RelevancyMapKind, by: MapGrouping, normalized: boolean) =>
     relevancyImageMaps(
       openRun(dir),
       mode,
@@ -132,7 +127,7 @@ const handlers: Record<string, (...args: any[]) => unknown> = {
     const run = openRun(dir);
     return relevancyText(run, mode, token, promptTokens(run));
   },
-  relReliance: (dir: string, mode: RelevancyMode) => {
+  relReliance: (dir: string, mode: RelevancyMode): RelevancyRelianceView => {
     const run = openRun(dir);
     return { mode, tokens: relevancyReliance(run, mode, promptTokens(run)) };
   },
@@ -177,13 +172,16 @@ const handlers: Record<string, (...args: any[]) => unknown> = {
     cache.delete(dir);
     return true;
   },
-};
+} satisfies Record<string, (...args: never[]) => unknown>;
+
+/** The worker's queries by name, for the typed client (analysis-client.ts). */
+export type AnalysisHandlers = typeof handlers;
 
 port.on("message", async (m: ToAnalysisWorker) => {
   let reply: FromAnalysisWorker;
   try {
-    const h = handlers[m.fn];
-    if (!h) throw new Error(`unknown analysis ${m.fn}`);
+    if (!Object.hasOwn(handlers, m.fn)) throw new Error(`unknown analysis ${m.fn}`);
+    const h = handlers[m.fn as keyof AnalysisHandlers] as (...args: unknown[]) => unknown;
     reply = { id: m.id, ok: true, value: await h(...m.args) };
   } catch (e) {
     const err = e as Error;

@@ -17,6 +17,7 @@ import Fastify, {
   type FastifyRequest,
 } from "fastify";
 import { PROJECT_ROOT } from "../cli/default-model.js";
+import type { KernelChoice } from "../contracts/lists.js";
 import { readModelSummary } from "../models/registry.js";
 import { AnalysisClient } from "./analysis-client.js";
 import { HttpError, quoted } from "./http-error.js";
@@ -54,7 +55,7 @@ export interface ServerOptions {
   dataDir: string;
   /** Folder of the built web UI (default dist/web). */
   webDir?: string;
-  kernels?: "auto" | "ts" | "ort";
+  kernels?: KernelChoice;
   limits?: Partial<ServerLimits>;
   /** The address the server will bind; loopback binds only accept loopback Host headers. */
   host?: string;

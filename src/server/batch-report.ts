@@ -8,6 +8,7 @@
 import * as fs from "node:fs";
 import * as path from "node:path";
 import { z } from "zod";
+import type { BatchItemView, BatchView } from "../contracts/http.js";
 import { HttpError } from "./http-error.js";
 import { zodMessage } from "./run-validate.js";
 
@@ -43,33 +44,7 @@ const reportSchema = z.object({
     .optional(),
 });
 
-export interface BatchItemView {
-  id: string;
-  pair: string | null;
-  question: string;
-  answer: string | null;
-  expected: string | null;
-  correct: boolean | null;
-  /** LVLM-Interpret's reliance and the image share of the first answer token (null: not computed). */
-  lvlm: number | null;
-  image_share: number | null;
-  error: string | null;
-  /** The item's run in the data folder (null: not indexed there). */
-  run_id: string | null;
-  /** The run of the other item of its pair, when indexed. */
-  pair_run_id: string | null;
-  /** How the pair fared: both right, one, none; null outside a complete, judged pair. */
-  pair_result: "both" | "one" | "none" | null;
-}
-
-export interface BatchView {
-  name: string;
-  created_at: string | null;
-  complete: boolean;
-  accuracy: number | null;
-  pairs: { n: number; both: number; one: number; none: number } | null;
-  items: BatchItemView[];
-}
+export type { BatchItemView, BatchView };
 
 /** Where the report of a data folder's batch is: beside the runs folder. */
 export function batchReportPath(dataDir: string): string {

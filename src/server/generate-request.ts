@@ -5,27 +5,10 @@
  * cannot read comes back as a warning.
  */
 import type { FastifyError, FastifyRequest } from "fastify";
-import { z } from "zod";
-import { IMAGE_MODES } from "../hf/image-processor.js";
+import { type GenerateFields, generateFields } from "../contracts/http.js";
 import type { TextProcessor } from "../hf/tokenizer.js";
 import { HttpError, quoted } from "./http-error.js";
 import { zodMessage } from "./run-validate.js";
-
-export const generateFields = z.object({
-  prompt: z.string().trim().min(1, "ask a question (the prompt is empty)"),
-  max_new_tokens: z.coerce.number().int().min(1).default(32),
-  temperature: z.coerce.number().min(0).max(10).default(0),
-  top_p: z.coerce.number().gt(0).max(1).default(1),
-  seed: z.coerce
-    .number()
-    .int()
-    .min(0)
-    .max(2 ** 31 - 1)
-    .default(0),
-  image_mode: z.enum(IMAGE_MODES).default("default"),
-  attn_dtype: z.enum(["f32", "f16"]).default("f16"),
-});
-export type GenerateFields = z.infer<typeof generateFields>;
 
 export interface UploadedImage {
   bytes: Buffer;

@@ -7,17 +7,15 @@
  * server left unfinished (killed, crashed or shut down) are reported as "interrupted" when it starts again.
  */
 import { randomBytes } from "node:crypto";
+import type { JobEventData, JobEventType, JobInfo } from "../contracts/http.js";
+import type { JobKind, JobState } from "../contracts/lists.js";
 
-export type JobKind = "generate" | "relevancy" | "causal";
-/** "interrupted": the server stopped before the job finished (reported after the next start). */
-export type JobState = "queued" | "running" | "done" | "error" | "cancelled" | "interrupted";
+export type { JobInfo, JobKind, JobState };
 
-export interface JobEvent {
-  seq: number;
-  /** "failed" rather than "error": EventSource reserves the "error" event for connection problems. */
-  type: "state" | "progress" | "token" | "done" | "failed" | "cancelled";
-  data: Record<string, unknown>;
-}
+/** One server-sent event of a job; its data is the contract's for its type (contracts/http.ts). */
+export type JobEvent = {
+  [K in JobEventType]: { seq: number; type: K; data: JobEventData[K] };
+}[JobEventType];
 
 /** Thrown by runners (or raised by the queue) when a job was cancelled. */
 export class CancelledError extends Error {
@@ -34,21 +32,6 @@ export interface JobContext {
 }
 
 export type JobRunner = (ctx: JobContext) => Promise<Record<string, unknown>>;
-
-export interface JobInfo {
-  id: string;
-  kind: JobKind;
-  runId: string | null;
-  label: string;
-  state: JobState;
-  /** Jobs ahead of this one (the running one included); 0 when running or finished. */
-  position: number;
-  created_at: string;
-  result: Record<string, unknown> | null;
-  error: string | null;
-  /** What was asked (the request's fields, never file contents), so an interrupted job can be asked again. */
-  request: Record<string, unknown>;
-}
 
 /** Durable record of the jobs not yet finished (see the SQLite journal in job-journal.ts). */
 export interface JobJournal {
@@ -164,7 +147,7 @@ export class JobQueue {
     if (!j || TERMINAL.has(j.state)) return false;
     if (j.state === "queued") {
       this.waiting.splice(this.waiting.indexOf(j), 1);
-      this.finish(j, "cancelled", {});
+      this.finish(j, { state: "cancelled" });
       this.updatePositions();
     } else {
       j.controller.abort();
@@ -207,8 +190,8 @@ export class JobQueue {
     return { id, kind, runId, label, state, position, created_at, result, error, request };
   }
 
-  private emit(j: Job, type: JobEvent["type"], data: Record<string, unknown>): void {
-    const e: JobEvent = { seq: j.events.length, type, data };
+  private emit<K extends JobEventType>(j: Job, type: K, data: JobEventData[K]): void {
+    const e = { seq: j.events.length, type, data } as JobEvent;
     j.events.push(e);
     for (const l of [...j.listeners]) {
       try {
@@ -219,12 +202,22 @@ export class JobQueue {
     }
   }
 
-  private finish(j: Job, state: "done" | "error" | "cancelled", data: Record<string, unknown>): void {
-    j.state = state;
+  private finish(
+    j: Job,
+    end:
+      | { state: "done"; result: JobEventData["done"] }
+      | { state: "error"; message: string }
+      | { state: "cancelled" },
+  ): void {
+    j.state = end.state;
     j.position = 0;
-    if (state === "done") j.result = data;
-    if (state === "error") j.error = String(data.message);
-    this.emit(j, state === "error" ? "failed" : state, data);
+    if (end.state === "done") {
+      j.result = end.result;
+      this.emit(j, "done", end.result);
+    } else if (end.state === "error") {
+      j.error = end.message;
+      this.emit(j, "failed", { message: end.message });
+    } else this.emit(j, "cancelled", {});
     j.listeners.clear();
     this.journal?.forget(j.id);
   }
@@ -269,10 +262,10 @@ export class JobQueue {
     try {
       // A runner that returns has finished its work (a run written and indexed): that is "done" even when a
       // cancel arrived too late to stop it.
-      this.finish(j, "done", await j.runner(ctx));
+      this.finish(j, { state: "done", result: await j.runner(ctx) });
     } catch (e) {
-      if (e instanceof CancelledError || j.controller.signal.aborted) this.finish(j, "cancelled", {});
-      else this.finish(j, "error", { message: errorMessage(e) });
+      if (e instanceof CancelledError || j.controller.signal.aborted) this.finish(j, { state: "cancelled" });
+      else this.finish(j, { state: "error", message: errorMessage(e) });
     } finally {
       this.running = null;
       this.updatePositions();

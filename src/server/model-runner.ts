@@ -1,5 +1,7 @@
 /** The server side of the model worker: starts it, runs one job through it, forwards progress and cancel. */
+
 import { Worker } from "node:worker_threads";
+import type { ModelStatus } from "../contracts/http.js";
 import { CancelledError, type JobContext } from "./jobs.js";
 import type { FromModelWorker, ModelJobRequest, ModelWorkerData, ToModelWorker } from "./worker-protocol.js";
 
@@ -14,7 +16,7 @@ export class ModelRunner {
   private readonly pending = new Map<string, Pending>();
   private nextId = 0;
   /** "loading" until the worker reports; the model's load error if it failed. */
-  status: { state: "loading" | "ready" | "error"; message?: string } = { state: "loading" };
+  status: ModelStatus = { state: "loading" };
 
   constructor(
     private readonly data: ModelWorkerData,

@@ -6,7 +6,9 @@
 import * as fs from "node:fs";
 import * as path from "node:path";
 import type { FastifyReply } from "fastify";
-import { z } from "zod";
+import type { z } from "zod";
+import type { JobInfo, ServerLimits } from "../contracts/http.js";
+import type { JobKind } from "../contracts/lists.js";
 import type { ModelSummary } from "../models/registry.js";
 import type { RunManifest } from "../run/manifest.js";
 import type { AnalysisClient } from "./analysis-client.js";
@@ -17,23 +19,10 @@ import { type RunStore, readManifest } from "./run-store.js";
 import { zodMessage } from "./run-validate.js";
 import type { ModelJobRequest } from "./worker-protocol.js";
 
+export type { ServerLimits };
+
 /** Jobs allowed to wait in the queue at once; more is a 429. */
 export const MAX_WAITING_JOBS = 32;
-
-export interface ServerLimits {
-  /** Largest image upload, bytes. */
-  maxUploadBytes: number;
-  /** Largest decoded image, pixels. */
-  maxPixels: number;
-  maxPromptChars: number;
-  maxNewTokens: number;
-  /** Largest run archive upload (compressed), bytes. */
-  maxImportBytes: number;
-  /** Largest run archive content (the unpacked tar stream), bytes. */
-  maxUnpackedBytes: number;
-  /** Largest unpacked ÷ compressed ratio of a run archive (past 16 MiB unpacked): refuses decompression bombs. */
-  maxImportRatio: number;
-}
 
 export interface ServerContext {
   modelDir: string;
@@ -55,15 +44,6 @@ export function parse<T extends z.ZodTypeAny>(schema: T, value: unknown, what: s
   if (!r.success) throw new HttpError(400, `${what}: ${zodMessage(r.error)}`);
   return r.data;
 }
-
-export const idParams = z.object({ id: z.string() });
-
-/** "1,2,5" or "" → numbers; used for token lists in query strings. */
-export const intList = z
-  .string()
-  .max(20000)
-  .regex(/^(\d+(,\d+)*)?$/, "a comma-separated list of non-negative integers")
-  .transform((s) => (s ? s.split(",").map(Number) : []));
 
 /** An indexed run's folder and manifest; 422 when the manifest cannot be read. */
 export function manifestOf(ctx: ServerContext, id: string): { dir: string; m: RunManifest } {
@@ -115,11 +95,11 @@ export function checkQueueRoom(ctx: ServerContext): void {
 export function submitRunJob(
   ctx: ServerContext,
   id: string,
-  kind: "relevancy" | "causal",
+  kind: Exclude<JobKind, "generate">,
   label: string,
   asked: Record<string, unknown>,
   request: (dir: string) => ModelJobRequest,
-) {
+): JobInfo {
   const { store, queue, model } = ctx;
   const dir = store.dir(id);
   checkQueueRoom(ctx);

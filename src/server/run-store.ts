@@ -15,6 +15,8 @@ import { randomBytes } from "node:crypto";
 import * as fs from "node:fs";
 import * as path from "node:path";
 import Database from "better-sqlite3";
+import type { RunSummary } from "../contracts/http.js";
+import type { RunSource } from "../contracts/lists.js";
 import type { RunManifest } from "../run/manifest.js";
 import { makeDirs } from "../run/out-dir.js";
 import { readRunManifest } from "../run/run-dir.js";
@@ -24,20 +26,7 @@ export const RUN_ID_RE = /^[A-Za-z0-9][A-Za-z0-9_-]{0,79}$/;
 export const INDEX_FILE = "index.sqlite";
 const TMP_DIR = ".tmp";
 
-export type RunSource = "generated" | "imported" | "found";
-
-export interface RunSummary {
-  id: string;
-  created_at: string;
-  prompt: string;
-  answer: string;
-  n_tokens: number;
-  seq_len: number;
-  model: string;
-  image_mode: string;
-  source: RunSource;
-  indexed_at: string;
-}
+export type { RunSource, RunSummary };
 
 /** Checks a client-supplied run id; 400 with a readable message when it is not a plain run name. */
 export function checkRunId(id: string): string {

@@ -1,5 +1,11 @@
 /** Messages between the server and its worker threads. */
-import type { ImageMode } from "../hf/image-processor.js";
+import type {
+  AttnDtype,
+  ImageMode,
+  KernelChoice,
+  RelevancyMode,
+  VisionRelevancyKind,
+} from "../contracts/lists.js";
 
 export interface GeneratePayload {
   image: Uint8Array;
@@ -10,7 +16,7 @@ export interface GeneratePayload {
   topP: number;
   seed: number;
   imageMode: ImageMode;
-  attnDtype: "f32" | "f16";
+  attnDtype: AttnDtype;
   /** Run folder to create (inside the data dir; chosen by the server, never by a client). */
   out: string;
 }
@@ -18,8 +24,8 @@ export interface GeneratePayload {
 export interface RelevancyPayload {
   runDir: string;
   tokens: number[] | "all";
-  mode: "exact" | "incremental";
-  vision: ("vit" | "all" | "all_v2" | "chain")[];
+  mode: RelevancyMode;
+  vision: VisionRelevancyKind[];
 }
 
 export interface CausalPayload {
@@ -50,7 +56,7 @@ export type FromModelWorker =
 
 export interface ModelWorkerData {
   modelDir: string;
-  kernels: "auto" | "ts" | "ort";
+  kernels: KernelChoice;
 }
 
 export interface AnalysisWorkerData {

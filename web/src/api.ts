@@ -1,7 +1,59 @@
-/** The server's REST + SSE API, typed for the views. All numbers are computed server-side by the library. */
-import type { ImageGeometry } from "../../src/interpret/views/image-tokens";
+/**
+ * The server's REST + SSE API for the views. All numbers are computed server-side by the library. Every
+ * payload's type is the server's contract (src/contracts/http.ts), imported type-only: erased at build, so
+ * neither zod nor any server code reaches the bundle.
+ */
+import type {
+  AttentionSummary,
+  BatchItemView,
+  BatchView,
+  CausalHeadView,
+  CausalJobRequest,
+  CausalView,
+  CompareSide,
+  CompareView,
+  ConfigResponse,
+  GenerateResponse,
+  HeadImageMaps,
+  ImageGeometry,
+  ImportResponse,
+  JobCancelled,
+  JobDismissed,
+  JobEventData,
+  JobEventType,
+  JobInfo,
+  JobSubmitted,
+  JobsResponse,
+  PagMark,
+  PatchAttention,
+  RelevancyJobRequest,
+  RelevancyMapsView,
+  RelevancyRelianceView,
+  RelevancyTextView,
+  RunDeleted,
+  RunDetail,
+  RunSummary,
+  RunsResponse,
+} from "../../src/contracts/http";
+import type { MapGrouping, RelevancyMapKind, RelevancyMode } from "../../src/contracts/lists";
 
-export type { ImageGeometry };
+export type {
+  AttentionSummary,
+  CausalHeadView,
+  CausalView,
+  CompareSide,
+  CompareView,
+  HeadImageMaps,
+  ImageGeometry,
+  JobInfo,
+  MapGrouping,
+  PatchAttention,
+  RelevancyMapsView,
+  RelevancyMode,
+  RelevancyTextView,
+  RunDetail,
+  RunSummary,
+};
 
 export class ApiError extends Error {
   constructor(
@@ -43,233 +95,18 @@ const postJson = <T>(url: string, body: unknown) =>
   request<T>("POST", url, JSON.stringify(body), { "content-type": "application/json" });
 const enc = encodeURIComponent;
 
-export interface RunSummary {
-  id: string;
-  created_at: string;
-  prompt: string;
-  answer: string;
-  n_tokens: number;
-  seq_len: number;
-  model: string;
-  image_mode: string;
-  source: "generated" | "imported" | "found";
-}
-
-export type RelevancyMode = "exact" | "incremental";
-export type RelevancyKind = "llm" | "vit" | "all" | "all_v2" | "chain";
-
-export interface RunDetail {
-  id: string;
-  created_at: string;
-  prompt: string;
-  answer: string;
-  tokens: string[];
-  prompt_tokens: string[];
-  /** Things to know about the question (e.g. text the tokenizer reads as unknown tokens). */
-  warnings: string[];
-  settings: { max_new_tokens: number; temperature: number; top_p: number; seed: number; image_mode: string };
-  timings_ms: Record<string, number>;
-  attn_dtype: string;
-  model: {
-    dir: string;
-    model_type: string;
-    text_model_type: string;
-    vision_model_type: string;
-    llm_layers: number;
-    llm_heads: number;
-    vit_layers: number;
-  };
-  layout: {
-    T: number;
-    G: number;
-    S: number;
-    layers: number;
-    heads: number;
-  };
-  /** Where each image token is on the original picture (maps are one value per image token). */
-  image: ImageGeometry;
-  analyses: {
-    relevancy: Partial<Record<RelevancyMode, Partial<Record<RelevancyKind, number[]>>>>;
-    causal: number[];
-  };
-}
-
-export interface ServerConfig {
-  model: {
-    name: string;
-    text_model_type: string;
-    vision_model_type: string;
-    llm_layers: number;
-    llm_heads: number;
-    status: { state: string; message?: string };
-  };
-  limits: {
-    maxUploadBytes: number;
-    maxPixels: number;
-    maxPromptChars: number;
-    maxNewTokens: number;
-    maxImportBytes: number;
-  };
-}
-
-export interface AttentionSummary {
-  layers: number;
-  heads: number;
-  tokens: number[];
-  image: number[][];
-  question: number[][];
-}
-
-export interface HeadImageMaps {
-  layer: number;
-  tokens: number[];
-  heads: { head: number; mean: number; max: number; map: number[] }[];
-  headMeans: number[];
-  min: number;
-  max: number;
-}
-
-export interface PatchAttention {
-  layer: number;
-  patches: number[];
-  perHeadToken: number[][];
-  tokenMean: number[];
-  headMean: number[];
-  tokenSum: number[];
-}
-
-export interface RelevancyMapsView {
-  mode: RelevancyMode;
-  kind: RelevancyKind;
-  by: "word" | "token";
-  computed: number[];
-  items: {
-    label: string;
-    tokens: number[];
-    separator: boolean;
-    map: (number | null)[];
-    min: number;
-    max: number;
-  }[];
-}
-
-export interface RelevancyTextView {
-  token: number;
-  entries: { label: string; positions: number[]; value: number }[];
-  wordsVsImage: { bars: { label: string; value: number }[]; imageMax: number; reliance: number };
-}
-
-export interface RelevancyReliance {
-  tokens: { token: number; reliance: number; imageMax: number }[];
-}
-
-/** One run's side of a comparison (GET /api/compare). */
-export interface CompareSide {
-  id: string;
-  prompt: string;
-  answer: string;
-  tokens: string[];
-  token: number;
-  tokenText: string;
-  /** The token's LLM relevancy map as shares of its image relevancy (sum 1), one value per image token. */
-  map: (number | null)[];
-  min: number;
-  max: number;
-  share: { image: number; question: number; imageShare: number };
-  reliance: number;
-}
-
-export interface CompareView {
-  mode: RelevancyMode;
-  token: number;
-  sameImage: boolean;
-  sameQuestion: boolean;
-  a: CompareSide;
-  b: CompareSide;
-  difference: { map: (number | null)[]; absMax: number } | null;
-  differenceReason: string | null;
-}
-
-/** One item of the served batch report (GET /api/batch). */
-export interface BatchItem {
-  id: string;
-  pair: string | null;
-  question: string;
-  answer: string | null;
-  expected: string | null;
-  correct: boolean | null;
-  lvlm: number | null;
-  image_share: number | null;
-  error: string | null;
-  run_id: string | null;
-  pair_run_id: string | null;
-  pair_result: "both" | "one" | "none" | null;
-}
-
-export interface BatchReport {
-  name: string;
-  created_at: string | null;
-  complete: boolean;
-  accuracy: number | null;
-  pairs: { n: number; both: number; one: number; none: number } | null;
-  items: BatchItem[];
-}
-
-export type Mark = "arrow" | "tail" | "circle";
-
-export interface CausalHeadView {
-  head: number;
-  importance: number | null;
-  nodes: {
-    id: number;
-    kind: "image" | "text" | "target";
-    label: string;
-    patch: number | null;
-    radius: number | null;
-    inExplanation: boolean;
-  }[];
-  edges: { source: number; target: number; sourceMark: Mark; targetMark: Mark; text: string }[];
-  explanationPatches: number[];
-  patchWeights: number[];
-  growth: { radius: number; total: number; image: number; text: number }[];
-}
-
-export interface CausalView {
-  token: number;
-  tokenText: string;
-  layer: number;
-  target: number;
-  params: {
-    p_val_th: number;
-    num_samples: number;
-    max_range: number;
-    att_th: number;
-    max_num_image_tokens: number;
-  };
-  heads: CausalHeadView[];
-  patchWeights: number[];
-}
-
-export interface JobInfo {
-  id: string;
-  kind: "generate" | "relevancy" | "causal";
-  runId: string | null;
-  label: string;
-  /** "interrupted": the server stopped before the job finished. */
-  state: "queued" | "running" | "done" | "error" | "cancelled" | "interrupted";
-  position: number;
-  created_at: string;
-  result: Record<string, unknown> | null;
-  error: string | null;
-  /** What was asked (the request's fields). */
-  request: Record<string, unknown>;
-}
+export type RelevancyKind = RelevancyMapKind;
+export type ServerConfig = ConfigResponse;
+export type RelevancyReliance = RelevancyRelianceView;
+export type BatchItem = BatchItemView;
+export type BatchReport = BatchView;
+export type Mark = PagMark;
 
 export const api = {
-  config: () => get<ServerConfig>("/api/config"),
-  runs: () => get<{ runs: RunSummary[] }>("/api/runs"),
+  config: () => get<ConfigResponse>("/api/config"),
+  runs: () => get<RunsResponse>("/api/runs"),
   run: (id: string) => get<RunDetail>(`/api/runs/${enc(id)}`),
-  deleteRun: (id: string) => request<{ deleted: string }>("DELETE", `/api/runs/${enc(id)}`),
+  deleteRun: (id: string) => request<RunDeleted>("DELETE", `/api/runs/${enc(id)}`),
   imageUrl: (id: string) => `/api/runs/${enc(id)}/image`,
   inputUrl: (id: string) => `/api/runs/${enc(id)}/input`,
   exportUrl: (id: string) => `/api/runs/${enc(id)}/export`,
@@ -278,35 +115,38 @@ export const api = {
     get<HeadImageMaps>(`/api/runs/${enc(id)}/attention/heads?layer=${layer}&tokens=${tokens.join(",")}`),
   patches: (id: string, layer: number, patches: number[]) =>
     postJson<PatchAttention>(`/api/runs/${enc(id)}/attention/patches`, { layer, patches }),
-  generate: (form: FormData) =>
-    request<{ job: JobInfo; runId: string; warnings: string[] }>("POST", "/api/generate", form),
-  jobs: () => get<{ jobs: JobInfo[] }>("/api/jobs"),
-  cancel: (jobId: string) => request<{ cancelled: boolean }>("POST", `/api/jobs/${enc(jobId)}/cancel`),
-  dismissJob: (jobId: string) => request<{ dismissed: string }>("DELETE", `/api/jobs/${enc(jobId)}`),
+  generate: (form: FormData) => request<GenerateResponse>("POST", "/api/generate", form),
+  jobs: () => get<JobsResponse>("/api/jobs"),
+  cancel: (jobId: string) => request<JobCancelled>("POST", `/api/jobs/${enc(jobId)}/cancel`),
+  dismissJob: (jobId: string) => request<JobDismissed>("DELETE", `/api/jobs/${enc(jobId)}`),
   importArchive: (file: Blob) =>
-    request<{ run: RunSummary }>("POST", "/api/import", file, { "content-type": "application/gzip" }),
-  computeRelevancy: (id: string, mode: RelevancyMode, kind: RelevancyKind, tokens: number[] | "all") =>
-    postJson<{ job: JobInfo }>(`/api/runs/${enc(id)}/relevancy`, { mode, kind, tokens }),
-  relevancyMaps: (id: string, mode: RelevancyMode, kind: RelevancyKind, by: "word" | "token") =>
+    request<ImportResponse>("POST", "/api/import", file, { "content-type": "application/gzip" }),
+  computeRelevancy: (id: string, mode: RelevancyMode, kind: RelevancyMapKind, tokens: number[] | "all") =>
+    postJson<JobSubmitted>(`/api/runs/${enc(id)}/relevancy`, {
+      mode,
+      kind,
+      tokens,
+    } satisfies RelevancyJobRequest),
+  relevancyMaps: (id: string, mode: RelevancyMode, kind: RelevancyMapKind, by: MapGrouping) =>
     get<RelevancyMapsView>(`/api/runs/${enc(id)}/relevancy/maps?mode=${mode}&kind=${kind}&by=${by}`),
   relevancyText: (id: string, mode: RelevancyMode, token: number) =>
     get<RelevancyTextView>(`/api/runs/${enc(id)}/relevancy/text?mode=${mode}&token=${token}`),
   relevancyReliance: (id: string, mode: RelevancyMode) =>
-    get<RelevancyReliance>(`/api/runs/${enc(id)}/relevancy/reliance?mode=${mode}`),
+    get<RelevancyRelianceView>(`/api/runs/${enc(id)}/relevancy/reliance?mode=${mode}`),
   compare: (a: string, b: string, mode: RelevancyMode, token: number) =>
     get<CompareView>(`/api/compare?a=${enc(a)}&b=${enc(b)}&mode=${mode}&token=${token}`),
-  batch: () => get<BatchReport>("/api/batch"),
+  batch: () => get<BatchView>("/api/batch"),
   computeCausal: (id: string, token: number, layer?: number) =>
-    postJson<{ job: JobInfo }>(`/api/runs/${enc(id)}/causal`, { token, layer }),
+    postJson<JobSubmitted>(`/api/runs/${enc(id)}/causal`, { token, layer } satisfies CausalJobRequest),
   causal: (id: string, token: number) => get<CausalView>(`/api/runs/${enc(id)}/causal/${token}`),
 };
 
 export interface JobHandlers {
-  state?: (d: { state: string; position: number }) => void;
-  progress?: (d: { stage: string; done: number; total: number }) => void;
-  token?: (d: { index: number; text: string }) => void;
-  done?: (d: Record<string, unknown>) => void;
-  error?: (d: { message: string }) => void;
+  state?: (d: JobEventData["state"]) => void;
+  progress?: (d: JobEventData["progress"]) => void;
+  token?: (d: JobEventData["token"]) => void;
+  done?: (d: JobEventData["done"]) => void;
+  error?: (d: JobEventData["failed"]) => void;
   cancelled?: () => void;
 }
 
@@ -318,7 +158,7 @@ export function followJob(jobId: string, h: JobHandlers): () => void {
     closed = true;
     es.close();
   };
-  const on = (type: string, f: (d: any) => void) =>
+  const on = <K extends JobEventType>(type: K, f: (d: JobEventData[K]) => void) =>
     es.addEventListener(type, (ev) => {
       if (closed) return;
       f(JSON.parse((ev as MessageEvent).data));

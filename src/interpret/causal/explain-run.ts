@@ -3,9 +3,11 @@
  * (heads are independent and run on worker threads), aggregate the patch weights on the patch grid, and write
  * `causal/<k>.json` into the run (format: docs/trace-format.md, section "causal/<k>.json").
  */
+
 import * as os from "node:os";
 import * as path from "node:path";
 import { Worker } from "node:worker_threads";
+import type { CausalParamsRecord } from "../../contracts/http.js";
 import { type ImageLayout, segmentTokenCount, separatorTokens } from "../../models/image-layout.js";
 import { Run, writeFileAtomic } from "../../run/run-dir.js";
 import {
@@ -60,13 +62,8 @@ export interface CausalDocument {
   /** First image position and the number of image tokens (their positions: the run's image_token_positions). */
   image_token_start: number;
   image_token_count: number;
-  params: {
-    p_val_th: number;
-    num_samples: number;
-    max_range: number;
-    att_th: number;
-    max_num_image_tokens: number;
-  };
+  /** The CLEANN parameters in the reference's names (also served as they are: contracts/http.ts). */
+  params: CausalParamsRecord;
   heads: HeadExplanation[];
   patch_weights: PatchWeights;
   timings_ms: { total: number };

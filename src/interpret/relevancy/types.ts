@@ -1,12 +1,15 @@
-/** The relevancy request and result types, the modes and kinds listed once, and the request error. */
+/** The relevancy request and result types, the modes and kinds (contracts/lists.ts), and the request error. */
+import {
+  RELEVANCY_MODES,
+  type RelevancyMode,
+  VISION_RELEVANCY_KINDS,
+  type VisionRelevancyKind,
+} from "../../contracts/lists.js";
 import type { ImageLayout } from "../../models/image-layout.js";
 import type { PixelValues } from "../../models/types.js";
 
-/** The relevancy modes and vision-side kinds, listed once (CLI choices and server schemas use these). */
-export const RELEVANCY_MODES = ["exact", "incremental"] as const;
-export const VISION_RELEVANCY_KINDS = ["vit", "all", "all_v2", "chain"] as const;
-export type RelevancyMode = (typeof RELEVANCY_MODES)[number];
-export type VisionRelevancyKind = (typeof VISION_RELEVANCY_KINDS)[number];
+// The relevancy modes and vision-side kinds are listed once, in contracts/lists.ts.
+export { RELEVANCY_MODES, type RelevancyMode, VISION_RELEVANCY_KINDS, type VisionRelevancyKind };
 export type VitGradients = "fresh" | "accumulated";
 
 export class RelevancyError extends Error {}

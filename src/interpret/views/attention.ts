@@ -18,8 +18,12 @@
  * Only the rows needed are read from disk (one contiguous read per head), never the whole [H, S, S] tensor,
  * so the summary of a 7B run touches G·S values per head instead of S².
  */
+import type { AttentionSummary, HeadImageMap, HeadImageMaps, PatchAttention } from "../../contracts/http.js";
 import { DTYPE_BYTES, toF32 } from "../../hf/safetensors.js";
 import type { Run } from "../../run/run-dir.js";
+
+// The answers' shapes are the HTTP contracts (contracts/http.ts).
+export type { AttentionSummary, HeadImageMap, HeadImageMaps, PatchAttention };
 
 /** A query outside the run (bad layer, token or patch index); the message says which and the valid range. */
 export class AttentionQueryError extends Error {
@@ -155,20 +159,6 @@ export function columnRange(c0: number, c1: number): number[] {
   return Array.from({ length: Math.max(0, c1 - c0) }, (_, i) => c0 + i);
 }
 
-export interface AttentionSummary {
-  layers: number;
-  heads: number;
-  /** The answer tokens averaged over. */
-  tokens: number[];
-  /** [layer][head]: mean attention from the answer tokens to the image tokens. */
-  image: number[][];
-  /** [layer][head]: mean attention from the answer tokens to the question tokens (empty span → 0). */
-  question: number[][];
-  /** Number of image tokens averaged over (their positions: the run's image_token_positions). */
-  imageTokens: number;
-  questionSpan: [number, number];
-}
-
 /** LVLM-Interpret's "Image-to-Answer" and "Question-to-Answer" layer × head heatmaps. */
 export function attentionSummary(run: Run, tokens?: readonly number[]): AttentionSummary {
   const L = attentionLayout(run);
@@ -194,27 +184,6 @@ export function attentionSummary(run: Run, tokens?: readonly number[]): Attentio
     imageTokens: L.imagePositions.length,
     questionSpan: [L.questionStart, L.questionEnd],
   };
-}
-
-export interface HeadImageMap {
-  head: number;
-  /** Mean of `map`: the head's mean attention to the image for the chosen tokens. */
-  mean: number;
-  max: number;
-  /** Attention to each image token (its box: image_token_boxes), averaged over the chosen tokens. */
-  map: number[];
-}
-
-export interface HeadImageMaps {
-  layer: number;
-  tokens: number[];
-  /** Every head, sorted by `mean`, largest first. */
-  heads: HeadImageMap[];
-  /** Per-head mean attention in head order (the strip under the maps). */
-  headMeans: number[];
-  /** Smallest and largest value over all maps (for a shared colour scale). */
-  min: number;
-  max: number;
 }
 
 /** Per-head attention of the chosen answer tokens (mean over tokens) over the image patches of one layer. */
@@ -251,19 +220,6 @@ export function headImageMaps(run: Run, layer: number, tokens?: readonly number[
   const headMeans = heads.map((x) => x.mean);
   heads.sort((a, b) => b.mean - a.mean || a.head - b.head);
   return { layer, tokens: ks, heads, headMeans, min, max };
-}
-
-export interface PatchAttention {
-  layer: number;
-  patches: number[];
-  /** [head][answer token]: mean attention from the token to the selected patches. */
-  perHeadToken: number[][];
-  /** Per answer token, averaged over heads. */
-  tokenMean: number[];
-  /** Per head, averaged over answer tokens. */
-  headMean: number[];
-  /** Per answer token, the attention *mass* on the selected patches (sum over patches), averaged over heads. */
-  tokenSum: number[];
 }
 
 /** The patch selector: how much each answer token of one layer attends to the selected image patches. */

@@ -4,63 +4,22 @@
  * image patches and weights, its growth with the search radius, and the head importances. Input: a
  * `causal/<k>.json` document (format: docs/trace-format.md, section "causal/<k>.json") and the run's manifest.
  */
+import type {
+  CausalGraphEdge,
+  CausalGraphNode,
+  CausalGrowthStep,
+  CausalHeadView,
+  CausalView,
+  PagMark,
+} from "../../contracts/http.js";
 import type { RunManifest } from "../../run/manifest.js";
 import type { ImageTokens } from "../../run/run-dir.js";
 import type { CausalDocument } from "../causal/explain-run.js";
 import { imageTokenLabels } from "./image-tokens.js";
 import { tokenDisplayText } from "./words.js";
 
-export type MarkName = "arrow" | "tail" | "circle";
-
-export interface CausalGraphNode {
-  /** Sequence position. */
-  id: number;
-  kind: "image" | "text" | "target";
-  label: string;
-  /** Image-token index (image nodes): its box is the run's image_token_boxes[patch]. */
-  patch: number | null;
-  /** Smallest PDS-tree level the node appears on (0 = the target), null if outside the explanation. */
-  radius: number | null;
-  inExplanation: boolean;
-}
-
-export interface CausalGraphEdge {
-  source: number;
-  target: number;
-  /** PAG mark at the source / target end. */
-  sourceMark: MarkName;
-  targetMark: MarkName;
-  text: string;
-}
-
-export interface CausalGrowthStep {
-  radius: number;
-  /** Distinct explanation nodes at levels ≤ radius (target included). */
-  total: number;
-  image: number;
-  text: number;
-}
-
-export interface CausalHeadView {
-  head: number;
-  importance: number | null;
-  nodes: CausalGraphNode[];
-  edges: CausalGraphEdge[];
-  explanationPatches: number[];
-  patchWeights: number[];
-  growth: CausalGrowthStep[];
-}
-
-export interface CausalView {
-  token: number;
-  tokenText: string;
-  layer: number;
-  target: number;
-  params: CausalDocument["params"];
-  heads: CausalHeadView[];
-  /** Σ over heads of patch weights, normalised to max 1: one value per image token. */
-  patchWeights: number[];
-}
+// The view's shapes are the HTTP contracts (contracts/http.ts).
+export type { CausalGraphEdge, CausalGraphNode, CausalGrowthStep, CausalHeadView, CausalView };
 
 /** Labels of sequence positions: image tokens by their place ("patch r,c"), prompt and answer tokens by text. */
 export function positionLabeller(
@@ -110,8 +69,8 @@ export function causalView(
     const edges: CausalGraphEdge[] = h.edges.map((e) => ({
       source: e.i,
       target: e.j,
-      sourceMark: e.mark_at_i as MarkName,
-      targetMark: e.mark_at_j as MarkName,
+      sourceMark: e.mark_at_i as PagMark,
+      targetMark: e.mark_at_j as PagMark,
       text: e.edge,
     }));
     const growth: CausalGrowthStep[] = [];

@@ -7,21 +7,15 @@
  * tokens (the share of the token's image relevancy on each patch), so two runs whose relevancy differs in
  * overall scale still compare patch by patch. The difference is A − B on that scale (range −1…1).
  */
+import type { CompareSide, CompareView, MapDifference, RelevancyShare } from "../../contracts/http.js";
 import type { Run } from "../../run/run-dir.js";
 import { normalizeRow, type RelevancyMode, relevancyTensorName } from "../relevancy/index.js";
 import { imageGeometry } from "./image-tokens.js";
 import { RelevancyViewError, relevancyStatus } from "./relevancy-panels.js";
 import { topWordsVsImage } from "./relevancy-views.js";
 
-/** How one token's (normalised) relevancy splits between the image and the question text. */
-export interface RelevancyShare {
-  /** Sum of the non-negative relevancy on the image tokens. */
-  image: number;
-  /** Sum of the non-negative relevancy on the question: the prompt text after the image. */
-  question: number;
-  /** image / (image + question), in [0, 1]; 0.5 when both are 0. */
-  imageShare: number;
-}
+// The view's shapes are the HTTP contracts (contracts/http.ts).
+export type { CompareSide, CompareView, RelevancyShare };
 
 /**
  * The image-vs-question split of a normalised relevancy row `r` (positions 0 … T−1 are the prompt). The
@@ -73,10 +67,7 @@ export function differenceProblem(a: PictureKey, b: PictureKey): string | null {
 }
 
 /** A − B of two maps on the same image tokens, as shares (null where either has no value). */
-export function mapDifference(
-  a: readonly (number | null)[],
-  b: readonly (number | null)[],
-): { map: (number | null)[]; absMax: number } {
+export function mapDifference(a: readonly (number | null)[], b: readonly (number | null)[]): MapDifference {
   if (a.length !== b.length) throw new RangeError(`maps of ${a.length} and ${b.length} image tokens`);
   const pa = mapShares(a);
   const pb = mapShares(b);
@@ -88,36 +79,6 @@ export function mapDifference(
     return x - y;
   });
   return { map, absMax };
-}
-
-/** One side of the comparison. */
-export interface CompareSide {
-  id: string;
-  prompt: string;
-  answer: string;
-  tokens: string[];
-  token: number;
-  tokenText: string;
-  /** The normalised LLM relevancy map of the token, one value per image token, as shares (sum 1). */
-  map: (number | null)[];
-  min: number;
-  max: number;
-  share: RelevancyShare;
-  /** LVLM-Interpret's reliance: the fraction of the top-3 question words the image maximum beats. */
-  reliance: number;
-}
-
-export interface CompareView {
-  mode: RelevancyMode;
-  token: number;
-  sameImage: boolean;
-  sameQuestion: boolean;
-  a: CompareSide;
-  b: CompareSide;
-  /** A − B of the two maps' shares, when both runs share the picture and its layout. */
-  difference: { map: (number | null)[]; absMax: number } | null;
-  /** Why there is no difference map (null when there is one). */
-  differenceReason: string | null;
 }
 
 /** The inputs of one side, read from a run (`promptTokens`: the prompt's token strings, one per input id). */

@@ -4,34 +4,11 @@
  * assumed square grid or contiguous span.
  */
 // Types only from models/: the web app imports this module's types (type-only), so it stays free of Node.
+import type { GridView, ImageGeometry } from "../../contracts/http.js";
 import { type ImageLayout, tokenPlaces, towerTokens } from "../../models/image-layout.js";
 
-/** A grid segment of the image as the web app draws it. */
-export interface GridView {
-  name: string;
-  /** Index of the segment's first image token. */
-  first: number;
-  rows: number;
-  cols: number;
-  /** Each row ends with a separator token (no box). */
-  rowSeparator: boolean;
-  /** [x0, y0, x1, y1] the grid covers in original-image pixels (may extend past the image). */
-  frame: [number, number, number, number];
-}
-
-/** The image side of a run for the web app. */
-export interface ImageGeometry {
-  /** Original image size. */
-  width: number;
-  height: number;
-  /** Sequence position of each image token. */
-  positions: number[];
-  /** Each image token's box [x0, y0, x1, y1] in original pixels (clipped), null when it has no place. */
-  boxes: ([number, number, number, number] | null)[];
-  /** Each image token's label ("patch 3,4", "tiles 1,5", "newline 2", "cls"). */
-  labels: string[];
-  grids: GridView[];
-}
+// The geometry's shape is the HTTP contract (contracts/http.ts).
+export type { GridView, ImageGeometry };
 
 /** Labels of every image token: its cell in its grid, "newline r" for separators, the name of single tokens. */
 export function imageTokenLabels(layout: ImageLayout): string[] {

@@ -4,31 +4,37 @@
  * token's image-vs-text reliance. Reads the tensors `computeRelevancy` stored (`rel.<kind>.<mode>` [G, width])
  * and the record in `manifest.extras.relevancy[mode]`; the maths are relevancy-views.ts / words.ts.
  */
+import type {
+  RelevancyComputed,
+  RelevancyMapItem,
+  RelevancyMapsView,
+  RelevancyTextView,
+  TokenReliance,
+} from "../../contracts/http.js";
+import { type MapGrouping, RELEVANCY_MAP_KINDS, type RelevancyMapKind } from "../../contracts/lists.js";
 import type { Run } from "../../run/run-dir.js";
 import {
   normalizeRow,
   type RelevancyMode,
   type RelevancyRecord,
   relevancyTensorName,
-  VISION_RELEVANCY_KINDS,
 } from "../relevancy/index.js";
 import {
   chainImageMap,
   type ImageMap,
   imageReliance,
   llmImageMap,
-  type TextRelevancyEntry,
   textRelevancy,
   topWordsVsImage,
   vitImageMap,
-  type WordsVsImage,
   wordRows,
 } from "./relevancy-views.js";
 import { averagePaddedRows, groupWords, isSeparatorToken, tokenDisplayText } from "./words.js";
 
-/** Stored map kinds: the LLM map and the vision-side ones. */
-export const RELEVANCY_MAP_KINDS = ["llm", ...VISION_RELEVANCY_KINDS] as const;
-export type RelevancyMapKind = (typeof RELEVANCY_MAP_KINDS)[number];
+// The views' shapes are the HTTP contracts (contracts/http.ts).
+export type { RelevancyMapItem, RelevancyMapsView, RelevancyTextView };
+// Stored map kinds (the LLM map and the vision-side ones) are listed once, in contracts/lists.ts.
+export { RELEVANCY_MAP_KINDS, type RelevancyMapKind };
 
 /** A request the run cannot answer (nothing computed yet, a token not computed, a bad mode). */
 export class RelevancyViewError extends Error {
@@ -37,7 +43,7 @@ export class RelevancyViewError extends Error {
 
 export interface RelevancyStatus {
   /** Per mode, per map kind: the answer tokens whose relevancy is stored. */
-  computed: Partial<Record<RelevancyMode, Partial<Record<RelevancyMapKind, number[]>>>>;
+  computed: RelevancyComputed;
 }
 
 export function relevancyStatus(run: Run): RelevancyStatus {
@@ -71,30 +77,6 @@ function rows(
   return { width, row: (k: number) => t.data.subarray(k * width, (k + 1) * width) };
 }
 
-export interface RelevancyMapItem {
-  /** The word (or token) as displayed. */
-  label: string;
-  /** Answer tokens it covers. */
-  tokens: number[];
-  /** Punctuation, whitespace or a special token (the tool leaves these out of its gallery). */
-  separator: boolean;
-  /** One value per image token (null where the map has none, e.g. a separator under a tower map). */
-  map: (number | null)[];
-  min: number;
-  max: number;
-}
-
-export interface RelevancyMapsView {
-  mode: RelevancyMode;
-  kind: RelevancyMapKind;
-  by: "word" | "token";
-  normalized: boolean;
-  /** Tokens with stored relevancy of this kind. */
-  computed: number[];
-  /** Words (or tokens) whose tokens are all computed, in answer order. */
-  items: RelevancyMapItem[];
-}
-
 function item(label: string, tokens: number[], separator: boolean, m: ImageMap): RelevancyMapItem {
   let min = Number.POSITIVE_INFINITY;
   let max = Number.NEGATIVE_INFINITY;
@@ -117,7 +99,7 @@ export function relevancyImageMaps(
   run: Run,
   mode: RelevancyMode,
   kind: RelevancyMapKind,
-  by: "word" | "token",
+  by: MapGrouping,
   normalized = true,
   rawTokens?: string[],
 ): RelevancyMapsView {
@@ -185,15 +167,6 @@ export function relevancyImageMaps(
   return { mode, kind, by, normalized, computed, items };
 }
 
-export interface RelevancyTextView {
-  mode: RelevancyMode;
-  token: number;
-  /** Relevancy of every prompt position (the image collapsed to its mean), normalised. */
-  entries: TextRelevancyEntry[];
-  /** The tool's bars: top-3 question words and the image maximum, and the reliance score. */
-  wordsVsImage: WordsVsImage;
-}
-
 /** Text relevancy of one answer token (`promptTokens`: the prompt's token strings, one per input id). */
 export function relevancyText(
   run: Run,
@@ -221,11 +194,7 @@ export function relevancyText(
 }
 
 /** Image-vs-text reliance of every computed answer token (1 = the image beats every top question word). */
-export function relevancyReliance(
-  run: Run,
-  mode: RelevancyMode,
-  promptTokens: string[],
-): { token: number; reliance: number; imageMax: number }[] {
+export function relevancyReliance(run: Run, mode: RelevancyMode, promptTokens: string[]): TokenReliance[] {
   const computed = computedTokens(run, mode, "llm");
   const { row } = rows(run, mode, "llm");
   return imageReliance(

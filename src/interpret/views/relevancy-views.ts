@@ -8,10 +8,14 @@
  * p = T + t − 1) and CLS rows of the ViT maps (`rel.vit|all|all_v2.<mode>`, diagonal at index 0). "Normalised"
  * means LVLM-Interpret's `handle_residual` applied to that row.
  */
+import type { TextRelevancyEntry, WordsVsImage } from "../../contracts/http.js";
 import type { ImageLayout } from "../../models/image-layout.js";
 import { normalizeRow } from "../relevancy/index.js";
 import { towerRowToImageTokens } from "./image-tokens.js";
 import { averagePaddedRows, groupWords, isSeparatorToken, tokenDisplayText } from "./words.js";
+
+// The text views' shapes are the HTTP contracts (contracts/http.ts).
+export type { TextRelevancyEntry, WordsVsImage };
 
 /** One value per image token (NaN where a map has none); the token's place is image_token_boxes[i]. */
 export interface ImageMap {
@@ -51,14 +55,6 @@ export function chainImageMap(chain: ArrayLike<number>, layout: ImageLayout, cls
   return { values: towerRowToImageTokens(chain, layout, cls) };
 }
 
-export interface TextRelevancyEntry {
-  /** Display label: the token text, or "<image>" for the collapsed image. */
-  label: string;
-  /** Sequence positions the entry stands for (all image positions for the image entry). */
-  positions: number[];
-  value: number;
-}
-
 /**
  * Relevancy of every prompt position to token t, with the image collapsed to the mean over its tokens, at
  * the place of its first token (positions 0 … T−1; `promptTokens` = the prompt's token strings, e.g.
@@ -90,18 +86,6 @@ export function textRelevancy(
     out.push({ label: tokenDisplayText(promptTokens[i]), positions: [i], value: r[i] });
   }
   return out;
-}
-
-export interface WordsVsImage {
-  /** The top-k question words by relevancy, then "max_img". */
-  bars: { label: string; value: number }[];
-  imageMax: number;
-  /**
-   * Image-vs-text reliance in [0, 1]: the fraction of the bar values strictly below the image maximum
-   * (scipy's percentileofscore(kind="strict") / 100, as the tool computes it). 1 = the image beats every
-   * top word.
-   */
-  reliance: number;
 }
 
 export interface QuestionSpan {

@@ -14,6 +14,7 @@ import {
   expandToSquare,
   fail,
   heightWidth,
+  IMAGE_MODES,
   type ImageMode,
   isSet,
   type NormalizeConfig,
@@ -237,7 +238,7 @@ export function gridOfLayout(
 ): AnyresGrid {
   const [W0, H0] = layout.original_size;
   const want = JSON.stringify(layout.segments);
-  for (const mode of ["default", "pad", "resize"] as const) {
+  for (const mode of IMAGE_MODES) {
     const plan = planAnyres(W0, H0, mode, cfg, geo);
     if (plan.layout.token_count === layout.token_count && JSON.stringify(plan.layout.segments) === want)
       return plan.grid;

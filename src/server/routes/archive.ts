@@ -4,14 +4,15 @@
  */
 import type { Readable } from "node:stream";
 import type { FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
+import { type ImportResponse, runIdParams } from "../../contracts/http.js";
 import { checkExportable, exportRunStream, importArchive } from "../archive.js";
 import { HttpError } from "../http-error.js";
-import { idParams, parse, type RoutesOptions } from "../route-context.js";
+import { parse, type RoutesOptions } from "../route-context.js";
 
 export async function archiveRoutes(app: FastifyInstance, { ctx }: RoutesOptions): Promise<void> {
   const { store, limits } = ctx;
   app.get("/api/runs/:id/export", async (req, reply) => {
-    const { id } = parse(idParams, req.params, "run");
+    const { id } = parse(runIdParams, req.params, "run");
     const dir = store.dir(id);
     // Only what would import back leaves the server (409 otherwise): the importer's own validation.
     await checkExportable(dir, limits);
@@ -41,6 +42,8 @@ export async function archiveRoutes(app: FastifyInstance, { ctx }: RoutesOptions
       maxUnpackedBytes: limits.maxUnpackedBytes,
       maxRatio: limits.maxImportRatio,
     });
-    return reply.code(201).send({ run: store.get(id) });
+    const run = store.get(id);
+    if (!run) throw new Error(`imported run "${id}" is not in the index`);
+    return reply.code(201).send({ run } satisfies ImportResponse);
   }
 }

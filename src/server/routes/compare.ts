@@ -4,8 +4,7 @@
  */
 import * as path from "node:path";
 import type { FastifyInstance } from "fastify";
-import { z } from "zod";
-import { RELEVANCY_MODES } from "../../interpret/relevancy/index.js";
+import { type BatchView, type CompareView, compareQuery } from "../../contracts/http.js";
 import type { RunManifest } from "../../run/manifest.js";
 import { readBatchView } from "../batch-report.js";
 import { HttpError } from "../http-error.js";
@@ -19,17 +18,8 @@ export async function compareRoutes(app: FastifyInstance, { ctx }: RoutesOptions
   const { store, analysis } = ctx;
 
   // Two runs side by side: one answer token of each (the same index), maps, image/question shares, difference.
-  app.get("/api/compare", async (req) => {
-    const q = parse(
-      z.object({
-        a: z.string().min(1, "name run A (?a=<run id>)"),
-        b: z.string().min(1, "name run B (?b=<run id>)"),
-        mode: z.enum(RELEVANCY_MODES).default("exact"),
-        token: z.coerce.number().int().min(0).default(0),
-      }),
-      req.query,
-      "query",
-    );
+  app.get("/api/compare", async (req): Promise<CompareView> => {
+    const q = parse(compareQuery, req.query, "query");
     if (q.a === q.b) throw new HttpError(400, `query: a and b are the same run ("${q.a}"); choose two runs`);
     const A = manifestOf(ctx, q.a);
     const B = manifestOf(ctx, q.b);
@@ -53,7 +43,7 @@ export async function compareRoutes(app: FastifyInstance, { ctx }: RoutesOptions
   });
 
   // The batch whose runs folder is the data folder (serve --data DIR/runs): DIR/report.json joined to the runs.
-  app.get("/api/batch", async () => {
+  app.get("/api/batch", async (): Promise<BatchView> => {
     store.reconcile({ prune: false });
     return readBatchView(store.dataDir, (id) => store.has(id));
   });

@@ -5,6 +5,7 @@
 import * as fs from "node:fs";
 import fastifyMultipart from "@fastify/multipart";
 import type { FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
+import type { GenerateResponse } from "../../contracts/http.js";
 import { decodeImage, IMAGE_EXTENSIONS, ImageError, sniffImageFormat } from "../../hf/image-decode.js";
 import type { TextProcessor } from "../../hf/tokenizer.js";
 import { loadTextProcessor } from "../../models/registry.js";
@@ -100,6 +101,6 @@ export async function generateRoutes(app: FastifyInstance, { ctx }: RoutesOption
       },
       request,
     );
-    return reply.code(202).send({ job, runId: id, warnings });
+    return reply.code(202).send({ job, runId: id, warnings } satisfies GenerateResponse);
   }
 }

@@ -3,35 +3,39 @@
  * cancel, and dismissing a finished one.
  */
 import type { FastifyInstance } from "fastify";
-import { z } from "zod";
+import {
+  type JobCancelled,
+  type JobDismissed,
+  type JobInfo,
+  type JobsResponse,
+  jobIdParams,
+} from "../../contracts/http.js";
 import { HttpError } from "../http-error.js";
 import type { JobEvent } from "../jobs.js";
 import { parse, type RoutesOptions } from "../route-context.js";
 
 export async function jobRoutes(app: FastifyInstance, { ctx }: RoutesOptions): Promise<void> {
   const { queue } = ctx;
-  app.get("/api/jobs", async () => ({ jobs: queue.list() }));
+  app.get("/api/jobs", async (): Promise<JobsResponse> => ({ jobs: queue.list() }));
 
-  const jobParams = z.object({ id: z.string().regex(/^job-[a-z0-9]+-[0-9a-f]{8}$/, "not a job id") });
-
-  app.get("/api/jobs/:id", async (req) => {
-    const { id } = parse(jobParams, req.params, "job");
+  app.get("/api/jobs/:id", async (req): Promise<JobInfo> => {
+    const { id } = parse(jobIdParams, req.params, "job");
     const j = queue.get(id);
     if (!j) throw new HttpError(404, `no job with id "${id}"`);
     return j;
   });
 
   // Dismisses a finished job (e.g. an interrupted one the user has seen) from the list.
-  app.delete("/api/jobs/:id", async (req) => {
-    const { id } = parse(jobParams, req.params, "job");
+  app.delete("/api/jobs/:id", async (req): Promise<JobDismissed> => {
+    const { id } = parse(jobIdParams, req.params, "job");
     const j = queue.get(id);
     if (!j) throw new HttpError(404, `no job with id "${id}"`);
     if (!queue.dismiss(id)) throw new HttpError(409, `job "${id}" is ${j.state}; cancel it first`);
     return { dismissed: id };
   });
 
-  app.post("/api/jobs/:id/cancel", async (req) => {
-    const { id } = parse(jobParams, req.params, "job");
+  app.post("/api/jobs/:id/cancel", async (req): Promise<JobCancelled> => {
+    const { id } = parse(jobIdParams, req.params, "job");
     const j = queue.get(id);
     if (!j) throw new HttpError(404, `no job with id "${id}"`);
     const cancelled = queue.cancel(id);
@@ -39,7 +43,7 @@ export async function jobRoutes(app: FastifyInstance, { ctx }: RoutesOptions): P
   });
 
   app.get("/api/jobs/:id/events", async (req, reply) => {
-    const { id } = parse(jobParams, req.params, "job");
+    const { id } = parse(jobIdParams, req.params, "job");
     const write = (e: JobEvent) =>
       reply.raw.write(`id: ${e.seq}\nevent: ${e.type}\ndata: ${JSON.stringify(e.data)}\n\n`);
     let ended = false;

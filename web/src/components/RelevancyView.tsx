@@ -5,7 +5,7 @@
  * vs the text. Computed on demand per token (a queued job with progress), cached in the run.
  */
 import { useMemo, useRef, useState } from "preact/hooks";
-import { api, type RelevancyKind, type RelevancyMode, type RunDetail } from "../api";
+import { api, type MapGrouping, type RelevancyKind, type RelevancyMode, type RunDetail } from "../api";
 import { cssColor, textOn } from "../colormap";
 import { formatValue } from "../heatmap";
 import { ChartBox } from "./charts";
@@ -40,7 +40,7 @@ export function RelevancyView({ run, onChanged }: { run: RunDetail; onChanged: (
   const { settings } = useSettings();
   const [mode, setMode] = useState<RelevancyMode>("exact");
   const [kind, setKind] = useState<RelevancyKind>("llm");
-  const [by, setBy] = useState<"word" | "token">("word");
+  const [by, setBy] = useState<MapGrouping>("word");
   const [showSeparators, setShowSeparators] = useState(false);
   const [textToken, setTextToken] = useState<number | null>(null);
   const [version, setVersion] = useState(0);
@@ -116,7 +116,7 @@ export function RelevancyView({ run, onChanged }: { run: RunDetail; onChanged: (
             per{" "}
             <select
               value={by}
-              onChange={(e) => setBy((e.target as HTMLSelectElement).value as "word" | "token")}
+              onChange={(e) => setBy((e.target as HTMLSelectElement).value as MapGrouping)}
               data-testid="rel-by"
             >
               <option value="word">word</option>
