@@ -88,3 +88,38 @@ export function towerRowToImageTokens(row: ArrayLike<number>, layout: ImageLayou
     return j < row.length ? row[j] : Number.NaN;
   });
 }
+
+/** An image token's tower source as the views read it: pass, token in that pass, weight. */
+export interface ImageTokenSource {
+  pass: number;
+  token: number;
+  weight: number;
+}
+
+/** The layout's own tower mapping as sources (one token of weight 1; none for separators and unmapped grids). */
+export function layoutTowerSources(layout: ImageLayout): ImageTokenSource[][] {
+  return towerTokens(layout).map((t) => (t.token < 0 ? [] : [{ pass: t.pass, token: t.token, weight: 1 }]));
+}
+
+/**
+ * Rows over the tower tokens of every pass (`passes` blocks of `width`, pass-major: CLS rows with `cls` −1,
+ * or chain rows that leave the class token `cls` out) as one value per image token: Σ weight · row at its
+ * sources. NaN for image tokens without sources (separators) or with a source outside the rows.
+ */
+export function towerRowsToImageTokens(
+  rows: ArrayLike<number>,
+  sources: ImageTokenSource[][],
+  width: number,
+  cls = -1,
+): Float32Array {
+  return Float32Array.from(sources, (src) => {
+    if (src.length === 0) return Number.NaN;
+    let v = 0;
+    for (const s of src) {
+      const j = cls >= 0 && s.token > cls ? s.token - 1 : s.token;
+      if (s.token === cls || j >= width || s.pass * width + j >= rows.length) return Number.NaN;
+      v += s.weight * rows[s.pass * width + j];
+    }
+    return v;
+  });
+}
