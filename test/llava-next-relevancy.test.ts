@@ -295,6 +295,31 @@ for (const name of FIXTURES) {
         }
       });
 
+      test("incremental mode (accumulated tower gradients): finite per-pass rows; token 0 equals exact", async () => {
+        const inc = await relevancyMaps(model, kernels, inputs, {
+          mode: "incremental",
+          vision,
+          tokens: [0, G - 1],
+        });
+        assert.equal(inc.vitGradients, "accumulated");
+        const ex0 = res.tokens[0];
+        for (const r of inc.tokens) {
+          for (const [kind, row] of [
+            ["vit", r.vit],
+            ["chain", r.chain],
+          ] as const) {
+            if (!row) continue;
+            const w = row.length / passes;
+            for (let k = 0; k < passes; k++)
+              nonTrivial(`incremental t${r.token} ${kind} pass ${k}`, row.subarray(k * w, (k + 1) * w));
+          }
+        }
+        // Step 0 is the prefill backward, and Σ_{t' ≤ 0} of the tower gradients is token 0's own.
+        if (hasCls && inc.vitLayers.join() === res.vitLayers.join())
+          close("t0 vit", inc.tokens[0].vit!, ex0.vit!);
+        close("t0 chain", inc.tokens[0].chain!, ex0.chain!);
+      });
+
       if (!hasCls)
         test("a refusal names what is missing (vit kinds on a tower without CLS)", async () => {
           await assert.rejects(
