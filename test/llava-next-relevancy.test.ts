@@ -21,7 +21,7 @@ import {
 import type { RelevancyPlan } from "../src/interpret/relevancy/plan.js";
 import type { ForwardTape } from "../src/interpret/relevancy/tape.js";
 import { towerCams } from "../src/interpret/relevancy/vision.js";
-import { imageGeometry } from "../src/interpret/views/image-tokens.js";
+import { imageGeometry, towerRowsToImageTokens } from "../src/interpret/views/image-tokens.js";
 import { mapLayer, mapLayerGrids } from "../src/interpret/views/map-layers.js";
 import { relevancyImageMaps } from "../src/interpret/views/relevancy-panels.js";
 import { createKernels } from "../src/kernels/index.js";
@@ -330,6 +330,30 @@ for (const name of FIXTURES) {
     });
   }
 }
+
+test("views place per-pass rows on the image tokens through weighted sources", () => {
+  // Two passes of 3 tower tokens (CLS at 0): image tokens = base token 1, a blend of pass-1 tokens 1 and 2,
+  // a separator, and the CLS token itself (LLaVA's "full" strategy).
+  const sources = [
+    [{ pass: 0, token: 1, weight: 1 }],
+    [
+      { pass: 1, token: 1, weight: 0.25 },
+      { pass: 1, token: 2, weight: 0.75 },
+    ],
+    [],
+    [{ pass: 0, token: 0, weight: 1 }],
+  ];
+  const clsRows = [9, 1, 2, 8, 10, 20];
+  assert.deepEqual(
+    [...towerRowsToImageTokens(clsRows, sources, 3, 0, true)],
+    [1, 17.5, Number.NaN, Number.NaN],
+  );
+  const chainRows = [1, 2, 10, 20];
+  assert.deepEqual(
+    [...towerRowsToImageTokens(chainRows, sources, 2, 0, false)],
+    [1, 17.5, Number.NaN, Number.NaN],
+  );
+});
 
 describe("relevancy maps of a NeXT run on the picture", async () => {
   for (const name of FIXTURES) {

@@ -102,21 +102,23 @@ export function layoutTowerSources(layout: ImageLayout): ImageTokenSource[][] {
 }
 
 /**
- * Rows over the tower tokens of every pass (`passes` blocks of `width`, pass-major: CLS rows with `cls` −1,
- * or chain rows that leave the class token `cls` out) as one value per image token: Σ weight · row at its
- * sources. NaN for image tokens without sources (separators) or with a source outside the rows.
+ * Rows over the tower tokens of every pass (`passes` blocks of `width`, pass-major) as one value per image
+ * token: Σ weight · row at its sources. `cls` is the class token's index; CLS rows (`clsInRows`) hold it at
+ * that index, chain rows leave it out of each block. NaN for image tokens without sources (separators), with
+ * the class token among them (a CLS row's own entry is its diagonal, not a place), or outside the rows.
  */
 export function towerRowsToImageTokens(
   rows: ArrayLike<number>,
   sources: ImageTokenSource[][],
   width: number,
-  cls = -1,
+  cls: number,
+  clsInRows: boolean,
 ): Float32Array {
   return Float32Array.from(sources, (src) => {
     if (src.length === 0) return Number.NaN;
     let v = 0;
     for (const s of src) {
-      const j = cls >= 0 && s.token > cls ? s.token - 1 : s.token;
+      const j = !clsInRows && cls >= 0 && s.token > cls ? s.token - 1 : s.token;
       if (s.token === cls || j >= width || s.pass * width + j >= rows.length) return Number.NaN;
       v += s.weight * rows[s.pass * width + j];
     }

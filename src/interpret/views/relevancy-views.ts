@@ -75,10 +75,10 @@ export function towerImageMap(
   const { seqLen, cls, sources } = tower;
   if (chain) {
     const width = seqLen - (cls >= 0 ? 1 : 0);
-    return { values: towerRowsToImageTokens(rows, sources, width, cls) };
+    return { values: towerRowsToImageTokens(rows, sources, width, cls, false) };
   }
   const r = normalized ? normalizeTowerRows(rows, tower) : rows;
-  return { values: towerRowsToImageTokens(r, sources, seqLen) };
+  return { values: towerRowsToImageTokens(r, sources, seqLen, cls, true) };
 }
 
 /** Per-pass CLS rows with every pass normalised on its own (handle_residual at its CLS entry). */
