@@ -48,21 +48,35 @@ export function mapLayer(map: Values, geo: ImageGeometry, layer: MapLayer): (num
   const keep = new Set(layer === "base" ? base : layer === "high-res" ? high : [...base, ...high]);
   for (let k = 0; k < out.length; k++) if (!keep.has(k)) out[k] = null;
   if (layer !== "combined") return out;
+  // Base cells a high-res box can overlap: the range of the base grid's rows and columns it spans.
+  const bg = grids.base;
+  const [fx0, fy0, fx1, fy1] = bg.frame;
+  const cw = (fx1 - fx0) / bg.cols;
+  const ch = (fy1 - fy0) / bg.rows;
+  const span = (a: number, b: number, o: number, step: number, n: number): [number, number] => [
+    Math.max(0, Math.floor((a - o) / step)),
+    Math.min(n - 1, Math.ceil((b - o) / step) - 1),
+  ];
   for (const i of high) {
     const bi = geo.boxes[i];
     const vi = map[i];
     if (!bi || !finite(vi)) continue;
     let sum = 0;
     let area = 0;
-    for (const b of base) {
-      const bb = geo.boxes[b];
-      const vb = map[b];
-      if (!bb || !finite(vb)) continue;
-      const ow = Math.min(bi[2], bb[2]) - Math.max(bi[0], bb[0]);
-      const oh = Math.min(bi[3], bb[3]) - Math.max(bi[1], bb[1]);
-      if (ow <= 0 || oh <= 0) continue;
-      sum += vb * ow * oh;
-      area += ow * oh;
+    const [c0, c1] = span(bi[0], bi[2], fx0, cw, bg.cols);
+    const [r0, r1] = span(bi[1], bi[3], fy0, ch, bg.rows);
+    for (let r = r0; r <= r1; r++) {
+      for (let c = c0; c <= c1; c++) {
+        const b = base[r * bg.cols + c];
+        const bb = geo.boxes[b];
+        const vb = map[b];
+        if (!bb || !finite(vb)) continue;
+        const ow = Math.min(bi[2], bb[2]) - Math.max(bi[0], bb[0]);
+        const oh = Math.min(bi[3], bb[3]) - Math.max(bi[1], bb[1]);
+        if (ow <= 0 || oh <= 0) continue;
+        sum += vb * ow * oh;
+        area += ow * oh;
+      }
     }
     if (area > 0) out[i] = (vi + sum / area) / 2;
   }
