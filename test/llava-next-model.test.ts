@@ -180,17 +180,31 @@ describe("any-resolution models", async () => {
           for (let i = 0; i < y.length; i++) s += e.features[i] * y[i];
           return s;
         };
-        let calls = 0;
+        const layers: number[] = [];
+        const n = pre.pixels.shape[0];
+        const Hv = model.info.vitHeads;
         const { dPixels } = await model.imageBackward(kernels, enc, y, {
           pixels: true,
-          onLayer: () => calls++,
+          onLayer: (l, dP, pr) => {
+            layers.push(l);
+            // Every pass's layer at once, pass-major: the probabilities are the run's vit_attn.{l} [n, H, Sv, Sv].
+            assert.deepEqual(pr, enc.towerAttentions[l].data);
+            assert.equal(dP.length, pr.length);
+          },
         });
         assert.ok(dPixels && dPixels.length === pre.pixels.data.length);
-        // Each tile's pass reports the layers below the selected hidden state.
-        const n = pre.pixels.shape[0];
+        // Once per layer below the selected hidden state, from the top, for all n passes together.
         const Lv = model.info.vitLayers;
         const f = model.info.visionFeatureLayer;
-        assert.equal(calls, n * (f < 0 ? Lv + 1 + f : f));
+        const top = f < 0 ? Lv + 1 + f : f;
+        assert.deepEqual(
+          layers,
+          Array.from({ length: top }, (_, i) => top - 1 - i),
+        );
+        assert.equal(
+          enc.towerAttentions[0].data.length,
+          n * Hv * model.towerGeometry(pre.layout)!.seqLen ** 2,
+        );
         const v = Float32Array.from({ length: dPixels.length }, () => rnd() - 0.5);
         const eps = 1e-2;
         const plus = pre.pixels.data.map((x, i) => x + eps * v[i]);

@@ -7,7 +7,7 @@ import { ROOT } from "./fixture-utils.js";
 
 export const WEB_DIR = path.join(ROOT, "dist/web");
 
-/** The web build is missing or older than a source file of the app. */
+/** The web build is missing or older than a source file of the app (web/, or the view code it bundles). */
 function webBuildStale(): boolean {
   const built = path.join(WEB_DIR, "index.html");
   if (!fs.existsSync(built)) return true;
@@ -17,7 +17,8 @@ function webBuildStale(): boolean {
       const p = path.join(dir, e.name);
       return e.isDirectory() ? newer(p) : fs.statSync(p).mtimeMs > t;
     });
-  return newer(path.join(ROOT, "web"));
+  // The app also bundles view code from src/interpret/views (map-layers.ts).
+  return newer(path.join(ROOT, "web")) || newer(path.join(ROOT, "src/interpret/views"));
 }
 
 export function ensureWebBuild(): void {

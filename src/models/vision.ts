@@ -86,7 +86,10 @@ export interface VisionTape {
 }
 
 export interface VisionBackwardOptions {
-  /** Called once per layer, from the top down, with dProbs [H, n, n] and the forward probabilities. */
+  /**
+   * Called once per layer, from the top down, with dProbs [H, n, n] and the forward probabilities ([passes,
+   * H, n, n], pass-major, from `backwardPasses`).
+   */
   onLayer?: (layer: number, dProbs: Float32Array, probs: Float32Array) => void;
   /** Also return the gradient w.r.t. pixel_values (through pre-LN, positions and the patch convolution). */
   pixels?: boolean;
@@ -99,6 +102,17 @@ export interface VisionBackwardResult {
   dHidden0: Float32Array;
   /** Gradient at pixel_values [C, S, S] (with `pixels: true`). */
   dPixels?: Float32Array;
+}
+
+/** The arrays one after the other. */
+function concat(parts: Float32Array[]): Float32Array {
+  const out = new Float32Array(parts.reduce((n, p) => n + p.length, 0));
+  let o = 0;
+  for (const p of parts) {
+    out.set(p, o);
+    o += p.length;
+  }
+  return out;
 }
 
 export class VisionTower {
@@ -379,23 +393,55 @@ export class VisionTower {
     dHidden: (Float32Array | null)[],
     opts: VisionBackwardOptions = {},
   ): Promise<VisionBackwardResult> {
+    return (await this.backwardPasses(kernels, [tape], [dHidden], opts))[0];
+  }
+
+  /**
+   * `backward` over several passes of the tower (LLaVA-NeXT's base view and tiles) at once, layer by layer
+   * from the top, so that `onLayer` sees one layer of every pass together: dProbs and probs
+   * [passes, H, n, n], pass-major. Every pass gets its gradient at the same hidden states.
+   */
+  async backwardPasses(
+    kernels: Kernels,
+    tapes: VisionTape[],
+    dHidden: (Float32Array | null)[][],
+    opts: VisionBackwardOptions = {},
+  ): Promise<VisionBackwardResult[]> {
+    if (tapes.length === 0 || dHidden.length !== tapes.length)
+      throw new Error(`vision backward: ${dHidden.length} gradients for ${tapes.length} passes`);
     let top = -1;
-    dHidden.forEach((d, j) => {
+    dHidden[0].forEach((d, j) => {
       if (d) top = Math.max(top, j);
     });
     if (top < 0) throw new Error("vision backward: no gradient given");
     if (top > this.layers.length) throw new Error(`vision backward: hidden state ${top} beyond the tower`);
-    let dh: Float32Array = dHidden[top]!.slice();
+    const dh: Float32Array[] = dHidden.map((d, k) => {
+      const g = d[top];
+      if (!g) throw new Error(`vision backward: pass ${k} has no gradient at hidden state ${top}`);
+      return g.slice();
+    });
+    const one = tapes.length === 1;
     for (let i = top - 1; i >= 0; i--) {
-      const r = await this.layerBackward(kernels, i, tape.layers[i], dh, opts.grads);
-      opts.onLayer?.(i, r.dProbs, tape.layers[i].probs);
-      dh = r.dIn;
-      const extra = dHidden[i];
-      if (extra) addInPlace(dh, extra);
+      const dProbs: Float32Array[] = [];
+      for (let k = 0; k < tapes.length; k++) {
+        const r = await this.layerBackward(kernels, i, tapes[k].layers[i], dh[k], opts.grads);
+        dProbs.push(r.dProbs);
+        dh[k] = r.dIn;
+        const extra = dHidden[k][i];
+        if (extra) addInPlace(dh[k], extra);
+      }
+      if (opts.onLayer) {
+        const probs = tapes.map((t) => t.layers[i].probs);
+        opts.onLayer(i, one ? dProbs[0] : concat(dProbs), one ? probs[0] : concat(probs));
+      }
     }
-    if (opts.grads) await this.embedParamGrads(kernels, tape, dh, opts.grads);
-    const dPixels = opts.pixels ? await this.embedBackward(kernels, tape, dh) : undefined;
-    return { dHidden0: dh, dPixels };
+    const out: VisionBackwardResult[] = [];
+    for (let k = 0; k < tapes.length; k++) {
+      if (opts.grads) await this.embedParamGrads(kernels, tapes[k], dh[k], opts.grads);
+      const dPixels = opts.pixels ? await this.embedBackward(kernels, tapes[k], dh[k]) : undefined;
+      out.push({ dHidden0: dh[k], dPixels });
+    }
+    return out;
   }
 
   async forward(

@@ -14,19 +14,21 @@ import type {
 import { type MapGrouping, RELEVANCY_MAP_KINDS, type RelevancyMapKind } from "../../contracts/lists.js";
 import type { Run } from "../../run/run-dir.js";
 import {
-  normalizeRow,
   type RelevancyMode,
   type RelevancyRecord,
   relevancyTensorName,
+  towerSourcesTensorName,
 } from "../relevancy/index.js";
+import { type ImageTokenSource, layoutTowerSources } from "./image-tokens.js";
 import {
-  chainImageMap,
   type ImageMap,
   imageReliance,
   llmImageMap,
+  normalizeTowerRows,
+  type TowerRows,
   textRelevancy,
   topWordsVsImage,
-  vitImageMap,
+  towerImageMap,
   wordRows,
 } from "./relevancy-views.js";
 import { averagePaddedRows, groupWords, isSeparatorToken, tokenDisplayText } from "./words.js";
@@ -77,6 +79,34 @@ function rows(
   return { width, row: (k: number) => t.data.subarray(k * width, (k + 1) * width) };
 }
 
+/**
+ * What the stored vision rows of a mode hold: the record's tower geometry and `rel.sources.<mode>` when
+ * present (multi-pass or blended towers), else one pass placed through the layout's own `tower` mapping.
+ */
+function towerRows(run: Run, mode: RelevancyMode, width: number, chain: boolean): TowerRows {
+  const rec = (
+    run.manifest.extras?.relevancy as Partial<Record<RelevancyMode, RelevancyRecord>> | undefined
+  )?.[mode];
+  const cls = run.manifest.model.has_cls ? 0 : -1;
+  const name = towerSourcesTensorName(mode);
+  if (rec?.tower && run.has(name)) {
+    const t = run.tensor(name);
+    const [P, K] = t.shape;
+    const sources: ImageTokenSource[][] = [];
+    for (let i = 0; i < P; i++) {
+      const src: ImageTokenSource[] = [];
+      for (let k = 0; k < K; k++) {
+        const o = (i * K + k) * 3;
+        if (t.data[o] >= 0) src.push({ pass: t.data[o], token: t.data[o + 1], weight: t.data[o + 2] });
+      }
+      sources.push(src);
+    }
+    return { passes: rec.tower.passes, seqLen: rec.tower.seq_len, cls: rec.tower.cls, sources };
+  }
+  const seqLen = chain ? width + (cls >= 0 ? 1 : 0) : width;
+  return { passes: 1, seqLen, cls, sources: layoutTowerSources(run.imageTokens().layout) };
+}
+
 function item(label: string, tokens: number[], separator: boolean, m: ImageMap): RelevancyMapItem {
   let min = Number.POSITIVE_INFINITY;
   let max = Number.NEGATIVE_INFINITY;
@@ -110,19 +140,19 @@ export function relevancyImageMaps(
   const m = run.manifest;
   const computed = computedTokens(run, mode, kind);
   const done = new Set(computed);
-  const { positions: imagePositions, layout } = run.imageTokens();
-  const cls = m.model.has_cls ? 0 : -1;
+  const { positions: imagePositions } = run.imageTokens();
   const T = m.input_ids.length;
   const G = m.generated_ids.length;
-  const { row } = rows(run, mode, kind);
+  const { row, width } = rows(run, mode, kind);
+  const chain = kind === "chain";
+  const tower = kind === "llm" ? null : towerRows(run, mode, width, chain);
   if (rawTokens && rawTokens.length !== G)
     throw new RelevancyViewError(`${rawTokens.length} raw tokens for ${G} generated ids`);
   const gen = rawTokens ?? m.generated_tokens;
   const sep = (toks: number[]) => toks.every((t) => isSeparatorToken(gen[t]));
   const tokenMap = (t: number, r: ArrayLike<number>, norm: boolean): ImageMap => {
-    if (kind === "llm") return llmImageMap(r, T - 1 + t, imagePositions, norm);
-    if (kind === "chain") return chainImageMap(r, layout, cls);
-    return vitImageMap(r, layout, norm);
+    if (!tower) return llmImageMap(r, T - 1 + t, imagePositions, norm);
+    return towerImageMap(r, tower, chain, norm);
   };
   const items: RelevancyMapItem[] = [];
   if (by === "token") {
@@ -152,16 +182,10 @@ export function relevancyImageMaps(
     }
   } else {
     for (const w of words) {
-      const rs = w.tokens.map((t) => (normalized && kind !== "chain" ? normalizeRow(row(t), 0) : row(t)));
+      // A word's map: the mean of its tokens' (per pass normalised) rows.
+      const rs = w.tokens.map((t) => (normalized && !chain ? normalizeTowerRows(row(t), tower!) : row(t)));
       const avg = averagePaddedRows(rs);
-      items.push(
-        item(
-          w.text,
-          w.tokens,
-          sep(w.tokens),
-          kind === "chain" ? chainImageMap(avg, layout, cls) : vitImageMap(avg, layout, false),
-        ),
-      );
+      items.push(item(w.text, w.tokens, sep(w.tokens), towerImageMap(avg, tower!, chain, false)));
     }
   }
   return { mode, kind, by, normalized, computed, items };

@@ -11,7 +11,7 @@
 import type { TextRelevancyEntry, WordsVsImage } from "../../contracts/http.js";
 import type { ImageLayout } from "../../models/image-layout.js";
 import { normalizeRow } from "../relevancy/index.js";
-import { towerRowToImageTokens } from "./image-tokens.js";
+import { type ImageTokenSource, towerRowsToImageTokens, towerRowToImageTokens } from "./image-tokens.js";
 import { averagePaddedRows, groupWords, isSeparatorToken, tokenDisplayText } from "./words.js";
 
 // The text views' shapes are the HTTP contracts (contracts/http.ts).
@@ -53,6 +53,47 @@ export function vitImageMap(clsRow: ArrayLike<number>, layout: ImageLayout, norm
 /** A chain map (one value per tower patch, the CLS token `cls` left out) on the image tokens. */
 export function chainImageMap(chain: ArrayLike<number>, layout: ImageLayout, cls: number): ImageMap {
   return { values: towerRowToImageTokens(chain, layout, cls) };
+}
+
+/** What a stored vision row holds: `passes` blocks over the tower tokens, and the image tokens' sources. */
+export interface TowerRows {
+  passes: number;
+  /** Tower tokens per pass, class token included. */
+  seqLen: number;
+  /** Class token index, or −1. */
+  cls: number;
+  sources: ImageTokenSource[][];
+}
+
+/**
+ * Per-pass CLS rows (vit / all / all_v2; `chain: false`) or chain rows (`chain: true`, the class token left
+ * out of each block) on the image tokens through their sources; CLS rows optionally normalised, each pass on
+ * its own (every pass has its own CLS row and diagonal).
+ */
+export function towerImageMap(
+  rows: ArrayLike<number>,
+  tower: TowerRows,
+  chain: boolean,
+  normalized = false,
+): ImageMap {
+  const { seqLen, cls, sources } = tower;
+  if (chain) {
+    const width = seqLen - (cls >= 0 ? 1 : 0);
+    return { values: towerRowsToImageTokens(rows, sources, width, cls, false) };
+  }
+  const r = normalized ? normalizeTowerRows(rows, tower) : rows;
+  return { values: towerRowsToImageTokens(r, sources, seqLen, cls, true) };
+}
+
+/** Per-pass CLS rows with every pass normalised on its own (handle_residual at its CLS entry). */
+export function normalizeTowerRows(rows: ArrayLike<number>, tower: TowerRows): Float32Array {
+  const { passes, seqLen, cls } = tower;
+  const out = new Float32Array(passes * seqLen);
+  for (let k = 0; k < passes; k++) {
+    const block = Array.from({ length: seqLen }, (_, j) => rows[k * seqLen + j]);
+    out.set(normalizeRow(block, Math.max(cls, 0)), k * seqLen);
+  }
+  return out;
 }
 
 /**

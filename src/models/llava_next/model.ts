@@ -25,13 +25,14 @@ import type {
   ModelInfo,
   PixelValues,
   TowerFeatures,
+  TowerGeometry,
   VisionLanguageModel,
 } from "../types.js";
 import { type VisionTape, VisionTower } from "../vision.js";
 import { ModelWeights, type WeightNaming } from "../weights.js";
 import type { AnyresGrid } from "./anyres.js";
 import { type AnyresConfig, readAnyresConfig } from "./config.js";
-import { packFeatures, packFeaturesBackward } from "./pack.js";
+import { packedTowerSources, packFeatures, packFeaturesBackward } from "./pack.js";
 import {
   type AnyresGeometry,
   type AnyresProcessed,
@@ -93,8 +94,6 @@ function readJsonOr(file: string, dflt: unknown): unknown {
 
 export class AnyresLlavaModel implements VisionLanguageModel {
   readonly info: ModelInfo;
-  /** Image tokens come from many tower passes (and blended cells): no token-by-token tower maps yet. */
-  readonly tower = null;
   readonly stopTokenIds: number[];
   readonly newline: Float32Array;
   readonly processor: AnyresProcessorConfig;
@@ -176,6 +175,28 @@ export class AnyresLlavaModel implements VisionLanguageModel {
   /** Tower tokens dropped before the projector: the class token under "default". */
   private get dropped(): number {
     return this.config.visionFeatureSelectStrategy === "default" && this.config.vision.hasCls ? 1 : 0;
+  }
+
+  /**
+   * Passes: the base view (0), then the tiles row-major. A base token's source is its own tower token, a
+   * grid token's the tile cell the unpadding kept (OneVision's downsampled cells: the bilinear corners with
+   * their weights), a newline none.
+   */
+  towerGeometry(layout: ImageLayout): TowerGeometry {
+    const grid = gridOfLayout(layout, this.processor, this.geometry);
+    const sources = packedTowerSources(grid, this.geometry.g, this.dropped);
+    const Lv = this.config.vision.numLayers;
+    const l0 = this.config.visionFeatureLayers[0];
+    const hidden = l0 < 0 ? Lv + 1 + l0 : l0;
+    return {
+      passes: 1 + grid.tileRows * grid.tileCols,
+      seqLen: this.vision.seqLen,
+      cls: this.config.vision.hasCls ? 0 : -1,
+      layers: Lv,
+      heads: this.config.vision.numHeads,
+      featureLayers: Array.from({ length: hidden }, (_, l) => l),
+      sourcesOf: (i) => sources[i] ?? [],
+    };
   }
 
   preprocess(image: RgbImage, mode: ImageMode): AnyresProcessed {
@@ -301,7 +322,8 @@ export class AnyresLlavaModel implements VisionLanguageModel {
   /**
    * From the gradient at the packed rows back through the packing (newline, downsampling, unpadding), the
    * projector and, unless `frozenTower`, every tile's tower pass (needs `{ tape: true }`); `onLayer` is called
-   * per layer for each pass in turn, dPixels comes back as [n, 3, S, S].
+   * once per layer with every pass's dProbs and probs ([n, H, Sv, Sv], pass-major, as `towerGeometry` numbers
+   * the passes), dPixels comes back as [n, 3, S, S].
    */
   async imageBackward(
     kernels: Kernels,
@@ -343,18 +365,24 @@ export class AnyresLlavaModel implements VisionLanguageModel {
     const hidden = l0 < 0 ? Lv + 1 + l0 : l0;
     const S = this.config.vision.imageSize;
     const plane = this.config.vision.numChannels * S * S;
-    const dPixels = opts.pixels ? new Float32Array(tapes.length * plane) : undefined;
-    for (let t = 0; t < tapes.length; t++) {
-      const dHidden: (Float32Array | null)[] = new Array(Lv + 1).fill(null);
+    const dHidden = tapes.map((_, t) => {
+      const dh: (Float32Array | null)[] = new Array(Lv + 1).fill(null);
       const d = new Float32Array(Sv * Dv);
       d.set(dFeatures.subarray(t * gg * Dv, (t + 1) * gg * Dv), drop * Dv);
-      dHidden[hidden] = d;
-      const r = await this.vision.backward(kernels, tapes[t], dHidden, {
-        onLayer: opts.onLayer,
-        pixels: opts.pixels,
-        grads: opts.grads,
+      dh[hidden] = d;
+      return dh;
+    });
+    const res = await this.vision.backwardPasses(kernels, tapes, dHidden, {
+      onLayer: opts.onLayer,
+      pixels: opts.pixels,
+      grads: opts.grads,
+    });
+    let dPixels: Float32Array | undefined;
+    if (opts.pixels) {
+      dPixels = new Float32Array(tapes.length * plane);
+      res.forEach((r, t) => {
+        dPixels!.set(r.dPixels!, t * plane);
       });
-      if (dPixels && r.dPixels) dPixels.set(r.dPixels, t * plane);
     }
     return { dPixels };
   }

@@ -4,7 +4,18 @@
  * picture's aspect ratio, (OneVision) bilinearly downsampled past `anyres_max_N`, each row closed by
  * `image_newline`.
  */
+import type { TowerSource } from "../types.js";
 import type { AnyresGrid, HW } from "./anyres.js";
+
+/**
+ * One axis of torch's bilinear resize (align_corners=False) to an output size: output index i reads input
+ * i0 with weight 1 − l and i1 with weight l.
+ */
+export function bilinearAxis(nIn: number, nOut: number, i: number): { i0: number; i1: number; l: number } {
+  const s = Math.max((i + 0.5) * (nIn / nOut) - 0.5, 0);
+  const i0 = Math.floor(s);
+  return { i0, i1: Math.min(i0 + 1, nIn - 1), l: s - i0 };
+}
 
 /**
  * Bilinear resize of a [h, w, D] map to [out.height, out.width, D] as torch's `F.interpolate(mode="bilinear",
@@ -12,12 +23,7 @@ import type { AnyresGrid, HW } from "./anyres.js";
  */
 export function bilinearResize(map: Float32Array, h: number, w: number, D: number, out: HW): Float32Array {
   const res = new Float32Array(out.height * out.width * D);
-  const axis = (nIn: number, nOut: number, i: number) => {
-    const s = Math.max((i + 0.5) * (nIn / nOut) - 0.5, 0);
-    const i0 = Math.floor(s);
-    const i1 = Math.min(i0 + 1, nIn - 1);
-    return { i0, i1, l: s - i0 };
-  };
+  const axis = bilinearAxis;
   for (let y = 0; y < out.height; y++) {
     const ay = axis(h, out.height, y);
     for (let x = 0; x < out.width; x++) {
@@ -90,11 +96,7 @@ export function bilinearResizeBackward(
   out: HW,
 ): Float32Array {
   const dMap = new Float32Array(h * w * D);
-  const axis = (nIn: number, nOut: number, i: number) => {
-    const s = Math.max((i + 0.5) * (nIn / nOut) - 0.5, 0);
-    const i0 = Math.floor(s);
-    return { i0, i1: Math.min(i0 + 1, nIn - 1), l: s - i0 };
-  };
+  const axis = bilinearAxis;
   for (let y = 0; y < out.height; y++) {
     const ay = axis(h, out.height, y);
     for (let x = 0; x < out.width; x++) {
@@ -150,4 +152,59 @@ export function packFeaturesBackward(
     }
   }
   return { dPerTile, dNewline };
+}
+
+/**
+ * The tower tokens behind every packed row (the relevancy maps' `sourcesOf`): base row j is token
+ * `firstToken + j` of pass 0; a grid row is the unpadded map's cell (R, C), i.e. token firstToken +
+ * (R mod g)·g + (C mod g) of tile pass 1 + ⌊R/g⌋·cols + ⌊C/g⌋, or, downsampled, the bilinear blend of up to
+ * four such cells with the resize's weights; a newline row has none. The same arithmetic as
+ * {@link packFeatures}, so a map pushed through these weights is the packing's own linear map.
+ */
+export function packedTowerSources(grid: AnyresGrid, g: number, firstToken: number): TowerSource[][] {
+  const gg = g * g;
+  const { tileCols, unpad } = grid;
+  const hu = unpad.rows[1] - unpad.rows[0];
+  const wu = unpad.cols[1] - unpad.cols[0];
+  const cell = (r: number, c: number, weight: number): TowerSource => {
+    const R = unpad.rows[0] + r;
+    const C = unpad.cols[0] + c;
+    return {
+      pass: 1 + Math.floor(R / g) * tileCols + Math.floor(C / g),
+      token: firstToken + (R % g) * g + (C % g),
+      weight,
+    };
+  };
+  const out: TowerSource[][] = [];
+  for (let j = 0; j < gg; j++) out.push([{ pass: 0, token: firstToken + j, weight: 1 }]);
+  const { height: hf, width: wf } = grid.final;
+  for (let y = 0; y < hf; y++) {
+    for (let x = 0; x < wf; x++) {
+      if (!grid.downsampled) {
+        out.push([cell(y, x, 1)]);
+        continue;
+      }
+      const ay = bilinearAxis(hu, hf, y);
+      const ax = bilinearAxis(wu, wf, x);
+      // Corners that coincide (at the map's edge) add up; corners of weight 0 are no source.
+      const acc = new Map<string, TowerSource>();
+      for (const [r, wr] of [
+        [ay.i0, 1 - ay.l],
+        [ay.i1, ay.l],
+      ])
+        for (const [c, wc] of [
+          [ax.i0, 1 - ax.l],
+          [ax.i1, ax.l],
+        ]) {
+          if (wr * wc === 0) continue;
+          const key = `${r},${c}`;
+          const prev = acc.get(key);
+          if (prev) prev.weight += wr * wc;
+          else acc.set(key, cell(r, c, wr * wc));
+        }
+      out.push([...acc.values()]);
+    }
+    out.push([]);
+  }
+  return out;
 }

@@ -47,8 +47,10 @@ export interface QwenImageEncoding extends ImageEncoding {
 
 export class QwenVlModel implements VisionLanguageModel {
   readonly info: ModelInfo;
-  /** Image tokens blend m² patches: no token-by-token map through the tower. */
-  readonly tower = null;
+  /** Image tokens blend m² patches, and the tower has no backward yet: no maps through the tower. */
+  towerGeometry(_layout: ImageLayout): null {
+    return null;
+  }
   readonly stopTokenIds: number[];
 
   private constructor(

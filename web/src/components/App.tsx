@@ -1,5 +1,7 @@
 /** The app shell: header, sidebar of saved runs (with import), hash routes to the views. */
+
 import { useCallback, useEffect, useRef, useState } from "preact/hooks";
+import { mapLayerGrids } from "../../../src/interpret/views/map-layers";
 import { api, type JobInfo, type RunDetail, type RunSummary, type ServerConfig } from "../api";
 import { MapsView, SummaryView } from "./AttentionViews";
 import { BatchView } from "./BatchView";
@@ -374,7 +376,9 @@ export function App() {
               ? `${config.model.name} (${config.model.text_model_type} + ${config.model.vision_model_type}) · ${config.model.status.state}`
               : "connecting…"}
           </span>
-          {(route.page === "run" || route.page === "compare") && <SettingsBar />}
+          {(route.page === "run" || route.page === "compare") && (
+            <SettingsBar layered={current !== null && mapLayerGrids(current.image) !== null} />
+          )}
         </header>
         <div class="body">
           <Sidebar

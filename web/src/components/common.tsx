@@ -2,6 +2,7 @@
 import type { ComponentChildren, RefObject } from "preact";
 import { createContext } from "preact";
 import { useCallback, useContext, useEffect, useMemo, useRef, useState } from "preact/hooks";
+import { MAP_LAYERS, type MapLayer, mapLayer, mapLayerGrids } from "../../../src/interpret/views/map-layers";
 import { ApiError, api, followJob, type ImageGeometry, type JobInfo } from "../api";
 import { COLORMAPS, cssColor, textOn } from "../colormap";
 import { download, elementToPng } from "../export-png";
@@ -65,9 +66,17 @@ export function useRunImage(runId: string): HTMLImageElement | null {
 export interface ViewSettings extends MapStyle {
   /** Colour scale of a group of maps: each map its own min–max, or one shared range. */
   scale: "per-map" | "shared";
+  /** Pictures seen as a base view and high-res tiles (LLaVA-NeXT): which layer the maps show. */
+  layer: MapLayer;
 }
 
-export const DEFAULT_SETTINGS: ViewSettings = { cmap: "turbo", opacity: 0.6, smooth: true, scale: "per-map" };
+export const DEFAULT_SETTINGS: ViewSettings = {
+  cmap: "turbo",
+  opacity: 0.6,
+  smooth: true,
+  scale: "per-map",
+  layer: "combined",
+};
 
 export const SettingsContext = createContext<{
   settings: ViewSettings;
@@ -79,7 +88,8 @@ export const SettingsContext = createContext<{
 
 export const useSettings = () => useContext(SettingsContext);
 
-export function SettingsBar() {
+/** `layered`: the run's picture has a base view and high-res tiles (the layer toggle is shown). */
+export function SettingsBar({ layered = false }: { layered?: boolean }) {
   const { settings, set } = useSettings();
   return (
     <div class="settings-bar" data-export="skip">
@@ -127,6 +137,22 @@ export function SettingsBar() {
           <option value="shared">shared</option>
         </select>
       </label>
+      {layered && (
+        <label title="base view, high-res tiles, or their mean where both cover the picture">
+          view{" "}
+          <select
+            value={settings.layer}
+            onChange={(e) => set({ layer: (e.target as HTMLSelectElement).value as MapLayer })}
+            data-testid="map-layer"
+          >
+            {MAP_LAYERS.map((k) => (
+              <option key={k} value={k}>
+                {k}
+              </option>
+            ))}
+          </select>
+        </label>
+      )}
     </div>
   );
 }
@@ -192,15 +218,8 @@ export function ImageMap(p: ImageMapProps) {
   useEffect(() => {
     const c = ref.current;
     if (!c) return;
-    drawImageMap(
-      c,
-      p.image,
-      p.map,
-      p.geometry,
-      p.cmap ? { ...settings, cmap: p.cmap } : settings,
-      p.lo,
-      p.hi,
-    );
+    const map = p.map && mapLayerGrids(p.geometry) ? mapLayer(p.map, p.geometry, settings.layer) : p.map;
+    drawImageMap(c, p.image, map, p.geometry, p.cmap ? { ...settings, cmap: p.cmap } : settings, p.lo, p.hi);
     if (p.gridLines) drawGridLines(c, p.geometry);
     if (p.outline?.length)
       outlinePatches(c, p.geometry, p.outline, p.outlineColor ?? "#00e5ff", "rgba(0,229,255,0.18)");
