@@ -182,6 +182,10 @@ export class LlavaModel implements VisionLanguageModel {
     return this.processorConfig;
   }
 
+  get padColor(): [number, number, number] {
+    return this.imageProcessor.padColor;
+  }
+
   preprocess(image: RgbImage, mode: ImageMode): PreparedImage {
     const ipc = this.imageProcessor;
     const pre = preprocessImage(image, ipc, mode);

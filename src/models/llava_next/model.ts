@@ -36,6 +36,7 @@ import {
   type AnyresGeometry,
   type AnyresProcessed,
   type AnyresProcessorConfig,
+  anyresPadColor,
   gridOfLayout,
   parseAnyresProcessorConfig,
   preprocessAnyres,
@@ -176,6 +177,10 @@ export class AnyresLlavaModel implements VisionLanguageModel {
   /** Tower tokens dropped before the projector: the class token under "default". */
   private get dropped(): number {
     return this.config.visionFeatureSelectStrategy === "default" && this.config.vision.hasCls ? 1 : 0;
+  }
+
+  get padColor(): [number, number, number] {
+    return anyresPadColor(this.processor);
   }
 
   preprocess(image: RgbImage, mode: ImageMode): AnyresProcessed {
