@@ -89,11 +89,11 @@ export function readTokenMap(run: Run, spec: MapSpec, k: number): Float32Array {
     case "attn": {
       if (spec.layer >= L.layers)
         throw new MapSpecError(
-          `map attn:${spec.layer}: layer out of range (the model has LLM layers 0…${L.layers - 1})`,
+          `map ${formatMapSpec(spec)}: layer out of range (the model has LLM layers 0…${L.layers - 1})`,
         );
       if (spec.head !== "mean" && spec.head >= L.heads)
         throw new MapSpecError(
-          `map attn:${spec.layer}:${spec.head}: head out of range (the layer has heads 0…${L.heads - 1})`,
+          `map ${formatMapSpec(spec)}: head out of range (the layer has heads 0…${L.heads - 1})`,
         );
       const rows = readLlmAttentionRows(run, spec.layer, row, 1);
       const heads = spec.head === "mean" ? Array.from({ length: L.heads }, (_, h) => h) : [spec.head];
