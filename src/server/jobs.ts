@@ -8,7 +8,7 @@
  */
 import { randomBytes } from "node:crypto";
 
-export type JobKind = "generate" | "relevancy" | "causal";
+export type JobKind = "generate" | "relevancy" | "causal" | "faithfulness";
 /** "interrupted": the server stopped before the job finished (reported after the next start). */
 export type JobState = "queued" | "running" | "done" | "error" | "cancelled" | "interrupted";
 

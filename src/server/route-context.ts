@@ -115,7 +115,7 @@ export function checkQueueRoom(ctx: ServerContext): void {
 export function submitRunJob(
   ctx: ServerContext,
   id: string,
-  kind: "relevancy" | "causal",
+  kind: "relevancy" | "causal" | "faithfulness",
   label: string,
   asked: Record<string, unknown>,
   request: (dir: string) => ModelJobRequest,
