@@ -252,7 +252,7 @@ export interface CausalView {
 
 export interface JobInfo {
   id: string;
-  kind: "generate" | "relevancy" | "causal";
+  kind: "generate" | "relevancy" | "causal" | "faithfulness";
   runId: string | null;
   label: string;
   /** "interrupted": the server stopped before the job finished. */
