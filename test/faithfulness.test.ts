@@ -1,7 +1,8 @@
 /**
  * The faithfulness check on the default model: one definition of deleting a patch (painting its box), curve
  * endpoints against the run's own logits and an all-deleted picture, AUCs by bench:grounding's curveArea, a
- * map and its reverse telling apart, the result file, and the `check` CLI (summary, --json, one-line errors).
+ * map and its reverse telling apart, the result file, and the `check` CLI (summary, --json, one-line errors);
+ * then every family's tiny fixture (LLaVA, LLaVA-NeXT, OneVision, Qwen2-VL) through the same check.
  */
 import assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
@@ -247,4 +248,56 @@ describe("faithfulness check (default model)", () => {
     const far = cli("--run", runDir, "--token", "9", "--map", "rollout");
     assert.match(far.stderr, /^error: token 9 is out of range \(the answer has tokens 0…\d\)\n$/);
   });
+});
+
+describe("faithfulness check on every family (tiny fixtures)", () => {
+  for (const name of [
+    "llava-tiny-llama",
+    "llava-next-tiny-clip-llama",
+    "llava-onevision-tiny-qwen2",
+    "qwen2-vl-tiny",
+  ]) {
+    test(`${name}: 0 % deletion is the run's own probability (teacher-forced token 1); boxless tokens kept`, async () => {
+      const dir = path.join(ROOT, "test/fixtures", name);
+      const work = tempDir(`faith-${name}`);
+      const model = loadModel(dir);
+      const kernels = await createKernels("ts");
+      try {
+        const runDir = path.join(work, "run");
+        await traceWithModel(model, kernels, {
+          image: { bytes: fs.readFileSync(path.join(dir, "image.png")), name: "image.png" },
+          prompt: "What is in the picture?",
+          maxNewTokens: 2,
+          temperature: 0,
+          topP: 1,
+          seed: 0,
+          imageMode: "default",
+          attnDtype: "f32",
+          out: runDir,
+        });
+        const run = Run.open(runDir);
+        const { boxes } = run.imageTokens();
+        run.close();
+        const located =
+          boxes.length / 4 -
+          [...Array(boxes.length / 4).keys()].filter((i) => Number.isNaN(boxes[4 * i])).length;
+        const { result } = await checkFaithfulness(runDir, {
+          token: 1,
+          map: "attn:0:mean",
+          steps: 2,
+          seeds: 1,
+          model,
+          kernels,
+        });
+        const rel = Math.abs(result.curves.deletion[0] - result.run_probability) / result.run_probability;
+        assert.ok(rel < 1e-3, `${result.curves.deletion[0]} vs ${result.run_probability}`);
+        assert.equal(result.located_tokens, located);
+        assert.equal(result.curves.insertion[0], result.curves.deletion[2]);
+      } finally {
+        await kernels.dispose();
+        model.close();
+        fs.rmSync(work, { recursive: true, force: true });
+      }
+    });
+  }
 });
