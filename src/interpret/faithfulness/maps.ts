@@ -6,8 +6,9 @@
  *   attn:L:mean   the same, averaged over the layer's heads
  *   rollout       attention rollout over every LLM layer (src/interpret/attention-rollout.ts)
  *   rel:MODE:KIND relevancy stored by `lvlm-interpret relevancy` (rel.MODE.safetensors): MODE exact or
- *                 incremental, KIND llm, vit, all, all_v2 or chain; raw rows (the order of the tokens is what
- *                 counts)
+ *                 incremental, KIND llm, vit, all, all_v2 or chain; raw rows, as bench:grounding ranks them
+ *                 (the app's normalised display divides by the row's off-diagonal sum: the same ranking
+ *                 whenever that sum is positive)
  *   causal        CLEANN's patch weights summed over heads (causal/<k>.json, from `lvlm-interpret causal`)
  */
 import { type Run, RunFileError, readRunFile } from "../../run/run-dir.js";
