@@ -6,9 +6,10 @@
  *     model answered right alone (a map that explains a wrong answer need not point at the object);
  *   - energy in mask: Σ map·coverage / Σ map over the 8×8 patch grid (map clipped at 0; coverage = fraction
  *     of the patch's pixels that belong to the object);
- *   - deletion AUC: the answer token's probability while the top patches by the map are replaced by the
- *     dataset mean colour (pixel value 0 after normalisation), from 0 to 100 % of the patches, averaged over
- *     the steps (lower = the map found what the answer depends on).
+ *   - deletion AUC: the answer token's probability while the top patches by the map are deleted (painted with
+ *     the processor's background colour, ≈ the dataset mean: src/interpret/faithfulness/perturb.ts, the same
+ *     deletion as `lvlm-interpret check`), from 0 to 100 % of the patches, averaged over the steps (lower =
+ *     the map found what the answer depends on).
  * Every method is compared with a random map.
  *
  *   npm run bench:grounding -- [--n 500] [--seed 7001] [--model DIR] [--steps 8] [--calib 100]
@@ -27,18 +28,14 @@ import { generate } from "../src/generate/generate.js";
 import { attentionRolloutRow } from "../src/interpret/attention-rollout.js";
 import { contiguousLayout, DEFAULT_CLEANN_PARAMS } from "../src/interpret/causal/cleann.js";
 import { aggregatePatchWeights, explainLayer } from "../src/interpret/causal/explain-run.js";
-import {
-  curveArea,
-  energyInMask,
-  isFlat,
-  patchOrder,
-  pointingHit,
-} from "../src/interpret/grounding-scores.js";
+import { deletionCurve, TokenProbe, tokenOrder } from "../src/interpret/faithfulness/index.js";
+import { curveArea, energyInMask, isFlat, pointingHit } from "../src/interpret/grounding-scores.js";
 import { relevancyMaps } from "../src/interpret/relevancy/index.js";
 import { createKernels, parseKernelChoice } from "../src/kernels/index.js";
 import type { KernelChoice, Kernels } from "../src/kernels/types.js";
+import { layoutBoxes } from "../src/models/image-layout.js";
 import { loadModel } from "../src/models/registry.js";
-import type { PixelValues, PreparedImage, VisionLanguageModel } from "../src/models/types.js";
+import type { PreparedImage, VisionLanguageModel } from "../src/models/types.js";
 import { objectPatchCoverage, SHAPES_PATCH_SIZE, type ShapesSample, sample } from "../src/shapes/dataset.js";
 import { Rng } from "../src/tensor/rng.js";
 
@@ -143,52 +140,20 @@ function rollout(
   return Float32Array.from({ length: P }, (_, i) => r[c0 + i]);
 }
 
-async function answerProbability(
-  model: VisionLanguageModel,
-  kernels: Kernels,
-  ex: Example,
-  pixels: PixelValues,
-): Promise<number> {
-  const image = await model.encodeImage(kernels, pixels);
-  const embeds = model.buildInputsEmbeds(ex.inputIds, image);
-  const positions = model.positionIds(ex.inputIds, ex.image.layout);
-  const out = await model.decoder.forward(kernels, embeds, positions, model.decoder.newCache(ex.T));
-  let m = Number.NEGATIVE_INFINITY;
-  for (const v of out.logits) m = Math.max(m, v);
-  let z = 0;
-  for (const v of out.logits) z += Math.exp(v - m);
-  return Math.exp(out.logits[ex.answerId] - m) / z;
+/** The first answer token's probability as patches are deleted (the library's definition of deleting). */
+function probeOf(model: VisionLanguageModel, kernels: Kernels, ex: Example): TokenProbe {
+  return new TokenProbe(model, kernels, {
+    picture: ex.s.scene.image,
+    mode: "default",
+    layout: ex.image.layout,
+    boxes: layoutBoxes(ex.image.layout),
+    ids: ex.inputIds,
+    targetId: ex.answerId,
+  });
 }
 
-async function deletionAuc(
-  model: VisionLanguageModel,
-  kernels: Kernels,
-  ex: Example,
-  map: Float32Array,
-  steps: number,
-  p0: number,
-  rng: Rng,
-): Promise<number> {
-  const order = patchOrder(map, rng);
-  // The shapes model sees one square grid: image token i is patch (i / cols, i % cols) of pixel_values.
-  const [rows, cols] = patchGrid(ex);
-  const S = ex.image.pixels.shape[2]!;
-  const ps = S / cols;
-  const probs = [p0];
-  for (let k = 1; k <= steps; k++) {
-    const n = Math.round((k / steps) * ex.P);
-    const px = ex.image.pixels.data.slice();
-    for (const i of order.slice(0, n)) {
-      const r = Math.floor(i / cols);
-      const c = i % cols;
-      if (r >= rows) continue;
-      for (let ch = 0; ch < 3; ch++)
-        for (let y = r * ps; y < (r + 1) * ps; y++)
-          px.fill(0, (ch * S + y) * S + c * ps, (ch * S + y) * S + (c + 1) * ps);
-    }
-    probs.push(await answerProbability(model, kernels, ex, { data: px, shape: ex.image.pixels.shape }));
-  }
-  return curveArea(probs);
+async function deletionAuc(probe: TokenProbe, map: Float32Array, steps: number, rng: Rng): Promise<number> {
+  return curveArea(await deletionCurve(probe, tokenOrder(map, probe.located, rng), steps));
 }
 
 type MapFn = (ex: Example) => Promise<Float32Array>;
@@ -283,7 +248,7 @@ async function openEvaluator(setup: EvalSetup) {
   const score = async (index: number): Promise<QuestionScores> => {
     const s = sample(setup.seed, index);
     const ex = await prepare(model, kernels, s);
-    const p0 = await answerProbability(model, kernels, ex, ex.image.pixels);
+    const probe = probeOf(model, kernels, ex);
     // Seeded per question, so the scores do not depend on which process took which question.
     const tieRng = new Rng(setup.seed * 1000003 + index);
     const randomRng = new Rng((setup.seed ^ 0x5eed) * 1000003 + index);
@@ -297,7 +262,7 @@ async function openEvaluator(setup: EvalSetup) {
         hit: pointingHit(map, ex.coverage),
         flat: isFlat(map),
         energy: energyInMask(map, ex.coverage),
-        auc: await deletionAuc(model, kernels, ex, map, setup.steps, p0, tieRng),
+        auc: await deletionAuc(probe, map, setup.steps, tieRng),
       };
     }
     relCache = new Map();
@@ -504,7 +469,8 @@ async function main(): Promise<void> {
     `${n} held-out questions about one object each (seed ${seed}; kinds color, shape, where, exists-yes), model \`${result.model}\`.`,
     `Answer accuracy: **${(100 * result.answer_accuracy).toFixed(1)} %**. Maps explain the first answer token.`,
     `Pointing game and energy in mask: higher is better. Deletion AUC (answer probability while the top patches`,
-    `are blanked, ${steps} steps from 0 to 100 %): lower is better. "Best layer/head" was chosen on ${calibN} calibration`,
+    `are deleted — painted with the processor's background colour, as \`lvlm-interpret check\` deletes them —, ${steps} steps`,
+    `from 0 to 100 %): lower is better. "Best layer/head" was chosen on ${calibN} calibration`,
     `questions of another seed.`,
     ``,
     `| method | pointing game | pointing, answered right (${correct}) | energy in mask | deletion AUC | flat maps |`,

@@ -1,8 +1,9 @@
 /**
  * `npm run screenshots`: the README's pictures of the embedded default model at work. Starts the real server
  * on the default model, asks it a question about a held-out synthetic scene in headless Chromium, computes
- * the relevancy of the answer, and saves screenshots of the answer and relevancy views to docs/screenshots;
- * then asks a second question about the same scene and saves the two runs side by side (the compare view).
+ * the relevancy of the answer, and saves screenshots of the answer and relevancy views to docs/screenshots,
+ * and of the relevancy map's faithfulness check (deletion / insertion curves against random maps); then
+ * asks a second question about the same scene and saves the two runs side by side (the compare view).
  *
  *   npm run screenshots -- [--seed 4242] [--index 3] [--out docs/screenshots]
  */
@@ -70,6 +71,14 @@ async function main(): Promise<void> {
     await page.locator('[data-testid="job"][data-state="done"]').waitFor();
     await page.locator('[data-testid="rel-map"]').first().waitFor();
     await shot("shapes-relevancy");
+
+    // Is the relevancy map faithful? Deletion / insertion curves of the answer against random maps.
+    const asked = page.url().split("#/run/")[1].split("/")[0];
+    await page.goto(`${base}/#/run/${asked}/faithfulness`);
+    await page.selectOption('[data-testid="faith-kind"]', "rel");
+    await page.click('[data-testid="faith-run"]');
+    await page.locator('[data-testid="faith-result"]').waitFor();
+    await shot("faithfulness");
 
     // The same picture, a second question: both runs side by side.
     const second = sampleConversation(seed, index, 2).qas[1];

@@ -148,6 +148,17 @@ describe("HTTP contracts", () => {
     );
     await finish(causalJob.id);
     await call("GET /api/runs/:id/causal/:token", `/api/runs/${a}/causal/0`);
+    const { job: faithJob } = await call(
+      "POST /api/runs/:id/faithfulness",
+      `/api/runs/${a}/faithfulness`,
+      postJson({ token: 0, map: "rel:exact:llm", steps: 2, seeds: 1 }),
+    );
+    await finish(faithJob.id);
+    const faith = await call(
+      "GET /api/runs/:id/faithfulness",
+      `/api/runs/${a}/faithfulness?token=0&map=rel:exact:llm`,
+    );
+    assert.deepEqual(faith.fractions, [0, 0.5, 1]);
     // The detail again, now listing the analyses.
     const analysed = await call("GET /api/runs/:id", `/api/runs/${a}`);
     assert.deepEqual(analysed.analyses.causal, [0]);

@@ -3,6 +3,7 @@
 import { Command } from "commander";
 import { batchCommand } from "./batch-command.js";
 import { causalCommand } from "./causal-command.js";
+import { checkCommand } from "./check-command.js";
 import { reportAndExit } from "./errors.js";
 import { relevancyCommand } from "./relevancy-command.js";
 import { serveCommand } from "./serve-command.js";
@@ -18,6 +19,7 @@ const program = new Command("lvlm-interpret")
 program.addCommand(traceCommand());
 program.addCommand(relevancyCommand());
 program.addCommand(causalCommand());
+program.addCommand(checkCommand());
 program.addCommand(batchCommand());
 program.addCommand(serveCommand());
 program.addCommand(trainCommand());

@@ -80,6 +80,20 @@ export const relevancyJobBody = z.object({
 /** POST /api/runs/:id/causal */
 export const causalJobBody = z.object({ token: nat, layer: nat.optional() });
 
+/** A faithfulness map spec ("attn:3:mean", "rollout", "rel:exact:llm", "causal"; src/interpret/faithfulness/maps.ts). */
+const mapSpec = z.string().min(1).max(100);
+/** Defaults of the faithfulness check (the CLI's too): 10 steps of 10 %, 3 random maps. */
+export const FAITHFULNESS_DEFAULTS = { steps: 10, seeds: 3 } as const;
+/** POST /api/runs/:id/faithfulness */
+export const faithfulnessJobBody = z.object({
+  token: nat,
+  map: mapSpec,
+  steps: int.min(1).max(100).default(FAITHFULNESS_DEFAULTS.steps),
+  seeds: int.min(1).max(20).default(FAITHFULNESS_DEFAULTS.seeds),
+});
+/** GET /api/runs/:id/faithfulness */
+export const faithfulnessQuery = z.object({ token: natText, map: mapSpec });
+
 /** POST /api/generate: the multipart form's text fields (the image is its file field "image"). */
 export const generateFields = z.object({
   prompt: z.string().trim().min(1, "ask a question (the prompt is empty)"),
@@ -433,6 +447,41 @@ export const causalParamsRecord = z.object({
   max_num_image_tokens: nat,
 });
 
+const curvePair = z.object({
+  /** Probability at each fraction with the top tokens deleted. */
+  deletion: z.array(z.number()),
+  /** Probability at each fraction with only the top tokens kept. */
+  insertion: z.array(z.number()),
+  /** curveArea(deletion): lower = the map found what the token depends on. */
+  deletion_auc: z.number(),
+  /** curveArea(insertion): higher = the map's top patches suffice for the token. */
+  insertion_auc: z.number(),
+});
+
+/** GET /api/runs/:id/faithfulness: a stored check (faithfulness/<k>.<map>.json in the run, as written). */
+export const faithfulnessResult = z.object({
+  format: z.literal("lvlm-faithfulness/1"),
+  /** Canonical map spec ("attn:3:mean", "rel:exact:llm", …). */
+  map: z.string(),
+  token: nat,
+  token_id: nat,
+  token_text: z.string(),
+  steps: nat,
+  /** Fractions of the located image tokens deleted (or kept): 0, 1/steps, …, 1. */
+  fractions: z.array(z.number()),
+  /** Image tokens with a place in the picture (the ones deleted). */
+  located_tokens: nat,
+  /** The token's probability as generated (softmax of the run's logits row k). */
+  run_probability: z.number(),
+  curves: curvePair,
+  random: curvePair.extend({ seeds: nat }),
+  /** How a patch is deleted (src/interpret/faithfulness/perturb.ts). */
+  perturbation: z.string(),
+  forwards: nat,
+  seconds: z.number(),
+  created_at: z.string(),
+});
+
 /** GET /api/runs/:id/causal/:token */
 export const causalView = z.object({
   token: nat,
@@ -542,6 +591,8 @@ export const JSON_ROUTES = {
   "GET /api/batch": { status: 200, response: batchView },
   "POST /api/runs/:id/relevancy": { status: 202, response: jobSubmitted },
   "POST /api/runs/:id/causal": { status: 202, response: jobSubmitted },
+  "POST /api/runs/:id/faithfulness": { status: 202, response: jobSubmitted },
+  "GET /api/runs/:id/faithfulness": { status: 200, response: faithfulnessResult },
   "POST /api/import": { status: 201, response: importResponse },
   "POST /api/generate": { status: 202, response: generateResponse },
   "GET /api/jobs": { status: 200, response: jobsResponse },
@@ -564,6 +615,7 @@ export type AttentionPatchesBody = z.infer<typeof attentionPatchesBody>;
 /** The body a client sends (fields with defaults may be left out). */
 export type RelevancyJobRequest = z.input<typeof relevancyJobBody>;
 export type CausalJobRequest = z.input<typeof causalJobBody>;
+export type FaithfulnessJobRequest = z.input<typeof faithfulnessJobBody>;
 export type GenerateFields = z.infer<typeof generateFields>;
 export type ErrorResponse = z.infer<typeof errorResponse>;
 export type ModelStatus = z.infer<typeof modelStatus>;
@@ -604,6 +656,8 @@ export type CausalGrowthStep = z.infer<typeof causalGrowthStep>;
 export type CausalHeadView = z.infer<typeof causalHeadView>;
 export type CausalParamsRecord = z.infer<typeof causalParamsRecord>;
 export type CausalView = z.infer<typeof causalView>;
+export type FaithfulnessResult = z.infer<typeof faithfulnessResult>;
+export type CurvePair = FaithfulnessResult["curves"];
 export type RelevancyShare = z.infer<typeof relevancyShare>;
 export type CompareSide = z.infer<typeof compareSide>;
 export type MapDifference = z.infer<typeof mapDifference>;

@@ -33,7 +33,7 @@ export const ATTN_DTYPES = ["f32", "f16"] as const;
 export type AttnDtype = (typeof ATTN_DTYPES)[number];
 
 /** What the server's job queue runs. */
-export const JOB_KINDS = ["generate", "relevancy", "causal"] as const;
+export const JOB_KINDS = ["generate", "relevancy", "causal", "faithfulness"] as const;
 export type JobKind = (typeof JOB_KINDS)[number];
 
 /** A job's state; "interrupted": the server stopped before the job finished (reported after the next start). */

@@ -193,6 +193,12 @@ export interface VisionLanguageModel {
    * each image token, depend on the picture); null when maps cannot be propagated through the tower.
    */
   towerGeometry(layout: ImageLayout): TowerGeometry | null;
+  /**
+   * The processor's background colour, `int(mean · 255)` per channel: what the "pad" mode fills with and what
+   * a deleted image patch is painted with (src/interpret/faithfulness/perturb.ts), so "no picture here" reads
+   * as ≈ 0 after normalisation for every family.
+   */
+  readonly padColor: readonly [number, number, number];
 
   /** The processor: pixel values, the image the model saw, and the token layout (boxes in original pixels). */
   preprocess(image: RgbImage, mode: ImageMode): PreparedImage;

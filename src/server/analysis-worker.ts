@@ -13,6 +13,12 @@ import { SafetensorsError } from "../hf/safetensors.js";
 import type { TextProcessor } from "../hf/tokenizer.js";
 import { CAUSAL_FORMAT, type CausalDocument, CausalError } from "../interpret/causal/explain-run.js";
 import {
+  MapSpecError,
+  parseMapSpec,
+  readFaithfulness,
+  readTokenMap,
+} from "../interpret/faithfulness/index.js";
+import {
   AttentionQueryError,
   attentionSummary,
   headImageMaps,
@@ -166,6 +172,18 @@ const handlers = {
     };
     return compareRuns(side(dirA, idA), side(dirB, idB), mode, token);
   },
+  /** Throws a MapSpecError (400) when the run cannot give the map yet (relevancy or causal not computed). */
+  faithCheckable: (dir: string, map: string, token: number) => {
+    const spec = parseMapSpec(map);
+    // Rollout reads every layer's attention; it exists whenever the run does.
+    if (spec.kind !== "rollout") readTokenMap(openRun(dir), spec, token);
+    return true;
+  },
+  faithfulness: (dir: string, map: string, token: number) => {
+    const r = readFaithfulness(dir, token, parseMapSpec(map));
+    if (!r) throw new NotComputedError(`no faithfulness check of ${map} for answer token ${token} yet`);
+    return r;
+  },
   forget: (dir: string) => {
     const c = cache.get(dir);
     if (c) c.run.close();
@@ -186,7 +204,10 @@ port.on("message", async (m: ToAnalysisWorker) => {
   } catch (e) {
     const err = e as Error;
     const status =
-      err instanceof AttentionQueryError || err instanceof QueryError || err instanceof CausalError
+      err instanceof AttentionQueryError ||
+      err instanceof QueryError ||
+      err instanceof CausalError ||
+      err instanceof MapSpecError
         ? 400
         : err instanceof NotComputedError || err instanceof RelevancyViewError
           ? 404

@@ -29,6 +29,7 @@ import type { ServerContext, ServerLimits } from "./route-context.js";
 import { analysisJobRoutes } from "./routes/analysis-jobs.js";
 import { archiveRoutes } from "./routes/archive.js";
 import { compareRoutes } from "./routes/compare.js";
+import { faithfulnessRoutes } from "./routes/faithfulness.js";
 import { generateRoutes } from "./routes/generate.js";
 import { infoRoutes } from "./routes/info.js";
 import { jobRoutes } from "./routes/jobs.js";
@@ -192,6 +193,7 @@ export async function buildServer(opts: ServerOptions): Promise<LvlmServer> {
     viewRoutes,
     compareRoutes,
     analysisJobRoutes,
+    faithfulnessRoutes,
     archiveRoutes,
     generateRoutes,
     jobRoutes,

@@ -7,6 +7,7 @@
 import * as os from "node:os";
 import { parentPort, workerData } from "node:worker_threads";
 import { explainRun } from "../interpret/causal/explain-run.js";
+import { checkFaithfulness } from "../interpret/faithfulness/index.js";
 import { computeRelevancy } from "../interpret/relevancy/index.js";
 import { createKernels, type Kernels } from "../kernels/index.js";
 import { loadModel } from "../models/registry.js";
@@ -106,6 +107,24 @@ async function runJob(
         },
       });
       return { token: doc.token_index, layer: doc.layer, heads: doc.heads.length };
+    }
+    case "faithfulness": {
+      const p = request.payload;
+      const { result } = await checkFaithfulness(p.runDir, {
+        token: p.token,
+        map: p.map,
+        steps: p.steps,
+        seeds: p.seeds,
+        model,
+        kernels,
+        onProgress: progress,
+      });
+      return {
+        token: result.token,
+        map: result.map,
+        deletion_auc: result.curves.deletion_auc,
+        insertion_auc: result.curves.insertion_auc,
+      };
     }
   }
 }

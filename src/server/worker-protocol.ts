@@ -34,10 +34,20 @@ export interface CausalPayload {
   layer?: number;
 }
 
+export interface FaithfulnessPayload {
+  runDir: string;
+  token: number;
+  /** A map spec (src/interpret/faithfulness/maps.ts), already parsed once by the route. */
+  map: string;
+  steps: number;
+  seeds: number;
+}
+
 export type ModelJobRequest =
   | { kind: "generate"; payload: GeneratePayload }
   | { kind: "relevancy"; payload: RelevancyPayload }
-  | { kind: "causal"; payload: CausalPayload };
+  | { kind: "causal"; payload: CausalPayload }
+  | { kind: "faithfulness"; payload: FaithfulnessPayload };
 
 export type ToModelWorker = {
   type: "job";

@@ -188,6 +188,10 @@ export class LlavaModel implements VisionLanguageModel {
     return this.tower;
   }
 
+  get padColor(): [number, number, number] {
+    return this.imageProcessor.padColor;
+  }
+
   preprocess(image: RgbImage, mode: ImageMode): PreparedImage {
     const ipc = this.imageProcessor;
     const pre = preprocessImage(image, ipc, mode);

@@ -37,6 +37,7 @@ import {
   type AnyresGeometry,
   type AnyresProcessed,
   type AnyresProcessorConfig,
+  anyresPadColor,
   gridOfLayout,
   parseAnyresProcessorConfig,
   preprocessAnyres,
@@ -197,6 +198,10 @@ export class AnyresLlavaModel implements VisionLanguageModel {
       featureLayers: Array.from({ length: hidden }, (_, l) => l),
       sourcesOf: (i) => sources[i] ?? [],
     };
+  }
+
+  get padColor(): [number, number, number] {
+    return anyresPadColor(this.processor);
   }
 
   preprocess(image: RgbImage, mode: ImageMode): AnyresProcessed {

@@ -248,6 +248,12 @@ export function gridOfLayout(
   );
 }
 
+/** LVLM-Interpret's `expand2square` background: `int(mean · 255)` per channel. */
+export function anyresPadColor(cfg: AnyresProcessorConfig): [number, number, number] {
+  const c = cfg.imageMean.map((m) => Math.min(255, Math.max(0, Math.trunc(m * 255))));
+  return [c[0], c[1], c[2]];
+}
+
 /** The processor and the layout of one picture. */
 export function preprocessAnyres(
   image: RgbImage,
@@ -257,8 +263,7 @@ export function preprocessAnyres(
 ): AnyresProcessed {
   let input = image;
   if (mode === "pad") {
-    const pad = [0, 1, 2].map((c) => Math.min(255, Math.max(0, Math.trunc(cfg.imageMean[c] * 255))));
-    input = expandToSquare(image, pad as [number, number, number]);
+    input = expandToSquare(image, anyresPadColor(cfg));
   } else if (mode === "resize") input = resizeTo(image, geo.towerSize, geo.towerSize, "bicubic");
   const plan = planAnyres(image.width, image.height, mode, cfg, geo);
   const { grid, fitted, padding } = plan;

@@ -110,6 +110,10 @@ export class QwenVlModel implements VisionLanguageModel {
    * (LVLM-Interpret's expand2square), the grid then framed by that square. "resize" (a square of the tower's
    * fixed input) has no meaning for a tower without a fixed input size.
    */
+  get padColor(): [number, number, number] {
+    return padColorOf(this.processor);
+  }
+
   preprocess(image: RgbImage, mode: ImageMode): PreparedImage {
     if (mode !== "default" && mode !== "pad")
       throw new RangeError(

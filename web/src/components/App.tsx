@@ -15,6 +15,7 @@ import {
   SettingsContext,
   type ViewSettings,
 } from "./common";
+import { FaithfulnessView } from "./FaithfulnessView";
 import { GenerateView } from "./GenerateView";
 import { RelevancyView } from "./RelevancyView";
 
@@ -23,6 +24,7 @@ const VIEWS = [
   { id: "maps", label: "Attention maps" },
   { id: "relevancy", label: "Relevancy" },
   { id: "causal", label: "Causality" },
+  { id: "faithfulness", label: "Faithfulness" },
 ] as const;
 
 interface Route {
@@ -65,6 +67,7 @@ function requestSummary(j: JobInfo): string {
   }
   if (j.kind === "relevancy")
     return `${r.mode ?? "exact"} ${r.kind ?? "llm"} · tokens ${Array.isArray(r.tokens) ? r.tokens.join(",") : (r.tokens ?? "all")}`;
+  if (j.kind === "faithfulness") return `map ${r.map ?? "?"} · token ${r.token ?? "?"}`;
   return `token ${r.token ?? "?"}${r.layer !== undefined ? ` · layer ${r.layer}` : ""}`;
 }
 
@@ -431,6 +434,7 @@ export function App() {
                         onChanged={() => loadRun(current.id)}
                       />
                     )}
+                    {route.view === "faithfulness" && <FaithfulnessView run={current} />}
                     {!VIEWS.some((v) => v.id === route.view) && (
                       <ErrorBox error={`unknown view "${route.view}"`} />
                     )}

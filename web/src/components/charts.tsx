@@ -91,6 +91,10 @@ export function ChartBox({
     };
     chart.current?.destroy();
     chart.current = new Chart(ref.current, cfg);
+    // What the chart holds, read back from it (tests compare it with the server's numbers).
+    ref.current.dataset.series = JSON.stringify(
+      chart.current.data.datasets.map((d) => ({ label: d.label, data: d.data })),
+    );
     return () => {
       chart.current?.destroy();
       chart.current = null;
