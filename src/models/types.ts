@@ -91,7 +91,10 @@ export interface ImageEncoding {
 }
 
 export interface ImageBackwardOptions {
-  /** Per tower layer, from the top down: dProbs and the forward probabilities ([H, Sv, Sv] per pass). */
+  /**
+   * Per tower layer, from the top down: dProbs and the forward probabilities, [passes·H·Sv·Sv] (pass-major,
+   * the passes numbered as `towerGeometry` numbers them).
+   */
   onLayer?: (layer: number, dProbs: Float32Array, probs: Float32Array) => void;
   /** Also return the gradient w.r.t. pixel_values. */
   pixels?: boolean;
@@ -112,21 +115,31 @@ export interface TowerFeatures {
   count: number;
 }
 
+/** One tower token behind an image token: its pass, its index in that pass, and its share. */
+export interface TowerSource {
+  pass: number;
+  token: number;
+  weight: number;
+}
+
 /**
- * The vision tower's geometry for maps propagated through it (relevancy's vit / all / all_v2 / chain): one
- * pass of `seqLen` tokens. Null on a model whose image tokens do not map onto single tokens of one pass.
+ * The vision tower's geometry for maps propagated through it (relevancy's vit / all / all_v2 / chain) for
+ * one image: `passes` passes of `seqLen` tokens each (LLaVA: one; LLaVA-NeXT: the base view, then the tiles
+ * row-major), and the tower tokens behind every image token.
  */
 export interface TowerGeometry {
-  /** Tokens of one pass, class token included. */
+  /** Tower passes (1 for llava and qwen; base + tiles for NeXT). */
+  passes: number;
+  /** Tokens per pass, class token included. */
   seqLen: number;
-  /** Index of the class token, or −1. */
+  /** Index of the class token in each pass, or −1. */
   cls: number;
   layers: number;
   heads: number;
   /** Tower layers whose attention reaches the image features (fresh gradients flow through exactly these). */
   featureLayers: number[];
-  /** Tower token behind image token i. */
-  tokenOf(imageToken: number): number;
+  /** Tower tokens behind image token i, weights summing to 1; [] for separators. */
+  sourcesOf(imageToken: number): TowerSource[];
 }
 
 /** The text decoder, driven by explicit position ids. */
@@ -175,8 +188,11 @@ export interface VisionLanguageModel {
   readonly decoder: LanguageDecoder;
   /** Ids that end generation. */
   readonly stopTokenIds: readonly number[];
-  /** Null when maps cannot be propagated through the tower token by token. */
-  readonly tower: TowerGeometry | null;
+  /**
+   * The tower's geometry for an image of this layout (the tile grid, and so the passes and the tokens behind
+   * each image token, depend on the picture); null when maps cannot be propagated through the tower.
+   */
+  towerGeometry(layout: ImageLayout): TowerGeometry | null;
 
   /** The processor: pixel values, the image the model saw, and the token layout (boxes in original pixels). */
   preprocess(image: RgbImage, mode: ImageMode): PreparedImage;

@@ -22,6 +22,7 @@ export {
   relevancyFileName,
   relevancyRecord,
   relevancyTensorName,
+  towerSourcesTensorName,
 } from "./run.js";
 export {
   RELEVANCY_MODES,

@@ -16,7 +16,9 @@
  *    token t. That gradient only needs a single-position backward (earlier positions are constants).
  *
  * Vision tower (CLS towers, as LVLM-Interpret defines them; ViT token 0 = CLS, image token i ↔ ViT token i+1;
- * in general image token i ↔ the tower token the model names, `model.tower.tokenOf(i)`).
+ * in general image token i ↔ the tower tokens the model names, `towerGeometry(layout).sourcesOf(i)`).
+ * A tower of several passes (LLaVA-NeXT: base view + tiles) gets every map below per pass, from that pass's
+ * CAMs and CLS row; image tokens lift onto tower tokens (and back) through their weighted sources.
  * With R_v = (I + cv_{k−1}) ⋯ (I + cv_0) over the ViT layers that feed the selected feature layer:
  *  - `vit`:    R_v · I                         (we report the CLS row)
  *  - `all`:    R_v · R0, R0 = [[1, 0], [0, R[img, img]]]            (R = the LLM map, identity included)
@@ -90,11 +92,11 @@ export async function relevancyMaps(
     const freshCams = plan.freshForWanted
       ? await towerCams(tape, plan, featureGrad!, plan.freshLayers)
       : null;
-    let kindCams: Cam[] | null = null;
+    let kindCams: Cam[][] | null = null;
     if (plan.vitKinds.length > 0) {
       kindCams = gradSum
         ? await towerCams(tape, plan, await gradSum.upTo(t), plan.vitLayers)
-        : plan.vitLayers.map((l) => freshCams![plan.freshLayers.indexOf(l)]);
+        : freshCams!.map((c) => plan.vitLayers.map((l) => c[plan.freshLayers.indexOf(l)]));
     }
     if (kindCams) Object.assign(res, clsRowMaps(plan, kindCams, llm, cams, n));
     if (plan.chain) res.chain = chainMap(plan, llm, freshCams!);
@@ -109,6 +111,8 @@ export async function relevancyMaps(
     tokens: results,
     imagePositions: plan.imagePositions,
     vitSeqLen: plan.Sv,
+    vitPasses: plan.passes,
+    towerSources: plan.sources,
     hasCls: plan.hasCls,
     vitLayers: plan.vitLayers,
   };

@@ -1,5 +1,5 @@
 /** A relevancy request checked against the model and its inputs, and what it needs computed. */
-import type { VisionLanguageModel } from "../../models/types.js";
+import type { TowerSource, VisionLanguageModel } from "../../models/types.js";
 import {
   RELEVANCY_MODES,
   RelevancyError,
@@ -42,12 +42,15 @@ export interface RelevancyPlan {
   chain: boolean;
   /** Whether the tower keeps a tape (any vision map). */
   needVision: boolean;
-  /** The tower's geometry (zeros / −1 / [] without a tower). */
+  /** The tower's geometry for this image (zeros / −1 / [] without a tower). */
+  passes: number;
+  /** Tokens per pass. */
   Sv: number;
+  Hv: number;
   hasCls: boolean;
   clsIndex: number;
-  /** Tower token of each image token. */
-  vitOf: number[];
+  /** The tower tokens behind each image token ([] for separators). */
+  sources: TowerSource[][];
   /** Tower layers fresh gradients reach, and those whose CAMs enter the vit kinds' rollouts. */
   freshLayers: number[];
   vitLayers: number[];
@@ -88,23 +91,23 @@ export function planRelevancy(
       `prompt has ${P} image tokens, the image layout has ${inputs.layout.token_count}`,
     );
   const needVision = vision.length > 0;
-  const tower = model.tower;
+  const tower = model.towerGeometry(inputs.layout);
   if (needVision && !tower)
     throw new RelevancyError(
-      `${vision.join(", ")} relevancy needs image tokens that are single vision-tower tokens (not so for ${model.info.modelType})`,
+      `${vision.join(", ")} relevancy needs a vision tower maps can be propagated through (not so for ${model.info.modelType})`,
     );
   const hasCls = tower !== null && tower.cls >= 0;
   const Sv = tower?.seqLen ?? 0;
-  const vitOf = Array.from({ length: P }, (_, i) => tower?.tokenOf(i) ?? -1);
+  const sources = Array.from({ length: P }, (_, i) => tower?.sourcesOf(i) ?? []);
   const vitKinds = vision.filter((k) => k !== "chain");
   if (vitKinds.length > 0 && !hasCls) {
     throw new RelevancyError(
       `${vitKinds.join(", ")} relevancy needs a vision tower with a CLS token (this one has none); use "chain"`,
     );
   }
-  // all/all_v2 lift the CLS row onto the image tokens 1:1: image token i must be ViT token i + 1.
-  const patchesAfterCls = P === Sv - 1 && vitOf.every((v, i) => v === i + 1);
-  if ((vitKinds.includes("all") || vitKinds.includes("all_v2")) && !patchesAfterCls) {
+  // all/all_v2 lift the CLS row onto the image tokens through their sources: the CLS token must be none.
+  const clsFed = sources.some((src) => src.some((s) => s.token === tower?.cls));
+  if ((vitKinds.includes("all") || vitKinds.includes("all_v2")) && clsFed) {
     throw new RelevancyError(
       `all/all_v2 relevancy needs vision_feature_select_strategy "default" (image tokens = patches)`,
     );
@@ -131,10 +134,12 @@ export function planRelevancy(
     vitKinds,
     chain,
     needVision,
+    passes: tower?.passes ?? 0,
     Sv,
+    Hv: tower?.heads ?? 0,
     hasCls,
     clsIndex: tower?.cls ?? -1,
-    vitOf,
+    sources,
     freshLayers,
     vitLayers,
     freshForWanted,

@@ -8,8 +8,9 @@ import * as fs from "node:fs";
 import type { TensorToWrite } from "../../hf/safetensors.js";
 import { createKernels } from "../../kernels/index.js";
 import type { KernelChoice, Kernels } from "../../kernels/types.js";
+import { type ImageLayout, towerTokens } from "../../models/image-layout.js";
 import { loadModel } from "../../models/registry.js";
-import type { VisionLanguageModel } from "../../models/types.js";
+import type { TowerSource, VisionLanguageModel } from "../../models/types.js";
 import { IMAGE_GRID_TENSOR, Run } from "../../run/run-dir.js";
 import { relevancyMaps } from "./maps.js";
 import { resolveTokens } from "./plan.js";
@@ -46,6 +47,12 @@ export interface RelevancyRecord {
   vit_layers: number[];
   /** Per map kind ("llm", "vit", "all", "all_v2", "chain"): generated-token indices whose rows are filled. */
   computed: Partial<Record<"llm" | VisionRelevancyKind, number[]>>;
+  /**
+   * With vision maps: the tower's geometry for this image, what the rows of the vision kinds hold (`passes`
+   * blocks of `seq_len` tower tokens, or of `seq_len` − 1 patches for the chain with a class token at `cls`);
+   * `rel.sources.<mode>` maps them onto the image tokens where the layout's `tower` mapping cannot.
+   */
+  tower?: { passes: number; seq_len: number; cls: number };
   updated_at: string;
 }
 
@@ -65,6 +72,37 @@ export function relevancyFileName(mode: RelevancyMode): string {
 
 export function relevancyTensorName(kind: "llm" | VisionRelevancyKind, mode: RelevancyMode): string {
   return `rel.${kind}.${mode}`;
+}
+
+/**
+ * `rel.sources.<mode>`: [P, K, 3] F32, image token i's tower sources as (pass, token, weight) triples, K the
+ * most any token has; unused slots are (−1, −1, 0).
+ */
+export function towerSourcesTensorName(mode: RelevancyMode): string {
+  return `rel.sources.${mode}`;
+}
+
+/** Whether the layout's `tower` mapping gives exactly these sources (one token of weight 1, or none). */
+export function layoutHoldsSources(layout: ImageLayout, sources: TowerSource[][]): boolean {
+  const viaLayout = towerTokens(layout);
+  return sources.every((src, i) => {
+    const t = viaLayout[i];
+    if (src.length === 0) return t.token < 0;
+    return src.length === 1 && src[0].weight === 1 && src[0].pass === t.pass && src[0].token === t.token;
+  });
+}
+
+/** The sources of every image token as the `rel.sources` tensor. */
+export function towerSourcesTensor(name: string, sources: TowerSource[][]): TensorToWrite {
+  const K = Math.max(1, ...sources.map((s) => s.length));
+  const data = new Float32Array(sources.length * K * 3);
+  sources.forEach((src, i) => {
+    for (let k = 0; k < K; k++) {
+      const s = src[k];
+      data.set(s ? [s.pass, s.token, s.weight] : [-1, -1, 0], (i * K + k) * 3);
+    }
+  });
+  return { name, dtype: "F32", shape: [sources.length, K, 3], data };
 }
 
 /** The relevancy record of a run for a mode, if any. */
@@ -139,6 +177,7 @@ export async function computeRelevancy(
     const mode = opts.mode;
     const S = m.seq_len;
     const Sv = result.vitSeqLen;
+    const passes = result.vitPasses;
     const nPatches = Sv - (result.hasCls ? 1 : 0);
     const prev = relevancyRecord(run, mode);
     const prevValid = (kind: "llm" | VisionRelevancyKind) =>
@@ -148,10 +187,10 @@ export async function computeRelevancy(
       (kind === "llm" || kind === "chain" || prev.vit_gradients === result.vitGradients);
     const width: Record<"llm" | VisionRelevancyKind, number> = {
       llm: S,
-      vit: Sv,
-      all: Sv,
-      all_v2: Sv,
-      chain: nPatches,
+      vit: passes * Sv,
+      all: passes * Sv,
+      all_v2: passes * Sv,
+      chain: passes * nPatches,
     };
     const kinds: ("llm" | VisionRelevancyKind)[] = ["llm", ...VISION_RELEVANCY_KINDS];
     const tensors: TensorToWrite[] = [];
@@ -191,6 +230,10 @@ export async function computeRelevancy(
       tensors.push({ name, dtype: "F32", shape: [G, width[kind]], data });
       computed[kind] = [...done].sort((a, b) => a - b);
     }
+    const withVision = VISION_RELEVANCY_KINDS.some((k) => computed[k] !== undefined);
+    // The layout's own `tower` mapping places one-to-one towers (LLaVA); the rest need their sources stored.
+    if (withVision && !layoutHoldsSources(m.image_layout, result.towerSources))
+      tensors.push(towerSourcesTensor(towerSourcesTensorName(mode), result.towerSources));
     const file = relevancyFileName(mode);
     run.addTensors(file, tensors);
     const record: RelevancyRecord = {
@@ -198,6 +241,7 @@ export async function computeRelevancy(
       vit_gradients: result.vitGradients,
       vit_layers: result.vitLayers,
       computed,
+      ...(withVision ? { tower: { passes, seq_len: Sv, cls: result.hasCls ? 0 : -1 } } : {}),
       updated_at: new Date().toISOString(),
     };
     const extras = { ...(run.manifest.extras ?? {}) };

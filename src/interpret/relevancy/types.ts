@@ -1,6 +1,6 @@
 /** The relevancy request and result types, the modes and kinds listed once, and the request error. */
 import type { ImageLayout } from "../../models/image-layout.js";
-import type { PixelValues } from "../../models/types.js";
+import type { PixelValues, TowerSource } from "../../models/types.js";
 
 /** The relevancy modes and vision-side kinds, listed once (CLI choices and server schemas use these). */
 export const RELEVANCY_MODES = ["exact", "incremental"] as const;
@@ -41,17 +41,20 @@ export interface TokenRelevancy {
   position: number;
   /** Row p of the raw LLM map R (length p + 1). */
   llm: Float32Array;
-  /** CLS rows (length S_vit) of the raw ViT-propagated maps. */
+  /** CLS rows of the raw ViT-propagated maps, one per tower pass (length passes · S_vit, pass-major). */
   vit?: Float32Array;
   all?: Float32Array;
   allV2?: Float32Array;
-  /** Patch relevancy (length = number of patches). */
+  /** Patch relevancy per pass (length passes · patches per pass, pass-major). */
   chain?: Float32Array;
   matrices?: {
     /** Raw LLM rollout (p+1)×(p+1) and its per-layer CAMs. */
     R: Float32Array;
     cams: Float32Array[];
-    /** ViT CAMs of the layers used (with the gradients of the vit kinds), and the S×S maps. */
+    /**
+     * ViT CAMs of the layers used (with the gradients of the vit kinds), and the S×S maps: each one S×S block
+     * per tower pass, pass-major.
+     */
     vitCams?: Float32Array[];
     vitR?: Float32Array;
     allR?: Float32Array;
@@ -68,6 +71,10 @@ export interface RelevancyResult {
   imagePositions: number[];
   /** ViT sequence length (with CLS when present; 0 without vision maps on a tower-less geometry). */
   vitSeqLen: number;
+  /** Tower passes the vision rows hold (each `vitSeqLen` long; 0 without a tower). */
+  vitPasses: number;
+  /** The tower tokens behind each image token ([] for separators; all [] without a tower). */
+  towerSources: TowerSource[][];
   hasCls: boolean;
   /** ViT layers whose CAMs enter the vit/all/all_v2 rollouts (and, fresh, the chain). */
   vitLayers: number[];

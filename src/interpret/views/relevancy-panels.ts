@@ -9,7 +9,9 @@ import {
   normalizeRow,
   type RelevancyMode,
   type RelevancyRecord,
+  relevancyRecord,
   relevancyTensorName,
+  towerSourcesTensorName,
   VISION_RELEVANCY_KINDS,
 } from "../relevancy/index.js";
 import {
@@ -17,9 +19,11 @@ import {
   type ImageMap,
   imageReliance,
   llmImageMap,
+  type StoredTowerSources,
   type TextRelevancyEntry,
   textRelevancy,
   topWordsVsImage,
+  towerRowBySources,
   vitImageMap,
   type WordsVsImage,
   wordRows,
@@ -69,6 +73,22 @@ function rows(
   const t = run.tensor(relevancyTensorName(kind, mode));
   const width = t.shape[1];
   return { width, row: (k: number) => t.data.subarray(k * width, (k + 1) * width) };
+}
+
+/**
+ * How a run's vision rows of `mode` reach the image tokens: through `rel.sources.<mode>` where relevancy
+ * stored one (towers whose image tokens are not single tower tokens: Qwen2-VL's merged patches), else
+ * through the layout's `tower` mapping (null).
+ */
+function storedSources(
+  run: Run,
+  mode: RelevancyMode,
+): { sources: StoredTowerSources; seqLen: number } | null {
+  const name = towerSourcesTensorName(mode);
+  const tower = relevancyRecord(run, mode)?.tower;
+  if (!tower || !run.has(name)) return null;
+  const t = run.tensor(name);
+  return { sources: { data: t.data, K: t.shape[1] }, seqLen: tower.seq_len };
 }
 
 export interface RelevancyMapItem {
@@ -137,10 +157,19 @@ export function relevancyImageMaps(
     throw new RelevancyViewError(`${rawTokens.length} raw tokens for ${G} generated ids`);
   const gen = rawTokens ?? m.generated_tokens;
   const sep = (toks: number[]) => toks.every((t) => isSeparatorToken(gen[t]));
+  const via = kind === "llm" ? null : storedSources(run, mode);
+  const chainOf = (r: ArrayLike<number>): ImageMap =>
+    via
+      ? { values: towerRowBySources(r, via.sources, via.seqLen - (cls >= 0 ? 1 : 0), cls) }
+      : chainImageMap(r, layout, cls);
+  const vitOf = (r: ArrayLike<number>, norm: boolean): ImageMap =>
+    via
+      ? { values: towerRowBySources(norm ? normalizeRow(r, 0) : r, via.sources, via.seqLen) }
+      : vitImageMap(r, layout, norm);
   const tokenMap = (t: number, r: ArrayLike<number>, norm: boolean): ImageMap => {
     if (kind === "llm") return llmImageMap(r, T - 1 + t, imagePositions, norm);
-    if (kind === "chain") return chainImageMap(r, layout, cls);
-    return vitImageMap(r, layout, norm);
+    if (kind === "chain") return chainOf(r);
+    return vitOf(r, norm);
   };
   const items: RelevancyMapItem[] = [];
   if (by === "token") {
@@ -172,14 +201,7 @@ export function relevancyImageMaps(
     for (const w of words) {
       const rs = w.tokens.map((t) => (normalized && kind !== "chain" ? normalizeRow(row(t), 0) : row(t)));
       const avg = averagePaddedRows(rs);
-      items.push(
-        item(
-          w.text,
-          w.tokens,
-          sep(w.tokens),
-          kind === "chain" ? chainImageMap(avg, layout, cls) : vitImageMap(avg, layout, false),
-        ),
-      );
+      items.push(item(w.text, w.tokens, sep(w.tokens), kind === "chain" ? chainOf(avg) : vitOf(avg, false)));
     }
   }
   return { mode, kind, by, normalized, computed, items };

@@ -51,6 +51,43 @@ export function chainImageMap(chain: ArrayLike<number>, layout: ImageLayout, cls
   return { values: towerRowToImageTokens(chain, layout, cls) };
 }
 
+/** Image tokens' tower sources as stored in `rel.sources.<mode>`: [P, K, 3] (pass, token, weight) triples. */
+export interface StoredTowerSources {
+  data: ArrayLike<number>;
+  /** Slots per image token (unused slots have weight 0). */
+  K: number;
+}
+
+/**
+ * A row over tower tokens ([passes · width], pass-major; a CLS row of width Sv, or a chain row of width
+ * Sv − 1 that left the class token `cls` out) on the image tokens through their stored sources: image token
+ * i gets Σ weight · row[pass · width + token] over its sources (a Qwen2-VL merged token: the mean of its m²
+ * patches); NaN for tokens without sources (separators).
+ */
+export function towerRowBySources(
+  row: ArrayLike<number>,
+  sources: StoredTowerSources,
+  width: number,
+  cls = -1,
+): Float32Array {
+  const { data, K } = sources;
+  const P = data.length / (K * 3);
+  return Float32Array.from({ length: P }, (_, i) => {
+    let v = 0;
+    let any = false;
+    for (let k = 0; k < K; k++) {
+      const o = (i * K + k) * 3;
+      const [pass, token, weight] = [data[o], data[o + 1], data[o + 2]];
+      if (pass < 0 || weight === 0) continue;
+      const j = pass * width + (cls >= 0 && token > cls ? token - 1 : token);
+      if (j >= row.length) return Number.NaN;
+      v += weight * row[j];
+      any = true;
+    }
+    return any ? v : Number.NaN;
+  });
+}
+
 export interface TextRelevancyEntry {
   /** Display label: the token text, or "<image>" for the collapsed image. */
   label: string;

@@ -71,7 +71,8 @@ function isLlavaEncoding(e: TowerFeatures | ImageEncoding): e is LlavaImageEncod
 
 export class LlavaModel implements VisionLanguageModel {
   readonly info: ModelInfo;
-  readonly tower: TowerGeometry;
+  /** One pass over the square crop: the same for every image. */
+  private readonly tower: TowerGeometry;
   readonly stopTokenIds: number[];
   private processorConfig: ImageProcessorConfig | null = null;
 
@@ -108,12 +109,13 @@ export class LlavaModel implements VisionLanguageModel {
     const drop = this.dropped;
     const top = Math.max(...this.visionFeatureHiddenIndices);
     this.tower = {
+      passes: 1,
       seqLen: vision.seqLen,
       cls: c.vision.hasCls ? 0 : -1,
       layers: c.vision.numLayers,
       heads: c.vision.numHeads,
       featureLayers: Array.from({ length: top }, (_, l) => l),
-      tokenOf: (i) => i + drop,
+      sourcesOf: (i) => [{ pass: 0, token: i + drop, weight: 1 }],
     };
     this.stopTokenIds = collectStopTokenIds(dir, c.text.eosTokenIds, text, c.text.modelType);
   }
@@ -180,6 +182,10 @@ export class LlavaModel implements VisionLanguageModel {
       this.config.vision.imageSize,
     );
     return this.processorConfig;
+  }
+
+  towerGeometry(_layout: ImageLayout): TowerGeometry {
+    return this.tower;
   }
 
   preprocess(image: RgbImage, mode: ImageMode): PreparedImage {

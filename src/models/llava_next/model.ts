@@ -93,8 +93,6 @@ function readJsonOr(file: string, dflt: unknown): unknown {
 
 export class AnyresLlavaModel implements VisionLanguageModel {
   readonly info: ModelInfo;
-  /** Image tokens come from many tower passes (and blended cells): no token-by-token tower maps yet. */
-  readonly tower = null;
   readonly stopTokenIds: number[];
   readonly newline: Float32Array;
   readonly processor: AnyresProcessorConfig;
@@ -176,6 +174,11 @@ export class AnyresLlavaModel implements VisionLanguageModel {
   /** Tower tokens dropped before the projector: the class token under "default". */
   private get dropped(): number {
     return this.config.visionFeatureSelectStrategy === "default" && this.config.vision.hasCls ? 1 : 0;
+  }
+
+  /** Image tokens come from many tower passes (and blended cells): no maps through the tower yet. */
+  towerGeometry(_layout: ImageLayout): null {
+    return null;
   }
 
   preprocess(image: RgbImage, mode: ImageMode): AnyresProcessed {
