@@ -18,7 +18,7 @@ for (const name of ["qwen2-vl-tiny", "qwen2.5-vl-tiny"] as const) {
   for (const impl of ["ts", "ort"] as const) {
     describe(`${name} vision-tower backward vs finite differences, ${impl} kernels`, async () => {
       const dir = path.join(ROOT, "test/fixtures", name);
-      const model = loadModel(dir) as QwenVlModel;
+      const model = loadModel(dir) as unknown as QwenVlModel;
       const kernels = await createKernels(impl);
       after(async () => {
         model.close();

@@ -20,6 +20,7 @@ import type {
   PixelValues,
   PreparedImage,
   TowerFeatures,
+  TowerGeometry,
   VisionLanguageModel,
 } from "../types.js";
 import { ModelWeights, type WeightNaming } from "../weights.js";
@@ -54,8 +55,6 @@ function isQwenEncoding(e: ImageEncoding): e is QwenImageEncoding {
 
 export class QwenVlModel implements VisionLanguageModel {
   readonly info: ModelInfo;
-  /** Image tokens blend m² patches: no token-by-token map through the tower. */
-  readonly tower = null;
   readonly stopTokenIds: number[];
 
   private constructor(
@@ -108,6 +107,30 @@ export class QwenVlModel implements VisionLanguageModel {
       weights.close();
       throw e;
     }
+  }
+
+  /**
+   * One pass over the image's N patches in pixel_values order (no class token); image token i is the merged
+   * cell of patches m²·i … m²·i + m² − 1 (merge-window order), each with weight 1/m². Every block feeds the
+   * merger.
+   */
+  towerGeometry(layout: ImageLayout): TowerGeometry {
+    const v = this.config.vision;
+    const mm = v.mergeSize * v.mergeSize;
+    const [frames, rows, cols] = mergedGrid(layout);
+    const P = frames * rows * cols;
+    return {
+      passes: 1,
+      seqLen: P * mm,
+      cls: -1,
+      layers: v.depth,
+      heads: v.numHeads,
+      featureLayers: Array.from({ length: v.depth }, (_, l) => l),
+      sourcesOf: (i) =>
+        i >= 0 && i < P
+          ? Array.from({ length: mm }, (_, k) => ({ pass: 0, token: i * mm + k, weight: 1 / mm }))
+          : [],
+    };
   }
 
   /**
