@@ -3,12 +3,13 @@
  * the tower's N patches through computeRelevancy (exact and incremental), checked against an independent
  * computation (the test's own LLM backward → tower backward → CAMs → full rollout matrix, read through each
  * merged token's m² patches); vit / all / all_v2 refused (no class token, as for SigLIP); the stored sources
- * and the view that puts the map on the image tokens' boxes.
+ * and the view that puts the map on the image tokens' boxes; the packed store of windowed blocks' attention.
  */
 import assert from "node:assert/strict";
 import * as fs from "node:fs";
 import * as path from "node:path";
 import { after, describe, test } from "node:test";
+import { loadImageFile } from "../src/hf/image-decode.js";
 import {
   camFromGrad,
   computeRelevancy,
@@ -18,7 +19,8 @@ import {
 import { relevancyImageMaps } from "../src/interpret/views/relevancy-panels.js";
 import { createKernels } from "../src/kernels/index.js";
 import { loadModel } from "../src/models/registry.js";
-import { IMAGE_GRID_TENSOR, Run } from "../src/run/run-dir.js";
+import { IMAGE_GRID_TENSOR, Run, vitWindowTensorName } from "../src/run/run-dir.js";
+import { packedWidth } from "../src/run/window-attention.js";
 import { maxAbsDiff } from "../src/tensor/tensor.js";
 import { traceWithModel } from "../src/trace.js";
 import { ROOT, tempDir } from "./fixture-utils.js";
@@ -70,6 +72,39 @@ for (const name of ["qwen2-vl-tiny", "qwen2.5-vl-tiny"] as const) {
           [4, 5, 6, 7].map((token) => ({ pass: 0, token, weight: 0.25 })),
         );
         assert.deepEqual(g.sourcesOf(P), []);
+      });
+
+      test("vit_attn: windowed blocks stored as their windows [H, N, w] and rebuilt exactly; full blocks dense", async () => {
+        const enc = await model.encodeImage(
+          kernels,
+          model.preprocess(await loadImageFile(path.join(dir, "image.png")), "default").pixels,
+        );
+        const run = Run.open(out);
+        try {
+          const H = model.info.vitHeads;
+          let packed = 0;
+          for (let l = 0; l < model.info.vitLayers; l++) {
+            const windows = enc.towerWindows?.[l] ?? null;
+            const stored = run.info(`vit_attn.${l}`).shape;
+            if (windows) {
+              packed++;
+              const w = packedWidth(windows);
+              assert.ok(w < N, `block ${l}: window of ${w} patches`);
+              assert.deepEqual(stored, [H, N, w]);
+              assert.deepEqual(run.ints(vitWindowTensorName(l)), Array.from(windows));
+            } else {
+              assert.deepEqual(stored, [H, N, N]);
+              assert.equal(run.has(vitWindowTensorName(l)), false);
+            }
+            const a = run.vitAttention(l);
+            assert.deepEqual(a.shape, [H, N, N]);
+            assert.deepEqual(a.data, enc.towerAttentions[l].data, `block ${l}`);
+          }
+          // Qwen2.5-VL's fixture: full attention in blocks 1 and 3 only; Qwen2-VL attends fully everywhere.
+          assert.equal(packed, name.startsWith("qwen2.5") ? model.info.vitLayers - 2 : 0);
+        } finally {
+          run.close();
+        }
       });
 
       test("vit / all / all_v2 refused in one line (no class token), as for SigLIP", async () => {

@@ -180,10 +180,12 @@ export class QwenVlModel implements VisionLanguageModel {
     });
     const H = this.config.vision.numHeads;
     const N = grid[0] * grid[1] * grid[2];
+    const groups = this.vision.attentionGroups(grid);
     return {
       features: out.features,
       count: out.count,
       towerAttentions: out.attentions.map((data) => ({ data, shape: [H, N, N] })),
+      towerWindows: out.attentions.map((_, l) => (this.vision.isWindowed(l) ? groups(l) : null)),
       hiddenStates: out.hiddenStates,
       tape: out.tape,
     };

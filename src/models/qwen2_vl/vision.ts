@@ -202,7 +202,7 @@ export class QwenVisionTower {
   }
 
   /** Which attention group each patch belongs to in block l: its window (windowed blocks) or its frame. */
-  private attentionGroups(grid: GridThw): (block: number) => Int32Array {
+  attentionGroups(grid: GridThw): (block: number) => Int32Array {
     const cfg = this.cfg;
     const N = grid[0] * grid[1] * grid[2];
     const perFrame = grid[1] * grid[2];
