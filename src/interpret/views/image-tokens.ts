@@ -88,3 +88,40 @@ export function towerRowToImageTokens(row: ArrayLike<number>, layout: ImageLayou
     return j < row.length ? row[j] : Number.NaN;
   });
 }
+
+/** An image token's tower source as the views read it: pass, token in that pass, weight. */
+export interface ImageTokenSource {
+  pass: number;
+  token: number;
+  weight: number;
+}
+
+/** The layout's own tower mapping as sources (one token of weight 1; none for separators and unmapped grids). */
+export function layoutTowerSources(layout: ImageLayout): ImageTokenSource[][] {
+  return towerTokens(layout).map((t) => (t.token < 0 ? [] : [{ pass: t.pass, token: t.token, weight: 1 }]));
+}
+
+/**
+ * Rows over the tower tokens of every pass (`passes` blocks of `width`, pass-major) as one value per image
+ * token: Σ weight · row at its sources. `cls` is the class token's index; CLS rows (`clsInRows`) hold it at
+ * that index, chain rows leave it out of each block. NaN for image tokens without sources (separators), with
+ * the class token among them (a CLS row's own entry is its diagonal, not a place), or outside the rows.
+ */
+export function towerRowsToImageTokens(
+  rows: ArrayLike<number>,
+  sources: ImageTokenSource[][],
+  width: number,
+  cls: number,
+  clsInRows: boolean,
+): Float32Array {
+  return Float32Array.from(sources, (src) => {
+    if (src.length === 0) return Number.NaN;
+    let v = 0;
+    for (const s of src) {
+      const j = !clsInRows && cls >= 0 && s.token > cls ? s.token - 1 : s.token;
+      if (s.token === cls || j >= width || s.pass * width + j >= rows.length) return Number.NaN;
+      v += s.weight * rows[s.pass * width + j];
+    }
+    return v;
+  });
+}

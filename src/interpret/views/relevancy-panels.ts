@@ -6,25 +6,23 @@
  */
 import type { Run } from "../../run/run-dir.js";
 import {
-  normalizeRow,
   type RelevancyMode,
   type RelevancyRecord,
-  relevancyRecord,
   relevancyTensorName,
   towerSourcesTensorName,
   VISION_RELEVANCY_KINDS,
 } from "../relevancy/index.js";
+import { type ImageTokenSource, layoutTowerSources } from "./image-tokens.js";
 import {
-  chainImageMap,
   type ImageMap,
   imageReliance,
   llmImageMap,
-  type StoredTowerSources,
+  normalizeTowerRows,
   type TextRelevancyEntry,
+  type TowerRows,
   textRelevancy,
   topWordsVsImage,
-  towerRowBySources,
-  vitImageMap,
+  towerImageMap,
   type WordsVsImage,
   wordRows,
 } from "./relevancy-views.js";
@@ -76,19 +74,31 @@ function rows(
 }
 
 /**
- * How a run's vision rows of `mode` reach the image tokens: through `rel.sources.<mode>` where relevancy
- * stored one (towers whose image tokens are not single tower tokens: Qwen2-VL's merged patches), else
- * through the layout's `tower` mapping (null).
+ * What the stored vision rows of a mode hold: the record's tower geometry and `rel.sources.<mode>` when
+ * present (multi-pass or blended towers), else one pass placed through the layout's own `tower` mapping.
  */
-function storedSources(
-  run: Run,
-  mode: RelevancyMode,
-): { sources: StoredTowerSources; seqLen: number } | null {
+function towerRows(run: Run, mode: RelevancyMode, width: number, chain: boolean): TowerRows {
+  const rec = (
+    run.manifest.extras?.relevancy as Partial<Record<RelevancyMode, RelevancyRecord>> | undefined
+  )?.[mode];
+  const cls = run.manifest.model.has_cls ? 0 : -1;
   const name = towerSourcesTensorName(mode);
-  const tower = relevancyRecord(run, mode)?.tower;
-  if (!tower || !run.has(name)) return null;
-  const t = run.tensor(name);
-  return { sources: { data: t.data, K: t.shape[1] }, seqLen: tower.seq_len };
+  if (rec?.tower && run.has(name)) {
+    const t = run.tensor(name);
+    const [P, K] = t.shape;
+    const sources: ImageTokenSource[][] = [];
+    for (let i = 0; i < P; i++) {
+      const src: ImageTokenSource[] = [];
+      for (let k = 0; k < K; k++) {
+        const o = (i * K + k) * 3;
+        if (t.data[o] >= 0) src.push({ pass: t.data[o], token: t.data[o + 1], weight: t.data[o + 2] });
+      }
+      sources.push(src);
+    }
+    return { passes: rec.tower.passes, seqLen: rec.tower.seq_len, cls: rec.tower.cls, sources };
+  }
+  const seqLen = chain ? width + (cls >= 0 ? 1 : 0) : width;
+  return { passes: 1, seqLen, cls, sources: layoutTowerSources(run.imageTokens().layout) };
 }
 
 export interface RelevancyMapItem {
@@ -148,28 +158,19 @@ export function relevancyImageMaps(
   const m = run.manifest;
   const computed = computedTokens(run, mode, kind);
   const done = new Set(computed);
-  const { positions: imagePositions, layout } = run.imageTokens();
-  const cls = m.model.has_cls ? 0 : -1;
+  const { positions: imagePositions } = run.imageTokens();
   const T = m.input_ids.length;
   const G = m.generated_ids.length;
-  const { row } = rows(run, mode, kind);
+  const { row, width } = rows(run, mode, kind);
+  const chain = kind === "chain";
+  const tower = kind === "llm" ? null : towerRows(run, mode, width, chain);
   if (rawTokens && rawTokens.length !== G)
     throw new RelevancyViewError(`${rawTokens.length} raw tokens for ${G} generated ids`);
   const gen = rawTokens ?? m.generated_tokens;
   const sep = (toks: number[]) => toks.every((t) => isSeparatorToken(gen[t]));
-  const via = kind === "llm" ? null : storedSources(run, mode);
-  const chainOf = (r: ArrayLike<number>): ImageMap =>
-    via
-      ? { values: towerRowBySources(r, via.sources, via.seqLen - (cls >= 0 ? 1 : 0), cls) }
-      : chainImageMap(r, layout, cls);
-  const vitOf = (r: ArrayLike<number>, norm: boolean): ImageMap =>
-    via
-      ? { values: towerRowBySources(norm ? normalizeRow(r, 0) : r, via.sources, via.seqLen) }
-      : vitImageMap(r, layout, norm);
   const tokenMap = (t: number, r: ArrayLike<number>, norm: boolean): ImageMap => {
-    if (kind === "llm") return llmImageMap(r, T - 1 + t, imagePositions, norm);
-    if (kind === "chain") return chainOf(r);
-    return vitOf(r, norm);
+    if (!tower) return llmImageMap(r, T - 1 + t, imagePositions, norm);
+    return towerImageMap(r, tower, chain, norm);
   };
   const items: RelevancyMapItem[] = [];
   if (by === "token") {
@@ -199,9 +200,10 @@ export function relevancyImageMaps(
     }
   } else {
     for (const w of words) {
-      const rs = w.tokens.map((t) => (normalized && kind !== "chain" ? normalizeRow(row(t), 0) : row(t)));
+      // A word's map: the mean of its tokens' (per pass normalised) rows.
+      const rs = w.tokens.map((t) => (normalized && !chain ? normalizeTowerRows(row(t), tower!) : row(t)));
       const avg = averagePaddedRows(rs);
-      items.push(item(w.text, w.tokens, sep(w.tokens), kind === "chain" ? chainOf(avg) : vitOf(avg, false)));
+      items.push(item(w.text, w.tokens, sep(w.tokens), towerImageMap(avg, tower!, chain, false)));
     }
   }
   return { mode, kind, by, normalized, computed, items };

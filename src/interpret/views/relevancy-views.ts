@@ -10,7 +10,7 @@
  */
 import type { ImageLayout } from "../../models/image-layout.js";
 import { normalizeRow } from "../relevancy/index.js";
-import { towerRowToImageTokens } from "./image-tokens.js";
+import { type ImageTokenSource, towerRowsToImageTokens, towerRowToImageTokens } from "./image-tokens.js";
 import { averagePaddedRows, groupWords, isSeparatorToken, tokenDisplayText } from "./words.js";
 
 /** One value per image token (NaN where a map has none); the token's place is image_token_boxes[i]. */
@@ -51,41 +51,45 @@ export function chainImageMap(chain: ArrayLike<number>, layout: ImageLayout, cls
   return { values: towerRowToImageTokens(chain, layout, cls) };
 }
 
-/** Image tokens' tower sources as stored in `rel.sources.<mode>`: [P, K, 3] (pass, token, weight) triples. */
-export interface StoredTowerSources {
-  data: ArrayLike<number>;
-  /** Slots per image token (unused slots have weight 0). */
-  K: number;
+/** What a stored vision row holds: `passes` blocks over the tower tokens, and the image tokens' sources. */
+export interface TowerRows {
+  passes: number;
+  /** Tower tokens per pass, class token included. */
+  seqLen: number;
+  /** Class token index, or −1. */
+  cls: number;
+  sources: ImageTokenSource[][];
 }
 
 /**
- * A row over tower tokens ([passes · width], pass-major; a CLS row of width Sv, or a chain row of width
- * Sv − 1 that left the class token `cls` out) on the image tokens through their stored sources: image token
- * i gets Σ weight · row[pass · width + token] over its sources (a Qwen2-VL merged token: the mean of its m²
- * patches); NaN for tokens without sources (separators).
+ * Per-pass CLS rows (vit / all / all_v2; `chain: false`) or chain rows (`chain: true`, the class token left
+ * out of each block) on the image tokens through their sources; CLS rows optionally normalised, each pass on
+ * its own (every pass has its own CLS row and diagonal).
  */
-export function towerRowBySources(
-  row: ArrayLike<number>,
-  sources: StoredTowerSources,
-  width: number,
-  cls = -1,
-): Float32Array {
-  const { data, K } = sources;
-  const P = data.length / (K * 3);
-  return Float32Array.from({ length: P }, (_, i) => {
-    let v = 0;
-    let any = false;
-    for (let k = 0; k < K; k++) {
-      const o = (i * K + k) * 3;
-      const [pass, token, weight] = [data[o], data[o + 1], data[o + 2]];
-      if (pass < 0 || weight === 0) continue;
-      const j = pass * width + (cls >= 0 && token > cls ? token - 1 : token);
-      if (j >= row.length) return Number.NaN;
-      v += weight * row[j];
-      any = true;
-    }
-    return any ? v : Number.NaN;
-  });
+export function towerImageMap(
+  rows: ArrayLike<number>,
+  tower: TowerRows,
+  chain: boolean,
+  normalized = false,
+): ImageMap {
+  const { seqLen, cls, sources } = tower;
+  if (chain) {
+    const width = seqLen - (cls >= 0 ? 1 : 0);
+    return { values: towerRowsToImageTokens(rows, sources, width, cls, false) };
+  }
+  const r = normalized ? normalizeTowerRows(rows, tower) : rows;
+  return { values: towerRowsToImageTokens(r, sources, seqLen, cls, true) };
+}
+
+/** Per-pass CLS rows with every pass normalised on its own (handle_residual at its CLS entry). */
+export function normalizeTowerRows(rows: ArrayLike<number>, tower: TowerRows): Float32Array {
+  const { passes, seqLen, cls } = tower;
+  const out = new Float32Array(passes * seqLen);
+  for (let k = 0; k < passes; k++) {
+    const block = Array.from({ length: seqLen }, (_, j) => rows[k * seqLen + j]);
+    out.set(normalizeRow(block, Math.max(cls, 0)), k * seqLen);
+  }
+  return out;
 }
 
 export interface TextRelevancyEntry {
