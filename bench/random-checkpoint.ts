@@ -32,6 +32,8 @@ export interface NamedConfig {
   strategy: "default" | "full";
   /** LLaVA-NeXT (model_type "llava_next"): its canvases as [height, width]; absent for plain LLaVA. */
   anyresPinpoints?: [number, number][];
+  /** Qwen2-VL (model_type "qwen2_vl", written by random-qwen-checkpoint.ts): its M-RoPE sections. */
+  qwen2vl?: { mropeSection: [number, number, number] };
 }
 
 export const NAMED_CONFIGS: Record<string, NamedConfig> = {
@@ -98,9 +100,31 @@ export const NAMED_CONFIGS: Record<string, NamedConfig> = {
     featureLayer: -1,
     strategy: "full",
   },
+  // Qwen2-VL-2B-Instruct: a 1280-wide, 32-block tower (16 heads, quick_gelu MLP ×4, 2×2 merger to 1536) and
+  // the Qwen2-1.5B decoder with M-RoPE (vocab 151936 in the checkpoint; the bench embeds the tiny Qwen
+  // fixture's tokenizer and a 32064-row LM head). An 800×600 picture is smart-resized to 812×588: 2,436
+  // patches, 609 image tokens.
+  "qwen2-vl-2b": {
+    name: "qwen2-vl-2b",
+    vision: { hidden: 1280, intermediate: 5120, layers: 32, heads: 16, imageSize: 0, patch: 14 },
+    text: {
+      type: "qwen2",
+      hidden: 1536,
+      intermediate: 8960,
+      layers: 28,
+      heads: 12,
+      kvHeads: 2,
+      vocab: 32064,
+      ropeTheta: 1000000,
+      tie: true,
+    },
+    featureLayer: -1,
+    strategy: "full",
+    qwen2vl: { mropeSection: [16, 24, 24] },
+  },
 };
 
-function randomTensor(
+export function randomTensor(
   name: string,
   shape: number[],
   dtype: DType,
@@ -135,6 +159,7 @@ export function writeRandomCheckpoint(
   cfg: NamedConfig,
   opts: { layers?: number; visionLayers?: number; dtype?: DType; tokenizerFrom: string },
 ): void {
+  if (cfg.qwen2vl) throw new Error(`${cfg.name}: a Qwen2-VL shape, written by writeRandomQwenCheckpoint`);
   const dtype = opts.dtype ?? "BF16";
   const L = opts.layers ?? cfg.text.layers;
   const Lv = opts.visionLayers ?? cfg.vision.layers;

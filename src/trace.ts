@@ -16,8 +16,10 @@ import {
   IMAGE_BOXES_TENSOR,
   IMAGE_GRID_TENSOR,
   IMAGE_POSITIONS_TENSOR,
+  vitWindowTensorName,
   writeRun,
 } from "./run/run-dir.js";
+import { packedWidth, packWindowed } from "./run/window-attention.js";
 import { f32ToF16 } from "./tensor/half.js";
 
 export class TraceError extends Error {}
@@ -114,6 +116,28 @@ export async function traceWithModel(
     req.attnDtype === "f16"
       ? { name, dtype: "F16", shape, data: toF16(data) }
       : { name, dtype: "F32", shape, data };
+  // Windowed blocks keep only their windows' keys: [H, N, w] and each patch's window (docs/trace-format.md).
+  const towerAttentionTensors = (
+    l: number,
+    a: { data: Float32Array; shape: number[] },
+    windows: Int32Array | null,
+  ): TensorToWrite[] => {
+    if (!windows) return [attnTensor(`vit_attn.${l}`, a.shape, a.data)];
+    const heads = a.shape[0];
+    return [
+      attnTensor(
+        `vit_attn.${l}`,
+        [heads, windows.length, packedWidth(windows)],
+        packWindowed(a.data, heads, windows),
+      ),
+      {
+        name: vitWindowTensorName(l),
+        dtype: "I64",
+        shape: [windows.length],
+        data: BigInt64Array.from(windows, BigInt),
+      },
+    ];
+  };
   const H = info.llmHeads;
   const tensors: TensorToWrite[] = [
     { name: "pixel_values", dtype: "F32", shape: pre.pixels.shape, data: pre.pixels.data },
@@ -136,7 +160,7 @@ export async function traceWithModel(
       data: image.features,
     },
     ...gen.llmAttn.map((a, l) => attnTensor(`llm_attn.${l}`, [H, gen.seqLen, gen.seqLen], a)),
-    ...image.towerAttentions.map((a, l) => attnTensor(`vit_attn.${l}`, a.shape, a.data)),
+    ...image.towerAttentions.flatMap((a, l) => towerAttentionTensors(l, a, image.towerWindows?.[l] ?? null)),
     {
       name: IMAGE_POSITIONS_TENSOR,
       dtype: "I64",

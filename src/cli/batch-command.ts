@@ -3,7 +3,7 @@ import { runBatch } from "../batch/run-batch.js";
 import { KERNEL_CHOICES } from "../contracts/lists.js";
 import { RELEVANCY_MODES } from "../interpret/relevancy/index.js";
 import { parseKernelChoice } from "../kernels/index.js";
-import { defaultModelDir } from "./default-model.js";
+import { defaultModelDir, modelOptionHelp } from "./default-model.js";
 import { etaSeconds, formatDuration } from "./progress.js";
 import { parseVisionList } from "./relevancy-command.js";
 
@@ -28,7 +28,7 @@ export function batchCommand(): Command {
       "--out <dir>",
       "output folder (runs/<id>, report.json, report.md, plots/); re-running resumes",
     )
-    .option("--model <dir>", "checkpoint folder (default: the embedded default model)")
+    .option("--model <dir>", modelOptionHelp("the embedded default model"))
     .addOption(
       new Option("--relevancy <mode>", "exact | incremental (LVLM-Interpret's KV-cache scheme)")
         .choices([...RELEVANCY_MODES])

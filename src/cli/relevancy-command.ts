@@ -7,6 +7,7 @@ import {
   type VisionRelevancyKind,
 } from "../interpret/relevancy/index.js";
 import { parseKernelChoice } from "../kernels/index.js";
+import { modelOptionHelp } from "./default-model.js";
 import { stderrProgress } from "./progress.js";
 
 /** "all" or a comma list of indices and ranges ("0,3,5-7"). */
@@ -65,7 +66,7 @@ export function relevancyCommand(): Command {
         "ViT gradients for vit/all/all_v2: fresh | accumulated (the original tool's)",
       ).choices(["fresh", "accumulated"]),
     )
-    .option("--model <dir>", "checkpoint folder (default: the one recorded in the run)")
+    .option("--model <dir>", modelOptionHelp("the one recorded in the run"))
     .addOption(
       new Option("--kernels <impl>", "matmul kernels: auto (by size) | ts | ort")
         .choices([...KERNEL_CHOICES])

@@ -2,7 +2,7 @@ import * as path from "node:path";
 import { Command, InvalidArgumentError, Option } from "commander";
 import { KERNEL_CHOICES } from "../contracts/lists.js";
 import { buildServer } from "../server/app.js";
-import { defaultModelDir, PROJECT_ROOT } from "./default-model.js";
+import { defaultModelDir, modelOptionHelp, PROJECT_ROOT } from "./default-model.js";
 
 function intArg(name: string, min: number, max: number) {
   return (v: string) => {
@@ -24,7 +24,7 @@ export function serveCommand(): Command {
       "address to bind (loopback by default; anything else exposes the app to your network)",
       "127.0.0.1",
     )
-    .option("--model <dir>", "llava-hf checkpoint folder (default: the embedded default model)")
+    .option("--model <dir>", modelOptionHelp("the embedded default model"))
     .option("--data <dir>", "folder for runs and their index", path.join(PROJECT_ROOT, "runs"))
     .addOption(
       new Option("--kernels <impl>", "matmul kernels: auto (by size) | ts | ort")

@@ -5,7 +5,7 @@ import { createKernels, parseKernelChoice } from "../kernels/index.js";
 import { loadModel } from "../models/registry.js";
 import { checkRunOut } from "../run/run-dir.js";
 import { traceWithModel } from "../trace.js";
-import { defaultModelDir } from "./default-model.js";
+import { defaultModelDir, modelOptionHelp } from "./default-model.js";
 import { stderrProgress } from "./progress.js";
 
 function intArg(name: string, min: number) {
@@ -31,7 +31,7 @@ export function traceCommand(): Command {
     .description(
       "answer a question about an image and write a run directory with every attention, logit and feature",
     )
-    .option("--model <dir>", "llava-hf checkpoint folder (default: the embedded default model)")
+    .option("--model <dir>", modelOptionHelp("the embedded default model"))
     .requiredOption("--image <file>", "PNG, JPEG or WebP image")
     .requiredOption("--prompt <text>", "the question")
     .requiredOption("--out <dir>", "run directory to create")

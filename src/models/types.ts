@@ -88,6 +88,11 @@ export interface ImageEncoding {
   count: number;
   /** Per tower layer: attention probabilities in the run's `vit_attn.{l}` shape. */
   towerAttentions: PixelValues[];
+  /**
+   * Per tower layer: the window of every tower token where the layer attends inside windows only (Qwen2.5-VL's
+   * windowed blocks; the run stores those probabilities packed), else null.
+   */
+  towerWindows?: (Int32Array | null)[];
 }
 
 export interface ImageBackwardOptions {

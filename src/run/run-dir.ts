@@ -32,6 +32,7 @@ import {
 } from "./manifest.js";
 import { checkNewDir, checkNotExisting, makeDirs, makeTempDir } from "./out-dir.js";
 import { manifestFromV1, positionsFromV1 } from "./v1.js";
+import { unpackWindowed } from "./window-attention.js";
 
 export const MANIFEST_FILE = "manifest.json";
 export const TENSORS_FILE = "tensors.safetensors";
@@ -41,6 +42,11 @@ export const IMAGE_GRID_TENSOR = "image_grid_thw";
 export const IMAGE_POSITIONS_TENSOR = "image_token_positions";
 /** Each image token's box in original-image pixels (x0, y0, x1, y1), NaN rows for separators: F32 [P, 4]. */
 export const IMAGE_BOXES_TENSOR = "image_token_boxes";
+
+/** With a windowed tower block stored packed: the window of every tower token (I64 [N]). */
+export function vitWindowTensorName(layer: number): string {
+  return `vit_attn_window.${layer}`;
+}
 
 export class RunError extends Error {
   override name = "RunError";
@@ -365,9 +371,21 @@ export class Run {
     return this.tensor(`llm_attn.${layer}`);
   }
 
-  /** Vision-tower attention of layer l: [heads, P, P]. */
+  /**
+   * Vision-tower attention of layer l as the tower computed it: [heads, P, P] ([n, heads, P, P] for tiles);
+   * a windowed block stored packed ([heads, N, w] with `vit_attn_window.{l}`) is rebuilt dense.
+   */
   vitAttention(layer: number): Tensor {
-    return this.tensor(`vit_attn.${layer}`);
+    const t = this.tensor(`vit_attn.${layer}`);
+    const wname = vitWindowTensorName(layer);
+    if (!this.has(wname)) return t;
+    const windows = this.ints(wname);
+    const heads = t.shape[0];
+    try {
+      return { shape: [heads, windows.length, windows.length], data: unpackWindowed(t.data, heads, windows) };
+    } catch (e) {
+      throw new RunError(`vit_attn.${layer} with ${wname}: ${(e as Error).message}`);
+    }
   }
 
   /**

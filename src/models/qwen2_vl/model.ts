@@ -12,6 +12,7 @@ import type { Box, ImageLayout } from "../image-layout.js";
 import { type PositionIds, positionColumns } from "../positions.js";
 import { collectStopTokenIds } from "../stop-tokens.js";
 import type {
+  ImageBackwardOptions,
   ImageBackwardResult,
   ImageEncodeOptions,
   ImageEncoding,
@@ -19,6 +20,7 @@ import type {
   PixelValues,
   PreparedImage,
   TowerFeatures,
+  TowerGeometry,
   VisionLanguageModel,
 } from "../types.js";
 import { ModelWeights, type WeightNaming } from "../weights.js";
@@ -32,7 +34,7 @@ import {
   qwenImageLayout,
   readQwenProcessorConfig,
 } from "./processor.js";
-import { QwenVisionTower } from "./vision.js";
+import { type QwenVisionTape, QwenVisionTower } from "./vision.js";
 
 /** Hub checkpoints' naming, and transformers ≥ 4.52's (`_checkpoint_conversion_mapping`). */
 export const QWEN_VL_WEIGHT_NAMINGS: readonly WeightNaming[] = [
@@ -43,14 +45,16 @@ export const QWEN_VL_WEIGHT_NAMINGS: readonly WeightNaming[] = [
 export interface QwenImageEncoding extends ImageEncoding {
   /** The tower's hidden states [patch embeddings, after each block] in pixel_values order. */
   hiddenStates: Float32Array[];
+  /** With `tape: true`: the tower's activations for `imageBackward`. */
+  tape?: QwenVisionTape;
+}
+
+function isQwenEncoding(e: ImageEncoding): e is QwenImageEncoding {
+  return "hiddenStates" in e;
 }
 
 export class QwenVlModel implements VisionLanguageModel {
   readonly info: ModelInfo;
-  /** Image tokens blend m² patches, and the tower has no backward yet: no maps through the tower. */
-  towerGeometry(_layout: ImageLayout): null {
-    return null;
-  }
   readonly stopTokenIds: number[];
 
   private constructor(
@@ -106,6 +110,30 @@ export class QwenVlModel implements VisionLanguageModel {
   }
 
   /**
+   * One pass over the image's N patches in pixel_values order (no class token); image token i is the merged
+   * cell of patches m²·i … m²·i + m² − 1 (merge-window order), each with weight 1/m². Every block feeds the
+   * merger.
+   */
+  towerGeometry(layout: ImageLayout): TowerGeometry {
+    const v = this.config.vision;
+    const mm = v.mergeSize * v.mergeSize;
+    const [frames, rows, cols] = mergedGrid(layout);
+    const P = frames * rows * cols;
+    return {
+      passes: 1,
+      seqLen: P * mm,
+      cls: -1,
+      layers: v.depth,
+      heads: v.numHeads,
+      featureLayers: Array.from({ length: v.depth }, (_, l) => l),
+      sourcesOf: (i) =>
+        i >= 0 && i < P
+          ? Array.from({ length: mm }, (_, k) => ({ pass: 0, token: i * mm + k, weight: 1 / mm }))
+          : [],
+    };
+  }
+
+  /**
    * "default": the picture as the processor takes it; "pad": first centred on a square of the mean colour
    * (LVLM-Interpret's expand2square), the grid then framed by that square. "resize" (a square of the tower's
    * fixed input) has no meaning for a tower without a fixed input size.
@@ -149,17 +177,21 @@ export class QwenVlModel implements VisionLanguageModel {
     pixels: PixelValues,
     opts: ImageEncodeOptions = {},
   ): Promise<QwenImageEncoding> {
-    if (opts.tape)
-      throw new Error(`${this.config.modelType}: the vision tower's backward is not implemented yet`);
     const grid = this.gridOf(pixels);
-    const out = await this.vision.forward(kernels, pixels.data, grid, opts.onLayer);
+    const out = await this.vision.forward(kernels, pixels.data, grid, opts.onLayer, {
+      tape: opts.tape,
+      probsHook: opts.probsHook,
+    });
     const H = this.config.vision.numHeads;
     const N = grid[0] * grid[1] * grid[2];
+    const groups = this.vision.attentionGroups(grid);
     return {
       features: out.features,
       count: out.count,
       towerAttentions: out.attentions.map((data) => ({ data, shape: [H, N, N] })),
+      towerWindows: out.attentions.map((_, l) => (this.vision.isWindowed(l) ? groups(l) : null)),
       hiddenStates: out.hiddenStates,
+      tape: out.tape,
     };
   }
 
@@ -204,8 +236,30 @@ export class QwenVlModel implements VisionLanguageModel {
     return new Error(`${this.config.modelType}: ${what} is not implemented yet`);
   }
 
-  async imageBackward(): Promise<ImageBackwardResult> {
-    throw this.notYet("the backward through the vision tower");
+  /**
+   * From the gradient at the merged image features back through the merger and every tower block (window
+   * and full attention alike), reporting each block's dProbs and probabilities [H, N, N] in patch order.
+   * Needs an encoding made with `{ tape: true }`. Weight gradients (training) are not implemented.
+   */
+  async imageBackward(
+    kernels: Kernels,
+    image: ImageEncoding,
+    dFeatures: Float32Array,
+    opts: ImageBackwardOptions = {},
+  ): Promise<ImageBackwardResult> {
+    if (!isQwenEncoding(image)) throw new Error("image backward: not an encoding of this model");
+    if (opts.grads || opts.frozenTower) throw this.notYet("vision-tower training");
+    if (!image.tape) throw new Error("image backward: the image was encoded without { tape: true }");
+    const D = this.config.vision.outHiddenSize;
+    if (dFeatures.length !== image.count * D)
+      throw new RangeError(
+        `image backward: gradient of ${dFeatures.length} values for ${image.count} features of width ${D}`,
+      );
+    const r = await this.vision.backward(kernels, image.tape, dFeatures, {
+      onLayer: opts.onLayer,
+      pixels: opts.pixels,
+    });
+    return { dPixels: r.dPixels };
   }
 
   async encodeTowerFeatures(): Promise<TowerFeatures> {
