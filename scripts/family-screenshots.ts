@@ -1,10 +1,12 @@
 /**
- * The README's picture of a LLaVA-NeXT run: the tiny NeXT fixture (test/fixtures/llava-next-tiny-clip-llama,
- * random weights — it shows the geometry, not a meaningful explanation) answers a question about its 160×90
- * picture, the vision-tower (vit) relevancy of the answer is computed per tower pass (base view + 2×3 tiles)
- * and the relevancy view draws the combined map on the original non-square picture.
+ * The README's pictures of the newer model families, each from its tiny fixture (random weights — they show
+ * the geometry, not a meaningful explanation) answering a question about its non-square picture:
+ * - LLaVA-NeXT (test/fixtures/llava-next-tiny-clip-llama, 160×90): the vision-tower (vit) relevancy per tower
+ *   pass (base view + 2×3 tiles), drawn as the combined map;
+ * - Qwen2-VL (test/fixtures/qwen2-vl-tiny, 125×88): the chain relevancy through the patch sequence, on the
+ *   merged tokens' boxes.
  *
- *   npx tsc -p tsconfig.json && npm run build:web && node dist/scripts/next-screenshots.js [--out docs/screenshots]
+ *   npx tsc -p tsconfig.json && npm run build:web && node dist/scripts/family-screenshots.js [--out docs/screenshots]
  */
 import * as fs from "node:fs";
 import * as os from "node:os";
@@ -30,12 +32,23 @@ async function finish(base: string, jobId: string): Promise<void> {
     throw new Error(`job ${jobId} ended with ${types.at(-1)}: ${text.slice(-300)}`);
 }
 
-async function main(): Promise<void> {
-  const outDir = path.resolve(flag("--out", path.join(PROJECT_ROOT, "docs/screenshots")));
-  if (!fs.existsSync(CHROMIUM_PATH))
-    throw new Error(`${CHROMIUM_PATH} not found: install Debian's chromium package`);
-  const modelDir = path.join(PROJECT_ROOT, "test/fixtures/llava-next-tiny-clip-llama");
-  const work = fs.mkdtempSync(path.join(os.tmpdir(), "lvlm-next-shots-"));
+interface Shot {
+  file: string;
+  fixture: string;
+  /** The vision-side relevancy kind to compute and show. */
+  kind: "vit" | "chain";
+  /** Base / high-res layer toggle, where the run has both. */
+  layer?: "combined";
+}
+
+const SHOTS: Shot[] = [
+  { file: "next-relevancy.png", fixture: "llava-next-tiny-clip-llama", kind: "vit", layer: "combined" },
+  { file: "qwen2-vl-relevancy.png", fixture: "qwen2-vl-tiny", kind: "chain" },
+];
+
+async function shoot(shot: Shot, outDir: string): Promise<void> {
+  const modelDir = path.join(PROJECT_ROOT, "test/fixtures", shot.fixture);
+  const work = fs.mkdtempSync(path.join(os.tmpdir(), "lvlm-family-shots-"));
   const server = await buildServer({
     modelDir,
     dataDir: path.join(work, "data"),
@@ -64,20 +77,20 @@ async function main(): Promise<void> {
       await fetch(`${base}/api/runs/${gen.runId}/relevancy`, {
         method: "POST",
         headers: { "content-type": "application/json" },
-        body: JSON.stringify({ mode: "exact", kind: "vit", tokens: "all" }),
+        body: JSON.stringify({ mode: "exact", kind: shot.kind, tokens: "all" }),
       })
     ).json()) as { job: { id: string } };
     await finish(base, rel.job.id);
     const page = ctx.pages()[0] ?? (await ctx.newPage());
     page.setDefaultTimeout(60_000);
     await page.goto(`${base}/#/run/${gen.runId}/relevancy`);
-    await page.selectOption('[data-testid="rel-kind"]', "vit");
+    await page.selectOption('[data-testid="rel-kind"]', shot.kind);
     await page.selectOption('[data-testid="rel-by"]', "token");
     await page.locator('[data-testid="rel-map"]').first().waitFor();
-    await page.selectOption('[data-testid="map-layer"]', "combined");
+    if (shot.layer) await page.selectOption('[data-testid="map-layer"]', shot.layer);
     await page.evaluate(() => window.scrollTo(0, 0));
     fs.mkdirSync(outDir, { recursive: true });
-    const file = path.join(outDir, "next-relevancy.png");
+    const file = path.join(outDir, shot.file);
     await page.screenshot({ path: file, fullPage: true });
     process.stderr.write(`wrote ${file}\n`);
   } finally {
@@ -85,6 +98,13 @@ async function main(): Promise<void> {
     await server.close();
     fs.rmSync(work, { recursive: true, force: true });
   }
+}
+
+async function main(): Promise<void> {
+  const outDir = path.resolve(flag("--out", path.join(PROJECT_ROOT, "docs/screenshots")));
+  if (!fs.existsSync(CHROMIUM_PATH))
+    throw new Error(`${CHROMIUM_PATH} not found: install Debian's chromium package`);
+  for (const shot of SHOTS) await shoot(shot, outDir);
 }
 
 await main();
