@@ -4,43 +4,19 @@
  * attention probability (tolerances from the fixture README, measured float32-vs-float64 differences).
  */
 import assert from "node:assert/strict";
-import * as fs from "node:fs";
-import * as path from "node:path";
 import { after, describe, test } from "node:test";
-import { createKernels } from "../src/kernels/index.js";
-import { loadModel } from "../src/models/registry.js";
-import { Run } from "../src/run/run-dir.js";
 import { maxAbsDiff } from "../src/tensor/tensor.js";
-import { traceWithModel } from "../src/trace.js";
-import { FIXTURES, loadFixture, tempDir } from "./fixture-utils.js";
+import { FIXTURES, loadFixture } from "./fixture-utils.js";
+import { assertLlmAttentions, KERNEL_IMPLS, traceFixture } from "./parity-utils.js";
 
 for (const name of FIXTURES) {
-  for (const impl of ["ts", "ort"] as const) {
+  for (const impl of KERNEL_IMPLS) {
     describe(`${name} with ${impl} kernels`, async () => {
       const fx = loadFixture(name);
+      after(() => fx.tensors.close());
       const e = fx.expected;
-      const model = loadModel(fx.dir);
-      const kernels = await createKernels(impl);
-      const out = path.join(tempDir("parity"), "run");
-      const { manifest } = await traceWithModel(model, kernels, {
-        image: { bytes: fs.readFileSync(path.join(fx.dir, "image.png")), name: "image.png" },
-        prompt: e.question,
-        maxNewTokens: e.generated_ids.length,
-        temperature: 0,
-        topP: 1,
-        seed: 0,
-        imageMode: "default",
-        attnDtype: "f32",
-        out,
-      });
-      const run = Run.open(out);
-      after(async () => {
-        run.close();
-        model.close();
-        fx.tensors.close();
-        await kernels.dispose();
-        fs.rmSync(path.dirname(out), { recursive: true, force: true });
-      });
+      const t = await traceFixture(fx.dir, impl, "parity");
+      const { manifest, run } = t;
 
       test("prompt: chat text, input_ids and image span exact", () => {
         assert.equal(manifest.chat_text, e.prompt);
@@ -80,15 +56,7 @@ for (const name of FIXTURES) {
       });
 
       test("every LLM attention probability within 1e-4", () => {
-        const ref = fx.tensors.readF32("llm.attentions_full");
-        const L = manifest.model.llm_layers;
-        const per = ref.length / L;
-        for (let l = 0; l < L; l++) {
-          const a = run.llmAttention(l);
-          assert.deepEqual(a.shape, [manifest.model.llm_heads, e.T_full, e.T_full]);
-          const d = maxAbsDiff(a.data, ref.subarray(l * per, (l + 1) * per));
-          assert.ok(d <= 1e-4, `layer ${l}: max |Δ| = ${d}`);
-        }
+        assertLlmAttentions(t, fx.tensors.readF32("llm.attentions_full"), 1e-4);
       });
 
       test("every ViT attention probability within 1e-4", () => {

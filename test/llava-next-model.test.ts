@@ -18,6 +18,7 @@ import { loadModel, loadTextProcessor, readModelSummary } from "../src/models/re
 import { maxAbsDiff } from "../src/tensor/tensor.js";
 import { traceWithModel } from "../src/trace.js";
 import { ROOT, tempDir } from "./fixture-utils.js";
+import { greedyTrace } from "./parity-utils.js";
 
 const NEXT = path.join(ROOT, "test/fixtures/llava-next-tiny-clip-llama");
 const OV = path.join(ROOT, "test/fixtures/llava-onevision-tiny-qwen2");
@@ -136,17 +137,11 @@ describe("any-resolution models", async () => {
     dirs.push(root);
     const out = path.join(root, "run");
     try {
-      const { manifest } = await traceWithModel(model, kernels, {
-        image: { bytes: fs.readFileSync(path.join(NEXT, "image.png")), name: "image.png" },
-        prompt: "What is shown?",
-        maxNewTokens: 4,
-        temperature: 0,
-        topP: 1,
-        seed: 0,
-        imageMode: "default",
-        attnDtype: "f32",
-        out,
-      });
+      const { manifest } = await traceWithModel(
+        model,
+        kernels,
+        greedyTrace(path.join(NEXT, "image.png"), "What is shown?", 4, out),
+      );
       const sep = separatorTokens(manifest.image_layout);
       const start = manifest.input_ids.indexOf(32000);
       const newlines = new Set(sep.flatMap((s, i) => (s ? [start + i] : [])));

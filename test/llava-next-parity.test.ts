@@ -6,48 +6,25 @@
  * fixture README).
  */
 import assert from "node:assert/strict";
-import * as fs from "node:fs";
 import * as path from "node:path";
 import { after, describe, test } from "node:test";
 import { SafetensorsFile } from "../src/hf/safetensors.js";
 import { computeRelevancy } from "../src/interpret/relevancy/index.js";
-import { createKernels } from "../src/kernels/index.js";
-import { loadModel } from "../src/models/registry.js";
 import { Run } from "../src/run/run-dir.js";
 import { maxAbsDiff } from "../src/tensor/tensor.js";
-import { traceWithModel } from "../src/trace.js";
-import { ROOT, tempDir } from "./fixture-utils.js";
+import { ROOT } from "./fixture-utils.js";
+import { assertLlmAttentions, assertRelevancyRows, KERNEL_IMPLS, traceFixture } from "./parity-utils.js";
 
 const ANYRES_FIXTURES = ["llava-next-tiny-clip-llama", "llava-onevision-tiny-qwen2"] as const;
 
 for (const name of ANYRES_FIXTURES) {
-  for (const impl of ["ts", "ort"] as const) {
+  for (const impl of KERNEL_IMPLS) {
     describe(`${name} with ${impl} kernels`, async () => {
       const dir = path.join(ROOT, "test/fixtures", name);
-      const e = JSON.parse(fs.readFileSync(path.join(dir, "expected.json"), "utf8"));
+      const t = await traceFixture(dir, impl, "anyres-parity");
+      const { e, model, kernels, out, manifest, run } = t;
       const ref = SafetensorsFile.open(path.join(dir, "expected.safetensors"));
-      const model = loadModel(dir);
-      const kernels = await createKernels(impl);
-      const out = path.join(tempDir("anyres-parity"), "run");
-      const { manifest } = await traceWithModel(model, kernels, {
-        image: { bytes: fs.readFileSync(path.join(dir, "image.png")), name: "image.png" },
-        prompt: e.question,
-        maxNewTokens: e.generated_ids.length,
-        temperature: 0,
-        topP: 1,
-        seed: 0,
-        imageMode: "default",
-        attnDtype: "f32",
-        out,
-      });
-      const run = Run.open(out);
-      after(async () => {
-        run.close();
-        model.close();
-        ref.close();
-        await kernels.dispose();
-        fs.rmSync(path.dirname(out), { recursive: true, force: true });
-      });
+      after(() => ref.close());
 
       test("model type from the registry, chat template rendered, input_ids exact", () => {
         assert.equal(manifest.model.model_type, e.model_type);
@@ -81,15 +58,7 @@ for (const name of ANYRES_FIXTURES) {
       });
 
       test("every LLM attention probability within 1e-4", () => {
-        const all = ref.readF32("llm.attentions_full");
-        const L = manifest.model.llm_layers;
-        const per = all.length / L;
-        for (let l = 0; l < L; l++) {
-          const a = run.llmAttention(l);
-          assert.deepEqual(a.shape, [manifest.model.llm_heads, e.T_full, e.T_full]);
-          const d = maxAbsDiff(a.data, all.subarray(l * per, (l + 1) * per));
-          assert.ok(d <= 1e-4, `layer ${l}: max |Δ| = ${d}`);
-        }
+        assertLlmAttentions(t, ref.readF32("llm.attentions_full"), 1e-4);
       });
 
       test("every tower attention [tiles, H, Sv, Sv] within 1e-4", () => {
@@ -129,13 +98,7 @@ for (const name of ANYRES_FIXTURES) {
           const rel = r.tensor("rel.llm.exact");
           const S = e.T_full;
           assert.deepEqual(rel.shape, [e.generated_ids.length, S]);
-          for (let t = 0; t < e.generated_ids.length; t++) {
-            const want = ref.readF32(`rel_exact.${t}.last_row_raw`);
-            let max = 0;
-            for (const v of want) max = Math.max(max, Math.abs(v));
-            const d = maxAbsDiff(rel.data.subarray(t * S, t * S + want.length), want);
-            assert.ok(d <= 1e-4 * max, `token ${t}: max |Δ| ${d} > ${1e-4 * max}`);
-          }
+          assertRelevancyRows(rel, ref, e.generated_ids.length, 1e-4);
           const inc = r.tensor("rel.llm.incremental");
           assert.deepEqual(inc.shape, [e.generated_ids.length, S]);
           assert.ok(inc.data.every(Number.isFinite));

@@ -35,6 +35,7 @@ import { Run } from "../src/run/run-dir.js";
 import { maxAbsDiff } from "../src/tensor/tensor.js";
 import { traceWithModel } from "../src/trace.js";
 import { ROOT, tempDir } from "./fixture-utils.js";
+import { greedyTrace } from "./parity-utils.js";
 
 const FIXTURES = ["llava-next-tiny-clip-llama", "llava-onevision-tiny-qwen2"] as const;
 
@@ -363,17 +364,7 @@ describe("relevancy maps of a NeXT run on the picture", async () => {
       const kernels = await createKernels("ts");
       const out = path.join(tempDir("next-rel"), "run");
       try {
-        await traceWithModel(model, kernels, {
-          image: { bytes: fs.readFileSync(path.join(dir, "image.png")), name: "image.png" },
-          prompt: e.question,
-          maxNewTokens: 2,
-          temperature: 0,
-          topP: 1,
-          seed: 0,
-          imageMode: "default",
-          attnDtype: "f32",
-          out,
-        });
+        await traceWithModel(model, kernels, greedyTrace(path.join(dir, "image.png"), e.question, 2, out));
         const kinds: VisionRelevancyKind[] = model.info.hasCls ? ["vit", "chain"] : ["chain"];
         await computeRelevancy(out, { mode: "exact", vision: kinds, model, kernels });
         const run = Run.open(out);

@@ -6,51 +6,28 @@
  * ../shared/fixtures/README-qwen2-vl.md.
  */
 import assert from "node:assert/strict";
-import * as fs from "node:fs";
 import * as path from "node:path";
 import { after, describe, test } from "node:test";
 import { loadImageFile } from "../src/hf/image-decode.js";
 import { SafetensorsFile } from "../src/hf/safetensors.js";
 import { explainRun } from "../src/interpret/causal/explain-run.js";
 import { computeRelevancy } from "../src/interpret/relevancy/index.js";
-import { createKernels } from "../src/kernels/index.js";
 import type { QwenImageEncoding } from "../src/models/qwen2_vl/model.js";
-import { loadModel } from "../src/models/registry.js";
 import { Run } from "../src/run/run-dir.js";
 import { maxAbsDiff } from "../src/tensor/tensor.js";
-import { traceWithModel } from "../src/trace.js";
-import { ROOT, tempDir } from "./fixture-utils.js";
+import { ROOT } from "./fixture-utils.js";
+import { assertLlmAttentions, assertRelevancyRows, KERNEL_IMPLS, traceFixture } from "./parity-utils.js";
 
 export const QWEN_FIXTURES = ["qwen2-vl-tiny", "qwen2.5-vl-tiny"] as const;
 
 for (const name of QWEN_FIXTURES) {
-  for (const impl of ["ts", "ort"] as const) {
+  for (const impl of KERNEL_IMPLS) {
     describe(`${name} with ${impl} kernels`, async () => {
       const dir = path.join(ROOT, "test/fixtures", name);
-      const e = JSON.parse(fs.readFileSync(path.join(dir, "expected.json"), "utf8"));
+      const t = await traceFixture(dir, impl, "qwen-parity");
+      const { e, model, kernels, out, manifest, run } = t;
       const ref = SafetensorsFile.open(path.join(dir, "expected.safetensors"));
-      const model = loadModel(dir);
-      const kernels = await createKernels(impl);
-      const out = path.join(tempDir("qwen-parity"), "run");
-      const { manifest } = await traceWithModel(model, kernels, {
-        image: { bytes: fs.readFileSync(path.join(dir, "image.png")), name: "image.png" },
-        prompt: e.question,
-        maxNewTokens: e.generated_ids.length,
-        temperature: 0,
-        topP: 1,
-        seed: 0,
-        imageMode: "default",
-        attnDtype: "f32",
-        out,
-      });
-      const run = Run.open(out);
-      after(async () => {
-        run.close();
-        model.close();
-        ref.close();
-        await kernels.dispose();
-        fs.rmSync(path.dirname(out), { recursive: true, force: true });
-      });
+      after(() => ref.close());
 
       test("model type from the registry", () => {
         const want = name.startsWith("qwen2.5") ? "qwen2_5_vl" : "qwen2_vl";
@@ -147,14 +124,7 @@ for (const name of QWEN_FIXTURES) {
         const again = Run.open(out);
         try {
           const rel = again.tensor("rel.llm.exact");
-          const S = rel.shape[1];
-          e.generated_ids.forEach((_: number, t: number) => {
-            const want = ref.readF32(`rel_exact.${t}.last_row_raw`);
-            const got = rel.data.subarray(t * S, t * S + want.length);
-            const max = want.reduce((a, v) => Math.max(a, Math.abs(v)), 0);
-            const d = maxAbsDiff(got, want);
-            assert.ok(d <= 1e-4 * max, `token ${t}: max |Δ| = ${d} (max ${max})`);
-          });
+          assertRelevancyRows(rel, ref, e.generated_ids.length, 1e-4);
         } finally {
           again.close();
         }
@@ -168,15 +138,7 @@ for (const name of QWEN_FIXTURES) {
       });
 
       test("every LLM attention probability within 1e-4", () => {
-        const want = ref.readF32("llm.attentions_full");
-        const L = manifest.model.llm_layers;
-        const per = want.length / L;
-        for (let l = 0; l < L; l++) {
-          const a = run.llmAttention(l);
-          assert.deepEqual(a.shape, [manifest.model.llm_heads, e.T_full, e.T_full]);
-          const d = maxAbsDiff(a.data, want.subarray(l * per, (l + 1) * per));
-          assert.ok(d <= 1e-4, `layer ${l}: max |Δ| = ${d}`);
-        }
+        assertLlmAttentions(t, ref.readF32("llm.attentions_full"), 1e-4);
       });
     });
   }

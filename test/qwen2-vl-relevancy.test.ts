@@ -6,9 +6,8 @@
  * and the view that puts the map on the image tokens' boxes; the packed store of windowed blocks' attention.
  */
 import assert from "node:assert/strict";
-import * as fs from "node:fs";
 import * as path from "node:path";
-import { after, describe, test } from "node:test";
+import { describe, test } from "node:test";
 import { loadImageFile } from "../src/hf/image-decode.js";
 import {
   camFromGrad,
@@ -17,13 +16,11 @@ import {
   rolloutMatrix,
 } from "../src/interpret/relevancy/index.js";
 import { relevancyImageMaps } from "../src/interpret/views/relevancy-panels.js";
-import { createKernels } from "../src/kernels/index.js";
-import { loadModel } from "../src/models/registry.js";
 import { IMAGE_GRID_TENSOR, Run, vitWindowTensorName } from "../src/run/run-dir.js";
 import { packedWidth } from "../src/run/window-attention.js";
 import { maxAbsDiff } from "../src/tensor/tensor.js";
-import { traceWithModel } from "../src/trace.js";
-import { ROOT, tempDir } from "./fixture-utils.js";
+import { ROOT } from "./fixture-utils.js";
+import { KERNEL_IMPLS, traceFixture } from "./parity-utils.js";
 
 function maxAbs(a: ArrayLike<number>): number {
   let m = 0;
@@ -32,29 +29,10 @@ function maxAbs(a: ArrayLike<number>): number {
 }
 
 for (const name of ["qwen2-vl-tiny", "qwen2.5-vl-tiny"] as const) {
-  for (const impl of ["ts", "ort"] as const) {
+  for (const impl of KERNEL_IMPLS) {
     describe(`${name} vision relevancy, ${impl} kernels`, async () => {
       const dir = path.join(ROOT, "test/fixtures", name);
-      const e = JSON.parse(fs.readFileSync(path.join(dir, "expected.json"), "utf8"));
-      const model = loadModel(dir);
-      const kernels = await createKernels(impl);
-      const out = path.join(tempDir("qwen-rel"), "run");
-      const { manifest } = await traceWithModel(model, kernels, {
-        image: { bytes: fs.readFileSync(path.join(dir, "image.png")), name: "image.png" },
-        prompt: e.question,
-        maxNewTokens: e.generated_ids.length,
-        temperature: 0,
-        topP: 1,
-        seed: 0,
-        imageMode: "default",
-        attnDtype: "f32",
-        out,
-      });
-      after(async () => {
-        model.close();
-        await kernels.dispose();
-        fs.rmSync(path.dirname(out), { recursive: true, force: true });
-      });
+      const { e, model, kernels, out, manifest } = await traceFixture(dir, impl, "qwen-rel");
       const P = manifest.image_layout.token_count;
       const N = e.num_patches as number;
       const mm = N / P;

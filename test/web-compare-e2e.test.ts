@@ -11,11 +11,10 @@
  */
 import assert from "node:assert/strict";
 import * as fs from "node:fs";
-import * as os from "node:os";
 import * as path from "node:path";
 import { after, before, describe, test } from "node:test";
-import { type BrowserContext, chromium, type Page } from "playwright-core";
-import { CHROMIUM_ARGS, CHROMIUM_PATH } from "../scripts/chromium.js";
+import type { Page } from "playwright-core";
+import { browserSkip, launchBrowser, type TestBrowser } from "./browser-utils.js";
 import { ROOT, tempDir } from "./fixture-utils.js";
 import { fixtureImage, imageForm, readJobEvents, startTestServer, type TestServer } from "./server-utils.js";
 import { ensureWebBuild, WEB_DIR } from "./web-build.js";
@@ -27,17 +26,11 @@ declare const performance: any;
 type HTMLCanvasElement = any;
 
 const SHOTS = path.resolve(ROOT, process.env.SCREENSHOT_DIR ?? "dist/screenshots");
-const haveChromium = fs.existsSync(CHROMIUM_PATH);
-if (!haveChromium && process.env.CI)
-  throw new Error(`${CHROMIUM_PATH} is missing but CI is set: install Debian's chromium package`);
-const skip = haveChromium
-  ? false
-  : `${CHROMIUM_PATH} not found: install Debian's chromium package to run the browser tests`;
+const skip = browserSkip();
 
 let ts: TestServer;
-let ctx: BrowserContext;
+let browser: TestBrowser;
 let page: Page;
-let userDir: string;
 /** A batch folder: the server serves its runs/ (the data folder), report.json lies beside it. */
 const batchDir = tempDir("e2e-batch");
 
@@ -120,26 +113,14 @@ describe("compare view in headless Chromium", { skip }, () => {
         aggregates: { accuracy: 0.5, pairs: { n: 1, both: 0, one: 1, none: 0, accuracy: 0 } },
       }),
     );
-    userDir = fs.mkdtempSync(path.join(os.tmpdir(), "lvlm-chromium-"));
-    ctx = await chromium.launchPersistentContext(userDir, {
-      executablePath: CHROMIUM_PATH,
-      headless: true,
-      viewport: { width: 1400, height: 900 },
-      args: [...CHROMIUM_ARGS],
-    });
-    page = ctx.pages()[0] ?? (await ctx.newPage());
-    page.setDefaultTimeout(60_000);
-    page.on("pageerror", (e) => errors.push(`pageerror: ${e.message}`));
-    page.on("console", (m) => {
-      if (m.type() === "error") errors.push(`console: ${m.text()}`);
-    });
+    browser = await launchBrowser({ timeoutMs: 60_000, errors });
+    page = browser.page;
     await page.goto(ts.base);
   });
 
   after(async () => {
-    await ctx?.close();
+    await browser?.close();
     await ts?.close();
-    if (userDir) fs.rmSync(userDir, { recursive: true, force: true });
     fs.rmSync(batchDir, { recursive: true, force: true });
   });
 

@@ -10,20 +10,19 @@
  * Skipped (with a message) only when /usr/bin/chromium is missing outside CI; under CI=true it must run.
  */
 import assert from "node:assert/strict";
-import { spawnSync } from "node:child_process";
 import * as fs from "node:fs";
-import * as os from "node:os";
 import * as path from "node:path";
 import { after, before, describe, test } from "node:test";
-import { type BrowserContext, chromium, type Page } from "playwright-core";
+import type { Page } from "playwright-core";
 import { PNG } from "pngjs";
-import { CHROMIUM_ARGS, CHROMIUM_PATH } from "../scripts/chromium.js";
 import { encodePng } from "../src/hf/image-decode.js";
 import { SqliteJobJournal } from "../src/server/job-journal.js";
 import { RunStore } from "../src/server/run-store.js";
 import { pngWithDataCut } from "./broken-images.js";
+import { browserSkip, launchBrowser, type TestBrowser } from "./browser-utils.js";
 import { ROOT, tempDir } from "./fixture-utils.js";
 import { fixtureImage, imageForm, readJobEvents, startTestServer, type TestServer } from "./server-utils.js";
+import { ensureWebBuild, WEB_DIR } from "./web-build.js";
 
 // Browser globals used inside page.evaluate callbacks (this project compiles without the DOM lib).
 declare const document: any;
@@ -34,33 +33,12 @@ declare const requestAnimationFrame: any;
 declare const PerformanceObserver: any;
 type HTMLCanvasElement = any;
 
-const CHROMIUM = CHROMIUM_PATH;
-const WEB_DIR = path.join(ROOT, "dist/web");
 const SHOTS = path.resolve(ROOT, process.env.SCREENSHOT_DIR ?? "dist/screenshots");
-const haveChromium = fs.existsSync(CHROMIUM);
-if (!haveChromium && process.env.CI)
-  throw new Error(`${CHROMIUM} is missing but CI is set: install Debian's chromium package`);
-const skip = haveChromium
-  ? false
-  : `${CHROMIUM} not found: install Debian's chromium package to run the browser tests`;
-
-/** The web build is missing or older than a source file of the app. */
-function webBuildStale(): boolean {
-  const built = path.join(WEB_DIR, "index.html");
-  if (!fs.existsSync(built)) return true;
-  const t = fs.statSync(built).mtimeMs;
-  const newer = (dir: string): boolean =>
-    fs.readdirSync(dir, { withFileTypes: true }).some((e) => {
-      const p = path.join(dir, e.name);
-      return e.isDirectory() ? newer(p) : fs.statSync(p).mtimeMs > t;
-    });
-  return newer(path.join(ROOT, "web"));
-}
+const skip = browserSkip();
 
 let ts: TestServer;
-let ctx: BrowserContext;
+let browser: TestBrowser;
 let page: Page;
-let userDir: string;
 let runId: string;
 const work = tempDir("e2e");
 
@@ -122,46 +100,16 @@ describe("web app in headless Chromium", { skip }, () => {
   const errors: string[] = [];
 
   before(async () => {
-    if (webBuildStale()) {
-      const r = spawnSync(
-        process.execPath,
-        [
-          path.join(ROOT, "node_modules/vite/bin/vite.js"),
-          "build",
-          "--config",
-          "web/vite.config.ts",
-          "--logLevel",
-          "warn",
-        ],
-        {
-          cwd: ROOT,
-          encoding: "utf8",
-        },
-      );
-      assert.equal(r.status, 0, `vite build failed: ${r.stderr}`);
-    }
+    ensureWebBuild();
     ts = await startTestServer({ webDir: WEB_DIR, limits: { maxNewTokens: 2048 } });
-    userDir = fs.mkdtempSync(path.join(os.tmpdir(), "lvlm-chromium-"));
-    ctx = await chromium.launchPersistentContext(userDir, {
-      executablePath: CHROMIUM,
-      headless: true,
-      acceptDownloads: true,
-      viewport: { width: 1400, height: 900 },
-      args: [...CHROMIUM_ARGS],
-    });
-    page = ctx.pages()[0] ?? (await ctx.newPage());
-    page.setDefaultTimeout(30_000);
-    page.on("pageerror", (e) => errors.push(`pageerror: ${e.message}`));
-    page.on("console", (m) => {
-      if (m.type() === "error") errors.push(`console: ${m.text()}`);
-    });
+    browser = await launchBrowser({ timeoutMs: 30_000, acceptDownloads: true, errors });
+    page = browser.page;
     await page.goto(ts.base);
   });
 
   after(async () => {
-    await ctx?.close();
+    await browser?.close();
     await ts?.close();
-    if (userDir) fs.rmSync(userDir, { recursive: true, force: true });
     if (ts) fs.rmSync(ts.dataDir, { recursive: true, force: true });
     fs.rmSync(work, { recursive: true, force: true });
   });

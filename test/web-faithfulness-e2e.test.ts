@@ -9,16 +9,15 @@
  */
 import assert from "node:assert/strict";
 import * as fs from "node:fs";
-import * as os from "node:os";
 import * as path from "node:path";
 import { after, before, describe, test } from "node:test";
-import { type BrowserContext, chromium, type Page } from "playwright-core";
-import { CHROMIUM_ARGS, CHROMIUM_PATH } from "../scripts/chromium.js";
+import type { Page } from "playwright-core";
 import { defaultModelDir } from "../src/cli/default-model.js";
 import { encodePng } from "../src/hf/image-decode.js";
 import { checkFaithfulness, type FaithfulnessResult } from "../src/interpret/faithfulness/index.js";
 import { createKernels } from "../src/kernels/index.js";
 import { sample } from "../src/shapes/dataset.js";
+import { browserSkip, launchBrowser, type TestBrowser } from "./browser-utils.js";
 import { ROOT } from "./fixture-utils.js";
 import { imageForm, readJobEvents, startTestServer, type TestServer } from "./server-utils.js";
 import { ensureWebBuild, WEB_DIR } from "./web-build.js";
@@ -33,17 +32,11 @@ interface HTMLCanvasElement {
 }
 
 const SHOTS = path.resolve(ROOT, process.env.SCREENSHOT_DIR ?? "dist/screenshots");
-const haveChromium = fs.existsSync(CHROMIUM_PATH);
-if (!haveChromium && process.env.CI)
-  throw new Error(`${CHROMIUM_PATH} is missing but CI is set: install Debian's chromium package`);
-const skip = haveChromium
-  ? false
-  : `${CHROMIUM_PATH} not found: install Debian's chromium package to run the browser tests`;
+const skip = browserSkip();
 
 let ts: TestServer;
-let ctx: BrowserContext;
+let browser: TestBrowser;
 let page: Page;
-let userDir: string;
 
 describe("faithfulness view in headless Chromium", { skip }, () => {
   const errors: string[] = [];
@@ -60,25 +53,13 @@ describe("faithfulness view in headless Chromium", { skip }, () => {
     const body = (await res.json()) as { job: { id: string }; runId: string };
     assert.equal((await readJobEvents(ts.base, body.job.id)).at(-1)!.type, "done");
     runId = body.runId;
-    userDir = fs.mkdtempSync(path.join(os.tmpdir(), "lvlm-chromium-"));
-    ctx = await chromium.launchPersistentContext(userDir, {
-      executablePath: CHROMIUM_PATH,
-      headless: true,
-      viewport: { width: 1400, height: 900 },
-      args: [...CHROMIUM_ARGS],
-    });
-    page = ctx.pages()[0] ?? (await ctx.newPage());
-    page.setDefaultTimeout(120_000);
-    page.on("pageerror", (e) => errors.push(`pageerror: ${e.message}`));
-    page.on("console", (m) => {
-      if (m.type() === "error") errors.push(`console: ${m.text()}`);
-    });
+    browser = await launchBrowser({ timeoutMs: 120_000, errors });
+    page = browser.page;
   });
 
   after(async () => {
-    await ctx?.close();
+    await browser?.close();
     await ts?.close();
-    if (userDir) fs.rmSync(userDir, { recursive: true, force: true });
     if (ts) fs.rmSync(ts.dataDir, { recursive: true, force: true });
   });
 

@@ -8,11 +8,10 @@
  */
 import assert from "node:assert/strict";
 import * as fs from "node:fs";
-import * as os from "node:os";
 import * as path from "node:path";
 import { after, before, describe, test } from "node:test";
-import { type BrowserContext, chromium, type Page } from "playwright-core";
-import { CHROMIUM_ARGS, CHROMIUM_PATH } from "../scripts/chromium.js";
+import type { Page } from "playwright-core";
+import { browserSkip, launchBrowser, type TestBrowser } from "./browser-utils.js";
 import { ROOT } from "./fixture-utils.js";
 import { imageForm, readJobEvents, startTestServer, type TestServer } from "./server-utils.js";
 import { ensureWebBuild, WEB_DIR } from "./web-build.js";
@@ -28,17 +27,11 @@ interface HTMLCanvasElement {
 
 const NEXT = path.join(ROOT, "test/fixtures/llava-next-tiny-clip-llama");
 const SHOTS = path.resolve(ROOT, process.env.SCREENSHOT_DIR ?? "dist/screenshots");
-const haveChromium = fs.existsSync(CHROMIUM_PATH);
-if (!haveChromium && process.env.CI)
-  throw new Error(`${CHROMIUM_PATH} is missing but CI is set: install Debian's chromium package`);
-const skip = haveChromium
-  ? false
-  : `${CHROMIUM_PATH} not found: install Debian's chromium package to run the browser tests`;
+const skip = browserSkip();
 
 let ts: TestServer;
-let ctx: BrowserContext;
+let browser: TestBrowser;
 let page: Page;
-let userDir: string;
 
 async function post(p: string, body: unknown): Promise<{ job: { id: string } }> {
   const r = await fetch(`${ts.base}${p}`, {
@@ -84,21 +77,17 @@ describe("a LLaVA-NeXT run's maps on the picture in headless Chromium", { skip }
     const { job } = await post(`/api/runs/${runId}/relevancy`, { mode: "exact", kind: "vit" });
     const events = await readJobEvents(ts.base, job.id);
     assert.equal(events.at(-1)!.type, "done", JSON.stringify(events.at(-1)));
-    userDir = fs.mkdtempSync(path.join(os.tmpdir(), "lvlm-next-e2e-"));
-    ctx = await chromium.launchPersistentContext(userDir, {
-      executablePath: CHROMIUM_PATH,
-      headless: true,
+    browser = await launchBrowser({
+      timeoutMs: 60_000,
       viewport: { width: 1300, height: 900 },
-      args: [...CHROMIUM_ARGS],
+      profilePrefix: "lvlm-next-e2e-",
     });
-    page = ctx.pages()[0] ?? (await ctx.newPage());
-    page.setDefaultTimeout(60_000);
+    page = browser.page;
   });
 
   after(async () => {
-    await ctx?.close();
+    await browser?.close();
     await ts?.close();
-    if (userDir) fs.rmSync(userDir, { recursive: true, force: true });
   });
 
   test("the vit map is drawn on the 16:9 picture, and the view toggle redraws base, high-res and combined", async () => {

@@ -16,6 +16,7 @@ import {
 import { TextProcessor } from "../../hf/tokenizer.js";
 import type { Kernels } from "../../kernels/types.js";
 import { TextDecoder } from "../decoder.js";
+import { gatherImageFeaturesGrad, imageTokenPositions, scatterImageFeatures } from "../image-embeddings.js";
 import type { Box, ImageLayout, LayoutSegment } from "../image-layout.js";
 import { type PositionIds, sequentialPositions } from "../positions.js";
 import { collectStopTokenIds } from "../stop-tokens.js";
@@ -287,18 +288,9 @@ export class LlavaModel implements VisionLanguageModel {
   }
 
   buildInputsEmbeds(inputIds: number[], image: ImageEncoding): Float32Array {
-    const { features, count } = image;
-    const D = this.config.text.hiddenSize;
     const embeds = this.decoder.embed(inputIds);
-    let j = 0;
-    inputIds.forEach((id, i) => {
-      if (id !== this.config.imageTokenIndex) return;
-      if (j >= count) throw new Error(`prompt has more image tokens than image features (${count})`);
-      embeds.set(features.subarray(j * D, (j + 1) * D), i * D);
-      j++;
-    });
-    if (j !== count) throw new Error(`prompt has ${j} image tokens but the image gives ${count} features`);
-    return embeds;
+    const pos = this.imagePositions(inputIds);
+    return scatterImageFeatures(embeds, pos, image.features, image.count, this.config.text.hiddenSize);
   }
 
   /** 1-D positions: the sequence index (LLaVA's RoPE does not see the image's geometry). */
@@ -307,11 +299,7 @@ export class LlavaModel implements VisionLanguageModel {
   }
 
   imagePositions(inputIds: number[]): number[] {
-    const out: number[] = [];
-    inputIds.forEach((id, i) => {
-      if (id === this.config.imageTokenIndex) out.push(i);
-    });
-    return out;
+    return imageTokenPositions(inputIds, this.config.imageTokenIndex);
   }
 
   /**
@@ -319,14 +307,7 @@ export class LlavaModel implements VisionLanguageModel {
    * dEmbeds holds rows from … from+rows−1; image positions outside that window get zero.
    */
   imageFeaturesGrad(inputIds: number[], dEmbeds: Float32Array, from = 0): Float32Array {
-    const D = this.config.text.hiddenSize;
-    const pos = this.imagePositions(inputIds);
-    const rows = dEmbeds.length / D;
-    const out = new Float32Array(pos.length * D);
-    pos.forEach((p, j) => {
-      if (p >= from && p < from + rows) out.set(dEmbeds.subarray((p - from) * D, (p - from + 1) * D), j * D);
-    });
-    return out;
+    return gatherImageFeaturesGrad(this.imagePositions(inputIds), dEmbeds, this.config.text.hiddenSize, from);
   }
 
   /**

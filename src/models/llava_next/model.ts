@@ -13,6 +13,7 @@ import { TextProcessor } from "../../hf/tokenizer.js";
 import type { Kernels } from "../../kernels/types.js";
 import { addInPlace } from "../../tensor/ops.js";
 import { TextDecoder } from "../decoder.js";
+import { gatherImageFeaturesGrad, imageTokenPositions, scatterImageFeatures } from "../image-embeddings.js";
 import type { ImageLayout } from "../image-layout.js";
 import { Projector } from "../llava/projector.js";
 import { type PositionIds, sequentialPositions } from "../positions.js";
@@ -286,26 +287,13 @@ export class AnyresLlavaModel implements VisionLanguageModel {
   }
 
   buildInputsEmbeds(inputIds: number[], image: ImageEncoding): Float32Array {
-    const { features, count } = image;
-    const D = this.config.text.hiddenSize;
     const embeds = this.decoder.embed(inputIds);
-    let j = 0;
-    inputIds.forEach((id, i) => {
-      if (id !== this.config.imageTokenIndex) return;
-      if (j >= count) throw new Error(`prompt has more image tokens than image features (${count})`);
-      embeds.set(features.subarray(j * D, (j + 1) * D), i * D);
-      j++;
-    });
-    if (j !== count) throw new Error(`prompt has ${j} image tokens but the image gives ${count} features`);
-    return embeds;
+    const pos = this.imagePositions(inputIds);
+    return scatterImageFeatures(embeds, pos, image.features, image.count, this.config.text.hiddenSize);
   }
 
   imagePositions(inputIds: number[]): number[] {
-    const out: number[] = [];
-    inputIds.forEach((id, i) => {
-      if (id === this.config.imageTokenIndex) out.push(i);
-    });
-    return out;
+    return imageTokenPositions(inputIds, this.config.imageTokenIndex);
   }
 
   /** 1-D positions: the sequence index. */
@@ -314,14 +302,7 @@ export class AnyresLlavaModel implements VisionLanguageModel {
   }
 
   imageFeaturesGrad(inputIds: number[], dEmbeds: Float32Array, from = 0): Float32Array {
-    const D = this.config.text.hiddenSize;
-    const pos = this.imagePositions(inputIds);
-    const rows = dEmbeds.length / D;
-    const out = new Float32Array(pos.length * D);
-    pos.forEach((p, j) => {
-      if (p >= from && p < from + rows) out.set(dEmbeds.subarray((p - from) * D, (p - from + 1) * D), j * D);
-    });
-    return out;
+    return gatherImageFeaturesGrad(this.imagePositions(inputIds), dEmbeds, this.config.text.hiddenSize, from);
   }
 
   /**

@@ -8,6 +8,7 @@ import { expandToSquare, type ImageMode } from "../../hf/image-processor.js";
 import { TextProcessor } from "../../hf/tokenizer.js";
 import type { Kernels } from "../../kernels/types.js";
 import { TextDecoder } from "../decoder.js";
+import { gatherImageFeaturesGrad, imageTokenPositions, scatterImageFeatures } from "../image-embeddings.js";
 import type { Box, ImageLayout } from "../image-layout.js";
 import { type PositionIds, positionColumns } from "../positions.js";
 import { collectStopTokenIds } from "../stop-tokens.js";
@@ -196,24 +197,13 @@ export class QwenVlModel implements VisionLanguageModel {
   }
 
   buildInputsEmbeds(inputIds: number[], image: ImageEncoding): Float32Array {
-    const { features, count } = image;
-    const D = this.config.text.hiddenSize;
     const embeds = this.decoder.embed(inputIds);
     const pos = this.imagePositions(inputIds);
-    if (pos.length !== count)
-      throw new Error(`prompt has ${pos.length} image tokens but the image gives ${count} features`);
-    pos.forEach((p, j) => {
-      embeds.set(features.subarray(j * D, (j + 1) * D), p * D);
-    });
-    return embeds;
+    return scatterImageFeatures(embeds, pos, image.features, image.count, this.config.text.hiddenSize);
   }
 
   imagePositions(inputIds: number[]): number[] {
-    const out: number[] = [];
-    inputIds.forEach((id, i) => {
-      if (id === this.config.imageTokenId) out.push(i);
-    });
-    return out;
+    return imageTokenPositions(inputIds, this.config.imageTokenId);
   }
 
   positionIds(ids: number[], layout: ImageLayout, from = 0): PositionIds {
@@ -222,14 +212,7 @@ export class QwenVlModel implements VisionLanguageModel {
   }
 
   imageFeaturesGrad(inputIds: number[], dEmbeds: Float32Array, from = 0): Float32Array {
-    const D = this.config.text.hiddenSize;
-    const pos = this.imagePositions(inputIds);
-    const rows = dEmbeds.length / D;
-    const out = new Float32Array(pos.length * D);
-    pos.forEach((p, j) => {
-      if (p >= from && p < from + rows) out.set(dEmbeds.subarray((p - from) * D, (p - from + 1) * D), j * D);
-    });
-    return out;
+    return gatherImageFeaturesGrad(this.imagePositions(inputIds), dEmbeds, this.config.text.hiddenSize, from);
   }
 
   private notYet(what: string): Error {
