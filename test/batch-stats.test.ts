@@ -9,9 +9,10 @@ import { describe, test } from "node:test";
 import { judgeAnswer, normaliseAnswer, optionIndex, promptFor } from "../src/batch/answers.js";
 import { parseCsv } from "../src/batch/csv.js";
 import { DatasetError, parseMmvpOptions, readDataset } from "../src/batch/dataset.js";
-import { boxCoverage, templateTailLength } from "../src/batch/item-scores.js";
+import { boxCoverage } from "../src/batch/item-scores.js";
 import { averageRanks, mannWhitneyU } from "../src/batch/rank-test.js";
 import { aggregate, type ItemRecord } from "../src/batch/report.js";
+import { templateTailLength } from "../src/interpret/views/relevancy-views.js";
 import { tempDir } from "./fixture-utils.js";
 
 describe("Mann–Whitney U", () => {

@@ -6,23 +6,26 @@ import {
   mapDifference,
   mapShares,
   type PictureKey,
-  relevancyShare,
 } from "../src/interpret/views/compare-view.js";
-
-const close = (a: number, b: number, what: string) =>
-  assert.ok(Math.abs(a - b) < 1e-9, `${what}: ${a} vs ${b}`);
+import { imageQuestionSplit } from "../src/interpret/views/relevancy-views.js";
 
 describe("compare view", () => {
-  test("relevancyShare: image tokens vs the question text after the image (text before it and negatives left out)", () => {
-    // Prompt of T = 7: [sys, img, img, img, q, q, q]; the answer's own position (7) is past T.
-    const r = [5, 0.2, 0.3, -0.1, 0.25, 0.25, 0, 1];
-    const s = relevancyShare(r, [1, 2, 3], 7);
-    close(s.image, 0.5, "image");
-    close(s.question, 0.5, "question");
-    close(s.imageShare, 0.5, "share");
-    const t = relevancyShare([0, 0.9, 0, 0, 0.1, 0, 0], [1, 2, 3], 7);
-    close(t.imageShare, 0.9, "image-heavy share");
-    assert.equal(relevancyShare([0, 0, 0, 0, 0], [1, 2], 5).imageShare, 0.5, "nothing anywhere: undecided");
+  test("imageQuestionSplit: image tokens vs the question's words (text before the image, separators, the template tail and negatives left out)", () => {
+    // Prompt of T = 8: [sys, img, img, img, q, ",", q, tail]; the answer token at p = 8 (its diagonal entry 1
+    // is what handle_residual takes out: rows that already sum to 1 off the diagonal stay as they are).
+    const tokens = ["<s>", "<image>", "<image>", "<image>", "▁red", ",", "▁square", "▁ASSISTANT"];
+    const row = [0.05, 0.2, 0.3, -0.1, 0.25, 0.05, 0.2, 0.05, 1];
+    // The normalised row is float32, so sums agree to float32 precision.
+    const near = (x: number, y: number, what: string) =>
+      assert.ok(Math.abs(x - y) < 1e-6, `${what}: ${x} vs ${y}`);
+    const s = imageQuestionSplit(row, 8, tokens, [1, 2, 3], { to: 7 });
+    near(s.image, 0.5, "image");
+    near(s.question, 0.45, "question (the comma and the tail left out)");
+    near(s.imageShare, 0.5 / 0.95, "share");
+    const whole = imageQuestionSplit(row, 8, tokens, [1, 2, 3]);
+    near(whole.question, 0.5, "without a span: up to the prompt's end");
+    const none = imageQuestionSplit([0, 0, 0, 0, 0, 1], 5, tokens.slice(0, 5), [1, 2]);
+    assert.equal(none.imageShare, 0.5, "nothing anywhere: undecided");
   });
 
   test("mapShares: non-negative part over its sum, nulls kept", () => {

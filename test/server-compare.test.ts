@@ -8,7 +8,9 @@ import { createHash } from "node:crypto";
 import * as fs from "node:fs";
 import * as path from "node:path";
 import { after, before, describe, test } from "node:test";
+import { scoreRun } from "../src/batch/item-scores.js";
 import { compareRuns } from "../src/interpret/views/compare-view.js";
+import { templateTailLength } from "../src/interpret/views/relevancy-views.js";
 import { loadTextProcessor } from "../src/models/registry.js";
 import { Run } from "../src/run/run-dir.js";
 import { fixtureDir } from "./fixture-utils.js";
@@ -56,10 +58,14 @@ function libraryView(a: string, b: string, token: number) {
   const open = (id: string) => {
     const dir = path.join(ts.dataDir, id);
     const run = Run.open(dir);
+    const m = run.manifest;
     return {
       id,
       run,
-      promptTokens: run.manifest.input_ids.map((i) => tp.idToToken(i)),
+      promptTokens: m.input_ids.map((i) => tp.idToToken(i)),
+      questionEnd:
+        m.input_ids.length -
+        templateTailLength((q) => tp.encodePrompt(q, m.image_layout.token_count).inputIds),
       imageDigest: createHash("sha256")
         .update(fs.readFileSync(path.join(dir, run.manifest.original_image_file)))
         .digest("hex"),
@@ -108,6 +114,36 @@ describe("GET /api/compare", () => {
       assert.ok(body.a.share.imageShare >= 0 && body.a.share.imageShare <= 1);
       assert.equal(body.a.token, token);
       assert.equal(body.b.tokenText, body.b.tokens[token]);
+    }
+  });
+
+  test("the compare view's image share is the batch report's (one definition: the question ends before the template's tail)", async () => {
+    const tp = loadTextProcessor(fixtureDir("llava-tiny-llama"));
+    for (const token of [0, 1]) {
+      const body = await json(await fetch(`${ts.base}/api/compare?a=${a}&b=${b}&mode=exact&token=${token}`));
+      for (const [side, id] of [
+        ["a", a],
+        ["b", b],
+      ] as const) {
+        const run = Run.open(path.join(ts.dataDir, id));
+        try {
+          const m = run.manifest;
+          const tail = templateTailLength((q) => tp.encodePrompt(q, m.image_layout.token_count).inputIds);
+          assert.ok(tail > 0, "the template puts tokens after the question");
+          const promptTokens = m.input_ids.map((i) => tp.idToToken(i));
+          const scores = scoreRun(run, "exact", promptTokens, [token], null, {
+            to: m.input_ids.length - tail,
+          });
+          assert.equal(body[side].share.imageShare, scores.reliance.image_share, `${side} token ${token}`);
+          assert.equal(
+            body[side].reliance,
+            scores.reliance.lvlm,
+            `${side} token ${token}: LVLM-Interpret's reliance`,
+          );
+        } finally {
+          run.close();
+        }
+      }
     }
   });
 

@@ -10,8 +10,11 @@ import {
   relevancyRecord,
   relevancyTensorName,
 } from "../interpret/relevancy/index.js";
-import { type QuestionSpan, topWordsVsImage } from "../interpret/views/relevancy-views.js";
-import { isSeparatorToken } from "../interpret/views/words.js";
+import {
+  imageQuestionSplit,
+  type QuestionSpan,
+  topWordsVsImage,
+} from "../interpret/views/relevancy-views.js";
 import type { Run } from "../run/run-dir.js";
 
 export interface ItemScores {
@@ -27,30 +30,6 @@ export interface ItemScores {
   pointing: { box: [number, number, number, number]; hit: number } | null;
 }
 
-/**
- * Share of the (normalised) row's mass on image tokens, against the question's tokens (`span`; default the
- * prompt's text after the image; separators skipped): 1 = all of it on the image.
- */
-export function imageShare(
-  row: ArrayLike<number>,
-  p: number,
-  promptTokens: string[],
-  imagePositions: readonly number[],
-  span: QuestionSpan = {},
-): number {
-  const r = normalizeRow(
-    Array.from({ length: p + 1 }, (_, j) => row[j]),
-    p,
-  );
-  let image = 0;
-  for (const q of imagePositions) image += Math.max(0, r[q]);
-  let text = 0;
-  const from = span.from ?? imagePositions[imagePositions.length - 1] + 1;
-  const to = span.to ?? promptTokens.length;
-  for (let i = from; i < to; i++) if (!isSeparatorToken(promptTokens[i])) text += Math.max(0, r[i]);
-  return image + text > 0 ? image / (image + text) : 0;
-}
-
 /** Fraction of each image token's box (original pixels; NaN = no place) inside `box`. */
 export function boxCoverage(tokenBoxes: Float32Array, box: readonly number[]): Float32Array {
   const n = tokenBoxes.length / 4;
@@ -63,19 +42,6 @@ export function boxCoverage(tokenBoxes: Float32Array, box: readonly number[]): F
     out[i] = (w * h) / ((x1 - x0) * (y1 - y0));
   }
   return out;
-}
-
-/**
- * Number of tokens the chat template puts after the question ("ASSISTANT:" …). Prompts with the question
- * "zebra" and "zebra zebra" share a suffix of the tail plus one "zebra" (whose length is the difference of
- * their lengths); this holds for word-level vocabularies that map both to <unk> as for sub-word ones.
- */
-export function templateTailLength(encode: (question: string) => number[]): number {
-  const a = encode("zebra");
-  const b = encode("zebra zebra");
-  let k = 0;
-  while (k < a.length && k < b.length && a[a.length - 1 - k] === b[b.length - 1 - k]) k++;
-  return Math.max(0, k - (b.length - a.length));
 }
 
 /**
@@ -108,7 +74,7 @@ export function scoreRun(
       row,
       p,
       words: topWordsVsImage(row, p, promptTokens, positions, span),
-      share: imageShare(row, p, promptTokens, positions, span),
+      share: imageQuestionSplit(row, p, promptTokens, positions, span).imageShare,
     };
   });
   const first = per[0];

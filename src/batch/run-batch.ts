@@ -10,6 +10,7 @@ import * as path from "node:path";
 import { explainRun } from "../interpret/causal/index.js";
 import type { RelevancyMode, VisionRelevancyKind } from "../interpret/relevancy/index.js";
 import { computeRelevancy, relevancyRecord } from "../interpret/relevancy/index.js";
+import { templateTailLength } from "../interpret/views/relevancy-views.js";
 import { createKernels } from "../kernels/index.js";
 import type { KernelChoice } from "../kernels/types.js";
 import { loadModel } from "../models/registry.js";
@@ -18,7 +19,7 @@ import { MANIFEST_FILE, Run } from "../run/run-dir.js";
 import { traceWithModel } from "../trace.js";
 import { judgeAnswer, promptFor } from "./answers.js";
 import { type BatchItem, readDataset } from "./dataset.js";
-import { scoreRun, templateTailLength } from "./item-scores.js";
+import { scoreRun } from "./item-scores.js";
 import { writePlots } from "./plots.js";
 import {
   aggregate,

@@ -494,11 +494,17 @@ export const causalView = z.object({
   patchWeights: z.array(z.number()),
 });
 
-/** How one token's (normalised) relevancy splits between the image and the question text. */
+/**
+ * How one token's (normalised) relevancy splits between the image and the question text: the compare view's
+ * bars and the batch report's image_share (one function, imageQuestionSplit in interpret/views/relevancy-views.ts).
+ */
 export const relevancyShare = z.object({
   /** Sum of the non-negative relevancy on the image tokens. */
   image: z.number(),
-  /** Sum of the non-negative relevancy on the question: the prompt text after the image. */
+  /**
+   * Sum of the non-negative relevancy on the question: the prompt text after the image, up to the chat
+   * template's tail, separator tokens left out.
+   */
   question: z.number(),
   /** image / (image + question), in [0, 1]; 0.5 when both are 0. */
   imageShare: z.number(),

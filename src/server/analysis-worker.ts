@@ -27,6 +27,7 @@ import {
 import { causalView } from "../interpret/views/causal-view.js";
 import { compareRuns } from "../interpret/views/compare-view.js";
 import { imageGeometry } from "../interpret/views/image-tokens.js";
+import { templateTailLength } from "../interpret/views/relevancy-views.js";
 import {
   RelevancyViewError,
   relevancyImageMaps,
@@ -168,7 +169,17 @@ const handlers = {
           .digest("hex");
         imageDigests.set(run, digest);
       }
-      return { id, run, promptTokens: promptTokens(run), imageDigest: digest };
+      const m = run.manifest;
+      const tail = templateTailLength(
+        (q) => serverTokenizer().encodePrompt(q, m.image_layout.token_count).inputIds,
+      );
+      return {
+        id,
+        run,
+        promptTokens: promptTokens(run),
+        imageDigest: digest,
+        questionEnd: m.input_ids.length - tail,
+      };
     };
     return compareRuns(side(dirA, idA), side(dirB, idB), mode, token);
   },

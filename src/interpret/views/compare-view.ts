@@ -12,28 +12,10 @@ import type { Run } from "../../run/run-dir.js";
 import { normalizeRow, type RelevancyMode, relevancyTensorName } from "../relevancy/index.js";
 import { imageGeometry } from "./image-tokens.js";
 import { RelevancyViewError, relevancyStatus } from "./relevancy-panels.js";
-import { topWordsVsImage } from "./relevancy-views.js";
+import { imageQuestionSplit, topWordsVsImage } from "./relevancy-views.js";
 
 // The view's shapes are the HTTP contracts (contracts/http.ts).
 export type { CompareSide, CompareView, RelevancyShare };
-
-/**
- * The image-vs-question split of a normalised relevancy row `r` (positions 0 … T−1 are the prompt). The
- * question is the text after the last image token, as in LVLM-Interpret's word bars; negative values (rare,
- * from handle_residual) count as 0 so a share stays in [0, 1].
- */
-export function relevancyShare(
-  r: ArrayLike<number>,
-  imagePositions: readonly number[],
-  T: number,
-): RelevancyShare {
-  let image = 0;
-  for (const q of imagePositions) image += Math.max(0, r[q]);
-  let question = 0;
-  for (let i = imagePositions[imagePositions.length - 1] + 1; i < T; i++) question += Math.max(0, r[i]);
-  const total = image + question;
-  return { image, question, imageShare: total > 0 ? image / total : 0.5 };
-}
 
 /** A map as a distribution over image tokens: non-negative values over their sum (null stays null). */
 export function mapShares(map: readonly (number | null)[]): (number | null)[] {
@@ -88,6 +70,11 @@ export interface CompareRunInput {
   promptTokens: string[];
   /** A digest of the run's original image file. */
   imageDigest: string;
+  /**
+   * One past the question's last prompt position: the chat template's tail ("ASSISTANT:") is not question
+   * (the prompt length less `templateTailLength`, as the batch report counts it); default the prompt's end.
+   */
+  questionEnd?: number;
 }
 
 function side(s: CompareRunInput, mode: RelevancyMode, token: number, label: string): CompareSide {
@@ -107,6 +94,7 @@ function side(s: CompareRunInput, mode: RelevancyMode, token: number, label: str
     p,
   );
   const { positions } = s.run.imageTokens();
+  const span = { to: s.questionEnd };
   const map = mapShares(Array.from(positions, (q) => r[q]));
   const finite = map.filter((v): v is number => v !== null);
   return {
@@ -119,8 +107,8 @@ function side(s: CompareRunInput, mode: RelevancyMode, token: number, label: str
     map,
     min: finite.length ? Math.min(...finite) : 0,
     max: finite.length ? Math.max(...finite) : 0,
-    share: relevancyShare(r, positions, T),
-    reliance: topWordsVsImage(raw, p, s.promptTokens, positions).reliance,
+    share: imageQuestionSplit(raw, p, s.promptTokens, positions, span),
+    reliance: topWordsVsImage(raw, p, s.promptTokens, positions, span).reliance,
   };
 }
 

@@ -8,7 +8,7 @@
  * p = T + t − 1) and CLS rows of the ViT maps (`rel.vit|all|all_v2.<mode>`, diagonal at index 0). "Normalised"
  * means LVLM-Interpret's `handle_residual` applied to that row.
  */
-import type { TextRelevancyEntry, WordsVsImage } from "../../contracts/http.js";
+import type { RelevancyShare, TextRelevancyEntry, WordsVsImage } from "../../contracts/http.js";
 import type { ImageLayout } from "../../models/image-layout.js";
 import { normalizeRow } from "../relevancy/index.js";
 import { type ImageTokenSource, towerRowsToImageTokens, towerRowToImageTokens } from "./image-tokens.js";
@@ -133,6 +133,47 @@ export interface QuestionSpan {
   /** First and one-past-last prompt positions of the question text (default: after the last image token to T). */
   from?: number;
   to?: number;
+}
+
+/**
+ * Number of tokens the chat template puts after the question ("ASSISTANT:" …), so the question span can end
+ * before them. Prompts with the question "zebra" and "zebra zebra" share a suffix of the tail plus one "zebra"
+ * (whose length is the difference of their lengths); this holds for word-level vocabularies that map both to
+ * <unk> as for sub-word ones.
+ */
+export function templateTailLength(encode: (question: string) => number[]): number {
+  const a = encode("zebra");
+  const b = encode("zebra zebra");
+  let k = 0;
+  while (k < a.length && k < b.length && a[a.length - 1 - k] === b[b.length - 1 - k]) k++;
+  return Math.max(0, k - (b.length - a.length));
+}
+
+/**
+ * The continuous image reliance of the case study and the compare view, one definition: the normalised row's
+ * (handle_residual, as the tool's views) non-negative mass on image tokens against the question's tokens
+ * (`span`; default the prompt's text after the image; separator tokens skipped). `row` is the raw LLM row of
+ * the token at position p.
+ */
+export function imageQuestionSplit(
+  row: ArrayLike<number>,
+  p: number,
+  promptTokens: string[],
+  imagePositions: readonly number[],
+  span: QuestionSpan = {},
+): RelevancyShare {
+  const r = normalizeRow(
+    Array.from({ length: p + 1 }, (_, j) => row[j]),
+    p,
+  );
+  let image = 0;
+  for (const q of imagePositions) image += Math.max(0, r[q]);
+  let question = 0;
+  const from = span.from ?? imagePositions[imagePositions.length - 1] + 1;
+  const to = span.to ?? promptTokens.length;
+  for (let i = from; i < to; i++) if (!isSeparatorToken(promptTokens[i])) question += Math.max(0, r[i]);
+  const total = image + question;
+  return { image, question, imageShare: total > 0 ? image / total : 0.5 };
 }
 
 /**
