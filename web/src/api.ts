@@ -304,7 +304,8 @@ export const api = {
 export interface JobHandlers {
   state?: (d: { state: string; position: number }) => void;
   progress?: (d: { stage: string; done: number; total: number }) => void;
-  token?: (d: { index: number; text: string }) => void;
+  /** `special`: a control token (e.g. "</s>") that the answer text leaves out. */
+  token?: (d: { index: number; text: string; special?: boolean }) => void;
   done?: (d: Record<string, unknown>) => void;
   error?: (d: { message: string }) => void;
   cancelled?: () => void;

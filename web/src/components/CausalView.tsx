@@ -276,7 +276,12 @@ export function CausalView({
             {computed.has(token) ? "Recompute" : "Explain"} token {token} “{run.tokens[token]}”
           </button>
         </div>
-        <JobProgress job={job} onCancel={cancel} label="Causal discovery" />
+        <JobProgress
+          job={job}
+          onCancel={cancel}
+          label="Causal discovery"
+          doneText="Causal discovery finished."
+        />
         <ErrorBox error={view.error} />
         {!computed.has(token) && !busy && <p class="muted">Token {token} is not explained yet.</p>}
         {data && (

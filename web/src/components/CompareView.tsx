@@ -96,7 +96,12 @@ function SideHeader({
       )}
       {/* Once done, the maps below show it (a "done" line would only push this side's map down). */}
       {job.state !== "done" && (
-        <JobProgress job={job} onCancel={cancel} label={`Relevancy of run ${label}`} />
+        <JobProgress
+          job={job}
+          onCancel={cancel}
+          label={`Relevancy of run ${label}`}
+          doneText={`Relevancy of run ${label} computed.`}
+        />
       )}
     </div>
   );

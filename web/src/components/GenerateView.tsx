@@ -52,13 +52,16 @@ export function GenerateView({
   const undo = useRef<ImageData[]>([]);
   const stroke = useRef<{ x: number; y: number } | null>(null);
   const pending = useRef<string[]>([]);
+  /** Indices of control tokens ("</s>"): part of the run, not of the answer's text. */
+  const specials = useRef<Set<number>>(new Set());
   const frame = useRef(0);
   const root = useRef<HTMLDivElement>(null);
   const opening = useRef(0);
 
   const { job, start, cancel, busy } = useJob({
-    token: (index, text) => {
+    token: (index, text, special) => {
       pending.current[index] = text;
+      if (special) specials.current.add(index);
       if (!frame.current) {
         // Tokens arrive in bursts: render once per frame.
         frame.current = requestAnimationFrame(() => {
@@ -211,6 +214,7 @@ export function GenerateView({
     if (!loaded) return setError("choose an image first");
     if (!question.trim()) return setError("ask a question");
     pending.current = [];
+    specials.current = new Set();
     setAnswer([]);
     setRunId(null);
     setWarnings([]);
@@ -428,14 +432,16 @@ export function GenerateView({
             {w}
           </div>
         ))}
-        <JobProgress job={job} onCancel={cancel} label="Generating" />
+        <JobProgress job={job} onCancel={cancel} label="Generation" doneText="Answer ready." />
         {(answer.length > 0 || job.state === "running") && (
           <div class="answer-box" data-testid="answer" data-state={job.state}>
-            {answer.map((t, i) => (
-              <span key={i} class="answer-token">
-                {tokenLabel(t)}
-              </span>
-            ))}
+            {answer.map((t, i) =>
+              specials.current.has(i) ? null : (
+                <span key={i} class="answer-token">
+                  {tokenLabel(t)}
+                </span>
+              ),
+            )}
             {busy && <span class="cursor">▍</span>}
           </div>
         )}

@@ -34,6 +34,12 @@ const KINDS: { value: RelevancyKind; label: string }[] = [
   { value: "chain", label: "vision tower: chain" },
 ];
 
+/** "Exact LLM relevancy", "Incremental vision-tower (all_v2) relevancy": what a job or a map set is. */
+export function relevancyName(mode: RelevancyMode, kind: RelevancyKind): string {
+  const m = mode === "exact" ? "Exact" : "Incremental";
+  return `${m} ${kind === "llm" ? "LLM" : `vision-tower (${kind})`} relevancy`;
+}
+
 export function RelevancyView({ run, onChanged }: { run: RunDetail; onChanged: () => void }) {
   const image = useRunImage(run.id);
   const root = useRef<HTMLDivElement>(null);
@@ -78,7 +84,13 @@ export function RelevancyView({ run, onChanged }: { run: RunDetail; onChanged: (
     return v;
   }, [reliance.data, run.tokens]);
   const computedSet = new Set(computed);
-  const compute = (tokens: number[] | "all") => start(() => api.computeRelevancy(run.id, mode, kind, tokens));
+  // The job's status belongs to the maps it computes: shown while it runs, and afterwards only next to them.
+  const [jobFor, setJobFor] = useState<{ mode: RelevancyMode; kind: RelevancyKind } | null>(null);
+  const showJob = busy || (jobFor?.mode === mode && jobFor.kind === kind);
+  const compute = (tokens: number[] | "all") => {
+    setJobFor({ mode, kind });
+    return start(() => api.computeRelevancy(run.id, mode, kind, tokens));
+  };
 
   return (
     <div ref={root} class="view" data-testid="relevancy-view">
@@ -162,11 +174,18 @@ export function RelevancyView({ run, onChanged }: { run: RunDetail; onChanged: (
             Compute all
           </button>
         </div>
-        <JobProgress job={job} onCancel={cancel} label="Relevancy" />
+        {showJob && jobFor && (
+          <JobProgress
+            job={job}
+            onCancel={cancel}
+            label={relevancyName(jobFor.mode, jobFor.kind)}
+            doneText={`${relevancyName(jobFor.mode, jobFor.kind)} computed.`}
+          />
+        )}
         <ErrorBox error={maps.error} />
         {computed.length === 0 && (
-          <p class="muted">
-            Nothing computed yet for {mode} {kind} relevancy.
+          <p class="muted" data-testid="rel-nothing">
+            Nothing computed yet: {relevancyName(mode, kind)}.
           </p>
         )}
         {items.length > 0 && (

@@ -361,7 +361,7 @@ const IDLE: JobState = { jobId: null, state: "idle", position: 0, stage: "", don
 /** Submits a job and follows its events; `cancel` asks the server to stop it. */
 export function useJob(
   handlers: {
-    token?: (index: number, text: string) => void;
+    token?: (index: number, text: string, special: boolean) => void;
     done?: (result: Record<string, unknown>) => void;
   } = {},
 ) {
@@ -386,7 +386,7 @@ export function useJob(
         setJob((j) => ({ ...j, state: d.state === "running" ? "running" : "queued", position: d.position })),
       progress: (d) =>
         setJob((j) => ({ ...j, state: "running", stage: d.stage, done: d.done, total: d.total })),
-      token: (d) => h.current.token?.(d.index, d.text),
+      token: (d) => h.current.token?.(d.index, d.text, d.special === true),
       done: (d) => {
         setJob((j) => ({ ...j, state: "done" }));
         h.current.done?.(d);
@@ -402,15 +402,20 @@ export function useJob(
   return { job, start, cancel, busy };
 }
 
-/** Progress of a job: queue position, stage bar, cancel button, errors. */
+/**
+ * Progress of a job: queue position, stage bar, cancel button, errors. `label` names the work as a noun
+ * ("Generation", "Relevancy of run A"); `doneText` is the sentence shown once it has finished.
+ */
 export function JobProgress({
   job,
   onCancel,
-  label,
+  label = "The job",
+  doneText,
 }: {
   job: JobState;
   onCancel: () => void;
   label?: string;
+  doneText?: string;
 }) {
   if (job.state === "idle") return null;
   const pct = job.total > 0 ? Math.round((100 * job.done) / job.total) : 0;
@@ -418,13 +423,13 @@ export function JobProgress({
     <div class={`job job-${job.state}`} data-testid="job" data-state={job.state} data-export="skip">
       {job.state === "queued" && (
         <span>
-          {label ?? "Job"} waiting in the queue{job.position > 0 ? ` (position ${job.position})` : ""}…
+          {label} is waiting in the queue{job.position > 0 ? ` (position ${job.position})` : ""}…
         </span>
       )}
       {job.state === "running" && (
         <>
           <span>
-            {label ?? "Job"}: {job.stage || "starting"} {job.total > 0 ? `${job.done}/${job.total}` : ""}
+            {label}: {job.stage || "starting"} {job.total > 0 ? `${job.done}/${job.total}` : ""}
           </span>
           <progress max={100} value={pct} />
         </>
@@ -434,8 +439,8 @@ export function JobProgress({
           Cancel
         </button>
       )}
-      {job.state === "cancelled" && <span>Cancelled.</span>}
-      {job.state === "done" && <span class="muted">{label ?? "Job"} done.</span>}
+      {job.state === "cancelled" && <span>{label} cancelled.</span>}
+      {job.state === "done" && <span class="muted">{doneText ?? `${label} finished.`}</span>}
       {job.state === "failed" && <ErrorBox error={job.error} />}
     </div>
   );
