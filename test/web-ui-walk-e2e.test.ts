@@ -143,6 +143,74 @@ describe("walk-through findings in headless Chromium", { skip }, () => {
     assert.equal(await jobText(), "Exact LLM relevancy computed.", "the status returns with its maps");
   });
 
+  test("3: every map shows its colour scale with values; a shared scale is one click away", async () => {
+    await page.goto(`${ts.base}/#/run/${runId}/relevancy`);
+    const maps = page.locator('[data-testid="rel-map"]');
+    await maps.first().waitFor();
+    const items = (await api(`/api/runs/${runId}/relevancy/maps?mode=exact&kind=llm&by=word`)).items.filter(
+      (i: any) => !i.separator,
+    );
+    const finite = (m: (number | null)[]) => m.filter((v): v is number => v !== null && Number.isFinite(v));
+    const bars = page.locator('[data-testid="map-colorbar"]');
+    assert.equal(await bars.count(), items.length, "one scale per map");
+    for (const [i, it] of items.entries()) {
+      const v = finite(it.map);
+      assert.equal(Number(await bars.nth(i).getAttribute("data-lo")), Math.min(...v));
+      assert.equal(Number(await bars.nth(i).getAttribute("data-hi")), Math.max(...v));
+      assert.match(
+        (await bars.nth(i).locator("canvas").getAttribute("aria-label")) ?? "",
+        /^colour scale from /,
+      );
+    }
+    await page.locator('[data-testid="shared-scale"]').check();
+    const shared = page.locator('[data-testid="shared-colorbar"]');
+    await shared.waitFor();
+    assert.equal(await bars.count(), 0, "one shared scale replaces the per-map ones");
+    const all = items.flatMap((i: any) => finite(i.map));
+    assert.equal(Number(await shared.getAttribute("data-lo")), Math.min(...all));
+    assert.equal(Number(await shared.getAttribute("data-hi")), Math.max(...all));
+    await shot("relevancy-shared-scale");
+    await page.locator('[data-testid="shared-scale"]').uncheck();
+    await bars.first().waitFor();
+    // The per-head strip of the attention maps has its scale too.
+    await page.goto(`${ts.base}/#/run/${runId}/maps`);
+    const strip = page.locator('[data-testid="strip-colorbar"]').first();
+    await strip.waitFor();
+    const heads = await api(`/api/runs/${runId}/attention/heads?layer=3`);
+    assert.equal(Number(await strip.getAttribute("data-lo")), Math.min(...heads.headMeans));
+    assert.equal(Number(await strip.getAttribute("data-hi")), Math.max(...heads.headMeans));
+    assert.equal(await page.locator('[data-testid="map-colorbar"]').count(), heads.heads.length);
+  });
+
+  test("5, 6: causal-graph nodes are labelled at a readable size; the tab keeps its token per run", async () => {
+    await page.goto(`${ts.base}/#/run/${runId}/causal`);
+    await page.locator('[data-testid="causal-tokens"] .token').nth(0).click();
+    await page.waitForFunction(() => location.hash.includes("token=0"));
+    await page.click('[data-testid="causal-compute"]');
+    const graph = page.locator('[data-testid="causal-graph"]');
+    await graph.waitFor();
+    await page.locator('[data-testid="causal-graph-panel"] input[type="checkbox"]').uncheck();
+    await page.waitForFunction(
+      () =>
+        Number(document.querySelector('[data-testid="causal-graph"]')?.getAttribute("data-image-nodes")) > 0,
+    );
+    assert.equal(await graph.getAttribute("data-unlabelled"), "0", "every node has a label");
+    const px = Number(await graph.getAttribute("data-label-px"));
+    assert.ok(px >= 11, `labels are ${px} px on screen`);
+    fs.mkdirSync(SHOTS, { recursive: true });
+    await graph.screenshot({ path: path.join(SHOTS, "walk-causal-graph.png") });
+    // Away and back through the tabs: token 0 and its result, not the last token.
+    await page.click('[data-testid="tab-summary"]');
+    await page.locator('[data-testid="grid-image"]').waitFor();
+    await page.click('[data-testid="tab-causal"]');
+    await page.locator('[data-testid="causal-tokens"] .token.selected').waitFor();
+    assert.equal(
+      await page.locator('[data-testid="causal-tokens"] .token.selected').getAttribute("data-index"),
+      "0",
+    );
+    await graph.waitFor();
+  });
+
   test("no page errors along the way", () => {
     const real = errors.filter((e) => !/status of 4\d\d/.test(e));
     assert.deepEqual(real, []);

@@ -12,7 +12,9 @@ import {
   ExportPng,
   extent,
   ImageMap,
+  MapScale,
   Panel,
+  SharedScaleToggle,
   TokenChips,
   tokenLabel,
   useAsync,
@@ -183,6 +185,7 @@ export function MapsView({
           <button type="button" class="secondary" onClick={() => tokens.set(new Set())}>
             All tokens
           </button>
+          <SharedScaleToggle />
           <span class="muted">
             Click answer tokens to average over them (shift-click: range); none selected = all.
           </span>
@@ -221,10 +224,13 @@ export function MapsView({
                   <div class="caption">
                     head {h.head} · mean {formatValue(h.mean)}
                   </div>
+                  {settings.scale !== "shared" && <MapScale map={h.map} width={size} />}
                 </div>
               ))}
             </div>
-            {settings.scale === "shared" && <Colorbar lo={lo} hi={hi} />}
+            {settings.scale === "shared" && (
+              <Colorbar lo={lo} hi={hi} label="all maps" testId="shared-colorbar" />
+            )}
           </>
         )}
       </Panel>

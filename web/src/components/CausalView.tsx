@@ -22,6 +22,9 @@ import {
   useRunImage,
 } from "./common";
 
+/** Node labels' size on screen, in CSS pixels. */
+const LABEL_PX = 12;
+
 const ARROW: Record<Mark, string> = { arrow: "triangle", circle: "circle", tail: "none" };
 
 /** An image token's box of the original picture as a small data URL (node thumbnails); none without a box. */
@@ -40,6 +43,39 @@ function patchThumb(img: HTMLImageElement, geo: ImageGeometry, patch: number, si
   return c.toDataURL("image/png");
 }
 
+const TOKEN_KEY = "lvlm-causal-token";
+
+/** The answer token last chosen on the Causality tab of each run (this browser session). */
+function rememberedTokens(): Record<string, number> {
+  try {
+    return JSON.parse(sessionStorage.getItem(TOKEN_KEY) ?? "{}") as Record<string, number>;
+  } catch {
+    return {};
+  }
+}
+
+function rememberToken(runId: string, token: number): void {
+  try {
+    sessionStorage.setItem(TOKEN_KEY, JSON.stringify({ ...rememberedTokens(), [runId]: token }));
+  } catch {
+    // Storage full or denied: the tab then opens on its default token.
+  }
+}
+
+/**
+ * The token the tab shows: the link's, else the one last chosen for this run, else the first explained one,
+ * else the last token — so coming back to the tab finds a computed result where it was left.
+ */
+export function causalToken(run: RunDetail, fromLink: string | null): number {
+  const G = run.layout.G;
+  const remembered = rememberedTokens()[run.id];
+  const k =
+    fromLink !== null && fromLink !== ""
+      ? Number(fromLink)
+      : (remembered ?? (run.analyses.causal.length ? Math.min(...run.analyses.causal) : G - 1));
+  return Number.isFinite(k) ? Math.min(G - 1, Math.max(0, Math.trunc(k))) : G - 1;
+}
+
 function CausalGraph({
   head,
   image,
@@ -54,7 +90,9 @@ function CausalGraph({
   explanationOnly: boolean;
 }) {
   const box = useRef<HTMLDivElement>(null);
-  const [count, setCount] = useState({ nodes: 0, edges: 0 });
+  const [count, setCount] = useState({ nodes: 0, edges: 0, images: 0, unlabelled: 0 });
+  /** The labels' size on screen (CSS pixels), for tests and the curious. */
+  const [labelPx, setLabelPx] = useState(0);
   useEffect(() => {
     if (!box.current) return;
     const maxR = Math.max(0, ...head.nodes.map((n) => n.radius ?? 0));
@@ -88,7 +126,8 @@ function CausalGraph({
       position: pos.get(n.id)!,
       data: {
         id: String(n.id),
-        label: n.kind === "image" ? "" : n.label,
+        // Image nodes show their patch ("patch 3,4") under the thumbnail, words and the target their text.
+        label: n.label,
         title: n.label,
         kind: n.kind,
         level: n.radius ?? maxR + 1,
@@ -182,11 +221,44 @@ function CausalGraph({
       minZoom: 0.2,
     });
     cy.fit(undefined, 36);
-    setCount({ nodes: cy.nodes().length, edges: cy.edges().length });
+    // Labels keep a readable size on screen however far a large graph is zoomed out to fit: the font size
+    // (in graph units) follows the zoom, and text nodes grow with it.
+    const readable = () => {
+      const px = LABEL_PX / cy.zoom();
+      cy.style()
+        .selector("node")
+        .style("font-size", px)
+        .selector('node[kind = "text"], node[kind = "target"]')
+        .style({
+          width: (n: cytoscape.NodeSingular) => px * (1.3 + 0.62 * String(n.data("label")).length),
+          height: px * 2.1,
+        })
+        .update();
+      setLabelPx(Math.round(px * cy.zoom() * 10) / 10);
+    };
+    readable();
+    cy.on("zoom", readable);
+    setCount({
+      nodes: cy.nodes().length,
+      edges: cy.edges().length,
+      images: nodes.filter((n) => n.data.kind === "image").length,
+      unlabelled: nodes.filter((n) => !n.data.label).length,
+    });
     return () => cy.destroy();
   }, [head, image, geometry, radius, explanationOnly]);
   return (
-    <div ref={box} class="cy" data-testid="causal-graph" data-nodes={count.nodes} data-edges={count.edges} />
+    <div
+      ref={box}
+      class="cy"
+      role="img"
+      aria-label={`causal graph of head ${head.head}: ${count.nodes} nodes, ${count.edges} edges`}
+      data-testid="causal-graph"
+      data-nodes={count.nodes}
+      data-edges={count.edges}
+      data-label-px={labelPx}
+      data-image-nodes={count.images}
+      data-unlabelled={count.unlabelled}
+    />
   );
 }
 
@@ -204,7 +276,8 @@ export function CausalView({
   const image = useRunImage(run.id);
   const root = useRef<HTMLDivElement>(null);
   const G = run.layout.G;
-  const token = Math.min(G - 1, Math.max(0, Number(params.get("token") ?? G - 1)));
+  const token = causalToken(run, params.get("token"));
+  useEffect(() => rememberToken(run.id, token), [run.id, token]);
   const [layer, setLayer] = useState(run.layout.layers - 1);
   const [version, setVersion] = useState(0);
   const computed = new Set(run.analyses.causal);

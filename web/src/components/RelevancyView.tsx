@@ -17,7 +17,9 @@ import {
   extent,
   ImageMap,
   JobProgress,
+  MapScale,
   Panel,
+  SharedScaleToggle,
   TokenChips,
   useAsync,
   useJob,
@@ -143,6 +145,7 @@ export function RelevancyView({ run, onChanged }: { run: RunDetail; onChanged: (
             />{" "}
             punctuation
           </label>
+          <SharedScaleToggle />
         </div>
         <p class="muted" data-export="skip">
           Select answer tokens to compute (marked ones are done: {computed.length}/{run.tokens.length}). Each
@@ -209,10 +212,13 @@ export function RelevancyView({ run, onChanged }: { run: RunDetail; onChanged: (
                   <div class="caption" data-testid="rel-label">
                     {it.label || "␣"}
                   </div>
+                  {settings.scale !== "shared" && <MapScale map={it.map} width={170} />}
                 </div>
               ))}
             </div>
-            {settings.scale === "shared" && <Colorbar lo={lo} hi={hi} />}
+            {settings.scale === "shared" && (
+              <Colorbar lo={lo} hi={hi} label="all maps" testId="shared-colorbar" />
+            )}
           </>
         )}
       </Panel>

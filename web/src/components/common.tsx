@@ -131,12 +131,29 @@ export function SettingsBar() {
   );
 }
 
+/** The view's own switch between one colour scale per map and one shared by all (the settings' scale). */
+export function SharedScaleToggle() {
+  const { settings, set } = useSettings();
+  return (
+    <label title="per map: each map spans the whole colormap; shared: equal values, equal colours">
+      <input
+        type="checkbox"
+        checked={settings.scale === "shared"}
+        onChange={(e) => set({ scale: (e.target as HTMLInputElement).checked ? "shared" : "per-map" })}
+        data-testid="shared-scale"
+      />{" "}
+      same colour scale for all maps
+    </label>
+  );
+}
+
 export function Colorbar({
   lo,
   hi,
   width = 160,
   label,
   cmap,
+  testId = "colorbar",
 }: {
   lo: number;
   hi: number;
@@ -144,6 +161,7 @@ export function Colorbar({
   label?: string;
   /** A colormap other than the settings' (e.g. a diverging one for differences). */
   cmap?: string;
+  testId?: string;
 }) {
   const ref = useRef<HTMLCanvasElement>(null);
   const { settings } = useSettings();
@@ -152,11 +170,23 @@ export function Colorbar({
     if (ref.current) drawColorbar(ref.current, name, lo, hi);
   }, [lo, hi, name]);
   return (
-    <div class="colorbar">
+    <div class="colorbar" data-testid={testId} data-lo={lo} data-hi={hi}>
       {label && <span class="muted">{label}</span>}
-      <canvas ref={ref} width={width} height={26} />
+      <canvas
+        ref={ref}
+        width={width}
+        height={26}
+        role="img"
+        aria-label={`colour scale from ${formatValue(lo)} to ${formatValue(hi)}`}
+      />
     </div>
   );
+}
+
+/** A map's own colour scale (its min to max), shown under it when each map is scaled on its own. */
+export function MapScale({ map, width }: { map: ArrayLike<number | null>; width: number }) {
+  const [lo, hi] = extent([map]);
+  return <Colorbar lo={lo} hi={hi} width={width} testId="map-colorbar" />;
 }
 
 export interface ImageMapProps {

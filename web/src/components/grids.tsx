@@ -2,7 +2,7 @@
 import { useEffect, useRef, useState } from "preact/hooks";
 import { lut } from "../colormap";
 import { formatValue } from "../heatmap";
-import { extent, useSettings } from "./common";
+import { Colorbar, extent, useSettings } from "./common";
 
 export interface LayerHeadGridProps {
   /** values[layer][head] */
@@ -174,6 +174,7 @@ export function HeadStrip({
           if (a && onSelect) onSelect(a.i);
         }}
       />
+      <Colorbar lo={lo} hi={hi} width={Math.max(120, Math.min(w, 200))} testId="strip-colorbar" />
       {hover && (
         <div class="tooltip" style={{ left: `${hover.x + 10}px`, top: `${h + 4}px` }}>
           {label} {hover.i}: {formatValue(values[hover.i])}
