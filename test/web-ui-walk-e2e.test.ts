@@ -15,6 +15,7 @@ import * as os from "node:os";
 import * as path from "node:path";
 import { after, before, describe, test } from "node:test";
 import { type BrowserContext, chromium, type Page } from "playwright-core";
+import { PNG } from "pngjs";
 import { CHROMIUM_ARGS, CHROMIUM_PATH } from "../scripts/chromium.js";
 import { ROOT, tempDir } from "./fixture-utils.js";
 import { fixtureImage, imageForm, readJobEvents, startTestServer, type TestServer } from "./server-utils.js";
@@ -60,6 +61,53 @@ async function post(p: string, body: unknown): Promise<any> {
 async function shot(name: string): Promise<void> {
   fs.mkdirSync(SHOTS, { recursive: true });
   await page.screenshot({ path: path.join(SHOTS, `walk-${name}.png`) });
+}
+
+/** The iTXt chunks of a PNG file (keyword → UTF-8 text). */
+function pngText(file: string): Record<string, string> {
+  const b = fs.readFileSync(file);
+  const out: Record<string, string> = {};
+  for (let o = 8; o < b.length; ) {
+    const len = b.readUInt32BE(o);
+    const type = b.toString("latin1", o + 4, o + 8);
+    if (type === "iTXt") {
+      const data = b.subarray(o + 8, o + 8 + len);
+      const nul = data.indexOf(0);
+      // keyword NUL, compression flag, method, language NUL, translated keyword NUL, text
+      const lang = data.indexOf(0, nul + 3);
+      const trans = data.indexOf(0, lang + 1);
+      out[data.toString("latin1", 0, nul)] = data.toString("utf8", trans + 1);
+    }
+    o += 12 + len;
+  }
+  return out;
+}
+
+/** Saves the view's PNG export; returns the file and the exported element's height on screen. */
+async function exportPng(name: string): Promise<{ file: string; png: PNG; elementHeight: number }> {
+  const button = page.locator('[data-testid="export-png"]').first();
+  const elementHeight = await button.evaluate((b: any) => {
+    let el = b.parentElement;
+    while (el && !el.matches(".view, .generate")) el = el.parentElement;
+    return el.getBoundingClientRect().height;
+  });
+  const [dl] = await Promise.all([page.waitForEvent("download"), button.click()]);
+  const file = path.join(work, name);
+  await dl.saveAs(file);
+  fs.mkdirSync(SHOTS, { recursive: true });
+  fs.copyFileSync(file, path.join(SHOTS, `walk-export-${name}`));
+  return { file, png: PNG.sync.read(fs.readFileSync(file)), elementHeight };
+}
+
+/** Dark (text) pixels in rows [y0, y1) of a PNG. */
+function darkPixels(png: PNG, y0: number, y1: number): number {
+  let n = 0;
+  for (let y = y0; y < y1; y++)
+    for (let x = 0; x < png.width; x++) {
+      const i = (y * png.width + x) * 4;
+      if (png.data[i] + png.data[i + 1] + png.data[i + 2] < 200) n++;
+    }
+  return n;
 }
 
 /** Text of the visible status line of a job. */
@@ -128,6 +176,35 @@ describe("walk-through findings in headless Chromium", { skip }, () => {
       tokens.map((t) => t.special),
       detail.tokens.map((t: string) => t === "</s>"),
     );
+  });
+
+  test("7: PNG exports carry the question and the answer, drawn above the figure and as text in the file", async () => {
+    // The generate view (still showing the answer of the first test).
+    const gen = await exportPng("generate.png");
+    const detail = await api(`/api/runs/${runId}`);
+    assert.deepEqual(pngText(gen.file), {
+      Title: "What colour is the shape?",
+      Description: `Q: What colour is the shape?\nA: ${detail.answer}`,
+    });
+    const band = gen.png.height - Math.round(gen.elementHeight);
+    assert.ok(band >= 40, `a caption band of ${band} px above the figure`);
+    assert.ok(darkPixels(gen.png, 0, band) > 100, "the caption is drawn");
+    // The question's box is painted with its text (a textarea's value is no child text node).
+    const q = await page.locator('[data-testid="question"]').evaluate((t: any) => {
+      const r = t.getBoundingClientRect();
+      const v = t.closest(".generate").getBoundingClientRect();
+      return { y0: r.top - v.top, y1: r.bottom - v.top };
+    });
+    assert.ok(
+      darkPixels(gen.png, band + Math.ceil(q.y0) + 2, band + Math.floor(q.y1) - 2) > 50,
+      "the question is in its box",
+    );
+    // A run's view: its question and answer.
+    await page.goto(`${ts.base}/#/run/${runId}/summary`);
+    await page.locator('[data-testid="grid-image"]').waitFor();
+    const sum = await exportPng("summary.png");
+    assert.equal(pngText(sum.file).Description, `Q: ${detail.prompt}\nA: ${detail.answer}`);
+    assert.ok(sum.png.height - Math.round(sum.elementHeight) >= 40);
   });
 
   test("4: switching the relevancy map leaves no stale status next to 'Nothing computed yet'", async () => {

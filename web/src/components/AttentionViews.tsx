@@ -14,6 +14,7 @@ import {
   ImageMap,
   MapScale,
   Panel,
+  runCaption,
   SharedScaleToggle,
   TokenChips,
   tokenLabel,
@@ -50,7 +51,7 @@ export function SummaryView({
     <div ref={root} class="view" data-testid="summary-view">
       <Panel
         title="Attention summary"
-        tools={<ExportPng target={root} name={`attention-summary-${run.id}.png`} />}
+        tools={<ExportPng target={root} name={`attention-summary-${run.id}.png`} caption={runCaption(run)} />}
       >
         <p class="muted">
           Mean attention from the {run.layout.G} answer tokens to the image tokens ("Image-to-Answer") and to
@@ -157,7 +158,13 @@ export function MapsView({
     <div ref={root} class="view" data-testid="maps-view">
       <Panel
         title="Attention maps"
-        tools={<ExportPng target={root} name={`attention-maps-${run.id}-layer${layer}.png`} />}
+        tools={
+          <ExportPng
+            target={root}
+            name={`attention-maps-${run.id}-layer${layer}.png`}
+            caption={runCaption(run)}
+          />
+        }
       >
         <div class="controls" data-export="skip">
           <label>

@@ -16,6 +16,7 @@ import {
   ImageMap,
   JobProgress,
   Panel,
+  runCaption,
   TokenChips,
   useAsync,
   useJob,
@@ -312,7 +313,9 @@ export function CausalView({
     <div ref={root} class="view" data-testid="causal-view">
       <Panel
         title="Causal explanation"
-        tools={<ExportPng target={root} name={`causality-${run.id}-token${token}.png`} />}
+        tools={
+          <ExportPng target={root} name={`causality-${run.id}-token${token}.png`} caption={runCaption(run)} />
+        }
       >
         <p class="muted" data-export="skip">
           Choose an answer token (marked: explained). CLEANN learns a causal graph over the image patches and

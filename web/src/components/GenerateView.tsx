@@ -45,6 +45,7 @@ export function GenerateView({
   const [attnDtype, setAttnDtype] = useState("f16");
   const [answer, setAnswer] = useState<string[]>([]);
   const [runId, setRunId] = useState<string | null>(null);
+  const [finalAnswer, setFinalAnswer] = useState<string | null>(null);
   const [warnings, setWarnings] = useState<string[]>([]);
   const [dragging, setDragging] = useState(false);
   const baseRef = useRef<HTMLCanvasElement>(null);
@@ -73,6 +74,7 @@ export function GenerateView({
     done: (r) => {
       const id = String(r.runId);
       setAnswer((r.tokens as string[]) ?? [...pending.current]);
+      setFinalAnswer(typeof r.answer === "string" ? r.answer : null);
       setRunId(id);
       onCreated(id);
     },
@@ -217,6 +219,7 @@ export function GenerateView({
     specials.current = new Set();
     setAnswer([]);
     setRunId(null);
+    setFinalAnswer(null);
     setWarnings([]);
     const { blob, name } = await imageBlob();
     const form = new FormData();
@@ -235,12 +238,24 @@ export function GenerateView({
     });
   };
 
+  // The answer as text: the run's own (decoded as a whole) once saved; while streaming, its tokens so far.
+  const answerText = finalAnswer ?? answer.filter((_, i) => !specials.current.has(i)).join(" ");
+
   return (
     <div class="generate" ref={root}>
       <Panel
         title="Image"
         testId="image-panel"
-        tools={<ExportPng target={root} name={runId ? `generate-${runId}.png` : "generate.png"} />}
+        tools={
+          <ExportPng
+            target={root}
+            name={runId ? `generate-${runId}.png` : "generate.png"}
+            caption={[
+              { label: "Q", text: question },
+              { label: "A", text: answerText },
+            ]}
+          />
+        }
       >
         {/* biome-ignore lint/a11y/noStaticElementInteractions: the drop zone also has a file input */}
         <div

@@ -19,6 +19,7 @@ import {
   JobProgress,
   MapScale,
   Panel,
+  runCaption,
   SharedScaleToggle,
   TokenChips,
   useAsync,
@@ -98,7 +99,13 @@ export function RelevancyView({ run, onChanged }: { run: RunDetail; onChanged: (
     <div ref={root} class="view" data-testid="relevancy-view">
       <Panel
         title="Relevancy maps"
-        tools={<ExportPng target={root} name={`relevancy-${run.id}-${mode}-${kind}.png`} />}
+        tools={
+          <ExportPng
+            target={root}
+            name={`relevancy-${run.id}-${mode}-${kind}.png`}
+            caption={runCaption(run)}
+          />
+        }
       >
         <div class="controls" data-export="skip">
           <label>

@@ -4,7 +4,7 @@ import { createContext } from "preact";
 import { useCallback, useContext, useEffect, useMemo, useRef, useState } from "preact/hooks";
 import { ApiError, api, followJob, type ImageGeometry, type JobInfo } from "../api";
 import { COLORMAPS, cssColor, textOn } from "../colormap";
-import { download, elementToPng } from "../export-png";
+import { type Caption, download, elementToPng } from "../export-png";
 import {
   drawColorbar,
   drawGridLines,
@@ -342,8 +342,25 @@ export function TokenChips(p: TokenChipsProps) {
   );
 }
 
+/** The caption of a run's figures: its question and answer. */
+export function runCaption(run: { prompt: string; answer: string }): Caption {
+  return [
+    { label: "Q", text: run.prompt },
+    { label: "A", text: run.answer },
+  ];
+}
+
 /** A button that saves an element as PNG. */
-export function ExportPng({ target, name }: { target: RefObject<HTMLElement | null>; name: string }) {
+export function ExportPng({
+  target,
+  name,
+  caption,
+}: {
+  target: RefObject<HTMLElement | null>;
+  name: string;
+  /** Lines above the figure (and text in the file): the question and the answer it explains. */
+  caption?: Caption;
+}) {
   const [busy, setBusy] = useState(false);
   return (
     <button
@@ -356,7 +373,7 @@ export function ExportPng({ target, name }: { target: RefObject<HTMLElement | nu
         if (!target.current) return;
         setBusy(true);
         try {
-          download(await elementToPng(target.current), name);
+          download(await elementToPng(target.current, caption), name);
         } finally {
           setBusy(false);
         }
