@@ -128,7 +128,7 @@ function layoutCaption(
       ctx.fillStyle = "#6b7280";
       ctx.fillText(label, CAPTION_PAD, y);
       ctx.fillStyle = "#111827";
-      lines.forEach((l, i) => ctx.fillText(l, CAPTION_PAD + labelW, y + i * CAPTION_LINE));
+      for (const [i, l] of lines.entries()) ctx.fillText(l, CAPTION_PAD + labelW, y + i * CAPTION_LINE);
     }
     y += lines.length * CAPTION_LINE;
   }
