@@ -288,6 +288,51 @@ describe("walk-through findings in headless Chromium", { skip }, () => {
     await graph.waitFor();
   });
 
+  test("8: an imported run is marked in the list, with its archive and when it came", async () => {
+    await page.goto(`${ts.base}/#/run/${runId}/summary`);
+    const [dl] = await Promise.all([page.waitForEvent("download"), page.click('[data-testid="export-run"]')]);
+    const archive = path.join(work, `lvlm-run-${runId}.tar.gz`);
+    await dl.saveAs(archive);
+    await page.setInputFiles('[data-testid="import-input"]', archive);
+    await page.waitForFunction(
+      (id) => location.hash.startsWith("#/run/") && !location.hash.includes(id),
+      runId,
+    );
+    const imported = decodeURIComponent(page.url().split("#/run/")[1].split("/")[0]);
+    const copy = page.locator(`[data-testid="run-list"] li[data-run="${imported}"]`);
+    const original = page.locator(`[data-testid="run-list"] li[data-run="${runId}"]`);
+    await copy.locator('[data-testid="run-source"]').waitFor();
+    assert.equal(await copy.locator('[data-testid="run-source"]').textContent(), "imported");
+    assert.match(
+      (await copy.locator('[data-testid="import-origin"]').textContent()) ?? "",
+      new RegExp(`^from lvlm-run-${runId}\\.tar\\.gz · `),
+    );
+    assert.equal(
+      await original.locator('[data-testid="run-source"]').count(),
+      0,
+      "the original is not marked",
+    );
+    const summary = (await api("/api/runs")).runs.find((r: any) => r.id === imported);
+    assert.equal(summary.origin, `lvlm-run-${runId}.tar.gz`);
+    assert.equal(summary.source, "imported");
+  });
+
+  test("9: a broken archive is a human message naming the file, gone on the next page", async () => {
+    const bad = path.join(work, "holiday.tar.gz");
+    fs.writeFileSync(bad, "not an archive");
+    await page.setInputFiles('[data-testid="import-input"]', bad);
+    const err = page.locator('[data-testid="sidebar"] [data-testid="error"]');
+    await err.waitFor();
+    const text = (await err.textContent()) ?? "";
+    assert.match(
+      text,
+      /^holiday\.tar\.gz: not a readable run archive \(\.tar\.gz\): the file is not gzip-compressed/,
+    );
+    assert.doesNotMatch(text, /TAR_|Z_DATA|header check/);
+    await page.click('[data-testid="tab-maps"]');
+    await err.waitFor({ state: "detached" });
+  });
+
   test("no page errors along the way", () => {
     const real = errors.filter((e) => !/status of 4\d\d/.test(e));
     assert.deepEqual(real, []);

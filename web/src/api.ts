@@ -53,6 +53,10 @@ export interface RunSummary {
   model: string;
   image_mode: string;
   source: "generated" | "imported" | "found";
+  /** When the run was indexed here (for an import: when it was imported). */
+  indexed_at?: string;
+  /** An imported run's archive file name (absent or null for other runs and older indexes). */
+  origin?: string | null;
 }
 
 export type RelevancyMode = "exact" | "incremental";
@@ -283,8 +287,13 @@ export const api = {
   jobs: () => get<{ jobs: JobInfo[] }>("/api/jobs"),
   cancel: (jobId: string) => request<{ cancelled: boolean }>("POST", `/api/jobs/${enc(jobId)}/cancel`),
   dismissJob: (jobId: string) => request<{ dismissed: string }>("DELETE", `/api/jobs/${enc(jobId)}`),
-  importArchive: (file: Blob) =>
-    request<{ run: RunSummary }>("POST", "/api/import", file, { "content-type": "application/gzip" }),
+  importArchive: (file: Blob, name?: string) =>
+    request<{ run: RunSummary }>(
+      "POST",
+      `/api/import${name ? `?name=${encodeURIComponent(name)}` : ""}`,
+      file,
+      { "content-type": "application/gzip" },
+    ),
   computeRelevancy: (id: string, mode: RelevancyMode, kind: RelevancyKind, tokens: number[] | "all") =>
     postJson<{ job: JobInfo }>(`/api/runs/${enc(id)}/relevancy`, { mode, kind, tokens }),
   relevancyMaps: (id: string, mode: RelevancyMode, kind: RelevancyKind, by: "word" | "token") =>

@@ -8,6 +8,18 @@ import { checkExportable, exportRunStream, importArchive } from "../archive.js";
 import { HttpError } from "../http-error.js";
 import { idParams, parse, type RoutesOptions } from "../route-context.js";
 
+/**
+ * The uploaded file's name from `?name=` as a plain label: its last path part, printable characters only, at
+ * most 200 of them (null when absent or empty). It is only shown, never used as a path.
+ */
+export function uploadName(raw: unknown): string | null {
+  if (typeof raw !== "string") return null;
+  const base = raw.split(/[\\/]/).pop() ?? "";
+  // biome-ignore lint/suspicious/noControlCharactersInRegex: control characters are what is removed
+  const clean = base.replace(/[\u0000-\u001f\u007f-\u009f\u202a-\u202e\u2066-\u2069]/g, "").trim();
+  return clean ? clean.slice(0, 200) : null;
+}
+
 export async function archiveRoutes(app: FastifyInstance, { ctx }: RoutesOptions): Promise<void> {
   const { store, limits } = ctx;
   app.get("/api/runs/:id/export", async (req, reply) => {
@@ -36,11 +48,16 @@ export async function archiveRoutes(app: FastifyInstance, { ctx }: RoutesOptions
       throw new HttpError(415, "send the run archive as the request body with content-type application/gzip");
     }
     // Streamed straight through the checks: a bomb is refused while it arrives, never stored first.
-    const id = await importArchive(store, body, {
-      maxArchiveBytes: limits.maxImportBytes,
-      maxUnpackedBytes: limits.maxUnpackedBytes,
-      maxRatio: limits.maxImportRatio,
-    });
+    const id = await importArchive(
+      store,
+      body,
+      {
+        maxArchiveBytes: limits.maxImportBytes,
+        maxUnpackedBytes: limits.maxUnpackedBytes,
+        maxRatio: limits.maxImportRatio,
+      },
+      uploadName((req.query as Record<string, unknown> | undefined)?.name),
+    );
     return reply.code(201).send({ run: store.get(id) });
   }
 }

@@ -25,6 +25,8 @@ const VIEWS = [
 
 interface Route {
   page: "generate" | "run" | "compare" | "batch";
+  /** The page's path ("/run/<id>/maps"), without the query of what is selected on it. */
+  path: string;
   runId?: string;
   /** The two runs of the compare page. */
   compare?: [string, string];
@@ -36,12 +38,17 @@ function parseHash(hash: string): Route {
   const [path, query = ""] = hash.replace(/^#/, "").split("?");
   const parts = path.split("/").filter(Boolean);
   const params = new URLSearchParams(query);
-  if (parts[0] === "batch") return { page: "batch", params };
+  if (parts[0] === "batch") return { page: "batch", path, params };
   if (parts[0] === "compare" && parts[1] && parts[2])
-    return { page: "compare", compare: [decodeURIComponent(parts[1]), decodeURIComponent(parts[2])], params };
+    return {
+      page: "compare",
+      path,
+      compare: [decodeURIComponent(parts[1]), decodeURIComponent(parts[2])],
+      params,
+    };
   if (parts[0] === "run" && parts[1])
-    return { page: "run", runId: decodeURIComponent(parts[1]), view: parts[2] ?? "summary", params };
-  return { page: "generate", params };
+    return { page: "run", path, runId: decodeURIComponent(parts[1]), view: parts[2] ?? "summary", params };
+  return { page: "generate", path, params };
 }
 
 function useRoute(): [Route, (h: string) => void] {
@@ -115,6 +122,7 @@ function InterruptedJobs({ jobs, onDismissed }: { jobs: JobInfo[]; onDismissed: 
 }
 
 function Sidebar({
+  page,
   runs,
   interrupted,
   current,
@@ -125,6 +133,8 @@ function Sidebar({
   onDeleted,
   onJobDismissed,
 }: {
+  /** The page shown (its hash): the sidebar's errors belong to the page they happened on. */
+  page: string;
   runs: RunSummary[];
   interrupted: JobInfo[];
   current?: string;
@@ -139,6 +149,9 @@ function Sidebar({
 }) {
   const [error, setError] = useState<string | null>(null);
   const [importing, setImporting] = useState(false);
+  // A failed import or delete is told where it happened; moving to another page clears it.
+  // biome-ignore lint/correctness/useExhaustiveDependencies: the page is the trigger, not an input
+  useEffect(() => setError(null), [page]);
   return (
     <aside class="sidebar" data-testid="sidebar">
       <a class="button new-run" href="#/generate" data-testid="new-question">
@@ -159,10 +172,10 @@ function Sidebar({
             setImporting(true);
             setError(null);
             try {
-              const { run } = await api.importArchive(f);
+              const { run } = await api.importArchive(f, f.name);
               onImported(run.id);
             } catch (err) {
-              setError(errorText(err));
+              setError(`${f.name}: ${errorText(err)}`);
             } finally {
               setImporting(false);
             }
@@ -205,9 +218,25 @@ function Sidebar({
               <bdi class="prompt">{r.prompt}</bdi>
               <bdi class="answer">{r.answer || "∅"}</bdi>
               <span class="meta">
+                {r.source !== "generated" && (
+                  <span class={`badge ${r.source}`} data-testid="run-source">
+                    {r.source}
+                  </span>
+                )}
                 {new Date(r.created_at).toLocaleString()} · {r.n_tokens} tok
-                {r.source !== "generated" ? ` · ${r.source}` : ""}
               </span>
+              {r.source === "imported" && (
+                <span class="meta" data-testid="import-origin">
+                  {r.origin ? (
+                    <>
+                      from <bdi>{r.origin}</bdi>
+                    </>
+                  ) : (
+                    "imported"
+                  )}
+                  {r.indexed_at ? ` · ${new Date(r.indexed_at).toLocaleString()}` : ""}
+                </span>
+              )}
             </a>
             <button
               type="button"
@@ -378,6 +407,7 @@ export function App() {
         </header>
         <div class="body">
           <Sidebar
+            page={route.path}
             runs={runs}
             interrupted={interrupted}
             onJobDismissed={() => void refreshInterrupted()}
