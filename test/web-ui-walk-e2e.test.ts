@@ -17,6 +17,8 @@ import { after, before, describe, test } from "node:test";
 import { type BrowserContext, chromium, type Page } from "playwright-core";
 import { PNG } from "pngjs";
 import { CHROMIUM_ARGS, CHROMIUM_PATH } from "../scripts/chromium.js";
+import { SqliteJobJournal } from "../src/server/job-journal.js";
+import { RunStore } from "../src/server/run-store.js";
 import { ROOT, tempDir } from "./fixture-utils.js";
 import { fixtureImage, imageForm, readJobEvents, startTestServer, type TestServer } from "./server-utils.js";
 import { ensureWebBuild, WEB_DIR } from "./web-build.js";
@@ -41,6 +43,9 @@ let page: Page;
 let userDir: string;
 let runId: string;
 const work = tempDir("e2e-walk");
+/** The server's data folder is a batch's runs folder (report.json beside it), for the batch page. */
+const batchDir = tempDir("e2e-walk-batch");
+const INTERRUPTED = "job-mx000000-0123abcd";
 
 async function api(p: string): Promise<any> {
   const r = await fetch(`${ts.base}${p}`);
@@ -118,7 +123,31 @@ describe("walk-through findings in headless Chromium", { skip }, () => {
 
   before(async () => {
     ensureWebBuild();
-    ts = await startTestServer({ webDir: WEB_DIR, modelDir: path.join(ROOT, "models/llava-shapes") });
+    // A job a previous server left queued (as after kill -9): listed as interrupted in the sidebar.
+    const dataDir = path.join(batchDir, "runs");
+    const seed = RunStore.open(dataDir);
+    new SqliteJobJournal(seed.database).queued({
+      id: INTERRUPTED,
+      kind: "generate",
+      runId: "20260101-000000-abcdef",
+      label: "what colour is the star in the upper left corner of the picture?",
+      state: "queued",
+      position: 0,
+      created_at: new Date().toISOString(),
+      result: null,
+      error: null,
+      request: {
+        prompt: "what colour is the star?",
+        max_new_tokens: 8,
+        image: { name: "stars.png", bytes: 1 },
+      },
+    });
+    seed.close();
+    ts = await startTestServer({
+      webDir: WEB_DIR,
+      dataDir,
+      modelDir: path.join(ROOT, "models/llava-shapes"),
+    });
     userDir = fs.mkdtempSync(path.join(os.tmpdir(), "lvlm-chromium-walk-"));
     ctx = await chromium.launchPersistentContext(userDir, {
       executablePath: CHROMIUM_PATH,
@@ -142,6 +171,7 @@ describe("walk-through findings in headless Chromium", { skip }, () => {
     if (userDir) fs.rmSync(userDir, { recursive: true, force: true });
     if (ts) fs.rmSync(ts.dataDir, { recursive: true, force: true });
     fs.rmSync(work, { recursive: true, force: true });
+    fs.rmSync(batchDir, { recursive: true, force: true });
   });
 
   test("1, 2: the streamed answer has no </s>, and the status line reads as a sentence", async () => {
@@ -331,6 +361,77 @@ describe("walk-through findings in headless Chromium", { skip }, () => {
     assert.doesNotMatch(text, /TAR_|Z_DATA|header check/);
     await page.click('[data-testid="tab-maps"]');
     await err.waitFor({ state: "detached" });
+  });
+
+  test("10: at 375 px the sidebar folds away and no page scrolls sideways", async () => {
+    fs.writeFileSync(
+      path.join(batchDir, "report.json"),
+      JSON.stringify({
+        format: "lvlm-interpret-batch/1",
+        complete: true,
+        items: [
+          {
+            id: "a-very-long-item-name-of-a-batch",
+            index: 0,
+            pair: "p1",
+            run: `runs/${runId}`,
+            question: "What colour is the shape in the upper left corner of the picture?",
+            answer: "square top",
+            expected: "red",
+            correct: false,
+            reliance: { token: 0, lvlm: 0.5, image_share: 0.4 },
+          },
+        ],
+        aggregates: { accuracy: 0, pairs: { n: 1, both: 0, one: 0, none: 1, accuracy: 0 } },
+      }),
+    );
+    const runs = (await api("/api/runs")).runs;
+    const other = runs.find((r: any) => r.id !== runId).id;
+    await page.setViewportSize({ width: 375, height: 800 });
+    try {
+      const pages = [
+        "#/generate",
+        `#/run/${runId}/summary?layer=1&head=2`,
+        `#/run/${runId}/maps`,
+        `#/run/${runId}/relevancy`,
+        `#/run/${runId}/causal?token=0`,
+        `#/compare/${runId}/${other}`,
+        "#/batch",
+      ];
+      for (const h of pages) {
+        await page.goto(`${ts.base}/${h}`);
+        await page.locator("main .panel").first().waitFor();
+        await page.waitForTimeout(300);
+        assert.equal(
+          await page.locator('[data-testid="sidebar"]').isVisible(),
+          false,
+          `${h}: sidebar folded`,
+        );
+        const m = await page.evaluate(() => ({
+          scroll: document.scrollingElement.scrollWidth,
+          width: window.innerWidth,
+          main: document.querySelector("main").getBoundingClientRect().width,
+        }));
+        assert.ok(m.scroll <= m.width, `${h}: the page is ${m.scroll} px wide in a ${m.width} px window`);
+        assert.ok(m.main >= 340, `${h}: the content column is ${m.main} px`);
+      }
+      await page.locator('[data-testid="batch-items"]').waitFor();
+      await shot("375-batch");
+      // The "Runs" button opens the sidebar (runs, interrupted jobs) over the page; choosing a run closes it.
+      const toggle = page.locator('[data-testid="sidebar-toggle"]');
+      assert.equal(await toggle.getAttribute("aria-expanded"), "false");
+      await toggle.click();
+      assert.equal(await toggle.getAttribute("aria-expanded"), "true");
+      await page.locator(`[data-testid="interrupted-jobs"] li[data-job="${INTERRUPTED}"]`).waitFor();
+      const width = await page.evaluate(() => document.scrollingElement.scrollWidth);
+      assert.ok(width <= 375, `with the sidebar open the page is ${width} px wide`);
+      await shot("375-sidebar");
+      await page.locator(`[data-testid="run-list"] li[data-run="${runId}"] a`).click();
+      await page.waitForFunction(() => location.hash.includes("/summary"));
+      assert.equal(await page.locator('[data-testid="sidebar"]').isVisible(), false);
+    } finally {
+      await page.setViewportSize({ width: 1400, height: 900 });
+    }
   });
 
   test("no page errors along the way", () => {

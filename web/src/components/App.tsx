@@ -123,6 +123,7 @@ function InterruptedJobs({ jobs, onDismissed }: { jobs: JobInfo[]; onDismissed: 
 
 function Sidebar({
   page,
+  open,
   runs,
   interrupted,
   current,
@@ -135,6 +136,8 @@ function Sidebar({
 }: {
   /** The page shown (its hash): the sidebar's errors belong to the page they happened on. */
   page: string;
+  /** On a narrow screen the sidebar is a panel the header's "Runs" button opens (always shown when wide). */
+  open: boolean;
   runs: RunSummary[];
   interrupted: JobInfo[];
   current?: string;
@@ -153,7 +156,7 @@ function Sidebar({
   // biome-ignore lint/correctness/useExhaustiveDependencies: the page is the trigger, not an input
   useEffect(() => setError(null), [page]);
   return (
-    <aside class="sidebar" data-testid="sidebar">
+    <aside id="sidebar" class={`sidebar${open ? " open" : ""}`} data-testid="sidebar">
       <a class="button new-run" href="#/generate" data-testid="new-question">
         + New question
       </a>
@@ -318,6 +321,10 @@ export function App() {
   const [runError, setRunError] = useState<string | null>(null);
   const [picked, setPicked] = useState<string[]>([]);
   const [hasBatch, setHasBatch] = useState(false);
+  const [sidebarOpen, setSidebarOpen] = useState(false);
+  // A page chosen from the opened sidebar replaces it (on a narrow screen it covers the page).
+  // biome-ignore lint/correctness/useExhaustiveDependencies: the page is the trigger, not an input
+  useEffect(() => setSidebarOpen(false), [route.path]);
   // Ticking a third run drops the oldest tick: the compare view takes two.
   const onPick = useCallback(
     (id: string, on: boolean) =>
@@ -395,6 +402,16 @@ export function App() {
     <SettingsContext.Provider value={{ settings, set }}>
       <div class="app">
         <header class="top">
+          <button
+            type="button"
+            class="sidebar-toggle secondary"
+            aria-expanded={sidebarOpen}
+            aria-controls="sidebar"
+            onClick={() => setSidebarOpen((o) => !o)}
+            data-testid="sidebar-toggle"
+          >
+            {sidebarOpen ? "Close" : `Runs (${runs.length})`}
+          </button>
           <h1>
             <a href="#/generate">LVLM-Interpret</a>
           </h1>
@@ -408,6 +425,7 @@ export function App() {
         <div class="body">
           <Sidebar
             page={route.path}
+            open={sidebarOpen}
             runs={runs}
             interrupted={interrupted}
             onJobDismissed={() => void refreshInterrupted()}
