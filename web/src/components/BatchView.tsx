@@ -76,7 +76,7 @@ export function BatchView() {
             </div>
             {/* A wide table scrolls inside its own box on a narrow screen, not the whole page. */}
             {/* biome-ignore lint/a11y/noNoninteractiveTabindex: a scrollable region must be reachable by keyboard */}
-            <div class="batch-scroll" role="region" aria-label="batch items" tabIndex={0}>
+            <section class="batch-scroll" aria-label="batch items" tabIndex={0}>
               <table class="batch-table" data-testid="batch-items">
                 <thead>
                   <tr>
@@ -132,7 +132,7 @@ export function BatchView() {
                   ))}
                 </tbody>
               </table>
-            </div>
+            </section>
           </>
         )}
       </Panel>
