@@ -434,6 +434,71 @@ describe("walk-through findings in headless Chromium", { skip }, () => {
     }
   });
 
+  test("11: file buttons by keyboard, every canvas named, patches selected with the arrow keys", async () => {
+    await page.goto(`${ts.base}/#/generate`);
+    await page.locator('[data-testid="question"]').waitFor();
+    await page.evaluate(() => document.activeElement?.blur());
+    const reached = new Set<string>();
+    for (let i = 0; i < 40; i++) {
+      await page.keyboard.press("Tab");
+      const id = await page.evaluate(() => document.activeElement?.getAttribute("data-testid") ?? "");
+      if (id) reached.add(id);
+      if (reached.has("import-input") && reached.has("image-input")) break;
+    }
+    assert.ok(reached.has("import-input"), `Tab reaches "Import run…": ${[...reached]}`);
+    assert.ok(reached.has("image-input"), `Tab reaches "Choose image…": ${[...reached]}`);
+    await page.locator('[data-testid="image-input"]').focus();
+    const [chooser] = await Promise.all([page.waitForEvent("filechooser"), page.keyboard.press("Enter")]);
+    await chooser.setFiles(path.join(ROOT, "test/fixtures/llava-tiny-llama/image.png"));
+    await page.locator('[data-testid="paint-tools"]').waitFor();
+    // Every canvas is an image with a name (cytoscape's layers inherit the graph container's).
+    const unnamed = async () =>
+      page.evaluate(() =>
+        [...document.querySelectorAll("canvas")]
+          .filter((c: any) => {
+            const named = (el: any) => el.getAttribute("role") === "img" && el.getAttribute("aria-label");
+            return !named(c) && !(c.closest('[role="img"]') && named(c.closest('[role="img"]')));
+          })
+          .map((c: any) => c.outerHTML.slice(0, 120)),
+      );
+    assert.deepEqual(await unnamed(), [], "generate");
+    for (const [view, ready] of [
+      ["summary?layer=1&head=2", "detail-map"],
+      ["maps", "head-map"],
+      ["relevancy", "rel-map"],
+      ["causal?token=0", "causal-graph"],
+    ]) {
+      await page.goto(`${ts.base}/#/run/${runId}/${view}`);
+      await page.locator(`[data-testid="${ready}"]`).first().waitFor();
+      await page.waitForTimeout(300);
+      assert.deepEqual(await unnamed(), [], view);
+    }
+    // The patch selector by keyboard: the first arrow shows the cursor on patch 0; right, right, Space
+    // selects patch 2; Shift+down adds the patch below it (row 1 of the 8-wide grid: patch 10).
+    await page.goto(`${ts.base}/#/run/${runId}/maps?layer=1`);
+    const pc = page.locator('[data-testid="patch-canvas"]');
+    await pc.waitFor();
+    await pc.focus();
+    for (const key of ["ArrowRight", "ArrowRight", "ArrowRight", " ", "Shift+ArrowDown"])
+      await page.keyboard.press(key);
+    await page.locator('text="2 patches selected"').waitFor();
+    assert.match(
+      (await pc.getAttribute("aria-label")) ?? "",
+      /^patch selector: 2 selected, cursor on patch 1,2\./,
+    );
+    const chips = page.locator('[data-testid="patch-tokens"] .token');
+    await chips.first().waitFor();
+    const expected = await post(`/api/runs/${runId}/attention/patches`, { layer: 1, patches: [2, 10] });
+    const titles = await chips.evaluateAll((els) => els.map((e) => e.getAttribute("title")));
+    for (const [i, t] of titles.entries())
+      assert.ok(
+        Math.abs(Number(t!.split(": ")[1]) - expected.tokenMean[i]) < 5e-4,
+        `${t} vs ${expected.tokenMean[i]}`,
+      );
+    await page.keyboard.press("Escape");
+    await page.locator('text="0 patches selected"').waitFor();
+  });
+
   test("no page errors along the way", () => {
     const real = errors.filter((e) => !/status of 4\d\d/.test(e));
     assert.deepEqual(real, []);

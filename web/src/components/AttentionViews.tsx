@@ -5,7 +5,7 @@
  */
 import { useEffect, useMemo, useRef, useState } from "preact/hooks";
 import { api, type PatchAttention, type RunDetail } from "../api";
-import { formatValue } from "../heatmap";
+import { formatValue, neighbourToken } from "../heatmap";
 import {
   Colorbar,
   ErrorBox,
@@ -312,13 +312,36 @@ function PatchSelector({
     });
     setPatches(n);
   };
+  /** The keyboard's cursor: arrows move it, Space/Enter toggle its patch, Shift+arrow adds as it moves. */
+  const [cursor, setCursor] = useState<number | null>(null);
+  const onKey = (e: KeyboardEvent) => {
+    const dir = ({ ArrowLeft: "left", ArrowRight: "right", ArrowUp: "up", ArrowDown: "down" } as const)[
+      e.key as "ArrowLeft"
+    ];
+    const at = cursor ?? neighbourToken(geo, -1, "right");
+    if (dir) {
+      e.preventDefault();
+      const next = cursor === null ? at : neighbourToken(geo, at, dir);
+      setCursor(next);
+      if (e.shiftKey && next >= 0) setPatches((s) => new Set(s).add(next));
+    } else if ((e.key === " " || e.key === "Enter") && at >= 0) {
+      e.preventDefault();
+      setCursor(at);
+      setPatches((s) => {
+        const n = new Set(s);
+        if (n.has(at)) n.delete(at);
+        else n.add(at);
+        return n;
+      });
+    } else if (e.key === "Escape") setPatches(new Set());
+  };
   const values = result ? (head === "mean" ? result.tokenMean : result.perHeadToken[head]) : null;
   const [lo, hi] = values ? extent([values]) : [0, 1];
   return (
     <Panel title="Patch selector" testId="patch-selector">
       <p class="muted">
-        Click or drag over image patches: how much each answer token of layer {layer} attends to the selected
-        patches (mean over the selected patches).
+        Click or drag over image patches (or focus the picture: arrow keys move, Space selects): how much each
+        answer token of layer {layer} attends to the selected patches (mean over the selected patches).
       </p>
       <div class="row wrap">
         <div class="figure" data-export-keep>
@@ -332,6 +355,9 @@ function PatchSelector({
             testId="patch-canvas"
             onPatchDown={(p) => apply(p, true)}
             onPatchEnter={(p) => apply(p, false)}
+            onKeyDown={onKey}
+            cursor={cursor}
+            label={`patch selector: ${list.length} selected${cursor !== null && cursor >= 0 ? `, cursor on ${geo.labels[cursor] ?? `token ${cursor}`}` : ""}. Arrow keys move, Space selects, Shift+arrow adds, Escape clears.`}
           />
           <div class="controls" data-export="skip">
             <span class="muted">

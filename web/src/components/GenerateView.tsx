@@ -279,9 +279,16 @@ export function GenerateView({
               aspectRatio: loaded ? `${loaded.width} / ${loaded.height}` : undefined,
             }}
           >
-            <canvas ref={baseRef} class="paint-base" />
+            <canvas
+              ref={baseRef}
+              class="paint-base"
+              role="img"
+              aria-label={loaded ? `the chosen image, ${loaded.file.name}` : "no image"}
+            />
             <canvas
               ref={paintRef}
+              role="img"
+              aria-label="paint layer over the image: draw with the mouse or a pen to occlude or alter a region"
               class={`paint-layer tool-${tool}`}
               data-testid="paint-canvas"
               onPointerDown={onDown}

@@ -209,6 +209,11 @@ export interface ImageMapProps {
   /** Image-token index under the pointer (only where a token covers the picture). */
   onPatchDown?: (patch: number) => void;
   onPatchEnter?: (patch: number) => void;
+  /** What the canvas shows, for screen readers (default: the map's value range). */
+  label?: string;
+  /** Keyboard use (the patch selector): focusable, its keys, and the patch under the keyboard cursor. */
+  onKeyDown?: (e: KeyboardEvent) => void;
+  cursor?: number | null;
 }
 
 /**
@@ -234,7 +239,15 @@ export function ImageMap(p: ImageMapProps) {
     if (p.gridLines) drawGridLines(c, p.geometry);
     if (p.outline?.length)
       outlinePatches(c, p.geometry, p.outline, p.outlineColor ?? "#00e5ff", "rgba(0,229,255,0.18)");
+    if (p.cursor !== undefined && p.cursor !== null && p.cursor >= 0)
+      outlinePatches(c, p.geometry, [p.cursor], "#ff2d95");
   });
+  const label = useMemo(() => {
+    if (p.label) return p.label;
+    if (!p.map) return "the run's image";
+    const [lo, hi] = p.lo !== undefined && p.hi !== undefined ? [p.lo, p.hi] : extent([p.map]);
+    return `${p.title ?? "heatmap"} over the image, values ${formatValue(lo)} to ${formatValue(hi)}`;
+  }, [p.label, p.map, p.lo, p.hi, p.title]);
   const patchAt = (e: MouseEvent): number => {
     const r = ref.current!.getBoundingClientRect();
     const x = ((e.clientX - r.left) / r.width) * p.geometry.width;
@@ -249,6 +262,10 @@ export function ImageMap(p: ImageMapProps) {
       height={h}
       data-testid={p.testId}
       title={p.title}
+      role="img"
+      aria-label={label}
+      tabIndex={p.onKeyDown ? 0 : undefined}
+      onKeyDown={p.onKeyDown}
       onMouseDown={
         p.onPatchDown
           ? (e) => {

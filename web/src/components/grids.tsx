@@ -86,6 +86,8 @@ export function LayerHeadGrid({ values, selected, onSelect, testId, maxSize = 38
         ref={ref}
         width={w}
         height={h}
+        role="img"
+        aria-label={`${L} layers × ${H} heads, values ${formatValue(lo)} to ${formatValue(hi)}${selected ? `; layer ${selected.layer}, head ${selected.head} selected` : ""}`}
         data-testid={testId}
         class={onSelect ? "clickable" : ""}
         onMouseMove={(e) => setHover(cellAt(e))}
@@ -165,6 +167,8 @@ export function HeadStrip({
         ref={ref}
         width={w}
         height={h}
+        role="img"
+        aria-label={`per ${label}: ${values.map((v, i) => `${i} ${formatValue(v)}`).join(", ")}`}
         data-testid={testId}
         class={onSelect ? "clickable" : ""}
         onMouseMove={(e) => setHover(at(e))}
