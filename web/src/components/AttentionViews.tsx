@@ -36,7 +36,7 @@ export function SummaryView({
 }) {
   const image = useRunImage(run.id);
   const root = useRef<HTMLDivElement>(null);
-  const { data, error } = useAsync(() => api.summary(run.id), [run.id]);
+  const { data, error } = useAsync(() => api.summary(run.id), [run.id], `summary:${run.id}`);
   const sel = params.has("layer")
     ? { layer: Number(params.get("layer")), head: Number(params.get("head") ?? 0) }
     : null;
@@ -45,6 +45,7 @@ export function SummaryView({
   const detail = useAsync(
     () => (sel ? api.heads(run.id, sel.layer, []) : Promise.resolve(null)),
     [run.id, sel?.layer],
+    sel ? `heads:${run.id}:${sel.layer}:` : undefined,
   );
   const headMap = sel && detail.data ? detail.data.heads.find((h) => h.head === sel.head) : undefined;
   return (
@@ -137,14 +138,12 @@ export function MapsView({
   const layer = Math.min(L - 1, Math.max(0, Number(params.get("layer") ?? L - 1)));
   const focusHead = params.has("head") ? Number(params.get("head")) : null;
   const tokens = useSelection([]);
-  const [debounced, setDebounced] = useState<number[]>([]);
-  useEffect(() => {
-    const t = setTimeout(() => setDebounced(tokens.sorted), 150);
-    return () => clearTimeout(t);
-  }, [tokens.sorted]);
+  // Asked at once on every change (no debounce): an answer to a superseded selection is dropped.
+  const debounced = tokens.sorted;
   const { data, error, loading } = useAsync(
     () => api.heads(run.id, layer, debounced),
     [run.id, layer, debounced.join(",")],
+    `heads:${run.id}:${layer}:${debounced.join(",")}`,
   );
   const setLayer = (l: number) =>
     navigate(`#/run/${run.id}/maps?layer=${l}${focusHead !== null ? `&head=${focusHead}` : ""}`);
@@ -337,6 +336,7 @@ function PatchSelector({
   };
   const values = result ? (head === "mean" ? result.tokenMean : result.perHeadToken[head]) : null;
   const [lo, hi] = values ? extent([values]) : [0, 1];
+  const valueTitles = useMemo(() => values?.map((v, i) => `token ${i}: ${formatValue(v)}`), [values]);
   return (
     <Panel title="Patch selector" testId="patch-selector">
       <p class="muted">
@@ -400,7 +400,7 @@ function PatchSelector({
                 lo={lo}
                 hi={hi}
                 cmap={settings.cmap}
-                titles={values.map((v, i) => `token ${i}: ${formatValue(v)}`)}
+                titles={valueTitles}
                 testId="patch-tokens"
               />
               <Colorbar lo={lo} hi={hi} label="attention to the selected patches" width={200} />

@@ -6,6 +6,7 @@
 import cytoscape from "cytoscape";
 import { useEffect, useMemo, useRef, useState } from "preact/hooks";
 import { api, type CausalHeadView, type ImageGeometry, type Mark, type RunDetail } from "../api";
+import { forget } from "../cache";
 import { formatValue } from "../heatmap";
 import { ChartBox } from "./charts";
 import {
@@ -281,9 +282,11 @@ export function CausalView({
   useEffect(() => rememberToken(run.id, token), [run.id, token]);
   const [layer, setLayer] = useState(run.layout.layers - 1);
   const [version, setVersion] = useState(0);
-  const computed = new Set(run.analyses.causal);
+  const computed = useMemo(() => new Set(run.analyses.causal), [run.analyses.causal]);
+  const selectedToken = useMemo(() => new Set([token]), [token]);
   const { job, start, cancel, busy } = useJob({
     done: () => {
+      forget(`causal:${run.id}:`);
       setVersion((v) => v + 1);
       onChanged();
     },
@@ -291,6 +294,7 @@ export function CausalView({
   const view = useAsync(
     () => (computed.has(token) ? api.causal(run.id, token) : Promise.resolve(null)),
     [run.id, token, version, computed.has(token)],
+    `causal:${run.id}:${token}:${computed.has(token)}`,
   );
   const [headSel, setHeadSel] = useState<number | null>(null);
   const [explanationOnly, setExplanationOnly] = useState(true);
@@ -304,6 +308,18 @@ export function CausalView({
     return data.heads[b]?.head ?? 0;
   }, [data]);
   const head = data?.heads.find((h) => h.head === (headSel ?? best)) ?? null;
+  // Each head's explanation patches as a map (built once per result, so the canvases are not redrawn).
+  const headMaps = useMemo(
+    () =>
+      (data?.heads ?? []).map((h) => {
+        const map = new Array<number>(run.image.boxes.length).fill(0);
+        h.explanationPatches.forEach((p, i) => {
+          map[p] = h.patchWeights[i] ?? 1;
+        });
+        return map;
+      }),
+    [data, run.image.boxes.length],
+  );
   const maxR = data?.params.max_range ?? 3;
   const [radius, setRadius] = useState(maxR);
   useEffect(() => setRadius(maxR), [maxR]);
@@ -323,7 +339,7 @@ export function CausalView({
         </p>
         <TokenChips
           tokens={run.tokens}
-          selected={new Set([token])}
+          selected={selectedToken}
           marked={computed}
           onToggle={(i) => setToken(i)}
           testId="causal-tokens"
@@ -399,11 +415,8 @@ export function CausalView({
       {data && (
         <Panel title="Per-head explanation patches" testId="causal-heads">
           <div class="head-grid">
-            {data.heads.map((h) => {
-              const map = new Array<number>(run.image.boxes.length).fill(0);
-              h.explanationPatches.forEach((p, i) => {
-                map[p] = h.patchWeights[i] ?? 1;
-              });
+            {data.heads.map((h, hi) => {
+              const map = headMaps[hi];
               return (
                 <div
                   key={h.head}

@@ -6,6 +6,7 @@
  */
 import { useMemo, useRef, useState } from "preact/hooks";
 import { api, type RelevancyKind, type RelevancyMode, type RunDetail } from "../api";
+import { forget } from "../cache";
 import { cssColor, textOn } from "../colormap";
 import { formatValue } from "../heatmap";
 import { ChartBox } from "./charts";
@@ -28,6 +29,9 @@ import {
   useSelection,
   useSettings,
 } from "./common";
+
+/** Maps drawn at first, and added by each "Show more". */
+const MAP_PAGE = 24;
 
 const KINDS: { value: RelevancyKind; label: string }[] = [
   { value: "llm", label: "LLM (answer → image tokens)" },
@@ -53,10 +57,13 @@ export function RelevancyView({ run, onChanged }: { run: RunDetail; onChanged: (
   const [showSeparators, setShowSeparators] = useState(false);
   const [textToken, setTextToken] = useState<number | null>(null);
   const [version, setVersion] = useState(0);
+  // A long answer has hundreds of maps: drawn a page at a time, so opening the view stays quick.
+  const [shownMaps, setShownMaps] = useState(MAP_PAGE);
   const sel = useSelection([]);
   const computed = run.analyses.relevancy[mode]?.[kind] ?? [];
   const { job, start, cancel, busy } = useJob({
     done: () => {
+      forget(`rel:${run.id}:`);
       setVersion((v) => v + 1);
       onChanged();
     },
@@ -64,17 +71,20 @@ export function RelevancyView({ run, onChanged }: { run: RunDetail; onChanged: (
   const maps = useAsync(
     () => (computed.length ? api.relevancyMaps(run.id, mode, kind, by) : Promise.resolve(null)),
     [run.id, mode, kind, by, version, computed.join(",")],
+    `rel:${run.id}:maps:${mode}:${kind}:${by}:${computed.length}`,
   );
   const llmComputed = run.analyses.relevancy[mode]?.llm ?? [];
   const reliance = useAsync(
     () => (llmComputed.length ? api.relevancyReliance(run.id, mode) : Promise.resolve(null)),
     [run.id, mode, version, llmComputed.join(",")],
+    `rel:${run.id}:reliance:${mode}:${llmComputed.length}`,
   );
   const chosenText =
     textToken !== null && llmComputed.includes(textToken) ? textToken : (llmComputed[0] ?? null);
   const text = useAsync(
     () => (chosenText !== null ? api.relevancyText(run.id, mode, chosenText) : Promise.resolve(null)),
     [run.id, mode, chosenText, version],
+    `rel:${run.id}:text:${mode}:${chosenText}`,
   );
   const items = useMemo(
     () => (maps.data?.items ?? []).filter((i) => showSeparators || !i.separator),
@@ -86,7 +96,15 @@ export function RelevancyView({ run, onChanged }: { run: RunDetail; onChanged: (
     for (const r of reliance.data?.tokens ?? []) v[r.token] = r.reliance;
     return v;
   }, [reliance.data, run.tokens]);
-  const computedSet = new Set(computed);
+  const computedSet = useMemo(() => new Set(computed), [computed]);
+  const chosenSet = useMemo(() => (chosenText !== null ? new Set([chosenText]) : undefined), [chosenText]);
+  const relianceTitles = useMemo(
+    () =>
+      relianceValues.map((v, i) =>
+        v === null ? `token ${i}: not computed` : `token ${i}: image reliance ${v.toFixed(2)}`,
+      ),
+    [relianceValues],
+  );
   // The job's status belongs to the maps it computes: shown while it runs, and afterwards only next to them.
   const [jobFor, setJobFor] = useState<{ mode: RelevancyMode; kind: RelevancyKind } | null>(null);
   const showJob = busy || (jobFor?.mode === mode && jobFor.kind === kind);
@@ -201,7 +219,7 @@ export function RelevancyView({ run, onChanged }: { run: RunDetail; onChanged: (
         {items.length > 0 && (
           <>
             <div class="head-grid" data-testid="rel-maps">
-              {items.map((it) => (
+              {items.slice(0, shownMaps).map((it) => (
                 <div
                   key={it.tokens.join(",")}
                   class={`head-card clickable${chosenText !== null && it.tokens.includes(chosenText) ? " focus" : ""}`}
@@ -223,6 +241,18 @@ export function RelevancyView({ run, onChanged }: { run: RunDetail; onChanged: (
                 </div>
               ))}
             </div>
+            {items.length > shownMaps && (
+              <button
+                type="button"
+                class="secondary"
+                data-export="skip"
+                onClick={() => setShownMaps((n) => n + MAP_PAGE)}
+                data-testid="rel-more"
+              >
+                Show {Math.min(MAP_PAGE, items.length - shownMaps)} more maps ({shownMaps} of {items.length}{" "}
+                shown)
+              </button>
+            )}
             {settings.scale === "shared" && (
               <Colorbar lo={lo} hi={hi} label="all maps" testId="shared-colorbar" />
             )}
@@ -245,11 +275,9 @@ export function RelevancyView({ run, onChanged }: { run: RunDetail; onChanged: (
               lo={0}
               hi={1}
               cmap="coolwarm"
-              selected={chosenText !== null ? new Set([chosenText]) : undefined}
+              selected={chosenSet}
               onToggle={(i) => llmComputed.includes(i) && setTextToken(i)}
-              titles={relianceValues.map((v, i) =>
-                v === null ? `token ${i}: not computed` : `token ${i}: image reliance ${v.toFixed(2)}`,
-              )}
+              titles={relianceTitles}
               testId="reliance-tokens"
             />
           </>

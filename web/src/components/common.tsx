@@ -1,8 +1,10 @@
 /** Shared pieces of the views: data hooks, view settings, heatmap canvases, token chips, job progress. */
 import type { ComponentChildren, RefObject } from "preact";
 import { createContext } from "preact";
+import { memo } from "preact/compat";
 import { useCallback, useContext, useEffect, useMemo, useRef, useState } from "preact/hooks";
 import { ApiError, api, followJob, type ImageGeometry, type JobInfo } from "../api";
+import { cached, peek } from "../cache";
 import { COLORMAPS, cssColor, textOn } from "../colormap";
 import { type Caption, download, elementToPng } from "../export-png";
 import {
@@ -22,44 +24,71 @@ export function errorText(e: unknown): string {
   return e instanceof Error ? e.message : String(e);
 }
 
-/** Runs an async loader when its deps change; results of superseded calls are dropped. */
+/**
+ * Runs an async loader when its deps change; results of superseded calls are dropped. With a cache key (one
+ * that names everything the answer depends on), the answer is kept for the page's life: a view opened again
+ * renders it at once, without a request or a "loading" pass.
+ */
 export function useAsync<T>(
   load: () => Promise<T>,
   deps: unknown[],
+  cacheKey?: string,
 ): { data: T | null; error: string | null; loading: boolean; reload: () => void } {
+  const hit = cacheKey ? peek<T>(cacheKey) : undefined;
   const [state, setState] = useState<{ data: T | null; error: string | null; loading: boolean }>({
-    data: null,
+    data: hit ? hit.data : null,
     error: null,
-    loading: true,
+    loading: !hit,
   });
   const [tick, setTick] = useState(0);
   useEffect(() => {
+    if (cacheKey && peek(cacheKey) && tick === 0) {
+      const d = peek<T>(cacheKey)!.data;
+      setState((s) =>
+        s.data === d && !s.loading && !s.error ? s : { data: d, error: null, loading: false },
+      );
+      return;
+    }
     let live = true;
     setState((s) => ({ data: s.data, error: null, loading: true }));
-    load().then(
+    (cacheKey && tick === 0 ? cached(cacheKey, load) : load()).then(
       (data) => live && setState({ data, error: null, loading: false }),
       (e) => live && setState({ data: null, error: errorText(e), loading: false }),
     );
     return () => {
       live = false;
     };
-  }, [...deps, tick]);
-  return { ...state, reload: useCallback(() => setTick((t) => t + 1), []) };
+  }, [...deps, cacheKey, tick]);
+  const reload = useCallback(() => setTick((t) => t + 1), []);
+  // A cached answer for the current key is shown in this very render (not one effect later).
+  if (hit && !state.error) return { data: hit.data, error: null, loading: false, reload };
+  return { ...state, reload };
 }
+
+/** Pictures already loaded, by run: a view opened again draws its maps once, on the picture, at once. */
+const runImages = new Map<string, HTMLImageElement>();
 
 /** The run's original image (maps are drawn on it through the image-token geometry), loaded once per run. */
 export function useRunImage(runId: string): HTMLImageElement | null {
-  const [img, setImg] = useState<HTMLImageElement | null>(null);
+  const [img, setImg] = useState<HTMLImageElement | null>(() => runImages.get(runId) ?? null);
   useEffect(() => {
+    const known = runImages.get(runId);
+    if (known) {
+      setImg(known);
+      return;
+    }
     setImg(null);
     const i = new Image();
-    i.onload = () => setImg(i);
+    i.onload = () => {
+      runImages.set(runId, i);
+      setImg(i);
+    };
     i.src = api.inputUrl(runId);
     return () => {
       i.onload = null;
     };
   }, [runId]);
-  return img;
+  return img?.src.endsWith(api.inputUrl(runId)) ? img : (runImages.get(runId) ?? null);
 }
 
 export interface ViewSettings extends MapStyle {
@@ -220,10 +249,26 @@ export interface ImageMapProps {
  * The run's original picture with a heatmap over its image tokens, in the current colormap and opacity; what
  * no token covers (a crop's margins) shows the picture alone.
  */
-export function ImageMap(p: ImageMapProps) {
+/** Props equal but for handlers (read through a ref, so a new closure need not re-render a long list). */
+function sameBesidesHandlers<P extends object>(a: P, b: P): boolean {
+  const ka = Object.keys(a) as (keyof P)[];
+  if (ka.length !== Object.keys(b).length) return false;
+  return ka.every((k) => a[k] === b[k] || (typeof a[k] === "function" && typeof b[k] === "function"));
+}
+
+/**
+ * The run's original picture with a heatmap over its image tokens (see {@link ImageMapProps}). Redrawn only
+ * when what it shows changes: a view's re-render (a token chosen elsewhere) leaves its canvases alone.
+ */
+export const ImageMap = memo(ImageMapCanvas, sameBesidesHandlers);
+
+function ImageMapCanvas(p: ImageMapProps) {
   const ref = useRef<HTMLCanvasElement>(null);
   const { settings } = useSettings();
   const [w, h] = fitSize(p.geometry, p.size);
+  const handlers = useRef(p);
+  handlers.current = p;
+  // biome-ignore lint/correctness/useExhaustiveDependencies: redraw exactly when what is drawn changes
   useEffect(() => {
     const c = ref.current;
     if (!c) return;
@@ -241,7 +286,23 @@ export function ImageMap(p: ImageMapProps) {
       outlinePatches(c, p.geometry, p.outline, p.outlineColor ?? "#00e5ff", "rgba(0,229,255,0.18)");
     if (p.cursor !== undefined && p.cursor !== null && p.cursor >= 0)
       outlinePatches(c, p.geometry, [p.cursor], "#ff2d95");
-  });
+  }, [
+    p.image,
+    p.map,
+    p.geometry,
+    settings.cmap,
+    settings.opacity,
+    settings.smooth,
+    p.cmap,
+    p.lo,
+    p.hi,
+    p.gridLines,
+    p.outline,
+    p.outlineColor,
+    p.cursor,
+    w,
+    h,
+  ]);
   const label = useMemo(() => {
     if (p.label) return p.label;
     if (!p.map) return "the run's image";
@@ -265,13 +326,13 @@ export function ImageMap(p: ImageMapProps) {
       role="img"
       aria-label={label}
       tabIndex={p.onKeyDown ? 0 : undefined}
-      onKeyDown={p.onKeyDown}
+      onKeyDown={p.onKeyDown ? (e) => handlers.current.onKeyDown?.(e) : undefined}
       onMouseDown={
         p.onPatchDown
           ? (e) => {
               e.preventDefault();
               const k = patchAt(e);
-              if (k >= 0) p.onPatchDown!(k);
+              if (k >= 0) handlers.current.onPatchDown?.(k);
             }
           : undefined
       }
@@ -280,7 +341,7 @@ export function ImageMap(p: ImageMapProps) {
           ? (e) => {
               if (!(e.buttons & 1)) return;
               const k = patchAt(e);
-              if (k >= 0) p.onPatchEnter!(k);
+              if (k >= 0) handlers.current.onPatchEnter?.(k);
             }
           : undefined
       }
@@ -326,11 +387,41 @@ export interface TokenChipsProps {
 }
 
 /** The answer tokens as chips: selectable, optionally coloured by a value. */
-export function TokenChips(p: TokenChipsProps) {
+export const TokenChips = memo(TokenChipList, sameBesidesHandlers);
+
+/** The chip (its index) an event happened on, inside a chip list. */
+function chipIndex(e: Event): number | null {
+  const chip = (e.target as HTMLElement | null)?.closest?.("[data-index]") as HTMLElement | null;
+  return chip ? Number(chip.dataset.index) : null;
+}
+
+function TokenChipList(p: TokenChipsProps) {
   const { settings } = useSettings();
   const cmap = p.cmap ?? settings.cmap;
+  const handlers = useRef(p);
+  handlers.current = p;
+  // One listener on the list, not two per chip: a 650-token answer renders and updates much faster.
+  const onToggle = (e: MouseEvent | KeyboardEvent) => {
+    const i = chipIndex(e);
+    if (i !== null) handlers.current.onToggle?.(i, e as MouseEvent);
+  };
   return (
-    <div class="tokens" data-testid={p.testId}>
+    // biome-ignore lint/a11y/noStaticElementInteractions: the chips inside are the buttons; the list delegates
+    <div
+      class="tokens"
+      data-testid={p.testId}
+      onClick={p.onToggle ? onToggle : undefined}
+      onKeyDown={
+        p.onToggle
+          ? (e) => {
+              if ((e.key === "Enter" || e.key === " ") && chipIndex(e) !== null) {
+                e.preventDefault();
+                onToggle(e);
+              }
+            }
+          : undefined
+      }
+    >
       {p.tokens.map((t, i) => {
         const v = p.values?.[i];
         const style =
@@ -341,7 +432,6 @@ export function TokenChips(p: TokenChipsProps) {
               }
             : undefined;
         const cls = `token${p.selected?.has(i) ? " selected" : ""}${p.marked?.has(i) ? " marked" : ""}${p.onToggle ? " clickable" : ""}`;
-        const act = p.onToggle ? activate((e) => p.onToggle!(i, e as MouseEvent)) : {};
         return (
           <span
             key={i}
@@ -349,7 +439,8 @@ export function TokenChips(p: TokenChipsProps) {
             style={style}
             title={p.titles?.[i] ?? `token ${i}`}
             data-index={i}
-            {...act}
+            role={p.onToggle ? "button" : undefined}
+            tabIndex={p.onToggle ? 0 : undefined}
           >
             {tokenLabel(t)}
           </span>
