@@ -27,6 +27,7 @@ import { ensureWebBuild, WEB_DIR } from "./web-build.js";
 declare const document: any;
 declare const location: any;
 declare const window: any;
+declare const getComputedStyle: any;
 type HTMLCanvasElement = any;
 
 const SHOTS = path.resolve(ROOT, process.env.SCREENSHOT_DIR ?? "dist/screenshots");
@@ -447,9 +448,18 @@ describe("walk-through findings in headless Chromium", { skip }, () => {
     }
     assert.ok(reached.has("import-input"), `Tab reaches "Import run…": ${[...reached]}`);
     assert.ok(reached.has("image-input"), `Tab reaches "Choose image…": ${[...reached]}`);
+    // Focused, the input's label shows the focus ring (the input itself is invisible over it).
     await page.locator('[data-testid="image-input"]').focus();
-    const [chooser] = await Promise.all([page.waitForEvent("filechooser"), page.keyboard.press("Enter")]);
-    await chooser.setFiles(path.join(ROOT, "test/fixtures/llava-tiny-llama/image.png"));
+    assert.equal(
+      await page
+        .locator('[data-testid="image-input"]')
+        .evaluate((i: any) => getComputedStyle(i.parentElement).outlineStyle),
+      "solid",
+    );
+    await page.setInputFiles(
+      '[data-testid="image-input"]',
+      path.join(ROOT, "test/fixtures/llava-tiny-llama/image.png"),
+    );
     await page.locator('[data-testid="paint-tools"]').waitFor();
     // Every canvas is an image with a name (cytoscape's layers inherit the graph container's).
     const unnamed = async () =>
@@ -497,6 +507,43 @@ describe("walk-through findings in headless Chromium", { skip }, () => {
       );
     await page.keyboard.press("Escape");
     await page.locator('text="0 patches selected"').waitFor();
+  });
+
+  test("interactivity: a view opened again is not fetched again; choosing a token redraws no map", async () => {
+    await page.goto(`${ts.base}/#/run/${runId}/relevancy`);
+    await page.locator('[data-testid="rel-map"]').first().waitFor();
+    await page.locator('[data-testid="rel-bars"]').waitFor();
+    const asked: string[] = [];
+    const onRequest = (r: { url(): string }) => {
+      if (r.url().includes("/api/runs/")) asked.push(new URL(r.url()).pathname);
+    };
+    page.on("request", onRequest);
+    try {
+      await page.click('[data-testid="tab-summary"]');
+      await page.locator('[data-testid="grid-image"]').waitFor();
+      asked.length = 0;
+      await page.click('[data-testid="tab-relevancy"]');
+      await page.locator('[data-testid="rel-map"]').first().waitFor();
+      await page.locator('[data-testid="rel-bars"]').waitFor();
+      await page.waitForTimeout(300);
+      assert.deepEqual(asked, [], "the relevancy answers come from the page's cache");
+    } finally {
+      page.off("request", onRequest);
+    }
+    // Count canvas draws while a token is chosen for computing: the maps stay as they are.
+    await page.evaluate(() => {
+      const proto = window.CanvasRenderingContext2D.prototype;
+      const original = proto.drawImage;
+      window.__draws = 0;
+      proto.drawImage = function (this: any, ...args: any[]) {
+        if (this.canvas?.dataset?.testid === "rel-map") window.__draws++;
+        return original.apply(this, args);
+      };
+    });
+    await page.locator('[data-testid="rel-tokens"] .token').nth(1).click();
+    await page.locator('[data-testid="rel-tokens"] .token.selected').waitFor();
+    await page.waitForTimeout(300);
+    assert.equal(await page.evaluate(() => window.__draws), 0, "no relevancy map redrawn");
   });
 
   test("no page errors along the way", () => {
