@@ -20,7 +20,7 @@ import { CHROMIUM_ARGS, CHROMIUM_PATH } from "../scripts/chromium.js";
 import { SqliteJobJournal } from "../src/server/job-journal.js";
 import { RunStore } from "../src/server/run-store.js";
 import { ROOT, tempDir } from "./fixture-utils.js";
-import { fixtureImage, imageForm, readJobEvents, startTestServer, type TestServer } from "./server-utils.js";
+import { readJobEvents, startTestServer, type TestServer } from "./server-utils.js";
 import { ensureWebBuild, WEB_DIR } from "./web-build.js";
 
 // Browser globals used inside page.evaluate callbacks (this project compiles without the DOM lib).
@@ -28,7 +28,6 @@ declare const document: any;
 declare const location: any;
 declare const window: any;
 declare const getComputedStyle: any;
-type HTMLCanvasElement = any;
 
 const SHOTS = path.resolve(ROOT, process.env.SCREENSHOT_DIR ?? "dist/screenshots");
 const haveChromium = fs.existsSync(CHROMIUM_PATH);

@@ -277,7 +277,6 @@ export function CausalView({
 }) {
   const image = useRunImage(run.id);
   const root = useRef<HTMLDivElement>(null);
-  const G = run.layout.G;
   const token = causalToken(run, params.get("token"));
   useEffect(() => rememberToken(run.id, token), [run.id, token]);
   const [layer, setLayer] = useState(run.layout.layers - 1);
