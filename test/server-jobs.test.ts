@@ -57,6 +57,7 @@ describe("JobQueue", () => {
     assert.ok(a.started && !b.started && !c.started);
     assert.equal(q.get(ja.id)!.state, "running");
     a.ctx.token(0, "hi");
+    a.ctx.token(1, "</s>", true);
     a.release({ answer: "hi" });
     await tick();
     assert.equal(q.get(ja.id)!.state, "done");
@@ -74,9 +75,11 @@ describe("JobQueue", () => {
     const sub = q.subscribe(ja.id, (e) => seen.push(e))!;
     assert.deepEqual(
       sub.past.map((e) => e.type),
-      ["state", "state", "progress", "token", "done"],
+      ["state", "state", "progress", "token", "token", "done"],
     );
-    assert.deepEqual(sub.past[3].data, { index: 0, text: "hi" });
+    // A control token is marked, so clients can leave it out of the answer text.
+    assert.deepEqual(sub.past[3].data, { index: 0, text: "hi", special: false });
+    assert.deepEqual(sub.past[4].data, { index: 1, text: "</s>", special: true });
     assert.equal(seen.length, 0, "no live events after the end");
     const sc = q.subscribe(jc.id, () => {})!;
     assert.deepEqual(

@@ -63,6 +63,9 @@ export const relevancyRelianceQuery = z.object({ mode: relevancyMode.default("ex
 /** GET /api/runs/:id/causal/:token */
 export const causalParams = z.object({ id: z.string(), token: natText });
 
+/** POST /api/import: the archive's file name, shown with the imported run (any path is stripped). */
+export const importQuery = z.object({ name: z.string().max(1000).optional() });
+
 /** GET /api/compare */
 export const compareQuery = z.object({
   a: z.string().min(1, "name run A (?a=<run id>)"),
@@ -201,7 +204,8 @@ export const jobCancelled = z.object({
 export const jobEventData = {
   state: z.object({ state: z.enum(["queued", "running"]), position: nat }),
   progress: z.object({ stage: z.string(), done: z.number(), total: z.number() }),
-  token: z.object({ index: nat, text: z.string() }),
+  /** `special`: a control token (e.g. "</s>") that the answer text leaves out. */
+  token: z.object({ index: nat, text: z.string(), special: z.boolean() }),
   /** The job's result (e.g. a generation's { runId, answer, tokens }). */
   done: z.record(z.string(), z.unknown()),
   failed: z.object({ message: z.string(), interrupted: z.boolean().optional() }),
@@ -220,7 +224,10 @@ export const runSummary = z.object({
   model: z.string(),
   image_mode: z.string(),
   source: z.enum(RUN_SOURCES),
+  /** When the run was indexed here (for an import: when it was imported). */
   indexed_at: z.string(),
+  /** An imported run's archive file name as uploaded (null for other runs, older indexes, unnamed uploads). */
+  origin: z.string().nullable(),
 });
 
 /** GET /api/runs */

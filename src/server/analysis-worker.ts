@@ -27,7 +27,6 @@ import {
 import { causalView } from "../interpret/views/causal-view.js";
 import { compareRuns } from "../interpret/views/compare-view.js";
 import { imageGeometry } from "../interpret/views/image-tokens.js";
-import { templateTailLength } from "../interpret/views/relevancy-views.js";
 import {
   RelevancyViewError,
   relevancyImageMaps,
@@ -35,6 +34,7 @@ import {
   relevancyStatus,
   relevancyText,
 } from "../interpret/views/relevancy-panels.js";
+import { templateTailLength } from "../interpret/views/relevancy-views.js";
 import { loadTextProcessor } from "../models/registry.js";
 import { checkRunFile, MANIFEST_FILE, Run, RunError, RunFileError, readRunFile } from "../run/run-dir.js";
 import type { AnalysisWorkerData, FromAnalysisWorker, ToAnalysisWorker } from "./worker-protocol.js";

@@ -166,11 +166,24 @@ function diskError(e: unknown): HttpError {
   );
 }
 
-/** A one-line reason from a zlib or tar error. */
-const reason = (e: unknown) =>
-  String((e as Error)?.message ?? e)
+const CHOOSE_EXPORT = "choose a .tar.gz saved with “Export run”";
+
+/**
+ * A one-line reason from a zlib or tar error, in words a user can act on: the libraries' codes and messages
+ * ("Z_DATA_ERROR", "TAR_BAD_ARCHIVE", "invalid base256 encoding") say nothing to someone importing a run.
+ */
+export function reason(e: unknown): string {
+  const code = String((e as NodeJS.ErrnoException)?.code ?? "");
+  const message = String((e as Error)?.message ?? e)
     .split("\n")[0]
     .replace(/^TAR_[A-Z_]+: /, "");
+  if (code === "Z_DATA_ERROR") return `the file is not gzip-compressed; ${CHOOSE_EXPORT}`;
+  if (code === "Z_BUF_ERROR" || /unexpected end of file/i.test(message))
+    return "the file ends early (an incomplete download or copy?); export or copy the run again";
+  if (code.startsWith("TAR_") || /archive format|base256|checksum/i.test(message))
+    return `it is gzip-compressed, but what it holds is not a run's tar archive; ${CHOOSE_EXPORT}`;
+  return message;
+}
 
 /**
  * Unpacks the archive stream under the limits, one pass, nothing buffered whole, into the empty folder
@@ -324,6 +337,8 @@ export async function importArchive(
   store: RunStore,
   source: Readable,
   limits: ImportLimits,
+  /** The uploaded file's name, kept in the index so the list tells an import from its original. */
+  origin: string | null = null,
 ): Promise<string> {
   let scratch: string | null = null;
   let folder: string | null = null;
@@ -350,7 +365,7 @@ export async function importArchive(
       throw diskError(e);
     }
     try {
-      store.add(id, manifest, "imported");
+      store.add(id, manifest, "imported", origin);
     } catch (e) {
       await fs.promises.rm(store.pathFor(id), { recursive: true, force: true });
       throw e;

@@ -28,7 +28,8 @@ export class CancelledError extends Error {
 export interface JobContext {
   signal: AbortSignal;
   progress(stage: string, done: number, total: number): void;
-  token(index: number, text: string): void;
+  /** A streamed answer token; `special`: a control token the answer text leaves out (e.g. "</s>"). */
+  token(index: number, text: string, special?: boolean): void;
 }
 
 export type JobRunner = (ctx: JobContext) => Promise<Record<string, unknown>>;
@@ -257,7 +258,7 @@ export class JobQueue {
     const ctx: JobContext = {
       signal: j.controller.signal,
       progress: (stage, done, total) => this.emit(j, "progress", { stage, done, total }),
-      token: (index, text) => this.emit(j, "token", { index, text }),
+      token: (index, text, special = false) => this.emit(j, "token", { index, text, special }),
     };
     try {
       // A runner that returns has finished its work (a run written and indexed): that is "done" even when a

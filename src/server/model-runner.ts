@@ -56,7 +56,7 @@ export class ModelRunner {
         p.ctx.progress(m.stage, m.done, m.total);
         break;
       case "token":
-        p.ctx.token(m.index, m.text);
+        p.ctx.token(m.index, m.text, m.special);
         break;
       case "done":
         this.pending.delete(m.jobId);

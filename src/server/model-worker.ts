@@ -67,9 +67,11 @@ async function runJob(
         attnDtype: p.attnDtype,
         out: p.out,
         onProgress: progress,
-        onToken: (index, _id, text) => {
+        onToken: (index, id, text) => {
           check();
-          send({ type: "token", jobId, index, text });
+          // A token that decodes to nothing once special tokens are skipped is one (e.g. "</s>").
+          const special = text !== "" && model.text.decode([id], true) === "";
+          send({ type: "token", jobId, index, text, special });
         },
       });
       return { answer: manifest.answer, tokens: manifest.generated_tokens.length };

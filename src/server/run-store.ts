@@ -74,6 +74,9 @@ export class RunStore {
       source TEXT NOT NULL,
       indexed_at TEXT NOT NULL
     )`);
+    // Indexes made before imports recorded their origin lack the column: added, empty for older rows.
+    const columns = this.db.prepare("PRAGMA table_info(runs)").all() as { name: string }[];
+    if (!columns.some((c) => c.name === "origin")) this.db.exec("ALTER TABLE runs ADD COLUMN origin TEXT");
   }
 
   /** Opens (creating if needed) the data directory and its index, then reconciles index and folders. */
@@ -187,7 +190,7 @@ export class RunStore {
   }
 
   /** Indexes a run folder; indexing one that is already indexed updates its row. */
-  add(id: string, m: RunManifest, source: RunSource): RunSummary {
+  add(id: string, m: RunManifest, source: RunSource, origin: string | null = null): RunSummary {
     checkRunId(id);
     const row: RunSummary = {
       id,
@@ -200,15 +203,16 @@ export class RunStore {
       image_mode: String(m.settings?.image_mode ?? "default"),
       source,
       indexed_at: new Date().toISOString(),
+      origin,
     };
     this.db
       .prepare(
-        `INSERT INTO runs (id, created_at, prompt, answer, n_tokens, seq_len, model, image_mode, source, indexed_at)
-         VALUES (@id, @created_at, @prompt, @answer, @n_tokens, @seq_len, @model, @image_mode, @source, @indexed_at)
+        `INSERT INTO runs (id, created_at, prompt, answer, n_tokens, seq_len, model, image_mode, source, indexed_at, origin)
+         VALUES (@id, @created_at, @prompt, @answer, @n_tokens, @seq_len, @model, @image_mode, @source, @indexed_at, @origin)
          ON CONFLICT(id) DO UPDATE SET created_at = excluded.created_at, prompt = excluded.prompt,
            answer = excluded.answer, n_tokens = excluded.n_tokens, seq_len = excluded.seq_len,
            model = excluded.model, image_mode = excluded.image_mode, source = excluded.source,
-           indexed_at = excluded.indexed_at`,
+           indexed_at = excluded.indexed_at, origin = excluded.origin`,
       )
       .run(row);
     this.reserved.delete(id);

@@ -60,7 +60,8 @@ export type FromModelWorker =
   | { type: "ready" }
   | { type: "load-error"; message: string }
   | { type: "progress"; jobId: string; stage: string; done: number; total: number }
-  | { type: "token"; jobId: string; index: number; text: string }
+  /** `special`: a control token (end of sequence and the like) that the answer text leaves out. */
+  | { type: "token"; jobId: string; index: number; text: string; special: boolean }
   | { type: "done"; jobId: string; result: Record<string, unknown> }
   | { type: "error"; jobId: string; message: string; cancelled: boolean; status?: number };
 

@@ -119,8 +119,10 @@ export const api = {
   jobs: () => get<JobsResponse>("/api/jobs"),
   cancel: (jobId: string) => request<JobCancelled>("POST", `/api/jobs/${enc(jobId)}/cancel`),
   dismissJob: (jobId: string) => request<JobDismissed>("DELETE", `/api/jobs/${enc(jobId)}`),
-  importArchive: (file: Blob) =>
-    request<ImportResponse>("POST", "/api/import", file, { "content-type": "application/gzip" }),
+  importArchive: (file: Blob, name?: string) =>
+    request<ImportResponse>("POST", `/api/import${name ? `?name=${encodeURIComponent(name)}` : ""}`, file, {
+      "content-type": "application/gzip",
+    }),
   computeRelevancy: (id: string, mode: RelevancyMode, kind: RelevancyMapKind, tokens: number[] | "all") =>
     postJson<JobSubmitted>(`/api/runs/${enc(id)}/relevancy`, {
       mode,

@@ -5,6 +5,8 @@
  * toolbars) are left out.
  */
 
+import { withPngText } from "./png-text";
+
 function transparent(c: string): boolean {
   return !c || c === "transparent" || /rgba\([^)]*,\s*0\)$/.test(c);
 }
@@ -57,6 +59,18 @@ function paint(ctx: CanvasRenderingContext2D, el: Element, ox: number, oy: numbe
     ctx.drawImage(el, x, y, r.width, r.height);
     return;
   }
+  if (el instanceof HTMLTextAreaElement) {
+    // A textarea's text is its value, not child nodes: wrapped inside its box (the question on Generate).
+    ctx.font = `${cs.fontSize} ${cs.fontFamily}`;
+    ctx.fillStyle = cs.color;
+    ctx.textBaseline = "top";
+    const pad = Number.parseFloat(cs.paddingLeft) || 6;
+    const line = Number.parseFloat(cs.lineHeight) || Number.parseFloat(cs.fontSize) * 1.3;
+    wrap(ctx, el.value, r.width - 2 * pad).forEach((l, i) => {
+      if ((i + 1) * line <= r.height - pad) ctx.fillText(l, x + pad, y + pad + i * line);
+    });
+    return;
+  }
   if (
     el instanceof HTMLSelectElement ||
     (el instanceof HTMLInputElement && (el.type === "number" || el.type === "text"))
@@ -74,21 +88,80 @@ function paint(ctx: CanvasRenderingContext2D, el: Element, ox: number, oy: numbe
   }
 }
 
-/** Renders an element into a PNG blob. */
-export async function elementToPng(root: HTMLElement): Promise<Blob> {
+/** What a figure shows, as lines above it: ("Q", the question), ("A", the answer), … */
+export type Caption = { label: string; text: string }[];
+
+const CAPTION_FONT = "14px system-ui, sans-serif";
+const CAPTION_LINE = 20;
+const CAPTION_PAD = 12;
+
+/** Words of `text` wrapped into lines no wider than `width` (a word longer than a line stands alone). */
+function wrap(ctx: CanvasRenderingContext2D, text: string, width: number): string[] {
+  const lines: string[] = [];
+  let line = "";
+  for (const word of text.split(/\s+/).filter(Boolean)) {
+    const next = line ? `${line} ${word}` : word;
+    if (line && ctx.measureText(next).width > width) {
+      lines.push(line);
+      line = word;
+    } else line = next;
+  }
+  lines.push(line);
+  return lines;
+}
+
+/** Lays out (and with `draw`, paints) the caption at the top; returns its height. */
+function layoutCaption(
+  ctx: CanvasRenderingContext2D,
+  caption: Caption,
+  width: number,
+  draw: boolean,
+): number {
+  ctx.font = CAPTION_FONT;
+  ctx.textBaseline = "top";
+  ctx.textAlign = "left";
+  const labelW = Math.max(0, ...caption.map((c) => ctx.measureText(c.label).width)) + 8;
+  let y = CAPTION_PAD;
+  for (const { label, text } of caption) {
+    const lines = wrap(ctx, text || "∅", Math.max(40, width - 2 * CAPTION_PAD - labelW));
+    if (draw) {
+      ctx.fillStyle = "#6b7280";
+      ctx.fillText(label, CAPTION_PAD, y);
+      ctx.fillStyle = "#111827";
+      for (const [i, l] of lines.entries()) ctx.fillText(l, CAPTION_PAD + labelW, y + i * CAPTION_LINE);
+    }
+    y += lines.length * CAPTION_LINE;
+  }
+  return y + CAPTION_PAD - 4;
+}
+
+/**
+ * Renders an element into a PNG blob. A caption (the run's question and answer) goes above the figure and,
+ * as iTXt chunks "Title" and "Description", into the file.
+ */
+export async function elementToPng(root: HTMLElement, caption: Caption = []): Promise<Blob> {
   const r = root.getBoundingClientRect();
   const scale = Math.max(1, Math.min(2, window.devicePixelRatio || 1));
   const canvas = document.createElement("canvas");
+  const measure = canvas.getContext("2d")!;
+  const top = caption.length ? layoutCaption(measure, caption, r.width, false) : 0;
   canvas.width = Math.max(1, Math.ceil(r.width * scale));
-  canvas.height = Math.max(1, Math.ceil(r.height * scale));
+  canvas.height = Math.max(1, Math.ceil((r.height + top) * scale));
   const ctx = canvas.getContext("2d")!;
   ctx.scale(scale, scale);
   ctx.fillStyle = "#ffffff";
-  ctx.fillRect(0, 0, r.width, r.height);
-  paint(ctx, root, r.left, r.top);
-  return new Promise((resolve, reject) =>
+  ctx.fillRect(0, 0, r.width, r.height + top);
+  if (caption.length) layoutCaption(ctx, caption, r.width, true);
+  paint(ctx, root, r.left, r.top - top);
+  const blob = await new Promise<Blob>((resolve, reject) =>
     canvas.toBlob((b) => (b ? resolve(b) : reject(new Error("PNG encoding failed"))), "image/png"),
   );
+  if (!caption.length) return blob;
+  const png = withPngText(new Uint8Array(await blob.arrayBuffer()), [
+    ["Title", caption[0].text],
+    ["Description", caption.map((c) => `${c.label}: ${c.text}`).join("\n")],
+  ]);
+  return new Blob([png.buffer as ArrayBuffer], { type: "image/png" });
 }
 
 /** Saves a blob as a download. */

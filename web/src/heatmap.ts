@@ -238,3 +238,34 @@ export function formatValue(v: number): string {
   if (a !== 0 && (a < 1e-3 || a >= 1e4)) return v.toExponential(2);
   return v.toFixed(a < 0.1 ? 4 : 3);
 }
+
+/**
+ * The image token next to token k in a direction (arrow-key patch selection): the nearest box whose centre
+ * lies that way within half a box of k's row (or column); k itself when there is none, or the first token
+ * with a box when k has none.
+ */
+export function neighbourToken(geo: ImageGeometry, k: number, dir: "left" | "right" | "up" | "down"): number {
+  const valid = (b: ImageGeometry["boxes"][number]) => b && b[2] > b[0] && b[3] > b[1];
+  const from = geo.boxes[k];
+  if (!from || !valid(from)) return geo.boxes.findIndex(valid);
+  const cx = (from[0] + from[2]) / 2;
+  const cy = (from[1] + from[3]) / 2;
+  const horizontal = dir === "left" || dir === "right";
+  const sign = dir === "right" || dir === "down" ? 1 : -1;
+  let best = k;
+  let bestD = Number.POSITIVE_INFINITY;
+  geo.boxes.forEach((b, i) => {
+    if (i === k || !b || !valid(b)) return;
+    const bx = (b[0] + b[2]) / 2;
+    const by = (b[1] + b[3]) / 2;
+    const along = sign * (horizontal ? bx - cx : by - cy);
+    const across = Math.abs(horizontal ? by - cy : bx - cx);
+    const half = horizontal ? (from[3] - from[1]) / 2 : (from[2] - from[0]) / 2;
+    if (along <= 1e-9 || across >= half) return;
+    if (along < bestD) {
+      bestD = along;
+      best = i;
+    }
+  });
+  return best;
+}

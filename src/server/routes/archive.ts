@@ -4,10 +4,22 @@
  */
 import type { Readable } from "node:stream";
 import type { FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
-import { type ImportResponse, runIdParams } from "../../contracts/http.js";
+import { type ImportResponse, importQuery, runIdParams } from "../../contracts/http.js";
 import { checkExportable, exportRunStream, importArchive } from "../archive.js";
 import { HttpError } from "../http-error.js";
 import { parse, type RoutesOptions } from "../route-context.js";
+
+/**
+ * The uploaded file's name from `?name=` as a plain label: its last path part, printable characters only, at
+ * most 200 of them (null when absent or empty). It is only shown, never used as a path.
+ */
+export function uploadName(raw: unknown): string | null {
+  if (typeof raw !== "string") return null;
+  const base = raw.split(/[\\/]/).pop() ?? "";
+  // biome-ignore lint/suspicious/noControlCharactersInRegex: control characters are what is removed
+  const clean = base.replace(/[\u0000-\u001f\u007f-\u009f\u202a-\u202e\u2066-\u2069]/g, "").trim();
+  return clean ? clean.slice(0, 200) : null;
+}
 
 export async function archiveRoutes(app: FastifyInstance, { ctx }: RoutesOptions): Promise<void> {
   const { store, limits } = ctx;
@@ -37,11 +49,17 @@ export async function archiveRoutes(app: FastifyInstance, { ctx }: RoutesOptions
       throw new HttpError(415, "send the run archive as the request body with content-type application/gzip");
     }
     // Streamed straight through the checks: a bomb is refused while it arrives, never stored first.
-    const id = await importArchive(store, body, {
-      maxArchiveBytes: limits.maxImportBytes,
-      maxUnpackedBytes: limits.maxUnpackedBytes,
-      maxRatio: limits.maxImportRatio,
-    });
+    const { name } = parse(importQuery, req.query, "query");
+    const id = await importArchive(
+      store,
+      body,
+      {
+        maxArchiveBytes: limits.maxImportBytes,
+        maxUnpackedBytes: limits.maxUnpackedBytes,
+        maxRatio: limits.maxImportRatio,
+      },
+      uploadName(name),
+    );
     const run = store.get(id);
     if (!run) throw new Error(`imported run "${id}" is not in the index`);
     return reply.code(201).send({ run } satisfies ImportResponse);

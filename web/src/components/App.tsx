@@ -29,6 +29,8 @@ const VIEWS = [
 
 interface Route {
   page: "generate" | "run" | "compare" | "batch";
+  /** The page's path ("/run/<id>/maps"), without the query of what is selected on it. */
+  path: string;
   runId?: string;
   /** The two runs of the compare page. */
   compare?: [string, string];
@@ -40,12 +42,17 @@ function parseHash(hash: string): Route {
   const [path, query = ""] = hash.replace(/^#/, "").split("?");
   const parts = path.split("/").filter(Boolean);
   const params = new URLSearchParams(query);
-  if (parts[0] === "batch") return { page: "batch", params };
+  if (parts[0] === "batch") return { page: "batch", path, params };
   if (parts[0] === "compare" && parts[1] && parts[2])
-    return { page: "compare", compare: [decodeURIComponent(parts[1]), decodeURIComponent(parts[2])], params };
+    return {
+      page: "compare",
+      path,
+      compare: [decodeURIComponent(parts[1]), decodeURIComponent(parts[2])],
+      params,
+    };
   if (parts[0] === "run" && parts[1])
-    return { page: "run", runId: decodeURIComponent(parts[1]), view: parts[2] ?? "summary", params };
-  return { page: "generate", params };
+    return { page: "run", path, runId: decodeURIComponent(parts[1]), view: parts[2] ?? "summary", params };
+  return { page: "generate", path, params };
 }
 
 function useRoute(): [Route, (h: string) => void] {
@@ -120,6 +127,8 @@ function InterruptedJobs({ jobs, onDismissed }: { jobs: JobInfo[]; onDismissed: 
 }
 
 function Sidebar({
+  page,
+  open,
   runs,
   interrupted,
   current,
@@ -130,6 +139,10 @@ function Sidebar({
   onDeleted,
   onJobDismissed,
 }: {
+  /** The page shown (its hash): the sidebar's errors belong to the page they happened on. */
+  page: string;
+  /** On a narrow screen the sidebar is a panel the header's "Runs" button opens (always shown when wide). */
+  open: boolean;
   runs: RunSummary[];
   interrupted: JobInfo[];
   current?: string;
@@ -144,8 +157,11 @@ function Sidebar({
 }) {
   const [error, setError] = useState<string | null>(null);
   const [importing, setImporting] = useState(false);
+  // A failed import or delete is told where it happened; moving to another page clears it.
+  // biome-ignore lint/correctness/useExhaustiveDependencies: the page is the trigger, not an input
+  useEffect(() => setError(null), [page]);
   return (
-    <aside class="sidebar" data-testid="sidebar">
+    <aside id="sidebar" class={`sidebar${open ? " open" : ""}`} data-testid="sidebar">
       <a class="button new-run" href="#/generate" data-testid="new-question">
         + New question
       </a>
@@ -164,10 +180,10 @@ function Sidebar({
             setImporting(true);
             setError(null);
             try {
-              const { run } = await api.importArchive(f);
+              const { run } = await api.importArchive(f, f.name);
               onImported(run.id);
             } catch (err) {
-              setError(errorText(err));
+              setError(`${f.name}: ${errorText(err)}`);
             } finally {
               setImporting(false);
             }
@@ -210,9 +226,25 @@ function Sidebar({
               <bdi class="prompt">{r.prompt}</bdi>
               <bdi class="answer">{r.answer || "∅"}</bdi>
               <span class="meta">
+                {r.source !== "generated" && (
+                  <span class={`badge ${r.source}`} data-testid="run-source">
+                    {r.source}
+                  </span>
+                )}
                 {new Date(r.created_at).toLocaleString()} · {r.n_tokens} tok
-                {r.source !== "generated" ? ` · ${r.source}` : ""}
               </span>
+              {r.source === "imported" && (
+                <span class="meta" data-testid="import-origin">
+                  {r.origin ? (
+                    <>
+                      from <bdi>{r.origin}</bdi>
+                    </>
+                  ) : (
+                    "imported"
+                  )}
+                  {r.indexed_at ? ` · ${new Date(r.indexed_at).toLocaleString()}` : ""}
+                </span>
+              )}
             </a>
             <button
               type="button"
@@ -294,6 +326,10 @@ export function App() {
   const [runError, setRunError] = useState<string | null>(null);
   const [picked, setPicked] = useState<string[]>([]);
   const [hasBatch, setHasBatch] = useState(false);
+  const [sidebarOpen, setSidebarOpen] = useState(false);
+  // A page chosen from the opened sidebar replaces it (on a narrow screen it covers the page).
+  // biome-ignore lint/correctness/useExhaustiveDependencies: the page is the trigger, not an input
+  useEffect(() => setSidebarOpen(false), [route.path]);
   // Ticking a third run drops the oldest tick: the compare view takes two.
   const onPick = useCallback(
     (id: string, on: boolean) =>
@@ -371,6 +407,16 @@ export function App() {
     <SettingsContext.Provider value={{ settings, set }}>
       <div class="app">
         <header class="top">
+          <button
+            type="button"
+            class="sidebar-toggle secondary"
+            aria-expanded={sidebarOpen}
+            aria-controls="sidebar"
+            onClick={() => setSidebarOpen((o) => !o)}
+            data-testid="sidebar-toggle"
+          >
+            {sidebarOpen ? "Close" : `Runs (${runs.length})`}
+          </button>
           <h1>
             <a href="#/generate">LVLM-Interpret</a>
           </h1>
@@ -385,6 +431,8 @@ export function App() {
         </header>
         <div class="body">
           <Sidebar
+            page={route.path}
+            open={sidebarOpen}
             runs={runs}
             interrupted={interrupted}
             onJobDismissed={() => void refreshInterrupted()}

@@ -5,14 +5,17 @@
  */
 import { useEffect, useMemo, useRef, useState } from "preact/hooks";
 import { api, type PatchAttention, type RunDetail } from "../api";
-import { formatValue } from "../heatmap";
+import { formatValue, neighbourToken } from "../heatmap";
 import {
   Colorbar,
   ErrorBox,
   ExportPng,
   extent,
   ImageMap,
+  MapScale,
   Panel,
+  runCaption,
+  SharedScaleToggle,
   TokenChips,
   tokenLabel,
   useAsync,
@@ -33,7 +36,7 @@ export function SummaryView({
 }) {
   const image = useRunImage(run.id);
   const root = useRef<HTMLDivElement>(null);
-  const { data, error } = useAsync(() => api.summary(run.id), [run.id]);
+  const { data, error } = useAsync(() => api.summary(run.id), [run.id], `summary:${run.id}`);
   const sel = params.has("layer")
     ? { layer: Number(params.get("layer")), head: Number(params.get("head") ?? 0) }
     : null;
@@ -42,13 +45,14 @@ export function SummaryView({
   const detail = useAsync(
     () => (sel ? api.heads(run.id, sel.layer, []) : Promise.resolve(null)),
     [run.id, sel?.layer],
+    sel ? `heads:${run.id}:${sel.layer}:` : undefined,
   );
   const headMap = sel && detail.data ? detail.data.heads.find((h) => h.head === sel.head) : undefined;
   return (
     <div ref={root} class="view" data-testid="summary-view">
       <Panel
         title="Attention summary"
-        tools={<ExportPng target={root} name={`attention-summary-${run.id}.png`} />}
+        tools={<ExportPng target={root} name={`attention-summary-${run.id}.png`} caption={runCaption(run)} />}
       >
         <p class="muted">
           Mean attention from the {run.layout.G} answer tokens to the image tokens ("Image-to-Answer") and to
@@ -134,14 +138,12 @@ export function MapsView({
   const layer = Math.min(L - 1, Math.max(0, Number(params.get("layer") ?? L - 1)));
   const focusHead = params.has("head") ? Number(params.get("head")) : null;
   const tokens = useSelection([]);
-  const [debounced, setDebounced] = useState<number[]>([]);
-  useEffect(() => {
-    const t = setTimeout(() => setDebounced(tokens.sorted), 150);
-    return () => clearTimeout(t);
-  }, [tokens.sorted]);
+  // Asked at once on every change (no debounce): an answer to a superseded selection is dropped.
+  const debounced = tokens.sorted;
   const { data, error, loading } = useAsync(
     () => api.heads(run.id, layer, debounced),
     [run.id, layer, debounced.join(",")],
+    `heads:${run.id}:${layer}:${debounced.join(",")}`,
   );
   const setLayer = (l: number) =>
     navigate(`#/run/${run.id}/maps?layer=${l}${focusHead !== null ? `&head=${focusHead}` : ""}`);
@@ -155,7 +157,13 @@ export function MapsView({
     <div ref={root} class="view" data-testid="maps-view">
       <Panel
         title="Attention maps"
-        tools={<ExportPng target={root} name={`attention-maps-${run.id}-layer${layer}.png`} />}
+        tools={
+          <ExportPng
+            target={root}
+            name={`attention-maps-${run.id}-layer${layer}.png`}
+            caption={runCaption(run)}
+          />
+        }
       >
         <div class="controls" data-export="skip">
           <label>
@@ -183,6 +191,7 @@ export function MapsView({
           <button type="button" class="secondary" onClick={() => tokens.set(new Set())}>
             All tokens
           </button>
+          <SharedScaleToggle />
           <span class="muted">
             Click answer tokens to average over them (shift-click: range); none selected = all.
           </span>
@@ -221,10 +230,13 @@ export function MapsView({
                   <div class="caption">
                     head {h.head} · mean {formatValue(h.mean)}
                   </div>
+                  {settings.scale !== "shared" && <MapScale map={h.map} width={size} />}
                 </div>
               ))}
             </div>
-            {settings.scale === "shared" && <Colorbar lo={lo} hi={hi} />}
+            {settings.scale === "shared" && (
+              <Colorbar lo={lo} hi={hi} label="all maps" testId="shared-colorbar" />
+            )}
           </>
         )}
       </Panel>
@@ -299,13 +311,37 @@ function PatchSelector({
     });
     setPatches(n);
   };
+  /** The keyboard's cursor: arrows move it, Space/Enter toggle its patch, Shift+arrow adds as it moves. */
+  const [cursor, setCursor] = useState<number | null>(null);
+  const onKey = (e: KeyboardEvent) => {
+    const dir = ({ ArrowLeft: "left", ArrowRight: "right", ArrowUp: "up", ArrowDown: "down" } as const)[
+      e.key as "ArrowLeft"
+    ];
+    const at = cursor ?? neighbourToken(geo, -1, "right");
+    if (dir) {
+      e.preventDefault();
+      const next = cursor === null ? at : neighbourToken(geo, at, dir);
+      setCursor(next);
+      if (e.shiftKey && next >= 0) setPatches((s) => new Set(s).add(next));
+    } else if ((e.key === " " || e.key === "Enter") && at >= 0) {
+      e.preventDefault();
+      setCursor(at);
+      setPatches((s) => {
+        const n = new Set(s);
+        if (n.has(at)) n.delete(at);
+        else n.add(at);
+        return n;
+      });
+    } else if (e.key === "Escape") setPatches(new Set());
+  };
   const values = result ? (head === "mean" ? result.tokenMean : result.perHeadToken[head]) : null;
   const [lo, hi] = values ? extent([values]) : [0, 1];
+  const valueTitles = useMemo(() => values?.map((v, i) => `token ${i}: ${formatValue(v)}`), [values]);
   return (
     <Panel title="Patch selector" testId="patch-selector">
       <p class="muted">
-        Click or drag over image patches: how much each answer token of layer {layer} attends to the selected
-        patches (mean over the selected patches).
+        Click or drag over image patches (or focus the picture: arrow keys move, Space selects): how much each
+        answer token of layer {layer} attends to the selected patches (mean over the selected patches).
       </p>
       <div class="row wrap">
         <div class="figure" data-export-keep>
@@ -319,6 +355,9 @@ function PatchSelector({
             testId="patch-canvas"
             onPatchDown={(p) => apply(p, true)}
             onPatchEnter={(p) => apply(p, false)}
+            onKeyDown={onKey}
+            cursor={cursor}
+            label={`patch selector: ${list.length} selected${cursor !== null && cursor >= 0 ? `, cursor on ${geo.labels[cursor] ?? `token ${cursor}`}` : ""}. Arrow keys move, Space selects, Shift+arrow adds, Escape clears.`}
           />
           <div class="controls" data-export="skip">
             <span class="muted">
@@ -361,7 +400,7 @@ function PatchSelector({
                 lo={lo}
                 hi={hi}
                 cmap={settings.cmap}
-                titles={values.map((v, i) => `token ${i}: ${formatValue(v)}`)}
+                titles={valueTitles}
                 testId="patch-tokens"
               />
               <Colorbar lo={lo} hi={hi} label="attention to the selected patches" width={200} />

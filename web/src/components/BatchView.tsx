@@ -74,58 +74,65 @@ export function BatchView() {
                 {shown.length} shown
               </span>
             </div>
-            <table class="batch-table" data-testid="batch-items">
-              <thead>
-                <tr>
-                  <th>item</th>
-                  <th>question</th>
-                  <th>answer</th>
-                  <th>expected</th>
-                  <th>right</th>
-                  <th>image share</th>
-                  <th>pair</th>
-                  <th>open</th>
-                </tr>
-              </thead>
-              <tbody>
-                {shown.map((it) => (
-                  <tr key={it.id} data-item={it.id} class={it.correct === false ? "wrong" : ""}>
-                    <td>{it.id}</td>
-                    <td>
-                      <bdi>{it.question}</bdi>
-                    </td>
-                    <td>
-                      <bdi>{it.error ? `failed: ${it.error}` : (it.answer ?? "–")}</bdi>
-                    </td>
-                    <td>
-                      <bdi>{it.expected ?? "–"}</bdi>
-                    </td>
-                    <td>{it.correct === null ? "–" : it.correct ? "✓" : "✗"}</td>
-                    <td>{pct(it.image_share)}</td>
-                    <td>{it.pair ? `${it.pair}${it.pair_result ? ` (${it.pair_result})` : ""}` : "–"}</td>
-                    <td class="links">
-                      {it.run_id ? (
-                        <a href={`#/run/${encodeURIComponent(it.run_id)}/relevancy`} data-testid="batch-open">
-                          run
-                        </a>
-                      ) : (
-                        <span class="muted" title="this item's run is not in the data folder">
-                          no run
-                        </span>
-                      )}
-                      {it.run_id && it.pair_run_id && (
-                        <a
-                          href={`#/compare/${encodeURIComponent(it.run_id)}/${encodeURIComponent(it.pair_run_id)}`}
-                          data-testid="batch-compare"
-                        >
-                          compare pair
-                        </a>
-                      )}
-                    </td>
+            {/* A wide table scrolls inside its own box on a narrow screen, not the whole page. */}
+            {/* biome-ignore lint/a11y/noNoninteractiveTabindex: a scrollable region must be reachable by keyboard */}
+            <section class="batch-scroll" aria-label="batch items" tabIndex={0}>
+              <table class="batch-table" data-testid="batch-items">
+                <thead>
+                  <tr>
+                    <th>item</th>
+                    <th>question</th>
+                    <th>answer</th>
+                    <th>expected</th>
+                    <th>right</th>
+                    <th>image share</th>
+                    <th>pair</th>
+                    <th>open</th>
                   </tr>
-                ))}
-              </tbody>
-            </table>
+                </thead>
+                <tbody>
+                  {shown.map((it) => (
+                    <tr key={it.id} data-item={it.id} class={it.correct === false ? "wrong" : ""}>
+                      <td>{it.id}</td>
+                      <td>
+                        <bdi>{it.question}</bdi>
+                      </td>
+                      <td>
+                        <bdi>{it.error ? `failed: ${it.error}` : (it.answer ?? "–")}</bdi>
+                      </td>
+                      <td>
+                        <bdi>{it.expected ?? "–"}</bdi>
+                      </td>
+                      <td>{it.correct === null ? "–" : it.correct ? "✓" : "✗"}</td>
+                      <td>{pct(it.image_share)}</td>
+                      <td>{it.pair ? `${it.pair}${it.pair_result ? ` (${it.pair_result})` : ""}` : "–"}</td>
+                      <td class="links">
+                        {it.run_id ? (
+                          <a
+                            href={`#/run/${encodeURIComponent(it.run_id)}/relevancy`}
+                            data-testid="batch-open"
+                          >
+                            run
+                          </a>
+                        ) : (
+                          <span class="muted" title="this item's run is not in the data folder">
+                            no run
+                          </span>
+                        )}
+                        {it.run_id && it.pair_run_id && (
+                          <a
+                            href={`#/compare/${encodeURIComponent(it.run_id)}/${encodeURIComponent(it.pair_run_id)}`}
+                            data-testid="batch-compare"
+                          >
+                            compare pair
+                          </a>
+                        )}
+                      </td>
+                    </tr>
+                  ))}
+                </tbody>
+              </table>
+            </section>
           </>
         )}
       </Panel>

@@ -6,6 +6,7 @@
 import cytoscape from "cytoscape";
 import { useEffect, useMemo, useRef, useState } from "preact/hooks";
 import { api, type CausalHeadView, type ImageGeometry, type Mark, type RunDetail } from "../api";
+import { forget } from "../cache";
 import { formatValue } from "../heatmap";
 import { ChartBox } from "./charts";
 import {
@@ -16,11 +17,15 @@ import {
   ImageMap,
   JobProgress,
   Panel,
+  runCaption,
   TokenChips,
   useAsync,
   useJob,
   useRunImage,
 } from "./common";
+
+/** Node labels' size on screen, in CSS pixels. */
+const LABEL_PX = 12;
 
 const ARROW: Record<Mark, string> = { arrow: "triangle", circle: "circle", tail: "none" };
 
@@ -40,6 +45,39 @@ function patchThumb(img: HTMLImageElement, geo: ImageGeometry, patch: number, si
   return c.toDataURL("image/png");
 }
 
+const TOKEN_KEY = "lvlm-causal-token";
+
+/** The answer token last chosen on the Causality tab of each run (this browser session). */
+function rememberedTokens(): Record<string, number> {
+  try {
+    return JSON.parse(sessionStorage.getItem(TOKEN_KEY) ?? "{}") as Record<string, number>;
+  } catch {
+    return {};
+  }
+}
+
+function rememberToken(runId: string, token: number): void {
+  try {
+    sessionStorage.setItem(TOKEN_KEY, JSON.stringify({ ...rememberedTokens(), [runId]: token }));
+  } catch {
+    // Storage full or denied: the tab then opens on its default token.
+  }
+}
+
+/**
+ * The token the tab shows: the link's, else the one last chosen for this run, else the first explained one,
+ * else the last token — so coming back to the tab finds a computed result where it was left.
+ */
+export function causalToken(run: RunDetail, fromLink: string | null): number {
+  const G = run.layout.G;
+  const remembered = rememberedTokens()[run.id];
+  const k =
+    fromLink !== null && fromLink !== ""
+      ? Number(fromLink)
+      : (remembered ?? (run.analyses.causal.length ? Math.min(...run.analyses.causal) : G - 1));
+  return Number.isFinite(k) ? Math.min(G - 1, Math.max(0, Math.trunc(k))) : G - 1;
+}
+
 function CausalGraph({
   head,
   image,
@@ -54,7 +92,9 @@ function CausalGraph({
   explanationOnly: boolean;
 }) {
   const box = useRef<HTMLDivElement>(null);
-  const [count, setCount] = useState({ nodes: 0, edges: 0 });
+  const [count, setCount] = useState({ nodes: 0, edges: 0, images: 0, unlabelled: 0 });
+  /** The labels' size on screen (CSS pixels), for tests and the curious. */
+  const [labelPx, setLabelPx] = useState(0);
   useEffect(() => {
     if (!box.current) return;
     const maxR = Math.max(0, ...head.nodes.map((n) => n.radius ?? 0));
@@ -88,7 +128,8 @@ function CausalGraph({
       position: pos.get(n.id)!,
       data: {
         id: String(n.id),
-        label: n.kind === "image" ? "" : n.label,
+        // Image nodes show their patch ("patch 3,4") under the thumbnail, words and the target their text.
+        label: n.label,
         title: n.label,
         kind: n.kind,
         level: n.radius ?? maxR + 1,
@@ -182,11 +223,44 @@ function CausalGraph({
       minZoom: 0.2,
     });
     cy.fit(undefined, 36);
-    setCount({ nodes: cy.nodes().length, edges: cy.edges().length });
+    // Labels keep a readable size on screen however far a large graph is zoomed out to fit: the font size
+    // (in graph units) follows the zoom, and text nodes grow with it.
+    const readable = () => {
+      const px = LABEL_PX / cy.zoom();
+      cy.style()
+        .selector("node")
+        .style("font-size", px)
+        .selector('node[kind = "text"], node[kind = "target"]')
+        .style({
+          width: (n: cytoscape.NodeSingular) => px * (1.3 + 0.62 * String(n.data("label")).length),
+          height: px * 2.1,
+        })
+        .update();
+      setLabelPx(Math.round(px * cy.zoom() * 10) / 10);
+    };
+    readable();
+    cy.on("zoom", readable);
+    setCount({
+      nodes: cy.nodes().length,
+      edges: cy.edges().length,
+      images: nodes.filter((n) => n.data.kind === "image").length,
+      unlabelled: nodes.filter((n) => !n.data.label).length,
+    });
     return () => cy.destroy();
   }, [head, image, geometry, radius, explanationOnly]);
   return (
-    <div ref={box} class="cy" data-testid="causal-graph" data-nodes={count.nodes} data-edges={count.edges} />
+    <div
+      ref={box}
+      class="cy"
+      role="img"
+      aria-label={`causal graph of head ${head.head}: ${count.nodes} nodes, ${count.edges} edges`}
+      data-testid="causal-graph"
+      data-nodes={count.nodes}
+      data-edges={count.edges}
+      data-label-px={labelPx}
+      data-image-nodes={count.images}
+      data-unlabelled={count.unlabelled}
+    />
   );
 }
 
@@ -203,13 +277,15 @@ export function CausalView({
 }) {
   const image = useRunImage(run.id);
   const root = useRef<HTMLDivElement>(null);
-  const G = run.layout.G;
-  const token = Math.min(G - 1, Math.max(0, Number(params.get("token") ?? G - 1)));
+  const token = causalToken(run, params.get("token"));
+  useEffect(() => rememberToken(run.id, token), [run.id, token]);
   const [layer, setLayer] = useState(run.layout.layers - 1);
   const [version, setVersion] = useState(0);
-  const computed = new Set(run.analyses.causal);
+  const computed = useMemo(() => new Set(run.analyses.causal), [run.analyses.causal]);
+  const selectedToken = useMemo(() => new Set([token]), [token]);
   const { job, start, cancel, busy } = useJob({
     done: () => {
+      forget(`causal:${run.id}:`);
       setVersion((v) => v + 1);
       onChanged();
     },
@@ -217,6 +293,7 @@ export function CausalView({
   const view = useAsync(
     () => (computed.has(token) ? api.causal(run.id, token) : Promise.resolve(null)),
     [run.id, token, version, computed.has(token)],
+    `causal:${run.id}:${token}:${computed.has(token)}`,
   );
   const [headSel, setHeadSel] = useState<number | null>(null);
   const [explanationOnly, setExplanationOnly] = useState(true);
@@ -230,6 +307,18 @@ export function CausalView({
     return data.heads[b]?.head ?? 0;
   }, [data]);
   const head = data?.heads.find((h) => h.head === (headSel ?? best)) ?? null;
+  // Each head's explanation patches as a map (built once per result, so the canvases are not redrawn).
+  const headMaps = useMemo(
+    () =>
+      (data?.heads ?? []).map((h) => {
+        const map = new Array<number>(run.image.boxes.length).fill(0);
+        h.explanationPatches.forEach((p, i) => {
+          map[p] = h.patchWeights[i] ?? 1;
+        });
+        return map;
+      }),
+    [data, run.image.boxes.length],
+  );
   const maxR = data?.params.max_range ?? 3;
   const [radius, setRadius] = useState(maxR);
   useEffect(() => setRadius(maxR), [maxR]);
@@ -239,7 +328,9 @@ export function CausalView({
     <div ref={root} class="view" data-testid="causal-view">
       <Panel
         title="Causal explanation"
-        tools={<ExportPng target={root} name={`causality-${run.id}-token${token}.png`} />}
+        tools={
+          <ExportPng target={root} name={`causality-${run.id}-token${token}.png`} caption={runCaption(run)} />
+        }
       >
         <p class="muted" data-export="skip">
           Choose an answer token (marked: explained). CLEANN learns a causal graph over the image patches and
@@ -247,7 +338,7 @@ export function CausalView({
         </p>
         <TokenChips
           tokens={run.tokens}
-          selected={new Set([token])}
+          selected={selectedToken}
           marked={computed}
           onToggle={(i) => setToken(i)}
           testId="causal-tokens"
@@ -276,7 +367,12 @@ export function CausalView({
             {computed.has(token) ? "Recompute" : "Explain"} token {token} “{run.tokens[token]}”
           </button>
         </div>
-        <JobProgress job={job} onCancel={cancel} label="Causal discovery" />
+        <JobProgress
+          job={job}
+          onCancel={cancel}
+          label="Causal discovery"
+          doneText="Causal discovery finished."
+        />
         <ErrorBox error={view.error} />
         {!computed.has(token) && !busy && <p class="muted">Token {token} is not explained yet.</p>}
         {data && (
@@ -318,11 +414,8 @@ export function CausalView({
       {data && (
         <Panel title="Per-head explanation patches" testId="causal-heads">
           <div class="head-grid">
-            {data.heads.map((h) => {
-              const map = new Array<number>(run.image.boxes.length).fill(0);
-              h.explanationPatches.forEach((p, i) => {
-                map[p] = h.patchWeights[i] ?? 1;
-              });
+            {data.heads.map((h, hi) => {
+              const map = headMaps[hi];
               return (
                 <div
                   key={h.head}

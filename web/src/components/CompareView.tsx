@@ -96,7 +96,12 @@ function SideHeader({
       )}
       {/* Once done, the maps below show it (a "done" line would only push this side's map down). */}
       {job.state !== "done" && (
-        <JobProgress job={job} onCancel={cancel} label={`Relevancy of run ${label}`} />
+        <JobProgress
+          job={job}
+          onCancel={cancel}
+          label={`Relevancy of run ${label}`}
+          doneText={`Relevancy of run ${label} computed.`}
+        />
       )}
     </div>
   );
@@ -166,7 +171,22 @@ export function CompareView({ a, b }: { a: string; b: string }) {
     <div ref={root} class="view" data-testid="compare-view">
       <Panel
         title={A && B ? `Compare: ${relation(A, B, v ? v.sameImage : null)}` : "Compare two runs"}
-        tools={<ExportPng target={root} name={`compare-${a}-${b}-token${token}.png`} />}
+        tools={
+          <ExportPng
+            target={root}
+            name={`compare-${a}-${b}-token${token}.png`}
+            caption={
+              A && B
+                ? [
+                    { label: "A: Q", text: A.prompt },
+                    { label: "A: A", text: A.answer },
+                    { label: "B: Q", text: B.prompt },
+                    { label: "B: A", text: B.answer },
+                  ]
+                : []
+            }
+          />
+        }
       >
         <ErrorBox error={runA.error ? `run A: ${runA.error}` : null} />
         <ErrorBox error={runB.error ? `run B: ${runB.error}` : null} />

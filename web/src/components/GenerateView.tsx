@@ -45,6 +45,7 @@ export function GenerateView({
   const [attnDtype, setAttnDtype] = useState("f16");
   const [answer, setAnswer] = useState<string[]>([]);
   const [runId, setRunId] = useState<string | null>(null);
+  const [finalAnswer, setFinalAnswer] = useState<string | null>(null);
   const [warnings, setWarnings] = useState<string[]>([]);
   const [dragging, setDragging] = useState(false);
   const baseRef = useRef<HTMLCanvasElement>(null);
@@ -52,13 +53,16 @@ export function GenerateView({
   const undo = useRef<ImageData[]>([]);
   const stroke = useRef<{ x: number; y: number } | null>(null);
   const pending = useRef<string[]>([]);
+  /** Indices of control tokens ("</s>"): part of the run, not of the answer's text. */
+  const specials = useRef<Set<number>>(new Set());
   const frame = useRef(0);
   const root = useRef<HTMLDivElement>(null);
   const opening = useRef(0);
 
   const { job, start, cancel, busy } = useJob({
-    token: (index, text) => {
+    token: (index, text, special) => {
       pending.current[index] = text;
+      if (special) specials.current.add(index);
       if (!frame.current) {
         // Tokens arrive in bursts: render once per frame.
         frame.current = requestAnimationFrame(() => {
@@ -70,6 +74,7 @@ export function GenerateView({
     done: (r) => {
       const id = String(r.runId);
       setAnswer((r.tokens as string[]) ?? [...pending.current]);
+      setFinalAnswer(typeof r.answer === "string" ? r.answer : null);
       setRunId(id);
       onCreated(id);
     },
@@ -211,8 +216,10 @@ export function GenerateView({
     if (!loaded) return setError("choose an image first");
     if (!question.trim()) return setError("ask a question");
     pending.current = [];
+    specials.current = new Set();
     setAnswer([]);
     setRunId(null);
+    setFinalAnswer(null);
     setWarnings([]);
     const { blob, name } = await imageBlob();
     const form = new FormData();
@@ -231,12 +238,24 @@ export function GenerateView({
     });
   };
 
+  // The answer as text: the run's own (decoded as a whole) once saved; while streaming, its tokens so far.
+  const answerText = finalAnswer ?? answer.filter((_, i) => !specials.current.has(i)).join(" ");
+
   return (
     <div class="generate" ref={root}>
       <Panel
         title="Image"
         testId="image-panel"
-        tools={<ExportPng target={root} name={runId ? `generate-${runId}.png` : "generate.png"} />}
+        tools={
+          <ExportPng
+            target={root}
+            name={runId ? `generate-${runId}.png` : "generate.png"}
+            caption={[
+              { label: "Q", text: question },
+              { label: "A", text: answerText },
+            ]}
+          />
+        }
       >
         {/* biome-ignore lint/a11y/noStaticElementInteractions: the drop zone also has a file input */}
         <div
@@ -260,9 +279,16 @@ export function GenerateView({
               aspectRatio: loaded ? `${loaded.width} / ${loaded.height}` : undefined,
             }}
           >
-            <canvas ref={baseRef} class="paint-base" />
+            <canvas
+              ref={baseRef}
+              class="paint-base"
+              role="img"
+              aria-label={loaded ? `the chosen image, ${loaded.file.name}` : "no image"}
+            />
             <canvas
               ref={paintRef}
+              role="img"
+              aria-label="paint layer over the image: draw with the mouse or a pen to occlude or alter a region"
               class={`paint-layer tool-${tool}`}
               data-testid="paint-canvas"
               onPointerDown={onDown}
@@ -428,14 +454,16 @@ export function GenerateView({
             {w}
           </div>
         ))}
-        <JobProgress job={job} onCancel={cancel} label="Generating" />
+        <JobProgress job={job} onCancel={cancel} label="Generation" doneText="Answer ready." />
         {(answer.length > 0 || job.state === "running") && (
           <div class="answer-box" data-testid="answer" data-state={job.state}>
-            {answer.map((t, i) => (
-              <span key={i} class="answer-token">
-                {tokenLabel(t)}
-              </span>
-            ))}
+            {answer.map((t, i) =>
+              specials.current.has(i) ? null : (
+                <span key={i} class="answer-token">
+                  {tokenLabel(t)}
+                </span>
+              ),
+            )}
             {busy && <span class="cursor">▍</span>}
           </div>
         )}

@@ -6,6 +6,7 @@
  */
 import { useMemo, useRef, useState } from "preact/hooks";
 import { api, type MapGrouping, type RelevancyKind, type RelevancyMode, type RunDetail } from "../api";
+import { forget } from "../cache";
 import { cssColor, textOn } from "../colormap";
 import { formatValue } from "../heatmap";
 import { ChartBox } from "./charts";
@@ -17,7 +18,10 @@ import {
   extent,
   ImageMap,
   JobProgress,
+  MapScale,
   Panel,
+  runCaption,
+  SharedScaleToggle,
   TokenChips,
   useAsync,
   useJob,
@@ -26,6 +30,9 @@ import {
   useSettings,
 } from "./common";
 
+/** Maps drawn at first, and added by each "Show more". */
+const MAP_PAGE = 24;
+
 const KINDS: { value: RelevancyKind; label: string }[] = [
   { value: "llm", label: "LLM (answer → image tokens)" },
   { value: "vit", label: "vision tower: vit" },
@@ -33,6 +40,12 @@ const KINDS: { value: RelevancyKind; label: string }[] = [
   { value: "all_v2", label: "vision tower: all_v2" },
   { value: "chain", label: "vision tower: chain" },
 ];
+
+/** "Exact LLM relevancy", "Incremental vision-tower (all_v2) relevancy": what a job or a map set is. */
+export function relevancyName(mode: RelevancyMode, kind: RelevancyKind): string {
+  const m = mode === "exact" ? "Exact" : "Incremental";
+  return `${m} ${kind === "llm" ? "LLM" : `vision-tower (${kind})`} relevancy`;
+}
 
 export function RelevancyView({ run, onChanged }: { run: RunDetail; onChanged: () => void }) {
   const image = useRunImage(run.id);
@@ -44,10 +57,13 @@ export function RelevancyView({ run, onChanged }: { run: RunDetail; onChanged: (
   const [showSeparators, setShowSeparators] = useState(false);
   const [textToken, setTextToken] = useState<number | null>(null);
   const [version, setVersion] = useState(0);
+  // A long answer has hundreds of maps: drawn a page at a time, so opening the view stays quick.
+  const [shownMaps, setShownMaps] = useState(MAP_PAGE);
   const sel = useSelection([]);
   const computed = run.analyses.relevancy[mode]?.[kind] ?? [];
   const { job, start, cancel, busy } = useJob({
     done: () => {
+      forget(`rel:${run.id}:`);
       setVersion((v) => v + 1);
       onChanged();
     },
@@ -55,17 +71,20 @@ export function RelevancyView({ run, onChanged }: { run: RunDetail; onChanged: (
   const maps = useAsync(
     () => (computed.length ? api.relevancyMaps(run.id, mode, kind, by) : Promise.resolve(null)),
     [run.id, mode, kind, by, version, computed.join(",")],
+    `rel:${run.id}:maps:${mode}:${kind}:${by}:${computed.length}`,
   );
   const llmComputed = run.analyses.relevancy[mode]?.llm ?? [];
   const reliance = useAsync(
     () => (llmComputed.length ? api.relevancyReliance(run.id, mode) : Promise.resolve(null)),
     [run.id, mode, version, llmComputed.join(",")],
+    `rel:${run.id}:reliance:${mode}:${llmComputed.length}`,
   );
   const chosenText =
     textToken !== null && llmComputed.includes(textToken) ? textToken : (llmComputed[0] ?? null);
   const text = useAsync(
     () => (chosenText !== null ? api.relevancyText(run.id, mode, chosenText) : Promise.resolve(null)),
     [run.id, mode, chosenText, version],
+    `rel:${run.id}:text:${mode}:${chosenText}`,
   );
   const items = useMemo(
     () => (maps.data?.items ?? []).filter((i) => showSeparators || !i.separator),
@@ -77,14 +96,34 @@ export function RelevancyView({ run, onChanged }: { run: RunDetail; onChanged: (
     for (const r of reliance.data?.tokens ?? []) v[r.token] = r.reliance;
     return v;
   }, [reliance.data, run.tokens]);
-  const computedSet = new Set(computed);
-  const compute = (tokens: number[] | "all") => start(() => api.computeRelevancy(run.id, mode, kind, tokens));
+  const computedSet = useMemo(() => new Set(computed), [computed]);
+  const chosenSet = useMemo(() => (chosenText !== null ? new Set([chosenText]) : undefined), [chosenText]);
+  const relianceTitles = useMemo(
+    () =>
+      relianceValues.map((v, i) =>
+        v === null ? `token ${i}: not computed` : `token ${i}: image reliance ${v.toFixed(2)}`,
+      ),
+    [relianceValues],
+  );
+  // The job's status belongs to the maps it computes: shown while it runs, and afterwards only next to them.
+  const [jobFor, setJobFor] = useState<{ mode: RelevancyMode; kind: RelevancyKind } | null>(null);
+  const showJob = busy || (jobFor?.mode === mode && jobFor.kind === kind);
+  const compute = (tokens: number[] | "all") => {
+    setJobFor({ mode, kind });
+    return start(() => api.computeRelevancy(run.id, mode, kind, tokens));
+  };
 
   return (
     <div ref={root} class="view" data-testid="relevancy-view">
       <Panel
         title="Relevancy maps"
-        tools={<ExportPng target={root} name={`relevancy-${run.id}-${mode}-${kind}.png`} />}
+        tools={
+          <ExportPng
+            target={root}
+            name={`relevancy-${run.id}-${mode}-${kind}.png`}
+            caption={runCaption(run)}
+          />
+        }
       >
         <div class="controls" data-export="skip">
           <label>
@@ -131,6 +170,7 @@ export function RelevancyView({ run, onChanged }: { run: RunDetail; onChanged: (
             />{" "}
             punctuation
           </label>
+          <SharedScaleToggle />
         </div>
         <p class="muted" data-export="skip">
           Select answer tokens to compute (marked ones are done: {computed.length}/{run.tokens.length}). Each
@@ -162,17 +202,24 @@ export function RelevancyView({ run, onChanged }: { run: RunDetail; onChanged: (
             Compute all
           </button>
         </div>
-        <JobProgress job={job} onCancel={cancel} label="Relevancy" />
+        {showJob && jobFor && (
+          <JobProgress
+            job={job}
+            onCancel={cancel}
+            label={relevancyName(jobFor.mode, jobFor.kind)}
+            doneText={`${relevancyName(jobFor.mode, jobFor.kind)} computed.`}
+          />
+        )}
         <ErrorBox error={maps.error} />
         {computed.length === 0 && (
-          <p class="muted">
-            Nothing computed yet for {mode} {kind} relevancy.
+          <p class="muted" data-testid="rel-nothing">
+            Nothing computed yet: {relevancyName(mode, kind)}.
           </p>
         )}
         {items.length > 0 && (
           <>
             <div class="head-grid" data-testid="rel-maps">
-              {items.map((it) => (
+              {items.slice(0, shownMaps).map((it) => (
                 <div
                   key={it.tokens.join(",")}
                   class={`head-card clickable${chosenText !== null && it.tokens.includes(chosenText) ? " focus" : ""}`}
@@ -190,10 +237,25 @@ export function RelevancyView({ run, onChanged }: { run: RunDetail; onChanged: (
                   <div class="caption" data-testid="rel-label">
                     {it.label || "␣"}
                   </div>
+                  {settings.scale !== "shared" && <MapScale map={it.map} width={170} />}
                 </div>
               ))}
             </div>
-            {settings.scale === "shared" && <Colorbar lo={lo} hi={hi} />}
+            {items.length > shownMaps && (
+              <button
+                type="button"
+                class="secondary"
+                data-export="skip"
+                onClick={() => setShownMaps((n) => n + MAP_PAGE)}
+                data-testid="rel-more"
+              >
+                Show {Math.min(MAP_PAGE, items.length - shownMaps)} more maps ({shownMaps} of {items.length}{" "}
+                shown)
+              </button>
+            )}
+            {settings.scale === "shared" && (
+              <Colorbar lo={lo} hi={hi} label="all maps" testId="shared-colorbar" />
+            )}
           </>
         )}
       </Panel>
@@ -213,11 +275,9 @@ export function RelevancyView({ run, onChanged }: { run: RunDetail; onChanged: (
               lo={0}
               hi={1}
               cmap="coolwarm"
-              selected={chosenText !== null ? new Set([chosenText]) : undefined}
+              selected={chosenSet}
               onToggle={(i) => llmComputed.includes(i) && setTextToken(i)}
-              titles={relianceValues.map((v, i) =>
-                v === null ? `token ${i}: not computed` : `token ${i}: image reliance ${v.toFixed(2)}`,
-              )}
+              titles={relianceTitles}
               testId="reliance-tokens"
             />
           </>

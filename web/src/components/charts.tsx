@@ -1,4 +1,5 @@
 /** Chart.js charts (bars and lines), recreated when their data change. */
+
 import {
   BarController,
   BarElement,
@@ -13,6 +14,7 @@ import {
   Tooltip,
 } from "chart.js";
 import { useEffect, useRef } from "preact/hooks";
+import { formatValue } from "../heatmap";
 
 Chart.register(
   BarController,
@@ -103,7 +105,20 @@ export function ChartBox({
   const w = width ?? Math.max(260, Math.min(720, 60 + labels.length * 34));
   return (
     <div class="chart" style={{ width: `${w}px`, height: `${height}px` }}>
-      <canvas ref={ref} width={w} height={height} data-testid={testId} data-points={labels.length} />
+      <canvas
+        ref={ref}
+        width={w}
+        height={height}
+        role="img"
+        aria-label={`${type} chart${yTitle ? ` of ${yTitle}` : ""}${xTitle ? ` by ${xTitle}` : ""}: ${series
+          .map(
+            (s) =>
+              `${s.label} ${s.values.map((v, i) => `${labels[i]} ${v === null ? "–" : formatValue(v)}`).join(", ")}`,
+          )
+          .join("; ")}`}
+        data-testid={testId}
+        data-points={labels.length}
+      />
     </div>
   );
 }

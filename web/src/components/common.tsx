@@ -1,11 +1,13 @@
 /** Shared pieces of the views: data hooks, view settings, heatmap canvases, token chips, job progress. */
 import type { ComponentChildren, RefObject } from "preact";
 import { createContext } from "preact";
+import { memo } from "preact/compat";
 import { useCallback, useContext, useEffect, useMemo, useRef, useState } from "preact/hooks";
 import { MAP_LAYERS, type MapLayer, mapLayer, mapLayerGrids } from "../../../src/interpret/views/map-layers";
 import { ApiError, api, followJob, type ImageGeometry, type JobInfo } from "../api";
+import { cached, peek } from "../cache";
 import { COLORMAPS, cssColor, textOn } from "../colormap";
-import { download, elementToPng } from "../export-png";
+import { type Caption, download, elementToPng } from "../export-png";
 import {
   drawColorbar,
   drawGridLines,
@@ -23,44 +25,71 @@ export function errorText(e: unknown): string {
   return e instanceof Error ? e.message : String(e);
 }
 
-/** Runs an async loader when its deps change; results of superseded calls are dropped. */
+/**
+ * Runs an async loader when its deps change; results of superseded calls are dropped. With a cache key (one
+ * that names everything the answer depends on), the answer is kept for the page's life: a view opened again
+ * renders it at once, without a request or a "loading" pass.
+ */
 export function useAsync<T>(
   load: () => Promise<T>,
   deps: unknown[],
+  cacheKey?: string,
 ): { data: T | null; error: string | null; loading: boolean; reload: () => void } {
+  const hit = cacheKey ? peek<T>(cacheKey) : undefined;
   const [state, setState] = useState<{ data: T | null; error: string | null; loading: boolean }>({
-    data: null,
+    data: hit ? hit.data : null,
     error: null,
-    loading: true,
+    loading: !hit,
   });
   const [tick, setTick] = useState(0);
   useEffect(() => {
+    if (cacheKey && peek(cacheKey) && tick === 0) {
+      const d = peek<T>(cacheKey)!.data;
+      setState((s) =>
+        s.data === d && !s.loading && !s.error ? s : { data: d, error: null, loading: false },
+      );
+      return;
+    }
     let live = true;
     setState((s) => ({ data: s.data, error: null, loading: true }));
-    load().then(
+    (cacheKey && tick === 0 ? cached(cacheKey, load) : load()).then(
       (data) => live && setState({ data, error: null, loading: false }),
       (e) => live && setState({ data: null, error: errorText(e), loading: false }),
     );
     return () => {
       live = false;
     };
-  }, [...deps, tick]);
-  return { ...state, reload: useCallback(() => setTick((t) => t + 1), []) };
+  }, [...deps, cacheKey, tick]);
+  const reload = useCallback(() => setTick((t) => t + 1), []);
+  // A cached answer for the current key is shown in this very render (not one effect later).
+  if (hit && !state.error) return { data: hit.data, error: null, loading: false, reload };
+  return { ...state, reload };
 }
+
+/** Pictures already loaded, by run: a view opened again draws its maps once, on the picture, at once. */
+const runImages = new Map<string, HTMLImageElement>();
 
 /** The run's original image (maps are drawn on it through the image-token geometry), loaded once per run. */
 export function useRunImage(runId: string): HTMLImageElement | null {
-  const [img, setImg] = useState<HTMLImageElement | null>(null);
+  const [img, setImg] = useState<HTMLImageElement | null>(() => runImages.get(runId) ?? null);
   useEffect(() => {
+    const known = runImages.get(runId);
+    if (known) {
+      setImg(known);
+      return;
+    }
     setImg(null);
     const i = new Image();
-    i.onload = () => setImg(i);
+    i.onload = () => {
+      runImages.set(runId, i);
+      setImg(i);
+    };
     i.src = api.inputUrl(runId);
     return () => {
       i.onload = null;
     };
   }, [runId]);
-  return img;
+  return img?.src.endsWith(api.inputUrl(runId)) ? img : (runImages.get(runId) ?? null);
 }
 
 export interface ViewSettings extends MapStyle {
@@ -157,12 +186,29 @@ export function SettingsBar({ layered = false }: { layered?: boolean }) {
   );
 }
 
+/** The view's own switch between one colour scale per map and one shared by all (the settings' scale). */
+export function SharedScaleToggle() {
+  const { settings, set } = useSettings();
+  return (
+    <label title="per map: each map spans the whole colormap; shared: equal values, equal colours">
+      <input
+        type="checkbox"
+        checked={settings.scale === "shared"}
+        onChange={(e) => set({ scale: (e.target as HTMLInputElement).checked ? "shared" : "per-map" })}
+        data-testid="shared-scale"
+      />{" "}
+      same colour scale for all maps
+    </label>
+  );
+}
+
 export function Colorbar({
   lo,
   hi,
   width = 160,
   label,
   cmap,
+  testId = "colorbar",
 }: {
   lo: number;
   hi: number;
@@ -170,6 +216,7 @@ export function Colorbar({
   label?: string;
   /** A colormap other than the settings' (e.g. a diverging one for differences). */
   cmap?: string;
+  testId?: string;
 }) {
   const ref = useRef<HTMLCanvasElement>(null);
   const { settings } = useSettings();
@@ -178,11 +225,23 @@ export function Colorbar({
     if (ref.current) drawColorbar(ref.current, name, lo, hi);
   }, [lo, hi, name]);
   return (
-    <div class="colorbar">
+    <div class="colorbar" data-testid={testId} data-lo={lo} data-hi={hi}>
       {label && <span class="muted">{label}</span>}
-      <canvas ref={ref} width={width} height={26} />
+      <canvas
+        ref={ref}
+        width={width}
+        height={26}
+        role="img"
+        aria-label={`colour scale from ${formatValue(lo)} to ${formatValue(hi)}`}
+      />
     </div>
   );
+}
+
+/** A map's own colour scale (its min to max), shown under it when each map is scaled on its own. */
+export function MapScale({ map, width }: { map: ArrayLike<number | null>; width: number }) {
+  const [lo, hi] = extent([map]);
+  return <Colorbar lo={lo} hi={hi} width={width} testId="map-colorbar" />;
 }
 
 export interface ImageMapProps {
@@ -205,16 +264,37 @@ export interface ImageMapProps {
   /** Image-token index under the pointer (only where a token covers the picture). */
   onPatchDown?: (patch: number) => void;
   onPatchEnter?: (patch: number) => void;
+  /** What the canvas shows, for screen readers (default: the map's value range). */
+  label?: string;
+  /** Keyboard use (the patch selector): focusable, its keys, and the patch under the keyboard cursor. */
+  onKeyDown?: (e: KeyboardEvent) => void;
+  cursor?: number | null;
 }
 
 /**
  * The run's original picture with a heatmap over its image tokens, in the current colormap and opacity; what
  * no token covers (a crop's margins) shows the picture alone.
  */
-export function ImageMap(p: ImageMapProps) {
+/** Props equal but for handlers (read through a ref, so a new closure need not re-render a long list). */
+function sameBesidesHandlers<P extends object>(a: P, b: P): boolean {
+  const ka = Object.keys(a) as (keyof P)[];
+  if (ka.length !== Object.keys(b).length) return false;
+  return ka.every((k) => a[k] === b[k] || (typeof a[k] === "function" && typeof b[k] === "function"));
+}
+
+/**
+ * The run's original picture with a heatmap over its image tokens (see {@link ImageMapProps}). Redrawn only
+ * when what it shows changes: a view's re-render (a token chosen elsewhere) leaves its canvases alone.
+ */
+export const ImageMap = memo(ImageMapCanvas, sameBesidesHandlers);
+
+function ImageMapCanvas(p: ImageMapProps) {
   const ref = useRef<HTMLCanvasElement>(null);
   const { settings } = useSettings();
   const [w, h] = fitSize(p.geometry, p.size);
+  const handlers = useRef(p);
+  handlers.current = p;
+  // biome-ignore lint/correctness/useExhaustiveDependencies: redraw exactly when what is drawn changes
   useEffect(() => {
     const c = ref.current;
     if (!c) return;
@@ -223,7 +303,31 @@ export function ImageMap(p: ImageMapProps) {
     if (p.gridLines) drawGridLines(c, p.geometry);
     if (p.outline?.length)
       outlinePatches(c, p.geometry, p.outline, p.outlineColor ?? "#00e5ff", "rgba(0,229,255,0.18)");
-  });
+    if (p.cursor !== undefined && p.cursor !== null && p.cursor >= 0)
+      outlinePatches(c, p.geometry, [p.cursor], "#ff2d95");
+  }, [
+    p.image,
+    p.map,
+    p.geometry,
+    settings.cmap,
+    settings.opacity,
+    settings.smooth,
+    p.cmap,
+    p.lo,
+    p.hi,
+    p.gridLines,
+    p.outline,
+    p.outlineColor,
+    p.cursor,
+    w,
+    h,
+  ]);
+  const label = useMemo(() => {
+    if (p.label) return p.label;
+    if (!p.map) return "the run's image";
+    const [lo, hi] = p.lo !== undefined && p.hi !== undefined ? [p.lo, p.hi] : extent([p.map]);
+    return `${p.title ?? "heatmap"} over the image, values ${formatValue(lo)} to ${formatValue(hi)}`;
+  }, [p.label, p.map, p.lo, p.hi, p.title]);
   const patchAt = (e: MouseEvent): number => {
     const r = ref.current!.getBoundingClientRect();
     const x = ((e.clientX - r.left) / r.width) * p.geometry.width;
@@ -238,12 +342,16 @@ export function ImageMap(p: ImageMapProps) {
       height={h}
       data-testid={p.testId}
       title={p.title}
+      role="img"
+      aria-label={label}
+      tabIndex={p.onKeyDown ? 0 : undefined}
+      onKeyDown={p.onKeyDown ? (e) => handlers.current.onKeyDown?.(e) : undefined}
       onMouseDown={
         p.onPatchDown
           ? (e) => {
               e.preventDefault();
               const k = patchAt(e);
-              if (k >= 0) p.onPatchDown!(k);
+              if (k >= 0) handlers.current.onPatchDown?.(k);
             }
           : undefined
       }
@@ -252,7 +360,7 @@ export function ImageMap(p: ImageMapProps) {
           ? (e) => {
               if (!(e.buttons & 1)) return;
               const k = patchAt(e);
-              if (k >= 0) p.onPatchEnter!(k);
+              if (k >= 0) handlers.current.onPatchEnter?.(k);
             }
           : undefined
       }
@@ -298,11 +406,41 @@ export interface TokenChipsProps {
 }
 
 /** The answer tokens as chips: selectable, optionally coloured by a value. */
-export function TokenChips(p: TokenChipsProps) {
+export const TokenChips = memo(TokenChipList, sameBesidesHandlers);
+
+/** The chip (its index) an event happened on, inside a chip list. */
+function chipIndex(e: Event): number | null {
+  const chip = (e.target as HTMLElement | null)?.closest?.("[data-index]") as HTMLElement | null;
+  return chip ? Number(chip.dataset.index) : null;
+}
+
+function TokenChipList(p: TokenChipsProps) {
   const { settings } = useSettings();
   const cmap = p.cmap ?? settings.cmap;
+  const handlers = useRef(p);
+  handlers.current = p;
+  // One listener on the list, not two per chip: a 650-token answer renders and updates much faster.
+  const onToggle = (e: MouseEvent | KeyboardEvent) => {
+    const i = chipIndex(e);
+    if (i !== null) handlers.current.onToggle?.(i, e as MouseEvent);
+  };
   return (
-    <div class="tokens" data-testid={p.testId}>
+    // biome-ignore lint/a11y/noStaticElementInteractions: the chips inside are the buttons; the list delegates
+    <div
+      class="tokens"
+      data-testid={p.testId}
+      onClick={p.onToggle ? onToggle : undefined}
+      onKeyDown={
+        p.onToggle
+          ? (e) => {
+              if ((e.key === "Enter" || e.key === " ") && chipIndex(e) !== null) {
+                e.preventDefault();
+                onToggle(e);
+              }
+            }
+          : undefined
+      }
+    >
       {p.tokens.map((t, i) => {
         const v = p.values?.[i];
         const style =
@@ -313,7 +451,6 @@ export function TokenChips(p: TokenChipsProps) {
               }
             : undefined;
         const cls = `token${p.selected?.has(i) ? " selected" : ""}${p.marked?.has(i) ? " marked" : ""}${p.onToggle ? " clickable" : ""}`;
-        const act = p.onToggle ? activate((e) => p.onToggle!(i, e as MouseEvent)) : {};
         return (
           <span
             key={i}
@@ -321,7 +458,8 @@ export function TokenChips(p: TokenChipsProps) {
             style={style}
             title={p.titles?.[i] ?? `token ${i}`}
             data-index={i}
-            {...act}
+            role={p.onToggle ? "button" : undefined}
+            tabIndex={p.onToggle ? 0 : undefined}
           >
             {tokenLabel(t)}
           </span>
@@ -331,8 +469,25 @@ export function TokenChips(p: TokenChipsProps) {
   );
 }
 
+/** The caption of a run's figures: its question and answer. */
+export function runCaption(run: { prompt: string; answer: string }): Caption {
+  return [
+    { label: "Q", text: run.prompt },
+    { label: "A", text: run.answer },
+  ];
+}
+
 /** A button that saves an element as PNG. */
-export function ExportPng({ target, name }: { target: RefObject<HTMLElement | null>; name: string }) {
+export function ExportPng({
+  target,
+  name,
+  caption,
+}: {
+  target: RefObject<HTMLElement | null>;
+  name: string;
+  /** Lines above the figure (and text in the file): the question and the answer it explains. */
+  caption?: Caption;
+}) {
   const [busy, setBusy] = useState(false);
   return (
     <button
@@ -345,7 +500,7 @@ export function ExportPng({ target, name }: { target: RefObject<HTMLElement | nu
         if (!target.current) return;
         setBusy(true);
         try {
-          download(await elementToPng(target.current), name);
+          download(await elementToPng(target.current, caption), name);
         } finally {
           setBusy(false);
         }
@@ -380,7 +535,7 @@ const IDLE: JobState = { jobId: null, state: "idle", position: 0, stage: "", don
 /** Submits a job and follows its events; `cancel` asks the server to stop it. */
 export function useJob(
   handlers: {
-    token?: (index: number, text: string) => void;
+    token?: (index: number, text: string, special: boolean) => void;
     done?: (result: Record<string, unknown>) => void;
   } = {},
 ) {
@@ -405,7 +560,7 @@ export function useJob(
         setJob((j) => ({ ...j, state: d.state === "running" ? "running" : "queued", position: d.position })),
       progress: (d) =>
         setJob((j) => ({ ...j, state: "running", stage: d.stage, done: d.done, total: d.total })),
-      token: (d) => h.current.token?.(d.index, d.text),
+      token: (d) => h.current.token?.(d.index, d.text, d.special === true),
       done: (d) => {
         setJob((j) => ({ ...j, state: "done" }));
         h.current.done?.(d);
@@ -421,15 +576,20 @@ export function useJob(
   return { job, start, cancel, busy };
 }
 
-/** Progress of a job: queue position, stage bar, cancel button, errors. */
+/**
+ * Progress of a job: queue position, stage bar, cancel button, errors. `label` names the work as a noun
+ * ("Generation", "Relevancy of run A"); `doneText` is the sentence shown once it has finished.
+ */
 export function JobProgress({
   job,
   onCancel,
-  label,
+  label = "The job",
+  doneText,
 }: {
   job: JobState;
   onCancel: () => void;
   label?: string;
+  doneText?: string;
 }) {
   if (job.state === "idle") return null;
   const pct = job.total > 0 ? Math.round((100 * job.done) / job.total) : 0;
@@ -437,13 +597,13 @@ export function JobProgress({
     <div class={`job job-${job.state}`} data-testid="job" data-state={job.state} data-export="skip">
       {job.state === "queued" && (
         <span>
-          {label ?? "Job"} waiting in the queue{job.position > 0 ? ` (position ${job.position})` : ""}…
+          {label} is waiting in the queue{job.position > 0 ? ` (position ${job.position})` : ""}…
         </span>
       )}
       {job.state === "running" && (
         <>
           <span>
-            {label ?? "Job"}: {job.stage || "starting"} {job.total > 0 ? `${job.done}/${job.total}` : ""}
+            {label}: {job.stage || "starting"} {job.total > 0 ? `${job.done}/${job.total}` : ""}
           </span>
           <progress max={100} value={pct} />
         </>
@@ -453,8 +613,8 @@ export function JobProgress({
           Cancel
         </button>
       )}
-      {job.state === "cancelled" && <span>Cancelled.</span>}
-      {job.state === "done" && <span class="muted">{label ?? "Job"} done.</span>}
+      {job.state === "cancelled" && <span>{label} cancelled.</span>}
+      {job.state === "done" && <span class="muted">{doneText ?? `${label} finished.`}</span>}
       {job.state === "failed" && <ErrorBox error={job.error} />}
     </div>
   );

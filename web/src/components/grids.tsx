@@ -2,7 +2,7 @@
 import { useEffect, useRef, useState } from "preact/hooks";
 import { lut } from "../colormap";
 import { formatValue } from "../heatmap";
-import { extent, useSettings } from "./common";
+import { Colorbar, extent, useSettings } from "./common";
 
 export interface LayerHeadGridProps {
   /** values[layer][head] */
@@ -86,6 +86,8 @@ export function LayerHeadGrid({ values, selected, onSelect, testId, maxSize = 38
         ref={ref}
         width={w}
         height={h}
+        role="img"
+        aria-label={`${L} layers × ${H} heads, values ${formatValue(lo)} to ${formatValue(hi)}${selected ? `; layer ${selected.layer}, head ${selected.head} selected` : ""}`}
         data-testid={testId}
         class={onSelect ? "clickable" : ""}
         onMouseMove={(e) => setHover(cellAt(e))}
@@ -165,6 +167,8 @@ export function HeadStrip({
         ref={ref}
         width={w}
         height={h}
+        role="img"
+        aria-label={`per ${label}: ${values.map((v, i) => `${i} ${formatValue(v)}`).join(", ")}`}
         data-testid={testId}
         class={onSelect ? "clickable" : ""}
         onMouseMove={(e) => setHover(at(e))}
@@ -174,6 +178,7 @@ export function HeadStrip({
           if (a && onSelect) onSelect(a.i);
         }}
       />
+      <Colorbar lo={lo} hi={hi} width={Math.max(120, Math.min(w, 200))} testId="strip-colorbar" />
       {hover && (
         <div class="tooltip" style={{ left: `${hover.x + 10}px`, top: `${h + 4}px` }}>
           {label} {hover.i}: {formatValue(values[hover.i])}
