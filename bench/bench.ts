@@ -3,18 +3,26 @@
  * the shapes of a named real LLaVA configuration.
  *
  *   npm run bench -- [--config llava-1.5-7b|llava-v1.6-mistral-7b|llava-interleave-qwen-0.5b] [--layers N]
- *                    [--vision-layers N]
- *                    [--decode N] [--kernels auto|ts|ort] [--skip-kernels] [--quick] [--json]
+ *                    [--vision-layers N] [--model DIR] [--image FILE] [--prompt TEXT]
+ *                    [--decode N] [--kernels auto|ts|ort] [--no-blocks] [--skip-kernels] [--quick] [--json]
+ *
+ * `--model DIR` measures an existing checkpoint folder (e.g. one written by ../shared/torch-baseline's
+ * make_bench_model.py, to compare with PyTorch on the same weights) instead of writing a random one; `--image`
+ * and `--prompt` then choose the input (default: a synthetic picture and a fixed question). Every stage is
+ * split into time inside native kernel calls and the rest (element-wise work, copies in JS). `--no-blocks`
+ * times the per-op path (one kernel call per matmul) instead of whole layers as one onnxruntime graph.
  */
 import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
 import { generate } from "../src/generate/generate.js";
+import { decodeImage } from "../src/hf/image-decode.js";
 import { createKernels, parseKernelChoice } from "../src/kernels/index.js";
 import { loadModel } from "../src/models/registry.js";
 import { flag } from "./args.js";
 import { benchKernels, type KernelBenchRow } from "./kernels.js";
 import { NAMED_CONFIGS, writeRandomCheckpoint } from "./random-checkpoint.js";
+import { TimedKernels } from "./timed-kernels.js";
 
 const json = process.argv.includes("--json");
 const quick = process.argv.includes("--quick");
@@ -46,54 +54,99 @@ if (!process.argv.includes("--skip-kernels")) {
 }
 
 const root = path.resolve(path.dirname(new URL(import.meta.url).pathname), "../..");
-const dir = fs.mkdtempSync(path.join(os.tmpdir(), "lvlm-bench-"));
+const modelDir = flag("--model");
+const dir = modelDir ? path.resolve(modelDir) : fs.mkdtempSync(path.join(os.tmpdir(), "lvlm-bench-"));
 try {
-  log(`\nmodel: ${cfg.name} shapes, ${layers} text layers, random BF16 weights (writing to ${dir})`);
-  writeRandomCheckpoint(dir, cfg, {
-    layers,
-    visionLayers,
-    tokenizerFrom: path.join(root, "test/fixtures/llava-tiny-llama"),
-  });
-  const model = loadModel(dir);
-  const kernels = await createKernels(kernelChoice);
-  // Any-resolution models get a 4:3 picture (what users upload); LLaVA its square.
-  const S = cfg.vision.imageSize;
-  const [pw, ph] = cfg.anyresPinpoints ? [800, 600] : [S, S];
-  const picture = { width: pw, height: ph, data: new Uint8Array(3 * pw * ph).map((_, i) => (i * 37) & 255) };
-  const prepared = model.preprocess(picture, "default");
+  if (modelDir) log(`\nmodel: ${dir}`);
+  else {
+    log(`\nmodel: ${cfg.name} shapes, ${layers} text layers, random BF16 weights (writing to ${dir})`);
+    writeRandomCheckpoint(dir, cfg, {
+      layers,
+      visionLayers,
+      tokenizerFrom: path.join(root, "test/fixtures/llava-tiny-llama"),
+    });
+  }
   let t0 = performance.now();
+  const model = loadModel(dir);
+  const loadMs = performance.now() - t0;
+  const kernels = new TimedKernels(await createKernels(kernelChoice), !process.argv.includes("--no-blocks"));
+  const imageFile = flag("--image");
+  let picture: { width: number; height: number; data: Uint8Array };
+  if (imageFile) picture = await decodeImage(fs.readFileSync(imageFile), imageFile);
+  else {
+    // Any-resolution models get a 4:3 picture (what users upload); LLaVA its square.
+    const S = cfg.vision.imageSize;
+    const [pw, ph] = cfg.anyresPinpoints ? [800, 600] : [S, S];
+    picture = { width: pw, height: ph, data: new Uint8Array(3 * pw * ph).map((_, i) => (i * 37) & 255) };
+  }
+  const prepared = model.preprocess(picture, "default");
+  t0 = performance.now();
   const image = await model.encodeImage(kernels, prepared.pixels, { layout: prepared.layout });
   const visionMs = performance.now() - t0;
-  const enc = model.text.encodePrompt("What is shown in this image? Describe it in detail.", image.count);
-  t0 = performance.now();
+  const visionMatmulMs = kernels.ms;
+  const visionCalls = kernels.calls;
+  const enc = model.text.encodePrompt(
+    flag("--prompt") ?? "What is shown in this image? Describe it in detail.",
+    image.count,
+  );
+  kernels.reset();
+  let prefillMatmulMs = 0;
+  let prefillCalls = 0;
   const trace = await generate(model, kernels, enc.inputIds, image, prepared.layout, {
     maxNewTokens: decodeTokens + 1,
     temperature: 0,
     topP: 1,
     seed: 0,
     stopIds: [],
+    onProgress: (stage, done, total) => {
+      if (stage === "prefill" && done === total) {
+        prefillMatmulMs = kernels.ms;
+        prefillCalls = kernels.calls;
+        kernels.reset();
+      }
+    },
   });
   const T = enc.inputIds.length;
+  const steps = trace.generatedIds.length - 1;
+  const round = (x: number) => Math.round(x);
   const result = {
-    config: cfg.name,
-    layers,
-    vision_layers: visionLayers ?? cfg.vision.layers,
+    config: modelDir ? dir : cfg.name,
+    layers: model.info.llmLayers,
+    vision_layers: model.info.vitLayers,
     kernels: kernelChoice,
+    blocks: kernels.blocks !== undefined,
     prompt_tokens: T,
-    vision_ms: Math.round(visionMs),
+    load_ms: round(loadMs),
+    vision_ms: round(visionMs),
+    vision_matmul_ms: round(visionMatmulMs),
+    vision_kernel_calls: visionCalls,
+    prefill_ms: round(trace.timingsMs.prefill),
+    prefill_matmul_ms: round(prefillMatmulMs),
+    prefill_kernel_calls: prefillCalls,
+    decode_ms_per_token: round(trace.timingsMs.decode / steps),
+    decode_matmul_ms_per_token: round(kernels.ms / steps),
+    forward_ms: round(visionMs + trace.timingsMs.prefill + trace.timingsMs.decode),
     prefill_tokens_per_s: T / (trace.timingsMs.prefill / 1000),
-    decode_tokens_per_s: (trace.generatedIds.length - 1) / (trace.timingsMs.decode / 1000),
+    decode_tokens_per_s: steps / (trace.timingsMs.decode / 1000),
+    generated_ids: trace.generatedIds,
     peak_rss_mb: Math.round(process.resourceUsage().maxRSS / 1024),
   };
   await kernels.dispose();
   model.close();
   if (json) console.log(JSON.stringify({ kernels: kernelRows, model: result }));
   else {
-    log(`vision tower: ${result.vision_ms} ms`);
-    log(`prefill: ${T} tokens at ${result.prefill_tokens_per_s.toFixed(1)} tokens/s`);
-    log(`decode: ${result.decode_tokens_per_s.toFixed(2)} tokens/s`);
+    log(
+      `vision tower: ${result.vision_ms} ms (${result.vision_matmul_ms} ms in ${visionCalls} kernel calls)`,
+    );
+    log(
+      `prefill: ${T} tokens in ${result.prefill_ms} ms, ${result.prefill_tokens_per_s.toFixed(1)} tokens/s (${result.prefill_matmul_ms} ms in ${prefillCalls} kernel calls)`,
+    );
+    log(
+      `decode: ${result.decode_ms_per_token} ms/token, ${result.decode_tokens_per_s.toFixed(2)} tokens/s (${result.decode_matmul_ms_per_token} ms/token in kernel calls)`,
+    );
+    log(`forward (vision + prefill + decode): ${result.forward_ms} ms`);
     log(`peak RSS: ${result.peak_rss_mb} MB`);
   }
 } finally {
-  fs.rmSync(dir, { recursive: true, force: true });
+  if (!modelDir) fs.rmSync(dir, { recursive: true, force: true });
 }

@@ -4,11 +4,11 @@
  */
 import { OrtKernels, type OrtKernelsOptions } from "./ort-kernels.js";
 import { TsKernels } from "./ts-kernels.js";
-import type { KernelChoice, Kernels, WeightMatrix } from "./types.js";
+import type { BlockKernels, KernelChoice, Kernels, WeightMatrix } from "./types.js";
 
 export { OrtKernels } from "./ort-kernels.js";
 export { TsKernels } from "./ts-kernels.js";
-export type { KernelChoice, Kernels, WeightMatrix } from "./types.js";
+export type { BlockKernels, KernelChoice, Kernels, WeightMatrix } from "./types.js";
 
 export const KERNEL_CHOICES: readonly KernelChoice[] = ["auto", "ts", "ort"];
 
@@ -39,6 +39,11 @@ export class AutoKernels implements Kernels {
     readonly ort: OrtKernels,
     readonly thresholdFlops: number = AUTO_THRESHOLD_FLOPS,
   ) {}
+
+  /** Whole layers always go to onnxruntime: they are never small enough for the TS kernels to win. */
+  get blocks(): BlockKernels {
+    return this.ort.blocks;
+  }
 
   /** Which implementation a call of this size goes to. */
   route(m: number, k: number, n: number, batch = 1): Kernels {

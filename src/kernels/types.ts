@@ -34,8 +34,72 @@ export interface Kernels {
    * and attention's Pᵀ·dctx, without transposing a first.
    */
   matmulTransA(a: Float32Array, b: Float32Array, k: number, m: number, n: number): Promise<Float32Array>;
+  /**
+   * Whole transformer blocks as one native call each (onnxruntime graphs), when the implementation has them.
+   * Absent for the TypeScript kernels, whose per-op path is the readable reference the blocks must match.
+   */
+  readonly blocks?: BlockKernels;
   /** Release native resources (sessions). */
   dispose(): Promise<void>;
+}
+
+/** Weights of one pre-LN ViT encoder layer (CLIP/SigLIP), Hugging Face layouts. */
+export interface VisionBlockWeights {
+  ln1w: Float32Array;
+  ln1b: Float32Array;
+  q: WeightMatrix;
+  qb: Float32Array;
+  k: WeightMatrix;
+  kb: Float32Array;
+  v: WeightMatrix;
+  vb: Float32Array;
+  o: WeightMatrix;
+  ob: Float32Array;
+  ln2w: Float32Array;
+  ln2b: Float32Array;
+  fc1: WeightMatrix;
+  fc1b: Float32Array;
+  fc2: WeightMatrix;
+  fc2b: Float32Array;
+}
+
+export interface VisionBlockInput {
+  /** Layer input [n, D]. */
+  h: Float32Array;
+  n: number;
+  heads: number;
+  eps: number;
+  /** config `hidden_act`. */
+  act: string;
+  weights: VisionBlockWeights;
+  /** Also return the activations the backward pass needs. */
+  tape: boolean;
+}
+
+export interface VisionBlockOutput {
+  /** Layer output [n, D]. */
+  h: Float32Array;
+  /** Attention probabilities [H, n, n]. */
+  probs: Float32Array;
+  /** With `tape`: layer_norm1 output, q [n, D], k/v heads-first [H, n, hd], ctx, h1, layer_norm2 output, fc1 output. */
+  tape?: {
+    x: Float32Array;
+    q: Float32Array;
+    k: Float32Array;
+    v: Float32Array;
+    ctx: Float32Array;
+    h1: Float32Array;
+    x2: Float32Array;
+    u: Float32Array;
+  };
+}
+
+export interface BlockKernels {
+  /**
+   * One ViT encoder layer in one call; null when this layer cannot run as one graph here (an activation or
+   * weight layout the block graphs do not cover), and the caller takes the per-op path.
+   */
+  visionLayer(a: VisionBlockInput): Promise<VisionBlockOutput | null>;
 }
 
 export type KernelChoice = "ts" | "ort" | "auto";
