@@ -4,7 +4,13 @@
  * work and copies in JS). `useBlocks: false` hides the whole-layer graphs, so the per-op path can be timed
  * side by side with them in one process.
  */
-import type { BlockKernels, Kernels, VisionBlockInput, WeightMatrix } from "../src/kernels/types.js";
+import type {
+  BlockKernels,
+  DecoderBlockInput,
+  Kernels,
+  VisionBlockInput,
+  WeightMatrix,
+} from "../src/kernels/types.js";
 
 export class TimedKernels implements Kernels {
   readonly name: "ts" | "ort";
@@ -18,8 +24,12 @@ export class TimedKernels implements Kernels {
   ) {
     this.name = inner.name;
     const b = inner.blocks;
-    if (b && useBlocks)
-      this.blocks = { visionLayer: (a: VisionBlockInput) => this.time(() => b.visionLayer(a)) };
+    if (b && useBlocks) {
+      this.blocks = {
+        visionLayer: (a: VisionBlockInput) => this.time(() => b.visionLayer(a)),
+        decoderLayer: (a: DecoderBlockInput) => this.time(() => b.decoderLayer(a)),
+      };
+    }
   }
 
   reset(): void {

@@ -34,10 +34,22 @@ export class GraphBuilder {
   private readonly outputs: IValueInfo[] = [];
   private readonly initializers: ITensor[] = [];
   private counter = 0;
-  /** Set when a bf16 weight input was declared (the graph then needs BitCast's opset). */
-  private bitcast = false;
+  /** Opset 26 when the graph has bf16 weights (BitCast), else 17. */
+  readonly opset: number;
 
-  constructor(readonly name: string) {}
+  constructor(
+    readonly name: string,
+    /** The graph reads bf16 weights, and so needs BitCast's opset. */
+    private readonly bitcast = false,
+  ) {
+    this.opset = bitcast ? OPSET_BITCAST : OPSET;
+  }
+
+  /** Mean over the last axis, kept as a dim of 1 (axes moved from attribute to input in opset 18). */
+  meanLastAxis(x: string): string {
+    if (this.opset >= 18) return this.op("ReduceMean", [x, this.ints([-1])], { keepdims: 1 });
+    return this.op("ReduceMean", [x], { axes: [-1], keepdims: 1 });
+  }
 
   /** Declares a graph input with symbolic (string) or fixed (number) dims. */
   input(name: string, elemType: number, dims: (string | number)[]): string {
@@ -85,7 +97,8 @@ export class GraphBuilder {
   weight(name: string, dtype: WeightMatrix["dtype"], dims: (string | number)[]): string {
     if (dtype === "F32") return this.input(name, DT.FLOAT, dims);
     if (dtype === "F16") return this.op("Cast", [this.input(name, DT.FLOAT16, dims)], { to: DT.FLOAT });
-    this.bitcast = true;
+    if (!this.bitcast)
+      throw new Error(`graph ${this.name}: bf16 weight "${name}" in a graph built without BitCast`);
     const bits = this.input(name, DT.UINT16, dims);
     return this.op("Cast", [this.op("BitCast", [bits], { to: DT.BFLOAT16 })], { to: DT.FLOAT });
   }
@@ -95,7 +108,7 @@ export class GraphBuilder {
     const model = onnx.ModelProto.create({
       irVersion: this.bitcast ? IR_VERSION_BITCAST : IR_VERSION,
       producerName: "lvlm-interpret",
-      opsetImport: [{ domain: "", version: this.bitcast ? OPSET_BITCAST : OPSET }],
+      opsetImport: [{ domain: "", version: this.opset }],
       graph: {
         name: this.name,
         node: this.nodes,
