@@ -80,9 +80,15 @@ try {
     picture = { width: pw, height: ph, data: new Uint8Array(3 * pw * ph).map((_, i) => (i * 37) & 255) };
   }
   const prepared = model.preprocess(picture, "default");
+  const cpuMs = () => {
+    const c = process.cpuUsage();
+    return (c.user + c.system) / 1000;
+  };
+  let c0 = cpuMs();
   t0 = performance.now();
   const image = await model.encodeImage(kernels, prepared.pixels, { layout: prepared.layout });
   const visionMs = performance.now() - t0;
+  const visionCpuMs = cpuMs() - c0;
   const visionMatmulMs = kernels.ms;
   const visionCalls = kernels.calls;
   const enc = model.text.encodePrompt(
@@ -92,6 +98,8 @@ try {
   kernels.reset();
   let prefillMatmulMs = 0;
   let prefillCalls = 0;
+  let prefillCpuMs = 0;
+  c0 = cpuMs();
   const trace = await generate(model, kernels, enc.inputIds, image, prepared.layout, {
     maxNewTokens: decodeTokens + 1,
     temperature: 0,
@@ -102,10 +110,13 @@ try {
       if (stage === "prefill" && done === total) {
         prefillMatmulMs = kernels.ms;
         prefillCalls = kernels.calls;
+        prefillCpuMs = cpuMs() - c0;
+        c0 = cpuMs();
         kernels.reset();
       }
     },
   });
+  const decodeCpuMs = cpuMs() - c0;
   const T = enc.inputIds.length;
   const steps = trace.generatedIds.length - 1;
   const round = (x: number) => Math.round(x);
@@ -120,11 +131,14 @@ try {
     vision_ms: round(visionMs),
     vision_matmul_ms: round(visionMatmulMs),
     vision_kernel_calls: visionCalls,
+    vision_cpu_ms: round(visionCpuMs),
     prefill_ms: round(trace.timingsMs.prefill),
     prefill_matmul_ms: round(prefillMatmulMs),
     prefill_kernel_calls: prefillCalls,
+    prefill_cpu_ms: round(prefillCpuMs),
     decode_ms_per_token: round(trace.timingsMs.decode / steps),
     decode_matmul_ms_per_token: round(kernels.ms / steps),
+    decode_cpu_ms_per_token: round(decodeCpuMs / steps),
     forward_ms: round(visionMs + trace.timingsMs.prefill + trace.timingsMs.decode),
     prefill_tokens_per_s: T / (trace.timingsMs.prefill / 1000),
     decode_tokens_per_s: steps / (trace.timingsMs.decode / 1000),
@@ -139,10 +153,10 @@ try {
       `vision tower: ${result.vision_ms} ms (${result.vision_matmul_ms} ms in ${visionCalls} kernel calls)`,
     );
     log(
-      `prefill: ${T} tokens in ${result.prefill_ms} ms, ${result.prefill_tokens_per_s.toFixed(1)} tokens/s (${result.prefill_matmul_ms} ms in ${prefillCalls} kernel calls)`,
+      `prefill: ${T} tokens in ${result.prefill_ms} ms, ${result.prefill_tokens_per_s.toFixed(1)} tokens/s (${result.prefill_matmul_ms} ms in ${prefillCalls} kernel calls; ${result.prefill_cpu_ms} ms CPU)`,
     );
     log(
-      `decode: ${result.decode_ms_per_token} ms/token, ${result.decode_tokens_per_s.toFixed(2)} tokens/s (${result.decode_matmul_ms_per_token} ms/token in kernel calls)`,
+      `decode: ${result.decode_ms_per_token} ms/token, ${result.decode_tokens_per_s.toFixed(2)} tokens/s (${result.decode_matmul_ms_per_token} ms/token in kernel calls; ${result.decode_cpu_ms_per_token} ms CPU/token)`,
     );
     log(`forward (vision + prefill + decode): ${result.forward_ms} ms`);
     log(`peak RSS: ${result.peak_rss_mb} MB`);

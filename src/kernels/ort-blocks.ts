@@ -237,7 +237,13 @@ export class OrtBlocks implements BlockKernels {
   private readonly inFlight = new Set<Promise<unknown>>();
   private disposed = false;
 
-  constructor(private readonly sessionOptions: ort.InferenceSession.SessionOptions) {}
+  private readonly sessionOptions: ort.InferenceSession.SessionOptions;
+
+  constructor(sessionOptions: ort.InferenceSession.SessionOptions) {
+    // No CPU arena: a block's intermediates (scores [H, n, n], MLP activations) are large and used once per
+    // layer; an arena would keep its high-water mark resident on top of the model for the process's life.
+    this.sessionOptions = { ...sessionOptions, enableCpuMemArena: false };
+  }
 
   /** The cached session for a graph, or null when this onnxruntime cannot load it (e.g. no BitCast). */
   private session(key: string, build: () => Uint8Array): Promise<ort.InferenceSession | null> {
