@@ -34,6 +34,8 @@ export class GraphBuilder {
   private readonly outputs: IValueInfo[] = [];
   private readonly initializers: ITensor[] = [];
   private counter = 0;
+  /** Values renamed into graph outputs: later nodes that read the old name read the output. */
+  private readonly renamed = new Map<string, string>();
   /** Opset 26 when the graph has bf16 weights (BitCast), else 17. */
   readonly opset: number;
 
@@ -57,9 +59,18 @@ export class GraphBuilder {
     return name;
   }
 
-  /** Marks `value` as a float32 graph output named `name`. */
+  /**
+   * Marks `value` as a float32 graph output named `name`. A node's result is renamed in place (an Identity
+   * would copy it); graph inputs and values that already are outputs get the Identity.
+   */
   output(value: string, name: string, dims: (string | number)[]): void {
-    if (value !== name) this.op("Identity", [value], {}, name);
+    const producer = this.nodes.find((n) => n.output?.[0] === value);
+    const taken = this.outputs.some((o) => o.name === value);
+    if (value !== name && producer && !taken) {
+      producer.output = [name];
+      for (const n of this.nodes) n.input = (n.input ?? []).map((i) => (i === value ? name : i));
+      this.renamed.set(value, name);
+    } else if (value !== name) this.op("Identity", [value], {}, name);
     this.outputs.push(valueInfo(name, DT.FLOAT, dims));
   }
 
@@ -68,7 +79,7 @@ export class GraphBuilder {
     const output = out ?? `${opType.toLowerCase()}_${this.counter++}`;
     this.nodes.push({
       opType,
-      input,
+      input: input.map((i) => this.renamed.get(i) ?? i),
       output: [output],
       name: output,
       attribute: Object.entries(attrs).map(([k, v]) => attribute(k, v)),
