@@ -3,9 +3,15 @@
  * the shapes of a named real LLaVA configuration.
  *
  *   npm run bench -- [--config llava-1.5-7b|llava-v1.6-mistral-7b|llava-interleave-qwen-0.5b|qwen2-vl-2b]
- *                    [--layers N] [--vision-layers N]
- *                    [--decode N] [--kernels auto|ts|ort] [--skip-kernels] [--quick] [--relevancy] [--json]
+ *                    [--layers N] [--vision-layers N] [--model DIR] [--image FILE] [--prompt TEXT]
+ *                    [--decode N] [--kernels auto|ts|ort] [--no-blocks] [--skip-kernels] [--quick] [--relevancy]
+ *                    [--json]
  *
+ * `--model DIR` measures an existing checkpoint folder (e.g. one written by ../shared/torch-baseline's
+ * make_bench_model.py, to compare with PyTorch on the same weights) instead of writing a random one; `--image`
+ * and `--prompt` then choose the input (default: a synthetic picture and a fixed question). Every stage is
+ * split into time inside native kernel calls and the rest (element-wise work, copies in JS). `--no-blocks`
+ * times the per-op path (one kernel call per matmul) instead of whole layers as one onnxruntime graph.
  * `--relevancy` also times exact relevancy of the first generated token (the LLM map, and the chain map
  * through the vision tower where the model has one), forward with the tape included.
  */
@@ -13,6 +19,7 @@ import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
 import { generate } from "../src/generate/generate.js";
+import { decodeImage } from "../src/hf/image-decode.js";
 import { relevancyMaps } from "../src/interpret/relevancy/index.js";
 import { createKernels, parseKernelChoice } from "../src/kernels/index.js";
 import { loadModel } from "../src/models/registry.js";
@@ -20,6 +27,7 @@ import { flag } from "./args.js";
 import { benchKernels, type KernelBenchRow } from "./kernels.js";
 import { NAMED_CONFIGS, writeRandomCheckpoint } from "./random-checkpoint.js";
 import { writeRandomQwenCheckpoint } from "./random-qwen-checkpoint.js";
+import { TimedKernels } from "./timed-kernels.js";
 
 const json = process.argv.includes("--json");
 const quick = process.argv.includes("--quick");
@@ -52,42 +60,80 @@ if (!process.argv.includes("--skip-kernels")) {
 }
 
 const root = path.resolve(path.dirname(new URL(import.meta.url).pathname), "../..");
-const dir = fs.mkdtempSync(path.join(os.tmpdir(), "lvlm-bench-"));
+const modelDir = flag("--model");
+const dir = modelDir ? path.resolve(modelDir) : fs.mkdtempSync(path.join(os.tmpdir(), "lvlm-bench-"));
 try {
-  log(`\nmodel: ${cfg.name} shapes, ${layers} text layers, random BF16 weights (writing to ${dir})`);
-  if (cfg.qwen2vl)
+  if (modelDir) log(`\nmodel: ${dir}`);
+  else if (cfg.qwen2vl) {
+    log(`\nmodel: ${cfg.name} shapes, ${layers} text layers, random BF16 weights (writing to ${dir})`);
     writeRandomQwenCheckpoint(dir, cfg, {
       layers,
       visionLayers,
       fixture: path.join(root, "test/fixtures/qwen2-vl-tiny"),
     });
-  else
+  } else {
+    log(`\nmodel: ${cfg.name} shapes, ${layers} text layers, random BF16 weights (writing to ${dir})`);
     writeRandomCheckpoint(dir, cfg, {
       layers,
       visionLayers,
       tokenizerFrom: path.join(root, "test/fixtures/llava-tiny-llama"),
     });
+  }
+  let t0 = performance.now();
   const model = loadModel(dir);
-  const kernels = await createKernels(kernelChoice);
-  // Any-resolution models get a 4:3 picture (what users upload); LLaVA its square.
-  const S = cfg.vision.imageSize;
-  const [pw, ph] = cfg.anyresPinpoints || cfg.qwen2vl ? [800, 600] : [S, S];
-  const picture = { width: pw, height: ph, data: new Uint8Array(3 * pw * ph).map((_, i) => (i * 37) & 255) };
+  const loadMs = performance.now() - t0;
+  const kernels = new TimedKernels(await createKernels(kernelChoice), !process.argv.includes("--no-blocks"));
+  const imageFile = flag("--image");
+  let picture: { width: number; height: number; data: Uint8Array };
+  if (imageFile) picture = await decodeImage(fs.readFileSync(imageFile), imageFile);
+  else {
+    // Any-resolution models get a 4:3 picture (what users upload); LLaVA its square.
+    const S = cfg.vision.imageSize;
+    const [pw, ph] = cfg.anyresPinpoints || cfg.qwen2vl ? [800, 600] : [S, S];
+    picture = { width: pw, height: ph, data: new Uint8Array(3 * pw * ph).map((_, i) => (i * 37) & 255) };
+  }
   const prepared = model.preprocess(picture, "default");
   const chain = model.towerGeometry(prepared.layout) !== null;
-  let t0 = performance.now();
+  const cpuMs = () => {
+    const c = process.cpuUsage();
+    return (c.user + c.system) / 1000;
+  };
+  let c0 = cpuMs();
+  t0 = performance.now();
   const image = await model.encodeImage(kernels, prepared.pixels, { layout: prepared.layout });
   const visionMs = performance.now() - t0;
-  const enc = model.text.encodePrompt("What is shown in this image? Describe it in detail.", image.count);
-  t0 = performance.now();
+  const visionCpuMs = cpuMs() - c0;
+  const visionMatmulMs = kernels.ms;
+  const visionCalls = kernels.calls;
+  const enc = model.text.encodePrompt(
+    flag("--prompt") ?? "What is shown in this image? Describe it in detail.",
+    image.count,
+  );
+  kernels.reset();
+  let prefillMatmulMs = 0;
+  let prefillCalls = 0;
+  let prefillCpuMs = 0;
+  c0 = cpuMs();
   const trace = await generate(model, kernels, enc.inputIds, image, prepared.layout, {
     maxNewTokens: decodeTokens + 1,
     temperature: 0,
     topP: 1,
     seed: 0,
     stopIds: [],
+    onProgress: (stage, done, total) => {
+      if (stage === "prefill" && done === total) {
+        prefillMatmulMs = kernels.ms;
+        prefillCalls = kernels.calls;
+        prefillCpuMs = cpuMs() - c0;
+        c0 = cpuMs();
+        kernels.reset();
+      }
+    },
   });
+  const decodeCpuMs = cpuMs() - c0;
   const T = enc.inputIds.length;
+  const steps = trace.generatedIds.length - 1;
+  const round = (x: number) => Math.round(x);
   let relevancyMs: number | null = null;
   if (withRelevancy) {
     t0 = performance.now();
@@ -105,29 +151,50 @@ try {
     relevancyMs = performance.now() - t0;
   }
   const result = {
-    config: cfg.name,
-    layers,
-    vision_layers: visionLayers ?? cfg.vision.layers,
+    config: modelDir ? dir : cfg.name,
+    layers: model.info.llmLayers,
+    vision_layers: model.info.vitLayers,
     kernels: kernelChoice,
+    blocks: kernels.blocks !== undefined,
     prompt_tokens: T,
     image_tokens: image.count,
-    vision_ms: Math.round(visionMs),
+    load_ms: round(loadMs),
+    vision_ms: round(visionMs),
+    vision_matmul_ms: round(visionMatmulMs),
+    vision_kernel_calls: visionCalls,
+    vision_cpu_ms: round(visionCpuMs),
+    prefill_ms: round(trace.timingsMs.prefill),
+    prefill_matmul_ms: round(prefillMatmulMs),
+    prefill_kernel_calls: prefillCalls,
+    prefill_cpu_ms: round(prefillCpuMs),
+    decode_ms_per_token: round(trace.timingsMs.decode / steps),
+    decode_matmul_ms_per_token: round(kernels.ms / steps),
+    decode_cpu_ms_per_token: round(decodeCpuMs / steps),
+    forward_ms: round(visionMs + trace.timingsMs.prefill + trace.timingsMs.decode),
     prefill_tokens_per_s: T / (trace.timingsMs.prefill / 1000),
-    decode_tokens_per_s: (trace.generatedIds.length - 1) / (trace.timingsMs.decode / 1000),
-    relevancy_ms: relevancyMs === null ? null : Math.round(relevancyMs),
+    decode_tokens_per_s: steps / (trace.timingsMs.decode / 1000),
+    generated_ids: trace.generatedIds,
+    relevancy_ms: relevancyMs === null ? null : round(relevancyMs),
     peak_rss_mb: Math.round(process.resourceUsage().maxRSS / 1024),
   };
   await kernels.dispose();
   model.close();
   if (json) console.log(JSON.stringify({ kernels: kernelRows, model: result }));
   else {
-    log(`vision tower: ${result.vision_ms} ms`);
-    log(`prefill: ${T} tokens at ${result.prefill_tokens_per_s.toFixed(1)} tokens/s`);
-    log(`decode: ${result.decode_tokens_per_s.toFixed(2)} tokens/s`);
+    log(
+      `vision tower: ${result.vision_ms} ms (${result.vision_matmul_ms} ms in ${visionCalls} kernel calls)`,
+    );
+    log(
+      `prefill: ${T} tokens in ${result.prefill_ms} ms, ${result.prefill_tokens_per_s.toFixed(1)} tokens/s (${result.prefill_matmul_ms} ms in ${prefillCalls} kernel calls; ${result.prefill_cpu_ms} ms CPU)`,
+    );
+    log(
+      `decode: ${result.decode_ms_per_token} ms/token, ${result.decode_tokens_per_s.toFixed(2)} tokens/s (${result.decode_matmul_ms_per_token} ms/token in kernel calls; ${result.decode_cpu_ms_per_token} ms CPU/token)`,
+    );
+    log(`forward (vision + prefill + decode): ${result.forward_ms} ms`);
     if (result.relevancy_ms !== null)
       log(`relevancy (exact, first token${chain ? ", chain" : ""}): ${result.relevancy_ms} ms`);
     log(`peak RSS: ${result.peak_rss_mb} MB`);
   }
 } finally {
-  fs.rmSync(dir, { recursive: true, force: true });
+  if (!modelDir) fs.rmSync(dir, { recursive: true, force: true });
 }

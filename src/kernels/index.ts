@@ -5,11 +5,11 @@
 import { KERNEL_CHOICES } from "../contracts/lists.js";
 import { OrtKernels, type OrtKernelsOptions } from "./ort-kernels.js";
 import { TsKernels } from "./ts-kernels.js";
-import type { KernelChoice, Kernels, WeightMatrix } from "./types.js";
+import type { BlockKernels, KernelChoice, Kernels, WeightMatrix } from "./types.js";
 
 export { OrtKernels } from "./ort-kernels.js";
 export { TsKernels } from "./ts-kernels.js";
-export type { KernelChoice, Kernels, WeightMatrix } from "./types.js";
+export type { BlockKernels, KernelChoice, Kernels, WeightMatrix } from "./types.js";
 
 export { KERNEL_CHOICES };
 
@@ -40,6 +40,11 @@ export class AutoKernels implements Kernels {
     readonly ort: OrtKernels,
     readonly thresholdFlops: number = AUTO_THRESHOLD_FLOPS,
   ) {}
+
+  /** Whole layers always go to onnxruntime: they are never small enough for the TS kernels to win. */
+  get blocks(): BlockKernels {
+    return this.ort.blocks;
+  }
 
   /** Which implementation a call of this size goes to. */
   route(m: number, k: number, n: number, batch = 1): Kernels {

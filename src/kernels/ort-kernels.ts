@@ -20,6 +20,7 @@ import { availableParallelism } from "node:os";
 import onnxProto from "onnx-proto";
 import * as ort from "onnxruntime-node";
 import { bf16ToF32Into } from "../tensor/half.js";
+import { OrtBlocks } from "./ort-blocks.js";
 import { checkBmm, checkLinear, checkMatmulTransA } from "./ts-kernels.js";
 import type { Kernels, WeightMatrix } from "./types.js";
 
@@ -182,6 +183,8 @@ export class OrtKernels implements Kernels {
   readonly name = "ort" as const;
   readonly threads: number;
   private readonly sessionOptions: ort.InferenceSession.SessionOptions;
+  /** Whole transformer layers as one graph each (see ort-blocks.ts). */
+  readonly blocks: OrtBlocks;
   private readonly sessions = new Map<GraphKind, Promise<ort.InferenceSession>>();
   /** Free BF16 widening buffers; one is taken per in-flight call so concurrent calls never share one. */
   private scratchPool: Float32Array[] = [];
@@ -203,6 +206,7 @@ export class OrtKernels implements Kernels {
       logSeverityLevel: 3,
       extra: { session: { intra_op: { allow_spinning: spin }, inter_op: { allow_spinning: spin } } },
     };
+    this.blocks = new OrtBlocks(this.sessionOptions);
   }
 
   /** Creates the kernels and the F32 linear session, so a broken onnxruntime install fails here. */
@@ -381,6 +385,7 @@ export class OrtKernels implements Kernels {
     const pending = [...this.sessions.values()];
     this.sessions.clear();
     this.scratchPool = [];
+    await this.blocks.dispose();
     await Promise.allSettled([...this.inFlight]);
     for (const p of pending) {
       const s = await p.catch(() => null);

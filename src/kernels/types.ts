@@ -37,8 +37,138 @@ export interface Kernels {
    * and attention's Pᵀ·dctx, without transposing a first.
    */
   matmulTransA(a: Float32Array, b: Float32Array, k: number, m: number, n: number): Promise<Float32Array>;
+  /**
+   * Whole transformer blocks as one native call each (onnxruntime graphs), when the implementation has them.
+   * Absent for the TypeScript kernels, whose per-op path is the readable reference the blocks must match.
+   */
+  readonly blocks?: BlockKernels;
   /** Release native resources (sessions). */
   dispose(): Promise<void>;
 }
 
 export type { KernelChoice };
+/** Weights of one pre-LN ViT encoder layer (CLIP/SigLIP), Hugging Face layouts. */
+export interface VisionBlockWeights {
+  ln1w: Float32Array;
+  ln1b: Float32Array;
+  q: WeightMatrix;
+  qb: Float32Array;
+  k: WeightMatrix;
+  kb: Float32Array;
+  v: WeightMatrix;
+  vb: Float32Array;
+  o: WeightMatrix;
+  ob: Float32Array;
+  ln2w: Float32Array;
+  ln2b: Float32Array;
+  fc1: WeightMatrix;
+  fc1b: Float32Array;
+  fc2: WeightMatrix;
+  fc2b: Float32Array;
+}
+
+export interface VisionBlockInput {
+  /** Layer input [n, D]. */
+  h: Float32Array;
+  n: number;
+  heads: number;
+  eps: number;
+  /** config `hidden_act`. */
+  act: string;
+  weights: VisionBlockWeights;
+  /** Also return the activations the backward pass needs. */
+  tape: boolean;
+}
+
+export interface VisionBlockOutput {
+  /** Layer output [n, D]. */
+  h: Float32Array;
+  /** Attention probabilities [H, n, n]. */
+  probs: Float32Array;
+  /** With `tape`: layer_norm1 output, q [n, D], k/v heads-first [H, n, hd], ctx, h1, layer_norm2 output, fc1 output. */
+  tape?: {
+    x: Float32Array;
+    q: Float32Array;
+    k: Float32Array;
+    v: Float32Array;
+    ctx: Float32Array;
+    h1: Float32Array;
+    x2: Float32Array;
+    u: Float32Array;
+  };
+}
+
+/** Weights of one llama-family decoder layer; biases are null where the family has none. */
+export interface DecoderBlockWeights {
+  inputNorm: Float32Array;
+  q: WeightMatrix;
+  qb: Float32Array | null;
+  k: WeightMatrix;
+  kb: Float32Array | null;
+  v: WeightMatrix;
+  vb: Float32Array | null;
+  o: WeightMatrix;
+  ob: Float32Array | null;
+  postNorm: Float32Array;
+  gate: WeightMatrix;
+  gateB: Float32Array | null;
+  up: WeightMatrix;
+  upB: Float32Array | null;
+  down: WeightMatrix;
+  downB: Float32Array | null;
+}
+
+/**
+ * A decoder layer over n rows that attend to themselves only (a prefill from an empty cache): RoPE angles
+ * and the causal mask come precomputed, so every family variant (M-RoPE, sliding window) is data, not graph.
+ */
+export interface DecoderBlockInput {
+  /** Layer input [n, D]. */
+  h: Float32Array;
+  n: number;
+  heads: number;
+  kvHeads: number;
+  headDim: number;
+  eps: number;
+  /** Gemma's (1 + w) RMSNorm weights. */
+  unitOffset: boolean;
+  /** config `hidden_act` of the gated MLP. */
+  act: string;
+  /** cos / sin of each row's rotary angles [n, headDim/2], as models/rope.ts rounds them. */
+  cos: Float32Array;
+  sin: Float32Array;
+  /** Additive mask [n, n]: 0 where row i may attend to key j, −∞ elsewhere. */
+  mask: Float32Array;
+  weights: DecoderBlockWeights;
+  tape: boolean;
+}
+
+export interface DecoderBlockOutput {
+  /** Layer output [n, D]. */
+  h: Float32Array;
+  /** Attention probabilities [H, n, n]. */
+  probs: Float32Array;
+  /** Keys after RoPE and values, [n, KV·hd] rows (for the KV cache). */
+  k: Float32Array;
+  v: Float32Array;
+  /** With `tape`: the activations of `DecoderLayerTape` (q after RoPE). */
+  tape?: {
+    x: Float32Array;
+    q: Float32Array;
+    ctx: Float32Array;
+    h1: Float32Array;
+    x2: Float32Array;
+    gate: Float32Array;
+    up: Float32Array;
+  };
+}
+
+export interface BlockKernels {
+  /**
+   * One ViT encoder layer in one call; null when this layer cannot run as one graph here (an activation or
+   * weight layout the block graphs do not cover), and the caller takes the per-op path.
+   */
+  visionLayer(a: VisionBlockInput): Promise<VisionBlockOutput | null>;
+  /** One decoder layer over a fresh prefill in one call; null as for `visionLayer`. */
+  decoderLayer(a: DecoderBlockInput): Promise<DecoderBlockOutput | null>;
+}

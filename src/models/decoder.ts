@@ -5,7 +5,7 @@
  * (1 axis: RoPE; 3 axes: M-RoPE); the KV cache and the causal mask count sequence indices.
  */
 import type { TextConfig } from "../hf/config.js";
-import type { Kernels, WeightMatrix } from "../kernels/types.js";
+import type { DecoderBlockWeights, Kernels, WeightMatrix } from "../kernels/types.js";
 import {
   activationFn,
   activationGradFn,
@@ -20,26 +20,25 @@ import { attention, attentionBackward, rowsFirst } from "./attention.js";
 import type { WeightGradients } from "./gradients.js";
 import { linearBackwardInput, linearBackwardWeight } from "./linear-grad.js";
 import { type PositionIds, positionColumns } from "./positions.js";
-import { applyRope, applyRopeBackward, ropeFrequencyAxes, ropeInverseFrequencies } from "./rope.js";
+import {
+  applyRope,
+  applyRopeBackward,
+  ropeFrequencyAxes,
+  ropeInverseFrequencies,
+  ropeTables,
+} from "./rope.js";
 import { type ModelWeights, matrixRow } from "./weights.js";
 
-interface DecoderLayerWeights {
-  inputNorm: Float32Array;
-  q: WeightMatrix;
-  qb: Float32Array | null;
-  k: WeightMatrix;
-  kb: Float32Array | null;
-  v: WeightMatrix;
-  vb: Float32Array | null;
-  o: WeightMatrix;
-  ob: Float32Array | null;
-  postNorm: Float32Array;
-  gate: WeightMatrix;
-  gateB: Float32Array | null;
-  up: WeightMatrix;
-  upB: Float32Array | null;
-  down: WeightMatrix;
-  downB: Float32Array | null;
+type DecoderLayerWeights = DecoderBlockWeights;
+
+/** Additive causal mask [n, n] of a prefill (row i at position i): 0 for keys the row sees, −∞ elsewhere. */
+function causalMask(n: number, window: number | null): Float32Array {
+  const m = new Float32Array(n * n).fill(Number.NEGATIVE_INFINITY);
+  for (let i = 0; i < n; i++) {
+    const from = window === null ? 0 : Math.max(0, i - window + 1);
+    m.fill(0, i * n + from, i * n + i + 1);
+  }
+  return m;
 }
 
 /** Keys/values of every layer, [kvHeads, capacity, headDim] per layer, filled up to `length`. */
@@ -255,6 +254,32 @@ export class TextDecoder {
     const { numHeads: H, numKvHeads: KV, headDim: hd } = this.cfg;
     const n = positions.n;
     const p0 = cache.length;
+    // A prefill from an empty cache runs as one native call when the kernels have block graphs (rows that
+    // attend to earlier cached rows, and a probabilities hook, take the per-op path below).
+    if (kernels.blocks && p0 === 0 && !extra.probsHook) {
+      const keep = extra.keep ?? false;
+      const { cos, sin } = ropeTables(positions, hd, this.invFreq, this.freqAxes);
+      const b = await kernels.blocks.decoderLayer({
+        h,
+        n,
+        heads: H,
+        kvHeads: KV,
+        headDim: hd,
+        eps: this.cfg.rmsNormEps,
+        unitOffset: this.cfg.gemmaStyle,
+        act: this.cfg.hiddenAct,
+        cos,
+        sin,
+        mask: causalMask(n, this.cfg.slidingWindow),
+        weights: L,
+        tape: keep,
+      });
+      if (b) {
+        cache.write(i, b.k, b.v, n);
+        const tape = b.tape ? { hIn: h, probs: b.probs, ...b.tape } : undefined;
+        return { h: b.h, probs: b.probs, tape };
+      }
+    }
     const x = this.norm(h, n, L.inputNorm);
     const q = await kernels.linear(x, n, L.q, L.qb);
     const k = await kernels.linear(x, n, L.k, L.kb);

@@ -56,9 +56,34 @@ export function ropeFrequencyAxes(headDim: number, section: readonly number[] | 
 }
 
 /**
- * Rotate each head's halves by sign·angle in place ([rows, heads, headDim] layout); the angle of frequency i in
- * row r is positions[axis(i), r] · invFreq[i].
+ * cos and sin of every row's rotary angles, [rows, headDim/2] each: the angle of frequency i in row r is
+ * positions[axis(i), r] · invFreq[i], rounded to float32 as HF computes it (and so are cos and sin).
  */
+export function ropeTables(
+  positions: PositionIds,
+  headDim: number,
+  invFreq: Float32Array,
+  freqAxes: Uint8Array | null,
+): { cos: Float32Array; sin: Float32Array } {
+  const half = headDim / 2;
+  const axisOf = freqAxes ?? new Uint8Array(half);
+  for (let i = 0; i < half; i++)
+    if (axisOf[i] >= positions.axes)
+      throw new RangeError(`rotary frequency ${i} reads position axis ${axisOf[i]} of ${positions.axes}`);
+  const { data, n } = positions;
+  const cos = new Float32Array(n * half);
+  const sin = new Float32Array(n * half);
+  for (let r = 0; r < n; r++) {
+    for (let i = 0; i < half; i++) {
+      const angle = f(data[axisOf[i] * n + r] * invFreq[i]);
+      cos[r * half + i] = f(Math.cos(angle));
+      sin[r * half + i] = f(Math.sin(angle));
+    }
+  }
+  return { cos, sin };
+}
+
+/** Rotate each head's halves by sign·angle in place ([rows, heads, headDim] layout). */
 function rotate(
   x: Float32Array,
   rows: number,
@@ -71,26 +96,18 @@ function rotate(
 ): void {
   const half = headDim / 2;
   if (positions.n !== rows) throw new RangeError(`${positions.n} position ids for ${rows} rows`);
-  const axisOf = freqAxes ?? new Uint8Array(half);
-  for (let i = 0; i < half; i++)
-    if (axisOf[i] >= positions.axes)
-      throw new RangeError(`rotary frequency ${i} reads position axis ${axisOf[i]} of ${positions.axes}`);
-  const cos = new Float32Array(half);
-  const sin = new Float32Array(half);
-  const { data, n } = positions;
+  const { cos, sin } = ropeTables(positions, headDim, invFreq, freqAxes);
   for (let r = 0; r < rows; r++) {
-    for (let i = 0; i < half; i++) {
-      const angle = f(data[axisOf[i] * n + r] * invFreq[i]);
-      cos[i] = f(Math.cos(angle));
-      sin[i] = sign * f(Math.sin(angle));
-    }
+    const t = r * half;
     for (let h = 0; h < heads; h++) {
       const o = (r * heads + h) * headDim;
       for (let i = 0; i < half; i++) {
         const a = x[o + i];
         const b = x[o + half + i];
-        x[o + i] = f(a * cos[i]) - f(b * sin[i]);
-        x[o + half + i] = f(b * cos[i]) + f(a * sin[i]);
+        const c = cos[t + i];
+        const s = sign * sin[t + i];
+        x[o + i] = f(a * c) - f(b * s);
+        x[o + half + i] = f(b * c) + f(a * s);
       }
     }
   }

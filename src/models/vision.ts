@@ -3,7 +3,7 @@
  * by `vision_feature_layer`) and every layer's attention probabilities.
  */
 import type { VisionConfig } from "../hf/config.js";
-import type { Kernels, WeightMatrix } from "../kernels/types.js";
+import type { Kernels, VisionBlockWeights, WeightMatrix } from "../kernels/types.js";
 import {
   activationBackward,
   activationFn,
@@ -19,24 +19,7 @@ import type { WeightGradients } from "./gradients.js";
 import { linearBackwardInput, linearBackwardWeight } from "./linear-grad.js";
 import type { ModelWeights } from "./weights.js";
 
-interface VisionLayerWeights {
-  ln1w: Float32Array;
-  ln1b: Float32Array;
-  q: WeightMatrix;
-  qb: Float32Array;
-  k: WeightMatrix;
-  kb: Float32Array;
-  v: WeightMatrix;
-  vb: Float32Array;
-  o: WeightMatrix;
-  ob: Float32Array;
-  ln2w: Float32Array;
-  ln2b: Float32Array;
-  fc1: WeightMatrix;
-  fc1b: Float32Array;
-  fc2: WeightMatrix;
-  fc2b: Float32Array;
-}
+type VisionLayerWeights = VisionBlockWeights;
 
 export interface VisionOutput {
   /** hidden_states[0] = embeddings (after CLIP's pre-LN), [i+1] = output of layer i; each [seq, hidden]. */
@@ -294,6 +277,22 @@ export class VisionTower {
     const { hiddenSize: D, numHeads: H, layerNormEps: eps } = this.cfg;
     const n = this.seqLen;
     const hd = D / H;
+    // One native call for the whole layer when the kernels have block graphs; a probabilities hook edits
+    // them between softmax and values, which only the per-op path below can do.
+    if (kernels.blocks && !extra.probsHook) {
+      const keep = extra.keep ?? false;
+      const b = await kernels.blocks.visionLayer({
+        h,
+        n,
+        heads: H,
+        eps,
+        act: this.cfg.hiddenAct,
+        weights: L,
+        tape: keep,
+      });
+      if (b)
+        return { h: b.h, probs: b.probs, tape: b.tape ? { hIn: h, probs: b.probs, ...b.tape } : undefined };
+    }
     const x = layerNorm(h, n, D, L.ln1w, L.ln1b, eps);
     const q = await kernels.linear(x, n, L.q, L.qb);
     const k = await kernels.linear(x, n, L.k, L.kb);

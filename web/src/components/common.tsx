@@ -312,6 +312,7 @@ function ImageMapCanvas(p: ImageMapProps) {
     settings.cmap,
     settings.opacity,
     settings.smooth,
+    settings.layer,
     p.cmap,
     p.lo,
     p.hi,

@@ -1,0 +1,383 @@
+/**
+ * Whole transformer blocks as single onnxruntime graphs built in code: one session run per layer instead of
+ * ~50 kernel calls and the JS element-wise loops between them (norms, activations, softmax, head reshuffles).
+ * Weights are graph *inputs* fed from the model's own buffers (no copy, no second resident set of weights);
+ * 16-bit weights are widened in-graph as the per-op kernels do. The attention probabilities, and with the
+ * tape the activations the hand-written backward reads, are graph outputs.
+ *
+ * The math is the per-op path's, op for op (kernels/ts-kernels.ts with models/vision.ts is the readable
+ * reference); only float rounding inside onnxruntime's element-wise ops differs, far inside the fixtures'
+ * tolerances. One session per graph shape (heads, width, activation, eps, weight dtype, tape) is built lazily
+ * and cached; the sequence length is symbolic.
+ */
+import * as ort from "onnxruntime-node";
+import { DT, GraphBuilder } from "./onnx-graph.js";
+import type {
+  BlockKernels,
+  DecoderBlockInput,
+  DecoderBlockOutput,
+  DecoderBlockWeights,
+  VisionBlockInput,
+  VisionBlockOutput,
+  VisionBlockWeights,
+  WeightMatrix,
+} from "./types.js";
+
+/** Activations the block graphs spell out (the others take the per-op path). */
+const BLOCK_ACTIVATIONS = new Set([
+  "quick_gelu",
+  "gelu",
+  "gelu_pytorch_tanh",
+  "gelu_new",
+  "gelu_fast",
+  "silu",
+  "swish",
+]);
+
+/** act(x) in-graph, written as ops/tensor/ops.ts defines it. */
+function activation(g: GraphBuilder, x: string, act: string): string {
+  switch (act) {
+    case "silu":
+    case "swish":
+      return g.op("Mul", [x, g.op("Sigmoid", [x])]);
+    case "quick_gelu":
+      return g.op("Mul", [x, g.op("Sigmoid", [g.op("Mul", [x, g.scalar(1.702)])])]);
+    case "gelu": {
+      const erf = g.op("Erf", [g.op("Mul", [x, g.scalar(Math.SQRT1_2)])]);
+      return g.op("Mul", [g.op("Mul", [x, g.scalar(0.5)]), g.op("Add", [erf, g.scalar(1)])]);
+    }
+    default: {
+      // gelu_pytorch_tanh / gelu_new / gelu_fast: ½x(1 + tanh(√(2/π)(x + 0.044715x³)))
+      const x3 = g.op("Mul", [g.op("Mul", [x, x]), x]);
+      const inner = g.op("Add", [x, g.op("Mul", [x3, g.scalar(0.044715)])]);
+      const th = g.op("Tanh", [g.op("Mul", [inner, g.scalar(Math.sqrt(2 / Math.PI))])]);
+      return g.op("Mul", [g.op("Mul", [x, g.scalar(0.5)]), g.op("Add", [th, g.scalar(1)])]);
+    }
+  }
+}
+
+interface VisionGraphShape {
+  dim: number;
+  heads: number;
+  inter: number;
+  eps: number;
+  act: string;
+  dtype: WeightMatrix["dtype"];
+  tape: boolean;
+}
+
+const VISION_MATRICES = ["q", "k", "v", "o", "fc1", "fc2"] as const;
+const VISION_VECTORS = ["ln1w", "ln1b", "qb", "kb", "vb", "ob", "ln2w", "ln2b", "fc1b", "fc2b"] as const;
+
+/** The pre-LN ViT encoder layer of models/vision.ts (`VisionTower.layer`) as one graph. */
+export function buildVisionLayerModel(s: VisionGraphShape): Uint8Array {
+  const { dim: D, heads: H, inter: I, eps } = s;
+  const hd = D / H;
+  const g = new GraphBuilder("vision_layer", s.dtype === "BF16");
+  const h = g.input("h", DT.FLOAT, ["n", D]);
+  const vec = (name: string, len: number) => g.input(name, DT.FLOAT, [len]);
+  const ln1w = vec("ln1w", D);
+  const ln1b = vec("ln1b", D);
+  const wq = g.weight("q", s.dtype, [D, D]);
+  const qb = vec("qb", D);
+  const wk = g.weight("k", s.dtype, [D, D]);
+  const kb = vec("kb", D);
+  const wv = g.weight("v", s.dtype, [D, D]);
+  const vb = vec("vb", D);
+  const wo = g.weight("o", s.dtype, [D, D]);
+  const ob = vec("ob", D);
+  const ln2w = vec("ln2w", D);
+  const ln2b = vec("ln2b", D);
+  const w1 = g.weight("fc1", s.dtype, [I, D]);
+  const b1 = vec("fc1b", I);
+  const w2 = g.weight("fc2", s.dtype, [D, I]);
+  const b2 = vec("fc2b", D);
+  const layerNorm = (x: string, w: string, b: string) =>
+    g.op("LayerNormalization", [x, w, b], { axis: -1, epsilon: { f: eps } });
+  const linear = (x: string, w: string, b: string) => g.op("Gemm", [x, w, b], { transB: 1 });
+  const headsFirst = (x: string) =>
+    g.op("Transpose", [g.op("Reshape", [x, g.ints([0, H, hd])])], { perm: [1, 0, 2] });
+
+  const x = layerNorm(h, ln1w, ln1b);
+  const q = linear(x, wq, qb);
+  const kH = headsFirst(linear(x, wk, kb));
+  const vH = headsFirst(linear(x, wv, vb));
+  const kT = g.op("Transpose", [kH], { perm: [0, 2, 1] });
+  const scores = g.op("Mul", [g.op("MatMul", [headsFirst(q), kT]), g.scalar(hd ** -0.5)]);
+  const probs = g.op("Softmax", [scores], { axis: -1 });
+  const ctxH = g.op("MatMul", [probs, vH]);
+  const ctx = g.op("Reshape", [g.op("Transpose", [ctxH], { perm: [1, 0, 2] }), g.ints([0, D])]);
+  const h1 = g.op("Add", [linear(ctx, wo, ob), h]);
+  const x2 = layerNorm(h1, ln2w, ln2b);
+  const u = linear(x2, w1, b1);
+  const h2 = g.op("Add", [linear(activation(g, u, s.act), w2, b2), h1]);
+
+  g.output(h2, "h_out", ["n", D]);
+  g.output(probs, "probs", [H, "n", "n"]);
+  if (s.tape) {
+    g.output(x, "x", ["n", D]);
+    g.output(q, "q_out", ["n", D]);
+    g.output(kH, "k_heads", [H, "n", hd]);
+    g.output(vH, "v_heads", [H, "n", hd]);
+    g.output(ctx, "ctx", ["n", D]);
+    g.output(h1, "h1", ["n", D]);
+    g.output(x2, "x2", ["n", D]);
+    g.output(u, "u", ["n", I]);
+  }
+  return g.build();
+}
+
+interface DecoderGraphShape {
+  dim: number;
+  heads: number;
+  kvHeads: number;
+  headDim: number;
+  inter: number;
+  eps: number;
+  act: string;
+  dtype: WeightMatrix["dtype"];
+  /** Which of the optional biases the layer has (qb, kb, vb, ob, gateB, upB, downB). */
+  biases: string[];
+  tape: boolean;
+}
+
+const DECODER_MATRICES = ["q", "k", "v", "o", "gate", "up", "down"] as const;
+const DECODER_BIASES = ["qb", "kb", "vb", "ob", "gateB", "upB", "downB"] as const;
+
+/**
+ * The llama-family layer of models/decoder.ts (`TextDecoder.layer`) over a prefill from an empty cache, as
+ * one graph: RMSNorm, q/k/v, rotate-half RoPE from given cos/sin, GQA attention with an additive mask,
+ * o_proj + residual, RMSNorm, gated MLP + residual.
+ */
+export function buildDecoderLayerModel(s: DecoderGraphShape): Uint8Array {
+  const { dim: D, heads: H, kvHeads: KV, headDim: hd, inter: I, eps } = s;
+  const rep = H / KV;
+  const half = hd / 2;
+  const g = new GraphBuilder("decoder_layer", s.dtype === "BF16");
+  const h = g.input("h", DT.FLOAT, ["n", D]);
+  const cos = g.input("cos", DT.FLOAT, ["n", 1, half]);
+  const sin = g.input("sin", DT.FLOAT, ["n", 1, half]);
+  const mask = g.input("mask", DT.FLOAT, ["n", "n"]);
+  const inputNorm = g.input("inputNorm", DT.FLOAT, [D]);
+  const postNorm = g.input("postNorm", DT.FLOAT, [D]);
+  const rows: Record<string, number> = { q: H * hd, k: KV * hd, v: KV * hd, o: D, gate: I, up: I, down: D };
+  const cols: Record<string, number> = { q: D, k: D, v: D, o: H * hd, gate: D, up: D, down: I };
+  const W: Record<string, string> = {};
+  for (const m of DECODER_MATRICES) W[m] = g.weight(m, s.dtype, [rows[m], cols[m]]);
+  const B: Record<string, string | null> = {};
+  DECODER_BIASES.forEach((b, i) => {
+    const m = DECODER_MATRICES[i];
+    B[b] = s.biases.includes(b) ? g.input(b, DT.FLOAT, [rows[m]]) : null;
+  });
+  const linear = (x: string, m: (typeof DECODER_MATRICES)[number], b: string | null) =>
+    g.op("Gemm", b ? [x, W[m], b] : [x, W[m]], { transB: 1 });
+  // x · 1/sqrt(mean(x²) + eps) · w, the order of ops/tensor/ops.ts's rmsNorm.
+  const rmsNorm = (x: string, w: string) => {
+    const ms = g.meanLastAxis(g.op("Mul", [x, x]));
+    const inv = g.op("Reciprocal", [g.op("Sqrt", [g.op("Add", [ms, g.scalar(eps)])])]);
+    return g.op("Mul", [g.op("Mul", [x, inv]), w]);
+  };
+  // [n, heads·hd] → rotate-half RoPE per head → [n, heads, hd]
+  const rope = (x: string, heads: number) => {
+    const xh = g.op("Reshape", [x, g.ints([0, heads, hd])]);
+    const a = g.op("Slice", [xh, g.ints([0]), g.ints([half]), g.ints([2])]);
+    const b = g.op("Slice", [xh, g.ints([half]), g.ints([hd]), g.ints([2])]);
+    const first = g.op("Sub", [g.op("Mul", [a, cos]), g.op("Mul", [b, sin])]);
+    const second = g.op("Add", [g.op("Mul", [b, cos]), g.op("Mul", [a, sin])]);
+    return g.op("Concat", [first, second], { axis: 2 });
+  };
+
+  const x = rmsNorm(h, inputNorm);
+  const qRot = rope(linear(x, "q", B.qb), H); // [n, H, hd]
+  const kRot = rope(linear(x, "k", B.kb), KV); // [n, KV, hd]
+  const v = linear(x, "v", B.vb); // [n, KV·hd]
+  // Query heads of one KV group stacked: [KV, rep, n, hd]; keys [KV, 1, hd, n], values [KV, 1, n, hd].
+  const qG = g.op("Transpose", [g.op("Reshape", [qRot, g.ints([0, KV, rep, hd])])], { perm: [1, 2, 0, 3] });
+  const kT = g.op("Unsqueeze", [g.op("Transpose", [kRot], { perm: [1, 2, 0] }), g.ints([1])]);
+  const vG = g.op("Unsqueeze", [
+    g.op("Transpose", [g.op("Reshape", [v, g.ints([0, KV, hd])])], { perm: [1, 0, 2] }),
+    g.ints([1]),
+  ]);
+  const scores = g.op("Add", [g.op("Mul", [g.op("MatMul", [qG, kT]), g.scalar(hd ** -0.5)]), mask]);
+  const probs = g.op("Softmax", [scores], { axis: -1 }); // [KV, rep, n, n] = [H, n, n]
+  const ctxG = g.op("MatMul", [probs, vG]); // [KV, rep, n, hd]
+  const ctx = g.op("Reshape", [g.op("Transpose", [ctxG], { perm: [2, 0, 1, 3] }), g.ints([0, H * hd])]);
+  const h1 = g.op("Add", [linear(ctx, "o", B.ob), h]);
+  const x2 = rmsNorm(h1, postNorm);
+  const gate = linear(x2, "gate", B.gateB);
+  const up = linear(x2, "up", B.upB);
+  const h2 = g.op("Add", [linear(g.op("Mul", [activation(g, gate, s.act), up]), "down", B.downB), h1]);
+
+  g.output(h2, "h_out", ["n", D]);
+  g.output(probs, "probs", [KV, rep, "n", "n"]);
+  g.output(g.op("Reshape", [kRot, g.ints([0, KV * hd])]), "k_rows", ["n", KV * hd]);
+  g.output(v, "v_rows", ["n", KV * hd]);
+  if (s.tape) {
+    g.output(x, "x", ["n", D]);
+    g.output(g.op("Reshape", [qRot, g.ints([0, H * hd])]), "q_rows", ["n", H * hd]);
+    g.output(ctx, "ctx", ["n", H * hd]);
+    g.output(h1, "h1", ["n", D]);
+    g.output(x2, "x2", ["n", D]);
+    g.output(gate, "gate_out", ["n", I]);
+    g.output(up, "up_out", ["n", I]);
+  }
+  return g.build();
+}
+
+function weightTensor(w: WeightMatrix): ort.Tensor {
+  const dims = [w.rows, w.cols];
+  if (w.dtype === "F32") return new ort.Tensor("float32", w.data as Float32Array, dims);
+  if (w.dtype === "F16") return new ort.Tensor("float16", w.data as Uint16Array, dims);
+  return new ort.Tensor("uint16", w.data as Uint16Array, dims);
+}
+
+/** Block graphs on the sessions' options of the owning OrtKernels (threads, spinning). */
+export class OrtBlocks implements BlockKernels {
+  private readonly sessions = new Map<string, Promise<ort.InferenceSession | null>>();
+  private readonly inFlight = new Set<Promise<unknown>>();
+  private disposed = false;
+
+  private readonly sessionOptions: ort.InferenceSession.SessionOptions;
+
+  constructor(sessionOptions: ort.InferenceSession.SessionOptions) {
+    // No CPU arena: a block's intermediates (scores [H, n, n], MLP activations) are large and used once per
+    // layer; an arena would keep its high-water mark resident on top of the model for the process's life.
+    this.sessionOptions = { ...sessionOptions, enableCpuMemArena: false };
+  }
+
+  /** The cached session for a graph, or null when this onnxruntime cannot load it (e.g. no BitCast). */
+  private session(key: string, build: () => Uint8Array): Promise<ort.InferenceSession | null> {
+    if (this.disposed) throw new Error("OrtBlocks used after dispose()");
+    let s = this.sessions.get(key);
+    if (!s) {
+      s = ort.InferenceSession.create(build(), this.sessionOptions).catch(() => null);
+      this.sessions.set(key, s);
+    }
+    return s;
+  }
+
+  private async run(
+    sess: ort.InferenceSession,
+    feeds: Record<string, ort.Tensor>,
+  ): Promise<ort.InferenceSession.OnnxValueMapType> {
+    if (this.disposed) throw new Error("OrtBlocks used after dispose()");
+    const p = sess.run(feeds);
+    this.inFlight.add(p);
+    try {
+      return await p;
+    } finally {
+      this.inFlight.delete(p);
+    }
+  }
+
+  async visionLayer(a: VisionBlockInput): Promise<VisionBlockOutput | null> {
+    const W: VisionBlockWeights = a.weights;
+    const dtype = W.q.dtype;
+    if (!BLOCK_ACTIVATIONS.has(a.act) || VISION_MATRICES.some((m) => W[m].dtype !== dtype)) return null;
+    const D = W.q.cols;
+    if (a.n === 0 || D % a.heads !== 0 || a.h.length !== a.n * D) return null;
+    const shape: VisionGraphShape = {
+      dim: D,
+      heads: a.heads,
+      inter: W.fc1.rows,
+      eps: a.eps,
+      act: a.act,
+      dtype,
+      tape: a.tape,
+    };
+    const key = `vision:${JSON.stringify(shape)}`;
+    const sess = await this.session(key, () => buildVisionLayerModel(shape));
+    if (!sess) return null;
+    const feeds: Record<string, ort.Tensor> = { h: new ort.Tensor("float32", a.h, [a.n, D]) };
+    for (const m of VISION_MATRICES) feeds[m] = weightTensor(W[m]);
+    for (const v of VISION_VECTORS) feeds[v] = new ort.Tensor("float32", W[v], [W[v].length]);
+    const r = await this.run(sess, feeds);
+    const out = (name: string) => r[name].data as Float32Array;
+    return {
+      h: out("h_out"),
+      probs: out("probs"),
+      tape: a.tape
+        ? {
+            x: out("x"),
+            q: out("q_out"),
+            k: out("k_heads"),
+            v: out("v_heads"),
+            ctx: out("ctx"),
+            h1: out("h1"),
+            x2: out("x2"),
+            u: out("u"),
+          }
+        : undefined,
+    };
+  }
+
+  async decoderLayer(a: DecoderBlockInput): Promise<DecoderBlockOutput | null> {
+    const W: DecoderBlockWeights = a.weights;
+    const dtype = W.q.dtype;
+    if (!BLOCK_ACTIVATIONS.has(a.act) || DECODER_MATRICES.some((m) => W[m].dtype !== dtype)) return null;
+    const { n, heads: H, kvHeads: KV, headDim: hd } = a;
+    const D = W.q.cols;
+    if (n === 0 || H % KV !== 0 || hd % 2 !== 0 || a.h.length !== n * D) return null;
+    const shape: DecoderGraphShape = {
+      dim: D,
+      heads: H,
+      kvHeads: KV,
+      headDim: hd,
+      inter: W.gate.rows,
+      eps: a.eps,
+      act: a.act,
+      dtype,
+      biases: DECODER_BIASES.filter((b) => W[b] !== null),
+      tape: a.tape,
+    };
+    const key = `decoder:${JSON.stringify(shape)}`;
+    const sess = await this.session(key, () => buildDecoderLayerModel(shape));
+    if (!sess) return null;
+    const norm = (w: Float32Array) =>
+      new ort.Tensor("float32", a.unitOffset ? w.map((x) => 1 + x) : w, [w.length]);
+    const feeds: Record<string, ort.Tensor> = {
+      h: new ort.Tensor("float32", a.h, [n, D]),
+      cos: new ort.Tensor("float32", a.cos, [n, 1, hd / 2]),
+      sin: new ort.Tensor("float32", a.sin, [n, 1, hd / 2]),
+      mask: new ort.Tensor("float32", a.mask, [n, n]),
+      inputNorm: norm(W.inputNorm),
+      postNorm: norm(W.postNorm),
+    };
+    for (const m of DECODER_MATRICES) feeds[m] = weightTensor(W[m]);
+    for (const b of DECODER_BIASES) {
+      const v = W[b];
+      if (v) feeds[b] = new ort.Tensor("float32", v, [v.length]);
+    }
+    const r = await this.run(sess, feeds);
+    const out = (name: string) => r[name].data as Float32Array;
+    return {
+      h: out("h_out"),
+      probs: out("probs"),
+      k: out("k_rows"),
+      v: out("v_rows"),
+      tape: a.tape
+        ? {
+            x: out("x"),
+            q: out("q_rows"),
+            ctx: out("ctx"),
+            h1: out("h1"),
+            x2: out("x2"),
+            gate: out("gate_out"),
+            up: out("up_out"),
+          }
+        : undefined,
+    };
+  }
+
+  async dispose(): Promise<void> {
+    if (this.disposed) return;
+    this.disposed = true;
+    const pending = [...this.sessions.values()];
+    this.sessions.clear();
+    await Promise.allSettled([...this.inFlight]);
+    for (const p of pending) {
+      const s = await p.catch(() => null);
+      if (s) await s.release();
+    }
+  }
+}
