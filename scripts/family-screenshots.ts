@@ -11,17 +11,8 @@
 import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
-import { chromium } from "playwright-core";
 import { PROJECT_ROOT } from "../src/cli/default-model.js";
-import { buildServer } from "../src/server/app.js";
-import { CHROMIUM_ARGS, CHROMIUM_PATH } from "./chromium.js";
-
-declare const window: { scrollTo(x: number, y: number): void };
-
-function flag(name: string, dflt: string): string {
-  const i = process.argv.indexOf(name);
-  return i >= 0 && process.argv[i + 1] !== undefined ? process.argv[i + 1]! : dflt;
-}
+import { flag, openSession, requireChromium } from "./screenshot-session.js";
 
 /** Follows a job's event stream to its end; throws unless it is "done". */
 async function finish(base: string, jobId: string): Promise<void> {
@@ -33,7 +24,8 @@ async function finish(base: string, jobId: string): Promise<void> {
 }
 
 interface Shot {
-  file: string;
+  /** docs/screenshots/<name>.png */
+  name: string;
   fixture: string;
   /** The vision-side relevancy kind to compute and show. */
   kind: "vit" | "chain";
@@ -42,26 +34,23 @@ interface Shot {
 }
 
 const SHOTS: Shot[] = [
-  { file: "next-relevancy.png", fixture: "llava-next-tiny-clip-llama", kind: "vit", layer: "combined" },
-  { file: "qwen2-vl-relevancy.png", fixture: "qwen2-vl-tiny", kind: "chain" },
+  { name: "next-relevancy", fixture: "llava-next-tiny-clip-llama", kind: "vit", layer: "combined" },
+  { name: "qwen2-vl-relevancy", fixture: "qwen2-vl-tiny", kind: "chain" },
 ];
 
 async function shoot(shot: Shot, outDir: string): Promise<void> {
   const modelDir = path.join(PROJECT_ROOT, "test/fixtures", shot.fixture);
   const work = fs.mkdtempSync(path.join(os.tmpdir(), "lvlm-family-shots-"));
-  const server = await buildServer({
+  const session = await openSession({
     modelDir,
     dataDir: path.join(work, "data"),
+    userDir: path.join(work, "chromium"),
+    outDir,
     kernels: "ts",
-    webDir: path.join(PROJECT_ROOT, "dist/web"),
-  });
-  const base = await server.app.listen({ port: 0, host: "127.0.0.1" });
-  const ctx = await chromium.launchPersistentContext(path.join(work, "chromium"), {
-    executablePath: CHROMIUM_PATH,
-    headless: true,
     viewport: { width: 1300, height: 900 },
-    args: [...CHROMIUM_ARGS],
+    timeoutMs: 60_000,
   });
+  const { base, page } = session;
   try {
     const fd = new FormData();
     fd.append("prompt", "What is in the picture?");
@@ -81,29 +70,21 @@ async function shoot(shot: Shot, outDir: string): Promise<void> {
       })
     ).json()) as { job: { id: string } };
     await finish(base, rel.job.id);
-    const page = ctx.pages()[0] ?? (await ctx.newPage());
-    page.setDefaultTimeout(60_000);
     await page.goto(`${base}/#/run/${gen.runId}/relevancy`);
     await page.selectOption('[data-testid="rel-kind"]', shot.kind);
     await page.selectOption('[data-testid="rel-by"]', "token");
     await page.locator('[data-testid="rel-map"]').first().waitFor();
     if (shot.layer) await page.selectOption('[data-testid="map-layer"]', shot.layer);
-    await page.evaluate(() => window.scrollTo(0, 0));
-    fs.mkdirSync(outDir, { recursive: true });
-    const file = path.join(outDir, shot.file);
-    await page.screenshot({ path: file, fullPage: true });
-    process.stderr.write(`wrote ${file}\n`);
+    await session.shot(shot.name);
   } finally {
-    await ctx.close();
-    await server.close();
+    await session.close();
     fs.rmSync(work, { recursive: true, force: true });
   }
 }
 
 async function main(): Promise<void> {
   const outDir = path.resolve(flag("--out", path.join(PROJECT_ROOT, "docs/screenshots")));
-  if (!fs.existsSync(CHROMIUM_PATH))
-    throw new Error(`${CHROMIUM_PATH} not found: install Debian's chromium package`);
+  requireChromium();
   for (const shot of SHOTS) await shoot(shot, outDir);
 }
 

@@ -2,11 +2,8 @@
  * `npm run make:pairs [-- --out DIR --pairs N --seed S]`: writes a CLIP-blind-style pair set of shape scenes
  * (src/shapes/pairs.ts) as a batch dataset: DIR/pairs.jsonl and DIR/images/<id>.png.
  */
-import * as fs from "node:fs";
-import * as path from "node:path";
 import { parseArgs } from "node:util";
-import { encodePng } from "../src/hf/image-decode.js";
-import { makePair } from "../src/shapes/pairs.js";
+import { writePairDataset } from "./pairs-dataset.js";
 
 const USAGE =
   "usage: npm run make:pairs [-- --out DIR (default runs/shapes-pairs) --pairs N (60) --seed S (23)]";
@@ -43,23 +40,5 @@ const n = Number(values.pairs);
 const seed = Number(values.seed);
 if (!Number.isInteger(n) || n < 1) fail(`--pairs must be a positive integer (got "${values.pairs}")`);
 if (!Number.isInteger(seed) || seed < 0) fail(`--seed must be a non-negative integer (got "${values.seed}")`);
-const out = values.out;
-fs.mkdirSync(path.join(out, "images"), { recursive: true });
-const lines: string[] = [];
-for (let i = 0; i < n; i++) {
-  const p = makePair(seed, i);
-  const pair = `p${String(i).padStart(3, "0")}`;
-  for (const [side, s] of [
-    ["a", p.a],
-    ["b", p.b],
-  ] as const) {
-    const id = `${pair}-${side}`;
-    const image = `images/${id}.png`;
-    fs.writeFileSync(path.join(out, image), encodePng(s.image));
-    lines.push(
-      JSON.stringify({ id, image, question: p.question, answer: s.answer, pair, kind: p.kind, box: s.box }),
-    );
-  }
-}
-fs.writeFileSync(path.join(out, "pairs.jsonl"), `${lines.join("\n")}\n`);
-process.stderr.write(`${n} pairs (${2 * n} items) written to ${path.join(out, "pairs.jsonl")}\n`);
+const file = writePairDataset(values.out, n, seed);
+process.stderr.write(`${n} pairs (${2 * n} items) written to ${file}\n`);

@@ -4,60 +4,43 @@
  * the relevancy of the answer, and saves screenshots of the answer and relevancy views to docs/screenshots,
  * and of the relevancy map's faithfulness check (deletion / insertion curves against random maps); then
  * asks a second question about the same scene and saves the two runs side by side (the compare view).
+ * Last, a small batch (3 CLIP-blind-style pairs, exact relevancy) run through the library's runBatch and its
+ * runs folder served: the batch report view.
  *
  *   npm run screenshots -- [--seed 4242] [--index 3] [--out docs/screenshots]
+ *
+ * The README's other web-app pictures (generate, attention-summary, attention-maps, relevancy, causality,
+ * export-causality) are test/web-e2e.test.ts's screenshots on the llava-tiny-llama fixture:
+ * `SCREENSHOT_DIR=DIR node --test dist/test/web-e2e.test.js`, then copy those six from DIR.
  */
 import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
-import { chromium } from "playwright-core";
+import { runBatch } from "../src/batch/run-batch.js";
 import { defaultModelDir, PROJECT_ROOT } from "../src/cli/default-model.js";
 import { encodePng } from "../src/hf/image-decode.js";
-import { buildServer } from "../src/server/app.js";
 import { sample, sampleConversation } from "../src/shapes/dataset.js";
-import { CHROMIUM_ARGS, CHROMIUM_PATH } from "./chromium.js";
+import { writePairDataset } from "./pairs-dataset.js";
+import { flag, openSession, requireChromium } from "./screenshot-session.js";
 
-// Browser global used inside page callbacks (this project compiles without the DOM lib).
-declare const window: { scrollTo(x: number, y: number): void };
+const VIEWPORT = { width: 1400, height: 900 };
 
-function flag(name: string, dflt: string): string {
-  const i = process.argv.indexOf(name);
-  return i >= 0 && process.argv[i + 1] !== undefined ? process.argv[i + 1]! : dflt;
-}
-
-async function main(): Promise<void> {
-  const seed = Number(flag("--seed", "4242"));
-  const index = Number(flag("--index", "3"));
-  const outDir = path.resolve(flag("--out", path.join(PROJECT_ROOT, "docs/screenshots")));
-  if (!fs.existsSync(CHROMIUM_PATH))
-    throw new Error(`${CHROMIUM_PATH} not found: install Debian's chromium package`);
+/** The generate, relevancy, faithfulness and compare views of two questions about one held-out scene. */
+async function shootRuns(work: string, outDir: string, seed: number, index: number): Promise<void> {
   const s = sample(seed, index);
-  const work = fs.mkdtempSync(path.join(os.tmpdir(), "lvlm-shots-"));
   const imageFile = path.join(work, "scene.png");
   fs.writeFileSync(imageFile, encodePng(s.scene.image));
-  const server = await buildServer({
+  const session = await openSession({
     modelDir: defaultModelDir(),
     dataDir: path.join(work, "data"),
+    userDir: path.join(work, "chromium"),
+    outDir,
     kernels: "auto",
-    webDir: path.join(PROJECT_ROOT, "dist/web"),
+    viewport: VIEWPORT,
+    timeoutMs: 120_000,
   });
-  const base = await server.app.listen({ port: 0, host: "127.0.0.1" });
-  const userDir = path.join(work, "chromium");
-  const ctx = await chromium.launchPersistentContext(userDir, {
-    executablePath: CHROMIUM_PATH,
-    headless: true,
-    viewport: { width: 1400, height: 900 },
-    args: [...CHROMIUM_ARGS],
-  });
+  const { base, page, shot } = session;
   try {
-    const page = ctx.pages()[0] ?? (await ctx.newPage());
-    page.setDefaultTimeout(120_000);
-    const shot = async (name: string) => {
-      await page.evaluate(() => window.scrollTo(0, 0));
-      await page.screenshot({ path: path.join(outDir, `${name}.png`), fullPage: true });
-      process.stderr.write(`wrote ${path.join(outDir, `${name}.png`)}\n`);
-    };
-    fs.mkdirSync(outDir, { recursive: true });
     await page.goto(base);
     await page.setInputFiles('[data-testid="image-input"]', imageFile);
     await page.locator('[data-testid="paint-canvas"]').waitFor();
@@ -99,8 +82,54 @@ async function main(): Promise<void> {
       await shot("compare");
     }
   } finally {
-    await ctx.close();
-    await server.close();
+    await session.close();
+  }
+}
+
+/** A small batch of shape pairs (exact LLM relevancy) served as its runs folder: the batch report view. */
+async function shootBatch(work: string, outDir: string): Promise<void> {
+  const dataset = writePairDataset(path.join(work, "pairs"), 3, 23);
+  // The folder's name is the batch's name in the report view.
+  const out = path.join(work, "shapes-pairs");
+  await runBatch({
+    dataset,
+    out,
+    modelDir: defaultModelDir(),
+    relevancy: "exact",
+    vision: [],
+    causal: false,
+    maxNewTokens: 16,
+    kernels: "auto",
+    onItem: (r, done, total) => process.stderr.write(`batch item ${done}/${total}: ${r.id}\n`),
+  });
+  const session = await openSession({
+    modelDir: defaultModelDir(),
+    dataDir: path.join(out, "runs"),
+    userDir: path.join(work, "chromium-batch"),
+    outDir,
+    kernels: "auto",
+    viewport: VIEWPORT,
+    timeoutMs: 60_000,
+  });
+  try {
+    await session.page.goto(`${session.base}/#/batch`);
+    await session.page.locator('[data-testid="batch-items"]').waitFor();
+    await session.shot("batch");
+  } finally {
+    await session.close();
+  }
+}
+
+async function main(): Promise<void> {
+  const seed = Number(flag("--seed", "4242"));
+  const index = Number(flag("--index", "3"));
+  const outDir = path.resolve(flag("--out", path.join(PROJECT_ROOT, "docs/screenshots")));
+  requireChromium();
+  const work = fs.mkdtempSync(path.join(os.tmpdir(), "lvlm-shots-"));
+  try {
+    await shootRuns(work, outDir, seed, index);
+    await shootBatch(work, outDir);
+  } finally {
     fs.rmSync(work, { recursive: true, force: true });
   }
 }
