@@ -13,6 +13,7 @@ import {
   relevancyReliance,
   relevancyText,
 } from "../src/interpret/views/relevancy-panels.js";
+import { templateTailLength } from "../src/interpret/views/relevancy-views.js";
 import { loadTextProcessor } from "../src/models/registry.js";
 import { Run } from "../src/run/run-dir.js";
 import { fixtureDir } from "./fixture-utils.js";
@@ -151,11 +152,19 @@ describe("relevancy", () => {
         assert.ok(got.items.length > 0);
         assert.equal(got.items[0].map.length, 64);
       }
+      // The question ends before the chat template's tail ("ASSISTANT:"), as the batch report counts it.
+      const m = run.manifest;
+      const tail = templateTailLength(
+        (q) => tokenizer().encodePrompt(q, m.image_layout.token_count).inputIds,
+      );
+      const span = { to: m.input_ids.length - tail };
       const text = await json(await fetch(`${ts.base}/api/runs/${runId}/relevancy/text?token=1`));
-      assert.deepEqual(text, JSON.parse(JSON.stringify(relevancyText(run, "exact", 1, pt))));
+      assert.deepEqual(text, JSON.parse(JSON.stringify(relevancyText(run, "exact", 1, pt, span))));
       assert.equal(text.wordsVsImage.bars.at(-1).label, "max_img");
+      for (const bar of text.wordsVsImage.bars)
+        assert.doesNotMatch(bar.label, /assistant/i, "the template's tail is not a question word");
       const rel = await json(await fetch(`${ts.base}/api/runs/${runId}/relevancy/reliance`));
-      assert.deepEqual(rel.tokens, JSON.parse(JSON.stringify(relevancyReliance(run, "exact", pt))));
+      assert.deepEqual(rel.tokens, JSON.parse(JSON.stringify(relevancyReliance(run, "exact", pt, span))));
     } finally {
       run.close();
     }

@@ -55,6 +55,18 @@ function tokenStrings(ids: number[]): string[] {
 }
 const promptTokens = (run: Run) => tokenStrings(run.manifest.input_ids);
 
+/**
+ * Where a run's question is: up to the chat template's tail ("ASSISTANT:" is not a question word), as the
+ * batch report counts it, so every view's reliance agrees.
+ */
+function questionSpan(run: Run): { to: number } {
+  const m = run.manifest;
+  const tail = templateTailLength(
+    (q) => serverTokenizer().encodePrompt(q, m.image_layout.token_count).inputIds,
+  );
+  return { to: m.input_ids.length - tail };
+}
+
 /** Not-yet-computed analyses: the view has nothing to show (404), the client offers to compute it. */
 export class NotComputedError extends Error {}
 
@@ -132,11 +144,11 @@ const handlers = {
     ),
   relText: (dir: string, mode: RelevancyMode, token: number) => {
     const run = openRun(dir);
-    return relevancyText(run, mode, token, promptTokens(run));
+    return relevancyText(run, mode, token, promptTokens(run), questionSpan(run));
   },
   relReliance: (dir: string, mode: RelevancyMode): RelevancyRelianceView => {
     const run = openRun(dir);
-    return { mode, tokens: relevancyReliance(run, mode, promptTokens(run)) };
+    return { mode, tokens: relevancyReliance(run, mode, promptTokens(run), questionSpan(run)) };
   },
   causal: (dir: string, token: number) => {
     const run = openRun(dir);
@@ -169,16 +181,12 @@ const handlers = {
           .digest("hex");
         imageDigests.set(run, digest);
       }
-      const m = run.manifest;
-      const tail = templateTailLength(
-        (q) => serverTokenizer().encodePrompt(q, m.image_layout.token_count).inputIds,
-      );
       return {
         id,
         run,
         promptTokens: promptTokens(run),
         imageDigest: digest,
-        questionEnd: m.input_ids.length - tail,
+        questionEnd: questionSpan(run).to,
       };
     };
     return compareRuns(side(dirA, idA), side(dirB, idB), mode, token);

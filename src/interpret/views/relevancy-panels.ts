@@ -25,6 +25,7 @@ import {
   imageReliance,
   llmImageMap,
   normalizeTowerRows,
+  type QuestionSpan,
   type TowerRows,
   textRelevancy,
   topWordsVsImage,
@@ -197,6 +198,7 @@ export function relevancyText(
   mode: RelevancyMode,
   token: number,
   promptTokens: string[],
+  span: QuestionSpan = {},
 ): RelevancyTextView {
   const m = run.manifest;
   const computed = computedTokens(run, mode, "llm");
@@ -213,12 +215,20 @@ export function relevancyText(
     mode,
     token,
     entries: textRelevancy(r, p, promptTokens, positions, true),
-    wordsVsImage: topWordsVsImage(r, p, promptTokens, positions),
+    wordsVsImage: topWordsVsImage(r, p, promptTokens, positions, span),
   };
 }
 
-/** Image-vs-text reliance of every computed answer token (1 = the image beats every top question word). */
-export function relevancyReliance(run: Run, mode: RelevancyMode, promptTokens: string[]): TokenReliance[] {
+/**
+ * Image-vs-text reliance of every computed answer token (1 = the image beats every top question word);
+ * `span`: where the question is (e.g. ending before the chat template's tail).
+ */
+export function relevancyReliance(
+  run: Run,
+  mode: RelevancyMode,
+  promptTokens: string[],
+  span: QuestionSpan = {},
+): TokenReliance[] {
   const computed = computedTokens(run, mode, "llm");
   const { row } = rows(run, mode, "llm");
   return imageReliance(
@@ -226,5 +236,6 @@ export function relevancyReliance(run: Run, mode: RelevancyMode, promptTokens: s
     computed,
     promptTokens,
     run.imageTokens().positions,
+    span,
   );
 }
