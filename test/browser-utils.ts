@@ -68,3 +68,26 @@ export async function launchBrowser(opts: BrowserOptions): Promise<TestBrowser> 
     },
   };
 }
+
+/** What a page callback reads of a canvas (this project compiles without the DOM lib). */
+interface CanvasPixels {
+  width: number;
+  height: number;
+  getContext(kind: "2d"): {
+    getImageData(x: number, y: number, w: number, h: number): { data: Uint8ClampedArray };
+  };
+}
+
+/** Distinct colours of a canvas (its backing store), for "non-uniform pixels". */
+export async function canvasColors(locator: ReturnType<Page["locator"]>): Promise<number> {
+  return locator.evaluate((el) => {
+    const c = el as unknown as CanvasPixels;
+    const d = c.getContext("2d").getImageData(0, 0, c.width, c.height).data;
+    const seen = new Set<number>();
+    for (let i = 0; i < d.length; i += 4) {
+      seen.add((d[i] << 16) | (d[i + 1] << 8) | d[i + 2]);
+      if (seen.size > 500) break;
+    }
+    return seen.size;
+  });
+}

@@ -14,7 +14,7 @@ import * as fs from "node:fs";
 import * as path from "node:path";
 import { after, before, describe, test } from "node:test";
 import type { Page } from "playwright-core";
-import { browserSkip, launchBrowser, type TestBrowser } from "./browser-utils.js";
+import { browserSkip, canvasColors, launchBrowser, type TestBrowser } from "./browser-utils.js";
 import { ROOT, tempDir } from "./fixture-utils.js";
 import { fixtureImage, imageForm, readJobEvents, startTestServer, type TestServer } from "./server-utils.js";
 import { ensureWebBuild, WEB_DIR } from "./web-build.js";
@@ -57,20 +57,6 @@ async function makeRun(prompt: string, imageMode: string, relevancy: boolean): P
     assert.equal((await readJobEvents(ts.base, job.id)).at(-1)!.type, "done");
   }
   return body.runId;
-}
-
-/** Distinct colours of a canvas (its backing store), for "non-uniform pixels". */
-async function canvasColors(locator: ReturnType<Page["locator"]>): Promise<number> {
-  return locator.evaluate((el) => {
-    const c = el as HTMLCanvasElement;
-    const d = c.getContext("2d")!.getImageData(0, 0, c.width, c.height).data;
-    const seen = new Set<number>();
-    for (let i = 0; i < d.length; i += 4) {
-      seen.add((d[i] << 16) | (d[i + 1] << 8) | d[i + 2]);
-      if (seen.size > 500) break;
-    }
-    return seen.size;
-  });
 }
 
 /** Index of the selected chip in a token list (−1: none). */

@@ -19,7 +19,7 @@ import { encodePng } from "../src/hf/image-decode.js";
 import { SqliteJobJournal } from "../src/server/job-journal.js";
 import { RunStore } from "../src/server/run-store.js";
 import { pngWithDataCut } from "./broken-images.js";
-import { browserSkip, launchBrowser, type TestBrowser } from "./browser-utils.js";
+import { browserSkip, canvasColors, launchBrowser, type TestBrowser } from "./browser-utils.js";
 import { ROOT, tempDir } from "./fixture-utils.js";
 import { fixtureImage, imageForm, readJobEvents, startTestServer, type TestServer } from "./server-utils.js";
 import { ensureWebBuild, WEB_DIR } from "./web-build.js";
@@ -54,20 +54,6 @@ async function api(p: string): Promise<any> {
   const r = await fetch(`${ts.base}${p}`);
   assert.equal(r.status, 200, `${p}: ${r.status}`);
   return r.json();
-}
-
-/** Distinct colours of a canvas (its backing store), for "non-uniform pixels". */
-async function canvasColors(locator: ReturnType<Page["locator"]>): Promise<number> {
-  return locator.evaluate((el) => {
-    const c = el as HTMLCanvasElement;
-    const d = c.getContext("2d")!.getImageData(0, 0, c.width, c.height).data;
-    const seen = new Set<number>();
-    for (let i = 0; i < d.length; i += 4) {
-      seen.add((d[i] << 16) | (d[i + 1] << 8) | d[i + 2]);
-      if (seen.size > 500) break;
-    }
-    return seen.size;
-  });
 }
 
 async function shot(name: string): Promise<void> {

@@ -15,6 +15,7 @@ import {
   ErrorBox,
   ExportPng,
   ImageMap,
+  IndexSelect,
   JobProgress,
   Panel,
   runCaption,
@@ -344,20 +345,13 @@ export function CausalView({
           testId="causal-tokens"
         />
         <div class="actions" data-export="skip">
-          <label>
-            layer{" "}
-            <select
-              value={layer}
-              onChange={(e) => setLayer(Number((e.target as HTMLSelectElement).value))}
-              data-testid="causal-layer"
-            >
-              {Array.from({ length: run.layout.layers }, (_, l) => (
-                <option key={l} value={l}>
-                  {l}
-                </option>
-              ))}
-            </select>
-          </label>
+          <IndexSelect
+            label="layer"
+            count={run.layout.layers}
+            value={layer}
+            onChange={(v) => setLayer(Number(v))}
+            testId="causal-layer"
+          />
           <button
             type="button"
             onClick={() => start(() => api.computeCausal(run.id, token, layer))}

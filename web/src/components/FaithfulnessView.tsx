@@ -7,7 +7,7 @@ import { useState } from "preact/hooks";
 import type { RunDetail } from "../api";
 import { type FaithfulnessResult, faithfulnessApi } from "../faithfulness-api";
 import { ChartBox } from "./charts";
-import { ErrorBox, JobProgress, Panel, TokenChips, useAsync, useJob } from "./common";
+import { ErrorBox, IndexSelect, JobProgress, Panel, TokenChips, useAsync, useJob } from "./common";
 
 type MapKind = "attn" | "rollout" | "rel" | "causal";
 
@@ -89,35 +89,21 @@ export function FaithfulnessView({ run }: { run: RunDetail }) {
           </label>
           {kind === "attn" && (
             <>
-              <label>
-                layer{" "}
-                <select
-                  value={layer}
-                  onChange={(e) => setLayer(Number((e.target as HTMLSelectElement).value))}
-                  data-testid="faith-layer"
-                >
-                  {Array.from({ length: run.layout.layers }, (_, l) => (
-                    <option key={l} value={l}>
-                      {l}
-                    </option>
-                  ))}
-                </select>
-              </label>
-              <label>
-                head{" "}
-                <select
-                  value={head}
-                  onChange={(e) => setHead((e.target as HTMLSelectElement).value)}
-                  data-testid="faith-head"
-                >
-                  <option value="mean">mean</option>
-                  {Array.from({ length: run.layout.heads }, (_, h) => (
-                    <option key={h} value={String(h)}>
-                      {h}
-                    </option>
-                  ))}
-                </select>
-              </label>
+              <IndexSelect
+                label="layer"
+                count={run.layout.layers}
+                value={layer}
+                onChange={(v) => setLayer(Number(v))}
+                testId="faith-layer"
+              />
+              <IndexSelect
+                label="head"
+                count={run.layout.heads}
+                value={head}
+                onChange={setHead}
+                testId="faith-head"
+                first={{ value: "mean", label: "mean" }}
+              />
             </>
           )}
           {kind === "rel" && (

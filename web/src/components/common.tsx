@@ -512,6 +512,34 @@ export function ExportPng({
   );
 }
 
+/** A labelled select of 0 … count − 1 (a layer, a head), optionally led by one named choice (e.g. "mean"). */
+export function IndexSelect(p: {
+  label: string;
+  count: number;
+  value: string | number;
+  onChange: (value: string) => void;
+  testId: string;
+  first?: { value: string; label: string };
+}) {
+  return (
+    <label>
+      {p.label}{" "}
+      <select
+        value={String(p.value)}
+        onChange={(e) => p.onChange((e.target as HTMLSelectElement).value)}
+        data-testid={p.testId}
+      >
+        {p.first && <option value={p.first.value}>{p.first.label}</option>}
+        {Array.from({ length: p.count }, (_, i) => (
+          <option key={i} value={String(i)}>
+            {i}
+          </option>
+        ))}
+      </select>
+    </label>
+  );
+}
+
 export function ErrorBox({ error }: { error: string | null }) {
   if (!error) return null;
   return (
