@@ -5,7 +5,7 @@
  *   npm run bench -- [--config llava-1.5-7b|llava-v1.6-mistral-7b|llava-interleave-qwen-0.5b|qwen2-vl-2b]
  *                    [--layers N] [--vision-layers N] [--model DIR] [--image FILE] [--prompt TEXT]
  *                    [--decode N] [--kernels auto|ts|ort] [--no-blocks] [--skip-kernels] [--quick] [--relevancy]
- *                    [--json]
+ *                    [--pipeline] [--torch TORCH.json] [--json]
  *
  * `--model DIR` measures an existing checkpoint folder (e.g. one written by ../shared/torch-baseline's
  * make_bench_model.py, to compare with PyTorch on the same weights) instead of writing a random one; `--image`
@@ -13,7 +13,10 @@
  * split into time inside native kernel calls and the rest (element-wise work, copies in JS). `--no-blocks`
  * times the per-op path (one kernel call per matmul) instead of whole layers as one onnxruntime graph.
  * `--relevancy` also times exact relevancy of the first generated token (the LLM map, and the chain map
- * through the vision tower where the model has one), forward with the tape included.
+ * through the vision tower where the model has one), forward with the tape included. `--pipeline` times
+ * what LVLM-Interpret does for one question after the forward: incremental relevancy of every generated token
+ * with vit, all and all_v2 (chain on a tower without CLS), seconds per token included. `--torch FILE` reads the
+ * JSON of ../shared/torch-baseline's bench_torch.py on the same folder and adds the ratios (project / PyTorch).
  */
 import * as fs from "node:fs";
 import * as os from "node:os";
@@ -21,6 +24,7 @@ import * as path from "node:path";
 import { generate } from "../src/generate/generate.js";
 import { decodeImage } from "../src/hf/image-decode.js";
 import { relevancyMaps } from "../src/interpret/relevancy/index.js";
+import type { VisionRelevancyKind } from "../src/interpret/relevancy/types.js";
 import { createKernels, parseKernelChoice } from "../src/kernels/index.js";
 import { loadModel } from "../src/models/registry.js";
 import { flag } from "./args.js";
@@ -41,6 +45,8 @@ const layers = Number(flag("--layers") ?? 2);
 const visionLayers = flag("--vision-layers") ? Number(flag("--vision-layers")) : undefined;
 const decodeTokens = Number(flag("--decode") ?? 8);
 const withRelevancy = process.argv.includes("--relevancy");
+const withPipeline = process.argv.includes("--pipeline");
+const torchFile = flag("--torch");
 const kernelChoice = parseKernelChoice(flag("--kernels") ?? "auto");
 const log = (s: string) => {
   if (!json) console.log(s);
@@ -93,7 +99,11 @@ try {
     picture = { width: pw, height: ph, data: new Uint8Array(3 * pw * ph).map((_, i) => (i * 37) & 255) };
   }
   const prepared = model.preprocess(picture, "default");
-  const chain = model.towerGeometry(prepared.layout) !== null;
+  const geometry = model.towerGeometry(prepared.layout);
+  const chain = geometry !== null;
+  // LVLM-Interpret's maps where the tower has a CLS token; chain, ours, where it has none.
+  const pipelineVision: VisionRelevancyKind[] =
+    geometry === null ? [] : geometry.cls >= 0 ? ["vit", "all", "all_v2"] : ["chain"];
   const cpuMs = () => {
     const c = process.cpuUsage();
     return (c.user + c.system) / 1000;
@@ -131,6 +141,7 @@ try {
     },
   });
   const decodeCpuMs = cpuMs() - c0;
+  const decodeMatmulMs = kernels.ms;
   const T = enc.inputIds.length;
   const steps = trace.generatedIds.length - 1;
   const round = (x: number) => Math.round(x);
@@ -150,6 +161,19 @@ try {
     );
     relevancyMs = performance.now() - t0;
   }
+  const pipeline = withPipeline
+    ? await timePipeline(
+        model,
+        kernels,
+        {
+          inputIds: enc.inputIds,
+          generatedIds: trace.generatedIds,
+          pixels: prepared.pixels,
+          layout: prepared.layout,
+        },
+        pipelineVision,
+      )
+    : null;
   const result = {
     config: modelDir ? dir : cfg.name,
     layers: model.info.llmLayers,
@@ -168,18 +192,23 @@ try {
     prefill_kernel_calls: prefillCalls,
     prefill_cpu_ms: round(prefillCpuMs),
     decode_ms_per_token: round(trace.timingsMs.decode / steps),
-    decode_matmul_ms_per_token: round(kernels.ms / steps),
+    decode_matmul_ms_per_token: round(decodeMatmulMs / steps),
     decode_cpu_ms_per_token: round(decodeCpuMs / steps),
     forward_ms: round(visionMs + trace.timingsMs.prefill + trace.timingsMs.decode),
     prefill_tokens_per_s: T / (trace.timingsMs.prefill / 1000),
     decode_tokens_per_s: steps / (trace.timingsMs.decode / 1000),
     generated_ids: trace.generatedIds,
     relevancy_ms: relevancyMs === null ? null : round(relevancyMs),
+    pipeline,
+    pipeline_ms: pipeline
+      ? round(visionMs + trace.timingsMs.prefill + trace.timingsMs.decode + pipeline.total_ms)
+      : null,
     peak_rss_mb: Math.round(process.resourceUsage().maxRSS / 1024),
   };
   await kernels.dispose();
   model.close();
-  if (json) console.log(JSON.stringify({ kernels: kernelRows, model: result }));
+  const ratios = torchFile ? torchRatios(torchFile, result) : null;
+  if (json) console.log(JSON.stringify({ kernels: kernelRows, model: result, torch_ratios: ratios }));
   else {
     log(
       `vision tower: ${result.vision_ms} ms (${result.vision_matmul_ms} ms in ${visionCalls} kernel calls)`,
@@ -193,8 +222,79 @@ try {
     log(`forward (vision + prefill + decode): ${result.forward_ms} ms`);
     if (result.relevancy_ms !== null)
       log(`relevancy (exact, first token${chain ? ", chain" : ""}): ${result.relevancy_ms} ms`);
+    if (pipeline) {
+      log(
+        `relevancy (incremental, ${pipeline.vision.join(", ")}, ${pipeline.per_token_ms.length} tokens): ${pipeline.total_ms} ms, per token ${pipeline.per_token_ms.join(" ")} ms`,
+      );
+      log(`pipeline (forward + relevancy): ${result.pipeline_ms} ms`);
+    }
     log(`peak RSS: ${result.peak_rss_mb} MB`);
+    if (ratios) for (const [k, v] of Object.entries(ratios)) log(`${k}: ${v}`);
   }
 } finally {
   if (!modelDir) fs.rmSync(dir, { recursive: true, force: true });
+}
+
+/**
+ * LVLM-Interpret's per-question relevancy after the forward: incremental mode, every generated token, the
+ * CLS-row maps (chain where the tower has no CLS). The time includes the tape's forward, as the CLI's
+ * `relevancy` command pays it.
+ */
+async function timePipeline(
+  model: ReturnType<typeof loadModel>,
+  kernels: TimedKernels,
+  inputs: Parameters<typeof relevancyMaps>[2],
+  vision: VisionRelevancyKind[],
+): Promise<{ vision: string[]; total_ms: number; forward_ms: number; per_token_ms: number[] }> {
+  const marks: number[] = [];
+  let forwardMs = 0;
+  const t0 = performance.now();
+  await relevancyMaps(model, kernels, inputs, {
+    mode: "incremental",
+    vision,
+    onProgress: (stage, done) => {
+      if (stage === "forward" && done === 1) forwardMs = performance.now() - t0;
+      if (stage === "backward") marks.push(performance.now());
+    },
+  });
+  const total = performance.now() - t0;
+  const perToken = marks.slice(1).map((m, i) => Math.round(m - marks[i]));
+  return { vision, total_ms: Math.round(total), forward_ms: Math.round(forwardMs), per_token_ms: perToken };
+}
+
+/** Project / PyTorch ratios against bench_torch.py's JSON on the same folder (README of the torch baseline). */
+function torchRatios(
+  file: string,
+  ours: {
+    forward_ms: number;
+    vision_ms: number;
+    prefill_ms: number;
+    decode_ms_per_token: number;
+    pipeline_ms: number | null;
+    peak_rss_mb: number;
+  },
+): Record<string, number | null> {
+  let t: { timings_s?: Record<string, unknown>; lvlm_total_s?: number; peak_rss_mb?: number };
+  try {
+    t = JSON.parse(fs.readFileSync(file, "utf8"));
+  } catch (e) {
+    throw new Error(
+      `--torch ${file}: not bench_torch.py JSON (${(e as Error).message}); run it with --json --out FILE`,
+    );
+  }
+  const tm = t.timings_s ?? {};
+  const sec = (k: string) => (typeof tm[k] === "number" ? (tm[k] as number) : null);
+  const ratio = (a: number | null, b: number | null) =>
+    a === null || b === null || b === 0 ? null : Math.round((a / b) * 1000) / 1000;
+  const torchForward = sec("generate_total");
+  const torchPipeline =
+    torchForward !== null && typeof t.lvlm_total_s === "number" ? torchForward + t.lvlm_total_s : null;
+  return {
+    vision_ratio: ratio(ours.vision_ms / 1000, sec("vision_tower")),
+    prefill_ratio: ratio(ours.prefill_ms / 1000, sec("prefill")),
+    decode_per_token_ratio: ratio(ours.decode_ms_per_token / 1000, sec("decode_per_step")),
+    forward_ratio: ratio(ours.forward_ms / 1000, torchForward),
+    pipeline_ratio: ratio(ours.pipeline_ms === null ? null : ours.pipeline_ms / 1000, torchPipeline),
+    peak_rss_ratio: ratio(ours.peak_rss_mb, t.peak_rss_mb ?? null),
+  };
 }
