@@ -69,6 +69,7 @@ const root = path.resolve(path.dirname(new URL(import.meta.url).pathname), "../.
 const modelDir = flag("--model");
 const dir = modelDir ? path.resolve(modelDir) : fs.mkdtempSync(path.join(os.tmpdir(), "lvlm-bench-"));
 try {
+  const torchBench = torchFile ? oneLineOrExit(() => readTorchBench(torchFile, dir)) : null;
   if (modelDir) log(`\nmodel: ${dir}`);
   else if (cfg.qwen2vl) {
     log(`\nmodel: ${cfg.name} shapes, ${layers} text layers, random BF16 weights (writing to ${dir})`);
@@ -204,10 +205,11 @@ try {
       ? round(visionMs + trace.timingsMs.prefill + trace.timingsMs.decode + pipeline.total_ms)
       : null,
     peak_rss_mb: Math.round(process.resourceUsage().maxRSS / 1024),
+    process_cpu_ms: round(cpuMs()),
   };
   await kernels.dispose();
   model.close();
-  const ratios = torchFile ? torchRatios(torchFile, result) : null;
+  const ratios = torchBench ? torchRatios(torchBench, result) : null;
   if (json) console.log(JSON.stringify({ kernels: kernelRows, model: result, torch_ratios: ratios }));
   else {
     log(
@@ -262,19 +264,30 @@ async function timePipeline(
   return { vision, total_ms: Math.round(total), forward_ms: Math.round(forwardMs), per_token_ms: perToken };
 }
 
-/** Project / PyTorch ratios against bench_torch.py's JSON on the same folder (README of the torch baseline). */
-function torchRatios(
-  file: string,
-  ours: {
-    forward_ms: number;
-    vision_ms: number;
-    prefill_ms: number;
-    decode_ms_per_token: number;
-    pipeline_ms: number | null;
-    peak_rss_mb: number;
-  },
-): Record<string, number | null> {
-  let t: { timings_s?: Record<string, unknown>; lvlm_total_s?: number; peak_rss_mb?: number };
+/** f(), or its error as one line and exit status 1 (a bad flag is the user's to fix, not a stack trace). */
+function oneLineOrExit<T>(f: () => T): T {
+  try {
+    return f();
+  } catch (e) {
+    console.error(`error: ${(e as Error).message}`);
+    process.exit(1);
+  }
+}
+
+/** What bench_torch.py's JSON (../shared/torch-baseline) holds that the ratios read. */
+interface TorchBench {
+  timings_s?: Record<string, unknown>;
+  lvlm_total_s?: number;
+  peak_rss_mb?: number;
+  cpu_accounting_total?: { own_cpu_s?: number };
+  preset?: { model_dir?: string };
+  inputs?: { T?: number };
+  generated_ids?: number[];
+}
+
+/** bench_torch.py's JSON, read before the long run so a wrong file or folder fails at once. */
+function readTorchBench(file: string, modelDir: string): TorchBench {
+  let t: TorchBench;
   try {
     t = JSON.parse(fs.readFileSync(file, "utf8"));
   } catch (e) {
@@ -282,19 +295,57 @@ function torchRatios(
       `--torch ${file}: not bench_torch.py JSON (${(e as Error).message}); run it with --json --out FILE`,
     );
   }
+  // Ratios mean something only on the same folder (and, checked after the run, the same prompt).
+  const theirDir = t.preset?.model_dir ? path.resolve(t.preset.model_dir) : null;
+  if (theirDir !== modelDir) {
+    throw new Error(
+      `--torch ${file}: measured ${theirDir ?? "an unknown folder"}, not ${modelDir}; run both on the same --model`,
+    );
+  }
+  return t;
+}
+
+/** Project / PyTorch ratios on the same folder (README of the torch baseline). */
+function torchRatios(
+  t: TorchBench,
+  ours: {
+    forward_ms: number;
+    vision_ms: number;
+    prefill_ms: number;
+    decode_ms_per_token: number;
+    pipeline_ms: number | null;
+    peak_rss_mb: number;
+    process_cpu_ms: number;
+    prompt_tokens: number;
+    generated_ids: number[];
+  },
+): Record<string, number | null> {
+  if (t.inputs?.T !== ours.prompt_tokens) {
+    throw new Error(
+      `--torch: PyTorch's prompt had ${t.inputs?.T ?? "?"} tokens, this run's ${ours.prompt_tokens}; use the same --image and --prompt`,
+    );
+  }
   const tm = t.timings_s ?? {};
-  const sec = (k: string) => (typeof tm[k] === "number" ? (tm[k] as number) : null);
+  // decode_per_step is a list of steps in bench_torch.py's JSON: their mean.
+  const sec = (k: string) => {
+    const v = tm[k];
+    if (Array.isArray(v) && v.length > 0) return v.reduce((a: number, b: number) => a + b, 0) / v.length;
+    return typeof v === "number" ? v : null;
+  };
   const ratio = (a: number | null, b: number | null) =>
     a === null || b === null || b === 0 ? null : Math.round((a / b) * 1000) / 1000;
   const torchForward = sec("generate_total");
   const torchPipeline =
     torchForward !== null && typeof t.lvlm_total_s === "number" ? torchForward + t.lvlm_total_s : null;
   return {
+    same_generated_ids: Number(JSON.stringify(t.generated_ids) === JSON.stringify(ours.generated_ids)),
     vision_ratio: ratio(ours.vision_ms / 1000, sec("vision_tower")),
     prefill_ratio: ratio(ours.prefill_ms / 1000, sec("prefill")),
     decode_per_token_ratio: ratio(ours.decode_ms_per_token / 1000, sec("decode_per_step")),
     forward_ratio: ratio(ours.forward_ms / 1000, torchForward),
     pipeline_ratio: ratio(ours.pipeline_ms === null ? null : ours.pipeline_ms / 1000, torchPipeline),
     peak_rss_ratio: ratio(ours.peak_rss_mb, t.peak_rss_mb ?? null),
+    // Whole processes' CPU seconds (all threads): far less sensitive to other load than wall time.
+    process_cpu_ratio: ratio(ours.process_cpu_ms / 1000, t.cpu_accounting_total?.own_cpu_s ?? null),
   };
 }
