@@ -5,6 +5,7 @@
  * model gives for it (1-D, or M-RoPE's three axes with their offset after the image).
  */
 import type { Kernels } from "../kernels/types.js";
+import type { KvCache } from "../models/decoder.js";
 import type { ImageLayout } from "../models/image-layout.js";
 import type { ImageEncoding, VisionLanguageModel } from "../models/types.js";
 import { chooseToken, seededRandom } from "./sampling.js";
@@ -32,43 +33,76 @@ export interface GenerationTrace {
   timingsMs: Record<string, number>;
 }
 
-/** Square attention store sized for the longest possible run, compacted to the final length at the end. */
+/**
+ * Every LLM attention row of a generation, assembled into [heads, S, S] per layer at the end. The prefill's
+ * [heads, T, T] blocks and the steps' [heads, 1, len] rows are kept as the decoder returned them (no copy),
+ * and each layer is released as soon as it is assembled: at 7B sizes the prefill block alone is ~1.4 GB, so
+ * a square buffer sized for the longest run plus a compacted copy would hold three times that at the end.
+ */
 class AttentionStore {
-  readonly layers: Float32Array[];
+  private readonly prefill: (Float32Array | null)[];
+  private readonly steps: Float32Array[][];
 
   constructor(
     nLayers: number,
     readonly heads: number,
-    readonly cap: number,
+    readonly promptLength: number,
   ) {
-    this.layers = Array.from({ length: nLayers }, () => new Float32Array(heads * cap * cap));
+    this.prefill = new Array(nLayers).fill(null);
+    this.steps = Array.from({ length: nLayers }, () => []);
   }
 
-  /** probs [heads, n, len] for rows start … start+n−1. */
-  write(layer: number, probs: Float32Array, start: number, n: number, len: number): void {
-    const dst = this.layers[layer];
-    for (let h = 0; h < this.heads; h++) {
-      for (let i = 0; i < n; i++) {
-        const src = (h * n + i) * len;
-        dst.set(probs.subarray(src, src + len), (h * this.cap + start + i) * this.cap);
-      }
-    }
+  /** The prefill's probabilities of one layer, [heads, T, T]. */
+  addPrefill(layer: number, probs: Float32Array): void {
+    this.prefill[layer] = probs;
   }
 
-  compact(S: number): Float32Array[] {
-    if (S === this.cap) return this.layers;
-    return this.layers.map((a) => {
-      const out = new Float32Array(this.heads * S * S);
-      for (let h = 0; h < this.heads; h++) {
-        for (let i = 0; i < S; i++)
-          out.set(
-            a.subarray((h * this.cap + i) * this.cap, (h * this.cap + i) * this.cap + S),
-            (h * S + i) * S,
-          );
+  /** One decode step's probabilities of one layer, [heads, 1, T + k + 1] for the k-th step. */
+  addStep(layer: number, probs: Float32Array): void {
+    this.steps[layer].push(probs);
+  }
+
+  /** Per layer [heads, S, S], S = T + steps, zero above the diagonal; the store is empty afterwards. */
+  assemble(): Float32Array[] {
+    const T = this.promptLength;
+    const H = this.heads;
+    return this.prefill.map((block, l) => {
+      if (!block) throw new Error(`attention of layer ${l} missing from the prefill`);
+      const rows = this.steps[l];
+      const S = T + rows.length;
+      const out = new Float32Array(H * S * S);
+      for (let h = 0; h < H; h++) {
+        for (let i = 0; i < T; i++) {
+          out.set(block.subarray((h * T + i) * T, (h * T + i + 1) * T), (h * S + i) * S);
+        }
+        rows.forEach((row, k) => {
+          const len = T + k + 1;
+          out.set(row.subarray(h * len, (h + 1) * len), (h * S + T + k) * S);
+        });
       }
+      this.prefill[l] = null;
+      this.steps[l] = [];
       return out;
     });
   }
+}
+
+/** The prefill: every prompt row through the decoder, its attention handed to the store; the last logits. */
+async function prefill(
+  model: VisionLanguageModel,
+  kernels: Kernels,
+  inputIds: number[],
+  image: ImageEncoding,
+  layout: ImageLayout,
+  cache: KvCache,
+  store: AttentionStore,
+): Promise<Float32Array> {
+  const embeds = model.buildInputsEmbeds(inputIds, image);
+  const pre = await model.decoder.forward(kernels, embeds, model.positionIds(inputIds, layout), cache);
+  pre.attentions.forEach((p, l) => {
+    store.addPrefill(l, p);
+  });
+  return pre.logits;
 }
 
 export async function generate(
@@ -83,7 +117,7 @@ export async function generate(
   const T = inputIds.length;
   const cap = T + Math.max(1, opts.maxNewTokens) - 1;
   const cache = dec.newCache(cap + 1);
-  const store = new AttentionStore(model.info.llmLayers, model.info.llmHeads, cap);
+  const store = new AttentionStore(model.info.llmLayers, model.info.llmHeads, T);
   const random = seededRandom(opts.seed);
   const sampling = { temperature: opts.temperature, topP: opts.topP };
   const stop = new Set(opts.stopIds);
@@ -91,17 +125,13 @@ export async function generate(
 
   let t0 = performance.now();
   opts.onProgress?.("prefill", 0, T);
-  const embeds = model.buildInputsEmbeds(inputIds, image);
-  const pre = await dec.forward(kernels, embeds, model.positionIds(inputIds, layout), cache);
-  pre.attentions.forEach((p, l) => {
-    store.write(l, p, 0, T, T);
-  });
+  const prefillLogits = await prefill(model, kernels, inputIds, image, layout, cache, store);
   timings.prefill = performance.now() - t0;
   opts.onProgress?.("prefill", T, T);
 
   const generatedIds: number[] = [];
-  const stepLogits: Float32Array[] = [pre.logits];
-  let next = chooseToken(pre.logits, sampling, random);
+  const stepLogits: Float32Array[] = [prefillLogits];
+  let next = chooseToken(prefillLogits, sampling, random);
   generatedIds.push(next);
   opts.onToken?.(0, next);
   t0 = performance.now();
@@ -111,7 +141,7 @@ export async function generate(
     seq.push(next);
     const step = await dec.forward(kernels, dec.embed([next]), model.positionIds(seq, layout, pos), cache);
     step.attentions.forEach((p, l) => {
-      store.write(l, p, pos, 1, pos + 1);
+      store.addStep(l, p);
     });
     stepLogits.push(step.logits);
     next = chooseToken(step.logits, sampling, random);
@@ -120,6 +150,13 @@ export async function generate(
     opts.onProgress?.("decode", generatedIds.length, opts.maxNewTokens);
   }
   timings.decode = performance.now() - t0;
-  const S = T + generatedIds.length - 1;
-  return { inputIds, generatedIds, stepLogits, llmAttn: store.compact(S), seqLen: S, timingsMs: timings };
+  const llmAttn = store.assemble();
+  return {
+    inputIds,
+    generatedIds,
+    stepLogits,
+    llmAttn,
+    seqLen: T + generatedIds.length - 1,
+    timingsMs: timings,
+  };
 }
