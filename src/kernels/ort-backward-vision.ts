@@ -123,9 +123,11 @@ export function buildVisionLayerBackwardModel(s: VisionBackwardGraphShape): Uint
   const dProbs = g.op("MatMul", [dctx, transposeLast(vH)]);
   const dv = g.op("MatMul", [transposeLast(probs), dctx]);
   const dot = g.op("ReduceSum", [g.op("Mul", [probs, dProbs]), g.ints([-1])], { keepdims: 1 });
-  const ds = g.op("Mul", [g.op("Mul", [probs, g.op("Sub", [dProbs, dot])]), g.scalar(hd ** -0.5)]);
-  const dq = g.op("MatMul", [ds, kH]);
-  const dk = g.op("MatMul", [transposeLast(ds), headsFirst(q)]);
+  // dS = scale·P ⊙ (dP − rowsum(P ⊙ dP)); the scale goes onto K and Q instead ([H, n, hd], not [H, n, n]).
+  const scale = g.scalar(hd ** -0.5);
+  const ds = g.op("Mul", [probs, g.op("Sub", [dProbs, dot])]);
+  const dq = g.op("MatMul", [ds, g.op("Mul", [kH, scale])]);
+  const dk = g.op("MatMul", [transposeLast(ds), headsFirst(g.op("Mul", [q, scale]))]);
   // q/k/v, LayerNorm1, and the residual around the attention block.
   const dx = g.op("Add", [
     g.op("Add", [linearBack(rowsFirst(dq), "q"), linearBack(rowsFirst(dk), "k")]),
