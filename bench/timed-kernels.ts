@@ -8,6 +8,7 @@ import type {
   BlockKernels,
   DecoderBlockInput,
   Kernels,
+  VisionBlockBackwardInput,
   VisionBlockInput,
   WeightMatrix,
 } from "../src/kernels/types.js";
@@ -27,6 +28,7 @@ export class TimedKernels implements Kernels {
     if (b && useBlocks) {
       this.blocks = {
         visionLayer: (a: VisionBlockInput) => this.time(() => b.visionLayer(a)),
+        visionLayerBackward: (a: VisionBlockBackwardInput) => this.time(() => b.visionLayerBackward(a)),
         decoderLayer: (a: DecoderBlockInput) => this.time(() => b.decoderLayer(a)),
       };
     }

@@ -12,11 +12,19 @@
  */
 import * as ort from "onnxruntime-node";
 import { DT, GraphBuilder } from "./onnx-graph.js";
+import {
+  buildVisionLayerBackwardModel,
+  VISION_BACKWARD_ACTIVATIONS,
+  VISION_BACKWARD_MATRICES,
+  type VisionBackwardGraphShape,
+} from "./ort-backward-vision.js";
 import type {
   BlockKernels,
   DecoderBlockInput,
   DecoderBlockOutput,
   DecoderBlockWeights,
+  VisionBlockBackwardInput,
+  VisionBlockBackwardOutput,
   VisionBlockInput,
   VisionBlockOutput,
   VisionBlockWeights,
@@ -309,6 +317,41 @@ export class OrtBlocks implements BlockKernels {
           }
         : undefined,
     };
+  }
+
+  /** The layer's backward without weight gradients (kernels/ort-backward-vision.ts). */
+  async visionLayerBackward(a: VisionBlockBackwardInput): Promise<VisionBlockBackwardOutput | null> {
+    const W: VisionBlockWeights = a.weights;
+    const dtype = W.q.dtype;
+    if (!VISION_BACKWARD_ACTIVATIONS.has(a.act) || VISION_BACKWARD_MATRICES.some((m) => W[m].dtype !== dtype))
+      return null;
+    const { n, heads: H } = a;
+    const D = W.q.cols;
+    const I = W.fc1.rows;
+    const t = a.tape;
+    const sizes = [a.dOut, t.hIn, t.q, t.k, t.v, t.h1].every((x) => x.length === n * D);
+    if (n === 0 || D % H !== 0 || !sizes || t.probs.length !== H * n * n || t.u.length !== n * I) return null;
+    const shape: VisionBackwardGraphShape = { dim: D, heads: H, inter: I, eps: a.eps, act: a.act, dtype };
+    const key = `vision_backward:${JSON.stringify(shape)}`;
+    const sess = await this.session(key, () => buildVisionLayerBackwardModel(shape));
+    if (!sess) return null;
+    const hd = D / H;
+    const f32 = (x: Float32Array, dims: number[]) => new ort.Tensor("float32", x, dims);
+    const feeds: Record<string, ort.Tensor> = {
+      d_out: f32(a.dOut, [n, D]),
+      h_in: f32(t.hIn, [n, D]),
+      q_rows: f32(t.q, [n, D]),
+      k_heads: f32(t.k, [H, n, hd]),
+      v_heads: f32(t.v, [H, n, hd]),
+      probs: f32(t.probs, [H, n, n]),
+      h1: f32(t.h1, [n, D]),
+      u: f32(t.u, [n, I]),
+      ln1w: f32(W.ln1w, [D]),
+      ln2w: f32(W.ln2w, [D]),
+    };
+    for (const m of VISION_BACKWARD_MATRICES) feeds[m] = weightTensor(W[m]);
+    const r = await this.run(sess, feeds);
+    return { dIn: r.d_in.data as Float32Array, dProbs: r.d_probs.data as Float32Array };
   }
 
   async decoderLayer(a: DecoderBlockInput): Promise<DecoderBlockOutput | null> {

@@ -163,12 +163,53 @@ export interface DecoderBlockOutput {
   };
 }
 
+/**
+ * The backward of one ViT encoder layer without weight gradients (relevancy's per-token tower backward):
+ * the gradient at the layer output and the forward activations it needs (`VisionLayerTape`'s).
+ */
+export interface VisionBlockBackwardInput {
+  /** Gradient at the layer output [n, D]. */
+  dOut: Float32Array;
+  n: number;
+  heads: number;
+  eps: number;
+  /** config `hidden_act`. */
+  act: string;
+  weights: VisionBlockWeights;
+  tape: {
+    /** Layer input [n, D]. */
+    hIn: Float32Array;
+    /** Queries [n, D]; keys and values heads-first [H, n, hd]. */
+    q: Float32Array;
+    k: Float32Array;
+    v: Float32Array;
+    /** Attention probabilities [H, n, n]. */
+    probs: Float32Array;
+    /** Residual stream after attention [n, D]. */
+    h1: Float32Array;
+    /** fc1 output before the activation [n, I]. */
+    u: Float32Array;
+  };
+}
+
+export interface VisionBlockBackwardOutput {
+  /** Gradient at the layer input [n, D]. */
+  dIn: Float32Array;
+  /** Gradient at the attention probabilities [H, n, n] (Chefer's G, as `attentionBackward` reports it). */
+  dProbs: Float32Array;
+}
+
 export interface BlockKernels {
   /**
    * One ViT encoder layer in one call; null when this layer cannot run as one graph here (an activation or
    * weight layout the block graphs do not cover), and the caller takes the per-op path.
    */
   visionLayer(a: VisionBlockInput): Promise<VisionBlockOutput | null>;
+  /**
+   * The backward of one ViT encoder layer (input gradient and dProbs, no weight gradients) in one call; null
+   * as for `visionLayer`.
+   */
+  visionLayerBackward(a: VisionBlockBackwardInput): Promise<VisionBlockBackwardOutput | null>;
   /** One decoder layer over a fresh prefill in one call; null as for `visionLayer`. */
   decoderLayer(a: DecoderBlockInput): Promise<DecoderBlockOutput | null>;
 }

@@ -339,6 +339,20 @@ export class VisionTower {
     const { hiddenSize: D, numHeads: H, layerNormEps: eps } = this.cfg;
     const n = this.seqLen;
     const hd = D / H;
+    // One native call for the whole layer when the kernels have block graphs; weight gradients (training)
+    // take the per-op path below, which is also the readable reference the graph must match.
+    if (kernels.blocks && !grads) {
+      const b = await kernels.blocks.visionLayerBackward({
+        dOut,
+        n,
+        heads: H,
+        eps,
+        act: this.cfg.hiddenAct,
+        weights: L,
+        tape: t,
+      });
+      if (b) return b;
+    }
     const da = await linearBackwardInput(kernels, dOut, n, L.fc2);
     const du = activationBackward(t.u, da, this.actGrad);
     const dx2 = await linearBackwardInput(kernels, du, n, L.fc1);
