@@ -6,6 +6,7 @@
  */
 import type {
   BlockKernels,
+  DecoderBackwardBlockInput,
   DecoderBlockInput,
   Kernels,
   VisionBlockInput,
@@ -28,6 +29,7 @@ export class TimedKernels implements Kernels {
       this.blocks = {
         visionLayer: (a: VisionBlockInput) => this.time(() => b.visionLayer(a)),
         decoderLayer: (a: DecoderBlockInput) => this.time(() => b.decoderLayer(a)),
+        decoderLayerBackward: (a: DecoderBackwardBlockInput) => this.time(() => b.decoderLayerBackward(a)),
       };
     }
   }
