@@ -10,6 +10,7 @@ import assert from "node:assert/strict";
 import { after, describe, test } from "node:test";
 import { relevancyMaps } from "../src/interpret/relevancy/index.js";
 import { createKernels } from "../src/kernels/index.js";
+import { setDecoderBackwardWidenBlock } from "../src/kernels/ort-backward-decoder.js";
 import type { DecoderBackwardBlockInput, Kernels, WeightMatrix } from "../src/kernels/types.js";
 import { TextDecoder } from "../src/models/decoder.js";
 import { WeightGradients } from "../src/models/gradients.js";
@@ -104,10 +105,14 @@ const WINDOWS: [number, number][] = [
 ];
 
 describe("decoder layer backward as one onnxruntime graph", () => {
-  const cases: [string, string | null, WeightMatrix["dtype"]][] = [
+  // [fixture, activation (null: the config's), weight dtype, elements per widened block of 16-bit weights
+  // (small: several row blocks with a ragged tail, as 7B-sized matrices get)]
+  const cases: [string, string | null, WeightMatrix["dtype"], number?][] = [
     ["llava-tiny-llama", null, "F32"],
     ["llava-tiny-llama", null, "F16"],
     ["llava-tiny-llama", null, "BF16"],
+    ["llava-tiny-llama", null, "BF16", 1000],
+    ["llava-tiny-llama", null, "F16", 3000],
     ["llava-tiny-llama", "gelu", "F32"],
     ["llava-tiny-llama", "quick_gelu", "F32"],
     ["llava-tiny-gemma", null, "F32"],
@@ -117,10 +122,13 @@ describe("decoder layer backward as one onnxruntime graph", () => {
     ["llava-onevision-tiny-qwen2", null, "BF16"],
     ["qwen2-vl-tiny", null, "F32"],
     ["qwen2-vl-tiny", null, "BF16"],
+    ["qwen2-vl-tiny", null, "BF16", 1000],
   ];
-  for (const [name, act, dtype] of cases) {
-    test(`${name}, ${act ?? "own activation"}, ${dtype} weights: dIn and dProbs of every layer and row window match the per-op path`, async () => {
+  for (const [name, act, dtype, block] of cases) {
+    const blocks = block ? ` in blocks of ${block} elements` : "";
+    test(`${name}, ${act ?? "own activation"}, ${dtype} weights${blocks}: dIn and dProbs of every layer and row window match the per-op path`, async () => {
       const model = loadModel(fixtureDir(name as "llava-tiny-llama"));
+      const previousBlock = block ? setDecoderBackwardWidenBlock(block) : null;
       try {
         assert.ok(model.decoder instanceof TextDecoder);
         const dec = decoderWith(model.decoder, act, dtype);
@@ -148,6 +156,7 @@ describe("decoder layer backward as one onnxruntime graph", () => {
         if (process.env.LVLM_BACKWARD_VERBOSE) console.log(name, act, dtype, worst);
         assert.ok(worst.dIn <= 5e-6 && worst.dProbs <= 5e-6, `worst relative |Δ| ${JSON.stringify(worst)}`);
       } finally {
+        if (previousBlock !== null) setDecoderBackwardWidenBlock(previousBlock);
         model.close();
       }
     });
