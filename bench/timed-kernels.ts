@@ -6,6 +6,7 @@
  */
 import type {
   BlockKernels,
+  DecoderBackwardBlockInput,
   DecoderBlockInput,
   Kernels,
   VisionBlockBackwardInput,
@@ -30,6 +31,7 @@ export class TimedKernels implements Kernels {
         visionLayer: (a: VisionBlockInput) => this.time(() => b.visionLayer(a)),
         visionLayerBackward: (a: VisionBlockBackwardInput) => this.time(() => b.visionLayerBackward(a)),
         decoderLayer: (a: DecoderBlockInput) => this.time(() => b.decoderLayer(a)),
+        decoderLayerBackward: (a: DecoderBackwardBlockInput) => this.time(() => b.decoderLayerBackward(a)),
       };
     }
   }

@@ -13,7 +13,7 @@ import { LlavaModel } from "../src/models/llava/model.js";
 import { sequentialPositions } from "../src/models/positions.js";
 import { loadModel } from "../src/models/registry.js";
 import { VisionTower } from "../src/models/vision.js";
-import { f32ToBf16, f32ToF16 } from "../src/tensor/half.js";
+import { bf16ToF32Into, f16ToF32Into, f32ToBf16, f32ToF16 } from "../src/tensor/half.js";
 import { activationFn } from "../src/tensor/ops.js";
 import { maxAbsDiff } from "../src/tensor/tensor.js";
 import { fixtureDir } from "./fixture-utils.js";
@@ -69,7 +69,13 @@ function compare(pairs: [string, Float32Array, Float32Array, number][]): string[
 
 function as16(w: WeightMatrix, dtype: "F16" | "BF16"): WeightMatrix {
   const enc = dtype === "BF16" ? f32ToBf16 : f32ToF16;
-  return { ...w, dtype, data: Uint16Array.from(w.data as Float32Array, enc) };
+  // A fixture that stores bf16 (gemma) is widened first: its raw bits are not values.
+  let f32 = w.data as Float32Array;
+  if (w.dtype !== "F32") {
+    f32 = new Float32Array(w.data.length);
+    (w.dtype === "BF16" ? bf16ToF32Into : f16ToF32Into)(w.data as Uint16Array, f32);
+  }
+  return { ...w, dtype, data: Uint16Array.from(f32, enc) };
 }
 
 /** The fixture's tower with another activation and weight dtype (same weights, rounded to 16 bits). */

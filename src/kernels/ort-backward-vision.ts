@@ -10,19 +10,12 @@
  * backward keeps its row statistics in float64). Weights are graph inputs as in kernels/ort-blocks.ts, 16-bit
  * ones widened in-graph; dx = dy·W reads W [out, in] as stored, so no transposed copy is needed.
  */
+import { activationGrad, BLOCK_ACTIVATIONS } from "./graph-parts.js";
 import { DT, GraphBuilder } from "./onnx-graph.js";
 import type { WeightMatrix } from "./types.js";
 
-/** Activations whose derivative the graph spells out (the forward block graphs' set). */
-export const VISION_BACKWARD_ACTIVATIONS = new Set([
-  "quick_gelu",
-  "gelu",
-  "gelu_pytorch_tanh",
-  "gelu_new",
-  "gelu_fast",
-  "silu",
-  "swish",
-]);
+/** Activations whose derivative the graph spells out: the forward block graphs' set. */
+export const VISION_BACKWARD_ACTIVATIONS = BLOCK_ACTIVATIONS;
 
 export interface VisionBackwardGraphShape {
   dim: number;
@@ -31,45 +24,6 @@ export interface VisionBackwardGraphShape {
   eps: number;
   act: string;
   dtype: WeightMatrix["dtype"];
-}
-
-/** act'(x) in-graph, as tensor/ops.ts's `activationGradFn` defines it. */
-function activationGrad(g: GraphBuilder, x: string, act: string): string {
-  // σ(a·x) + a·x·σ(a·x)·(1 − σ(a·x)): silu (a = 1) and quick_gelu (a = 1.702).
-  const sigmoidGrad = (a: number) => {
-    const ax = a === 1 ? x : g.op("Mul", [x, g.scalar(a)]);
-    const s = g.op("Sigmoid", [ax]);
-    return g.op("Add", [s, g.op("Mul", [g.op("Mul", [ax, s]), g.op("Sub", [g.scalar(1), s])])]);
-  };
-  switch (act) {
-    case "silu":
-    case "swish":
-      return sigmoidGrad(1);
-    case "quick_gelu":
-      return sigmoidGrad(1.702);
-    case "gelu": {
-      // Φ(x) + x·φ(x)
-      const cdf = g.op("Mul", [
-        g.op("Add", [g.op("Erf", [g.op("Mul", [x, g.scalar(Math.SQRT1_2)])]), g.scalar(1)]),
-        g.scalar(0.5),
-      ]);
-      const pdf = g.op("Exp", [g.op("Mul", [g.op("Mul", [x, x]), g.scalar(-0.5)])]);
-      return g.op("Add", [cdf, g.op("Mul", [g.op("Mul", [x, g.scalar(1 / Math.sqrt(2 * Math.PI))]), pdf])]);
-    }
-    default: {
-      // gelu_pytorch_tanh / gelu_new / gelu_fast:
-      // ½(1 + th) + ½x(1 − th²)·√(2/π)(1 + 3·0.044715x²), th = tanh(√(2/π)(x + 0.044715x³))
-      const c = Math.sqrt(2 / Math.PI);
-      const x2 = g.op("Mul", [x, x]);
-      const inner = g.op("Add", [x, g.op("Mul", [g.op("Mul", [x2, x]), g.scalar(0.044715)])]);
-      const th = g.op("Tanh", [g.op("Mul", [inner, g.scalar(c)])]);
-      const left = g.op("Mul", [g.op("Add", [th, g.scalar(1)]), g.scalar(0.5)]);
-      const sech2 = g.op("Sub", [g.scalar(1), g.op("Mul", [th, th])]);
-      const slope = g.op("Add", [g.op("Mul", [x2, g.scalar(3 * 0.044715 * c)]), g.scalar(c)]);
-      const right = g.op("Mul", [g.op("Mul", [g.op("Mul", [x, g.scalar(0.5)]), sech2]), slope]);
-      return g.op("Add", [left, right]);
-    }
-  }
 }
 
 /** Weight matrices the backward reads (biases and LayerNorm biases do not enter input gradients). */

@@ -11,7 +11,9 @@
  * and cached; the sequence length is symbolic.
  */
 import * as ort from "onnxruntime-node";
+import { activation, BLOCK_ACTIVATIONS, weightTensor } from "./graph-parts.js";
 import { DT, GraphBuilder } from "./onnx-graph.js";
+import { buildDecoderLayerBackwardModel, decoderBackwardCall } from "./ort-backward-decoder.js";
 import {
   buildVisionLayerBackwardModel,
   VISION_BACKWARD_ACTIVATIONS,
@@ -20,6 +22,8 @@ import {
 } from "./ort-backward-vision.js";
 import type {
   BlockKernels,
+  DecoderBackwardBlockInput,
+  DecoderBackwardBlockOutput,
   DecoderBlockInput,
   DecoderBlockOutput,
   DecoderBlockWeights,
@@ -30,39 +34,6 @@ import type {
   VisionBlockWeights,
   WeightMatrix,
 } from "./types.js";
-
-/** Activations the block graphs spell out (the others take the per-op path). */
-const BLOCK_ACTIVATIONS = new Set([
-  "quick_gelu",
-  "gelu",
-  "gelu_pytorch_tanh",
-  "gelu_new",
-  "gelu_fast",
-  "silu",
-  "swish",
-]);
-
-/** act(x) in-graph, written as ops/tensor/ops.ts defines it. */
-function activation(g: GraphBuilder, x: string, act: string): string {
-  switch (act) {
-    case "silu":
-    case "swish":
-      return g.op("Mul", [x, g.op("Sigmoid", [x])]);
-    case "quick_gelu":
-      return g.op("Mul", [x, g.op("Sigmoid", [g.op("Mul", [x, g.scalar(1.702)])])]);
-    case "gelu": {
-      const erf = g.op("Erf", [g.op("Mul", [x, g.scalar(Math.SQRT1_2)])]);
-      return g.op("Mul", [g.op("Mul", [x, g.scalar(0.5)]), g.op("Add", [erf, g.scalar(1)])]);
-    }
-    default: {
-      // gelu_pytorch_tanh / gelu_new / gelu_fast: ½x(1 + tanh(√(2/π)(x + 0.044715x³)))
-      const x3 = g.op("Mul", [g.op("Mul", [x, x]), x]);
-      const inner = g.op("Add", [x, g.op("Mul", [x3, g.scalar(0.044715)])]);
-      const th = g.op("Tanh", [g.op("Mul", [inner, g.scalar(Math.sqrt(2 / Math.PI))])]);
-      return g.op("Mul", [g.op("Mul", [x, g.scalar(0.5)]), g.op("Add", [th, g.scalar(1)])]);
-    }
-  }
-}
 
 interface VisionGraphShape {
   dim: number;
@@ -230,13 +201,6 @@ export function buildDecoderLayerModel(s: DecoderGraphShape): Uint8Array {
     g.output(up, "up_out", ["n", I]);
   }
   return g.build();
-}
-
-function weightTensor(w: WeightMatrix): ort.Tensor {
-  const dims = [w.rows, w.cols];
-  if (w.dtype === "F32") return new ort.Tensor("float32", w.data as Float32Array, dims);
-  if (w.dtype === "F16") return new ort.Tensor("float16", w.data as Uint16Array, dims);
-  return new ort.Tensor("uint16", w.data as Uint16Array, dims);
 }
 
 /** Block graphs on the sessions' options of the owning OrtKernels (threads, spinning). */
@@ -410,6 +374,18 @@ export class OrtBlocks implements BlockKernels {
           }
         : undefined,
     };
+  }
+
+  async decoderLayerBackward(a: DecoderBackwardBlockInput): Promise<DecoderBackwardBlockOutput | null> {
+    const call = decoderBackwardCall(a);
+    if (!call) return null;
+    const { shape, feeds } = call;
+    const sess = await this.session(`decoder-backward:${JSON.stringify(shape)}`, () =>
+      buildDecoderLayerBackwardModel(shape),
+    );
+    if (!sess) return null;
+    const r = await this.run(sess, feeds);
+    return { dIn: r.d_in.data as Float32Array, dProbs: r.d_probs.data as Float32Array };
   }
 
   async dispose(): Promise<void> {

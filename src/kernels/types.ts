@@ -199,6 +199,49 @@ export interface VisionBlockBackwardOutput {
   dProbs: Float32Array;
 }
 
+/**
+ * Backward of one decoder layer (input gradient only, no weight gradients) for the query rows from … to−1 of a
+ * prefill tape: m = to − from rows. Keys/values of rows before `from` are constants (no gradient), so only the
+ * last m key/value columns feed back into the layer input.
+ */
+export interface DecoderBackwardBlockInput {
+  /** Gradient at the layer output [m, D]. */
+  dOut: Float32Array;
+  m: number;
+  /** Keys seen by the last query row (= its position + 1). */
+  to: number;
+  heads: number;
+  kvHeads: number;
+  headDim: number;
+  eps: number;
+  /** Gemma's (1 + w) RMSNorm weights. */
+  unitOffset: boolean;
+  act: string;
+  /** cos / sin of the rows' rotary angles [m, headDim/2] (as for `DecoderBlockInput`). */
+  cos: Float32Array;
+  sin: Float32Array;
+  /** Tape rows: layer input and h1 [m, D], gate/up outputs [m, I], queries after RoPE [m, H·hd]. */
+  hIn: Float32Array;
+  h1: Float32Array;
+  gate: Float32Array;
+  up: Float32Array;
+  q: Float32Array;
+  /** The KV cache of the layer, [KV, capacity, hd] (keys after RoPE); positions 0 … to−1 are read. */
+  k: Float32Array;
+  v: Float32Array;
+  capacity: number;
+  /** Forward probabilities of the rows [H, m, to]. */
+  probs: Float32Array;
+  weights: DecoderBlockWeights;
+}
+
+export interface DecoderBackwardBlockOutput {
+  /** Gradient at the layer input [m, D]. */
+  dIn: Float32Array;
+  /** Gradient w.r.t. the attention probabilities [H, m, to]. */
+  dProbs: Float32Array;
+}
+
 export interface BlockKernels {
   /**
    * One ViT encoder layer in one call; null when this layer cannot run as one graph here (an activation or
@@ -212,4 +255,6 @@ export interface BlockKernels {
   visionLayerBackward(a: VisionBlockBackwardInput): Promise<VisionBlockBackwardOutput | null>;
   /** One decoder layer over a fresh prefill in one call; null as for `visionLayer`. */
   decoderLayer(a: DecoderBlockInput): Promise<DecoderBlockOutput | null>;
+  /** One decoder layer's backward (input gradient and dProbs) in one call; null as for `visionLayer`. */
+  decoderLayerBackward(a: DecoderBackwardBlockInput): Promise<DecoderBackwardBlockOutput | null>;
 }

@@ -390,6 +390,49 @@ export class TextDecoder {
     const m = to - from;
     const r0 = from - tape.p0;
     const rows = (a: Float32Array, width: number) => a.subarray(r0 * width, (r0 + m) * width);
+    const nTape = tape.n;
+    const lenFull = tape.p0 + nTape;
+    let probs: Float32Array;
+    if (m === nTape && to === lenFull) probs = T.probs;
+    else {
+      probs = new Float32Array(H * m * to);
+      for (let h = 0; h < H; h++) {
+        for (let r = 0; r < m; r++) {
+          const src = (h * nTape + r0 + r) * lenFull;
+          probs.set(T.probs.subarray(src, src + to), (h * m + r) * to);
+        }
+      }
+    }
+    const positions = positionColumns(tape.positions, r0, m);
+    // Without weight gradients the whole layer's backward runs as one native call when the kernels have
+    // block graphs; the per-op path below is the reference it matches (and what training runs).
+    if (!grads && kernels.blocks) {
+      const { cos, sin } = ropeTables(positions, hd, this.invFreq, this.freqAxes);
+      const b = await kernels.blocks.decoderLayerBackward({
+        dOut,
+        m,
+        to,
+        heads: H,
+        kvHeads: KV,
+        headDim: hd,
+        eps,
+        unitOffset: gemma,
+        act: this.cfg.hiddenAct,
+        cos,
+        sin,
+        hIn: rows(T.hIn, D),
+        h1: rows(T.h1, D),
+        gate: rows(T.gate, I),
+        up: rows(T.up, I),
+        q: rows(T.q, H * hd),
+        k: tape.cache.k[i],
+        v: tape.cache.v[i],
+        capacity: tape.cache.capacity,
+        probs,
+        weights: L,
+      });
+      if (b) return { dIn: b.dIn, dProbs: b.dProbs, probs };
+    }
     // MLP: h2 = h1 + down(act(gate(x2)) ⊙ up(x2)), x2 = norm(h1).
     const dm = await linearBackwardInput(kernels, dOut, m, L.down);
     const {
@@ -410,19 +453,6 @@ export class TextDecoder {
     // Attention: h1 = h + o(attn(q, k, v)), q/k/v from x = norm(h).
     const dCtx = await linearBackwardInput(kernels, dh1, m, L.o);
     if (grads) await linearBackwardWeight(kernels, dh1, rows(T.ctx, H * hd), m, L.o, L.ob, grads);
-    const nTape = tape.n;
-    const lenFull = tape.p0 + nTape;
-    let probs: Float32Array;
-    if (m === nTape && to === lenFull) probs = T.probs;
-    else {
-      probs = new Float32Array(H * m * to);
-      for (let h = 0; h < H; h++) {
-        for (let r = 0; r < m; r++) {
-          const src = (h * nTape + r0 + r) * lenFull;
-          probs.set(T.probs.subarray(src, src + to), (h * m + r) * to);
-        }
-      }
-    }
     const cache = tape.cache;
     const ab = await attentionBackward(kernels, {
       q: rows(T.q, H * hd),
@@ -438,7 +468,6 @@ export class TextDecoder {
       headDim: hd,
       scale: hd ** -0.5,
     });
-    const positions = positionColumns(tape.positions, r0, m);
     const dq = ab.dq;
     applyRopeBackward(dq, m, H, hd, positions, this.invFreq, this.freqAxes);
     const dk = rowsFirst(ab.dk, KV, to, hd, from, m);

@@ -1,0 +1,246 @@
+/**
+ * The backward of one llama-family decoder layer as one onnxruntime graph (input gradient and the gradient at
+ * the attention probabilities, no weight gradients): what relevancy runs per layer and per token. The math is
+ * `TextDecoder.layerBackward`'s per-op path (models/decoder.ts with models/attention.ts, the readable
+ * reference), op for op:
+ *  - MLP: dm = dOut·W_down, dGate = dm ⊙ up ⊙ act′(gate), dUp = dm ⊙ act(gate), dx2 = dGate·W_gate + dUp·W_up;
+ *  - post RMSNorm backward, plus the residual dOut → dh1; dctx = dh1·W_o;
+ *  - attention per KV group (query heads stacked): dP = dctx·Vᵀ, dS = scale · P ⊙ (dP − rowsum(P ⊙ dP)),
+ *    dq = dS·K, and dk/dv of the last m key columns only (keys before `from` are constants);
+ *  - RoPE backward (rotation by −angle, from the rows' cos/sin), dx = dq·W_q + dk·W_k + dv·W_v;
+ *  - input RMSNorm backward, plus the residual dh1.
+ * Weights are graph inputs fed from the model's buffers (16-bit ones widened in-graph); m (query rows), to
+ * (keys seen) and the cache capacity are symbolic, so one session per layer shape serves every token.
+ */
+import * as ort from "onnxruntime-node";
+import { activation, activationGrad, BLOCK_ACTIVATIONS, weightTensor } from "./graph-parts.js";
+import { DT, GraphBuilder } from "./onnx-graph.js";
+import type { DecoderBackwardBlockInput, WeightMatrix } from "./types.js";
+
+export interface DecoderBackwardGraphShape {
+  dim: number;
+  heads: number;
+  kvHeads: number;
+  headDim: number;
+  inter: number;
+  eps: number;
+  act: string;
+  dtype: WeightMatrix["dtype"];
+  /** Elements per widened block of a 16-bit weight. */
+  widenBlock: number;
+}
+
+const MATRICES = ["q", "k", "v", "o", "gate", "up", "down"] as const;
+
+/**
+ * 16-bit weights are fed (and widened in-graph) in blocks of rows of at most 2²² elements (16 MiB as
+ * f32), as OrtKernels widens them: a whole 7B matrix widened at once is a fresh ~180 MB buffer per call (the
+ * block sessions run without an arena), whose allocation and page faults cost more than a single-row
+ * product; blocks this small are reused from the heap. Row blocks of W [out, in] are contiguous, so they are
+ * fed without a copy.
+ */
+let widenBlockElements = 1 << 22;
+
+/**
+ * Sets the block size (elements) of 16-bit weights in the graph and returns the previous one; tests set it
+ * small to run several blocks on tiny fixtures.
+ */
+export function setDecoderBackwardWidenBlock(elements: number): number {
+  const previous = widenBlockElements;
+  widenBlockElements = Math.max(1, Math.floor(elements));
+  return previous;
+}
+
+/** Row ranges [r0, r1) a weight is fed in: one for f32, blocks of ≤ `block` elements for 16-bit. */
+function rowBlocks(
+  rows: number,
+  cols: number,
+  dtype: WeightMatrix["dtype"],
+  block: number,
+): [number, number][] {
+  const per = dtype === "F32" ? rows : Math.max(1, Math.floor(block / cols));
+  const out: [number, number][] = [];
+  for (let r0 = 0; r0 < rows; r0 += per) out.push([r0, Math.min(rows, r0 + per)]);
+  return out;
+}
+
+/** The graph input name of a weight's row block. */
+const blockName = (m: string, b: number, count: number) => (count === 1 ? m : `${m}.${b}`);
+
+export function buildDecoderLayerBackwardModel(s: DecoderBackwardGraphShape): Uint8Array {
+  const { dim: D, heads: H, kvHeads: KV, headDim: hd, inter: I, eps } = s;
+  const rep = H / KV;
+  const half = hd / 2;
+  const g = new GraphBuilder("decoder_layer_backward", s.dtype === "BF16");
+  const dOut = g.input("d_out", DT.FLOAT, ["m", D]);
+  const hIn = g.input("h_in", DT.FLOAT, ["m", D]);
+  const h1 = g.input("h1", DT.FLOAT, ["m", D]);
+  const gate = g.input("gate_out", DT.FLOAT, ["m", I]);
+  const up = g.input("up_out", DT.FLOAT, ["m", I]);
+  const q = g.input("q_rows", DT.FLOAT, ["m", H * hd]);
+  const kCache = g.input("k_cache", DT.FLOAT, [KV, "capacity", hd]);
+  const vCache = g.input("v_cache", DT.FLOAT, [KV, "capacity", hd]);
+  const probs = g.input("probs", DT.FLOAT, [KV, rep, "m", "to"]); // [H, m, to], heads grouped
+  const cos = g.input("cos", DT.FLOAT, ["m", 1, half]);
+  const sin = g.input("sin", DT.FLOAT, ["m", 1, half]);
+  const inputNorm = g.input("inputNorm", DT.FLOAT, [D]);
+  const postNorm = g.input("postNorm", DT.FLOAT, [D]);
+  const rows: Record<string, number> = { q: H * hd, k: KV * hd, v: KV * hd, o: D, gate: I, up: I, down: D };
+  const cols: Record<string, number> = { q: D, k: D, v: D, o: H * hd, gate: D, up: D, down: I };
+  const W: Record<string, { name: string; r0: number; r1: number }[]> = {};
+  for (const m of MATRICES) {
+    const blocks = rowBlocks(rows[m], cols[m], s.dtype, s.widenBlock);
+    W[m] = blocks.map(([r0, r1], b) => ({
+      name: g.weight(blockName(m, b, blocks.length), s.dtype, [r1 - r0, cols[m]]),
+      r0,
+      r1,
+    }));
+  }
+  // y = x·Wᵀ + b ⇒ dx = dy·W (HF layout [out, in]), = Σ over row blocks dy[:, r0…r1−1]·W[r0…r1−1, :].
+  const linearBack = (dy: string, m: (typeof MATRICES)[number]) => {
+    if (W[m].length === 1) return g.op("MatMul", [dy, W[m][0].name]);
+    const parts = W[m].map(({ name, r0, r1 }) =>
+      g.op("MatMul", [g.op("Slice", [dy, g.ints([r0]), g.ints([r1]), g.ints([1])]), name]),
+    );
+    return parts.reduce((acc, p) => g.op("Add", [acc, p]));
+  };
+  const sumLastAxis = (x: string) => g.op("ReduceSum", [x, g.ints([-1])], { keepdims: 1 });
+  // RMSNorm backward (ops/tensor/ops.ts's rmsNormBackward): with inv = 1/√(mean(x²) + eps) and gw = dy ⊙ w,
+  // dx = inv·gw − inv³·mean(gw ⊙ x)·x.
+  const rmsNormBack = (x: string, dy: string, w: string) => {
+    const ms = g.meanLastAxis(g.op("Mul", [x, x]));
+    const inv = g.op("Reciprocal", [g.op("Sqrt", [g.op("Add", [ms, g.scalar(eps)])])]);
+    const gw = g.op("Mul", [dy, w]);
+    const inv3 = g.op("Mul", [g.op("Mul", [inv, inv]), inv]);
+    const c = g.op("Mul", [inv3, g.meanLastAxis(g.op("Mul", [gw, x]))]);
+    return g.op("Sub", [g.op("Mul", [gw, inv]), g.op("Mul", [x, c])]);
+  };
+  // Transpose of rotate-half RoPE: rotation by −angle, [m, heads·hd] → [m, heads·hd].
+  const ropeBack = (dx: string, heads: number) => {
+    const xh = g.op("Reshape", [dx, g.ints([0, heads, hd])]);
+    const a = g.op("Slice", [xh, g.ints([0]), g.ints([half]), g.ints([2])]);
+    const b = g.op("Slice", [xh, g.ints([half]), g.ints([hd]), g.ints([2])]);
+    const first = g.op("Add", [g.op("Mul", [a, cos]), g.op("Mul", [b, sin])]);
+    const second = g.op("Sub", [g.op("Mul", [b, cos]), g.op("Mul", [a, sin])]);
+    return g.op("Reshape", [g.op("Concat", [first, second], { axis: 2 }), g.ints([0, heads * hd])]);
+  };
+  // [m, H·hd] → [KV, rep, m, hd]: the query heads of one KV group stacked, as the forward.
+  const grouped = (x: string) =>
+    g.op("Transpose", [g.op("Reshape", [x, g.ints([0, KV, rep, hd])])], { perm: [1, 2, 0, 3] });
+
+  // MLP: h2 = h1 + down(act(gate) ⊙ up), gate/up from x2 = norm(h1).
+  const dm = linearBack(dOut, "down");
+  const dGate = g.op("Mul", [g.op("Mul", [dm, up]), activationGrad(g, gate, s.act)]);
+  const dUp = g.op("Mul", [dm, activation(g, gate, s.act)]);
+  const dx2 = g.op("Add", [linearBack(dGate, "gate"), linearBack(dUp, "up")]);
+  const dh1 = g.op("Add", [rmsNormBack(h1, dx2, postNorm), dOut]);
+
+  // Attention: h1 = h + o(attn(q, k, v)).
+  const dctxG = grouped(linearBack(dh1, "o")); // [KV, rep, m, hd]
+  const qG = grouped(q);
+  // Keys/values of positions 0 … to−1 from the cache ([KV, capacity, hd]); `to` and m read off probs' shape.
+  const to = g.op("Shape", [probs], { start: 3, end: 4 });
+  const m = g.op("Shape", [probs], { start: 2, end: 3 });
+  const firstVariable = g.op("Sub", [to, m]);
+  const keys = g.op("Slice", [kCache, g.ints([0]), to, g.ints([1])]);
+  const values = g.op("Slice", [vCache, g.ints([0]), to, g.ints([1])]);
+  const kG = g.op("Unsqueeze", [keys, g.ints([1])]); // [KV, 1, to, hd]
+  const vT = g.op("Unsqueeze", [g.op("Transpose", [values], { perm: [0, 2, 1] }), g.ints([1])]); // [KV, 1, hd, to]
+  const dProbs = g.op("MatMul", [dctxG, vT]); // [KV, rep, m, to]
+  const dot = sumLastAxis(g.op("Mul", [probs, dProbs]));
+  const dS = g.op("Mul", [g.op("Mul", [probs, g.op("Sub", [dProbs, dot])]), g.scalar(hd ** -0.5)]);
+  const dqG = g.op("MatMul", [dS, kG]); // [KV, rep, m, hd]
+  const dq = g.op("Reshape", [g.op("Transpose", [dqG], { perm: [2, 0, 1, 3] }), g.ints([0, H * hd])]);
+  // dk/dv of the variable key columns to−m … to−1 only: Σ over the group's (head, query row) pairs.
+  const lastColumns = (x: string) =>
+    g.op("Reshape", [
+      g.op("Transpose", [g.op("Slice", [x, firstVariable, to, g.ints([3])])], { perm: [0, 3, 1, 2] }),
+      g.ints([0, 0, -1]),
+    ]); // [KV, m keys, rep·m queries]
+  const stacked = (x: string) => g.op("Reshape", [x, g.ints([KV, -1, hd])]); // [KV, rep·m, hd]
+  const kvRows = (x: string) =>
+    g.op("Reshape", [g.op("Transpose", [x], { perm: [1, 0, 2] }), g.ints([0, KV * hd])]); // [m, KV·hd]
+  const dk = kvRows(g.op("MatMul", [lastColumns(dS), stacked(qG)]));
+  const dv = kvRows(g.op("MatMul", [lastColumns(probs), stacked(dctxG)]));
+
+  // q/k/v from x = norm(h): RoPE backward, then the three projections back.
+  const dx = g.op("Add", [
+    g.op("Add", [linearBack(ropeBack(dq, H), "q"), linearBack(ropeBack(dk, KV), "k")]),
+    linearBack(dv, "v"),
+  ]);
+  const dIn = g.op("Add", [rmsNormBack(hIn, dx, inputNorm), dh1]);
+
+  g.output(dIn, "d_in", ["m", D]);
+  g.output(dProbs, "d_probs", [KV, rep, "m", "to"]);
+  return g.build();
+}
+
+/**
+ * The graph's shape key and feeds for one call, or null where it does not apply (an activation the graphs
+ * do not spell out, mixed weight dtypes, inconsistent sizes).
+ */
+export function decoderBackwardCall(
+  a: DecoderBackwardBlockInput,
+): { shape: DecoderBackwardGraphShape; feeds: Record<string, ort.Tensor> } | null {
+  const W = a.weights;
+  const dtype = W.q.dtype;
+  if (!BLOCK_ACTIVATIONS.has(a.act) || MATRICES.some((m) => W[m].dtype !== dtype)) return null;
+  const { m, to, heads: H, kvHeads: KV, headDim: hd, capacity } = a;
+  const D = W.q.cols;
+  const I = W.gate.rows;
+  const ok =
+    m > 0 &&
+    to >= m &&
+    to <= capacity &&
+    H % KV === 0 &&
+    hd % 2 === 0 &&
+    a.dOut.length === m * D &&
+    a.hIn.length === m * D &&
+    a.h1.length === m * D &&
+    a.gate.length === m * I &&
+    a.up.length === m * I &&
+    a.q.length === m * H * hd &&
+    a.k.length === KV * capacity * hd &&
+    a.v.length === KV * capacity * hd &&
+    a.probs.length === H * m * to &&
+    a.cos.length === (m * hd) / 2 &&
+    a.sin.length === (m * hd) / 2;
+  if (!ok) return null;
+  const shape: DecoderBackwardGraphShape = {
+    dim: D,
+    heads: H,
+    kvHeads: KV,
+    headDim: hd,
+    inter: I,
+    eps: a.eps,
+    act: a.act,
+    dtype,
+    widenBlock: widenBlockElements,
+  };
+  const f32 = (x: Float32Array, dims: number[]) => new ort.Tensor("float32", x, dims);
+  const norm = (w: Float32Array) => f32(a.unitOffset ? w.map((x) => 1 + x) : w, [w.length]);
+  const feeds: Record<string, ort.Tensor> = {
+    d_out: f32(a.dOut, [m, D]),
+    h_in: f32(a.hIn, [m, D]),
+    h1: f32(a.h1, [m, D]),
+    gate_out: f32(a.gate, [m, I]),
+    up_out: f32(a.up, [m, I]),
+    q_rows: f32(a.q, [m, H * hd]),
+    k_cache: f32(a.k, [KV, capacity, hd]),
+    v_cache: f32(a.v, [KV, capacity, hd]),
+    probs: f32(a.probs, [KV, H / KV, m, to]),
+    cos: f32(a.cos, [m, 1, hd / 2]),
+    sin: f32(a.sin, [m, 1, hd / 2]),
+    inputNorm: norm(W.inputNorm),
+    postNorm: norm(W.postNorm),
+  };
+  for (const mat of MATRICES) {
+    const w = W[mat];
+    const blocks = rowBlocks(w.rows, w.cols, dtype, shape.widenBlock);
+    blocks.forEach(([r0, r1], b) => {
+      const data = w.data.subarray(r0 * w.cols, r1 * w.cols);
+      feeds[blockName(mat, b, blocks.length)] = weightTensor({ ...w, rows: r1 - r0, data });
+    });
+  }
+  return { shape, feeds };
+}
