@@ -10,7 +10,7 @@ import assert from "node:assert/strict";
 import { after, describe, test } from "node:test";
 import { relevancyMaps } from "../src/interpret/relevancy/index.js";
 import { createKernels } from "../src/kernels/index.js";
-import { setDecoderBackwardWidenBlock } from "../src/kernels/ort-backward-decoder.js";
+import { setWidenBlock } from "../src/kernels/graph-parts.js";
 import type { DecoderBackwardBlockInput, Kernels, WeightMatrix } from "../src/kernels/types.js";
 import { TextDecoder } from "../src/models/decoder.js";
 import { WeightGradients } from "../src/models/gradients.js";
@@ -128,7 +128,7 @@ describe("decoder layer backward as one onnxruntime graph", () => {
     const blocks = block ? ` in blocks of ${block} elements` : "";
     test(`${name}, ${act ?? "own activation"}, ${dtype} weights${blocks}: dIn and dProbs of every layer and row window match the per-op path`, async () => {
       const model = loadModel(fixtureDir(name as "llava-tiny-llama"));
-      const previousBlock = block ? setDecoderBackwardWidenBlock(block) : null;
+      const previousBlock = block ? setWidenBlock(block) : null;
       try {
         assert.ok(model.decoder instanceof TextDecoder);
         const dec = decoderWith(model.decoder, act, dtype);
@@ -156,7 +156,7 @@ describe("decoder layer backward as one onnxruntime graph", () => {
         if (process.env.LVLM_BACKWARD_VERBOSE) console.log(name, act, dtype, worst);
         assert.ok(worst.dIn <= 5e-6 && worst.dProbs <= 5e-6, `worst relative |Δ| ${JSON.stringify(worst)}`);
       } finally {
-        if (previousBlock !== null) setDecoderBackwardWidenBlock(previousBlock);
+        if (previousBlock !== null) setWidenBlock(previousBlock);
         model.close();
       }
     });

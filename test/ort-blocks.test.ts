@@ -6,6 +6,7 @@
  */
 import assert from "node:assert/strict";
 import { after, describe, test } from "node:test";
+import { setWidenBlock } from "../src/kernels/graph-parts.js";
 import { createKernels } from "../src/kernels/index.js";
 import type { DecoderBlockInput, Kernels, VisionBlockInput, WeightMatrix } from "../src/kernels/types.js";
 import { TextDecoder } from "../src/models/decoder.js";
@@ -115,12 +116,19 @@ describe("vision encoder layer as one onnxruntime graph", () => {
     assert.equal(c.hits, model.vision.layers.length);
   });
 
-  for (const act of ["quick_gelu", "gelu", "gelu_pytorch_tanh"]) {
-    for (const dtype of ["F32", "F16", "BF16"] as const) {
-      test(`${act}, ${dtype} weights: output, probabilities and tape match the per-op path`, async () => {
-        const tower = towerWith(act, dtype);
-        const h = await tower.embed(ts, pixels);
-        const ref = await tower.layer(ts, 0, h, { keep: true });
+  const visionCases: [string, WeightMatrix["dtype"], number | null][] = [];
+  for (const act of ["quick_gelu", "gelu", "gelu_pytorch_tanh"])
+    for (const dtype of ["F32", "F16", "BF16"] as const) visionCases.push([act, dtype, null]);
+  // 16-bit weights in row blocks (a 7B-size matrix is fed as several): 1000 elements leave a ragged last block.
+  visionCases.push(["quick_gelu", "BF16", 1000], ["gelu", "F16", 1000]);
+  for (const [act, dtype, block] of visionCases) {
+    const blocks = block ? ` in blocks of ${block} elements` : "";
+    test(`${act}, ${dtype} weights${blocks}: output, probabilities and tape match the per-op path`, async () => {
+      const tower = towerWith(act, dtype);
+      const h = await tower.embed(ts, pixels);
+      const ref = await tower.layer(ts, 0, h, { keep: true });
+      const previousBlock = block ? setWidenBlock(block) : null;
+      try {
         const got = await tower.layer(ort, 0, h, { keep: true });
         assert.ok(ref.tape && got.tape);
         const rt = ref.tape;
@@ -133,8 +141,10 @@ describe("vision encoder layer as one onnxruntime graph", () => {
           pairs.push([key, gt[key], rt[key], 2e-5]);
         assert.equal(gt.hIn, h);
         assert.deepEqual(compare(pairs), []);
-      });
-    }
+      } finally {
+        if (previousBlock !== null) setWidenBlock(previousBlock);
+      }
+    });
   }
 });
 
@@ -155,15 +165,20 @@ function decoderWith(dec: TextDecoder, window: number | null, dtype: WeightMatri
 }
 
 describe("decoder layer prefill as one onnxruntime graph", () => {
-  const cases: [string, number | null, WeightMatrix["dtype"]][] = [
+  const cases: [string, number | null, WeightMatrix["dtype"], number?][] = [
     ["llava-tiny-llama", null, "F32"],
     ["llava-tiny-llama", 5, "BF16"],
     ["llava-tiny-gemma", null, "F16"],
     ["llava-onevision-tiny-qwen2", null, "F32"],
+    // 16-bit weights in row blocks of 1000 elements (ragged last block); qwen2's q/k/v biases added after them.
+    ["llava-tiny-llama", null, "BF16", 1000],
+    ["llava-onevision-tiny-qwen2", null, "BF16", 1000],
   ];
-  for (const [name, window, dtype] of cases) {
-    test(`${name}, window ${window}, ${dtype} weights: output, probabilities, cache and tape match the per-op path`, async () => {
+  for (const [name, window, dtype, block] of cases) {
+    const blocks = block ? ` in blocks of ${block} elements` : "";
+    test(`${name}, window ${window}, ${dtype} weights${blocks}: output, probabilities, cache and tape match the per-op path`, async () => {
       const m = name === "llava-tiny-llama" ? model : loadModel(fixtureDir(name as "llava-tiny-llama"));
+      const previousBlock = block ? setWidenBlock(block) : null;
       try {
         assert.ok(m.decoder instanceof TextDecoder);
         const dec = decoderWith(m.decoder, window, dtype);
@@ -193,6 +208,7 @@ describe("decoder layer prefill as one onnxruntime graph", () => {
         // Masked entries are exactly 0, as the per-op softmax leaves them.
         for (let i = 0; i < got.probs.length; i++) if (ref.probs[i] === 0) assert.equal(got.probs[i], 0);
       } finally {
+        if (previousBlock !== null) setWidenBlock(previousBlock);
         if (m !== model) m.close();
       }
     });

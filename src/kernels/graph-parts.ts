@@ -1,6 +1,7 @@
 /**
- * Pieces every block graph shares (kernels/ort-blocks.ts forward, kernels/ort-backward-decoder.ts backward):
- * the activations the graphs spell out, with their derivatives, and the tensors that feed weights in.
+ * Pieces every block graph shares (kernels/ort-blocks.ts forward, kernels/ort-backward-*.ts backward): the
+ * activations the graphs spell out, with their derivatives, and how weights are fed in (whole, or 16-bit ones
+ * in row blocks).
  */
 import * as ort from "onnxruntime-node";
 import type { GraphBuilder } from "./onnx-graph.js";
@@ -87,4 +88,89 @@ export function weightTensor(w: WeightMatrix): ort.Tensor {
   if (w.dtype === "F32") return new ort.Tensor("float32", w.data as Float32Array, dims);
   if (w.dtype === "F16") return new ort.Tensor("float16", w.data as Uint16Array, dims);
   return new ort.Tensor("uint16", w.data as Uint16Array, dims);
+}
+
+/**
+ * 16-bit weights are fed (and widened in-graph) in blocks of rows of at most 2²² elements (16 MiB as f32):
+ * a whole 7B matrix widened at once is a fresh ~180 MB buffer per call (the block sessions run without an
+ * arena), whose allocation and page faults cost more than a single-row product, and a layer's seven widened
+ * matrices (~0.8 GB at 7B) would sit on top of the resident weights. Blocks this small are reused from the
+ * heap. Row blocks of W [out, in] are contiguous, so they are fed without a copy.
+ */
+let widenBlockElements = 1 << 22;
+
+/** The current block size (elements) of 16-bit weights; part of every graph's shape key. */
+export function widenBlock(): number {
+  return widenBlockElements;
+}
+
+/**
+ * Sets the block size (elements) of 16-bit weights and returns the previous one; tests set it small to run
+ * several blocks on tiny fixtures.
+ */
+export function setWidenBlock(elements: number): number {
+  const previous = widenBlockElements;
+  widenBlockElements = Math.max(1, Math.floor(elements));
+  return previous;
+}
+
+/** Row ranges [r0, r1) a weight is fed in: one for f32, blocks of ≤ `block` elements for 16-bit. */
+export function rowBlocks(
+  rows: number,
+  cols: number,
+  dtype: WeightMatrix["dtype"],
+  block: number,
+): [number, number][] {
+  const per = dtype === "F32" ? rows : Math.max(1, Math.floor(block / cols));
+  const out: [number, number][] = [];
+  for (let r0 = 0; r0 < rows; r0 += per) out.push([r0, Math.min(rows, r0 + per)]);
+  return out;
+}
+
+/** The graph input name of a weight's row block. */
+export const blockName = (m: string, b: number, count: number) => (count === 1 ? m : `${m}.${b}`);
+
+/** A weight's row blocks in a graph: each block's float32 value and its rows. */
+export type WeightBlocks = { name: string; r0: number; r1: number }[];
+
+/** Declares a weight [rows, cols] as graph inputs, one per row block (widened in-graph if 16-bit). */
+export function weightBlocks(
+  g: GraphBuilder,
+  name: string,
+  dtype: WeightMatrix["dtype"],
+  rows: number,
+  cols: number,
+  block: number,
+): WeightBlocks {
+  const blocks = rowBlocks(rows, cols, dtype, block);
+  return blocks.map(([r0, r1], b) => ({
+    name: g.weight(blockName(name, b, blocks.length), dtype, [r1 - r0, cols]),
+    r0,
+    r1,
+  }));
+}
+
+/** y = x·Wᵀ (+ bias) over a weight's row blocks: each block gives a slice of y's columns. */
+export function linearBlocks(g: GraphBuilder, x: string, w: WeightBlocks, bias: string | null): string {
+  if (w.length === 1) return g.op("Gemm", bias ? [x, w[0].name, bias] : [x, w[0].name], { transB: 1 });
+  const y = g.op(
+    "Concat",
+    w.map((b) => g.op("Gemm", [x, b.name], { transB: 1 })),
+    { axis: 1 },
+  );
+  return bias ? g.op("Add", [y, bias]) : y;
+}
+
+/** Feeds a weight's row blocks under the names `weightBlocks` gave them. */
+export function feedWeightBlocks(
+  feeds: Record<string, ort.Tensor>,
+  name: string,
+  w: WeightMatrix,
+  block: number,
+): void {
+  const blocks = rowBlocks(w.rows, w.cols, w.dtype, block);
+  blocks.forEach(([r0, r1], b) => {
+    const data = w.data.subarray(r0 * w.cols, r1 * w.cols);
+    feeds[blockName(name, b, blocks.length)] = weightTensor({ ...w, rows: r1 - r0, data });
+  });
 }

@@ -13,7 +13,15 @@
  * (keys seen) and the cache capacity are symbolic, so one session per layer shape serves every token.
  */
 import * as ort from "onnxruntime-node";
-import { activation, activationGrad, BLOCK_ACTIVATIONS, weightTensor } from "./graph-parts.js";
+import {
+  activation,
+  activationGrad,
+  BLOCK_ACTIVATIONS,
+  feedWeightBlocks,
+  type WeightBlocks,
+  weightBlocks,
+  widenBlock,
+} from "./graph-parts.js";
 import { DT, GraphBuilder } from "./onnx-graph.js";
 import type { DecoderBackwardBlockInput, WeightMatrix } from "./types.js";
 
@@ -31,41 +39,6 @@ export interface DecoderBackwardGraphShape {
 }
 
 const MATRICES = ["q", "k", "v", "o", "gate", "up", "down"] as const;
-
-/**
- * 16-bit weights are fed (and widened in-graph) in blocks of rows of at most 2²² elements (16 MiB as
- * f32), as OrtKernels widens them: a whole 7B matrix widened at once is a fresh ~180 MB buffer per call (the
- * block sessions run without an arena), whose allocation and page faults cost more than a single-row
- * product; blocks this small are reused from the heap. Row blocks of W [out, in] are contiguous, so they are
- * fed without a copy.
- */
-let widenBlockElements = 1 << 22;
-
-/**
- * Sets the block size (elements) of 16-bit weights in the graph and returns the previous one; tests set it
- * small to run several blocks on tiny fixtures.
- */
-export function setDecoderBackwardWidenBlock(elements: number): number {
-  const previous = widenBlockElements;
-  widenBlockElements = Math.max(1, Math.floor(elements));
-  return previous;
-}
-
-/** Row ranges [r0, r1) a weight is fed in: one for f32, blocks of ≤ `block` elements for 16-bit. */
-function rowBlocks(
-  rows: number,
-  cols: number,
-  dtype: WeightMatrix["dtype"],
-  block: number,
-): [number, number][] {
-  const per = dtype === "F32" ? rows : Math.max(1, Math.floor(block / cols));
-  const out: [number, number][] = [];
-  for (let r0 = 0; r0 < rows; r0 += per) out.push([r0, Math.min(rows, r0 + per)]);
-  return out;
-}
-
-/** The graph input name of a weight's row block. */
-const blockName = (m: string, b: number, count: number) => (count === 1 ? m : `${m}.${b}`);
 
 export function buildDecoderLayerBackwardModel(s: DecoderBackwardGraphShape): Uint8Array {
   const { dim: D, heads: H, kvHeads: KV, headDim: hd, inter: I, eps } = s;
@@ -87,15 +60,8 @@ export function buildDecoderLayerBackwardModel(s: DecoderBackwardGraphShape): Ui
   const postNorm = g.input("postNorm", DT.FLOAT, [D]);
   const rows: Record<string, number> = { q: H * hd, k: KV * hd, v: KV * hd, o: D, gate: I, up: I, down: D };
   const cols: Record<string, number> = { q: D, k: D, v: D, o: H * hd, gate: D, up: D, down: I };
-  const W: Record<string, { name: string; r0: number; r1: number }[]> = {};
-  for (const m of MATRICES) {
-    const blocks = rowBlocks(rows[m], cols[m], s.dtype, s.widenBlock);
-    W[m] = blocks.map(([r0, r1], b) => ({
-      name: g.weight(blockName(m, b, blocks.length), s.dtype, [r1 - r0, cols[m]]),
-      r0,
-      r1,
-    }));
-  }
+  const W: Record<string, WeightBlocks> = {};
+  for (const m of MATRICES) W[m] = weightBlocks(g, m, s.dtype, rows[m], cols[m], s.widenBlock);
   // y = x·Wᵀ + b ⇒ dx = dy·W (HF layout [out, in]), = Σ over row blocks dy[:, r0…r1−1]·W[r0…r1−1, :].
   const linearBack = (dy: string, m: (typeof MATRICES)[number]) => {
     if (W[m].length === 1) return g.op("MatMul", [dy, W[m][0].name]);
@@ -215,7 +181,7 @@ export function decoderBackwardCall(
     eps: a.eps,
     act: a.act,
     dtype,
-    widenBlock: widenBlockElements,
+    widenBlock: widenBlock(),
   };
   const f32 = (x: Float32Array, dims: number[]) => new ort.Tensor("float32", x, dims);
   const norm = (w: Float32Array) => f32(a.unitOffset ? w.map((x) => 1 + x) : w, [w.length]);
@@ -234,13 +200,6 @@ export function decoderBackwardCall(
     inputNorm: norm(W.inputNorm),
     postNorm: norm(W.postNorm),
   };
-  for (const mat of MATRICES) {
-    const w = W[mat];
-    const blocks = rowBlocks(w.rows, w.cols, dtype, shape.widenBlock);
-    blocks.forEach(([r0, r1], b) => {
-      const data = w.data.subarray(r0 * w.cols, r1 * w.cols);
-      feeds[blockName(mat, b, blocks.length)] = weightTensor({ ...w, rows: r1 - r0, data });
-    });
-  }
+  for (const mat of MATRICES) feedWeightBlocks(feeds, mat, W[mat], shape.widenBlock);
   return { shape, feeds };
 }

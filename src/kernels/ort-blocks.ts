@@ -11,7 +11,16 @@
  * and cached; the sequence length is symbolic.
  */
 import * as ort from "onnxruntime-node";
-import { activation, BLOCK_ACTIVATIONS, weightTensor } from "./graph-parts.js";
+import {
+  activation,
+  BLOCK_ACTIVATIONS,
+  feedWeightBlocks,
+  linearBlocks,
+  type WeightBlocks,
+  weightBlocks,
+  weightTensor,
+  widenBlock,
+} from "./graph-parts.js";
 import { DT, GraphBuilder } from "./onnx-graph.js";
 import { buildDecoderLayerBackwardModel, decoderBackwardCall } from "./ort-backward-decoder.js";
 import {
@@ -43,6 +52,8 @@ interface VisionGraphShape {
   act: string;
   dtype: WeightMatrix["dtype"];
   tape: boolean;
+  /** Elements per widened row block of a 16-bit weight (graph-parts.ts). */
+  widenBlock: number;
 }
 
 const VISION_MATRICES = ["q", "k", "v", "o", "fc1", "fc2"] as const;
@@ -57,23 +68,23 @@ export function buildVisionLayerModel(s: VisionGraphShape): Uint8Array {
   const vec = (name: string, len: number) => g.input(name, DT.FLOAT, [len]);
   const ln1w = vec("ln1w", D);
   const ln1b = vec("ln1b", D);
-  const wq = g.weight("q", s.dtype, [D, D]);
+  const wq = weightBlocks(g, "q", s.dtype, D, D, s.widenBlock);
   const qb = vec("qb", D);
-  const wk = g.weight("k", s.dtype, [D, D]);
+  const wk = weightBlocks(g, "k", s.dtype, D, D, s.widenBlock);
   const kb = vec("kb", D);
-  const wv = g.weight("v", s.dtype, [D, D]);
+  const wv = weightBlocks(g, "v", s.dtype, D, D, s.widenBlock);
   const vb = vec("vb", D);
-  const wo = g.weight("o", s.dtype, [D, D]);
+  const wo = weightBlocks(g, "o", s.dtype, D, D, s.widenBlock);
   const ob = vec("ob", D);
   const ln2w = vec("ln2w", D);
   const ln2b = vec("ln2b", D);
-  const w1 = g.weight("fc1", s.dtype, [I, D]);
+  const w1 = weightBlocks(g, "fc1", s.dtype, I, D, s.widenBlock);
   const b1 = vec("fc1b", I);
-  const w2 = g.weight("fc2", s.dtype, [D, I]);
+  const w2 = weightBlocks(g, "fc2", s.dtype, D, I, s.widenBlock);
   const b2 = vec("fc2b", D);
   const layerNorm = (x: string, w: string, b: string) =>
     g.op("LayerNormalization", [x, w, b], { axis: -1, epsilon: { f: eps } });
-  const linear = (x: string, w: string, b: string) => g.op("Gemm", [x, w, b], { transB: 1 });
+  const linear = (x: string, w: WeightBlocks, b: string) => linearBlocks(g, x, w, b);
   const headsFirst = (x: string) =>
     g.op("Transpose", [g.op("Reshape", [x, g.ints([0, H, hd])])], { perm: [1, 0, 2] });
 
@@ -118,6 +129,8 @@ interface DecoderGraphShape {
   /** Which of the optional biases the layer has (qb, kb, vb, ob, gateB, upB, downB). */
   biases: string[];
   tape: boolean;
+  /** Elements per widened row block of a 16-bit weight (graph-parts.ts). */
+  widenBlock: number;
 }
 
 const DECODER_MATRICES = ["q", "k", "v", "o", "gate", "up", "down"] as const;
@@ -141,15 +154,15 @@ export function buildDecoderLayerModel(s: DecoderGraphShape): Uint8Array {
   const postNorm = g.input("postNorm", DT.FLOAT, [D]);
   const rows: Record<string, number> = { q: H * hd, k: KV * hd, v: KV * hd, o: D, gate: I, up: I, down: D };
   const cols: Record<string, number> = { q: D, k: D, v: D, o: H * hd, gate: D, up: D, down: I };
-  const W: Record<string, string> = {};
-  for (const m of DECODER_MATRICES) W[m] = g.weight(m, s.dtype, [rows[m], cols[m]]);
+  const W: Record<string, WeightBlocks> = {};
+  for (const m of DECODER_MATRICES) W[m] = weightBlocks(g, m, s.dtype, rows[m], cols[m], s.widenBlock);
   const B: Record<string, string | null> = {};
   DECODER_BIASES.forEach((b, i) => {
     const m = DECODER_MATRICES[i];
     B[b] = s.biases.includes(b) ? g.input(b, DT.FLOAT, [rows[m]]) : null;
   });
   const linear = (x: string, m: (typeof DECODER_MATRICES)[number], b: string | null) =>
-    g.op("Gemm", b ? [x, W[m], b] : [x, W[m]], { transB: 1 });
+    linearBlocks(g, x, W[m], b);
   // x · 1/sqrt(mean(x²) + eps) · w, the order of ops/tensor/ops.ts's rmsNorm.
   const rmsNorm = (x: string, w: string) => {
     const ms = g.meanLastAxis(g.op("Mul", [x, x]));
@@ -256,12 +269,13 @@ export class OrtBlocks implements BlockKernels {
       act: a.act,
       dtype,
       tape: a.tape,
+      widenBlock: widenBlock(),
     };
     const key = `vision:${JSON.stringify(shape)}`;
     const sess = await this.session(key, () => buildVisionLayerModel(shape));
     if (!sess) return null;
     const feeds: Record<string, ort.Tensor> = { h: new ort.Tensor("float32", a.h, [a.n, D]) };
-    for (const m of VISION_MATRICES) feeds[m] = weightTensor(W[m]);
+    for (const m of VISION_MATRICES) feedWeightBlocks(feeds, m, W[m], shape.widenBlock);
     for (const v of VISION_VECTORS) feeds[v] = new ort.Tensor("float32", W[v], [W[v].length]);
     const r = await this.run(sess, feeds);
     const out = (name: string) => r[name].data as Float32Array;
@@ -336,6 +350,7 @@ export class OrtBlocks implements BlockKernels {
       dtype,
       biases: DECODER_BIASES.filter((b) => W[b] !== null),
       tape: a.tape,
+      widenBlock: widenBlock(),
     };
     const key = `decoder:${JSON.stringify(shape)}`;
     const sess = await this.session(key, () => buildDecoderLayerModel(shape));
@@ -350,7 +365,7 @@ export class OrtBlocks implements BlockKernels {
       inputNorm: norm(W.inputNorm),
       postNorm: norm(W.postNorm),
     };
-    for (const m of DECODER_MATRICES) feeds[m] = weightTensor(W[m]);
+    for (const m of DECODER_MATRICES) feedWeightBlocks(feeds, m, W[m], shape.widenBlock);
     for (const b of DECODER_BIASES) {
       const v = W[b];
       if (v) feeds[b] = new ort.Tensor("float32", v, [v.length]);
