@@ -22,7 +22,11 @@ import {
   widenBlock,
 } from "./graph-parts.js";
 import { DT, GraphBuilder } from "./onnx-graph.js";
-import { buildDecoderLayerBackwardModel, decoderBackwardCall } from "./ort-backward-decoder.js";
+import {
+  buildDecoderLayerBackwardModel,
+  type DecoderBackwardGraphShape,
+  decoderBackwardCall,
+} from "./ort-backward-decoder.js";
 import {
   buildVisionLayerBackwardModel,
   VISION_BACKWARD_ACTIVATIONS,
@@ -41,16 +45,9 @@ import type {
   VisionBlockInput,
   VisionBlockOutput,
   VisionBlockWeights,
-  WeightMatrix,
 } from "./types.js";
 
-interface VisionGraphShape {
-  dim: number;
-  heads: number;
-  inter: number;
-  eps: number;
-  act: string;
-  dtype: WeightMatrix["dtype"];
+interface VisionGraphShape extends VisionBackwardGraphShape {
   tape: boolean;
   /** Elements per widened row block of a 16-bit weight (graph-parts.ts). */
   widenBlock: number;
@@ -117,20 +114,10 @@ export function buildVisionLayerModel(s: VisionGraphShape): Uint8Array {
   return g.build();
 }
 
-interface DecoderGraphShape {
-  dim: number;
-  heads: number;
-  kvHeads: number;
-  headDim: number;
-  inter: number;
-  eps: number;
-  act: string;
-  dtype: WeightMatrix["dtype"];
+interface DecoderGraphShape extends DecoderBackwardGraphShape {
   /** Which of the optional biases the layer has (qb, kb, vb, ob, gateB, upB, downB). */
   biases: string[];
   tape: boolean;
-  /** Elements per widened row block of a 16-bit weight (graph-parts.ts). */
-  widenBlock: number;
 }
 
 const DECODER_MATRICES = ["q", "k", "v", "o", "gate", "up", "down"] as const;
