@@ -33,6 +33,9 @@ declare const requestAnimationFrame: any;
 declare const PerformanceObserver: any;
 type HTMLCanvasElement = any;
 
+/** As web/src/components/common.tsx: chips a token list renders at first. */
+const CHIP_PAGE = 120;
+
 const SHOTS = path.resolve(ROOT, process.env.SCREENSHOT_DIR ?? "dist/screenshots");
 const skip = browserSkip();
 
@@ -333,6 +336,38 @@ describe("web app in headless Chromium", { skip }, () => {
     assert.ok(st.width > 400 && st.colors > 50, JSON.stringify(st));
   });
 
+  test("a tab opened again shows the view it left, not a rebuilt one; hidden views are out of the page", async () => {
+    // The causality test left the Causality tab open with a graph.
+    await page.locator('[data-testid="causal-graph"] canvas').first().waitFor();
+    await page.evaluate(() => {
+      window.__graph = document.querySelector('[data-testid="causal-graph"]');
+      window.__weights = document.querySelector('[data-testid="causal-weights"]');
+    });
+    await page.click('[data-testid="tab-summary"]');
+    await page.locator('[data-testid="grid-image"]').waitFor();
+    const hidden = await page.evaluate(() => ({
+      views: document.querySelectorAll(".view").length,
+      graphInPage: window.__graph.isConnected,
+      // A hidden graph gives up its renderer (cytoscape would redraw in a loop of animation frames).
+      graphCanvases: window.__graph.querySelectorAll("canvas").length,
+    }));
+    assert.deepEqual(hidden, { views: 1, graphInPage: false, graphCanvases: 0 });
+    await page.click('[data-testid="tab-causal"]');
+    await page.locator('[data-testid="causal-weights"]').waitFor();
+    assert.ok(
+      await page.evaluate(
+        () => document.querySelector('[data-testid="causal-weights"]') === window.__weights,
+      ),
+      "the map canvas is the one drawn before (kept, not redrawn)",
+    );
+    await page.waitForFunction(() => window.__graph.isConnected && window.__graph.querySelector("canvas"));
+    const graphCanvases = page.locator('[data-testid="causal-graph"] canvas');
+    let maxColors = 0;
+    for (let i = 0; i < (await graphCanvases.count()); i++)
+      maxColors = Math.max(maxColors, await canvasColors(graphCanvases.nth(i)));
+    assert.ok(maxColors > 3, "the graph is drawn again");
+  });
+
   test("export a run as an archive and import it back through the sidebar", async () => {
     await page.click('[data-testid="tab-summary"]');
     const [dl] = await Promise.all([page.waitForEvent("download"), page.click('[data-testid="export-run"]')]);
@@ -460,11 +495,28 @@ describe("web app in headless Chromium", { skip }, () => {
       }).observe({ type: "longtask", buffered: true });
     });
     await page.locator('[data-testid="head-map"]').first().waitFor();
-    assert.equal(await page.locator('[data-testid="map-tokens"] .token').count(), G);
+    // The token list renders what its box shows (and a little more) first; scrolling it renders the rest,
+    // and its "more" button all of it: every token stays reachable.
+    const chips = page.locator('[data-testid="map-tokens"] .token');
+    const first = await chips.count();
+    assert.ok(first >= CHIP_PAGE && first < G, `${first} of ${G} chips rendered at first`);
+    await page.locator('[data-testid="map-tokens"]').evaluate((el) => el.scrollTo(0, el.scrollHeight));
+    await page.waitForFunction(
+      (n) => document.querySelectorAll('[data-testid="map-tokens"] .token').length > n,
+      first,
+    );
+    await page.locator('[data-testid="map-tokens"] [data-testid="more-tokens"]').click();
+    assert.equal(await chips.count(), G);
+    assert.deepEqual(
+      await chips.allTextContents(),
+      (await api(`/api/runs/${longId}`)).tokens.map(tokenLabel),
+    );
+    assert.equal(await page.locator('[data-testid="map-tokens"] [data-testid="more-tokens"]').count(), 0);
     // Patch selection and switching views stay responsive.
     // The centre of the picture lies inside the centre crop (the margins are not image tokens).
     await page.locator('[data-testid="patch-canvas"]').click();
     await page.locator('[data-testid="patch-tokens"] .token').first().waitFor();
+    await page.locator('[data-testid="patch-tokens"] [data-testid="more-tokens"]').click();
     assert.equal(await page.locator('[data-testid="patch-tokens"] .token').count(), G);
     await page.click('[data-testid="tab-summary"]');
     await page.locator('[data-testid="grid-image"]').waitFor();

@@ -4,7 +4,7 @@
  * arrowhead, tail, circle) and the explanation's growth with the search radius.
  */
 import cytoscape from "cytoscape";
-import { useEffect, useMemo, useRef, useState } from "preact/hooks";
+import { useContext, useEffect, useMemo, useRef, useState } from "preact/hooks";
 import { api, type CausalHeadView, type ImageGeometry, type Mark, type RunDetail } from "../api";
 import { forget } from "../cache";
 import { formatValue } from "../heatmap";
@@ -24,6 +24,7 @@ import {
   useJob,
   useRunImage,
 } from "./common";
+import { ViewShown } from "./KeptViews";
 
 /** Node labels' size on screen, in CSS pixels. */
 const LABEL_PX = 12;
@@ -93,6 +94,8 @@ function CausalGraph({
   explanationOnly: boolean;
 }) {
   const box = useRef<HTMLDivElement>(null);
+  const graph = useRef<{ cy: cytoscape.Core; readable: () => void; mounted: boolean } | null>(null);
+  const shown = useContext(ViewShown);
   const [count, setCount] = useState({ nodes: 0, edges: 0, images: 0, unlabelled: 0 });
   /** The labels' size on screen (CSS pixels), for tests and the curious. */
   const [labelPx, setLabelPx] = useState(0);
@@ -247,8 +250,24 @@ function CausalGraph({
       images: nodes.filter((n) => n.data.kind === "image").length,
       unlabelled: nodes.filter((n) => !n.data.label).length,
     });
-    return () => cy.destroy();
+    graph.current = { cy, readable, mounted: true };
+    return () => {
+      graph.current = null;
+      cy.destroy();
+    };
   }, [head, image, geometry, radius, explanationOnly]);
+  // Cytoscape redraws in a loop of animation frames: a hidden tab's graph gives up its renderer (the graph and
+  // its layout stay) and gets a new one when shown again.
+  useEffect(() => {
+    const g = graph.current;
+    if (!g || !box.current || g.mounted === shown) return;
+    if (shown) {
+      // A new renderer starts from the options' style: the readable label sizes are set again.
+      g.cy.mount(box.current);
+      g.readable();
+    } else g.cy.unmount();
+    g.mounted = shown;
+  }, [shown]);
   return (
     <div
       ref={box}
