@@ -320,6 +320,18 @@ describe("web app in headless Chromium", { skip }, () => {
     assert.ok(maxColors > 3, "the graph is drawn");
     assert.equal(await page.locator('[data-testid="causal-head-map"]').count(), 4);
     assert.ok((await canvasColors(page.locator('[data-testid="head-importance"]'))) > 3);
+    // The y-axis title runs along the left edge: whole, it starts below the canvas's top and ends above its
+    // bottom (cut off, its letters touch an edge).
+    const titleAtEdge = await page.locator('[data-testid="head-importance"]').evaluate((el) => {
+      const c = el as unknown as HTMLCanvasElement;
+      const edge = (y: number) =>
+        c
+          .getContext("2d")
+          .getImageData(0, y, 16, 2)
+          .data.some((v: number, i: number) => i % 4 === 3 && v > 0);
+      return { top: edge(0), bottom: edge(c.height - 2) };
+    });
+    assert.deepEqual(titleAtEdge, { top: false, bottom: false }, "the y-axis title is not cut off");
     assert.ok((await canvasColors(page.locator('[data-testid="causal-growth"]'))) > 3);
     // Shrinking the search radius to 0 leaves only the explained position.
     await page.locator('[data-testid="causal-radius"]').fill("0");
@@ -386,6 +398,23 @@ describe("web app in headless Chromium", { skip }, () => {
     assert.deepEqual(b.tokens, a.tokens);
     assert.deepEqual(b.analyses, a.analyses, "relevancy and causal results travel with the run");
     await page.locator('[data-testid="grid-image"]').waitFor();
+    // A badged row ("imported", "found") keeps its date and size on one line (the badge may sit above).
+    await page
+      .locator(`[data-testid="run-list"] li[data-run="${imported}"] [data-testid="run-source"]`)
+      .waitFor();
+    const dateLines = await page.evaluate(() =>
+      [
+        ...document.querySelectorAll('[data-testid="run-list"] li .meta:not([data-testid="import-origin"])'),
+      ].map((meta: any) => {
+        const range = document.createRange();
+        const badge = meta.querySelector(".badge");
+        if (badge) range.setStartAfter(badge);
+        else range.setStart(meta, 0);
+        range.setEnd(meta, meta.childNodes.length);
+        return new Set([...range.getClientRects()].map((r: any) => Math.round(r.top))).size;
+      }),
+    );
+    assert.deepEqual(dateLines, [1, 1], "dates do not wrap");
     // A broken archive is a readable error.
     const bad = path.join(work, "bad.tar.gz");
     fs.writeFileSync(bad, "not an archive");

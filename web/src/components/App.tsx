@@ -232,7 +232,9 @@ function Sidebar({
                     {r.source}
                   </span>
                 )}
-                {new Date(r.created_at).toLocaleString()} · {r.n_tokens} tok
+                <span class="when">
+                  {new Date(r.created_at).toLocaleString()} · {r.n_tokens} tok
+                </span>
               </span>
               {r.source === "imported" && (
                 <span class="meta" data-testid="import-origin">

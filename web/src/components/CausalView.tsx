@@ -416,7 +416,7 @@ export function CausalView({
                   },
                 ]}
                 xTitle="head"
-                yTitle="max image / max text attention"
+                yTitle={["max image /", "max text attention"]}
                 onClick={(i) => setHeadSel(data.heads[i].head)}
                 testId="head-importance"
               />
