@@ -168,10 +168,22 @@ describe("web app in headless Chromium", { skip }, () => {
     assert.ok((await canvasColors(gq)) > 8, "question-to-answer heatmap has colours");
     await gi.scrollIntoViewIfNeeded();
     const b = (await gi.boundingBox())!;
+    // A marker pixel in the corner: a redraw of the grid would clear it.
+    const marker = () =>
+      gi.evaluate((el) => {
+        const d = (el as unknown as HTMLCanvasElement).getContext("2d").getImageData(0, 0, 1, 1).data;
+        return [...d].join(",");
+      });
+    await gi.evaluate((el) => {
+      const ctx = (el as unknown as HTMLCanvasElement).getContext("2d");
+      ctx.fillStyle = "#ff00ff";
+      ctx.fillRect(0, 0, 1, 1);
+    });
     // Cell of layer 2, head 1 (34 px left axis, 6 px top, 48 px cells for a 4×4 grid).
     await page.mouse.move(b.x + 34 + 2.5 * 48, b.y + 6 + 1.5 * 48);
     const tip = page.locator('[data-testid="tooltip"]');
     await tip.waitFor();
+    assert.equal(await marker(), "255,0,255,255", "hovering shows a tooltip, it does not redraw the grid");
     const summary = await api(`/api/runs/${runId}/attention/summary`);
     const text = (await tip.textContent()) ?? "";
     assert.match(text, /layer 2 · head 1: /);
