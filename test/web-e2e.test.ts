@@ -73,6 +73,23 @@ function pngStats(file: string): { width: number; height: number; colors: number
   return { width: png.width, height: png.height, colors: seen.size };
 }
 
+/** The tallest band of rows that are plain white across the figure (a blank stripe inside a panel). */
+function tallestBlankBand(file: string): number {
+  const png = PNG.sync.read(fs.readFileSync(file));
+  let run = 0;
+  let best = 0;
+  for (let y = 0; y < png.height; y++) {
+    let white = true;
+    for (let x = 5; x < png.width - 5 && white; x++) {
+      const i = (y * png.width + x) * 4;
+      white = png.data[i] === 255 && png.data[i + 1] === 255 && png.data[i + 2] === 255;
+    }
+    run = white ? run + 1 : 0;
+    best = Math.max(best, run);
+  }
+  return best;
+}
+
 async function savePng(name: string): Promise<string> {
   const [dl] = await Promise.all([
     page.waitForEvent("download"),
@@ -301,8 +318,11 @@ describe("web app in headless Chromium", { skip }, () => {
     await page.selectOption('[data-testid="rel-kind"]', "llm");
     await page.locator('[data-testid="rel-map"]').first().waitFor();
     await shot("relevancy");
-    const st = pngStats(await savePng("relevancy.png"));
+    const file = await savePng("relevancy.png");
+    const st = pngStats(file);
     assert.ok(st.width > 400 && st.colors > 50, JSON.stringify(st));
+    const band = tallestBlankBand(file);
+    assert.ok(band < 30, `a blank band of ${band} px rows in the export`);
   });
 
   test("causality: explain a token → per-head patches, importance chart, causal graph with nodes, growth", async () => {
@@ -356,8 +376,12 @@ describe("web app in headless Chromium", { skip }, () => {
       nodes,
     );
     await shot("causality");
-    const st = pngStats(await savePng("causality.png"));
+    const file = await savePng("causality.png");
+    const st = pngStats(file);
     assert.ok(st.width > 400 && st.colors > 50, JSON.stringify(st));
+    // The controls left out of the export (help text, buttons, sliders) leave no blank stripe behind.
+    const band = tallestBlankBand(file);
+    assert.ok(band < 30, `a blank band of ${band} px rows in the export`);
   });
 
   test("a tab opened again shows the view it left, not a rebuilt one; hidden views are out of the page", async () => {
