@@ -408,6 +408,8 @@ describe("web app in headless Chromium", { skip }, () => {
       ),
       "the map canvas is the one drawn before (kept, not redrawn)",
     );
+    // The graph gets its renderer back once it is on or near the screen.
+    await page.locator('[data-testid="causal-graph"]').scrollIntoViewIfNeeded();
     await page.waitForFunction(() => window.__graph.isConnected && window.__graph.querySelector("canvas"));
     const graphCanvases = page.locator('[data-testid="causal-graph"] canvas');
     let maxColors = 0;

@@ -256,18 +256,32 @@ function CausalGraph({
       cy.destroy();
     };
   }, [head, image, geometry, radius, explanationOnly]);
+  // Whether the graph is on or near the screen (a tab shown again gives it a renderer only then).
+  const [near, setNear] = useState(true);
+  useEffect(() => {
+    const el = box.current;
+    if (!el || typeof IntersectionObserver === "undefined") return;
+    const io = new IntersectionObserver((es) => setNear(es.some((e) => e.isIntersecting)), {
+      rootMargin: "200px",
+    });
+    io.observe(el);
+    return () => io.disconnect();
+  }, []);
   // Cytoscape redraws in a loop of animation frames: a hidden tab's graph gives up its renderer (the graph and
-  // its layout stay) and gets a new one when shown again.
+  // its layout stay) and gets a new one when shown again and on or near the screen.
   useEffect(() => {
     const g = graph.current;
-    if (!g || !box.current || g.mounted === shown) return;
-    if (shown) {
+    if (!g || !box.current) return;
+    if (!shown && g.mounted) {
+      g.cy.unmount();
+      g.mounted = false;
+    } else if (shown && near && !g.mounted) {
       // A new renderer starts from the options' style: the readable label sizes are set again.
       g.cy.mount(box.current);
       g.readable();
-    } else g.cy.unmount();
-    g.mounted = shown;
-  }, [shown]);
+      g.mounted = true;
+    }
+  }, [shown, near]);
   return (
     <div
       ref={box}

@@ -1,7 +1,7 @@
 /** Shared pieces of the views: data hooks, view settings, heatmap canvases, token chips, job progress. */
 import type { ComponentChildren, FunctionComponent, RefObject } from "preact";
 import { Component, createContext, h } from "preact";
-import { useCallback, useContext, useEffect, useMemo, useRef, useState } from "preact/hooks";
+import { useCallback, useContext, useEffect, useLayoutEffect, useMemo, useRef, useState } from "preact/hooks";
 import { MAP_LAYERS, type MapLayer, mapLayer, mapLayerGrids } from "../../../src/interpret/views/map-layers";
 import { ApiError, api, followJob, type ImageGeometry, type JobInfo } from "../api";
 import { cached, peek } from "../cache";
@@ -439,6 +439,9 @@ function chipIndex(e: Event): number | null {
  */
 export const CHIP_PAGE = 120;
 
+/** How far below a list's visible part its chips are rendered ahead of scrolling (CSS pixels). */
+const MORE_MARGIN = 60;
+
 function TokenChipList(p: TokenChipsProps) {
   const { settings } = useSettings();
   const cmap = p.cmap ?? settings.cmap;
@@ -447,6 +450,16 @@ function TokenChipList(p: TokenChipsProps) {
   const [shown, setShown] = useState(CHIP_PAGE);
   const rest = Math.max(0, p.tokens.length - shown);
   const more = useRef<HTMLButtonElement>(null);
+  // At first, as many chips as fill the list's box (and a margin) in one go, before the first paint: the
+  // rows the first page filled tell how many chips a pixel of height holds.
+  useLayoutEffect(() => {
+    const el = more.current;
+    const list = el?.parentElement;
+    if (!el || !list || list.clientHeight === 0) return;
+    const used = el.getBoundingClientRect().top - list.getBoundingClientRect().top + list.scrollTop;
+    const want = list.clientHeight + MORE_MARGIN + el.offsetHeight;
+    if (used > 0 && used < want) setShown((n) => Math.max(n, Math.ceil((n * want) / used)));
+  }, []);
   // The "more" button scrolled near the list's visible part (or shown by a wide list): render the next chips.
   useEffect(() => {
     const el = more.current;
@@ -455,7 +468,7 @@ function TokenChipList(p: TokenChipsProps) {
       (entries) => {
         if (entries.some((e) => e.isIntersecting)) setShown((n) => n + CHIP_PAGE);
       },
-      { root: el.parentElement, rootMargin: "0px 0px 60px 0px" },
+      { root: el.parentElement, rootMargin: `0px 0px ${MORE_MARGIN}px 0px` },
     );
     io.observe(el);
     return () => io.disconnect();
