@@ -443,13 +443,13 @@ describe("web app in headless Chromium", { skip }, () => {
     const dateLines = await page.evaluate(() =>
       [
         ...document.querySelectorAll('[data-testid="run-list"] li .meta:not([data-testid="import-origin"])'),
-      ].map((meta: any) => {
+      ].map((meta) => {
         const range = document.createRange();
         const badge = meta.querySelector(".badge");
         if (badge) range.setStartAfter(badge);
         else range.setStart(meta, 0);
         range.setEnd(meta, meta.childNodes.length);
-        return new Set([...range.getClientRects()].map((r: any) => Math.round(r.top))).size;
+        return new Set([...range.getClientRects()].map((r) => Math.round(r.top))).size;
       }),
     );
     assert.deepEqual(dateLines, [1, 1], "dates do not wrap");
