@@ -33,6 +33,9 @@ declare const requestAnimationFrame: any;
 declare const PerformanceObserver: any;
 type HTMLCanvasElement = any;
 
+/** As web/src/components/common.tsx: chips a token list renders at first. */
+const CHIP_PAGE = 120;
+
 const SHOTS = path.resolve(ROOT, process.env.SCREENSHOT_DIR ?? "dist/screenshots");
 const skip = browserSkip();
 
@@ -68,6 +71,23 @@ function pngStats(file: string): { width: number; height: number; colors: number
   for (let i = 0; i < png.data.length && seen.size < 1000; i += 4)
     seen.add((png.data[i] << 16) | (png.data[i + 1] << 8) | png.data[i + 2]);
   return { width: png.width, height: png.height, colors: seen.size };
+}
+
+/** The tallest band of rows that are plain white across the figure (a blank stripe inside a panel). */
+function tallestBlankBand(file: string): number {
+  const png = PNG.sync.read(fs.readFileSync(file));
+  let run = 0;
+  let best = 0;
+  for (let y = 0; y < png.height; y++) {
+    let white = true;
+    for (let x = 5; x < png.width - 5 && white; x++) {
+      const i = (y * png.width + x) * 4;
+      white = png.data[i] === 255 && png.data[i + 1] === 255 && png.data[i + 2] === 255;
+    }
+    run = white ? run + 1 : 0;
+    best = Math.max(best, run);
+  }
+  return best;
 }
 
 async function savePng(name: string): Promise<string> {
@@ -165,10 +185,22 @@ describe("web app in headless Chromium", { skip }, () => {
     assert.ok((await canvasColors(gq)) > 8, "question-to-answer heatmap has colours");
     await gi.scrollIntoViewIfNeeded();
     const b = (await gi.boundingBox())!;
+    // A marker pixel in the corner: a redraw of the grid would clear it.
+    const marker = () =>
+      gi.evaluate((el) => {
+        const d = (el as unknown as HTMLCanvasElement).getContext("2d").getImageData(0, 0, 1, 1).data;
+        return [...d].join(",");
+      });
+    await gi.evaluate((el) => {
+      const ctx = (el as unknown as HTMLCanvasElement).getContext("2d");
+      ctx.fillStyle = "#ff00ff";
+      ctx.fillRect(0, 0, 1, 1);
+    });
     // Cell of layer 2, head 1 (34 px left axis, 6 px top, 48 px cells for a 4×4 grid).
     await page.mouse.move(b.x + 34 + 2.5 * 48, b.y + 6 + 1.5 * 48);
     const tip = page.locator('[data-testid="tooltip"]');
     await tip.waitFor();
+    assert.equal(await marker(), "255,0,255,255", "hovering shows a tooltip, it does not redraw the grid");
     const summary = await api(`/api/runs/${runId}/attention/summary`);
     const text = (await tip.textContent()) ?? "";
     assert.match(text, /layer 2 · head 1: /);
@@ -286,8 +318,11 @@ describe("web app in headless Chromium", { skip }, () => {
     await page.selectOption('[data-testid="rel-kind"]', "llm");
     await page.locator('[data-testid="rel-map"]').first().waitFor();
     await shot("relevancy");
-    const st = pngStats(await savePng("relevancy.png"));
+    const file = await savePng("relevancy.png");
+    const st = pngStats(file);
     assert.ok(st.width > 400 && st.colors > 50, JSON.stringify(st));
+    const band = tallestBlankBand(file);
+    assert.ok(band < 30, `a blank band of ${band} px rows in the export`);
   });
 
   test("causality: explain a token → per-head patches, importance chart, causal graph with nodes, growth", async () => {
@@ -317,6 +352,18 @@ describe("web app in headless Chromium", { skip }, () => {
     assert.ok(maxColors > 3, "the graph is drawn");
     assert.equal(await page.locator('[data-testid="causal-head-map"]').count(), 4);
     assert.ok((await canvasColors(page.locator('[data-testid="head-importance"]'))) > 3);
+    // The y-axis title runs along the left edge: whole, it starts below the canvas's top and ends above its
+    // bottom (cut off, its letters touch an edge).
+    const titleAtEdge = await page.locator('[data-testid="head-importance"]').evaluate((el) => {
+      const c = el as unknown as HTMLCanvasElement;
+      const edge = (y: number) =>
+        c
+          .getContext("2d")
+          .getImageData(0, y, 16, 2)
+          .data.some((v: number, i: number) => i % 4 === 3 && v > 0);
+      return { top: edge(0), bottom: edge(c.height - 2) };
+    });
+    assert.deepEqual(titleAtEdge, { top: false, bottom: false }, "the y-axis title is not cut off");
     assert.ok((await canvasColors(page.locator('[data-testid="causal-growth"]'))) > 3);
     // Shrinking the search radius to 0 leaves only the explained position.
     await page.locator('[data-testid="causal-radius"]').fill("0");
@@ -329,8 +376,46 @@ describe("web app in headless Chromium", { skip }, () => {
       nodes,
     );
     await shot("causality");
-    const st = pngStats(await savePng("causality.png"));
+    const file = await savePng("causality.png");
+    const st = pngStats(file);
     assert.ok(st.width > 400 && st.colors > 50, JSON.stringify(st));
+    // The controls left out of the export (help text, buttons, sliders) leave no blank stripe behind.
+    const band = tallestBlankBand(file);
+    assert.ok(band < 30, `a blank band of ${band} px rows in the export`);
+  });
+
+  test("a tab opened again shows the view it left, not a rebuilt one; hidden views are out of the page", async () => {
+    // The causality test left the Causality tab open with a graph.
+    await page.locator('[data-testid="causal-graph"] canvas').first().waitFor();
+    await page.evaluate(() => {
+      window.__graph = document.querySelector('[data-testid="causal-graph"]');
+      window.__weights = document.querySelector('[data-testid="causal-weights"]');
+    });
+    await page.click('[data-testid="tab-summary"]');
+    await page.locator('[data-testid="grid-image"]').waitFor();
+    const hidden = await page.evaluate(() => ({
+      views: document.querySelectorAll(".view").length,
+      graphInPage: window.__graph.isConnected,
+      // A hidden graph gives up its renderer (cytoscape would redraw in a loop of animation frames).
+      graphCanvases: window.__graph.querySelectorAll("canvas").length,
+    }));
+    assert.deepEqual(hidden, { views: 1, graphInPage: false, graphCanvases: 0 });
+    await page.click('[data-testid="tab-causal"]');
+    await page.locator('[data-testid="causal-weights"]').waitFor();
+    assert.ok(
+      await page.evaluate(
+        () => document.querySelector('[data-testid="causal-weights"]') === window.__weights,
+      ),
+      "the map canvas is the one drawn before (kept, not redrawn)",
+    );
+    // The graph gets its renderer back once it is on or near the screen.
+    await page.locator('[data-testid="causal-graph"]').scrollIntoViewIfNeeded();
+    await page.waitForFunction(() => window.__graph.isConnected && window.__graph.querySelector("canvas"));
+    const graphCanvases = page.locator('[data-testid="causal-graph"] canvas');
+    let maxColors = 0;
+    for (let i = 0; i < (await graphCanvases.count()); i++)
+      maxColors = Math.max(maxColors, await canvasColors(graphCanvases.nth(i)));
+    assert.ok(maxColors > 3, "the graph is drawn again");
   });
 
   test("export a run as an archive and import it back through the sidebar", async () => {
@@ -351,6 +436,23 @@ describe("web app in headless Chromium", { skip }, () => {
     assert.deepEqual(b.tokens, a.tokens);
     assert.deepEqual(b.analyses, a.analyses, "relevancy and causal results travel with the run");
     await page.locator('[data-testid="grid-image"]').waitFor();
+    // A badged row ("imported", "found") keeps its date and size on one line (the badge may sit above).
+    await page
+      .locator(`[data-testid="run-list"] li[data-run="${imported}"] [data-testid="run-source"]`)
+      .waitFor();
+    const dateLines = await page.evaluate(() =>
+      [
+        ...document.querySelectorAll('[data-testid="run-list"] li .meta:not([data-testid="import-origin"])'),
+      ].map((meta) => {
+        const range = document.createRange();
+        const badge = meta.querySelector(".badge");
+        if (badge) range.setStartAfter(badge);
+        else range.setStart(meta, 0);
+        range.setEnd(meta, meta.childNodes.length);
+        return new Set([...range.getClientRects()].map((r) => Math.round(r.top))).size;
+      }),
+    );
+    assert.deepEqual(dateLines, [1, 1], "dates do not wrap");
     // A broken archive is a readable error.
     const bad = path.join(work, "bad.tar.gz");
     fs.writeFileSync(bad, "not an archive");
@@ -460,11 +562,28 @@ describe("web app in headless Chromium", { skip }, () => {
       }).observe({ type: "longtask", buffered: true });
     });
     await page.locator('[data-testid="head-map"]').first().waitFor();
-    assert.equal(await page.locator('[data-testid="map-tokens"] .token').count(), G);
+    // The token list renders what its box shows (and a little more) first; scrolling it renders the rest,
+    // and its "more" button all of it: every token stays reachable.
+    const chips = page.locator('[data-testid="map-tokens"] .token');
+    const first = await chips.count();
+    assert.ok(first >= CHIP_PAGE && first < G, `${first} of ${G} chips rendered at first`);
+    await page.locator('[data-testid="map-tokens"]').evaluate((el) => el.scrollTo(0, el.scrollHeight));
+    await page.waitForFunction(
+      (n) => document.querySelectorAll('[data-testid="map-tokens"] .token').length > n,
+      first,
+    );
+    await page.locator('[data-testid="map-tokens"] [data-testid="more-tokens"]').click();
+    assert.equal(await chips.count(), G);
+    assert.deepEqual(
+      await chips.allTextContents(),
+      (await api(`/api/runs/${longId}`)).tokens.map(tokenLabel),
+    );
+    assert.equal(await page.locator('[data-testid="map-tokens"] [data-testid="more-tokens"]').count(), 0);
     // Patch selection and switching views stay responsive.
     // The centre of the picture lies inside the centre crop (the margins are not image tokens).
     await page.locator('[data-testid="patch-canvas"]').click();
     await page.locator('[data-testid="patch-tokens"] .token').first().waitFor();
+    await page.locator('[data-testid="patch-tokens"] [data-testid="more-tokens"]').click();
     assert.equal(await page.locator('[data-testid="patch-tokens"] .token').count(), G);
     await page.click('[data-testid="tab-summary"]');
     await page.locator('[data-testid="grid-image"]').waitFor();

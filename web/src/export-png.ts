@@ -2,7 +2,7 @@
  * A view as one PNG: the view's element is repainted onto a canvas — backgrounds, borders, every canvas and
  * image (heatmaps, charts, the causal graph) at its on-screen place, and the text of the page word by word —
  * so an export looks like the view without a screenshot API. Elements marked `data-export="skip"` (buttons,
- * toolbars) are left out.
+ * toolbars) are left out, and so is the empty band they would leave where nothing else is beside them.
  */
 
 import { withPngText } from "./png-text";
@@ -11,7 +11,16 @@ function transparent(c: string): boolean {
   return !c || c === "transparent" || /rgba\([^)]*,\s*0\)$/.test(c);
 }
 
-function drawText(ctx: CanvasRenderingContext2D, node: Text, ox: number, oy: number): void {
+/**
+ * Vertical extents (canvas pixels from the top) of what was drawn, and of the elements left out: a band that
+ * only left-out elements covered is cut from the export, so skipped controls leave no blank stripe.
+ */
+interface Extents {
+  drawn: [number, number][];
+  skipped: [number, number][];
+}
+
+function drawText(ctx: CanvasRenderingContext2D, node: Text, ox: number, oy: number, ext: Extents): void {
   const text = node.data;
   if (!text.trim()) return;
   const el = node.parentElement;
@@ -30,27 +39,48 @@ function drawText(ctx: CanvasRenderingContext2D, node: Text, ox: number, oy: num
     const r = range.getBoundingClientRect();
     if (r.width === 0 && r.height === 0) continue;
     ctx.fillText(m[0], r.left - ox, r.top - oy + r.height / 2);
+    ext.drawn.push([r.top - oy, r.bottom - oy]);
   }
 }
 
-function paint(ctx: CanvasRenderingContext2D, el: Element, ox: number, oy: number): void {
+function paint(ctx: CanvasRenderingContext2D, el: Element, ox: number, oy: number, ext: Extents): void {
   if (!(el instanceof HTMLElement || el instanceof SVGElement)) return;
-  if (el instanceof HTMLElement && el.dataset.export === "skip") return;
+  if (el instanceof HTMLElement && el.dataset.export === "skip") {
+    // With its margins: the space around a left-out element goes with it.
+    const r = el.getBoundingClientRect();
+    const m = getComputedStyle(el);
+    const [mt, mb] = [Number.parseFloat(m.marginTop) || 0, Number.parseFloat(m.marginBottom) || 0];
+    if (r.height > 0) ext.skipped.push([r.top - oy - mt, r.bottom - oy + mb]);
+    return;
+  }
   const cs = getComputedStyle(el);
   if (cs.display === "none" || cs.visibility === "hidden") return;
   const r = el.getBoundingClientRect();
   const x = r.left - ox;
   const y = r.top - oy;
+  // A box drawn whole counts as drawn where it has no children (a chip, a swatch); a container only where
+  // its top and bottom edges are (cutting a band out of its middle just makes it shorter).
+  const leaf = el.children.length === 0;
   if (!transparent(cs.backgroundColor)) {
     ctx.fillStyle = cs.backgroundColor;
     ctx.fillRect(x, y, r.width, r.height);
+    if (leaf) ext.drawn.push([y, y + r.height]);
   }
   const bw = Number.parseFloat(cs.borderTopWidth);
   if (bw > 0 && cs.borderTopStyle !== "none" && !transparent(cs.borderTopColor)) {
     ctx.strokeStyle = cs.borderTopColor;
     ctx.lineWidth = bw;
     ctx.strokeRect(x + bw / 2, y + bw / 2, r.width - bw, r.height - bw);
+    ext.drawn.push([y, y + bw], [y + r.height - bw, y + r.height]);
   }
+  if (
+    el instanceof HTMLCanvasElement ||
+    el instanceof HTMLImageElement ||
+    el instanceof HTMLTextAreaElement ||
+    el instanceof HTMLSelectElement ||
+    el instanceof HTMLInputElement
+  )
+    ext.drawn.push([y, y + r.height]);
   if (el instanceof HTMLCanvasElement && el.width > 0 && el.height > 0) {
     ctx.drawImage(el, x, y, r.width, r.height);
     return;
@@ -83,8 +113,8 @@ function paint(ctx: CanvasRenderingContext2D, el: Element, ox: number, oy: numbe
     return;
   }
   for (const child of el.childNodes) {
-    if (child.nodeType === Node.TEXT_NODE) drawText(ctx, child as Text, ox, oy);
-    else if (child.nodeType === Node.ELEMENT_NODE) paint(ctx, child as Element, ox, oy);
+    if (child.nodeType === Node.TEXT_NODE) drawText(ctx, child as Text, ox, oy, ext);
+    else if (child.nodeType === Node.ELEMENT_NODE) paint(ctx, child as Element, ox, oy, ext);
   }
 }
 
@@ -135,6 +165,67 @@ function layoutCaption(
   return y + CAPTION_PAD - 4;
 }
 
+/** Merged, sorted intervals. */
+function union(xs: [number, number][]): [number, number][] {
+  const out: [number, number][] = [];
+  for (const [a, b] of [...xs].sort((p, q) => p[0] - q[0])) {
+    const last = out[out.length - 1];
+    if (last && a <= last[1]) last[1] = Math.max(last[1], b);
+    else out.push([a, b]);
+  }
+  return out;
+}
+
+/** Pixels of each cut band kept (half above, half below the cut). */
+const KEEP = 8;
+
+/** The bands (canvas pixels) that only left-out elements covered: nothing drawn in them, across the width. */
+function blankBands(ext: Extents, minHeight = 2): [number, number][] {
+  const drawn = union(ext.drawn);
+  const bands: [number, number][] = [];
+  for (const [a0, b] of union(ext.skipped)) {
+    let a = a0;
+    for (const [c, d] of drawn) {
+      if (d <= a || c >= b) continue;
+      if (c > a) bands.push([a, c]);
+      a = Math.max(a, d);
+    }
+    if (b > a) bands.push([a, b]);
+  }
+  // A little of each band stays: what was above and below does not touch.
+  return bands
+    .map(([a, b]): [number, number] => [a + KEEP / 2, b - KEEP / 2])
+    .filter(([a, b]) => b - a >= minHeight);
+}
+
+/** The canvas without the bands (in CSS pixels; `scale` device pixels each). */
+function cutBands(src: HTMLCanvasElement, bands: [number, number][], scale: number): HTMLCanvasElement {
+  if (bands.length === 0) return src;
+  const keep: [number, number][] = [];
+  let y = 0;
+  for (const [a, b] of bands) {
+    if (a > y) keep.push([y, a]);
+    y = Math.max(y, b);
+  }
+  const end = src.height / scale;
+  if (end > y) keep.push([y, end]);
+  const px = keep.map(([a, b]): [number, number] => [Math.round(a * scale), Math.round(b * scale)]);
+  const out = document.createElement("canvas");
+  out.width = src.width;
+  out.height = Math.max(
+    1,
+    px.reduce((n, [a, b]) => n + b - a, 0),
+  );
+  const ctx = out.getContext("2d")!;
+  let dy = 0;
+  for (const [a, b] of px) {
+    if (b <= a) continue;
+    ctx.drawImage(src, 0, a, src.width, b - a, 0, dy, src.width, b - a);
+    dy += b - a;
+  }
+  return out;
+}
+
 /**
  * Renders an element into a PNG blob. A caption (the run's question and answer) goes above the figure and,
  * as iTXt chunks "Title" and "Description", into the file.
@@ -152,9 +243,11 @@ export async function elementToPng(root: HTMLElement, caption: Caption = []): Pr
   ctx.fillStyle = "#ffffff";
   ctx.fillRect(0, 0, r.width, r.height + top);
   if (caption.length) layoutCaption(ctx, caption, r.width, true);
-  paint(ctx, root, r.left, r.top - top);
+  const ext: Extents = { drawn: [], skipped: [] };
+  paint(ctx, root, r.left, r.top - top, ext);
+  const figure = cutBands(canvas, blankBands(ext), scale);
   const blob = await new Promise<Blob>((resolve, reject) =>
-    canvas.toBlob((b) => (b ? resolve(b) : reject(new Error("PNG encoding failed"))), "image/png"),
+    figure.toBlob((b) => (b ? resolve(b) : reject(new Error("PNG encoding failed"))), "image/png"),
   );
   if (!caption.length) return blob;
   const png = withPngText(new Uint8Array(await blob.arrayBuffer()), [

@@ -210,19 +210,37 @@ export function drawGridLines(
   ctx.restore();
 }
 
+/** The pixels of a colour bar, by colormap and size: a view's dozens of bars are one copy each, not a loop. */
+const bars = new Map<string, ImageData>();
+
+function barPixels(cmap: string, w: number, h: number): ImageData {
+  const key = `${cmap}:${w}:${h}`;
+  const known = bars.get(key);
+  if (known) return known;
+  const t = lut(cmap);
+  const img = new ImageData(w, h);
+  for (let x = 0; x < w; x++) {
+    const k = Math.round((255 * x) / Math.max(1, w - 1)) * 3;
+    for (let y = 0; y < h; y++) {
+      const i = (y * w + x) * 4;
+      img.data[i] = t[k];
+      img.data[i + 1] = t[k + 1];
+      img.data[i + 2] = t[k + 2];
+      img.data[i + 3] = 255;
+    }
+  }
+  bars.set(key, img);
+  return img;
+}
+
 /** A horizontal colour bar with its end values. */
 export function drawColorbar(canvas: HTMLCanvasElement, cmap: string, lo: number, hi: number): void {
   const ctx = canvas.getContext("2d")!;
   const w = canvas.width;
   const h = canvas.height;
   ctx.clearRect(0, 0, w, h);
-  const t = lut(cmap);
   const barH = Math.max(6, h - 16);
-  for (let x = 0; x < w; x++) {
-    const k = Math.round((255 * x) / Math.max(1, w - 1)) * 3;
-    ctx.fillStyle = `rgb(${t[k]},${t[k + 1]},${t[k + 2]})`;
-    ctx.fillRect(x, 0, 1, barH);
-  }
+  ctx.putImageData(barPixels(cmap, w, barH), 0, 0);
   ctx.fillStyle = "#333";
   ctx.font = "11px system-ui, sans-serif";
   ctx.textBaseline = "top";

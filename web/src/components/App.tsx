@@ -17,6 +17,7 @@ import {
 } from "./common";
 import { FaithfulnessView } from "./FaithfulnessView";
 import { GenerateView } from "./GenerateView";
+import { KeptViews } from "./KeptViews";
 import { RelevancyView } from "./RelevancyView";
 
 const VIEWS = [
@@ -231,7 +232,9 @@ function Sidebar({
                     {r.source}
                   </span>
                 )}
-                {new Date(r.created_at).toLocaleString()} · {r.n_tokens} tok
+                <span class="when">
+                  {new Date(r.created_at).toLocaleString()} · {r.n_tokens} tok
+                </span>
               </span>
               {r.source === "imported" && (
                 <span class="meta" data-testid="import-origin">
@@ -465,27 +468,35 @@ export function App() {
                 {current && (
                   <>
                     <RunHeader run={current} view={route.view ?? "summary"} />
-                    {route.view === "summary" && (
-                      <SummaryView run={current} params={route.params} navigate={navigate} />
-                    )}
-                    {route.view === "maps" && (
-                      <MapsView run={current} params={route.params} navigate={navigate} />
-                    )}
-                    {route.view === "relevancy" && (
-                      <RelevancyView run={current} onChanged={() => loadRun(current.id)} />
-                    )}
-                    {route.view === "causal" && (
-                      <CausalView
-                        run={current}
-                        params={route.params}
-                        navigate={navigate}
-                        onChanged={() => loadRun(current.id)}
-                      />
-                    )}
-                    {route.view === "faithfulness" && <FaithfulnessView run={current} />}
-                    {!VIEWS.some((v) => v.id === route.view) && (
-                      <ErrorBox error={`unknown view "${route.view}"`} />
-                    )}
+                    <KeptViews
+                      key={current.id}
+                      view={route.view ?? "summary"}
+                      views={VIEWS.map((v) => v.id)}
+                      render={(view) => {
+                        const onChanged = () => loadRun(current.id);
+                        switch (view) {
+                          case "summary":
+                            return <SummaryView run={current} params={route.params} navigate={navigate} />;
+                          case "maps":
+                            return <MapsView run={current} params={route.params} navigate={navigate} />;
+                          case "relevancy":
+                            return <RelevancyView run={current} onChanged={onChanged} />;
+                          case "causal":
+                            return (
+                              <CausalView
+                                run={current}
+                                params={route.params}
+                                navigate={navigate}
+                                onChanged={onChanged}
+                              />
+                            );
+                          case "faithfulness":
+                            return <FaithfulnessView run={current} />;
+                          default:
+                            return <ErrorBox error={`unknown view "${view}"`} />;
+                        }
+                      }}
+                    />
                   </>
                 )}
               </>

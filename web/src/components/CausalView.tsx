@@ -4,7 +4,7 @@
  * arrowhead, tail, circle) and the explanation's growth with the search radius.
  */
 import cytoscape from "cytoscape";
-import { useEffect, useMemo, useRef, useState } from "preact/hooks";
+import { useContext, useEffect, useMemo, useRef, useState } from "preact/hooks";
 import { api, type CausalHeadView, type ImageGeometry, type Mark, type RunDetail } from "../api";
 import { forget } from "../cache";
 import { formatValue } from "../heatmap";
@@ -24,6 +24,7 @@ import {
   useJob,
   useRunImage,
 } from "./common";
+import { ViewShown } from "./KeptViews";
 
 /** Node labels' size on screen, in CSS pixels. */
 const LABEL_PX = 12;
@@ -93,6 +94,8 @@ function CausalGraph({
   explanationOnly: boolean;
 }) {
   const box = useRef<HTMLDivElement>(null);
+  const graph = useRef<{ cy: cytoscape.Core; readable: () => void; mounted: boolean } | null>(null);
+  const shown = useContext(ViewShown);
   const [count, setCount] = useState({ nodes: 0, edges: 0, images: 0, unlabelled: 0 });
   /** The labels' size on screen (CSS pixels), for tests and the curious. */
   const [labelPx, setLabelPx] = useState(0);
@@ -247,8 +250,38 @@ function CausalGraph({
       images: nodes.filter((n) => n.data.kind === "image").length,
       unlabelled: nodes.filter((n) => !n.data.label).length,
     });
-    return () => cy.destroy();
+    graph.current = { cy, readable, mounted: true };
+    return () => {
+      graph.current = null;
+      cy.destroy();
+    };
   }, [head, image, geometry, radius, explanationOnly]);
+  // Whether the graph is on or near the screen (a tab shown again gives it a renderer only then).
+  const [near, setNear] = useState(true);
+  useEffect(() => {
+    const el = box.current;
+    if (!el || typeof IntersectionObserver === "undefined") return;
+    const io = new IntersectionObserver((es) => setNear(es.some((e) => e.isIntersecting)), {
+      rootMargin: "200px",
+    });
+    io.observe(el);
+    return () => io.disconnect();
+  }, []);
+  // Cytoscape redraws in a loop of animation frames: a hidden tab's graph gives up its renderer (the graph and
+  // its layout stay) and gets a new one when shown again and on or near the screen.
+  useEffect(() => {
+    const g = graph.current;
+    if (!g || !box.current) return;
+    if (!shown && g.mounted) {
+      g.cy.unmount();
+      g.mounted = false;
+    } else if (shown && near && !g.mounted) {
+      // A new renderer starts from the options' style: the readable label sizes are set again.
+      g.cy.mount(box.current);
+      g.readable();
+      g.mounted = true;
+    }
+  }, [shown, near]);
   return (
     <div
       ref={box}
@@ -397,7 +430,7 @@ export function CausalView({
                   },
                 ]}
                 xTitle="head"
-                yTitle="max image / max text attention"
+                yTitle={["max image /", "max text attention"]}
                 onClick={(i) => setHeadSel(data.heads[i].head)}
                 testId="head-importance"
               />

@@ -142,7 +142,7 @@ export function FaithfulnessView({ run }: { run: RunDetail }) {
               min={1}
               max={100}
               value={steps}
-              onChange={(e) => setSteps(Number((e.target as HTMLInputElement).value))}
+              onInput={(e) => setSteps(Number((e.target as HTMLInputElement).value))}
               data-testid="faith-steps"
             />
           </label>
@@ -153,7 +153,7 @@ export function FaithfulnessView({ run }: { run: RunDetail }) {
               min={1}
               max={20}
               value={seeds}
-              onChange={(e) => setSeeds(Number((e.target as HTMLInputElement).value))}
+              onInput={(e) => setSeeds(Number((e.target as HTMLInputElement).value))}
               data-testid="faith-seeds"
             />
           </label>

@@ -52,7 +52,8 @@ export function ChartBox({
   height?: number;
   width?: number;
   xTitle?: string;
-  yTitle?: string;
+  /** Several strings: a title of several lines (a long one would be cut off along a short axis). */
+  yTitle?: string | string[];
   testId?: string;
   stacked?: boolean;
   onClick?: (index: number) => void;
@@ -110,7 +111,7 @@ export function ChartBox({
         width={w}
         height={height}
         role="img"
-        aria-label={`${type} chart${yTitle ? ` of ${yTitle}` : ""}${xTitle ? ` by ${xTitle}` : ""}: ${series
+        aria-label={`${type} chart${yTitle ? ` of ${[yTitle].flat().join(" ")}` : ""}${xTitle ? ` by ${xTitle}` : ""}: ${series
           .map(
             (s) =>
               `${s.label} ${s.values.map((v, i) => `${labels[i]} ${v === null ? "–" : formatValue(v)}`).join(", ")}`,

@@ -1,8 +1,7 @@
 /** Shared pieces of the views: data hooks, view settings, heatmap canvases, token chips, job progress. */
-import type { ComponentChildren, RefObject } from "preact";
-import { createContext } from "preact";
-import { memo } from "preact/compat";
-import { useCallback, useContext, useEffect, useMemo, useRef, useState } from "preact/hooks";
+import type { ComponentChildren, FunctionComponent, RefObject } from "preact";
+import { Component, createContext, h } from "preact";
+import { useCallback, useContext, useEffect, useLayoutEffect, useMemo, useRef, useState } from "preact/hooks";
 import { MAP_LAYERS, type MapLayer, mapLayer, mapLayerGrids } from "../../../src/interpret/views/map-layers";
 import { ApiError, api, followJob, type ImageGeometry, type JobInfo } from "../api";
 import { cached, peek } from "../cache";
@@ -275,6 +274,25 @@ export interface ImageMapProps {
  * The run's original picture with a heatmap over its image tokens, in the current colormap and opacity; what
  * no token covers (a crop's margins) shows the picture alone.
  */
+/**
+ * A component that re-renders only when `same(old, new)` is false. Not preact/compat's memo: importing compat
+ * adds a hook that rewrites the props of every element the app creates, a cost paid on every render.
+ */
+export function memo<P extends object>(
+  render: FunctionComponent<P>,
+  same: (a: P, b: P) => boolean,
+): FunctionComponent<P> {
+  class Memo extends Component<P> {
+    shouldComponentUpdate(next: P): boolean {
+      return !same(this.props as P, next);
+    }
+    render(p: P) {
+      return h(render, p);
+    }
+  }
+  return Memo as unknown as FunctionComponent<P>;
+}
+
 /** Props equal but for handlers (read through a ref, so a new closure need not re-render a long list). */
 function sameBesidesHandlers<P extends object>(a: P, b: P): boolean {
   const ka = Object.keys(a) as (keyof P)[];
@@ -415,16 +433,76 @@ function chipIndex(e: Event): number | null {
   return chip ? Number(chip.dataset.index) : null;
 }
 
+/**
+ * Chips rendered at first, and added each time the end of the list comes near its visible part: a long
+ * answer's list (hundreds of chips in a box that shows a few lines) costs a view only what can be seen.
+ */
+export const CHIP_PAGE = 120;
+
+/** How far below a list's visible part its chips are rendered ahead of scrolling (CSS pixels). */
+const MORE_MARGIN = 60;
+
 function TokenChipList(p: TokenChipsProps) {
   const { settings } = useSettings();
   const cmap = p.cmap ?? settings.cmap;
   const handlers = useRef(p);
   handlers.current = p;
+  const [shown, setShown] = useState(CHIP_PAGE);
+  const rest = Math.max(0, p.tokens.length - shown);
+  const more = useRef<HTMLButtonElement>(null);
+  // At first, as many chips as fill the list's box (and a margin) in one go, before the first paint: the
+  // rows the first page filled tell how many chips a pixel of height holds.
+  useLayoutEffect(() => {
+    const el = more.current;
+    const list = el?.parentElement;
+    if (!el || !list || list.clientHeight === 0) return;
+    const used = el.getBoundingClientRect().top - list.getBoundingClientRect().top + list.scrollTop;
+    const want = list.clientHeight + MORE_MARGIN + el.offsetHeight;
+    if (used > 0 && used < want) setShown((n) => Math.max(n, Math.ceil((n * want) / used)));
+  }, []);
+  // The "more" button scrolled near the list's visible part (or shown by a wide list): render the next chips.
+  useEffect(() => {
+    const el = more.current;
+    if (!el || rest === 0 || typeof IntersectionObserver === "undefined") return;
+    const io = new IntersectionObserver(
+      (entries) => {
+        if (entries.some((e) => e.isIntersecting)) setShown((n) => n + CHIP_PAGE);
+      },
+      { root: el.parentElement, rootMargin: `0px 0px ${MORE_MARGIN}px 0px` },
+    );
+    io.observe(el);
+    return () => io.disconnect();
+  }, [shown, rest > 0]);
   // One listener on the list, not two per chip: a 650-token answer renders and updates much faster.
   const onToggle = (e: MouseEvent | KeyboardEvent) => {
     const i = chipIndex(e);
     if (i !== null) handlers.current.onToggle?.(i, e as MouseEvent);
   };
+  const chips: preact.JSX.Element[] = [];
+  for (let i = 0; i < p.tokens.length - rest; i++) {
+    const v = p.values?.[i];
+    const style =
+      v !== undefined && v !== null
+        ? {
+            background: cssColor(cmap, v, p.lo ?? 0, p.hi ?? 1),
+            color: textOn(cmap, v, p.lo ?? 0, p.hi ?? 1),
+          }
+        : undefined;
+    const cls = `token${p.selected?.has(i) ? " selected" : ""}${p.marked?.has(i) ? " marked" : ""}${p.onToggle ? " clickable" : ""}`;
+    chips.push(
+      <span
+        key={i}
+        class={cls}
+        style={style}
+        title={p.titles?.[i] ?? `token ${i}`}
+        data-index={i}
+        role={p.onToggle ? "button" : undefined}
+        tabIndex={p.onToggle ? 0 : undefined}
+      >
+        {tokenLabel(p.tokens[i])}
+      </span>,
+    );
+  }
   return (
     // biome-ignore lint/a11y/noStaticElementInteractions: the chips inside are the buttons; the list delegates
     <div
@@ -442,30 +520,20 @@ function TokenChipList(p: TokenChipsProps) {
           : undefined
       }
     >
-      {p.tokens.map((t, i) => {
-        const v = p.values?.[i];
-        const style =
-          v !== undefined && v !== null
-            ? {
-                background: cssColor(cmap, v, p.lo ?? 0, p.hi ?? 1),
-                color: textOn(cmap, v, p.lo ?? 0, p.hi ?? 1),
-              }
-            : undefined;
-        const cls = `token${p.selected?.has(i) ? " selected" : ""}${p.marked?.has(i) ? " marked" : ""}${p.onToggle ? " clickable" : ""}`;
-        return (
-          <span
-            key={i}
-            class={cls}
-            style={style}
-            title={p.titles?.[i] ?? `token ${i}`}
-            data-index={i}
-            role={p.onToggle ? "button" : undefined}
-            tabIndex={p.onToggle ? 0 : undefined}
-          >
-            {tokenLabel(t)}
-          </span>
-        );
-      })}
+      {chips}
+      {rest > 0 && (
+        <button
+          ref={more}
+          type="button"
+          class="more-tokens secondary"
+          data-export="skip"
+          data-testid="more-tokens"
+          title="the list adds its next tokens as it is scrolled; this shows them all"
+          onClick={() => setShown(p.tokens.length)}
+        >
+          +{rest} more
+        </button>
+      )}
     </div>
   );
 }

@@ -70,7 +70,8 @@ export function LayerHeadGrid({ values, selected, onSelect, testId, maxSize = 38
         cell + 1,
       );
     }
-  });
+    // Redrawn when what it shows changes, not on every render (a hover, a view shown again).
+  }, [values, settings.cmap, selected?.layer, selected?.head, L, H, cell, w, h, lo, hi]);
   const cellAt = (e: MouseEvent) => {
     const r = ref.current!.getBoundingClientRect();
     const x = ((e.clientX - r.left) * w) / r.width;
@@ -155,7 +156,7 @@ export function HeadStrip({
       ctx.lineWidth = 2;
       ctx.strokeRect(selected * cell + 1, 1, cell - 3, cell - 2);
     }
-  });
+  }, [values, settings.cmap, selected, n, cell, w, h, lo, hi]);
   const at = (e: MouseEvent) => {
     const r = ref.current!.getBoundingClientRect();
     const i = Math.floor(((e.clientX - r.left) * w) / r.width / cell);
