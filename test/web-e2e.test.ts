@@ -572,18 +572,18 @@ describe("web app in headless Chromium", { skip }, () => {
       (n) => document.querySelectorAll('[data-testid="map-tokens"] .token').length > n,
       first,
     );
-    await page.locator('[data-testid="map-tokens"] [data-testid="more-tokens"]').click();
+    await page.locator('[data-testid="map-tokens-more"]').click();
     assert.equal(await chips.count(), G);
     assert.deepEqual(
       await chips.allTextContents(),
       (await api(`/api/runs/${longId}`)).tokens.map(tokenLabel),
     );
-    assert.equal(await page.locator('[data-testid="map-tokens"] [data-testid="more-tokens"]').count(), 0);
+    assert.equal(await page.locator('[data-testid="map-tokens-more"]').count(), 0);
     // Patch selection and switching views stay responsive.
     // The centre of the picture lies inside the centre crop (the margins are not image tokens).
     await page.locator('[data-testid="patch-canvas"]').click();
     await page.locator('[data-testid="patch-tokens"] .token').first().waitFor();
-    await page.locator('[data-testid="patch-tokens"] [data-testid="more-tokens"]').click();
+    await page.locator('[data-testid="patch-tokens-more"]').click();
     assert.equal(await page.locator('[data-testid="patch-tokens"] .token').count(), G);
     await page.click('[data-testid="tab-summary"]');
     await page.locator('[data-testid="grid-image"]').waitFor();

@@ -449,20 +449,20 @@ function TokenChipList(p: TokenChipsProps) {
   handlers.current = p;
   const [shown, setShown] = useState(CHIP_PAGE);
   const rest = Math.max(0, p.tokens.length - shown);
-  const more = useRef<HTMLButtonElement>(null);
+  // The end of the rendered chips: when it scrolls near the list's visible part, the next page renders.
+  const end = useRef<HTMLSpanElement>(null);
   // At first, as many chips as fill the list's box (and a margin) in one go, before the first paint: the
   // rows the first page filled tell how many chips a pixel of height holds.
   useLayoutEffect(() => {
-    const el = more.current;
+    const el = end.current;
     const list = el?.parentElement;
     if (!el || !list || list.clientHeight === 0) return;
-    const used = el.getBoundingClientRect().top - list.getBoundingClientRect().top + list.scrollTop;
-    const want = list.clientHeight + MORE_MARGIN + el.offsetHeight;
+    const used = el.getBoundingClientRect().bottom - list.getBoundingClientRect().top + list.scrollTop;
+    const want = list.clientHeight + MORE_MARGIN;
     if (used > 0 && used < want) setShown((n) => Math.max(n, Math.ceil((n * want) / used)));
   }, []);
-  // The "more" button scrolled near the list's visible part (or shown by a wide list): render the next chips.
   useEffect(() => {
-    const el = more.current;
+    const el = end.current;
     if (!el || rest === 0 || typeof IntersectionObserver === "undefined") return;
     const io = new IntersectionObserver(
       (entries) => {
@@ -503,7 +503,7 @@ function TokenChipList(p: TokenChipsProps) {
       </span>,
     );
   }
-  return (
+  const list = (
     // biome-ignore lint/a11y/noStaticElementInteractions: the chips inside are the buttons; the list delegates
     <div
       class="tokens"
@@ -521,20 +521,29 @@ function TokenChipList(p: TokenChipsProps) {
       }
     >
       {chips}
-      {rest > 0 && (
-        <button
-          ref={more}
-          type="button"
-          class="more-tokens secondary"
-          data-export="skip"
-          data-testid="more-tokens"
-          title="the list adds its next tokens as it is scrolled; this shows them all"
-          onClick={() => setShown(p.tokens.length)}
-        >
-          +{rest} more
-        </button>
-      )}
+      {rest > 0 && <span ref={end} class="tokens-end" aria-hidden="true" />}
     </div>
+  );
+  // Below the list's box, not inside it: scrolling (which renders more chips) never moves it away.
+  const showAll = rest > 0 && (
+    <button
+      type="button"
+      class="more-tokens secondary"
+      data-export="skip"
+      data-testid={p.testId ? `${p.testId}-more` : "more-tokens"}
+      title="the list adds its next tokens as it is scrolled; this shows them all"
+      onClick={() => setShown(p.tokens.length)}
+    >
+      show all {p.tokens.length} (+{rest})
+    </button>
+  );
+  return showAll ? (
+    <>
+      {list}
+      {showAll}
+    </>
+  ) : (
+    list
   );
 }
 
