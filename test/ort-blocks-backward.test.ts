@@ -9,8 +9,8 @@
 import assert from "node:assert/strict";
 import { after, describe, test } from "node:test";
 import { relevancyMaps } from "../src/interpret/relevancy/index.js";
-import { createKernels } from "../src/kernels/index.js";
 import { setWidenBlock } from "../src/kernels/graph-parts.js";
+import { createKernels } from "../src/kernels/index.js";
 import type { DecoderBackwardBlockInput, Kernels, WeightMatrix } from "../src/kernels/types.js";
 import { TextDecoder } from "../src/models/decoder.js";
 import { WeightGradients } from "../src/models/gradients.js";
