@@ -147,34 +147,22 @@ try {
   const steps = trace.generatedIds.length - 1;
   const round = (x: number) => Math.round(x);
   let relevancyMs: number | null = null;
+  const relevancyInputs = {
+    inputIds: enc.inputIds,
+    generatedIds: trace.generatedIds,
+    pixels: prepared.pixels,
+    layout: prepared.layout,
+  };
   if (withRelevancy) {
     t0 = performance.now();
-    await relevancyMaps(
-      model,
-      kernels,
-      {
-        inputIds: enc.inputIds,
-        generatedIds: trace.generatedIds,
-        pixels: prepared.pixels,
-        layout: prepared.layout,
-      },
-      { mode: "exact", tokens: [0], vision: chain ? ["chain"] : [] },
-    );
+    await relevancyMaps(model, kernels, relevancyInputs, {
+      mode: "exact",
+      tokens: [0],
+      vision: chain ? ["chain"] : [],
+    });
     relevancyMs = performance.now() - t0;
   }
-  const pipeline = withPipeline
-    ? await timePipeline(
-        model,
-        kernels,
-        {
-          inputIds: enc.inputIds,
-          generatedIds: trace.generatedIds,
-          pixels: prepared.pixels,
-          layout: prepared.layout,
-        },
-        pipelineVision,
-      )
-    : null;
+  const pipeline = withPipeline ? await timePipeline(model, kernels, relevancyInputs, pipelineVision) : null;
   const result = {
     config: modelDir ? dir : cfg.name,
     layers: model.info.llmLayers,

@@ -38,7 +38,33 @@ export interface DecoderBackwardGraphShape {
   widenBlock: number;
 }
 
-const MATRICES = ["q", "k", "v", "o", "gate", "up", "down"] as const;
+export const DECODER_MATRICES = ["q", "k", "v", "o", "gate", "up", "down"] as const;
+type DecoderMatrix = (typeof DECODER_MATRICES)[number];
+
+/** [rows, cols] of each decoder weight, Hugging Face's [out, in] layout. */
+export function decoderMatrixDims(s: DecoderBackwardGraphShape): Record<DecoderMatrix, [number, number]> {
+  const { dim: D, heads: H, kvHeads: KV, headDim: hd, inter: I } = s;
+  return {
+    q: [H * hd, D],
+    k: [KV * hd, D],
+    v: [KV * hd, D],
+    o: [D, H * hd],
+    gate: [I, D],
+    up: [I, D],
+    down: [D, I],
+  };
+}
+
+/** The decoder weights as graph inputs in row blocks (graph-parts.ts), the forward and backward graphs' own. */
+export function decoderWeightBlocks(
+  g: GraphBuilder,
+  s: DecoderBackwardGraphShape,
+): Record<DecoderMatrix, WeightBlocks> {
+  const dims = decoderMatrixDims(s);
+  const W = {} as Record<DecoderMatrix, WeightBlocks>;
+  for (const m of DECODER_MATRICES) W[m] = weightBlocks(g, m, s.dtype, dims[m][0], dims[m][1], s.widenBlock);
+  return W;
+}
 
 export function buildDecoderLayerBackwardModel(s: DecoderBackwardGraphShape): Uint8Array {
   const { dim: D, heads: H, kvHeads: KV, headDim: hd, inter: I, eps } = s;
@@ -58,12 +84,9 @@ export function buildDecoderLayerBackwardModel(s: DecoderBackwardGraphShape): Ui
   const sin = g.input("sin", DT.FLOAT, ["m", 1, half]);
   const inputNorm = g.input("inputNorm", DT.FLOAT, [D]);
   const postNorm = g.input("postNorm", DT.FLOAT, [D]);
-  const rows: Record<string, number> = { q: H * hd, k: KV * hd, v: KV * hd, o: D, gate: I, up: I, down: D };
-  const cols: Record<string, number> = { q: D, k: D, v: D, o: H * hd, gate: D, up: D, down: I };
-  const W: Record<string, WeightBlocks> = {};
-  for (const m of MATRICES) W[m] = weightBlocks(g, m, s.dtype, rows[m], cols[m], s.widenBlock);
+  const W = decoderWeightBlocks(g, s);
   // y = x·Wᵀ + b ⇒ dx = dy·W (HF layout [out, in]), = Σ over row blocks dy[:, r0…r1−1]·W[r0…r1−1, :].
-  const linearBack = (dy: string, m: (typeof MATRICES)[number]) => {
+  const linearBack = (dy: string, m: DecoderMatrix) => {
     if (W[m].length === 1) return g.op("MatMul", [dy, W[m][0].name]);
     const parts = W[m].map(({ name, r0, r1 }) =>
       g.op("MatMul", [g.op("Slice", [dy, g.ints([r0]), g.ints([r1]), g.ints([1])]), name]),
@@ -150,7 +173,7 @@ export function decoderBackwardCall(
 ): { shape: DecoderBackwardGraphShape; feeds: Record<string, ort.Tensor> } | null {
   const W = a.weights;
   const dtype = W.q.dtype;
-  if (!BLOCK_ACTIVATIONS.has(a.act) || MATRICES.some((m) => W[m].dtype !== dtype)) return null;
+  if (!BLOCK_ACTIVATIONS.has(a.act) || DECODER_MATRICES.some((m) => W[m].dtype !== dtype)) return null;
   const { m, to, heads: H, kvHeads: KV, headDim: hd, capacity } = a;
   const D = W.q.cols;
   const I = W.gate.rows;
@@ -200,6 +223,6 @@ export function decoderBackwardCall(
     inputNorm: norm(W.inputNorm),
     postNorm: norm(W.postNorm),
   };
-  for (const mat of MATRICES) feedWeightBlocks(feeds, mat, W[mat], shape.widenBlock);
+  for (const mat of DECODER_MATRICES) feedWeightBlocks(feeds, mat, W[mat], shape.widenBlock);
   return { shape, feeds };
 }

@@ -10,12 +10,9 @@
  * backward keeps its row statistics in float64). Weights are graph inputs as in kernels/ort-blocks.ts, 16-bit
  * ones widened in-graph; dx = dy·W reads W [out, in] as stored, so no transposed copy is needed.
  */
-import { activationGrad, BLOCK_ACTIVATIONS } from "./graph-parts.js";
+import { activationGrad } from "./graph-parts.js";
 import { DT, GraphBuilder } from "./onnx-graph.js";
 import type { WeightMatrix } from "./types.js";
-
-/** Activations whose derivative the graph spells out: the forward block graphs' set. */
-export const VISION_BACKWARD_ACTIVATIONS = BLOCK_ACTIVATIONS;
 
 export interface VisionBackwardGraphShape {
   dim: number;
@@ -27,7 +24,7 @@ export interface VisionBackwardGraphShape {
 }
 
 /** Weight matrices the backward reads (biases and LayerNorm biases do not enter input gradients). */
-export const VISION_BACKWARD_MATRICES = ["q", "k", "v", "o", "fc1", "fc2"] as const;
+export const VISION_MATRICES = ["q", "k", "v", "o", "fc1", "fc2"] as const;
 
 /** The backward graph: inputs d_out, the tape, ln1w/ln2w and the weights; outputs d_in and d_probs. */
 export function buildVisionLayerBackwardModel(s: VisionBackwardGraphShape): Uint8Array {
@@ -48,7 +45,7 @@ export function buildVisionLayerBackwardModel(s: VisionBackwardGraphShape): Uint
   const rows: Record<string, number> = { q: D, k: D, v: D, o: D, fc1: I, fc2: D };
   const cols: Record<string, number> = { q: D, k: D, v: D, o: D, fc1: D, fc2: I };
   const W: Record<string, string> = {};
-  for (const m of VISION_BACKWARD_MATRICES) W[m] = g.weight(m, s.dtype, [rows[m], cols[m]]);
+  for (const m of VISION_MATRICES) W[m] = g.weight(m, s.dtype, [rows[m], cols[m]]);
 
   // y = x·Wᵀ + b ⇒ dx = dy·W
   const linearBack = (dy: string, m: string) => g.op("MatMul", [dy, W[m]]);

@@ -24,13 +24,15 @@ import {
 import { DT, GraphBuilder } from "./onnx-graph.js";
 import {
   buildDecoderLayerBackwardModel,
+  DECODER_MATRICES,
   type DecoderBackwardGraphShape,
   decoderBackwardCall,
+  decoderMatrixDims,
+  decoderWeightBlocks,
 } from "./ort-backward-decoder.js";
 import {
   buildVisionLayerBackwardModel,
-  VISION_BACKWARD_ACTIVATIONS,
-  VISION_BACKWARD_MATRICES,
+  VISION_MATRICES,
   type VisionBackwardGraphShape,
 } from "./ort-backward-vision.js";
 import type {
@@ -53,7 +55,6 @@ interface VisionGraphShape extends VisionBackwardGraphShape {
   widenBlock: number;
 }
 
-const VISION_MATRICES = ["q", "k", "v", "o", "fc1", "fc2"] as const;
 const VISION_VECTORS = ["ln1w", "ln1b", "qb", "kb", "vb", "ob", "ln2w", "ln2b", "fc1b", "fc2b"] as const;
 
 /** The pre-LN ViT encoder layer of models/vision.ts (`VisionTower.layer`) as one graph. */
@@ -120,7 +121,6 @@ interface DecoderGraphShape extends DecoderBackwardGraphShape {
   tape: boolean;
 }
 
-const DECODER_MATRICES = ["q", "k", "v", "o", "gate", "up", "down"] as const;
 const DECODER_BIASES = ["qb", "kb", "vb", "ob", "gateB", "upB", "downB"] as const;
 
 /**
@@ -139,14 +139,11 @@ export function buildDecoderLayerModel(s: DecoderGraphShape): Uint8Array {
   const mask = g.input("mask", DT.FLOAT, ["n", "n"]);
   const inputNorm = g.input("inputNorm", DT.FLOAT, [D]);
   const postNorm = g.input("postNorm", DT.FLOAT, [D]);
-  const rows: Record<string, number> = { q: H * hd, k: KV * hd, v: KV * hd, o: D, gate: I, up: I, down: D };
-  const cols: Record<string, number> = { q: D, k: D, v: D, o: H * hd, gate: D, up: D, down: I };
-  const W: Record<string, WeightBlocks> = {};
-  for (const m of DECODER_MATRICES) W[m] = weightBlocks(g, m, s.dtype, rows[m], cols[m], s.widenBlock);
+  const W = decoderWeightBlocks(g, s);
+  const dims = decoderMatrixDims(s);
   const B: Record<string, string | null> = {};
   DECODER_BIASES.forEach((b, i) => {
-    const m = DECODER_MATRICES[i];
-    B[b] = s.biases.includes(b) ? g.input(b, DT.FLOAT, [rows[m]]) : null;
+    B[b] = s.biases.includes(b) ? g.input(b, DT.FLOAT, [dims[DECODER_MATRICES[i]][0]]) : null;
   });
   const linear = (x: string, m: (typeof DECODER_MATRICES)[number], b: string | null) =>
     linearBlocks(g, x, W[m], b);
@@ -288,8 +285,7 @@ export class OrtBlocks implements BlockKernels {
   async visionLayerBackward(a: VisionBlockBackwardInput): Promise<VisionBlockBackwardOutput | null> {
     const W: VisionBlockWeights = a.weights;
     const dtype = W.q.dtype;
-    if (!VISION_BACKWARD_ACTIVATIONS.has(a.act) || VISION_BACKWARD_MATRICES.some((m) => W[m].dtype !== dtype))
-      return null;
+    if (!BLOCK_ACTIVATIONS.has(a.act) || VISION_MATRICES.some((m) => W[m].dtype !== dtype)) return null;
     const { n, heads: H } = a;
     const D = W.q.cols;
     const I = W.fc1.rows;
@@ -314,7 +310,7 @@ export class OrtBlocks implements BlockKernels {
       ln1w: f32(W.ln1w, [D]),
       ln2w: f32(W.ln2w, [D]),
     };
-    for (const m of VISION_BACKWARD_MATRICES) feeds[m] = weightTensor(W[m]);
+    for (const m of VISION_MATRICES) feeds[m] = weightTensor(W[m]);
     const r = await this.run(sess, feeds);
     return { dIn: r.d_in.data as Float32Array, dProbs: r.d_probs.data as Float32Array };
   }

@@ -122,10 +122,8 @@ export interface DecoderBlockWeights {
  * A decoder layer over n rows that attend to themselves only (a prefill from an empty cache): RoPE angles
  * and the causal mask come precomputed, so every family variant (M-RoPE, sliding window) is data, not graph.
  */
-export interface DecoderBlockInput {
-  /** Layer input [n, D]. */
-  h: Float32Array;
-  n: number;
+/** One decoder layer as the block graphs see it, forward and backward alike. */
+export interface DecoderLayerSpec {
   heads: number;
   kvHeads: number;
   headDim: number;
@@ -134,12 +132,18 @@ export interface DecoderBlockInput {
   unitOffset: boolean;
   /** config `hidden_act` of the gated MLP. */
   act: string;
-  /** cos / sin of each row's rotary angles [n, headDim/2], as models/rope.ts rounds them. */
+  /** cos / sin of each row's rotary angles [rows, headDim/2], as models/rope.ts rounds them. */
   cos: Float32Array;
   sin: Float32Array;
+  weights: DecoderBlockWeights;
+}
+
+export interface DecoderBlockInput extends DecoderLayerSpec {
+  /** Layer input [n, D]. */
+  h: Float32Array;
+  n: number;
   /** Additive mask [n, n]: 0 where row i may attend to key j, −∞ elsewhere. */
   mask: Float32Array;
-  weights: DecoderBlockWeights;
   tape: boolean;
 }
 
@@ -204,22 +208,12 @@ export interface VisionBlockBackwardOutput {
  * prefill tape: m = to − from rows. Keys/values of rows before `from` are constants (no gradient), so only the
  * last m key/value columns feed back into the layer input.
  */
-export interface DecoderBackwardBlockInput {
+export interface DecoderBackwardBlockInput extends DecoderLayerSpec {
   /** Gradient at the layer output [m, D]. */
   dOut: Float32Array;
   m: number;
   /** Keys seen by the last query row (= its position + 1). */
   to: number;
-  heads: number;
-  kvHeads: number;
-  headDim: number;
-  eps: number;
-  /** Gemma's (1 + w) RMSNorm weights. */
-  unitOffset: boolean;
-  act: string;
-  /** cos / sin of the rows' rotary angles [m, headDim/2] (as for `DecoderBlockInput`). */
-  cos: Float32Array;
-  sin: Float32Array;
   /** Tape rows: layer input and h1 [m, D], gate/up outputs [m, I], queries after RoPE [m, H·hd]. */
   hIn: Float32Array;
   h1: Float32Array;
@@ -232,7 +226,6 @@ export interface DecoderBackwardBlockInput {
   capacity: number;
   /** Forward probabilities of the rows [H, m, to]. */
   probs: Float32Array;
-  weights: DecoderBlockWeights;
 }
 
 export interface DecoderBackwardBlockOutput {

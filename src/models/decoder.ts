@@ -5,7 +5,7 @@
  * (1 axis: RoPE; 3 axes: M-RoPE); the KV cache and the causal mask count sequence indices.
  */
 import type { TextConfig } from "../hf/config.js";
-import type { DecoderBlockWeights, Kernels, WeightMatrix } from "../kernels/types.js";
+import type { DecoderBlockWeights, DecoderLayerSpec, Kernels, WeightMatrix } from "../kernels/types.js";
 import {
   activationFn,
   activationGradFn,
@@ -258,20 +258,11 @@ export class TextDecoder {
     // attend to earlier cached rows, and a probabilities hook, take the per-op path below).
     if (kernels.blocks && p0 === 0 && !extra.probsHook) {
       const keep = extra.keep ?? false;
-      const { cos, sin } = ropeTables(positions, hd, this.invFreq, this.freqAxes);
       const b = await kernels.blocks.decoderLayer({
+        ...this.blockSpec(i, positions),
         h,
         n,
-        heads: H,
-        kvHeads: KV,
-        headDim: hd,
-        eps: this.cfg.rmsNormEps,
-        unitOffset: this.cfg.gemmaStyle,
-        act: this.cfg.hiddenAct,
-        cos,
-        sin,
         mask: causalMask(n, this.cfg.slidingWindow),
-        weights: L,
         tape: keep,
       });
       if (b) {
@@ -362,6 +353,23 @@ export class TextDecoder {
     return { logits, attentions, hiddenStates: hidden, tape };
   }
 
+  /** Layer i as the block graphs take it, for rows at the given positions (their RoPE angles as data). */
+  private blockSpec(i: number, positions: PositionIds): DecoderLayerSpec {
+    const { numHeads, numKvHeads, headDim } = this.cfg;
+    const { cos, sin } = ropeTables(positions, headDim, this.invFreq, this.freqAxes);
+    return {
+      heads: numHeads,
+      kvHeads: numKvHeads,
+      headDim,
+      eps: this.cfg.rmsNormEps,
+      unitOffset: this.cfg.gemmaStyle,
+      act: this.cfg.hiddenAct,
+      cos,
+      sin,
+      weights: this.layers[i],
+    };
+  }
+
   /**
    * Backward of one layer for the query rows from … to−1 (absolute positions; rows before `from` are
    * constants). dOut is the gradient at the layer output for those rows [to−from, D]. Returns the gradient at
@@ -407,19 +415,11 @@ export class TextDecoder {
     // Without weight gradients the whole layer's backward runs as one native call when the kernels have
     // block graphs; the per-op path below is the reference it matches (and what training runs).
     if (!grads && kernels.blocks) {
-      const { cos, sin } = ropeTables(positions, hd, this.invFreq, this.freqAxes);
       const b = await kernels.blocks.decoderLayerBackward({
+        ...this.blockSpec(i, positions),
         dOut,
         m,
         to,
-        heads: H,
-        kvHeads: KV,
-        headDim: hd,
-        eps,
-        unitOffset: gemma,
-        act: this.cfg.hiddenAct,
-        cos,
-        sin,
         hIn: rows(T.hIn, D),
         h1: rows(T.h1, D),
         gate: rows(T.gate, I),
@@ -429,7 +429,6 @@ export class TextDecoder {
         v: tape.cache.v[i],
         capacity: tape.cache.capacity,
         probs,
-        weights: L,
       });
       if (b) return { dIn: b.dIn, dProbs: b.dProbs, probs };
     }
