@@ -280,7 +280,7 @@ function readTorchBench(file: string, modelDir: string): TorchBench {
     t = JSON.parse(fs.readFileSync(file, "utf8"));
   } catch (e) {
     throw new Error(
-      `--torch ${file}: not bench_torch.py JSON (${(e as Error).message}); run it with --json --out FILE`,
+      `--torch ${file}: not bench_torch.py JSON (${(e as Error).message.replace(/\s+/g, " ")}); run it with --json --out FILE`,
     );
   }
   // Ratios mean something only on the same folder (and, checked after the run, the same prompt).
