@@ -4,7 +4,7 @@
  * arrowhead, tail, circle) and the explanation's growth with the search radius.
  */
 import cytoscape from "cytoscape";
-import { useContext, useEffect, useMemo, useRef, useState } from "preact/hooks";
+import { useContext, useEffect, useLayoutEffect, useMemo, useRef, useState } from "preact/hooks";
 import { api, type CausalHeadView, type ImageGeometry, type Mark, type RunDetail } from "../api";
 import { forget } from "../cache";
 import { formatValue } from "../heatmap";
@@ -268,8 +268,9 @@ function CausalGraph({
     return () => io.disconnect();
   }, []);
   // Cytoscape redraws in a loop of animation frames: a hidden tab's graph gives up its renderer (the graph and
-  // its layout stay) and gets a new one when shown again and on or near the screen.
-  useEffect(() => {
+  // its layout stay) and gets a new one when shown again and on or near the screen. A layout effect, so the
+  // renderer goes in the same commit that takes the view out of the page (no frame drawn while detached).
+  useLayoutEffect(() => {
     const g = graph.current;
     if (!g || !box.current) return;
     if (!shown && g.mounted) {
