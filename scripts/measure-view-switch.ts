@@ -6,6 +6,7 @@
  *
  *   npx tsc -p tsconfig.json && npm run build:web
  *   node dist/scripts/measure-view-switch.js --runs /tmp/iw-perf [--run ID] [--reps 7] [--json out.json]
+ *     [--pause 3]  (seconds on the summary before the "first visit after a pause" clicks)
  *     [--web DIR]   (another build of the app, e.g. one of an older commit, to compare on the same machine)
  *
  * The runs folder is copied first (the server may write to its index); the server runs in this process on
@@ -162,6 +163,9 @@ async function main(): Promise<void> {
   const reps = Number(flag("--reps", "7"));
   if (!Number.isInteger(reps) || reps < 1)
     throw new Error(`--reps: ${flag("--reps", "")} is not a count ≥ 1`);
+  const pauseMs = Number(flag("--pause", "3")) * 1000;
+  if (!Number.isFinite(pauseMs) || pauseMs <= 0)
+    throw new Error(`--pause: ${flag("--pause", "")} is not a number of seconds > 0`);
   const modelDir = flag("--model", path.join(PROJECT_ROOT, "test/fixtures/llava-tiny-llama"));
   const jsonOut = flag("--json", "");
   const scratch = fs.mkdtempSync(path.join(os.tmpdir(), "measure-views-"));
@@ -197,21 +201,26 @@ async function main(): Promise<void> {
       if (r) r.ms.push(ms);
       else results.push({ name, ms: [ms] });
     };
-    // First visits: a freshly loaded page, each view opened once from the summary (its data asked of the
-    // server then; the page keeps the answers, so later visits do not ask again).
-    for (let rep = 0; rep < reps; rep++) {
-      await page.goto(`${base}/#/run/${runId}/summary`);
-      await page.reload();
-      await settle(page, VIEWS[0].ready);
-      for (const v of VIEWS.slice(1)) {
-        record(
-          `first visit: summary → ${v.id}`,
-          await clickAndMeasure(page, `first:${v.id}`, tab(v.id), v.ready),
-        );
-        await page.click(tab("summary"));
-        await settle(page, VIEWS[0].ready);
-      }
-    }
+    // First visits: a freshly loaded page, one view opened from the summary, either at once (its data asked of
+    // the server then) or after a reader's pause on the summary, in which the app renders the views not visited
+    // yet in the background. The page keeps the answers, so later visits do not ask again.
+    for (let rep = 0; rep < reps; rep++)
+      for (const v of VIEWS.slice(1))
+        for (const wait of [0, pauseMs]) {
+          await page.goto(`${base}/#/run/${runId}/summary`);
+          await page.reload();
+          await settle(page, VIEWS[0].ready);
+          if (wait > 0) {
+            await page.waitForTimeout(wait);
+            await settle(page, VIEWS[0].ready);
+          }
+          record(
+            wait > 0
+              ? `first visit after ${wait / 1000} s: summary → ${v.id}`
+              : `first visit: summary → ${v.id}`,
+            await clickAndMeasure(page, `first:${v.id}`, tab(v.id), v.ready),
+          );
+        }
     // Then every switch between visited views, as a user going back and forth does.
     for (let rep = 0; rep < reps; rep++)
       for (const from of VIEWS)

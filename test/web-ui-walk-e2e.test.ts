@@ -19,6 +19,7 @@ import { PNG } from "pngjs";
 import { CHROMIUM_ARGS, CHROMIUM_PATH } from "../scripts/chromium.js";
 import { SqliteJobJournal } from "../src/server/job-journal.js";
 import { RunStore } from "../src/server/run-store.js";
+import { canvasColors } from "./browser-utils.js";
 import { ROOT, tempDir } from "./fixture-utils.js";
 import { readJobEvents, startTestServer, type TestServer } from "./server-utils.js";
 import { ensureWebBuild, WEB_DIR } from "./web-build.js";
@@ -514,7 +515,8 @@ describe("walk-through findings in headless Chromium", { skip }, () => {
     await page.locator('[data-testid="rel-bars"]').waitFor();
     const asked: string[] = [];
     const onRequest = (r: { url(): string }) => {
-      if (r.url().includes("/api/runs/")) asked.push(new URL(r.url()).pathname);
+      // Other views rendered ahead in the background may ask for their data meanwhile; these are relevancy's.
+      if (r.url().includes("/relevancy/")) asked.push(new URL(r.url()).pathname);
     };
     page.on("request", onRequest);
     try {
@@ -543,6 +545,57 @@ describe("walk-through findings in headless Chromium", { skip }, () => {
     await page.locator('[data-testid="rel-tokens"] .token.selected').waitFor();
     await page.waitForTimeout(300);
     assert.equal(await page.evaluate(() => window.__draws), 0, "no relevancy map redrawn");
+  });
+
+  test("views not visited yet are rendered in the background: opening one asks nothing and draws nothing", async () => {
+    // A fresh page on the summary; the tests before left causal token 0 explained and remembered for this run.
+    const ahead = ["/relevancy/maps", "/relevancy/reliance", "/causal/0", "/faithfulness"].map((p) =>
+      page.waitForResponse((r) => r.url().includes(`/api/runs/${runId}${p}`)),
+    );
+    await page.goto(`${ts.base}/#/run/${runId}/summary`);
+    await page.reload();
+    await page.locator('[data-testid="grid-image"]').waitFor();
+    await Promise.all(ahead);
+    const asked: string[] = [];
+    const onRequest = (r: { url(): string }) => {
+      if (r.url().includes("/api/")) asked.push(new URL(r.url()).pathname);
+    };
+    page.on("request", onRequest);
+    try {
+      // Every canvas drawn from here on is counted: a view rendered ahead shows what it drew while hidden.
+      await page.evaluate(() => {
+        const proto = window.CanvasRenderingContext2D.prototype;
+        const original = proto.drawImage;
+        window.__draws = 0;
+        proto.drawImage = function (this: any, ...args: any[]) {
+          if (this.canvas?.dataset?.testid === "rel-map") window.__draws++;
+          return original.apply(this, args);
+        };
+      });
+      await page.click('[data-testid="tab-relevancy"]');
+      const maps = page.locator('[data-testid="rel-map"]');
+      await maps.first().waitFor();
+      await page.locator('[data-testid="rel-bars"]').waitFor();
+      assert.ok((await canvasColors(maps.first())) > 8, "the map drawn while hidden is in the page");
+      assert.equal(await page.evaluate(() => window.__draws), 0, "no relevancy map drawn on opening");
+      // The causal graph was built without a renderer while hidden: shown, it gets one, fitted and readable.
+      await page.click('[data-testid="tab-causal"]');
+      const graph = page.locator('[data-testid="causal-graph"]');
+      await graph.waitFor();
+      await page.waitForFunction(() => document.querySelector('[data-testid="causal-graph"] canvas'));
+      const canvases = graph.locator("canvas");
+      let colours = 0;
+      for (let i = 0; i < (await canvases.count()); i++)
+        colours = Math.max(colours, await canvasColors(canvases.nth(i)));
+      assert.ok(colours > 3, "the graph is drawn once shown");
+      assert.ok(Number(await graph.getAttribute("data-label-px")) >= 11, "labels readable after the fit");
+      await page.click('[data-testid="tab-faithfulness"]');
+      await page.locator('[data-testid="faith-panel"]').waitFor();
+      await page.waitForTimeout(200);
+      assert.deepEqual(asked, [], "the views' answers were fetched ahead");
+    } finally {
+      page.off("request", onRequest);
+    }
   });
 
   test("no page errors along the way", () => {

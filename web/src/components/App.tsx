@@ -20,6 +20,9 @@ import { GenerateView } from "./GenerateView";
 import { KeptViews } from "./KeptViews";
 import { RelevancyView } from "./RelevancyView";
 
+/** The selection of a view opened by its tab: none. */
+const NO_PARAMS = new URLSearchParams();
+
 const VIEWS = [
   { id: "summary", label: "Attention summary" },
   { id: "maps", label: "Attention maps" },
@@ -472,20 +475,22 @@ export function App() {
                       key={current.id}
                       view={route.view ?? "summary"}
                       views={VIEWS.map((v) => v.id)}
-                      render={(view) => {
+                      render={(view, preloading) => {
                         const onChanged = () => loadRun(current.id);
+                        // A view rendered ahead of its tab's click gets what the click would give it.
+                        const params = preloading ? NO_PARAMS : route.params;
                         switch (view) {
                           case "summary":
-                            return <SummaryView run={current} params={route.params} navigate={navigate} />;
+                            return <SummaryView run={current} params={params} navigate={navigate} />;
                           case "maps":
-                            return <MapsView run={current} params={route.params} navigate={navigate} />;
+                            return <MapsView run={current} params={params} navigate={navigate} />;
                           case "relevancy":
                             return <RelevancyView run={current} onChanged={onChanged} />;
                           case "causal":
                             return (
                               <CausalView
                                 run={current}
-                                params={route.params}
+                                params={params}
                                 navigate={navigate}
                                 onChanged={onChanged}
                               />

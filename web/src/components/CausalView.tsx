@@ -94,8 +94,16 @@ function CausalGraph({
   explanationOnly: boolean;
 }) {
   const box = useRef<HTMLDivElement>(null);
-  const graph = useRef<{ cy: cytoscape.Core; readable: () => void; mounted: boolean } | null>(null);
+  const graph = useRef<{
+    cy: cytoscape.Core;
+    readable: () => void;
+    mounted: boolean;
+    fitted: boolean;
+  } | null>(null);
   const shown = useContext(ViewShown);
+  // A view rendered hidden (ahead of its tab's click) builds its graph without a renderer: nothing to fit to.
+  const shownNow = useRef(shown);
+  shownNow.current = shown;
   const [count, setCount] = useState({ nodes: 0, edges: 0, images: 0, unlabelled: 0 });
   /** The labels' size on screen (CSS pixels), for tests and the curious. */
   const [labelPx, setLabelPx] = useState(0);
@@ -155,8 +163,12 @@ function CausalGraph({
           text: e.text,
         },
       }));
+    const visible = shownNow.current;
     const cy = cytoscape({
-      container: box.current,
+      container: visible ? box.current : undefined,
+      headless: !visible,
+      // Headless, cytoscape keeps no style unless asked: the label sizes are set on it before it is shown.
+      styleEnabled: true,
       elements: [...nodes, ...edges],
       userZoomingEnabled: true,
       style: [
@@ -226,7 +238,7 @@ function CausalGraph({
       maxZoom: 1.6,
       minZoom: 0.2,
     });
-    cy.fit(undefined, 36);
+    if (visible) cy.fit(undefined, 36);
     // Labels keep a readable size on screen however far a large graph is zoomed out to fit: the font size
     // (in graph units) follows the zoom, and text nodes grow with it.
     const readable = () => {
@@ -250,7 +262,7 @@ function CausalGraph({
       images: nodes.filter((n) => n.data.kind === "image").length,
       unlabelled: nodes.filter((n) => !n.data.label).length,
     });
-    graph.current = { cy, readable, mounted: true };
+    graph.current = { cy, readable, mounted: visible, fitted: visible };
     return () => {
       graph.current = null;
       cy.destroy();
@@ -279,6 +291,8 @@ function CausalGraph({
     } else if (shown && near && !g.mounted) {
       // A new renderer starts from the options' style: the readable label sizes are set again.
       g.cy.mount(box.current);
+      if (!g.fitted) g.cy.fit(undefined, 36);
+      g.fitted = true;
       g.readable();
       g.mounted = true;
     }

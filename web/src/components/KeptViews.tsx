@@ -5,7 +5,7 @@
  * new props nor settings until shown again, so it does no work while hidden.
  */
 import { type ComponentChildren, createContext, createPortal } from "preact";
-import { useLayoutEffect, useMemo, useRef } from "preact/hooks";
+import { useEffect, useLayoutEffect, useMemo, useRef, useState } from "preact/hooks";
 import { memo, SettingsContext, useSettings } from "./common";
 
 /** Whether the view around is the one shown (false while its tab is hidden). */
@@ -47,9 +47,34 @@ function KeptView({ active, children }: KeptProps) {
 /** A hidden view stays as it was: it re-renders only to be hidden or shown. */
 const Kept = memo(KeptView, (a, b) => !a.active && !b.active);
 
+/** How long a newly shown view has to itself before views not visited yet are rendered in the background. */
+const PRELOAD_DELAY_MS = 400;
+/** The pause between two views rendered in the background (each in its own idle period). */
+const PRELOAD_GAP_MS = 30;
+
+/**
+ * Runs `f` once the page is idle (after `delay` ms, then the browser's next idle period); returns a canceller.
+ * A browser without requestIdleCallback waits the delay only.
+ */
+function whenIdle(f: () => void, delay: number): () => void {
+  let idle: number | null = null;
+  const timer = setTimeout(() => {
+    if (typeof requestIdleCallback === "function") idle = requestIdleCallback(f, { timeout: 2000 });
+    else f();
+  }, delay);
+  return () => {
+    clearTimeout(timer);
+    if (idle !== null) cancelIdleCallback(idle);
+  };
+}
+
 /**
  * Renders `render(view)` for every view visited so far (`view` shown, the others hidden). The caller keys
  * this by the run, so another run starts afresh.
+ *
+ * Once the shown view has had the page to itself for a moment, the views not visited yet are rendered hidden,
+ * one per idle period (`render(v, true)`: as a tab click with no selection would show them). Their data is
+ * fetched and their canvases drawn then, so opening one of them later is as quick as coming back to it.
  */
 export function KeptViews({
   view,
@@ -57,14 +82,31 @@ export function KeptViews({
   render,
 }: {
   view: string;
-  /** The views that may be kept (an unknown name is rendered each time, never kept). */
+  /** The views that may be kept (an unknown name is rendered each time, never kept), in preloading order. */
   views: readonly string[];
-  render: (view: string) => ComponentChildren;
+  render: (view: string, preloading: boolean) => ComponentChildren;
 }) {
   // What each visited view last rendered: a hidden one keeps it (the shown view's route is not its own).
   const kept = useRef(new Map<string, ComponentChildren>());
   const known = views.includes(view);
-  if (known) kept.current.set(view, render(view));
+  if (known) kept.current.set(view, render(view, false));
+  const latest = useRef(render);
+  latest.current = render;
+  const [, preloaded] = useState(0);
+  // When the shown view was shown: it has the page to itself for a moment (its own data and drawing first).
+  const shownAt = useRef({ view, at: performance.now() });
+  if (shownAt.current.view !== view) shownAt.current = { view, at: performance.now() };
+  // After every commit: the next view not rendered yet, in an idle period.
+  useEffect(() => {
+    const next = views.find((v) => !kept.current.has(v));
+    if (!next) return;
+    const delay = Math.max(PRELOAD_GAP_MS, shownAt.current.at + PRELOAD_DELAY_MS - performance.now());
+    return whenIdle(() => {
+      if (kept.current.has(next)) return;
+      kept.current.set(next, latest.current(next, true));
+      preloaded((n) => n + 1);
+    }, delay);
+  });
   return (
     <>
       {[...kept.current].map(([v, children]) => (
@@ -72,7 +114,7 @@ export function KeptViews({
           {children}
         </Kept>
       ))}
-      {!known && render(view)}
+      {!known && render(view, false)}
     </>
   );
 }
