@@ -115,9 +115,11 @@ export function handleResidual(R: Float32Array, n: number): Float32Array {
   return out;
 }
 
-/** `handleResidual` of one row: row p of R (its diagonal entry at index p) → row p of the normalised map. */
-export function normalizeRow(row: ArrayLike<number>, p: number): Float32Array {
-  const n = row.length;
+/**
+ * `handleResidual` of one row: row p of R (its diagonal entry at index p) → row p of the normalised map. `n`
+ * leading entries are read (a causal row's first p + 1: the later ones are the future's), without a copy.
+ */
+export function normalizeRow(row: ArrayLike<number>, p: number, n = row.length): Float32Array {
   let sum = 0;
   for (let j = 0; j < n; j++) sum += row[j] - (j === p ? 1 : 0);
   const div = sum === 0 ? 1 : sum;

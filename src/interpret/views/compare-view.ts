@@ -89,10 +89,7 @@ function side(s: CompareRunInput, mode: RelevancyMode, token: number, label: str
   const raw = t.data.subarray(token * width, (token + 1) * width);
   const T = m.input_ids.length;
   const p = T - 1 + token;
-  const r = normalizeRow(
-    Array.from({ length: p + 1 }, (_, j) => raw[j]),
-    p,
-  );
+  const r = normalizeRow(raw, p, p + 1);
   const { positions } = s.run.imageTokens();
   const span = { to: s.questionEnd };
   const map = mapShares(Array.from(positions, (q) => r[q]));

@@ -32,12 +32,7 @@ export function llmImageMap(
   imagePositions: readonly number[],
   normalized = false,
 ): ImageMap {
-  const r = normalized
-    ? normalizeRow(
-        Array.from({ length: p + 1 }, (_, j) => row[j]),
-        p,
-      )
-    : row;
+  const r = normalized ? normalizeRow(row, p, p + 1) : row;
   return { values: Float32Array.from(imagePositions, (q) => r[q]) };
 }
 
@@ -108,12 +103,7 @@ export function textRelevancy(
   imagePositions: readonly number[],
   normalized = true,
 ): TextRelevancyEntry[] {
-  const r = normalized
-    ? normalizeRow(
-        Array.from({ length: p + 1 }, (_, j) => row[j]),
-        p,
-      )
-    : row;
+  const r = normalized ? normalizeRow(row, p, p + 1) : row;
   const image = new Set(imagePositions);
   const out: TextRelevancyEntry[] = [];
   for (let i = 0; i < promptTokens.length; i++) {
@@ -162,10 +152,7 @@ export function imageQuestionSplit(
   imagePositions: readonly number[],
   span: QuestionSpan = {},
 ): RelevancyShare {
-  const r = normalizeRow(
-    Array.from({ length: p + 1 }, (_, j) => row[j]),
-    p,
-  );
+  const r = normalizeRow(row, p, p + 1);
   let image = 0;
   for (const q of imagePositions) image += Math.max(0, r[q]);
   let question = 0;
@@ -190,19 +177,42 @@ export function topWordsVsImage(
   imagePositions: readonly number[],
   opts: QuestionSpan & { k?: number } = {},
 ): WordsVsImage {
-  const k = opts.k ?? 3;
-  const r = normalizeRow(
-    Array.from({ length: p + 1 }, (_, j) => row[j]),
-    p,
-  );
-  let imageMax = Number.NEGATIVE_INFINITY;
-  for (const q of imagePositions) imageMax = Math.max(imageMax, r[q]);
+  return wordsVsImage(row, p, questionWords(promptTokens, imagePositions, opts), imagePositions, opts.k ?? 3);
+}
+
+/** The question's words (separators left out), by their tokens' prompt positions. */
+interface QuestionWords {
+  label: string;
+  positions: number[];
+}
+
+function questionWords(
+  promptTokens: string[],
+  imagePositions: readonly number[],
+  opts: QuestionSpan,
+): QuestionWords[] {
   const from = opts.from ?? imagePositions[imagePositions.length - 1] + 1;
   const to = opts.to ?? promptTokens.length;
   const span = promptTokens.slice(from, to);
-  const words = groupWords(span)
+  return groupWords(span)
     .filter((w) => !w.tokens.every((i) => isSeparatorToken(span[i])))
-    .map((w) => ({ label: w.text, value: w.tokens.reduce((s, i) => s + r[from + i], 0) / w.tokens.length }));
+    .map((w) => ({ label: w.text, positions: w.tokens.map((i) => from + i) }));
+}
+
+function wordsVsImage(
+  row: ArrayLike<number>,
+  p: number,
+  question: QuestionWords[],
+  imagePositions: readonly number[],
+  k: number,
+): WordsVsImage {
+  const r = normalizeRow(row, p, p + 1);
+  let imageMax = Number.NEGATIVE_INFINITY;
+  for (const q of imagePositions) imageMax = Math.max(imageMax, r[q]);
+  const words = question.map((w) => ({
+    label: w.label,
+    value: w.positions.reduce((s, q) => s + r[q], 0) / w.positions.length,
+  }));
   const top = [...words].sort((a, b) => b.value - a.value).slice(0, k);
   const bars = [...top, { label: "max_img", value: imageMax }];
   const below = bars.filter((b) => b.value < imageMax).length;
@@ -221,8 +231,10 @@ export function imageReliance(
   opts: QuestionSpan & { k?: number } = {},
 ): { token: number; reliance: number; imageMax: number }[] {
   const T = promptTokens.length;
+  // The question's words are the same for every token: grouped once.
+  const question = questionWords(promptTokens, imagePositions, opts);
   return tokens.map((t, k) => {
-    const v = topWordsVsImage(rows[k], T - 1 + t, promptTokens, imagePositions, opts);
+    const v = wordsVsImage(rows[k], T - 1 + t, question, imagePositions, opts.k ?? 3);
     return { token: t, reliance: v.reliance, imageMax: v.imageMax };
   });
 }
@@ -239,14 +251,7 @@ export function wordRows(
   generatedTokens: string[],
   normalized = true,
 ): { text: string; tokens: number[]; row: Float32Array }[] {
-  const rows = tokenRows.map((r, i) =>
-    normalized
-      ? normalizeRow(
-          Array.from({ length: positions[i] + 1 }, (_, j) => r[j]),
-          positions[i],
-        )
-      : r,
-  );
+  const rows = tokenRows.map((r, i) => (normalized ? normalizeRow(r, positions[i], positions[i] + 1) : r));
   return groupWords(generatedTokens).map((w) => ({
     text: w.text,
     tokens: w.tokens,

@@ -164,5 +164,7 @@ export function averagePaddedRows(rows: ArrayLike<number>[]): Float32Array {
   const N = Math.max(...rows.map((r) => r.length));
   const acc = new Float64Array(N);
   for (const r of rows) for (let j = 0; j < r.length; j++) acc[j] += r[j];
-  return Float32Array.from(acc, (v) => v / rows.length);
+  const out = new Float32Array(N);
+  for (let j = 0; j < N; j++) out[j] = acc[j] / rows.length;
+  return out;
 }

@@ -35,6 +35,9 @@ export function useAsync<T>(
   cacheKey?: string,
 ): { data: T | null; error: string | null; loading: boolean; reload: () => void } {
   const hit = cacheKey ? peek<T>(cacheKey) : undefined;
+  // Asked as the view renders, not one paint later in the effect: the server works while the page draws.
+  // The cache makes this idempotent (the effect below gets the same promise).
+  if (cacheKey && !hit) cached(cacheKey, load).catch(() => {});
   const [state, setState] = useState<{ data: T | null; error: string | null; loading: boolean }>({
     data: hit ? hit.data : null,
     error: null,
