@@ -269,13 +269,19 @@ function CausalGraph({
     };
   }, [head, image, geometry, radius, explanationOnly]);
   // Whether the graph is on or near the screen (a tab shown again gives it a renderer only then).
-  const [near, setNear] = useState(true);
+  // A graph rendered hidden waits for the observer's first word once shown (most often: below the fold).
+  const [near, setNear] = useState(shown);
   useEffect(() => {
     const el = box.current;
     if (!el || typeof IntersectionObserver === "undefined") return;
-    const io = new IntersectionObserver((es) => setNear(es.some((e) => e.isIntersecting)), {
-      rootMargin: "200px",
-    });
+    // A detached box (a hidden view) tells nothing: what was last seen in the page holds, so a view rendered
+    // hidden gets its graph's renderer in the very commit that shows it.
+    const io = new IntersectionObserver(
+      (es) => {
+        if (el.isConnected) setNear(es.some((e) => e.isIntersecting));
+      },
+      { rootMargin: "200px" },
+    );
     io.observe(el);
     return () => io.disconnect();
   }, []);
