@@ -40,11 +40,16 @@ function makeWeight(rows: number, cols: number, dtype: WeightMatrix["dtype"], se
 /** Exact float64 value of each weight element (16-bit codes widened exactly). */
 function weightF64(w: WeightMatrix): Float64Array {
   const out = new Float64Array(w.data.length);
+  const bits = new Uint32Array(1);
+  const asFloat = new Float32Array(bits.buffer);
   for (let i = 0; i < out.length; i++) {
     const v = w.data[i];
     if (w.dtype === "F32") out[i] = v;
     else if (w.dtype === "F16") out[i] = f16ToF32(v);
-    else out[i] = new Float32Array(new Uint32Array([v << 16]).buffer)[0];
+    else {
+      bits[0] = v << 16;
+      out[i] = asFloat[0];
+    }
   }
   return out;
 }
@@ -177,16 +182,28 @@ describe("kernels", () => {
   }
 
   test("big 16-bit weights (run by ort in row blocks) give the same product", async () => {
-    // 1100×4096 > 2^22 elements: ort splits it into row blocks; rows of the output must land in place.
-    const [m, k, n] = [3, 4096, 1100];
-    for (const dtype of ["BF16", "F16"] as const) {
-      const x = randArray(m * k, 41, 2);
-      const w = makeWeight(n, k, dtype, 42);
-      const bias = randArray(n, 43, 3);
-      const want = naiveLinear(x, m, w, bias);
-      const tol = tolerance(k, maxAbs(x), maxAbs(weightF64(w)), maxAbs(bias));
-      assertClose(await ort.linear(x, m, w, bias), want, tol, `ort row-blocked linear ${dtype}`);
-    }
+    // > 2^20 elements with a few rows (decoding): cache-sized blocks four to a run, the rest one block each;
+    // > 2^22 with more rows: 4 Mi-element blocks. Rows of the output must land in place, the bias once.
+    const cases: [number, number, number, boolean][] = [
+      [3, 4096, 1100, true], // one run of four 256-row blocks, then 76 rows
+      [3, 4096, 1100, false],
+      [1, 4096, 2048, true], // two runs, nothing left over
+      [8, 1000, 1049, true], // 1048 rows to a block: one block alone, then one row
+      [12, 4096, 1100, true], // more rows than FEW_ROWS: 4 Mi-element blocks
+    ];
+    let seed = 41;
+    for (const [m, k, n, withBias] of cases)
+      for (const dtype of ["BF16", "F16"] as const) {
+        const x = randArray(m * k, seed++, 2);
+        const w = makeWeight(n, k, dtype, seed++);
+        const bias = withBias ? randArray(n, seed++, 3) : null;
+        const want = naiveLinear(x, m, w, bias);
+        const tol = tolerance(k, maxAbs(x), maxAbs(weightF64(w)), bias ? maxAbs(bias) : 0);
+        const what = `${dtype} m=${m} k=${k} n=${n} bias=${withBias}`;
+        assertClose(await ort.linear(x, m, w, bias), want, tol, `ort row-blocked linear ${what}`);
+        if (dtype === "BF16")
+          assertClose(await ortWiden.linear(x, m, w, bias), want, tol, `ort(widen) row-blocked ${what}`);
+      }
   });
 
   test("ort feeds BF16 through the in-graph BitCast on this onnxruntime", async () => {
