@@ -36,8 +36,14 @@ export function useAsync<T>(
 ): { data: T | null; error: string | null; loading: boolean; reload: () => void } {
   const hit = cacheKey ? peek<T>(cacheKey) : undefined;
   // Asked as the view renders, not one paint later in the effect: the server works while the page draws.
-  // The cache makes this idempotent (the effect below gets the same promise).
-  if (cacheKey && !hit) cached(cacheKey, load).catch(() => {});
+  // Once per key (a failed answer is not cached, so asking on every render would ask again and again); the
+  // effect's first run for the key takes this very promise, later runs (new deps) ask the cache as before.
+  const early = useRef<{ key: string; promise: Promise<T> | null } | null>(null);
+  if (cacheKey && !hit && early.current?.key !== cacheKey) {
+    const promise = cached(cacheKey, load);
+    promise.catch(() => {});
+    early.current = { key: cacheKey, promise };
+  }
   const [state, setState] = useState<{ data: T | null; error: string | null; loading: boolean }>({
     data: hit ? hit.data : null,
     error: null,
@@ -54,7 +60,11 @@ export function useAsync<T>(
     }
     let live = true;
     setState((s) => ({ data: s.data, error: null, loading: true }));
-    (cacheKey && tick === 0 ? cached(cacheKey, load) : load()).then(
+    const kicked = early.current;
+    const first = kicked && kicked.key === cacheKey ? kicked.promise : null;
+    if (kicked && first) kicked.promise = null;
+    const asked = cacheKey && tick === 0 ? (first ?? cached(cacheKey, load)) : load();
+    asked.then(
       (data) => live && setState({ data, error: null, loading: false }),
       (e) => live && setState({ data: null, error: errorText(e), loading: false }),
     );
