@@ -7,6 +7,7 @@
  *   npx tsc -p tsconfig.json && npm run build:web
  *   node dist/scripts/measure-view-switch.js --runs /tmp/iw-perf [--run ID] [--reps 7] [--json out.json]
  *     [--pause 3]  (seconds on the summary before the "first visit after a pause" clicks)
+ *     [--first-only]  (only the first visits: quicker, to compare builds of one view's first opening)
  *     [--web DIR]   (another build of the app, e.g. one of an older commit, to compare on the same machine)
  *
  * The runs folder is copied first (the server may write to its index); the server runs in this process on
@@ -163,6 +164,7 @@ async function main(): Promise<void> {
   const reps = Number(flag("--reps", "7"));
   if (!Number.isInteger(reps) || reps < 1)
     throw new Error(`--reps: ${flag("--reps", "")} is not a count ≥ 1`);
+  const firstOnly = process.argv.includes("--first-only");
   const pauseMs = Number(flag("--pause", "3")) * 1000;
   if (!Number.isFinite(pauseMs) || pauseMs <= 0)
     throw new Error(`--pause: ${flag("--pause", "")} is not a number of seconds > 0`);
@@ -222,7 +224,7 @@ async function main(): Promise<void> {
           );
         }
     // Then every switch between visited views, as a user going back and forth does.
-    for (let rep = 0; rep < reps; rep++)
+    for (let rep = 0; rep < (firstOnly ? 0 : reps); rep++)
       for (const from of VIEWS)
         for (const to of VIEWS) {
           if (from === to) continue;
@@ -233,7 +235,7 @@ async function main(): Promise<void> {
             await clickAndMeasure(page, `switch:${from.id}>${to.id}`, tab(to.id), to.ready),
           );
         }
-    for (const t of TOKEN_LISTS) {
+    for (const t of firstOnly ? [] : TOKEN_LISTS) {
       const v = VIEWS.find((x) => x.id === t.view)!;
       await page.click(tab(v.id));
       await settle(page, v.ready);

@@ -8,6 +8,7 @@ import { useContext, useEffect, useLayoutEffect, useMemo, useRef, useState } fro
 import { api, type CausalHeadView, type ImageGeometry, type Mark, type RunDetail } from "../api";
 import { forget } from "../cache";
 import { formatValue } from "../heatmap";
+import { whenIdle } from "../idle";
 import { ChartBox } from "./charts";
 import {
   activate,
@@ -79,6 +80,9 @@ export function causalToken(run: RunDetail, fromLink: string | null): number {
       : (remembered ?? (run.analyses.causal.length ? Math.min(...run.analyses.causal) : G - 1));
   return Number.isFinite(k) ? Math.min(G - 1, Math.max(0, Math.trunc(k))) : G - 1;
 }
+
+/** How far off the screen a graph still gets its renderer, in an idle period (CSS pixels). */
+const NEAR_MARGIN = 200;
 
 function CausalGraph({
   head,
@@ -269,8 +273,9 @@ function CausalGraph({
     };
   }, [head, image, geometry, radius, explanationOnly]);
   // Whether the graph is on or near the screen (a tab shown again gives it a renderer only then).
-  // A graph rendered hidden waits for the observer's first word once shown (most often: below the fold).
-  const [near, setNear] = useState(shown);
+  // Where the graph's box is: on the screen, within NEAR_MARGIN of it, or farther (a graph rendered hidden
+  // waits for the observer's first word once shown; most often it is below the fold).
+  const [near, setNear] = useState<"on" | "near" | "off">(shown ? "on" : "off");
   useEffect(() => {
     const el = box.current;
     if (!el || typeof IntersectionObserver === "undefined") return;
@@ -278,30 +283,41 @@ function CausalGraph({
     // hidden gets its graph's renderer in the very commit that shows it.
     const io = new IntersectionObserver(
       (es) => {
-        if (el.isConnected) setNear(es.some((e) => e.isIntersecting));
+        if (!el.isConnected) return;
+        const e = es[es.length - 1];
+        const r = e.boundingClientRect;
+        setNear(!e.isIntersecting ? "off" : r.bottom > 0 && r.top < innerHeight ? "on" : "near");
       },
-      { rootMargin: "200px" },
+      { rootMargin: `${NEAR_MARGIN}px` },
     );
     io.observe(el);
     return () => io.disconnect();
   }, []);
   // Cytoscape redraws in a loop of animation frames: a hidden tab's graph gives up its renderer (the graph and
-  // its layout stay) and gets a new one when shown again and on or near the screen. A layout effect, so the
+  // its layout stay) and gets a new one when shown again: at once on the screen, in an idle period when only
+  // near it (ready before it is scrolled to, without delaying the tab's first paint). A layout effect, so the
   // renderer goes in the same commit that takes the view out of the page (no frame drawn while detached).
   useLayoutEffect(() => {
     const g = graph.current;
-    if (!g || !box.current) return;
+    const el = box.current;
+    if (!g || !el) return;
     if (!shown && g.mounted) {
       g.cy.unmount();
       g.mounted = false;
-    } else if (shown && near && !g.mounted) {
+      return;
+    }
+    if (!shown || g.mounted || near === "off") return;
+    const mount = () => {
+      if (g.mounted || graph.current !== g) return;
       // A new renderer starts from the options' style: the readable label sizes are set again.
-      g.cy.mount(box.current);
+      g.cy.mount(el);
       if (!g.fitted) g.cy.fit(undefined, 36);
       g.fitted = true;
       g.readable();
       g.mounted = true;
-    }
+    };
+    if (near === "on") mount();
+    else return whenIdle(mount);
   }, [shown, near]);
   return (
     <div

@@ -6,6 +6,7 @@
  */
 import { type ComponentChildren, createContext, createPortal } from "preact";
 import { useEffect, useLayoutEffect, useMemo, useRef, useState } from "preact/hooks";
+import { whenIdle } from "../idle";
 import { memo, SettingsContext, useSettings } from "./common";
 
 /** Whether the view around is the one shown (false while its tab is hidden). */
@@ -51,22 +52,6 @@ const Kept = memo(KeptView, (a, b) => !a.active && !b.active);
 const PRELOAD_DELAY_MS = 400;
 /** The pause between two views rendered in the background (each in its own idle period). */
 const PRELOAD_GAP_MS = 30;
-
-/**
- * Runs `f` once the page is idle (after `delay` ms, then the browser's next idle period); returns a canceller.
- * A browser without requestIdleCallback waits the delay only.
- */
-function whenIdle(f: () => void, delay: number): () => void {
-  let idle: number | null = null;
-  const timer = setTimeout(() => {
-    if (typeof requestIdleCallback === "function") idle = requestIdleCallback(f, { timeout: 2000 });
-    else f();
-  }, delay);
-  return () => {
-    clearTimeout(timer);
-    if (idle !== null) cancelIdleCallback(idle);
-  };
-}
 
 /**
  * Renders `render(view)` for every view visited so far (`view` shown, the others hidden). The caller keys
