@@ -116,6 +116,21 @@ function darkPixels(png: PNG, y0: number, y1: number): number {
   return n;
 }
 
+/** From now on, counts drawImage calls on relevancy-map canvases in `window.__draws` (the counter goes in once per page). */
+async function countRelevancyMapDraws(): Promise<void> {
+  await page.evaluate(() => {
+    window.__draws = 0;
+    if (window.__countsDraws) return;
+    window.__countsDraws = true;
+    const proto = window.CanvasRenderingContext2D.prototype;
+    const original = proto.drawImage;
+    proto.drawImage = function (this: any, ...args: any[]) {
+      if (this.canvas?.dataset?.testid === "rel-map") window.__draws++;
+      return original.apply(this, args);
+    };
+  });
+}
+
 /** Text of the visible status line of a job. */
 const jobText = async () => ((await page.locator('[data-testid="job"]').textContent()) ?? "").trim();
 
@@ -532,15 +547,7 @@ describe("walk-through findings in headless Chromium", { skip }, () => {
       page.off("request", onRequest);
     }
     // Count canvas draws while a token is chosen for computing: the maps stay as they are.
-    await page.evaluate(() => {
-      const proto = window.CanvasRenderingContext2D.prototype;
-      const original = proto.drawImage;
-      window.__draws = 0;
-      proto.drawImage = function (this: any, ...args: any[]) {
-        if (this.canvas?.dataset?.testid === "rel-map") window.__draws++;
-        return original.apply(this, args);
-      };
-    });
+    await countRelevancyMapDraws();
     await page.locator('[data-testid="rel-tokens"] .token').nth(1).click();
     await page.locator('[data-testid="rel-tokens"] .token.selected').waitFor();
     await page.waitForTimeout(300);
@@ -563,15 +570,7 @@ describe("walk-through findings in headless Chromium", { skip }, () => {
     page.on("request", onRequest);
     try {
       // Every canvas drawn from here on is counted: a view rendered ahead shows what it drew while hidden.
-      await page.evaluate(() => {
-        const proto = window.CanvasRenderingContext2D.prototype;
-        const original = proto.drawImage;
-        window.__draws = 0;
-        proto.drawImage = function (this: any, ...args: any[]) {
-          if (this.canvas?.dataset?.testid === "rel-map") window.__draws++;
-          return original.apply(this, args);
-        };
-      });
+      await countRelevancyMapDraws();
       await page.click('[data-testid="tab-relevancy"]');
       const maps = page.locator('[data-testid="rel-map"]');
       await maps.first().waitFor();

@@ -61,6 +61,32 @@ function valueInfo(name: string, elemType: number, dims: string[]): IValueInfo {
   return { name, type: { tensorType: { elemType, shape: { dim: dims.map((d) => ({ dimParam: d })) } } } };
 }
 
+/**
+ * Nodes that widen the 16-bit weight `w` to f32 (raw bf16 bits: BitCast to bfloat16 first); returns the f32
+ * value's name. `tag` keeps node and value names unique in a graph of several weights.
+ */
+function widenNodes(nodes: INode[], w: string, bf16: boolean, tag = ""): string {
+  let from = w;
+  if (bf16) {
+    nodes.push({
+      opType: "BitCast",
+      input: [from],
+      output: [`Wbf${tag}`],
+      name: `bitcast${tag}`,
+      attribute: [{ name: "to", type: ATTR.INT, i: DT.BFLOAT16 }],
+    });
+    from = `Wbf${tag}`;
+  }
+  nodes.push({
+    opType: "Cast",
+    input: [from],
+    output: [`Wf${tag}`],
+    name: `cast${tag}`,
+    attribute: [{ name: "to", type: ATTR.INT, i: DT.FLOAT }],
+  });
+  return `Wf${tag}`;
+}
+
 /** Serialised ONNX model for one graph kind. Exported for tests/debugging. */
 export function buildModel(kind: GraphKind): Uint8Array {
   const nodes: INode[] = [];
@@ -74,27 +100,10 @@ export function buildModel(kind: GraphKind): Uint8Array {
     const parts: string[] = [];
     for (let b = 0; b < LINEAR_BLOCKS_PER_RUN; b++) {
       inputs.push(valueInfo(`W${b}`, bf16 ? DT.UINT16 : DT.FLOAT16, [`N${b}`, "K"]));
-      let w = `W${b}`;
-      if (bf16) {
-        nodes.push({
-          opType: "BitCast",
-          input: [w],
-          output: [`Wbf${b}`],
-          name: `bitcast${b}`,
-          attribute: [{ name: "to", type: ATTR.INT, i: DT.BFLOAT16 }],
-        });
-        w = `Wbf${b}`;
-      }
-      nodes.push({
-        opType: "Cast",
-        input: [w],
-        output: [`Wf${b}`],
-        name: `cast${b}`,
-        attribute: [{ name: "to", type: ATTR.INT, i: DT.FLOAT }],
-      });
+      const wf = widenNodes(nodes, `W${b}`, bf16, String(b));
       nodes.push({
         opType: "Gemm",
-        input: ["X", `Wf${b}`],
+        input: ["X", wf],
         output: [`Y${b}`],
         name: `gemm${b}`,
         attribute: [{ name: "transB", type: ATTR.INT, i: 1 }],
@@ -143,27 +152,7 @@ export function buildModel(kind: GraphKind): Uint8Array {
     inputs.push(valueInfo("X", DT.FLOAT, ["M", "K"]));
     inputs.push(valueInfo("W", f16 ? DT.FLOAT16 : bf16 ? DT.UINT16 : DT.FLOAT, ["N", "K"]));
     if (hasBias) inputs.push(valueInfo("Bias", DT.FLOAT, ["N"]));
-    let wName = "W";
-    if (bf16) {
-      nodes.push({
-        opType: "BitCast",
-        input: ["W"],
-        output: ["Wbf"],
-        name: "bitcast",
-        attribute: [{ name: "to", type: ATTR.INT, i: DT.BFLOAT16 }],
-      });
-      wName = "Wbf";
-    }
-    if (f16 || bf16) {
-      nodes.push({
-        opType: "Cast",
-        input: [wName],
-        output: ["Wf"],
-        name: "cast",
-        attribute: [{ name: "to", type: ATTR.INT, i: DT.FLOAT }],
-      });
-      wName = "Wf";
-    }
+    const wName = f16 || bf16 ? widenNodes(nodes, "W", bf16) : "W";
     nodes.push({
       opType: "Gemm",
       input: hasBias ? ["X", wName, "Bias"] : ["X", wName],
