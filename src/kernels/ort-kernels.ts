@@ -17,9 +17,9 @@
  */
 import { constants as bufferConstants } from "node:buffer";
 import { availableParallelism } from "node:os";
-import onnxProto from "onnx-proto";
 import * as ort from "onnxruntime-node";
 import { bf16ToF32Into } from "../tensor/half.js";
+import { DT, GraphBuilder } from "./onnx-graph.js";
 import { OrtBlocks } from "./ort-blocks.js";
 import { checkBmm, checkLinear, checkMatmulTransA } from "./ts-kernels.js";
 import type { Kernels, WeightMatrix } from "./types.js";
@@ -30,19 +30,6 @@ import type { Kernels, WeightMatrix } from "./types.js";
 // It is read when the environment is created, so setting it here (before any session) is enough; it is set
 // unconditionally because "0" or "" would bring the crash back. Child processes inherit it.
 process.env.ORT_DISABLE_TELEMETRY = "1";
-
-const { onnx } = onnxProto;
-type IValueInfo = onnxProto.onnx.IValueInfoProto;
-type INode = onnxProto.onnx.INodeProto;
-
-/** Opset 17 (ONNX 1.12) pairs with IR version 8; every op used here is unchanged since opset 13. */
-const OPSET = 17;
-const IR_VERSION = 8;
-/** BitCast needs opset 26 (IR version 13); only the BF16 graphs use it. */
-const OPSET_BITCAST = 26;
-const IR_VERSION_BITCAST = 13;
-const DT = onnx.TensorProto.DataType;
-const ATTR = onnx.AttributeProto.AttributeType;
 
 type GraphKind =
   | "linear"
@@ -57,124 +44,35 @@ type GraphKind =
   | "bmm_t"
   | "mm_ta";
 
-function valueInfo(name: string, elemType: number, dims: string[]): IValueInfo {
-  return { name, type: { tensorType: { elemType, shape: { dim: dims.map((d) => ({ dimParam: d })) } } } };
-}
-
-/**
- * Nodes that widen the 16-bit weight `w` to f32 (raw bf16 bits: BitCast to bfloat16 first); returns the f32
- * value's name. `tag` keeps node and value names unique in a graph of several weights.
- */
-function widenNodes(nodes: INode[], w: string, bf16: boolean, tag = ""): string {
-  let from = w;
-  if (bf16) {
-    nodes.push({
-      opType: "BitCast",
-      input: [from],
-      output: [`Wbf${tag}`],
-      name: `bitcast${tag}`,
-      attribute: [{ name: "to", type: ATTR.INT, i: DT.BFLOAT16 }],
-    });
-    from = `Wbf${tag}`;
-  }
-  nodes.push({
-    opType: "Cast",
-    input: [from],
-    output: [`Wf${tag}`],
-    name: `cast${tag}`,
-    attribute: [{ name: "to", type: ATTR.INT, i: DT.FLOAT }],
-  });
-  return `Wf${tag}`;
-}
-
 /** Serialised ONNX model for one graph kind. Exported for tests/debugging. */
 export function buildModel(kind: GraphKind): Uint8Array {
-  const nodes: INode[] = [];
-  const inputs: IValueInfo[] = [];
-  let outputDims: string[];
-  if (kind === "linear_f16_x4" || kind === "linear_bf16_x4") {
-    // Four row blocks of a 16-bit weight, one after the other: each is widened and multiplied before the
-    // next, so the f32 temporary is reused while still in cache (see FEW_ROWS_BLOCK_ELEMENTS).
-    const bf16 = kind === "linear_bf16_x4";
-    inputs.push(valueInfo("X", DT.FLOAT, ["M", "K"]));
-    const parts: string[] = [];
-    for (let b = 0; b < LINEAR_BLOCKS_PER_RUN; b++) {
-      inputs.push(valueInfo(`W${b}`, bf16 ? DT.UINT16 : DT.FLOAT16, [`N${b}`, "K"]));
-      const wf = widenNodes(nodes, `W${b}`, bf16, String(b));
-      nodes.push({
-        opType: "Gemm",
-        input: ["X", wf],
-        output: [`Y${b}`],
-        name: `gemm${b}`,
-        attribute: [{ name: "transB", type: ATTR.INT, i: 1 }],
-      });
-      parts.push(`Y${b}`);
-    }
-    nodes.push({
-      opType: "Concat",
-      input: parts,
-      output: ["Y"],
-      name: "concat",
-      attribute: [{ name: "axis", type: ATTR.INT, i: 1 }],
-    });
-    outputDims = ["M", "N"];
-  } else if (kind === "mm_ta") {
-    inputs.push(valueInfo("A", DT.FLOAT, ["K", "M"]), valueInfo("B", DT.FLOAT, ["K", "N"]));
-    nodes.push({
-      opType: "Gemm",
-      input: ["A", "B"],
-      output: ["Y"],
-      name: "gemm",
-      attribute: [{ name: "transA", type: ATTR.INT, i: 1 }],
-    });
-    outputDims = ["M", "N"];
+  const g = new GraphBuilder(kind, kind.startsWith("linear_bf16"));
+  if (kind === "mm_ta") {
+    const a = g.input("A", DT.FLOAT, ["K", "M"]);
+    const b = g.input("B", DT.FLOAT, ["K", "N"]);
+    g.output(g.op("Gemm", [a, b], { transA: 1 }), "Y", ["M", "N"]);
   } else if (kind === "bmm" || kind === "bmm_t") {
-    inputs.push(valueInfo("A", DT.FLOAT, ["P", "M", "K"]));
-    if (kind === "bmm") {
-      inputs.push(valueInfo("B", DT.FLOAT, ["P", "K", "N"]));
-      nodes.push({ opType: "MatMul", input: ["A", "B"], output: ["Y"], name: "matmul" });
-    } else {
-      inputs.push(valueInfo("B", DT.FLOAT, ["P", "N", "K"]));
-      nodes.push({
-        opType: "Transpose",
-        input: ["B"],
-        output: ["Bt"],
-        name: "transpose",
-        attribute: [{ name: "perm", type: ATTR.INTS, ints: [0, 2, 1] }],
-      });
-      nodes.push({ opType: "MatMul", input: ["A", "Bt"], output: ["Y"], name: "matmul" });
-    }
-    outputDims = ["P", "M", "N"];
+    const a = g.input("A", DT.FLOAT, ["P", "M", "K"]);
+    const b = g.input("B", DT.FLOAT, kind === "bmm" ? ["P", "K", "N"] : ["P", "N", "K"]);
+    const bk = kind === "bmm" ? b : g.op("Transpose", [b], { perm: [0, 2, 1] });
+    g.output(g.op("MatMul", [a, bk]), "Y", ["P", "M", "N"]);
+  } else if (kind === "linear_f16_x4" || kind === "linear_bf16_x4") {
+    // Four row blocks of a 16-bit weight, one after the other: each is widened and multiplied before the
+    // next is widened, so the f32 temporary is reused while still in cache (see FEW_ROWS_BLOCK_ELEMENTS).
+    const dtype = kind === "linear_bf16_x4" ? "BF16" : "F16";
+    const x = g.input("X", DT.FLOAT, ["M", "K"]);
+    const parts: string[] = [];
+    for (let b = 0; b < LINEAR_BLOCKS_PER_RUN; b++)
+      parts.push(g.op("Gemm", [x, g.weight(`W${b}`, dtype, [`N${b}`, "K"])], { transB: 1 }));
+    g.output(g.op("Concat", parts, { axis: 1 }), "Y", ["M", "N"]);
   } else {
-    const f16 = kind === "linear_f16" || kind === "linear_f16_bias";
-    const bf16 = kind === "linear_bf16" || kind === "linear_bf16_bias";
-    const hasBias = kind.endsWith("_bias");
-    inputs.push(valueInfo("X", DT.FLOAT, ["M", "K"]));
-    inputs.push(valueInfo("W", f16 ? DT.FLOAT16 : bf16 ? DT.UINT16 : DT.FLOAT, ["N", "K"]));
-    if (hasBias) inputs.push(valueInfo("Bias", DT.FLOAT, ["N"]));
-    const wName = f16 || bf16 ? widenNodes(nodes, "W", bf16) : "W";
-    nodes.push({
-      opType: "Gemm",
-      input: hasBias ? ["X", wName, "Bias"] : ["X", wName],
-      output: ["Y"],
-      name: "gemm",
-      attribute: [{ name: "transB", type: ATTR.INT, i: 1 }],
-    });
-    outputDims = ["M", "N"];
+    const dtype = kind.startsWith("linear_bf16") ? "BF16" : kind.startsWith("linear_f16") ? "F16" : "F32";
+    const x = g.input("X", DT.FLOAT, ["M", "K"]);
+    const w = g.weight("W", dtype, ["N", "K"]);
+    const bias = kind.endsWith("_bias") ? [g.input("Bias", DT.FLOAT, ["N"])] : [];
+    g.output(g.op("Gemm", [x, w, ...bias], { transB: 1 }), "Y", ["M", "N"]);
   }
-  const bitcast = kind.startsWith("linear_bf16");
-  const model = onnx.ModelProto.create({
-    irVersion: bitcast ? IR_VERSION_BITCAST : IR_VERSION,
-    producerName: "lvlm-interpret",
-    opsetImport: [{ domain: "", version: bitcast ? OPSET_BITCAST : OPSET }],
-    graph: {
-      name: kind,
-      node: nodes,
-      input: inputs,
-      output: [valueInfo("Y", DT.FLOAT, outputDims)],
-    },
-  });
-  return onnx.ModelProto.encode(model).finish();
+  return g.build();
 }
 
 export interface OrtKernelsOptions {
