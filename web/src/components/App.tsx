@@ -332,10 +332,10 @@ export function App() {
   const [runError, setRunError] = useState<string | null>(null);
   const [picked, setPicked] = useState<string[]>([]);
   const [hasBatch, setHasBatch] = useState(false);
-  const [sidebarOpen, setSidebarOpen] = useState(false);
-  // A page chosen from the opened sidebar replaces it (on a narrow screen it covers the page).
-  // biome-ignore lint/correctness/useExhaustiveDependencies: the page is the trigger, not an input
-  useEffect(() => setSidebarOpen(false), [route.path]);
+  // The page the sidebar was opened on: a page chosen from it replaces it (on a narrow screen it covers the
+  // page), in the very render that shows the new page (an effect would leave it open for a frame).
+  const [sidebarOpenOn, setSidebarOpenOn] = useState<string | null>(null);
+  const sidebarOpen = sidebarOpenOn === route.path;
   // Ticking a third run drops the oldest tick: the compare view takes two.
   const onPick = useCallback(
     (id: string, on: boolean) =>
@@ -418,7 +418,7 @@ export function App() {
             class="sidebar-toggle secondary"
             aria-expanded={sidebarOpen}
             aria-controls="sidebar"
-            onClick={() => setSidebarOpen((o) => !o)}
+            onClick={() => setSidebarOpenOn(sidebarOpen ? null : route.path)}
             data-testid="sidebar-toggle"
           >
             {sidebarOpen ? "Close" : `Runs (${runs.length})`}
