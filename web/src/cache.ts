@@ -48,3 +48,17 @@ export function peek<T>(key: string): { data: T } | undefined {
 export function forget(prefix: string): void {
   for (const key of [...entries.keys()]) if (key.startsWith(prefix)) entries.delete(key);
 }
+
+/** One answer of the server: the key it is kept under and how to ask for it. */
+export interface Query<T> {
+  key: string;
+  load: () => Promise<T>;
+}
+
+/**
+ * Asks for `q` now, ahead of the view that will show it (its answer is kept as {@link cached} keeps it); a
+ * failure is left for that view to report when it asks itself.
+ */
+export function prefetch<T>(q: Query<T>): void {
+  cached(q.key, q.load).catch(() => {});
+}

@@ -3,9 +3,9 @@
 import { useCallback, useEffect, useRef, useState } from "preact/hooks";
 import { mapLayerGrids } from "../../../src/interpret/views/map-layers";
 import { api, type JobInfo, type RunDetail, type RunSummary, type ServerConfig } from "../api";
-import { MapsView, SummaryView } from "./AttentionViews";
+import { MapsView, prefetchMaps, prefetchSummary, SummaryView } from "./AttentionViews";
 import { BatchView } from "./BatchView";
-import { CausalView } from "./CausalView";
+import { CausalView, prefetchCausal } from "./CausalView";
 import { CompareView } from "./CompareView";
 import {
   DEFAULT_SETTINGS,
@@ -15,10 +15,10 @@ import {
   SettingsContext,
   type ViewSettings,
 } from "./common";
-import { FaithfulnessView } from "./FaithfulnessView";
+import { FaithfulnessView, prefetchFaithfulness } from "./FaithfulnessView";
 import { GenerateView } from "./GenerateView";
 import { KeptViews } from "./KeptViews";
-import { RelevancyView } from "./RelevancyView";
+import { prefetchRelevancy, RelevancyView } from "./RelevancyView";
 
 /** The selection of a view opened by its tab: none. */
 const NO_PARAMS = new URLSearchParams();
@@ -30,6 +30,15 @@ const VIEWS = [
   { id: "causal", label: "Causality" },
   { id: "faithfulness", label: "Faithfulness" },
 ] as const;
+
+/** Asks for what a view shows when its tab is opened. */
+function prefetchView(view: string, run: RunDetail): void {
+  if (view === "summary") prefetchSummary(run);
+  else if (view === "maps") prefetchMaps(run);
+  else if (view === "relevancy") prefetchRelevancy(run);
+  else if (view === "causal") prefetchCausal(run);
+  else if (view === "faithfulness") prefetchFaithfulness(run);
+}
 
 interface Route {
   page: "generate" | "run" | "compare" | "batch";
@@ -475,6 +484,7 @@ export function App() {
                       key={current.id}
                       view={route.view ?? "summary"}
                       views={VIEWS.map((v) => v.id)}
+                      prefetch={(view) => prefetchView(view, current)}
                       render={(view, preloading) => {
                         const onChanged = () => loadRun(current.id);
                         // A view rendered ahead of its tab's click gets what the click would give it.

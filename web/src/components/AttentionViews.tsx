@@ -4,7 +4,8 @@
  * tokens and a layer, sorted by mean; the per-head mean strip; the patch selector).
  */
 import { useEffect, useMemo, useRef, useState } from "preact/hooks";
-import { api, type PatchAttention, type RunDetail } from "../api";
+import { type AttentionSummary, api, type HeadImageMaps, type PatchAttention, type RunDetail } from "../api";
+import { prefetch, type Query } from "../cache";
 import { formatValue, neighbourToken } from "../heatmap";
 import {
   Colorbar,
@@ -25,6 +26,16 @@ import {
 } from "./common";
 import { HeadStrip, LayerHeadGrid } from "./grids";
 
+/** The layer × head means of the whole run. */
+function summaryQuery(run: RunDetail): Query<AttentionSummary> {
+  return { key: `summary:${run.id}`, load: () => api.summary(run.id) };
+}
+
+/** Asks for what the summary shows when its tab is opened, before it is. */
+export function prefetchSummary(run: RunDetail): void {
+  prefetch(summaryQuery(run));
+}
+
 export function SummaryView({
   run,
   params,
@@ -36,17 +47,15 @@ export function SummaryView({
 }) {
   const image = useRunImage(run.id);
   const root = useRef<HTMLDivElement>(null);
-  const { data, error } = useAsync(() => api.summary(run.id), [run.id], `summary:${run.id}`);
+  const summaryQ = summaryQuery(run);
+  const { data, error } = useAsync(summaryQ.load, [run.id], summaryQ.key);
   const sel = params.has("layer")
     ? { layer: Number(params.get("layer")), head: Number(params.get("head") ?? 0) }
     : null;
   const select = (layer: number, head: number) =>
     navigate(`#/run/${run.id}/summary?layer=${layer}&head=${head}`);
-  const detail = useAsync(
-    () => (sel ? api.heads(run.id, sel.layer, []) : Promise.resolve(null)),
-    [run.id, sel?.layer],
-    sel ? `heads:${run.id}:${sel.layer}:` : undefined,
-  );
+  const detailQ = sel ? headsQuery(run, sel.layer, []) : null;
+  const detail = useAsync(() => detailQ?.load() ?? Promise.resolve(null), [run.id, sel?.layer], detailQ?.key);
   const headMap = sel && detail.data ? detail.data.heads.find((h) => h.head === sel.head) : undefined;
   return (
     <div ref={root} class="view" data-testid="summary-view">
@@ -122,6 +131,25 @@ export function SummaryView({
   );
 }
 
+/** Every head's map of one layer, averaged over the chosen answer tokens (none: all of them). */
+function headsQuery(run: RunDetail, layer: number, tokens: number[]): Query<HeadImageMaps> {
+  return {
+    key: `heads:${run.id}:${layer}:${tokens.join(",")}`,
+    load: () => api.heads(run.id, layer, tokens),
+  };
+}
+
+/** The layer the maps show: the link's, else the last. */
+function mapsLayer(run: RunDetail, fromLink: string | null): number {
+  const L = run.layout.layers;
+  return Math.min(L - 1, Math.max(0, Number(fromLink ?? L - 1)));
+}
+
+/** Asks for what the maps view shows when its tab is opened, before it is. */
+export function prefetchMaps(run: RunDetail): void {
+  prefetch(headsQuery(run, mapsLayer(run, null), []));
+}
+
 export function MapsView({
   run,
   params,
@@ -135,16 +163,13 @@ export function MapsView({
   const root = useRef<HTMLDivElement>(null);
   const { settings } = useSettings();
   const L = run.layout.layers;
-  const layer = Math.min(L - 1, Math.max(0, Number(params.get("layer") ?? L - 1)));
+  const layer = mapsLayer(run, params.get("layer"));
   const focusHead = params.has("head") ? Number(params.get("head")) : null;
   const tokens = useSelection([]);
   // Asked at once on every change (no debounce): an answer to a superseded selection is dropped.
   const debounced = tokens.sorted;
-  const { data, error, loading } = useAsync(
-    () => api.heads(run.id, layer, debounced),
-    [run.id, layer, debounced.join(",")],
-    `heads:${run.id}:${layer}:${debounced.join(",")}`,
-  );
+  const headsQ = headsQuery(run, layer, debounced);
+  const { data, error, loading } = useAsync(headsQ.load, [run.id, layer, debounced.join(",")], headsQ.key);
   const setLayer = (l: number) =>
     navigate(`#/run/${run.id}/maps?layer=${l}${focusHead !== null ? `&head=${focusHead}` : ""}`);
   const [lo, hi] = data ? [data.min, data.max] : [0, 1];

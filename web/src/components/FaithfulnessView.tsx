@@ -5,6 +5,7 @@
  */
 import { useState } from "preact/hooks";
 import type { RunDetail } from "../api";
+import { forget, prefetch, type Query } from "../cache";
 import { type FaithfulnessResult, faithfulnessApi } from "../faithfulness-api";
 import { ChartBox } from "./charts";
 import { ErrorBox, IndexSelect, JobProgress, Panel, TokenChips, useAsync, useJob } from "./common";
@@ -44,6 +45,20 @@ function CurveChart({ r, which }: { r: FaithfulnessResult; which: "deletion" | "
   );
 }
 
+/** The stored check of one token's map (null where none was made). */
+function checkQuery(run: RunDetail, token: number, spec: string): Query<FaithfulnessResult | null> {
+  return { key: `faith:${run.id}:${token}:${spec}`, load: () => faithfulnessApi.get(run.id, token, spec) };
+}
+
+/** What the view checks when its tab is opened (its first choices below): the first token's mean attention in
+ * the last layer. */
+const openedSpec = (run: RunDetail) => `attn:${run.layout.layers - 1}:mean`;
+
+/** Asks for what the view shows when its tab is opened, before it is. */
+export function prefetchFaithfulness(run: RunDetail): void {
+  prefetch(checkQuery(run, 0, openedSpec(run)));
+}
+
 export function FaithfulnessView({ run }: { run: RunDetail }) {
   const [token, setToken] = useState(0);
   const [kind, setKind] = useState<MapKind>("attn");
@@ -55,8 +70,14 @@ export function FaithfulnessView({ run }: { run: RunDetail }) {
   const [seeds, setSeeds] = useState(3);
   const spec =
     kind === "attn" ? `attn:${layer}:${head}` : kind === "rel" ? `rel:${relMode}:${relKind}` : kind;
-  const stored = useAsync(() => faithfulnessApi.get(run.id, token, spec), [run.id, token, spec]);
-  const { job, start, cancel, busy } = useJob({ done: () => stored.reload() });
+  const storedQ = checkQuery(run, token, spec);
+  const stored = useAsync(storedQ.load, [run.id, token, spec], storedQ.key);
+  const { job, start, cancel, busy } = useJob({
+    done: () => {
+      forget(`faith:${run.id}:`);
+      stored.reload();
+    },
+  });
   const r = stored.data;
   return (
     <div class="view faithfulness" data-testid="faithfulness-view">

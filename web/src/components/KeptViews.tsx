@@ -57,19 +57,23 @@ const PRELOAD_GAP_MS = 30;
  * Renders `render(view)` for every view visited so far (`view` shown, the others hidden). The caller keys
  * this by the run, so another run starts afresh.
  *
- * Once the shown view has had the page to itself for a moment, the views not visited yet are rendered hidden,
- * one per idle period (`render(v, true)`: as a tab click with no selection would show them). Their data is
- * fetched and their canvases drawn then, so opening one of them later is as quick as coming back to it.
+ * The other views' data is asked for at once (`prefetch`). Once the shown view has had the page to itself for
+ * a moment, the views not visited yet are rendered hidden, one per idle period (`render(v, true)`: as a tab
+ * click with no selection would show them). Their canvases are drawn then, so opening one of them later is as
+ * quick as coming back to it.
  */
 export function KeptViews({
   view,
   views,
   render,
+  prefetch,
 }: {
   view: string;
   /** The views that may be kept (an unknown name is rendered each time, never kept), in preloading order. */
   views: readonly string[];
   render: (view: string, preloading: boolean) => ComponentChildren;
+  /** Asks the server for what a view shows when its tab is opened (no rendering). */
+  prefetch: (view: string) => void;
 }) {
   // What each visited view last rendered: a hidden one keeps it (the shown view's route is not its own).
   const kept = useRef(new Map<string, ComponentChildren>());
@@ -81,6 +85,12 @@ export function KeptViews({
   // When the shown view was shown: it has the page to itself for a moment (its own data and drawing first).
   const shownAt = useRef({ view, at: performance.now() });
   if (shownAt.current.view !== view) shownAt.current = { view, at: performance.now() };
+  // Once the first view is in the page, the others' data is asked for: the server works while the reader
+  // reads, and the page only parses the answers, so a tab clicked before its view is rendered ahead has
+  // only the rendering left to do. Once per run: the caller keys this component by the run.
+  useEffect(() => {
+    for (const v of views) if (v !== view) prefetch(v);
+  }, []);
   // After every commit: the next view not rendered yet, in an idle period.
   useEffect(() => {
     const next = views.find((v) => !kept.current.has(v));

@@ -5,8 +5,17 @@
  * vs the text. Computed on demand per token (a queued job with progress), cached in the run.
  */
 import { useMemo, useRef, useState } from "preact/hooks";
-import { api, type MapGrouping, type RelevancyKind, type RelevancyMode, type RunDetail } from "../api";
-import { forget } from "../cache";
+import {
+  api,
+  type MapGrouping,
+  type RelevancyKind,
+  type RelevancyMapsView,
+  type RelevancyMode,
+  type RelevancyReliance,
+  type RelevancyTextView,
+  type RunDetail,
+} from "../api";
+import { forget, prefetch, type Query } from "../cache";
 import { cssColor, textOn } from "../colormap";
 import { formatValue } from "../heatmap";
 import { ChartBox } from "./charts";
@@ -47,13 +56,63 @@ export function relevancyName(mode: RelevancyMode, kind: RelevancyKind): string 
   return `${m} ${kind === "llm" ? "LLM" : `vision-tower (${kind})`} relevancy`;
 }
 
+/** What the view shows when its tab is opened. */
+const OPENED = { mode: "exact", kind: "llm", by: "word" } as const;
+
+/** The maps of one mode, kind and grouping (null while no token has them). */
+function mapsQuery(
+  run: RunDetail,
+  mode: RelevancyMode,
+  kind: RelevancyKind,
+  by: MapGrouping,
+): Query<RelevancyMapsView | null> {
+  const computed = run.analyses.relevancy[mode]?.[kind] ?? [];
+  return {
+    key: `rel:${run.id}:maps:${mode}:${kind}:${by}:${computed.length}`,
+    load: () => (computed.length ? api.relevancyMaps(run.id, mode, kind, by) : Promise.resolve(null)),
+  };
+}
+
+/** Every answer token's reliance on the image (null while no token has LLM relevancy). */
+function relianceQuery(run: RunDetail, mode: RelevancyMode): Query<RelevancyReliance | null> {
+  const computed = run.analyses.relevancy[mode]?.llm ?? [];
+  return {
+    key: `rel:${run.id}:reliance:${mode}:${computed.length}`,
+    load: () => (computed.length ? api.relevancyReliance(run.id, mode) : Promise.resolve(null)),
+  };
+}
+
+/** The token whose text relevancy is shown: the one chosen if it has LLM relevancy, else the first that has. */
+function textTokenShown(run: RunDetail, mode: RelevancyMode, chosen: number | null): number | null {
+  const computed = run.analyses.relevancy[mode]?.llm ?? [];
+  return chosen !== null && computed.includes(chosen) ? chosen : (computed[0] ?? null);
+}
+
+function textQuery(
+  run: RunDetail,
+  mode: RelevancyMode,
+  token: number | null,
+): Query<RelevancyTextView | null> {
+  return {
+    key: `rel:${run.id}:text:${mode}:${token}`,
+    load: () => (token !== null ? api.relevancyText(run.id, mode, token) : Promise.resolve(null)),
+  };
+}
+
+/** Asks for what the view shows when opened, before it is. */
+export function prefetchRelevancy(run: RunDetail): void {
+  prefetch(mapsQuery(run, OPENED.mode, OPENED.kind, OPENED.by));
+  prefetch(relianceQuery(run, OPENED.mode));
+  prefetch(textQuery(run, OPENED.mode, textTokenShown(run, OPENED.mode, null)));
+}
+
 export function RelevancyView({ run, onChanged }: { run: RunDetail; onChanged: () => void }) {
   const image = useRunImage(run.id);
   const root = useRef<HTMLDivElement>(null);
   const { settings } = useSettings();
-  const [mode, setMode] = useState<RelevancyMode>("exact");
-  const [kind, setKind] = useState<RelevancyKind>("llm");
-  const [by, setBy] = useState<MapGrouping>("word");
+  const [mode, setMode] = useState<RelevancyMode>(OPENED.mode);
+  const [kind, setKind] = useState<RelevancyKind>(OPENED.kind);
+  const [by, setBy] = useState<MapGrouping>(OPENED.by);
   const [showSeparators, setShowSeparators] = useState(false);
   const [textToken, setTextToken] = useState<number | null>(null);
   const [version, setVersion] = useState(0);
@@ -68,24 +127,14 @@ export function RelevancyView({ run, onChanged }: { run: RunDetail; onChanged: (
       onChanged();
     },
   });
-  const maps = useAsync(
-    () => (computed.length ? api.relevancyMaps(run.id, mode, kind, by) : Promise.resolve(null)),
-    [run.id, mode, kind, by, version, computed.join(",")],
-    `rel:${run.id}:maps:${mode}:${kind}:${by}:${computed.length}`,
-  );
+  const mapsQ = mapsQuery(run, mode, kind, by);
+  const maps = useAsync(mapsQ.load, [run.id, mode, kind, by, version, computed.join(",")], mapsQ.key);
   const llmComputed = run.analyses.relevancy[mode]?.llm ?? [];
-  const reliance = useAsync(
-    () => (llmComputed.length ? api.relevancyReliance(run.id, mode) : Promise.resolve(null)),
-    [run.id, mode, version, llmComputed.join(",")],
-    `rel:${run.id}:reliance:${mode}:${llmComputed.length}`,
-  );
-  const chosenText =
-    textToken !== null && llmComputed.includes(textToken) ? textToken : (llmComputed[0] ?? null);
-  const text = useAsync(
-    () => (chosenText !== null ? api.relevancyText(run.id, mode, chosenText) : Promise.resolve(null)),
-    [run.id, mode, chosenText, version],
-    `rel:${run.id}:text:${mode}:${chosenText}`,
-  );
+  const relianceQ = relianceQuery(run, mode);
+  const reliance = useAsync(relianceQ.load, [run.id, mode, version, llmComputed.join(",")], relianceQ.key);
+  const chosenText = textTokenShown(run, mode, textToken);
+  const textQ = textQuery(run, mode, chosenText);
+  const text = useAsync(textQ.load, [run.id, mode, chosenText, version], textQ.key);
   const items = useMemo(
     () => (maps.data?.items ?? []).filter((i) => showSeparators || !i.separator),
     [maps.data, showSeparators],
