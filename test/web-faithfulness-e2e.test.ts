@@ -101,6 +101,8 @@ describe("faithfulness view in headless Chromium", { skip }, () => {
     }
     for (const which of ["deletion", "insertion"] as const) {
       const chart = page.locator(`[data-testid="faith-chart-${which}"]`);
+      // A chart below the screen is built in an idle period after the view's paint.
+      await page.locator(`[data-testid="faith-chart-${which}"][data-series]`).waitFor();
       const series = JSON.parse((await chart.getAttribute("data-series"))!) as { data: number[] }[];
       assert.deepEqual(series[0].data, lib.curves[which], `${which}: plotted map curve`);
       assert.deepEqual(series[1].data, lib.random[which], `${which}: plotted random curve`);

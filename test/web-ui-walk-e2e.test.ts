@@ -116,19 +116,22 @@ function darkPixels(png: PNG, y0: number, y1: number): number {
   return n;
 }
 
-/** From now on, counts drawImage calls on relevancy-map canvases in `window.__draws` (the counter goes in once per page). */
+/** Counts drawImage calls on relevancy-map canvases in `window.__draws` from 0 (the counter goes in once per page). */
+function relevancyMapDrawCounter(): void {
+  window.__draws = 0;
+  if (window.__countsDraws) return;
+  window.__countsDraws = true;
+  const proto = window.CanvasRenderingContext2D.prototype;
+  const original = proto.drawImage;
+  proto.drawImage = function (this: any, ...args: any[]) {
+    if (this.canvas?.dataset?.testid === "rel-map") window.__draws++;
+    return original.apply(this, args);
+  };
+}
+
+/** From now on, counts drawImage calls on relevancy-map canvases in `window.__draws`. */
 async function countRelevancyMapDraws(): Promise<void> {
-  await page.evaluate(() => {
-    window.__draws = 0;
-    if (window.__countsDraws) return;
-    window.__countsDraws = true;
-    const proto = window.CanvasRenderingContext2D.prototype;
-    const original = proto.drawImage;
-    proto.drawImage = function (this: any, ...args: any[]) {
-      if (this.canvas?.dataset?.testid === "rel-map") window.__draws++;
-      return original.apply(this, args);
-    };
-  });
+  await page.evaluate(relevancyMapDrawCounter);
 }
 
 /** Text of the visible status line of a job. */
@@ -281,7 +284,7 @@ describe("walk-through findings in headless Chromium", { skip }, () => {
       assert.equal(Number(await bars.nth(i).getAttribute("data-lo")), Math.min(...v));
       assert.equal(Number(await bars.nth(i).getAttribute("data-hi")), Math.max(...v));
       assert.match(
-        (await bars.nth(i).locator("canvas").getAttribute("aria-label")) ?? "",
+        (await bars.nth(i).locator('[role="img"]').getAttribute("aria-label")) ?? "",
         /^colour scale from /,
       );
     }
@@ -559,10 +562,13 @@ describe("walk-through findings in headless Chromium", { skip }, () => {
     const ahead = ["/relevancy/maps", "/relevancy/reliance", "/causal/0", "/faithfulness"].map((p) =>
       page.waitForResponse((r) => r.url().includes(`/api/runs/${runId}${p}`)),
     );
+    // Relevancy maps drawn from the page's start are counted: the hidden view's are the sign it was rendered.
+    await page.addInitScript(relevancyMapDrawCounter);
     await page.goto(`${ts.base}/#/run/${runId}/summary`);
     await page.reload();
     await page.locator('[data-testid="grid-image"]').waitFor();
     await Promise.all(ahead);
+    await page.waitForFunction(() => window.__draws > 0);
     const asked: string[] = [];
     const onRequest = (r: { url(): string }) => {
       if (r.url().includes("/api/")) asked.push(new URL(r.url()).pathname);

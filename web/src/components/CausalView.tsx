@@ -5,8 +5,15 @@
  */
 import cytoscape from "cytoscape";
 import { useContext, useEffect, useLayoutEffect, useMemo, useRef, useState } from "preact/hooks";
-import { api, type CausalHeadView, type ImageGeometry, type Mark, type RunDetail } from "../api";
-import { forget } from "../cache";
+import {
+  api,
+  type CausalHeadView,
+  type CausalView as CausalViewData,
+  type ImageGeometry,
+  type Mark,
+  type RunDetail,
+} from "../api";
+import { forget, prefetch, type Query } from "../cache";
 import { formatValue } from "../heatmap";
 import { whenIdle } from "../idle";
 import { ChartBox } from "./charts";
@@ -81,6 +88,20 @@ export function causalToken(run: RunDetail, fromLink: string | null): number {
   return Number.isFinite(k) ? Math.min(G - 1, Math.max(0, Math.trunc(k))) : G - 1;
 }
 
+/** A token's stored explanation (null where none is). */
+function causalQuery(run: RunDetail, token: number): Query<CausalViewData | null> {
+  const computed = run.analyses.causal.includes(token);
+  return {
+    key: `causal:${run.id}:${token}:${computed}`,
+    load: () => (computed ? api.causal(run.id, token) : Promise.resolve(null)),
+  };
+}
+
+/** Asks for what the view shows when its tab is opened, before it is. */
+export function prefetchCausal(run: RunDetail): void {
+  prefetch(causalQuery(run, causalToken(run, null)));
+}
+
 /** How far off the screen a graph still gets its renderer, in an idle period (CSS pixels). */
 const NEAR_MARGIN = 200;
 
@@ -112,7 +133,27 @@ function CausalGraph({
   /** The labels' size on screen (CSS pixels), for tests and the curious. */
   const [labelPx, setLabelPx] = useState(0);
   useEffect(() => {
-    if (!box.current) return;
+    const el = box.current;
+    if (!el) return;
+    let built: cytoscape.Core | null = null;
+    const build = () => {
+      built = buildGraph(el);
+    };
+    // A graph below the screen (the usual place on a long answer) is built in an idle period, so the tab's
+    // first paint does not wait for it; one on the screen is built at once.
+    const r = el.getBoundingClientRect();
+    const onScreen = shownNow.current && el.isConnected && r.top < innerHeight && r.bottom > 0;
+    let cancel: (() => void) | null = null;
+    if (onScreen) build();
+    else cancel = whenIdle(build);
+    return () => {
+      cancel?.();
+      graph.current = null;
+      built?.destroy();
+    };
+  }, [head, image, geometry, radius, explanationOnly]);
+  /** The graph in `el` (with a renderer when the view is shown, else headless), kept in `graph`. */
+  function buildGraph(el: HTMLDivElement): cytoscape.Core {
     const maxR = Math.max(0, ...head.nodes.map((n) => n.radius ?? 0));
     const keep = new Set(
       head.nodes
@@ -169,7 +210,7 @@ function CausalGraph({
       }));
     const visible = shownNow.current;
     const cy = cytoscape({
-      container: visible ? box.current : undefined,
+      container: visible ? el : undefined,
       headless: !visible,
       // Headless, cytoscape keeps no style unless asked: the label sizes are set on it before it is shown.
       styleEnabled: true,
@@ -267,11 +308,8 @@ function CausalGraph({
       unlabelled: nodes.filter((n) => !n.data.label).length,
     });
     graph.current = { cy, readable, mounted: visible, fitted: visible };
-    return () => {
-      graph.current = null;
-      cy.destroy();
-    };
-  }, [head, image, geometry, radius, explanationOnly]);
+    return cy;
+  }
   // Whether the graph is on or near the screen (a tab shown again gives it a renderer only then).
   // Where the graph's box is: on the screen, within NEAR_MARGIN of it, or farther (a graph rendered hidden
   // waits for the observer's first word once shown; most often it is below the fold).
@@ -361,11 +399,8 @@ export function CausalView({
       onChanged();
     },
   });
-  const view = useAsync(
-    () => (computed.has(token) ? api.causal(run.id, token) : Promise.resolve(null)),
-    [run.id, token, version, computed.has(token)],
-    `causal:${run.id}:${token}:${computed.has(token)}`,
-  );
+  const viewQ = causalQuery(run, token);
+  const view = useAsync(viewQ.load, [run.id, token, version, computed.has(token)], viewQ.key);
   const [headSel, setHeadSel] = useState<number | null>(null);
   const [explanationOnly, setExplanationOnly] = useState(true);
   const data = view.data;

@@ -15,6 +15,7 @@ import {
 } from "chart.js";
 import { useEffect, useRef } from "preact/hooks";
 import { formatValue } from "../heatmap";
+import { whenIdle } from "../idle";
 
 Chart.register(
   BarController,
@@ -92,13 +93,23 @@ export function ChartBox({
         },
       },
     };
-    chart.current?.destroy();
-    chart.current = new Chart(ref.current, cfg);
-    // What the chart holds, read back from it (tests compare it with the server's numbers).
-    ref.current.dataset.series = JSON.stringify(
-      chart.current.data.datasets.map((d) => ({ label: d.label, data: d.data })),
-    );
+    const canvas = ref.current;
+    const build = () => {
+      chart.current?.destroy();
+      chart.current = new Chart(canvas, cfg);
+      // What the chart holds, read back from it (tests compare it with the server's numbers).
+      canvas.dataset.series = JSON.stringify(
+        chart.current.data.datasets.map((d) => ({ label: d.label, data: d.data })),
+      );
+    };
+    // A chart below the screen is built in an idle period (a chart costs ~10–20 ms): the view's first paint
+    // does not wait for what cannot be seen yet.
+    const r = canvas.getBoundingClientRect();
+    let cancel: (() => void) | null = null;
+    if (canvas.isConnected && r.top < innerHeight && r.bottom > 0) build();
+    else cancel = whenIdle(build);
     return () => {
+      cancel?.();
       chart.current?.destroy();
       chart.current = null;
     };
