@@ -554,6 +554,27 @@ describe("web app in headless Chromium", { skip }, () => {
     assert.equal(ev.at(-1)!.type, "done");
     const G = (await api(`/api/runs/${longId}`)).tokens.length;
     assert.ok(G >= 600, `long run has ${G} tokens`);
+    const chips = page.locator('[data-testid="map-tokens"] .token');
+    // A list below the screen (here: a screen 100 px tall) keeps its first page until it is scrolled near.
+    const viewport = page.viewportSize()!;
+    await page.setViewportSize({ width: viewport.width, height: 100 });
+    try {
+      await page.goto(`${ts.base}/#/run/${longId}/maps`);
+      await page.locator('[data-testid="head-map"]').first().waitFor();
+      const top = await page
+        .locator('[data-testid="map-tokens"]')
+        .evaluate((el) => el.getBoundingClientRect().top);
+      assert.ok(top > 100 + 200, `the list starts ${top} px down, beyond the screen and its margin`);
+      await page.waitForTimeout(300);
+      assert.equal(await chips.count(), CHIP_PAGE, "only the first page below the screen");
+      await page.locator('[data-testid="map-tokens"]').scrollIntoViewIfNeeded();
+      await page.waitForFunction(
+        (n) => document.querySelectorAll('[data-testid="map-tokens"] .token').length > n,
+        CHIP_PAGE,
+      );
+    } finally {
+      await page.setViewportSize(viewport);
+    }
     await page.goto(`${ts.base}/#/run/${longId}/maps`);
     await page.evaluate(() => {
       (window as any).__long = [];
@@ -564,7 +585,6 @@ describe("web app in headless Chromium", { skip }, () => {
     await page.locator('[data-testid="head-map"]').first().waitFor();
     // The token list renders what its box shows (and a little more) first; scrolling it renders the rest,
     // and its "more" button all of it: every token stays reachable.
-    const chips = page.locator('[data-testid="map-tokens"] .token');
     const first = await chips.count();
     assert.ok(first >= CHIP_PAGE && first < G, `${first} of ${G} chips rendered at first`);
     await page.locator('[data-testid="map-tokens"]').evaluate((el) => el.scrollTo(0, el.scrollHeight));

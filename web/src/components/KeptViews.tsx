@@ -5,7 +5,7 @@
  * new props nor settings until shown again, so it does no work while hidden.
  */
 import { type ComponentChildren, createContext, createPortal } from "preact";
-import { useEffect, useLayoutEffect, useMemo, useRef, useState } from "preact/hooks";
+import { useCallback, useEffect, useMemo, useRef, useState } from "preact/hooks";
 import { whenIdle } from "../idle";
 import { memo, SettingsContext, useSettings } from "./common";
 
@@ -18,7 +18,6 @@ interface KeptProps {
 }
 
 function KeptView({ active, children }: KeptProps) {
-  const host = useRef<HTMLDivElement>(null);
   // The view renders into its own element, which this component puts into the page or takes out of it.
   const container = useMemo(() => {
     const d = document.createElement("div");
@@ -28,13 +27,19 @@ function KeptView({ active, children }: KeptProps) {
   const settings = useSettings();
   const frozen = useRef(settings);
   if (active) frozen.current = settings;
-  useLayoutEffect(() => {
-    if (active) host.current?.appendChild(container);
-    else container.remove();
-  }, [active, container]);
-  useLayoutEffect(() => () => container.remove(), [container]);
+  // Put in or taken out by the host's ref, which preact sets before any layout effect of the commit runs: the
+  // view's own layout effects already find it in the page (a token list measures its box before the first
+  // paint), and a view hidden is out of the page in the very commit that hides it. A new callback when `active`
+  // changes, so it runs again then (and with null on unmount).
+  const place = useCallback(
+    (host: HTMLDivElement | null) => {
+      if (host && active) host.appendChild(container);
+      else container.remove();
+    },
+    [active, container],
+  );
   return (
-    <div ref={host} class="kept-host">
+    <div ref={place} class="kept-host">
       {createPortal(
         <ViewShown.Provider value={active}>
           <SettingsContext.Provider value={frozen.current}>{children}</SettingsContext.Provider>

@@ -455,6 +455,8 @@ export const CHIP_PAGE = 120;
 
 /** How far below a list's visible part its chips are rendered ahead of scrolling (CSS pixels). */
 const MORE_MARGIN = 60;
+/** How far below the screen a list still counts as near it, and renders past its first page (CSS pixels). */
+const NEAR_SCREEN = 200;
 
 function TokenChipList(p: TokenChipsProps) {
   const { settings } = useSettings();
@@ -465,19 +467,36 @@ function TokenChipList(p: TokenChipsProps) {
   const rest = Math.max(0, p.tokens.length - shown);
   // The end of the rendered chips: when it scrolls near the list's visible part, the next page renders.
   const end = useRef<HTMLSpanElement>(null);
-  // At first, as many chips as fill the list's box (and a margin) in one go, before the first paint: the
-  // rows the first page filled tell how many chips a pixel of height holds.
+  // Whether the list is on the screen or near it: a list farther down keeps its first page until scrolled to.
+  const [near, setNear] = useState(false);
+  // A list in the page near the screen is near from the start. (A view rendered into a detached element, as
+  // kept views are, learns it from the observer below once it is in the page.)
+  useLayoutEffect(() => {
+    const list = end.current?.parentElement;
+    if (list?.isConnected && list.getBoundingClientRect().top <= innerHeight + NEAR_SCREEN) setNear(true);
+  }, []);
+  // Once near, as many chips as fill the list's box (and a margin) in one go, before the next paint: the rows
+  // the first page filled tell how many chips a pixel of height holds.
   useLayoutEffect(() => {
     const el = end.current;
     const list = el?.parentElement;
-    if (!el || !list || list.clientHeight === 0) return;
+    if (!near || !el || !list || list.clientHeight === 0) return;
     const used = el.getBoundingClientRect().bottom - list.getBoundingClientRect().top + list.scrollTop;
     const want = list.clientHeight + MORE_MARGIN;
     if (used > 0 && used < want) setShown((n) => Math.max(n, Math.ceil((n * want) / used)));
-  }, []);
+  }, [near]);
+  useEffect(() => {
+    const list = end.current?.parentElement;
+    if (near || !list || rest === 0 || typeof IntersectionObserver === "undefined") return;
+    const io = new IntersectionObserver((entries) => entries.some((e) => e.isIntersecting) && setNear(true), {
+      rootMargin: `${NEAR_SCREEN}px`,
+    });
+    io.observe(list);
+    return () => io.disconnect();
+  }, [near, rest > 0]);
   useEffect(() => {
     const el = end.current;
-    if (!el || rest === 0 || typeof IntersectionObserver === "undefined") return;
+    if (!el || !near || rest === 0 || typeof IntersectionObserver === "undefined") return;
     const io = new IntersectionObserver(
       (entries) => {
         if (entries.some((e) => e.isIntersecting)) setShown((n) => n + CHIP_PAGE);
@@ -486,7 +505,7 @@ function TokenChipList(p: TokenChipsProps) {
     );
     io.observe(el);
     return () => io.disconnect();
-  }, [shown, rest > 0]);
+  }, [shown, near, rest > 0]);
   // One listener on the list, not two per chip: a 650-token answer renders and updates much faster.
   const onToggle = (e: MouseEvent | KeyboardEvent) => {
     const i = chipIndex(e);
