@@ -15,7 +15,7 @@ import {
 } from "../api";
 import { forget, prefetch, type Query } from "../cache";
 import { formatValue } from "../heatmap";
-import { whenIdle } from "../idle";
+import { nowIfOnScreen, whenIdle } from "../idle";
 import { ChartBox } from "./charts";
 import {
   activate,
@@ -139,15 +139,11 @@ function CausalGraph({
     const build = () => {
       built = buildGraph(el);
     };
-    // A graph below the screen (the usual place on a long answer) is built in an idle period, so the tab's
-    // first paint does not wait for it; one on the screen is built at once.
-    const r = el.getBoundingClientRect();
-    const onScreen = shownNow.current && el.isConnected && r.top < innerHeight && r.bottom > 0;
-    let cancel: (() => void) | null = null;
-    if (onScreen) build();
-    else cancel = whenIdle(build);
+    // A graph below the screen (the usual place on a long answer) or in a hidden view is built in an idle
+    // period, so the tab's first paint does not wait for it; one on the screen is built at once.
+    const cancel = nowIfOnScreen(el, build);
     return () => {
-      cancel?.();
+      cancel();
       graph.current = null;
       built?.destroy();
     };

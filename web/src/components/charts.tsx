@@ -15,7 +15,7 @@ import {
 } from "chart.js";
 import { useEffect, useRef } from "preact/hooks";
 import { formatValue } from "../heatmap";
-import { whenIdle } from "../idle";
+import { nowIfOnScreen } from "../idle";
 
 Chart.register(
   BarController,
@@ -104,12 +104,9 @@ export function ChartBox({
     };
     // A chart below the screen is built in an idle period (a chart costs ~10–20 ms): the view's first paint
     // does not wait for what cannot be seen yet.
-    const r = canvas.getBoundingClientRect();
-    let cancel: (() => void) | null = null;
-    if (canvas.isConnected && r.top < innerHeight && r.bottom > 0) build();
-    else cancel = whenIdle(build);
+    const cancel = nowIfOnScreen(canvas, build);
     return () => {
-      cancel?.();
+      cancel();
       chart.current?.destroy();
       chart.current = null;
     };
