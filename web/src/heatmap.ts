@@ -27,22 +27,30 @@ function range(values: MapValues, lo?: number, hi?: number): [number, number] {
   return [lo ?? a, hi ?? b];
 }
 
-/** A rows × cols canvas, one pixel per value, coloured by the colormap over [lo, hi]; missing values clear. */
-export function valuesToCanvas(
+/** The one small canvas every map's values are painted on before being stretched onto their own canvas. */
+let scratch: CanvasRenderingContext2D | null = null;
+
+/**
+ * A rows × cols canvas, one pixel per value, coloured by the colormap over [lo, hi]; missing values clear. The
+ * canvas is shared and repainted by the next call: draw it at once (drawImage copies it). A view draws dozens
+ * of maps, and a new canvas each cost more to set up than painting its pixels.
+ */
+function valuesToCanvas(
   values: MapValues,
   rows: number,
   cols: number,
   cmap: string,
   lo?: number,
   hi?: number,
-  alpha?: ArrayLike<number>,
 ): HTMLCanvasElement {
   const [a, b] = range(values, lo, hi);
   const t = lut(cmap);
-  const c = document.createElement("canvas");
-  c.width = cols;
-  c.height = rows;
-  const ctx = c.getContext("2d")!;
+  scratch ??= context2d(document.createElement("canvas"));
+  const ctx = scratch;
+  if (ctx.canvas.width !== cols || ctx.canvas.height !== rows) {
+    ctx.canvas.width = cols;
+    ctx.canvas.height = rows;
+  }
   const img = ctx.createImageData(cols, rows);
   for (let i = 0; i < rows * cols; i++) {
     const v = values[i];
@@ -52,10 +60,11 @@ export function valuesToCanvas(
     img.data[i * 4] = t[k];
     img.data[i * 4 + 1] = t[k + 1];
     img.data[i * 4 + 2] = t[k + 2];
-    img.data[i * 4 + 3] = alpha ? Math.round(255 * alpha[i]) : 255;
+    img.data[i * 4 + 3] = 255;
   }
+  // putImageData replaces every pixel (transparent where no value), so nothing of the last map is left.
   ctx.putImageData(img, 0, 0);
-  return c;
+  return ctx.canvas;
 }
 
 /** Canvas size for the original picture fitted into a size × size box (aspect kept). */

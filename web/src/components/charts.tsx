@@ -13,7 +13,7 @@ import {
   PointElement,
   Tooltip,
 } from "chart.js";
-import { useEffect, useRef } from "preact/hooks";
+import { useLayoutEffect, useRef } from "preact/hooks";
 import { formatValue } from "../heatmap";
 import { nowIfOnScreen } from "../idle";
 
@@ -64,7 +64,8 @@ export function ChartBox({
   const click = useRef(onClick);
   click.current = onClick;
   const key = JSON.stringify([type, labels, series, xTitle, yTitle, stacked]);
-  useEffect(() => {
+  // A layout effect: a chart on the screen is drawn before the paint, so the view shows with it in one frame.
+  useLayoutEffect(() => {
     if (!ref.current) return;
     const cfg: ChartConfiguration = {
       type,

@@ -18,6 +18,7 @@ import {
   outlinePatches,
   tokenAt,
 } from "../heatmap";
+import { nowIfOnScreen } from "../idle";
 
 export function errorText(e: unknown): string {
   if (e instanceof ApiError) return e.message;
@@ -326,17 +327,22 @@ function ImageMapCanvas(p: ImageMapProps) {
   const [w, h] = fitSize(p.geometry, p.size);
   const handlers = useRef(p);
   handlers.current = p;
+  // Before the paint when on the screen (the view shows with its maps in one frame, not blank canvases first),
+  // else once the page is idle (maps below the screen, or in a view rendered ahead, do not hold up a paint).
   // biome-ignore lint/correctness/useExhaustiveDependencies: redraw exactly when what is drawn changes
-  useEffect(() => {
+  useLayoutEffect(() => {
     const c = ref.current;
     if (!c) return;
-    const map = p.map && mapLayerGrids(p.geometry) ? mapLayer(p.map, p.geometry, settings.layer) : p.map;
-    drawImageMap(c, p.image, map, p.geometry, p.cmap ? { ...settings, cmap: p.cmap } : settings, p.lo, p.hi);
-    if (p.gridLines) drawGridLines(c, p.geometry);
-    if (p.outline?.length)
-      outlinePatches(c, p.geometry, p.outline, p.outlineColor ?? "#00e5ff", "rgba(0,229,255,0.18)");
-    if (p.cursor !== undefined && p.cursor !== null && p.cursor >= 0)
-      outlinePatches(c, p.geometry, [p.cursor], "#ff2d95");
+    return nowIfOnScreen(c, () => {
+      const map = p.map && mapLayerGrids(p.geometry) ? mapLayer(p.map, p.geometry, settings.layer) : p.map;
+      const style = p.cmap ? { ...settings, cmap: p.cmap } : settings;
+      drawImageMap(c, p.image, map, p.geometry, style, p.lo, p.hi);
+      if (p.gridLines) drawGridLines(c, p.geometry);
+      if (p.outline?.length)
+        outlinePatches(c, p.geometry, p.outline, p.outlineColor ?? "#00e5ff", "rgba(0,229,255,0.18)");
+      if (p.cursor !== undefined && p.cursor !== null && p.cursor >= 0)
+        outlinePatches(c, p.geometry, [p.cursor], "#ff2d95");
+    });
   }, [
     p.image,
     p.map,
