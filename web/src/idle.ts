@@ -14,9 +14,31 @@ export function whenIdle(f: () => void, delay = 0): () => void {
   };
 }
 
+/** Work waiting for the next idle period on behalf of `nowIfOnScreen` (one timer for all of it). */
+const queued = new Set<() => void>();
+let scheduled = false;
+
+/** Runs `f` with the other queued work in the browser's next idle period; returns a canceller. */
+function queueIdle(f: () => void): () => void {
+  queued.add(f);
+  if (!scheduled) {
+    scheduled = true;
+    whenIdle(() => {
+      scheduled = false;
+      const batch = [...queued];
+      queued.clear();
+      for (const g of batch) g();
+    });
+  }
+  return () => {
+    queued.delete(f);
+  };
+}
+
 /**
  * Runs `f` at once when `el` is in the page and on the screen, else in the browser's next idle period (what
- * cannot be seen yet does not hold up a paint); returns a canceller.
+ * cannot be seen yet does not hold up a paint); returns a canceller. A view has dozens of maps below the
+ * screen: they share one timer and are drawn in one idle period.
  */
 export function nowIfOnScreen(el: Element, f: () => void): () => void {
   const r = el.getBoundingClientRect();
@@ -24,5 +46,5 @@ export function nowIfOnScreen(el: Element, f: () => void): () => void {
     f();
     return () => {};
   }
-  return whenIdle(f);
+  return queueIdle(f);
 }

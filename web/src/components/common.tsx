@@ -488,7 +488,8 @@ function TokenChipList(p: TokenChipsProps) {
     const list = el?.parentElement;
     if (!near || !el || !list || list.clientHeight === 0) return;
     const used = el.getBoundingClientRect().bottom - list.getBoundingClientRect().top + list.scrollTop;
-    const want = list.clientHeight + MORE_MARGIN;
+    // Past the margin at which the observer below adds the next page, so it does not add one at once.
+    const want = list.clientHeight + 2 * MORE_MARGIN;
     if (used > 0 && used < want) setShown((n) => Math.max(n, Math.ceil((n * want) / used)));
   }, [near]);
   useEffect(() => {

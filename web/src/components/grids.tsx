@@ -1,5 +1,5 @@
 /** Canvas grids: the layer × head heatmap (hover values, click a cell) and the per-head strip. */
-import { useEffect, useRef, useState } from "preact/hooks";
+import { useLayoutEffect, useRef, useState } from "preact/hooks";
 import { lut } from "../colormap";
 import { formatValue } from "../heatmap";
 import { Colorbar, extent, useSettings } from "./common";
@@ -28,7 +28,8 @@ export function LayerHeadGrid({ values, selected, onSelect, testId, maxSize = 38
   const w = PAD_L + L * cell + 4;
   const h = PAD_T + H * cell + PAD_B;
   const [lo, hi] = extent(values);
-  useEffect(() => {
+  // Before the paint (a few rectangles): the view shows with its grid in one frame.
+  useLayoutEffect(() => {
     const c = ref.current;
     if (!c) return;
     const ctx = c.getContext("2d")!;
@@ -133,7 +134,8 @@ export function HeadStrip({
   const w = n * cell;
   const h = cell + 16;
   const [lo, hi] = extent([values]);
-  useEffect(() => {
+  // Before the paint (a few rectangles): the view shows with its grid in one frame.
+  useLayoutEffect(() => {
     const c = ref.current;
     if (!c) return;
     const ctx = c.getContext("2d")!;
