@@ -80,7 +80,7 @@ function as16(w: WeightMatrix, dtype: "F16" | "BF16"): WeightMatrix {
 }
 
 /** The fixture's tower with another activation and weight dtype (same weights, rounded to 16 bits). */
-function towerWith(act: string, dtype: WeightMatrix["dtype"]): VisionTower {
+function towerWith(act: string, dtype: "F32" | "F16" | "BF16"): VisionTower {
   const base = model.vision;
   const t = Object.create(VisionTower.prototype) as VisionTower;
   Object.assign(t, base, { cfg: { ...base.cfg, hiddenAct: act }, act: activationFn(act) });
@@ -116,7 +116,7 @@ describe("vision encoder layer as one onnxruntime graph", () => {
     assert.equal(c.hits, model.vision.layers.length);
   });
 
-  const visionCases: [string, WeightMatrix["dtype"], number | null][] = [];
+  const visionCases: [string, "F32" | "F16" | "BF16", number | null][] = [];
   for (const act of ["quick_gelu", "gelu", "gelu_pytorch_tanh"])
     for (const dtype of ["F32", "F16", "BF16"] as const) visionCases.push([act, dtype, null]);
   // 16-bit weights in row blocks (a 7B-size matrix is fed as several): 1000 elements leave a ragged last block.
@@ -149,7 +149,7 @@ describe("vision encoder layer as one onnxruntime graph", () => {
 });
 
 /** A fixture's decoder with another sliding window and weight dtype (same weights, rounded to 16 bits). */
-function decoderWith(dec: TextDecoder, window: number | null, dtype: WeightMatrix["dtype"]): TextDecoder {
+function decoderWith(dec: TextDecoder, window: number | null, dtype: "F32" | "F16" | "BF16"): TextDecoder {
   const t = Object.create(TextDecoder.prototype) as TextDecoder;
   Object.assign(t, dec, { cfg: { ...dec.cfg, slidingWindow: window } });
   if (dtype !== "F32") {
@@ -165,7 +165,7 @@ function decoderWith(dec: TextDecoder, window: number | null, dtype: WeightMatri
 }
 
 describe("decoder layer prefill as one onnxruntime graph", () => {
-  const cases: [string, number | null, WeightMatrix["dtype"], number?][] = [
+  const cases: [string, number | null, "F32" | "F16" | "BF16", number?][] = [
     ["llava-tiny-llama", null, "F32"],
     ["llava-tiny-llama", 5, "BF16"],
     ["llava-tiny-gemma", null, "F16"],

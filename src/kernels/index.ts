@@ -52,6 +52,9 @@ export class AutoKernels implements Kernels {
   }
 
   linear(x: Float32Array, m: number, w: WeightMatrix, bias?: Float32Array | null): Promise<Float32Array> {
+    // An int8 weight always goes to onnxruntime, whatever the size: its int8 product rounds the input too,
+    // and a model's numbers should not depend on which calls happen to be small.
+    if (w.dtype === "Q8") return this.ort.linear(x, m, w, bias);
     return this.route(m, w.cols, w.rows).linear(x, m, w, bias);
   }
 

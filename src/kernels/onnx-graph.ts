@@ -20,6 +20,9 @@ const IR_VERSION = 8;
 const OPSET_BITCAST = 26;
 const IR_VERSION_BITCAST = 13;
 
+/** onnxruntime's own operators (MatMulNBits). */
+const CONTRIB_DOMAIN = "com.microsoft";
+
 export type AttrValue = number | number[] | { f: number };
 
 function attribute(name: string, v: AttrValue): IAttribute {
@@ -34,6 +37,7 @@ export class GraphBuilder {
   private readonly outputs: IValueInfo[] = [];
   private readonly initializers: ITensor[] = [];
   private counter = 0;
+  private usesContrib = false;
   /** Values renamed into graph outputs: later nodes that read the old name read the output. */
   private readonly renamed = new Map<string, string>();
   /** Opset 26 when the graph has bf16 weights (BitCast), else 17. */
@@ -87,6 +91,20 @@ export class GraphBuilder {
     return output;
   }
 
+  /** Appends one node of onnxruntime's contrib domain (com.microsoft); returns its output name. */
+  contribOp(opType: string, input: string[], attrs: Record<string, AttrValue> = {}): string {
+    const out = this.op(opType, input, attrs);
+    this.nodes[this.nodes.length - 1].domain = CONTRIB_DOMAIN;
+    this.usesContrib = true;
+    return out;
+  }
+
+  /** A constant tensor from raw little-endian bytes (weights baked into the model, e.g. for pre-packing). */
+  constant(name: string, dataType: number, dims: number[], raw: Uint8Array): string {
+    this.initializers.push({ name, dataType, dims, rawData: raw });
+    return name;
+  }
+
   /** A float32 scalar constant. */
   scalar(v: number): string {
     const name = `c_${this.counter++}`;
@@ -119,7 +137,10 @@ export class GraphBuilder {
     const model = onnx.ModelProto.create({
       irVersion: this.bitcast ? IR_VERSION_BITCAST : IR_VERSION,
       producerName: "lvlm-interpret",
-      opsetImport: [{ domain: "", version: this.opset }],
+      opsetImport: [
+        { domain: "", version: this.opset },
+        ...(this.usesContrib ? [{ domain: CONTRIB_DOMAIN, version: 1 }] : []),
+      ],
       graph: {
         name: this.name,
         node: this.nodes,

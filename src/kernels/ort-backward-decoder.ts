@@ -173,7 +173,8 @@ export function decoderBackwardCall(
 ): { shape: DecoderBackwardGraphShape; feeds: Record<string, ort.Tensor> } | null {
   const W = a.weights;
   const dtype = W.q.dtype;
-  if (!BLOCK_ACTIVATIONS.has(a.act) || DECODER_MATRICES.some((m) => W[m].dtype !== dtype)) return null;
+  if (dtype === "Q8" || !BLOCK_ACTIVATIONS.has(a.act) || DECODER_MATRICES.some((m) => W[m].dtype !== dtype))
+    return null;
   const { m, to, heads: H, kvHeads: KV, headDim: hd, capacity } = a;
   const D = W.q.cols;
   const I = W.gate.rows;

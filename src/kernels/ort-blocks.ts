@@ -200,7 +200,11 @@ export function buildDecoderLayerModel(s: DecoderGraphShape): Uint8Array {
   return g.build();
 }
 
-/** Block graphs on the sessions' options of the owning OrtKernels (threads, spinning). */
+/**
+ * Block graphs on the sessions' options of the owning OrtKernels (threads, spinning). Layers with int8
+ * weights take the per-op path: their products are MatMulNBits sessions with the weights baked in, which a
+ * block graph fed with weights as inputs could not pre-pack.
+ */
 export class OrtBlocks implements BlockKernels {
   private readonly sessions = new Map<string, Promise<ort.InferenceSession | null>>();
   private readonly inFlight = new Set<Promise<unknown>>();
@@ -242,7 +246,8 @@ export class OrtBlocks implements BlockKernels {
   async visionLayer(a: VisionBlockInput): Promise<VisionBlockOutput | null> {
     const W: VisionBlockWeights = a.weights;
     const dtype = W.q.dtype;
-    if (!BLOCK_ACTIVATIONS.has(a.act) || VISION_MATRICES.some((m) => W[m].dtype !== dtype)) return null;
+    if (dtype === "Q8" || !BLOCK_ACTIVATIONS.has(a.act) || VISION_MATRICES.some((m) => W[m].dtype !== dtype))
+      return null;
     const D = W.q.cols;
     if (a.n === 0 || D % a.heads !== 0 || a.h.length !== a.n * D) return null;
     const shape: VisionGraphShape = {
@@ -285,7 +290,8 @@ export class OrtBlocks implements BlockKernels {
   async visionLayerBackward(a: VisionBlockBackwardInput): Promise<VisionBlockBackwardOutput | null> {
     const W: VisionBlockWeights = a.weights;
     const dtype = W.q.dtype;
-    if (!BLOCK_ACTIVATIONS.has(a.act) || VISION_MATRICES.some((m) => W[m].dtype !== dtype)) return null;
+    if (dtype === "Q8" || !BLOCK_ACTIVATIONS.has(a.act) || VISION_MATRICES.some((m) => W[m].dtype !== dtype))
+      return null;
     const { n, heads: H } = a;
     const D = W.q.cols;
     const I = W.fc1.rows;
@@ -318,7 +324,8 @@ export class OrtBlocks implements BlockKernels {
   async decoderLayer(a: DecoderBlockInput): Promise<DecoderBlockOutput | null> {
     const W: DecoderBlockWeights = a.weights;
     const dtype = W.q.dtype;
-    if (!BLOCK_ACTIVATIONS.has(a.act) || DECODER_MATRICES.some((m) => W[m].dtype !== dtype)) return null;
+    if (dtype === "Q8" || !BLOCK_ACTIVATIONS.has(a.act) || DECODER_MATRICES.some((m) => W[m].dtype !== dtype))
+      return null;
     const { n, heads: H, kvHeads: KV, headDim: hd } = a;
     const D = W.q.cols;
     if (n === 0 || H % KV !== 0 || hd % 2 !== 0 || a.h.length !== n * D) return null;

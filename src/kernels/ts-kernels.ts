@@ -8,7 +8,7 @@
  * straight into the f32 output row, like an f32 BLAS. Both are at least as accurate as an f32 BLAS, so the
  * tests can compare every implementation against this one with an f32-sized tolerance.
  */
-import { bf16ToF32Into, f16ToF32Into } from "../tensor/half.js";
+import { Q8_BLOCK, q8Blocks, weightRowsInto } from "./quantize.js";
 import type { Kernels, WeightMatrix } from "./types.js";
 
 /** Floats of weight rows widened/kept hot per block (~256 KiB): sized for a typical L2. */
@@ -50,10 +50,7 @@ export class TsKernels implements Kernels {
       if (w.dtype === "F32") {
         wBase = j0 * k;
       } else {
-        const count = (j1 - j0) * k;
-        const dst = wData.subarray(0, count);
-        if (w.dtype === "BF16") bf16ToF32Into(w.data as Uint16Array, dst, j0 * k, count);
-        else f16ToF32Into(w.data as Uint16Array, dst, j0 * k, count);
+        weightRowsInto(w, j0, j1 - j0, wData);
         wBase = 0;
       }
       for (let i = 0; i < m; i++) {
@@ -196,11 +193,17 @@ export function checkLinear(x: Float32Array, m: number, w: WeightMatrix, bias?: 
   if (!Number.isInteger(w.rows) || w.rows < 0 || !Number.isInteger(w.cols) || w.cols < 0) {
     throw new Error(`linear: bad weight shape ${w.rows}x${w.cols}`);
   }
-  if (w.data.length !== w.rows * w.cols) {
-    throw new Error(`linear: weight data length ${w.data.length} != ${w.rows}x${w.cols}`);
-  }
-  if ((w.dtype === "F32") !== w.data instanceof Float32Array) {
-    throw new Error(`linear: weight dtype ${w.dtype} does not match its ${w.data.constructor.name} data`);
+  if (w.dtype === "Q8") {
+    const blocks = w.rows * q8Blocks(w.cols);
+    if (!(w.data instanceof Uint8Array) || w.data.length !== blocks * Q8_BLOCK || w.scales?.length !== blocks)
+      throw new Error(`linear: int8 weight ${w.rows}x${w.cols} needs ${blocks} blocks of codes and scales`);
+  } else {
+    if (w.data.length !== w.rows * w.cols) {
+      throw new Error(`linear: weight data length ${w.data.length} != ${w.rows}x${w.cols}`);
+    }
+    if ((w.dtype === "F32") !== w.data instanceof Float32Array) {
+      throw new Error(`linear: weight dtype ${w.dtype} does not match its ${w.data.constructor.name} data`);
+    }
   }
   if (x.length !== m * w.cols) throw new Error(`linear: input length ${x.length} != m*in = ${m}x${w.cols}`);
   if (bias && bias.length !== w.rows) throw new Error(`linear: bias length ${bias.length} != out ${w.rows}`);

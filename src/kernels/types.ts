@@ -5,13 +5,21 @@
 
 import type { KernelChoice } from "../contracts/lists.js";
 
-/** A weight matrix in Hugging Face Linear layout [out, in] (y = x·Wᵀ + b). 16-bit weights stay 16-bit. */
+/**
+ * A weight matrix in Hugging Face Linear layout [out, in] (y = x·Wᵀ + b). 16-bit weights stay 16-bit; "Q8" is
+ * the opt-in int8 quantisation of kernels/quantize.ts.
+ */
 export interface WeightMatrix {
   rows: number; // out_features
   cols: number; // in_features
-  dtype: "F32" | "F16" | "BF16";
-  /** F32: Float32Array; F16/BF16: Uint16Array of raw bits. */
-  data: Float32Array | Uint16Array;
+  dtype: "F32" | "F16" | "BF16" | "Q8";
+  /**
+   * F32: Float32Array; F16/BF16: Uint16Array of raw bits; Q8: Uint8Array of codes [out, blocks, Q8_BLOCK]
+   * (rows padded to whole blocks).
+   */
+  data: Float32Array | Uint16Array | Uint8Array;
+  /** Q8 only: one scale per block [out · blocks]. */
+  scales?: Float32Array;
 }
 
 export interface Kernels {

@@ -8,10 +8,12 @@
  *    over the same weights, and widening them in TypeScript on every pass would dominate a single-position
  *    backward. Beyond the budget, W is widened to float32 one block of rows at a time
  *    (dx = Σ_blocks dy[:, block]·W[block, :]), never as a whole.
+ *  - int8 weights: always that way, dequantised block by block.
  * Only backward passes build the cache: generation never pays its memory.
  */
+
+import { weightRowsInto } from "../kernels/quantize.js";
 import type { Kernels, WeightMatrix } from "../kernels/types.js";
-import { bf16ToF32Into, f16ToF32Into } from "../tensor/half.js";
 import type { WeightGradients } from "./gradients.js";
 
 /** Floats of widened weight rows per block (64 MiB). */
@@ -74,7 +76,8 @@ export async function linearBackwardInput(
   if (dy.length !== m * out)
     throw new Error(`linearBackwardInput: gradient length ${dy.length} != ${m}x${out}`);
   if (w.dtype === "F32") return kernels.bmm(dy, w.data as Float32Array, 1, m, out, inp, false);
-  const wt = transposedWeight(w);
+  // int8: the dequantised matrix, block by block (the gradient of the model the forward ran; no cache).
+  const wt = w.dtype === "Q8" ? null : transposedWeight(w);
   if (wt) return kernels.linear(dy, m, wt);
   const blockRows = Math.max(1, Math.min(out, Math.floor(BLOCK_FLOATS / Math.max(1, inp))));
   const wf = new Float32Array(blockRows * inp);
@@ -83,8 +86,7 @@ export async function linearBackwardInput(
   for (let r0 = 0; r0 < out; r0 += blockRows) {
     const nb = Math.min(blockRows, out - r0);
     const wv = wf.subarray(0, nb * inp);
-    if (w.dtype === "BF16") bf16ToF32Into(w.data as Uint16Array, wv, r0 * inp, nb * inp);
-    else f16ToF32Into(w.data as Uint16Array, wv, r0 * inp, nb * inp);
+    weightRowsInto(w, r0, nb, wv);
     let dyv: Float32Array;
     if (nb === out) dyv = dy;
     else {

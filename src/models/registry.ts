@@ -12,7 +12,7 @@ import { parseAnyresConfig } from "./llava_next/config.js";
 import { AnyresLlavaModel } from "./llava_next/model.js";
 import { parseQwenVlConfig, QWEN_VL_MODEL_TYPES } from "./qwen2_vl/config.js";
 import { QwenVlModel } from "./qwen2_vl/model.js";
-import type { VisionLanguageModel } from "./types.js";
+import type { LoadOptions, VisionLanguageModel } from "./types.js";
 
 /** What the server shows before a model is loaded (config.json only). */
 export interface ModelSummary {
@@ -28,14 +28,14 @@ export interface ModelSummary {
 export interface ModelFamily {
   /** config.json `model_type`. */
   modelType: string;
-  load(dir: string): VisionLanguageModel;
+  load(dir: string, opts?: LoadOptions): VisionLanguageModel;
   /** The config's summary, without loading weights (throws a ConfigError naming the file). */
   summarize(json: Json, file: string): ModelSummary;
 }
 
 const llava: ModelFamily = {
   modelType: "llava",
-  load: (dir) => LlavaModel.load(dir),
+  load: (dir, opts) => LlavaModel.load(dir, opts),
   summarize: (json, file) => {
     const c = parseLlavaConfig(json, file);
     return {
@@ -54,7 +54,7 @@ const llava: ModelFamily = {
 function anyres(modelType: "llava_next" | "llava_onevision"): ModelFamily {
   return {
     modelType,
-    load: (dir) => AnyresLlavaModel.load(dir),
+    load: (dir, opts) => AnyresLlavaModel.load(dir, opts),
     summarize: (json, file) => {
       const c = parseAnyresConfig(json, file);
       return {
@@ -73,7 +73,7 @@ function anyres(modelType: "llava_next" | "llava_onevision"): ModelFamily {
 /** Qwen2-VL and Qwen2.5-VL: one implementation, the tower's variant read from the config. */
 const qwenVl = (modelType: string): ModelFamily => ({
   modelType,
-  load: (dir) => QwenVlModel.load(dir),
+  load: (dir, opts) => QwenVlModel.load(dir, opts),
   summarize: (json, file) => {
     const c = parseQwenVlConfig(json, file);
     return {
@@ -113,10 +113,10 @@ function checkFolder(dir: string): void {
 }
 
 /** Loads the checkpoint folder `dir` with the family its config.json names. */
-export function loadModel(dir: string): VisionLanguageModel {
+export function loadModel(dir: string, opts: LoadOptions = {}): VisionLanguageModel {
   checkFolder(dir);
   const { file, json } = readConfigJson(dir);
-  return familyOf(json, file).load(dir);
+  return familyOf(json, file).load(dir, opts);
 }
 
 /** The summary of a checkpoint's config (no weights read). */

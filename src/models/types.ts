@@ -9,6 +9,7 @@
 import type { RgbImage } from "../hf/image-decode.js";
 import type { ImageMode } from "../hf/image-processor.js";
 import type { TextProcessor } from "../hf/tokenizer.js";
+import type { WeightFormat } from "../kernels/quantize.js";
 import type { Kernels } from "../kernels/types.js";
 import type {
   DecoderBackwardOptions,
@@ -48,6 +49,14 @@ export interface ModelInfo {
   imageTokenId: number;
   /** Width of one tower feature row before the projector (the tower's own pretraining reads these). */
   towerFeatureWidth: number;
+  /** How the weights were loaded: as stored, or the language model's matrices quantised to int8. */
+  weights: WeightFormat;
+}
+
+/** How a checkpoint is loaded. */
+export interface LoadOptions {
+  /** "int8": quantise the language model's matrices at load (opt-in; changes the numbers). Default "stored". */
+  weights?: WeightFormat;
 }
 
 /** pixel_values as the processor returns them: [3, H, W], [n, 3, S, S] (tiles) or [N, C·T·P·P] (patches). */

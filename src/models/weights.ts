@@ -1,8 +1,16 @@
 import { type DType, WeightFiles } from "../hf/safetensors.js";
+import { dequantizeRowsInto, quantizeInt8, type WeightFormat } from "../kernels/quantize.js";
 import type { WeightMatrix } from "../kernels/types.js";
 import { f16ToF32 } from "../tensor/half.js";
 
 export class WeightError extends Error {}
+
+/**
+ * What `--weights int8` quantises: the decoder layers' projections and the LM head (unless tied to the
+ * embeddings, which are looked up row by row), i.e. nearly all of a 7B's weights and all of its decode-time
+ * reading. The vision tower and projector (a few % of the weights, run once per image) stay as stored.
+ */
+const QUANTISED = /^(text\.layers\.\d+\.(self_attn|mlp)\.[a-z]+_proj\.weight|lm_head)$/;
 
 /**
  * One on-disk naming of a checkpoint: a canonical name `<scope>.<rest>` ("text.layers.0…", "vision.…",
@@ -22,6 +30,8 @@ export class ModelWeights {
     private readonly files: WeightFiles,
     private readonly naming: WeightNaming,
     readonly dir: string,
+    /** "int8": the language model's projection matrices (and an untied LM head) are quantised as loaded. */
+    readonly format: WeightFormat,
   ) {}
 
   /**
@@ -32,6 +42,7 @@ export class ModelWeights {
     dir: string,
     namings: readonly WeightNaming[],
     probe = "text.embed_tokens.weight",
+    format: WeightFormat = "stored",
   ): ModelWeights {
     const files = WeightFiles.openDir(dir);
     const naming = namings.find((n) => files.has(diskNameIn(n, probe)));
@@ -40,7 +51,7 @@ export class ModelWeights {
       const expected = namings.map((n) => `"${diskNameIn(n, probe)}"`).join(" or ");
       throw new WeightError(`${dir}: no language-model embedding (expected ${expected})`);
     }
-    return new ModelWeights(files, naming, dir);
+    return new ModelWeights(files, naming, dir, format);
   }
 
   /** On-disk name of a canonical name: "<scope>.*" or "lm_head". */
@@ -80,6 +91,7 @@ export class ModelWeights {
       throw new WeightError(
         `${this.dir}: tensor "${name}" has dtype ${dtype}; weights must be F32, F16 or BF16`,
       );
+    if (this.format === "int8" && QUANTISED.test(canonical)) m = quantizeInt8(m);
     this.matrices.set(canonical, m);
     return m;
   }
@@ -124,7 +136,8 @@ export class ModelWeights {
 /** Copy row `row` of a weight matrix into `out` as float32 (embedding lookup). */
 export function matrixRow(m: WeightMatrix, row: number, out: Float32Array): void {
   const o = row * m.cols;
-  if (m.dtype === "F32") {
+  if (m.dtype === "Q8") dequantizeRowsInto(m, row, 1, out);
+  else if (m.dtype === "F32") {
     out.set((m.data as Float32Array).subarray(o, o + m.cols));
   } else if (m.dtype === "BF16") {
     const src = m.data as Uint16Array;

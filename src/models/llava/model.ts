@@ -24,6 +24,7 @@ import type {
   ImageBackwardOptions,
   ImageEncodeOptions,
   ImageEncoding,
+  LoadOptions,
   ModelInfo,
   PixelValues,
   PreparedImage,
@@ -106,6 +107,7 @@ export class LlavaModel implements VisionLanguageModel {
       positionAxes: 1,
       imageTokenId: c.imageTokenIndex,
       towerFeatureWidth: c.vision.hiddenSize * c.visionFeatureLayers.length,
+      weights: weights.format,
     };
     const drop = this.dropped;
     const top = Math.max(...this.visionFeatureHiddenIndices);
@@ -121,7 +123,7 @@ export class LlavaModel implements VisionLanguageModel {
     this.stopTokenIds = collectStopTokenIds(dir, c.text.eosTokenIds, text, c.text.modelType);
   }
 
-  static load(dir: string): LlavaModel {
+  static load(dir: string, opts: LoadOptions = {}): LlavaModel {
     if (!fs.existsSync(dir) || !fs.statSync(dir).isDirectory())
       throw new Error(`${dir}: model folder not found`);
     const config = readLlavaConfig(dir);
@@ -135,7 +137,7 @@ export class LlavaModel implements VisionLanguageModel {
         throw new Error(`${ppFile}: invalid JSON (${(e as Error).message})`);
       }
     }
-    const weights = ModelWeights.open(dir, LLAVA_WEIGHT_NAMINGS);
+    const weights = ModelWeights.open(dir, LLAVA_WEIGHT_NAMINGS, undefined, opts.weights);
     try {
       return new LlavaModel(
         dir,

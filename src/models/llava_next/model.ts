@@ -23,6 +23,7 @@ import type {
   ImageBackwardResult,
   ImageEncodeOptions,
   ImageEncoding,
+  LoadOptions,
   ModelInfo,
   PixelValues,
   TowerFeatures,
@@ -129,6 +130,7 @@ export class AnyresLlavaModel implements VisionLanguageModel {
       positionAxes: 1,
       imageTokenId: c.imageTokenIndex,
       towerFeatureWidth: c.vision.hiddenSize,
+      weights: weights.format,
     };
     this.newline = weights.vector("top.image_newline", [c.text.hiddenSize]);
     this.processor = parseAnyresProcessorConfig(
@@ -150,13 +152,13 @@ export class AnyresLlavaModel implements VisionLanguageModel {
     this.stopTokenIds = collectStopTokenIds(dir, c.text.eosTokenIds, text, c.text.modelType);
   }
 
-  static load(dir: string): AnyresLlavaModel {
+  static load(dir: string, opts: LoadOptions = {}): AnyresLlavaModel {
     if (!fs.existsSync(dir) || !fs.statSync(dir).isDirectory())
       throw new Error(`${dir}: model folder not found`);
     const config = readAnyresConfig(dir);
     const text = TextProcessor.load(dir, config.imageTokenIndex);
     const pp = readJsonOr(path.join(dir, "preprocessor_config.json"), {});
-    const weights = ModelWeights.open(dir, ANYRES_WEIGHT_NAMINGS);
+    const weights = ModelWeights.open(dir, ANYRES_WEIGHT_NAMINGS, undefined, opts.weights);
     try {
       return new AnyresLlavaModel(
         dir,

@@ -17,6 +17,7 @@ import type {
   ImageBackwardResult,
   ImageEncodeOptions,
   ImageEncoding,
+  LoadOptions,
   ModelInfo,
   PixelValues,
   PreparedImage,
@@ -85,15 +86,16 @@ export class QwenVlModel implements VisionLanguageModel {
       positionAxes: 3,
       imageTokenId: c.imageTokenId,
       towerFeatureWidth: c.vision.width * c.vision.mergeSize * c.vision.mergeSize,
+      weights: weights.format,
     };
     this.stopTokenIds = collectStopTokenIds(dir, c.text.eosTokenIds, text, c.text.modelType);
   }
 
-  static load(dir: string): QwenVlModel {
+  static load(dir: string, opts: LoadOptions = {}): QwenVlModel {
     const config = readQwenVlConfig(dir);
     const processor = readQwenProcessorConfig(dir, config.vision);
     const text = TextProcessor.load(dir, config.imageTokenId);
-    const weights = ModelWeights.open(dir, QWEN_VL_WEIGHT_NAMINGS);
+    const weights = ModelWeights.open(dir, QWEN_VL_WEIGHT_NAMINGS, undefined, opts.weights);
     try {
       return new QwenVlModel(
         dir,

@@ -1,0 +1,104 @@
+/**
+ * Weight-only int8 quantisation (the opt-in `--weights int8`), in the layout onnxruntime's MatMulNBits
+ * (com.microsoft, bits = 8) reads: each row of W [out, in] in blocks of Q8_BLOCK along `in`, one float scale
+ * per block, codes stored unsigned around the zero point 128. w ≈ (code − 128) · scale, with
+ * scale = max|w in block| / 127 (symmetric: 0 stays exactly 0). A last partial block is padded with code 128.
+ *
+ * The dequantised matrix is the model the quantised path computes with: the TypeScript kernels multiply by it
+ * and the backward passes (relevancy) differentiate it, so gradients belong to the same model as the forward.
+ */
+import { bf16ToF32Into, f16ToF32Into } from "../tensor/half.js";
+import type { WeightMatrix } from "./types.js";
+
+/** Elements per quantisation block along a row. */
+export const Q8_BLOCK = 32;
+/** Stored code of the value 0. */
+export const Q8_ZERO = 128;
+
+/** Blocks per row of a matrix with `cols` columns. */
+export function q8Blocks(cols: number): number {
+  return Math.ceil(cols / Q8_BLOCK);
+}
+
+/** Which weight formats a model can be loaded in: as stored on disk, or its LLM matrices in int8. */
+export const WEIGHT_FORMATS = ["stored", "int8"] as const;
+export type WeightFormat = (typeof WEIGHT_FORMATS)[number];
+
+export function parseWeightFormat(s: string): WeightFormat {
+  const v = s.trim().toLowerCase();
+  if ((WEIGHT_FORMATS as readonly string[]).includes(v)) return v as WeightFormat;
+  throw new Error(`invalid weight format "${s}" (expected one of: ${WEIGHT_FORMATS.join(", ")})`);
+}
+
+/** Rows r0 … r0+count−1 of a float or 16-bit matrix as float32 into `out`. */
+function denseRowsInto(w: WeightMatrix, r0: number, count: number, out: Float32Array): void {
+  const from = r0 * w.cols;
+  const n = count * w.cols;
+  if (w.dtype === "F32") out.set((w.data as Float32Array).subarray(from, from + n));
+  else if (w.dtype === "BF16") bf16ToF32Into(w.data as Uint16Array, out, from, n);
+  else if (w.dtype === "F16") f16ToF32Into(w.data as Uint16Array, out, from, n);
+  else throw new Error("denseRowsInto: the matrix is already quantised");
+}
+
+/** An F32/F16/BF16 matrix quantised to int8 blocks (see the module comment). */
+export function quantizeInt8(w: WeightMatrix): WeightMatrix {
+  if (w.dtype === "Q8") return w;
+  const { rows, cols } = w;
+  const nb = q8Blocks(cols);
+  const codes = new Uint8Array(rows * nb * Q8_BLOCK).fill(Q8_ZERO);
+  const scales = new Float32Array(rows * nb);
+  // A few hundred rows widened at a time: the float copy of a 7B matrix is never whole.
+  const chunk = Math.max(1, Math.floor((1 << 20) / Math.max(1, cols)));
+  const row = new Float32Array(Math.min(rows, chunk) * cols);
+  for (let r0 = 0; r0 < rows; r0 += chunk) {
+    const count = Math.min(chunk, rows - r0);
+    denseRowsInto(w, r0, count, row);
+    for (let r = 0; r < count; r++) {
+      const base = r * cols;
+      for (let b = 0; b < nb; b++) {
+        const c0 = b * Q8_BLOCK;
+        const c1 = Math.min(cols, c0 + Q8_BLOCK);
+        let amax = 0;
+        for (let c = c0; c < c1; c++) {
+          const a = Math.abs(row[base + c]);
+          if (a > amax) amax = a;
+        }
+        const s = Math.fround(amax / 127);
+        const at = (r0 + r) * nb + b;
+        scales[at] = s;
+        if (s === 0) continue;
+        const out = at * Q8_BLOCK;
+        for (let c = c0; c < c1; c++) {
+          const q = Math.round(row[base + c] / s);
+          codes[out + c - c0] = Q8_ZERO + Math.max(-127, Math.min(127, q));
+        }
+      }
+    }
+  }
+  return { rows, cols, dtype: "Q8", data: codes, scales };
+}
+
+/** Rows r0 … r0+count−1 of an int8 matrix, dequantised to float32 into `out` ([count, cols]). */
+export function dequantizeRowsInto(w: WeightMatrix, r0: number, count: number, out: Float32Array): void {
+  const codes = w.data as Uint8Array;
+  const scales = w.scales as Float32Array;
+  const { cols } = w;
+  const nb = q8Blocks(cols);
+  for (let r = 0; r < count; r++) {
+    const o = r * cols;
+    for (let b = 0; b < nb; b++) {
+      const at = (r0 + r) * nb + b;
+      const s = scales[at];
+      const c0 = b * Q8_BLOCK;
+      const c1 = Math.min(cols, c0 + Q8_BLOCK);
+      const src = at * Q8_BLOCK - c0;
+      for (let c = c0; c < c1; c++) out[o + c] = (codes[src + c] - Q8_ZERO) * s;
+    }
+  }
+}
+
+/** Rows of any weight matrix as float32 (16-bit widened, int8 dequantised) into `out`. */
+export function weightRowsInto(w: WeightMatrix, r0: number, count: number, out: Float32Array): void {
+  if (w.dtype === "Q8") dequantizeRowsInto(w, r0, count, out);
+  else denseRowsInto(w, r0, count, out);
+}

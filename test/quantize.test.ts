@@ -1,0 +1,173 @@
+/**
+ * The opt-in int8 weights (`--weights int8`): the quantiser's rounding, onnxruntime's MatMulNBits against
+ * the TypeScript product with the dequantised matrix (the only other rounding is MatMulNBits' int8
+ * activations, bounded below), the backward through dequantised blocks, and loading a fixture that way.
+ */
+import assert from "node:assert/strict";
+import { after, describe, test } from "node:test";
+import { AutoKernels, OrtKernels, TsKernels } from "../src/kernels/index.js";
+import {
+  dequantizeRowsInto,
+  parseWeightFormat,
+  Q8_BLOCK,
+  q8Blocks,
+  quantizeInt8,
+} from "../src/kernels/quantize.js";
+import type { WeightMatrix } from "../src/kernels/types.js";
+import { linearBackwardInput } from "../src/models/linear-grad.js";
+import { loadModel } from "../src/models/registry.js";
+import { f32ToBf16 } from "../src/tensor/half.js";
+import { fixtureDir } from "./fixture-utils.js";
+
+/** Deterministic values in (−scale, scale). */
+function values(n: number, seed: number, scale: number): Float32Array {
+  const a = new Float32Array(n);
+  for (let i = 0; i < n; i++) a[i] = Math.sin((i + 1) * 12.9898 + seed * 78.233) * scale;
+  return a;
+}
+
+function dense(w: WeightMatrix): Float32Array {
+  const out = new Float32Array(w.rows * w.cols);
+  dequantizeRowsInto(w, 0, w.rows, out);
+  return out;
+}
+
+/**
+ * |y_ort − y_exact| bound for MatMulNBits at accuracy level 4: each activation block of Q8_BLOCK is rounded
+ * to int8 with scale max|x|/127, an error of at most half a step per element, weighted by |w̃|; plus float
+ * accumulation (a relative 1e-5 of Σ|w̃·x|).
+ */
+function activationBound(
+  x: Float32Array,
+  m: number,
+  w: Float32Array,
+  rows: number,
+  cols: number,
+): Float32Array {
+  const bound = new Float32Array(m * rows);
+  for (let i = 0; i < m; i++) {
+    const step = new Float32Array(cols);
+    for (let c0 = 0; c0 < cols; c0 += Q8_BLOCK) {
+      let amax = 0;
+      for (let c = c0; c < Math.min(cols, c0 + Q8_BLOCK); c++)
+        amax = Math.max(amax, Math.abs(x[i * cols + c]));
+      for (let c = c0; c < Math.min(cols, c0 + Q8_BLOCK); c++) step[c] = amax / 127;
+    }
+    for (let r = 0; r < rows; r++) {
+      let b = 0;
+      let mag = 0;
+      for (let c = 0; c < cols; c++) {
+        const a = Math.abs(w[r * cols + c]);
+        b += (a * step[c]) / 2;
+        mag += a * Math.abs(x[i * cols + c]);
+      }
+      bound[i * rows + r] = b + 1e-5 * mag + 1e-7;
+    }
+  }
+  return bound;
+}
+
+describe("int8 weights", () => {
+  const ort = new OrtKernels({ threads: 1 });
+  const ts = new TsKernels();
+  after(() => ort.dispose());
+
+  test("quantiser: per-block scale max|w|/127, error ≤ half a step, zeros exact, a ragged last block", () => {
+    for (const cols of [64, 70]) {
+      const rows = 5;
+      const f = values(rows * cols, 1, 0.3);
+      f[3] = 0;
+      const q = quantizeInt8({ rows, cols, dtype: "F32", data: f });
+      assert.equal(q.dtype, "Q8");
+      assert.equal(q.data.length, rows * q8Blocks(cols) * Q8_BLOCK);
+      assert.equal(q.scales?.length, rows * q8Blocks(cols));
+      const d = dense(q);
+      assert.equal(d[3], 0);
+      for (let r = 0; r < rows; r++)
+        for (let b = 0; b < q8Blocks(cols); b++) {
+          const s: number = q.scales![r * q8Blocks(cols) + b];
+          let amax = 0;
+          for (let c = b * Q8_BLOCK; c < Math.min(cols, (b + 1) * Q8_BLOCK); c++) {
+            amax = Math.max(amax, Math.abs(f[r * cols + c]));
+            assert.ok(Math.abs(d[r * cols + c] - f[r * cols + c]) <= s / 2 + 1e-9, `row ${r} col ${c}`);
+          }
+          assert.equal(s, Math.fround(amax / 127));
+        }
+    }
+  });
+
+  test("bf16 weights quantise from their bf16 values", () => {
+    const f = values(4 * 32, 2, 0.2);
+    const bits = Uint16Array.from(f, f32ToBf16);
+    const widened = new Float32Array(new Uint32Array(Array.from(bits, (b) => b << 16)).buffer);
+    const a = dense(quantizeInt8({ rows: 4, cols: 32, dtype: "BF16", data: bits }));
+    const b = dense(quantizeInt8({ rows: 4, cols: 32, dtype: "F32", data: widened }));
+    assert.deepEqual(a, b);
+  });
+
+  for (const [m, cols, bias] of [
+    [1, 64, false],
+    [6, 96, true],
+    [3, 70, false],
+  ] as const) {
+    test(`MatMulNBits (onnxruntime) = x·dequant(W)ᵀ within the int8-activation bound: m ${m}, in ${cols}${bias ? ", bias" : ""}`, async () => {
+      const rows = 48;
+      const w = quantizeInt8({ rows, cols, dtype: "F32", data: values(rows * cols, 3, 0.05) });
+      const x = values(m * cols, 4, 1);
+      const b = bias ? values(rows, 5, 0.1) : null;
+      const exact = await ts.linear(x, m, w, b);
+      const got = await ort.linear(x, m, w, b);
+      const bound = activationBound(x, m, dense(w), rows, cols);
+      let worst = 0;
+      for (let i = 0; i < exact.length; i++) {
+        const e = Math.abs(got[i] - exact[i]);
+        assert.ok(e <= bound[i], `element ${i}: |${got[i]} − ${exact[i]}| = ${e} > ${bound[i]}`);
+        worst = Math.max(worst, e);
+      }
+      // The activations really are rounded (else the bound above would test nothing about them).
+      assert.ok(worst > 0);
+    });
+  }
+
+  test("auto kernels send an int8 product to onnxruntime however small", async () => {
+    const auto = new AutoKernels(ts, ort);
+    const w = quantizeInt8({ rows: 4, cols: 32, dtype: "F32", data: values(128, 6, 0.1) });
+    const x = values(32, 7, 1);
+    assert.deepEqual(await auto.linear(x, 1, w), await ort.linear(x, 1, w));
+  });
+
+  test("backward through an int8 weight is dy·dequant(W)", async () => {
+    const rows = 40;
+    const cols = 70;
+    const w = quantizeInt8({ rows, cols, dtype: "F32", data: values(rows * cols, 8, 0.05) });
+    const dy = values(3 * rows, 9, 1);
+    const got = await linearBackwardInput(ts, dy, 3, w);
+    const d = dense(w);
+    for (let i = 0; i < 3; i++)
+      for (let c = 0; c < cols; c++) {
+        let s = 0;
+        for (let r = 0; r < rows; r++) s += dy[i * rows + r] * d[r * cols + c];
+        assert.ok(Math.abs(got[i * cols + c] - s) <= 1e-5 * (1 + Math.abs(s)));
+      }
+  });
+
+  test("a fixture loaded with int8 weights: the LLM's matrices quantised, the tower as stored", () => {
+    assert.equal(parseWeightFormat("INT8"), "int8");
+    assert.throws(() => parseWeightFormat("int4"), /expected one of: stored, int8/);
+    const model = loadModel(fixtureDir("llava-tiny-llama"), { weights: "int8" });
+    assert.equal(model.info.weights, "int8");
+    assert.equal(loadModel(fixtureDir("llava-tiny-llama")).info.weights, "stored");
+    const llava = model as unknown as {
+      decoder: {
+        layers: { q: WeightMatrix; down: WeightMatrix }[];
+        lmHead: WeightMatrix;
+        embedTokens: WeightMatrix;
+      };
+      vision: { layers: { q: WeightMatrix }[] };
+    };
+    assert.equal(llava.decoder.layers[0].q.dtype, "Q8");
+    assert.equal(llava.decoder.layers.at(-1)?.down.dtype, "Q8");
+    assert.notEqual(llava.decoder.embedTokens.dtype, "Q8");
+    assert.notEqual(llava.vision.layers[0].q.dtype, "Q8");
+  });
+});
