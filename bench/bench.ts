@@ -5,7 +5,7 @@
  *   npm run bench -- [--config llava-1.5-7b|llava-v1.6-mistral-7b|llava-interleave-qwen-0.5b|qwen2-vl-2b]
  *                    [--layers N] [--vision-layers N] [--model DIR] [--image FILE] [--prompt TEXT]
  *                    [--decode N] [--kernels auto|ts|ort] [--no-blocks] [--skip-kernels] [--quick] [--relevancy]
- *                    [--pipeline] [--torch TORCH.json] [--json]
+ *                    [--pipeline] [--torch TORCH.json] [--weights stored|int8] [--json]
  *
  * `--model DIR` measures an existing checkpoint folder (e.g. one written by ../shared/torch-baseline's
  * make_bench_model.py, to compare with PyTorch on the same weights) instead of writing a random one; `--image`
@@ -17,6 +17,8 @@
  * what LVLM-Interpret does for one question after the forward: incremental relevancy of every generated token
  * with vit, all and all_v2 (chain on a tower without CLS), seconds per token included. `--torch FILE` reads the
  * JSON of ../shared/torch-baseline's bench_torch.py on the same folder and adds the ratios (project / PyTorch).
+ * `--weights int8` loads the language model's matrices quantised to int8 (the opt-in path; load time includes
+ * quantising, and the first call of each matrix builds its onnxruntime session).
  */
 import * as fs from "node:fs";
 import * as os from "node:os";
@@ -26,6 +28,7 @@ import { decodeImage } from "../src/hf/image-decode.js";
 import { relevancyMaps } from "../src/interpret/relevancy/index.js";
 import type { VisionRelevancyKind } from "../src/interpret/relevancy/types.js";
 import { createKernels, parseKernelChoice } from "../src/kernels/index.js";
+import { parseWeightFormat } from "../src/kernels/quantize.js";
 import { loadModel } from "../src/models/registry.js";
 import { flag } from "./args.js";
 import { benchKernels, type KernelBenchRow } from "./kernels.js";
@@ -48,6 +51,7 @@ const withRelevancy = process.argv.includes("--relevancy");
 const withPipeline = process.argv.includes("--pipeline");
 const torchFile = flag("--torch");
 const kernelChoice = parseKernelChoice(flag("--kernels") ?? "auto");
+const weightFormat = oneLineOrExit(() => parseWeightFormat(flag("--weights") ?? "stored"));
 const log = (s: string) => {
   if (!json) console.log(s);
 };
@@ -87,7 +91,7 @@ try {
     });
   }
   let t0 = performance.now();
-  const model = loadModel(dir);
+  const model = loadModel(dir, { weights: weightFormat });
   const loadMs = performance.now() - t0;
   const kernels = new TimedKernels(await createKernels(kernelChoice), !process.argv.includes("--no-blocks"));
   const imageFile = flag("--image");
@@ -168,6 +172,7 @@ try {
     layers: model.info.llmLayers,
     vision_layers: model.info.vitLayers,
     kernels: kernelChoice,
+    weights: weightFormat,
     blocks: kernels.blocks !== undefined,
     prompt_tokens: T,
     image_tokens: image.count,

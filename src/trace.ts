@@ -189,6 +189,8 @@ export async function traceWithModel(
       has_cls: info.hasCls,
       vision_feature_layer: info.visionFeatureLayer,
       position_axes: info.positionAxes,
+      // Only when not as stored: the numbers of such a run are those of the quantised model.
+      ...(info.weights !== "stored" ? { weights: info.weights } : {}),
     },
     prompt: req.prompt,
     chat_text: enc.chatText,

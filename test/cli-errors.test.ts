@@ -210,6 +210,7 @@ describe("trace: bad input gives one clear line", () => {
     expectError(trace(m), /exceeds the model's context of 80 positions/);
   });
   test("invalid option value", () => expectError([...trace(SRC), "--kernels", "gpu"], /--kernels/));
+  test("invalid weight format", () => expectError([...trace(SRC), "--weights", "int4"], /--weights/));
   test("existing output directory is not overwritten", () => {
     const dir = out();
     fs.mkdirSync(dir);

@@ -4,7 +4,10 @@
  * activations, bounded below), the backward through dequantised blocks, and loading a fixture that way.
  */
 import assert from "node:assert/strict";
-import { after, describe, test } from "node:test";
+import * as fs from "node:fs";
+import * as path from "node:path";
+import { after, before, describe, test } from "node:test";
+import { computeRelevancy } from "../src/interpret/relevancy/index.js";
 import { AutoKernels, OrtKernels, TsKernels } from "../src/kernels/index.js";
 import {
   dequantizeRowsInto,
@@ -16,8 +19,10 @@ import {
 import type { WeightMatrix } from "../src/kernels/types.js";
 import { linearBackwardInput } from "../src/models/linear-grad.js";
 import { loadModel } from "../src/models/registry.js";
+import { Run } from "../src/run/run-dir.js";
 import { f32ToBf16 } from "../src/tensor/half.js";
-import { fixtureDir } from "./fixture-utils.js";
+import { traceWithModel } from "../src/trace.js";
+import { fixtureDir, tempDir } from "./fixture-utils.js";
 
 /** Deterministic values in (−scale, scale). */
 function values(n: number, seed: number, scale: number): Float32Array {
@@ -169,5 +174,62 @@ describe("int8 weights", () => {
     assert.equal(llava.decoder.layers.at(-1)?.down.dtype, "Q8");
     assert.notEqual(llava.decoder.embedTokens.dtype, "Q8");
     assert.notEqual(llava.vision.layers[0].q.dtype, "Q8");
+  });
+});
+
+describe("a run traced with int8 weights", () => {
+  const dir = fixtureDir("llava-tiny-llama");
+  const work = tempDir("int8-run");
+  const trace = async (weights: "stored" | "int8") => {
+    const model = loadModel(dir, { weights });
+    const kernels = new AutoKernels(new TsKernels(), new OrtKernels({ threads: 1 }));
+    try {
+      const out = path.join(work, weights);
+      await traceWithModel(model, kernels, {
+        image: { bytes: fs.readFileSync(path.join(dir, "image.png")), name: "image.png" },
+        prompt: "What is in the picture?",
+        maxNewTokens: 3,
+        temperature: 0,
+        topP: 1,
+        seed: 0,
+        imageMode: "default",
+        attnDtype: "f32",
+        out,
+      });
+      return out;
+    } finally {
+      model.close();
+      await kernels.dispose();
+    }
+  };
+  let int8Run = "";
+  let storedRun = "";
+  before(async () => {
+    int8Run = await trace("int8");
+    storedRun = await trace("stored");
+  });
+  after(() => fs.rmSync(work, { recursive: true, force: true }));
+
+  test("the manifest records the weights (and a run as stored has no field)", () => {
+    assert.equal(Run.open(int8Run).manifest.model.weights, "int8");
+    assert.equal(Run.open(storedRun).manifest.model.weights, undefined);
+    // The quantised model computed other numbers (the option is not a no-op).
+    const a = Run.open(int8Run).tensor("logits").data;
+    const b = Run.open(storedRun).tensor("logits").data;
+    assert.ok(a.some((v, i) => v !== b[i]));
+  });
+
+  test("relevancy loads the model with the run's weights, and refuses a model loaded otherwise", async () => {
+    const r = await computeRelevancy(int8Run, { mode: "exact", tokens: [0], kernels: "auto" });
+    assert.deepEqual(r.tokens, [0]);
+    const stored = loadModel(dir);
+    try {
+      await assert.rejects(
+        computeRelevancy(int8Run, { mode: "exact", tokens: [0], model: stored, kernels: "ts" }),
+        /traced with int8 weights but the model is loaded with stored weights \(load it with --weights int8\)/,
+      );
+    } finally {
+      stored.close();
+    }
   });
 });

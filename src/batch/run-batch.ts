@@ -7,6 +7,7 @@
  */
 import * as fs from "node:fs";
 import * as path from "node:path";
+import type { WeightFormat } from "../contracts/lists.js";
 import { explainRun } from "../interpret/causal/index.js";
 import type { RelevancyMode, VisionRelevancyKind } from "../interpret/relevancy/index.js";
 import { computeRelevancy, relevancyRecord } from "../interpret/relevancy/index.js";
@@ -41,6 +42,8 @@ export interface BatchOptions {
   limit?: number;
   maxNewTokens: number;
   kernels?: KernelChoice;
+  /** "int8": the language model's matrices quantised at load (opt-in; recorded in every run). */
+  weights?: WeightFormat;
   /** Called after every item (skipped or computed). */
   onItem?: (record: ItemRecord, done: number, total: number, skipped: boolean) => void;
 }
@@ -100,7 +103,7 @@ export async function runBatch(opts: BatchOptions): Promise<BatchResult> {
   if (fs.existsSync(out) && !fs.statSync(out).isDirectory())
     throw new Error(`${opts.out}: --out is a file; pass a folder (new, or an earlier batch's to resume it)`);
   fs.mkdirSync(path.join(out, "runs"), { recursive: true });
-  const model: VisionLanguageModel = loadModel(opts.modelDir);
+  const model: VisionLanguageModel = loadModel(opts.modelDir, { weights: opts.weights });
   const kernels = await createKernels(opts.kernels ?? "auto");
   const stop = new Set(model.stopTokenIds);
   const records: ItemRecord[] = [];

@@ -6,6 +6,7 @@ import { parseKernelChoice } from "../kernels/index.js";
 import { defaultModelDir, modelOptionHelp } from "./default-model.js";
 import { etaSeconds, formatDuration } from "./progress.js";
 import { parseVisionList } from "./relevancy-command.js";
+import { weightsOption } from "./weights-option.js";
 
 function positiveInt(name: string) {
   return (v: string) => {
@@ -38,6 +39,7 @@ export function batchCommand(): Command {
     .option("--causal", "also write a causal explanation of each answer's first token")
     .option("--limit <n>", "only the first n items", positiveInt("--limit"))
     .option("--max-new-tokens <n>", "most tokens per answer", positiveInt("--max-new-tokens"), 16)
+    .addOption(weightsOption())
     .addOption(
       new Option("--kernels <impl>", "matmul kernels: auto (by size) | ts | ort")
         .choices([...KERNEL_CHOICES])
@@ -56,6 +58,7 @@ export function batchCommand(): Command {
         limit: o.limit,
         maxNewTokens: o.maxNewTokens,
         kernels: parseKernelChoice(o.kernels),
+        weights: o.weights,
         onItem: (r, done, total, wasSkipped) => {
           if (!wasSkipped) {
             computed++;

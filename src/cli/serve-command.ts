@@ -3,6 +3,7 @@ import { Command, InvalidArgumentError, Option } from "commander";
 import { KERNEL_CHOICES } from "../contracts/lists.js";
 import { buildServer } from "../server/app.js";
 import { defaultModelDir, modelOptionHelp, PROJECT_ROOT } from "./default-model.js";
+import { weightsOption } from "./weights-option.js";
 
 function intArg(name: string, min: number, max: number) {
   return (v: string) => {
@@ -26,6 +27,7 @@ export function serveCommand(): Command {
     )
     .option("--model <dir>", modelOptionHelp("the embedded default model"))
     .option("--data <dir>", "folder for runs and their index", path.join(PROJECT_ROOT, "runs"))
+    .addOption(weightsOption())
     .addOption(
       new Option("--kernels <impl>", "matmul kernels: auto (by size) | ts | ort")
         .choices([...KERNEL_CHOICES])
@@ -56,6 +58,7 @@ export function serveCommand(): Command {
         modelDir,
         dataDir: path.resolve(o.data),
         kernels: o.kernels,
+        weights: o.weights,
         host: o.host,
         limits: {
           maxUploadBytes: o.maxUploadMb * 2 ** 20,

@@ -7,6 +7,7 @@ import { checkRunOut } from "../run/run-dir.js";
 import { traceWithModel } from "../trace.js";
 import { defaultModelDir, modelOptionHelp } from "./default-model.js";
 import { stderrProgress } from "./progress.js";
+import { weightsOption } from "./weights-option.js";
 
 function intArg(name: string, min: number) {
   return (v: string) => {
@@ -53,6 +54,7 @@ export function traceCommand(): Command {
         .choices([...ATTN_DTYPES])
         .default("f32"),
     )
+    .addOption(weightsOption())
     .addOption(
       new Option("--kernels <impl>", "matmul kernels: auto (by size) | ts | ort")
         .choices([...KERNEL_CHOICES])
@@ -71,7 +73,7 @@ export function traceCommand(): Command {
       }
       const progress = stderrProgress();
       progress("load", 0, 1);
-      const model = loadModel(modelDir);
+      const model = loadModel(modelDir, { weights: o.weights });
       progress("load", 1, 1);
       const kernels = await createKernels(parseKernelChoice(o.kernels));
       try {

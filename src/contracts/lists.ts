@@ -28,6 +28,13 @@ export type MapGrouping = (typeof MAP_GROUPINGS)[number];
 export const KERNEL_CHOICES = ["auto", "ts", "ort"] as const;
 export type KernelChoice = (typeof KERNEL_CHOICES)[number];
 
+/**
+ * How a model's weights are loaded: as stored on disk, or (opt-in; the numbers change) the language model's
+ * matrices quantised to int8 (kernels/quantize.ts).
+ */
+export const WEIGHT_FORMATS = ["stored", "int8"] as const;
+export type WeightFormat = (typeof WEIGHT_FORMATS)[number];
+
 /** Precision of the stored attention tensors. */
 export const ATTN_DTYPES = ["f32", "f16"] as const;
 export type AttnDtype = (typeof ATTN_DTYPES)[number];

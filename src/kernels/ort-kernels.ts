@@ -274,7 +274,12 @@ export class OrtKernels implements Kernels {
     let sess = perWeight.get(hasBias);
     if (!sess) {
       if (this.disposed) throw new Error("OrtKernels used after dispose()");
-      sess = ort.InferenceSession.create(buildInt8LinearModel(w, hasBias), this.sessionOptions);
+      // No arena: a 7B has ~220 of these sessions, and each arena would keep its largest call's workspace
+      // (~37 MB for a 594-row prefill through an MLP matrix) for the life of the process: ~8 GB in all.
+      sess = ort.InferenceSession.create(buildInt8LinearModel(w, hasBias), {
+        ...this.sessionOptions,
+        enableCpuMemArena: false,
+      });
       perWeight.set(hasBias, sess);
       this.int8Created.push(sess);
       sess.catch(() => perWeight.delete(hasBias));

@@ -4,7 +4,7 @@
  * Format "lvlm-trace/2" (docs/trace-format.md); "lvlm-trace/1" runs are read and converted (./v1.ts).
  */
 import { z } from "zod";
-import { ATTN_DTYPES, IMAGE_MODES } from "../contracts/lists.js";
+import { ATTN_DTYPES, IMAGE_MODES, WEIGHT_FORMATS, type WeightFormat } from "../contracts/lists.js";
 import { imageLayoutSchema, layoutProblem } from "../models/image-layout.js";
 
 export const RUN_FORMAT = "lvlm-trace/2";
@@ -67,6 +67,8 @@ export const runModelSchema = z.object({
   model_type: z.string().min(1),
   /** Rows of the position ids the decoder used (1, or 3 for M-RoPE). */
   position_axes: pos,
+  /** "int8" when the run's model had its language-model matrices quantised (opt-in); absent: as stored. */
+  weights: z.enum(WEIGHT_FORMATS).optional(),
 });
 
 export const manifestSchema = z.object({
@@ -90,6 +92,21 @@ export type RunModelInfo = z.infer<typeof runModelSchema>;
 export type RunSettings = z.infer<typeof runSettingsSchema>;
 export type RunManifest = z.infer<typeof manifestSchema>;
 export type RunManifestV1 = z.infer<typeof manifestV1Schema>;
+
+/** How the run's model weights were loaded (older runs and runs as stored have no field). */
+export function runWeightFormat(m: RunManifest): WeightFormat {
+  return m.model.weights ?? "stored";
+}
+
+/**
+ * Why a loaded model cannot recompute this run's numbers because its weights are loaded otherwise, or null.
+ * Runs traced with int8 weights are analysed with int8 weights, and runs as stored as stored.
+ */
+export function weightsMismatch(loaded: WeightFormat, m: RunManifest): string | null {
+  const run = runWeightFormat(m);
+  if (loaded === run) return null;
+  return `the run was traced with ${run} weights but the model is loaded with ${loaded} weights (load it with --weights ${run})`;
+}
 
 /** Human-readable first problem of a zod error: `field.path: message`. */
 export function zodMessage(e: z.ZodError): string {

@@ -17,7 +17,7 @@ import Fastify, {
   type FastifyRequest,
 } from "fastify";
 import { PROJECT_ROOT } from "../cli/default-model.js";
-import type { KernelChoice } from "../contracts/lists.js";
+import type { KernelChoice, WeightFormat } from "../contracts/lists.js";
 import { readModelSummary } from "../models/registry.js";
 import { AnalysisClient } from "./analysis-client.js";
 import { HttpError, quoted } from "./http-error.js";
@@ -57,6 +57,8 @@ export interface ServerOptions {
   /** Folder of the built web UI (default dist/web). */
   webDir?: string;
   kernels?: KernelChoice;
+  /** "int8": the model's language-model matrices quantised at load (opt-in). Default "stored". */
+  weights?: WeightFormat;
   limits?: Partial<ServerLimits>;
   /** The address the server will bind; loopback binds only accept loopback Host headers. */
   host?: string;
@@ -82,7 +84,11 @@ export async function buildServer(opts: ServerOptions): Promise<LvlmServer> {
   const journal = new SqliteJobJournal(store.database);
   const queue = new JobQueue(journal);
   queue.restore(journal.interrupted());
-  const model = new ModelRunner({ modelDir: opts.modelDir, kernels: opts.kernels ?? "auto" });
+  const model = new ModelRunner({
+    modelDir: opts.modelDir,
+    kernels: opts.kernels ?? "auto",
+    weights: opts.weights ?? "stored",
+  });
   const analysis = new AnalysisClient({ modelDir: opts.modelDir });
   model.start();
 

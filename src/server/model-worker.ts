@@ -27,7 +27,7 @@ let loadError: string | null = null;
 async function load(): Promise<{ model: VisionLanguageModel; kernels: Kernels }> {
   if (loaded) return loaded;
   try {
-    const model = loadModel(data.modelDir);
+    const model = loadModel(data.modelDir, { weights: data.weights });
     const kernels = await createKernels(data.kernels);
     loaded = { model, kernels };
     loadError = null;

@@ -5,6 +5,7 @@ import type {
   KernelChoice,
   RelevancyMode,
   VisionRelevancyKind,
+  WeightFormat,
 } from "../contracts/lists.js";
 
 export interface GeneratePayload {
@@ -68,6 +69,7 @@ export type FromModelWorker =
 export interface ModelWorkerData {
   modelDir: string;
   kernels: KernelChoice;
+  weights: WeightFormat;
 }
 
 export interface AnalysisWorkerData {

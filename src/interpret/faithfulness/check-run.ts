@@ -16,6 +16,7 @@ import { createKernels } from "../../kernels/index.js";
 import type { KernelChoice, Kernels } from "../../kernels/types.js";
 import { loadModel } from "../../models/registry.js";
 import type { VisionLanguageModel } from "../../models/types.js";
+import { runWeightFormat, weightsMismatch } from "../../run/manifest.js";
 import { Run, RunError, readRunFile, writeFileAtomic } from "../../run/run-dir.js";
 import { hashSeed, Rng } from "../../tensor/rng.js";
 import { curveArea } from "../grounding-scores.js";
@@ -96,12 +97,14 @@ export async function checkFaithfulness(
           `${dir}: model folder of this run not found (pass the checkpoint folder with --model)`,
         );
       opts.onProgress?.("load", 0, 1);
-      model = loadModel(dir);
+      model = loadModel(dir, { weights: runWeightFormat(m) });
       ownModel = true;
       opts.onProgress?.("load", 1, 1);
     }
     if (model.info.llmLayers !== m.model.llm_layers || model.info.llmHeads !== m.model.llm_heads)
       throw new FaithfulnessError(`${model.dir}: not the model of this run (other layer or head counts)`);
+    const weights = weightsMismatch(model.info.weights, m);
+    if (weights) throw new FaithfulnessError(`${model.dir}: ${weights}`);
     if (opts.kernels && typeof opts.kernels === "object") kernels = opts.kernels;
     else {
       kernels = await createKernels(opts.kernels ?? "auto");

@@ -11,6 +11,7 @@ import type { KernelChoice, Kernels } from "../../kernels/types.js";
 import { type ImageLayout, towerTokens } from "../../models/image-layout.js";
 import { loadModel } from "../../models/registry.js";
 import type { TowerSource, VisionLanguageModel } from "../../models/types.js";
+import { runWeightFormat, weightsMismatch } from "../../run/manifest.js";
 import { IMAGE_GRID_TENSOR, Run } from "../../run/run-dir.js";
 import { relevancyMaps } from "./maps.js";
 import { resolveTokens } from "./plan.js";
@@ -146,7 +147,7 @@ export async function computeRelevancy(
         );
       }
       opts.onProgress?.("load", 0, 1);
-      model = loadModel(dir);
+      model = loadModel(dir, { weights: runWeightFormat(m) });
       ownModel = true;
       opts.onProgress?.("load", 1, 1);
     }
@@ -280,4 +281,6 @@ function checkModelMatchesRun(model: VisionLanguageModel, run: Run): void {
   if (P !== runP) problems.push(`${P} image tokens vs ${runP}`);
   if (problems.length > 0)
     throw new RelevancyError(`${model.dir}: not the model of this run (${problems.join("; ")})`);
+  const weights = weightsMismatch(model.info.weights, run.manifest);
+  if (weights) throw new RelevancyError(`${model.dir}: ${weights}`);
 }
