@@ -71,6 +71,11 @@ export class TimedKernels implements Kernels {
     return this.time(() => this.inner.matmulTransA(a, b, k, m, n));
   }
 
+  /** Not timed as a kernel call: the bench times the preparation of a model's weights on its own. */
+  async prepare(w: WeightMatrix): Promise<void> {
+    await this.inner.prepare?.(w);
+  }
+
   dispose(): Promise<void> {
     return this.inner.dispose();
   }

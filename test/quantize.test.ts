@@ -18,6 +18,7 @@ import {
 } from "../src/kernels/quantize.js";
 import type { WeightMatrix } from "../src/kernels/types.js";
 import { linearBackwardInput } from "../src/models/linear-grad.js";
+import { prepareWeights } from "../src/models/prepare.js";
 import { loadModel } from "../src/models/registry.js";
 import { Run } from "../src/run/run-dir.js";
 import { f32ToBf16 } from "../src/tensor/half.js";
@@ -154,6 +155,23 @@ describe("int8 weights", () => {
         for (let r = 0; r < rows; r++) s += dy[i * rows + r] * d[r * cols + c];
         assert.ok(Math.abs(got[i * cols + c] - s) <= 1e-5 * (1 + Math.abs(s)));
       }
+  });
+
+  test("prepareWeights readies every int8 matrix once, and nothing for weights as stored", async () => {
+    const readied: WeightMatrix[] = [];
+    const spy = Object.assign(new TsKernels(), { prepare: async (w: WeightMatrix) => void readied.push(w) });
+    const model = loadModel(fixtureDir("llava-tiny-llama"), { weights: "int8" });
+    await prepareWeights(model, spy);
+    const layers = model.info.llmLayers;
+    // Seven projections per layer, and the LM head unless it is the embedding matrix.
+    const decoder = model.decoder as unknown as { lmHead: WeightMatrix; embedTokens: WeightMatrix };
+    const head = decoder.lmHead === decoder.embedTokens ? 0 : 1;
+    assert.equal(readied.length, 7 * layers + head);
+    assert.ok(readied.every((w) => w.dtype === "Q8"));
+    assert.equal(new Set(readied).size, readied.length);
+    readied.length = 0;
+    await prepareWeights(loadModel(fixtureDir("llava-tiny-llama")), spy);
+    assert.equal(readied.length, 0);
   });
 
   test("a fixture loaded with int8 weights: the LLM's matrices quantised, the tower as stored", () => {

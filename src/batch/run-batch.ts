@@ -14,6 +14,7 @@ import { computeRelevancy, relevancyRecord } from "../interpret/relevancy/index.
 import { templateTailLength } from "../interpret/views/relevancy-views.js";
 import { createKernels } from "../kernels/index.js";
 import type { KernelChoice } from "../kernels/types.js";
+import { prepareWeights } from "../models/prepare.js";
 import { loadModel } from "../models/registry.js";
 import type { VisionLanguageModel } from "../models/types.js";
 import { MANIFEST_FILE, Run } from "../run/run-dir.js";
@@ -105,6 +106,7 @@ export async function runBatch(opts: BatchOptions): Promise<BatchResult> {
   fs.mkdirSync(path.join(out, "runs"), { recursive: true });
   const model: VisionLanguageModel = loadModel(opts.modelDir, { weights: opts.weights });
   const kernels = await createKernels(opts.kernels ?? "auto");
+  await prepareWeights(model, kernels);
   const stop = new Set(model.stopTokenIds);
   const records: ItemRecord[] = [];
   const report = (): BatchReport => ({

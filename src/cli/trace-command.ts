@@ -2,6 +2,7 @@ import * as fs from "node:fs";
 import { Command, InvalidArgumentError, Option } from "commander";
 import { ATTN_DTYPES, IMAGE_MODES, KERNEL_CHOICES } from "../contracts/lists.js";
 import { createKernels, parseKernelChoice } from "../kernels/index.js";
+import { prepareWeights } from "../models/prepare.js";
 import { loadModel } from "../models/registry.js";
 import { checkRunOut } from "../run/run-dir.js";
 import { traceWithModel } from "../trace.js";
@@ -77,6 +78,7 @@ export function traceCommand(): Command {
       progress("load", 1, 1);
       const kernels = await createKernels(parseKernelChoice(o.kernels));
       try {
+        await prepareWeights(model, kernels, progress);
         const { runDir, manifest } = await traceWithModel(model, kernels, {
           image: { bytes, name: o.image },
           prompt: o.prompt,

@@ -74,6 +74,11 @@ export class AutoKernels implements Kernels {
     return this.route(m, k, n).matmulTransA(a, b, k, m, n);
   }
 
+  /** int8 weights always go to onnxruntime (see `linear`), so it readies them. */
+  prepare(w: WeightMatrix): Promise<void> {
+    return this.ort.prepare(w);
+  }
+
   async dispose(): Promise<void> {
     await Promise.all([this.ts.dispose(), this.ort.dispose()]);
   }

@@ -102,8 +102,8 @@ export interface OrtKernelsOptions {
  */
 const Q8_ACCURACY_LEVEL = 4;
 
-/** One int8 weight matrix as a graph of its own (see the module comment): Y = X·dequant(W)ᵀ (+ Bias). */
-export function buildInt8LinearModel(w: WeightMatrix, hasBias: boolean): Uint8Array {
+/** One int8 weight matrix as a graph of its own (see the module comment): Y = X·dequant(W)ᵀ. */
+export function buildInt8LinearModel(w: WeightMatrix): Uint8Array {
   const nb = q8Blocks(w.cols);
   const g = new GraphBuilder("linear_q8");
   const x = g.input("X", DT.FLOAT, ["M", w.cols]);
@@ -124,8 +124,7 @@ export function buildInt8LinearModel(w: WeightMatrix, hasBias: boolean): Uint8Ar
     block_size: Q8_BLOCK,
     accuracy_level: Q8_ACCURACY_LEVEL,
   });
-  const out = hasBias ? g.op("Add", [y, g.input("Bias", DT.FLOAT, [w.rows])]) : y;
-  g.output(out, "Y", ["M", w.rows]);
+  g.output(y, "Y", ["M", w.rows]);
   return g.build();
 }
 
@@ -166,8 +165,8 @@ export class OrtKernels implements Kernels {
   /** Whole transformer layers as one graph each (see ort-blocks.ts). */
   readonly blocks: OrtBlocks;
   private readonly sessions = new Map<GraphKind, Promise<ort.InferenceSession>>();
-  /** int8 weights' sessions by the weight's codes, with and without a bias input. */
-  private readonly int8Sessions = new WeakMap<object, Map<boolean, Promise<ort.InferenceSession>>>();
+  /** int8 weights' sessions by the weight's codes. */
+  private readonly int8Sessions = new WeakMap<object, Promise<ort.InferenceSession>>();
   private int8Created: Promise<ort.InferenceSession>[] = [];
   /** Free BF16 widening buffers; one is taken per in-flight call so concurrent calls never share one. */
   private scratchPool: Float32Array[] = [];
@@ -261,32 +260,45 @@ export class OrtKernels implements Kernels {
     }
   }
 
-  /** An int8 weight through its own MatMulNBits session (created on first use, kept with the weight). */
+  /** An int8 weight through its own MatMulNBits session; a bias is added after the product, as Gemm adds it. */
   private async linearInt8(
     x: Float32Array,
     m: number,
     w: WeightMatrix,
     bias?: Float32Array | null,
   ): Promise<Float32Array> {
-    const hasBias = bias != null;
-    const perWeight = this.int8Sessions.get(w.data) ?? new Map<boolean, Promise<ort.InferenceSession>>();
-    this.int8Sessions.set(w.data, perWeight);
-    let sess = perWeight.get(hasBias);
+    const sess = await this.int8Session(w);
+    const y = await this.runSession(sess, { X: new ort.Tensor("float32", x, [m, w.cols]) });
+    const n = w.rows;
+    if (bias) for (let i = 0; i < m; i++) for (let j = 0; j < n; j++) y[i * n + j] += bias[j];
+    return y;
+  }
+
+  /**
+   * Builds an int8 weight's session now rather than at its first product (onnxruntime pre-packs the codes:
+   * ~5 ns per parameter, half a minute for a 7B), so that a model's load, not its first prefill, pays it.
+   */
+  async prepare(w: WeightMatrix): Promise<void> {
+    if (w.dtype === "Q8") await this.int8Session(w);
+  }
+
+  /** The session of an int8 weight (created on first use, kept with the weight's codes). */
+  private int8Session(w: WeightMatrix): Promise<ort.InferenceSession> {
+    let sess = this.int8Sessions.get(w.data);
     if (!sess) {
       if (this.disposed) throw new Error("OrtKernels used after dispose()");
       // No arena: a 7B has ~220 of these sessions, and each arena would keep its largest call's workspace
       // (~37 MB for a 594-row prefill through an MLP matrix) for the life of the process: ~8 GB in all.
-      sess = ort.InferenceSession.create(buildInt8LinearModel(w, hasBias), {
+      const created = ort.InferenceSession.create(buildInt8LinearModel(w), {
         ...this.sessionOptions,
         enableCpuMemArena: false,
       });
-      perWeight.set(hasBias, sess);
-      this.int8Created.push(sess);
-      sess.catch(() => perWeight.delete(hasBias));
+      sess = created;
+      this.int8Sessions.set(w.data, created);
+      this.int8Created.push(created);
+      created.catch(() => this.int8Sessions.delete(w.data));
     }
-    const feeds: Record<string, ort.Tensor> = { X: new ort.Tensor("float32", x, [m, w.cols]) };
-    if (bias) feeds.Bias = new ort.Tensor("float32", bias, [w.rows]);
-    return this.runSession(await sess, feeds);
+    return sess;
   }
 
   /**

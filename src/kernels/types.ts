@@ -50,6 +50,11 @@ export interface Kernels {
    * Absent for the TypeScript kernels, whose per-op path is the readable reference the blocks must match.
    */
   readonly blocks?: BlockKernels;
+  /**
+   * Readies a weight for fast products ahead of its first use (onnxruntime: an int8 weight's pre-packed
+   * session); absent or a no-op where there is nothing to ready.
+   */
+  prepare?(w: WeightMatrix): Promise<void>;
   /** Release native resources (sessions). */
   dispose(): Promise<void>;
 }

@@ -23,6 +23,7 @@ import type {
 import type { WeightGradients } from "./gradients.js";
 import type { ImageLayout } from "./image-layout.js";
 import type { PositionIds } from "./positions.js";
+import type { ModelWeights } from "./weights.js";
 
 /** What the layers above need to know about a model's shape (the run manifest's `model` section). */
 export interface ModelInfo {
@@ -200,6 +201,8 @@ export interface VisionLanguageModel {
   /** Tokenizer and chat template (the prompt's `<image>` is expanded to the layout's token count). */
   readonly text: TextProcessor;
   readonly decoder: LanguageDecoder;
+  /** The checkpoint's tensors as loaded (int8 matrices among them with `--weights int8`). */
+  readonly weights: ModelWeights;
   /** Ids that end generation. */
   readonly stopTokenIds: readonly number[];
   /**

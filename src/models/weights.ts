@@ -111,6 +111,11 @@ export class ModelWeights {
     return v;
   }
 
+  /** The matrices quantised at load (with `format` "int8"). */
+  quantisedMatrices(): WeightMatrix[] {
+    return [...this.matrices.values()].filter((m) => m.dtype === "Q8");
+  }
+
   /** Every tensor loaded so far, by canonical name (training walks them; F32 checkpoints only). */
   loadedTensors(): { name: string; shape: number[]; data: Float32Array }[] {
     const out: { name: string; shape: number[]; data: Float32Array }[] = [];

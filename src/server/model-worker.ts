@@ -10,6 +10,7 @@ import { explainRun } from "../interpret/causal/explain-run.js";
 import { checkFaithfulness } from "../interpret/faithfulness/index.js";
 import { computeRelevancy } from "../interpret/relevancy/index.js";
 import { createKernels, type Kernels } from "../kernels/index.js";
+import { prepareWeights } from "../models/prepare.js";
 import { loadModel } from "../models/registry.js";
 import type { VisionLanguageModel } from "../models/types.js";
 import { traceWithModel } from "../trace.js";
@@ -29,6 +30,8 @@ async function load(): Promise<{ model: VisionLanguageModel; kernels: Kernels }>
   try {
     const model = loadModel(data.modelDir, { weights: data.weights });
     const kernels = await createKernels(data.kernels);
+    // Part of loading: an int8 model's sessions are built before its first question, not during it.
+    await prepareWeights(model, kernels);
     loaded = { model, kernels };
     loadError = null;
     return loaded;
