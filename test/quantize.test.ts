@@ -174,6 +174,27 @@ describe("int8 weights", () => {
     assert.equal(readied.length, 0);
   });
 
+  test("forward only: the TypeScript codes are freed once onnxruntime holds them, and the backward refuses", async () => {
+    const model = loadModel(fixtureDir("llava-tiny-llama"), { weights: "int8" });
+    const auto = new AutoKernels(new TsKernels(), new OrtKernels({ threads: 1 }));
+    try {
+      const w = model.weights.quantisedMatrices()[0];
+      const x = values(w.cols, 10, 1);
+      const before = await auto.linear(x, 1, w);
+      await prepareWeights(model, auto, { forwardOnly: true });
+      assert.ok(model.weights.quantisedMatrices().every((m) => m.data.length === 0));
+      // The product is onnxruntime's pre-packed one, as before.
+      assert.deepEqual(await auto.linear(x, 1, w), before);
+      await assert.rejects(
+        linearBackwardInput(auto, values(w.rows, 11, 1), 1, w),
+        /loaded for forward passes only .* load the model again to compute relevancy/,
+      );
+    } finally {
+      await auto.dispose();
+      model.close();
+    }
+  });
+
   test("a fixture loaded with int8 weights: the LLM's matrices quantised, the tower as stored", () => {
     assert.equal(parseWeightFormat("INT8"), "int8");
     assert.throws(() => parseWeightFormat("int4"), /expected one of: stored, int8/);

@@ -78,7 +78,8 @@ export function traceCommand(): Command {
       progress("load", 1, 1);
       const kernels = await createKernels(parseKernelChoice(o.kernels));
       try {
-        await prepareWeights(model, kernels, progress);
+        // A trace only runs forward: the int8 codes can live in onnxruntime alone.
+        await prepareWeights(model, kernels, { onProgress: progress, forwardOnly: true });
         const { runDir, manifest } = await traceWithModel(model, kernels, {
           image: { bytes, name: o.image },
           prompt: o.prompt,

@@ -24,7 +24,7 @@ import * as ort from "onnxruntime-node";
 import { bf16ToF32Into } from "../tensor/half.js";
 import { DT, GraphBuilder } from "./onnx-graph.js";
 import { OrtBlocks } from "./ort-blocks.js";
-import { Q8_BLOCK, q8Blocks } from "./quantize.js";
+import { checkHostCodes, Q8_BLOCK, q8Blocks } from "./quantize.js";
 import { checkBmm, checkLinear, checkMatmulTransA } from "./ts-kernels.js";
 import type { Kernels, WeightMatrix } from "./types.js";
 
@@ -282,10 +282,13 @@ export class OrtKernels implements Kernels {
     if (w.dtype === "Q8") await this.int8Session(w);
   }
 
-  /** The session of an int8 weight (created on first use, kept with the weight's codes). */
+  /** The session of an int8 weight (created on first use or by `prepare`, kept for the process's life). */
   private int8Session(w: WeightMatrix): Promise<ort.InferenceSession> {
-    let sess = this.int8Sessions.get(w.data);
+    // Keyed by the scales, which stay when the codes' TypeScript copy is released after the session is built.
+    const key = w.scales as Float32Array;
+    let sess = this.int8Sessions.get(key);
     if (!sess) {
+      checkHostCodes(w);
       if (this.disposed) throw new Error("OrtKernels used after dispose()");
       // No arena: a 7B has ~220 of these sessions, and each arena would keep its largest call's workspace
       // (~37 MB for a 594-row prefill through an MLP matrix) for the life of the process: ~8 GB in all.
@@ -294,9 +297,9 @@ export class OrtKernels implements Kernels {
         enableCpuMemArena: false,
       });
       sess = created;
-      this.int8Sessions.set(w.data, created);
+      this.int8Sessions.set(key, created);
       this.int8Created.push(created);
-      created.catch(() => this.int8Sessions.delete(w.data));
+      created.catch(() => this.int8Sessions.delete(key));
     }
     return sess;
   }

@@ -58,25 +58,51 @@ export function quantizeInt8(w: WeightMatrix): WeightMatrix {
       const first = (r0 + r) * nb;
       // Two passes over the row (block maxima, then codes): tight loops V8 compiles well.
       for (let b = 0; b < nb; b++) {
-        const c1 = Math.min(cols, (b + 1) * Q8_BLOCK);
+        const c1 = base + Math.min(cols, (b + 1) * Q8_BLOCK);
         let amax = 0;
-        for (let c = b * Q8_BLOCK; c < c1; c++) amax = Math.max(amax, Math.abs(row[base + c]));
+        for (let c = base + b * Q8_BLOCK; c < c1; c++) {
+          const v = row[c];
+          const a = v < 0 ? -v : v;
+          if (a > amax) amax = a;
+        }
         const s = Math.fround(amax / 127);
         scales[first + b] = s;
         inv[b] = s === 0 ? 0 : 1 / s;
       }
-      // |w| ≤ amax = 127·s up to s's float rounding (a relative 6e-8), so |w/s| < 127.5 and the code stays
-      // within 1 … 255 without a clamp per element.
-      const out = first * Q8_BLOCK;
-      for (let c = 0; c < cols; c++)
-        codes[out + c] = Q8_ZERO + Math.round(row[base + c] * inv[(c / Q8_BLOCK) | 0]);
+      // |w| ≤ amax = 127·s up to s's float rounding (a relative 6e-8), so |w/s| < 127.5: code + 0.5 lies in
+      // (0.5, 255.5), where truncation is Math.round's rounding (half up) without its cost per element.
+      const out = first * Q8_BLOCK - base;
+      for (let b = 0; b < nb; b++) {
+        const k = inv[b];
+        const c1 = base + Math.min(cols, (b + 1) * Q8_BLOCK);
+        for (let c = base + b * Q8_BLOCK; c < c1; c++) codes[out + c] = (row[c] * k + (Q8_ZERO + 0.5)) | 0;
+      }
     }
   }
   return { rows, cols, dtype: "Q8", data: codes, scales };
 }
 
+/**
+ * Frees the TypeScript copy of an int8 matrix's codes once onnxruntime holds its own pre-packed one (a process
+ * that only runs forward passes: ~1 byte per parameter, 6.5 GB for a 7B). Products then go through
+ * onnxruntime only; the TypeScript kernels and the backward refuse the matrix (`checkHostCodes`).
+ */
+export function releaseHostCodes(w: WeightMatrix): void {
+  if (w.dtype === "Q8") w.data = new Uint8Array(0);
+}
+
+/** Throws when an int8 matrix's codes were released (see `releaseHostCodes`). */
+export function checkHostCodes(w: WeightMatrix): void {
+  if (w.dtype === "Q8" && w.data.length === 0)
+    throw new Error(
+      "int8 weights loaded for forward passes only (their codes live in onnxruntime alone); " +
+        "load the model again to compute relevancy",
+    );
+}
+
 /** Rows r0 … r0+count−1 of an int8 matrix, dequantised to float32 into `out` ([count, cols]). */
 export function dequantizeRowsInto(w: WeightMatrix, r0: number, count: number, out: Float32Array): void {
+  checkHostCodes(w);
   const codes = w.data as Uint8Array;
   const scales = w.scales as Float32Array;
   const { cols } = w;

@@ -195,7 +195,9 @@ export function checkLinear(x: Float32Array, m: number, w: WeightMatrix, bias?: 
   }
   if (w.dtype === "Q8") {
     const blocks = w.rows * q8Blocks(w.cols);
-    if (!(w.data instanceof Uint8Array) || w.data.length !== blocks * Q8_BLOCK || w.scales?.length !== blocks)
+    // No codes: released once onnxruntime held them (quantize.ts); the TypeScript product refuses such a matrix.
+    const codes = w.data.length === 0 || w.data.length === blocks * Q8_BLOCK;
+    if (!(w.data instanceof Uint8Array) || !codes || w.scales?.length !== blocks)
       throw new Error(`linear: int8 weight ${w.rows}x${w.cols} needs ${blocks} blocks of codes and scales`);
   } else {
     if (w.data.length !== w.rows * w.cols) {
