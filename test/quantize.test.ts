@@ -24,6 +24,7 @@ import { Run } from "../src/run/run-dir.js";
 import { f32ToBf16 } from "../src/tensor/half.js";
 import { traceWithModel } from "../src/trace.js";
 import { fixtureDir, tempDir } from "./fixture-utils.js";
+import { greedyTrace } from "./parity-utils.js";
 
 /** Deterministic values in (−scale, scale). */
 function values(n: number, seed: number, scale: number): Float32Array {
@@ -224,17 +225,11 @@ describe("a run traced with int8 weights", () => {
     const kernels = new AutoKernels(new TsKernels(), new OrtKernels({ threads: 1 }));
     try {
       const out = path.join(work, weights);
-      await traceWithModel(model, kernels, {
-        image: { bytes: fs.readFileSync(path.join(dir, "image.png")), name: "image.png" },
-        prompt: "What is in the picture?",
-        maxNewTokens: 3,
-        temperature: 0,
-        topP: 1,
-        seed: 0,
-        imageMode: "default",
-        attnDtype: "f32",
-        out,
-      });
+      await traceWithModel(
+        model,
+        kernels,
+        greedyTrace(path.join(dir, "image.png"), "What is in the picture?", 3, out),
+      );
       return out;
     } finally {
       model.close();
