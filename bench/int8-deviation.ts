@@ -23,6 +23,10 @@ if (!dir) {
   console.error("error: --model DIR is required (a checkpoint folder)");
   process.exit(1);
 }
+if (!fs.existsSync(path.join(dir, "config.json"))) {
+  console.error(`error: ${dir}: not a checkpoint folder (no config.json)`);
+  process.exit(1);
+}
 const image = flag("--image") ?? path.join(dir, "image.png");
 const expected = path.join(dir, "expected.json");
 const prompt =
@@ -31,6 +35,10 @@ const prompt =
     ? JSON.parse(fs.readFileSync(expected, "utf8")).question
     : "Describe the picture.");
 const tokens = Number(flag("--tokens") ?? 6);
+if (!Number.isInteger(tokens) || tokens < 1 || tokens > 4096) {
+  console.error(`error: --tokens ${flag("--tokens")}: give a whole number of answer tokens from 1 to 4096`);
+  process.exit(1);
+}
 const json = process.argv.includes("--json");
 if (!fs.existsSync(image)) {
   console.error(`error: ${image}: no such image (pass --image FILE)`);

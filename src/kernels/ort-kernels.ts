@@ -158,6 +158,11 @@ function checkOutputSize(op: string, dims: number[]): void {
   }
 }
 
+/** y[i, :] += bias for each of m rows: a bias added after the product, as Gemm adds it (one f32 addition each). */
+function addBiasRows(y: Float32Array, m: number, n: number, bias: Float32Array): void {
+  for (let i = 0; i < m; i++) for (let j = 0; j < n; j++) y[i * n + j] += bias[j];
+}
+
 export class OrtKernels implements Kernels {
   readonly name = "ort" as const;
   readonly threads: number;
@@ -270,7 +275,7 @@ export class OrtKernels implements Kernels {
     const sess = await this.int8Session(w);
     const y = await this.runSession(sess, { X: new ort.Tensor("float32", x, [m, w.cols]) });
     const n = w.rows;
-    if (bias) for (let i = 0; i < m; i++) for (let j = 0; j < n; j++) y[i * n + j] += bias[j];
+    if (bias) addBiasRows(y, m, n, bias);
     return y;
   }
 
@@ -348,7 +353,7 @@ export class OrtKernels implements Kernels {
       place(await this.linear(x, m, block, null), r0, r1 - r0);
     }
     // The bias after the product, as Gemm adds it (one f32 addition per element).
-    if (bias) for (let i = 0; i < m; i++) for (let j = 0; j < n; j++) y[i * n + j] += bias[j];
+    if (bias) addBiasRows(y, m, n, bias);
     return y;
   }
 
