@@ -88,6 +88,18 @@ after(async () => {
   fs.rmSync(ts.dataDir, { recursive: true, force: true });
 });
 
+/**
+ * A run of the data folder whose uploaded original is input.png. Some runs here come from JPEG or WebP uploads
+ * (input.jpg, input.webp), and which run a directory listing names first depends on the run ids.
+ */
+function runWithPngInput(): string {
+  const id = fs
+    .readdirSync(ts.dataDir)
+    .find((f) => /^\d{8}-/.test(f) && fs.existsSync(path.join(ts.dataDir, f, "input.png")));
+  assert.ok(id, "a run with input.png in the data folder");
+  return id;
+}
+
 describe("generate → run → views", () => {
   let runId: string;
   let tokens: string[];
@@ -447,7 +459,7 @@ describe("bad input → 4xx with a clear message", () => {
     await expectError(await fetch(`${ts.base}/api/runs/%E0%A4%A`), 400, /bad request/);
     // A symlink in the data dir pointing outside is never a run, even if someone indexes it.
     const outside = tempDir("outside");
-    const realRun = fs.readdirSync(ts.dataDir).find((f) => /^\d{8}-/.test(f))!;
+    const realRun = runWithPngInput();
     fs.cpSync(path.join(ts.dataDir, realRun), path.join(outside, "r"), { recursive: true });
     fs.symlinkSync(path.join(outside, "r"), path.join(ts.dataDir, "evil"));
     try {
@@ -570,7 +582,7 @@ describe("bad input → 4xx with a clear message", () => {
       /format "other\/9"/,
     );
     // A real run with an inconsistent manifest is refused.
-    const id = fs.readdirSync(ts.dataDir).find((f) => /^\d{8}-/.test(f))!;
+    const id = runWithPngInput();
     const m = JSON.parse(fs.readFileSync(path.join(ts.dataDir, id, "manifest.json"), "utf8"));
     const files = (mf: object) => [
       { name: "run/manifest.json", data: JSON.stringify(mf) },
