@@ -32,6 +32,8 @@ export class TimedKernels implements Kernels {
         visionLayerBackward: (a: VisionBlockBackwardInput) => this.time(() => b.visionLayerBackward(a)),
         decoderLayer: (a: DecoderBlockInput) => this.time(() => b.decoderLayer(a)),
         decoderLayerBackward: (a: DecoderBackwardBlockInput) => this.time(() => b.decoderLayerBackward(a)),
+        // Readying is loading, not a kernel call: untimed.
+        prepareDecoderLayer: b.prepareDecoderLayer?.bind(b),
       };
     }
   }

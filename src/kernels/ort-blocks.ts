@@ -15,6 +15,7 @@ import {
   activation,
   BLOCK_ACTIVATIONS,
   feedWeightBlocks,
+  int8Linear,
   linearBlocks,
   type WeightBlocks,
   weightBlocks,
@@ -42,6 +43,7 @@ import type {
   DecoderBlockInput,
   DecoderBlockOutput,
   DecoderBlockWeights,
+  DecoderLayerSpec,
   VisionBlockBackwardInput,
   VisionBlockBackwardOutput,
   VisionBlockInput,
@@ -119,34 +121,48 @@ interface DecoderGraphShape extends DecoderBackwardGraphShape {
   /** Which of the optional biases the layer has (qb, kb, vb, ob, gateB, upB, downB). */
   biases: string[];
   tape: boolean;
+  /**
+   * Rows follow `past` cached positions (k_cache, v_cache [KV, capacity, hd] and past as inputs, the mask
+   * [n, past + n]); the int8 graphs' form, which one session per layer serves for prefill and decode alike.
+   */
+  cached: boolean;
 }
 
 const DECODER_BIASES = ["qb", "kb", "vb", "ob", "gateB", "upB", "downB"] as const;
 
 /**
- * The llama-family layer of models/decoder.ts (`TextDecoder.layer`) over a prefill from an empty cache, as
- * one graph: RMSNorm, q/k/v, rotate-half RoPE from given cos/sin, GQA attention with an additive mask,
- * o_proj + residual, RMSNorm, gated MLP + residual.
+ * The llama-family layer of models/decoder.ts (`TextDecoder.layer`) as one graph: RMSNorm, q/k/v,
+ * rotate-half RoPE from given cos/sin, GQA attention with an additive mask, o_proj + residual, RMSNorm, gated
+ * MLP + residual. Over a prefill from an empty cache, weights as inputs; or, with `int8` weights (baked in as
+ * MatMulNBits initializers, `s.cached`), over rows after the cached ones.
  */
-export function buildDecoderLayerModel(s: DecoderGraphShape): Uint8Array {
+export function buildDecoderLayerModel(s: DecoderGraphShape, int8?: DecoderBlockWeights): Uint8Array {
   const { dim: D, heads: H, kvHeads: KV, headDim: hd, inter: I, eps } = s;
   const rep = H / KV;
   const half = hd / 2;
+  const keys = s.cached ? "keys" : "n";
   const g = new GraphBuilder("decoder_layer", s.dtype === "BF16");
   const h = g.input("h", DT.FLOAT, ["n", D]);
   const cos = g.input("cos", DT.FLOAT, ["n", 1, half]);
   const sin = g.input("sin", DT.FLOAT, ["n", 1, half]);
-  const mask = g.input("mask", DT.FLOAT, ["n", "n"]);
+  const mask = g.input("mask", DT.FLOAT, ["n", keys]);
   const inputNorm = g.input("inputNorm", DT.FLOAT, [D]);
   const postNorm = g.input("postNorm", DT.FLOAT, [D]);
-  const W = decoderWeightBlocks(g, s);
   const dims = decoderMatrixDims(s);
   const B: Record<string, string | null> = {};
   DECODER_BIASES.forEach((b, i) => {
     B[b] = s.biases.includes(b) ? g.input(b, DT.FLOAT, [dims[DECODER_MATRICES[i]][0]]) : null;
   });
-  const linear = (x: string, m: (typeof DECODER_MATRICES)[number], b: string | null) =>
-    linearBlocks(g, x, W[m], b);
+  let linear: (x: string, m: (typeof DECODER_MATRICES)[number], b: string | null) => string;
+  if (int8) {
+    linear = (x, m, b) => {
+      const y = int8Linear(g, x, int8[m], m);
+      return b ? g.op("Add", [y, b]) : y;
+    };
+  } else {
+    const W = decoderWeightBlocks(g, s);
+    linear = (x, m, b) => linearBlocks(g, x, W[m], b);
+  }
   // x · 1/sqrt(mean(x²) + eps) · w, the order of ops/tensor/ops.ts's rmsNorm.
   const rmsNorm = (x: string, w: string) => {
     const ms = g.meanLastAxis(g.op("Mul", [x, x]));
@@ -167,15 +183,32 @@ export function buildDecoderLayerModel(s: DecoderGraphShape): Uint8Array {
   const qRot = rope(linear(x, "q", B.qb), H); // [n, H, hd]
   const kRot = rope(linear(x, "k", B.kb), KV); // [n, KV, hd]
   const v = linear(x, "v", B.vb); // [n, KV·hd]
-  // Query heads of one KV group stacked: [KV, rep, n, hd]; keys [KV, 1, hd, n], values [KV, 1, n, hd].
+  // Query heads of one KV group stacked: [KV, rep, n, hd]; keys [KV, 1, hd, keys], values [KV, 1, keys, hd].
   const qG = g.op("Transpose", [g.op("Reshape", [qRot, g.ints([0, KV, rep, hd])])], { perm: [1, 2, 0, 3] });
-  const kT = g.op("Unsqueeze", [g.op("Transpose", [kRot], { perm: [1, 2, 0] }), g.ints([1])]);
-  const vG = g.op("Unsqueeze", [
-    g.op("Transpose", [g.op("Reshape", [v, g.ints([0, KV, hd])])], { perm: [1, 0, 2] }),
-    g.ints([1]),
-  ]);
+  let kT: string;
+  let vG: string;
+  if (s.cached) {
+    // Positions 0 … past−1 from the cache, then the n new rows: [KV, past + n, hd].
+    const kCache = g.input("k_cache", DT.FLOAT, [KV, "capacity", hd]);
+    const vCache = g.input("v_cache", DT.FLOAT, [KV, "capacity", hd]);
+    const past = g.input("past", DT.INT64, [1]);
+    const cached = (c: string) => g.op("Slice", [c, g.ints([0]), past, g.ints([1])]);
+    const kAll = g.op("Concat", [cached(kCache), g.op("Transpose", [kRot], { perm: [1, 0, 2] })], {
+      axis: 1,
+    });
+    const vHeads = g.op("Transpose", [g.op("Reshape", [v, g.ints([0, KV, hd])])], { perm: [1, 0, 2] });
+    const vAll = g.op("Concat", [cached(vCache), vHeads], { axis: 1 });
+    kT = g.op("Unsqueeze", [g.op("Transpose", [kAll], { perm: [0, 2, 1] }), g.ints([1])]);
+    vG = g.op("Unsqueeze", [vAll, g.ints([1])]);
+  } else {
+    kT = g.op("Unsqueeze", [g.op("Transpose", [kRot], { perm: [1, 2, 0] }), g.ints([1])]);
+    vG = g.op("Unsqueeze", [
+      g.op("Transpose", [g.op("Reshape", [v, g.ints([0, KV, hd])])], { perm: [1, 0, 2] }),
+      g.ints([1]),
+    ]);
+  }
   const scores = g.op("Add", [g.op("Mul", [g.op("MatMul", [qG, kT]), g.scalar(hd ** -0.5)]), mask]);
-  const probs = g.op("Softmax", [scores], { axis: -1 }); // [KV, rep, n, n] = [H, n, n]
+  const probs = g.op("Softmax", [scores], { axis: -1 }); // [KV, rep, n, keys] = [H, n, keys]
   const ctxG = g.op("MatMul", [probs, vG]); // [KV, rep, n, hd]
   const ctx = g.op("Reshape", [g.op("Transpose", [ctxG], { perm: [2, 0, 1, 3] }), g.ints([0, H * hd])]);
   const h1 = g.op("Add", [linear(ctx, "o", B.ob), h]);
@@ -185,7 +218,7 @@ export function buildDecoderLayerModel(s: DecoderGraphShape): Uint8Array {
   const h2 = g.op("Add", [linear(g.op("Mul", [activation(g, gate, s.act), up]), "down", B.downB), h1]);
 
   g.output(h2, "h_out", ["n", D]);
-  g.output(probs, "probs", [KV, rep, "n", "n"]);
+  g.output(probs, "probs", [KV, rep, "n", keys]);
   g.output(g.op("Reshape", [kRot, g.ints([0, KV * hd])]), "k_rows", ["n", KV * hd]);
   g.output(v, "v_rows", ["n", KV * hd]);
   if (s.tape) {
@@ -200,13 +233,20 @@ export function buildDecoderLayerModel(s: DecoderGraphShape): Uint8Array {
   return g.build();
 }
 
+/** Graph outputs of a decoder layer, and those the tape adds. */
+const DECODER_OUTPUTS = ["h_out", "probs", "k_rows", "v_rows"];
+const DECODER_TAPE_OUTPUTS = ["x", "q_rows", "ctx", "h1", "x2", "gate_out", "up_out"];
+
 /**
- * Block graphs on the sessions' options of the owning OrtKernels (threads, spinning). Layers with int8
- * weights take the per-op path: their products are MatMulNBits sessions with the weights baked in, which a
- * block graph fed with weights as inputs could not pre-pack.
+ * Block graphs on the sessions' options of the owning OrtKernels (threads, spinning). A decoder layer with
+ * int8 weights is a graph of its own, its matrices baked in as MatMulNBits initializers (which onnxruntime
+ * pre-packs, as it cannot weights fed as inputs), serving prefill and decode steps alike.
  */
 export class OrtBlocks implements BlockKernels {
   private readonly sessions = new Map<string, Promise<ort.InferenceSession | null>>();
+  /** int8 decoder layers' sessions (`int8DecoderSession`), and every one created, for `dispose`. */
+  private readonly int8Layers = new WeakMap<object, Promise<ort.InferenceSession | null>>();
+  private int8Created: Promise<ort.InferenceSession | null>[] = [];
   private readonly inFlight = new Set<Promise<unknown>>();
   private disposed = false;
 
@@ -232,9 +272,10 @@ export class OrtBlocks implements BlockKernels {
   private async run(
     sess: ort.InferenceSession,
     feeds: Record<string, ort.Tensor>,
+    fetches?: readonly string[],
   ): Promise<ort.InferenceSession.OnnxValueMapType> {
     if (this.disposed) throw new Error("OrtBlocks used after dispose()");
-    const p = sess.run(feeds);
+    const p = fetches ? sess.run(feeds, fetches) : sess.run(feeds);
     this.inFlight.add(p);
     try {
       return await p;
@@ -323,27 +364,21 @@ export class OrtBlocks implements BlockKernels {
 
   async decoderLayer(a: DecoderBlockInput): Promise<DecoderBlockOutput | null> {
     const W: DecoderBlockWeights = a.weights;
-    const dtype = W.q.dtype;
-    if (dtype === "Q8" || !BLOCK_ACTIVATIONS.has(a.act) || DECODER_MATRICES.some((m) => W[m].dtype !== dtype))
+    const int8 = W.q.dtype === "Q8";
+    const shape = decoderShape(a, a.tape);
+    if (!shape) return null;
+    const { n, kvHeads: KV, headDim: hd } = a;
+    const D = shape.dim;
+    const past = a.cache?.past ?? 0;
+    if (n === 0 || a.h.length !== n * D || a.mask.length !== n * (past + n)) return null;
+    const c = a.cache;
+    if (c && (past + n > c.capacity || c.k.length !== KV * c.capacity * hd || c.v.length !== c.k.length))
       return null;
-    const { n, heads: H, kvHeads: KV, headDim: hd } = a;
-    const D = W.q.cols;
-    if (n === 0 || H % KV !== 0 || hd % 2 !== 0 || a.h.length !== n * D) return null;
-    const shape: DecoderGraphShape = {
-      dim: D,
-      heads: H,
-      kvHeads: KV,
-      headDim: hd,
-      inter: W.gate.rows,
-      eps: a.eps,
-      act: a.act,
-      dtype,
-      biases: DECODER_BIASES.filter((b) => W[b] !== null),
-      tape: a.tape,
-      widenBlock: widenBlock(),
-    };
-    const key = `decoder:${JSON.stringify(shape)}`;
-    const sess = await this.session(key, () => buildDecoderLayerModel(shape));
+    // Weights as stored run from an empty cache only (decode steps keep the per-op path's row blocks).
+    if (!int8 && past > 0) return null;
+    const sess = int8
+      ? await this.int8DecoderSession(a)
+      : await this.session(`decoder:${JSON.stringify(shape)}`, () => buildDecoderLayerModel(shape));
     if (!sess) return null;
     const norm = (w: Float32Array) =>
       new ort.Tensor("float32", a.unitOffset ? w.map((x) => 1 + x) : w, [w.length]);
@@ -351,16 +386,27 @@ export class OrtBlocks implements BlockKernels {
       h: new ort.Tensor("float32", a.h, [n, D]),
       cos: new ort.Tensor("float32", a.cos, [n, 1, hd / 2]),
       sin: new ort.Tensor("float32", a.sin, [n, 1, hd / 2]),
-      mask: new ort.Tensor("float32", a.mask, [n, n]),
+      mask: new ort.Tensor("float32", a.mask, [n, past + n]),
       inputNorm: norm(W.inputNorm),
       postNorm: norm(W.postNorm),
     };
-    for (const m of DECODER_MATRICES) feedWeightBlocks(feeds, m, W[m], shape.widenBlock);
+    if (int8) {
+      const capacity = c?.capacity ?? 0;
+      feeds.k_cache = new ort.Tensor("float32", c?.k ?? new Float32Array(0), [KV, capacity, hd]);
+      feeds.v_cache = new ort.Tensor("float32", c?.v ?? new Float32Array(0), [KV, capacity, hd]);
+      feeds.past = new ort.Tensor("int64", BigInt64Array.of(BigInt(past)), [1]);
+    } else for (const m of DECODER_MATRICES) feedWeightBlocks(feeds, m, W[m], shape.widenBlock);
     for (const b of DECODER_BIASES) {
       const v = W[b];
       if (v) feeds[b] = new ort.Tensor("float32", v, [v.length]);
     }
-    const r = await this.run(sess, feeds);
+    // The int8 graph always has the tape's outputs (one session per layer); only fetched when asked for.
+    const fetches = int8
+      ? a.tape
+        ? [...DECODER_OUTPUTS, ...DECODER_TAPE_OUTPUTS]
+        : DECODER_OUTPUTS
+      : undefined;
+    const r = await this.run(sess, feeds, fetches);
     const out = (name: string) => r[name].data as Float32Array;
     return {
       h: out("h_out"),
@@ -381,6 +427,38 @@ export class OrtBlocks implements BlockKernels {
     };
   }
 
+  /**
+   * Builds an int8 layer's session now (onnxruntime pre-packs its weights, ~4 ns per parameter) rather than in
+   * the first prefill; false when the layer does not run as one graph.
+   */
+  async prepareDecoderLayer(spec: Omit<DecoderLayerSpec, "cos" | "sin">): Promise<boolean> {
+    if (spec.weights.q.dtype !== "Q8" || !decoderShape(spec, true)) return false;
+    return (await this.int8DecoderSession(spec)) !== null;
+  }
+
+  /**
+   * The session of an int8 decoder layer, with its seven matrices baked in: one per layer for the process's
+   * life, serving prefill and decode, with and without the tape (fetched on demand). Keyed by the q matrix's
+   * scales, which stay when the codes' TypeScript copy is released after the session is built.
+   */
+  private int8DecoderSession(
+    spec: Omit<DecoderLayerSpec, "cos" | "sin">,
+  ): Promise<ort.InferenceSession | null> {
+    if (this.disposed) throw new Error("OrtBlocks used after dispose()");
+    const key = spec.weights.q.scales as Float32Array;
+    let s = this.int8Layers.get(key);
+    if (!s) {
+      const shape = decoderShape(spec, true) as DecoderGraphShape;
+      // Building reads the codes (a clear error if they were released without a session); creating can fail
+      // only in this onnxruntime (then null: the per-op path).
+      const model = buildDecoderLayerModel({ ...shape, cached: true }, spec.weights);
+      s = ort.InferenceSession.create(model, this.sessionOptions).catch(() => null);
+      this.int8Layers.set(key, s);
+      this.int8Created.push(s);
+    }
+    return s;
+  }
+
   async decoderLayerBackward(a: DecoderBackwardBlockInput): Promise<DecoderBackwardBlockOutput | null> {
     const call = decoderBackwardCall(a);
     if (!call) return null;
@@ -396,12 +474,39 @@ export class OrtBlocks implements BlockKernels {
   async dispose(): Promise<void> {
     if (this.disposed) return;
     this.disposed = true;
-    const pending = [...this.sessions.values()];
+    const pending = [...this.sessions.values(), ...this.int8Created];
     this.sessions.clear();
+    this.int8Created = [];
     await Promise.allSettled([...this.inFlight]);
     for (const p of pending) {
       const s = await p.catch(() => null);
       if (s) await s.release();
     }
   }
+}
+
+/**
+ * The graph shape of a decoder layer, or null when it cannot run as one graph (an activation the graphs do
+ * not spell out, matrices of mixed dtypes, heads that do not group, an odd head dim).
+ */
+function decoderShape(a: Omit<DecoderLayerSpec, "cos" | "sin">, tape: boolean): DecoderGraphShape | null {
+  const W = a.weights;
+  const dtype = W.q.dtype;
+  const { heads: H, kvHeads: KV, headDim: hd } = a;
+  if (!BLOCK_ACTIVATIONS.has(a.act) || DECODER_MATRICES.some((m) => W[m].dtype !== dtype)) return null;
+  if (H % KV !== 0 || hd % 2 !== 0) return null;
+  return {
+    dim: W.q.cols,
+    heads: H,
+    kvHeads: KV,
+    headDim: hd,
+    inter: W.gate.rows,
+    eps: a.eps,
+    act: a.act,
+    dtype,
+    biases: DECODER_BIASES.filter((b) => W[b] !== null),
+    tape,
+    cached: dtype === "Q8",
+    widenBlock: widenBlock(),
+  };
 }

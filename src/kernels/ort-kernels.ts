@@ -22,9 +22,10 @@ import { constants as bufferConstants } from "node:buffer";
 import { availableParallelism } from "node:os";
 import * as ort from "onnxruntime-node";
 import { bf16ToF32Into } from "../tensor/half.js";
+import { int8Linear } from "./graph-parts.js";
 import { DT, GraphBuilder } from "./onnx-graph.js";
 import { OrtBlocks } from "./ort-blocks.js";
-import { checkHostCodes, Q8_BLOCK, q8Blocks } from "./quantize.js";
+import { checkHostCodes } from "./quantize.js";
 import { checkBmm, checkLinear, checkMatmulTransA } from "./ts-kernels.js";
 import type { Kernels, WeightMatrix } from "./types.js";
 
@@ -96,35 +97,11 @@ export interface OrtKernelsOptions {
   bf16?: "auto" | "bitcast" | "widen";
 }
 
-/**
- * MatMulNBits' compute type: 4 = int8 activations (quantised per block of the weight's block size) times
- * int8 weights, the fast path of bench:quantized (2.0 ms vs 247 ms at level 0 for one row of a 7B MLP matrix).
- */
-const Q8_ACCURACY_LEVEL = 4;
-
 /** One int8 weight matrix as a graph of its own (see the module comment): Y = X·dequant(W)ᵀ. */
 export function buildInt8LinearModel(w: WeightMatrix): Uint8Array {
-  const nb = q8Blocks(w.cols);
   const g = new GraphBuilder("linear_q8");
   const x = g.input("X", DT.FLOAT, ["M", w.cols]);
-  const codes = w.data as Uint8Array;
-  const scales = w.scales as Float32Array;
-  const b = g.constant("codes", DT.UINT8, [w.rows, nb, Q8_BLOCK], codes);
-  const sc = g.constant(
-    "scales",
-    DT.FLOAT,
-    [w.rows * nb],
-    new Uint8Array(scales.buffer, scales.byteOffset, scales.byteLength),
-  );
-  // No zero points: MatMulNBits then takes 2^(bits−1) = 128, the Q8_ZERO the codes are stored around.
-  const y = g.contribOp("MatMulNBits", [x, b, sc], {
-    K: w.cols,
-    N: w.rows,
-    bits: 8,
-    block_size: Q8_BLOCK,
-    accuracy_level: Q8_ACCURACY_LEVEL,
-  });
-  g.output(y, "Y", ["M", w.rows]);
+  g.output(int8Linear(g, x, w, "W"), "Y", ["M", w.rows]);
   return g.build();
 }
 

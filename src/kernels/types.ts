@@ -155,15 +155,22 @@ export interface DecoderBlockInput extends DecoderLayerSpec {
   /** Layer input [n, D]. */
   h: Float32Array;
   n: number;
-  /** Additive mask [n, n]: 0 where row i may attend to key j, −∞ elsewhere. */
+  /** Additive mask [n, past + n]: 0 where row i may attend to key j, −∞ elsewhere. */
   mask: Float32Array;
   tape: boolean;
+  /**
+   * The layer's KV cache [KV, capacity, hd] (keys after RoPE) with `past` positions already filled: the n rows
+   * follow them. Only layers with int8 weights run rows after a non-empty cache as one graph (their graph serves
+   * the prefill and every decode step, so onnxruntime holds their pre-packed weights once); the others return
+   * null for past > 0.
+   */
+  cache?: { k: Float32Array; v: Float32Array; capacity: number; past: number };
 }
 
 export interface DecoderBlockOutput {
   /** Layer output [n, D]. */
   h: Float32Array;
-  /** Attention probabilities [H, n, n]. */
+  /** Attention probabilities [H, n, past + n]. */
   probs: Float32Array;
   /** Keys after RoPE and values, [n, KV·hd] rows (for the KV cache). */
   k: Float32Array;
@@ -259,8 +266,13 @@ export interface BlockKernels {
    * as for `visionLayer`.
    */
   visionLayerBackward(a: VisionBlockBackwardInput): Promise<VisionBlockBackwardOutput | null>;
-  /** One decoder layer over a fresh prefill in one call; null as for `visionLayer`. */
+  /** One decoder layer over a fresh prefill (or, int8, any rows) in one call; null as for `visionLayer`. */
   decoderLayer(a: DecoderBlockInput): Promise<DecoderBlockOutput | null>;
+  /**
+   * Builds an int8 decoder layer's graph ahead of its first use (onnxruntime pre-packs its seven matrices);
+   * false when the layer does not run as one graph here, and its matrices take the per-op path.
+   */
+  prepareDecoderLayer?(spec: Omit<DecoderLayerSpec, "cos" | "sin">): Promise<boolean>;
   /** One decoder layer's backward (input gradient and dProbs) in one call; null as for `visionLayer`. */
   decoderLayerBackward(a: DecoderBackwardBlockInput): Promise<DecoderBackwardBlockOutput | null>;
 }

@@ -31,12 +31,17 @@ import { type ModelWeights, matrixRow } from "./weights.js";
 
 type DecoderLayerWeights = DecoderBlockWeights;
 
-/** Additive causal mask [n, n] of a prefill (row i at position i): 0 for keys the row sees, −∞ elsewhere. */
-function causalMask(n: number, window: number | null): Float32Array {
-  const m = new Float32Array(n * n).fill(Number.NEGATIVE_INFINITY);
+/**
+ * Additive causal mask [n, past + n] of n rows after `past` cached ones (row i at position past + i): 0 for
+ * the keys the row sees, −∞ elsewhere.
+ */
+function causalMask(n: number, window: number | null, past = 0): Float32Array {
+  const keys = past + n;
+  const m = new Float32Array(n * keys).fill(Number.NEGATIVE_INFINITY);
   for (let i = 0; i < n; i++) {
-    const from = window === null ? 0 : Math.max(0, i - window + 1);
-    m.fill(0, i * n + from, i * n + i + 1);
+    const p = past + i;
+    const from = window === null ? 0 : Math.max(0, p - window + 1);
+    m.fill(0, i * keys + from, i * keys + p + 1);
   }
   return m;
 }
@@ -254,16 +259,18 @@ export class TextDecoder {
     const { numHeads: H, numKvHeads: KV, headDim: hd } = this.cfg;
     const n = positions.n;
     const p0 = cache.length;
-    // A prefill from an empty cache runs as one native call when the kernels have block graphs (rows that
-    // attend to earlier cached rows, and a probabilities hook, take the per-op path below).
-    if (kernels.blocks && p0 === 0 && !extra.probsHook) {
+    // The layer runs as one native call when the kernels have a block graph for it: from an empty cache, or
+    // with int8 weights after cached rows too (the blocks say null otherwise). A probabilities hook takes the
+    // per-op path below.
+    if (kernels.blocks && (p0 === 0 || L.q.dtype === "Q8") && !extra.probsHook) {
       const keep = extra.keep ?? false;
       const b = await kernels.blocks.decoderLayer({
         ...this.blockSpec(i, positions),
         h,
         n,
-        mask: causalMask(n, this.cfg.slidingWindow),
+        mask: causalMask(n, this.cfg.slidingWindow, p0),
         tape: keep,
+        cache: { k: cache.k[i], v: cache.v[i], capacity: cache.capacity, past: p0 },
       });
       if (b) {
         cache.write(i, b.k, b.v, n);
@@ -355,19 +362,41 @@ export class TextDecoder {
 
   /** Layer i as the block graphs take it, for rows at the given positions (their RoPE angles as data). */
   private blockSpec(i: number, positions: PositionIds): DecoderLayerSpec {
-    const { numHeads, numKvHeads, headDim } = this.cfg;
-    const { cos, sin } = ropeTables(positions, headDim, this.invFreq, this.freqAxes);
+    const { cos, sin } = ropeTables(positions, this.cfg.headDim, this.invFreq, this.freqAxes);
+    return { ...this.layerSpec(i), cos, sin };
+  }
+
+  private layerSpec(i: number): Omit<DecoderLayerSpec, "cos" | "sin"> {
     return {
-      heads: numHeads,
-      kvHeads: numKvHeads,
-      headDim,
+      heads: this.cfg.numHeads,
+      kvHeads: this.cfg.numKvHeads,
+      headDim: this.cfg.headDim,
       eps: this.cfg.rmsNormEps,
       unitOffset: this.cfg.gemmaStyle,
       act: this.cfg.hiddenAct,
-      cos,
-      sin,
       weights: this.layers[i],
     };
+  }
+
+  /**
+   * Builds, before the first question, the block graphs that hold weights of their own (layers with int8
+   * weights: onnxruntime pre-packs them); returns the matrices those graphs now hold.
+   */
+  async prepareLayers(
+    kernels: Kernels,
+    onLayer?: (done: number, total: number) => void,
+  ): Promise<WeightMatrix[]> {
+    const blocks = kernels.blocks;
+    if (!blocks?.prepareDecoderLayer) return [];
+    const held: WeightMatrix[] = [];
+    for (let i = 0; i < this.layers.length; i++) {
+      onLayer?.(i, this.layers.length);
+      const L = this.layers[i];
+      if (await blocks.prepareDecoderLayer(this.layerSpec(i)))
+        held.push(L.q, L.k, L.v, L.o, L.gate, L.up, L.down);
+    }
+    onLayer?.(this.layers.length, this.layers.length);
+    return held;
   }
 
   /**

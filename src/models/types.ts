@@ -10,7 +10,7 @@ import type { RgbImage } from "../hf/image-decode.js";
 import type { ImageMode } from "../hf/image-processor.js";
 import type { TextProcessor } from "../hf/tokenizer.js";
 import type { WeightFormat } from "../kernels/quantize.js";
-import type { Kernels } from "../kernels/types.js";
+import type { Kernels, WeightMatrix } from "../kernels/types.js";
 import type {
   DecoderBackwardOptions,
   DecoderBackwardResult,
@@ -185,6 +185,11 @@ export interface LanguageDecoder {
     dLogits: Float32Array,
     opts?: DecoderBackwardOptions,
   ): Promise<DecoderBackwardResult>;
+  /**
+   * Readies the kernels' block graphs that hold weights of their own (int8 layers) before the first question;
+   * returns the matrices they hold. Absent where no such graphs exist.
+   */
+  prepareLayers?(kernels: Kernels, onLayer?: (done: number, total: number) => void): Promise<WeightMatrix[]>;
   /** embed_tokens gradient (training). */
   embedBackward(
     ids: number[],
