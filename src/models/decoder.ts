@@ -380,22 +380,29 @@ export class TextDecoder {
 
   /**
    * Builds, before the first question, the block graphs that hold weights of their own (layers with int8
-   * weights: onnxruntime pre-packs them); returns the matrices those graphs now hold.
+   * weights: onnxruntime pre-packs them); returns the matrices those graphs now hold. `onHeld` hears of each
+   * layer's as soon as its graph holds them (a forward-only caller frees their TypeScript copy there and then).
    */
   async prepareLayers(
     kernels: Kernels,
-    onLayer?: (done: number, total: number) => void,
+    opts: {
+      onLayer?: (done: number, total: number) => void;
+      onHeld?: (matrices: WeightMatrix[]) => void;
+    } = {},
   ): Promise<WeightMatrix[]> {
     const blocks = kernels.blocks;
     if (!blocks?.prepareDecoderLayer) return [];
     const held: WeightMatrix[] = [];
     for (let i = 0; i < this.layers.length; i++) {
-      onLayer?.(i, this.layers.length);
+      opts.onLayer?.(i, this.layers.length);
       const L = this.layers[i];
-      if (await blocks.prepareDecoderLayer(this.layerSpec(i)))
-        held.push(L.q, L.k, L.v, L.o, L.gate, L.up, L.down);
+      if (await blocks.prepareDecoderLayer(this.layerSpec(i))) {
+        const matrices = [L.q, L.k, L.v, L.o, L.gate, L.up, L.down];
+        opts.onHeld?.(matrices);
+        held.push(...matrices);
+      }
     }
-    onLayer?.(this.layers.length, this.layers.length);
+    opts.onLayer?.(this.layers.length, this.layers.length);
     return held;
   }
 

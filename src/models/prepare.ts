@@ -5,7 +5,7 @@
  * on the first prefill. Nothing to do for weights as stored.
  */
 import { releaseHostCodes } from "../kernels/quantize.js";
-import type { Kernels } from "../kernels/types.js";
+import type { Kernels, WeightMatrix } from "../kernels/types.js";
 import type { VisionLanguageModel } from "./types.js";
 
 export async function prepareWeights(
@@ -24,16 +24,21 @@ export async function prepareWeights(
   const matrices = model.weights.quantisedMatrices();
   if (matrices.length === 0) return;
   const progress = (done: number, total: number) => opts.onProgress?.("prepare", done, total);
+  // onnxruntime's kernels ("ort", and "auto" which sends every int8 product there) hold each matrix once
+  // readied: a forward-only process frees the TypeScript copy at once, so the two copies never add up.
+  const release = (held: WeightMatrix[]) => {
+    if (opts.forwardOnly && kernels.name === "ort") for (const w of held) releaseHostCodes(w);
+  };
   // Whole int8 layers first (one graph each holds its seven matrices), then each matrix left on its own.
-  const inLayers = new Set((await model.decoder.prepareLayers?.(kernels, progress)) ?? []);
+  const inLayers = new Set(
+    (await model.decoder.prepareLayers?.(kernels, { onLayer: progress, onHeld: release })) ?? [],
+  );
   const rest = matrices.filter((w) => !inLayers.has(w));
-  if (kernels.prepare) {
-    for (let i = 0; i < rest.length; i++) {
-      progress(i, rest.length);
-      await kernels.prepare(rest[i]);
-    }
-    progress(rest.length, rest.length);
+  if (!kernels.prepare) return;
+  for (let i = 0; i < rest.length; i++) {
+    progress(i, rest.length);
+    await kernels.prepare(rest[i]);
+    release([rest[i]]);
   }
-  // onnxruntime's kernels ("ort", and "auto" which sends every int8 product there) now hold every matrix.
-  if (opts.forwardOnly && kernels.name === "ort") for (const w of matrices) releaseHostCodes(w);
+  progress(rest.length, rest.length);
 }

@@ -187,9 +187,13 @@ export interface LanguageDecoder {
   ): Promise<DecoderBackwardResult>;
   /**
    * Readies the kernels' block graphs that hold weights of their own (int8 layers) before the first question;
-   * returns the matrices they hold. Absent where no such graphs exist.
+   * returns the matrices they hold, and tells `onHeld` of each layer's as soon as they are held. Absent where no
+   * such graphs exist.
    */
-  prepareLayers?(kernels: Kernels, onLayer?: (done: number, total: number) => void): Promise<WeightMatrix[]>;
+  prepareLayers?(
+    kernels: Kernels,
+    opts?: { onLayer?: (done: number, total: number) => void; onHeld?: (matrices: WeightMatrix[]) => void },
+  ): Promise<WeightMatrix[]>;
   /** embed_tokens gradient (training). */
   embedBackward(
     ids: number[],
