@@ -17,8 +17,9 @@ import { WeightGradients } from "../src/models/gradients.js";
 import { LlavaModel } from "../src/models/llava/model.js";
 import type { PositionIds } from "../src/models/positions.js";
 import { loadModel } from "../src/models/registry.js";
+import { matrixRow } from "../src/models/weights.js";
 import { bf16ToF32Into, f16ToF32Into, f32ToBf16, f32ToF16 } from "../src/tensor/half.js";
-import { activationFn, activationGradFn } from "../src/tensor/ops.js";
+import { activationFn, activationGradFn, rmsNormBackward } from "../src/tensor/ops.js";
 import { maxAbsDiff } from "../src/tensor/tensor.js";
 import { fixtureDir, fixturePixels, gridLayout, loadFixture } from "./fixture-utils.js";
 
@@ -141,16 +142,23 @@ describe("decoder layer backward as one onnxruntime graph", () => {
         assert.ok(tape);
         const worst = { dIn: 0, dProbs: 0 };
         for (const [from, to] of WINDOWS) {
-          const m = to - from;
-          const dOut = Float32Array.from({ length: m * D }, (_, i) => Math.sin(i * 0.37 + from) * 0.5);
-          for (let l = 0; l < dec.layers.length; l++) {
-            const before = hits.backward;
-            const ref = await dec.layerBackward(ts, l, tape, dOut, from, to);
-            const got = await dec.layerBackward(ort, l, tape, dOut, from, to);
-            assert.equal(hits.backward, before + 1, `layer ${l} rows ${from}…${to - 1} ran as one graph`);
-            assert.deepEqual(got.probs, ref.probs);
-            worst.dIn = Math.max(worst.dIn, relDiff(got.dIn, ref.dIn));
-            worst.dProbs = Math.max(worst.dProbs, relDiff(got.dProbs, ref.dProbs));
+          // Query rows (a gradient at the output): all the window's rows, its second half, its last row (the
+          // top layer's form).
+          for (const queryFrom of new Set([from, from + ((to - from) >> 1), to - 1])) {
+            const mq = to - queryFrom;
+            const dOut = Float32Array.from({ length: mq * D }, (_, i) => Math.sin(i * 0.37 + from) * 0.5);
+            for (let l = 0; l < dec.layers.length; l++) {
+              const before = hits.backward;
+              const ref = await dec.layerBackward(ts, l, tape, dOut, from, to, undefined, queryFrom);
+              const got = await dec.layerBackward(ort, l, tape, dOut, from, to, undefined, queryFrom);
+              const rows = `rows ${from}…${to - 1}, queries from ${queryFrom}`;
+              assert.equal(hits.backward, before + 1, `layer ${l} ${rows} ran as one graph`);
+              assert.deepEqual(got.probs, ref.probs);
+              assert.equal(got.dIn.length, (to - from) * D, rows);
+              assert.equal(got.dProbs.length, dec.cfg.numHeads * mq * to, rows);
+              worst.dIn = Math.max(worst.dIn, relDiff(got.dIn, ref.dIn));
+              worst.dProbs = Math.max(worst.dProbs, relDiff(got.dProbs, ref.dProbs));
+            }
           }
         }
         if (process.env.LVLM_BACKWARD_VERBOSE) console.log(name, act, dtype, worst);
@@ -161,6 +169,83 @@ describe("decoder layer backward as one onnxruntime graph", () => {
       }
     });
   }
+
+  test("query rows only: the backward equals the full one fed zero gradients above them (inputs, dProbs, weight gradients)", async () => {
+    const model = loadModel(fixtureDir("llava-tiny-llama"));
+    try {
+      assert.ok(model.decoder instanceof TextDecoder);
+      const dec = model.decoder;
+      const D = dec.cfg.hiddenSize;
+      const H = dec.cfg.numHeads;
+      const embeds = Float32Array.from({ length: N * D }, (_, i) => Math.cos(i * 0.71) * 0.8);
+      const fwd = await dec.forward(ts, embeds, positionsFor(1, N), dec.newCache(N), { tape: true });
+      assert.ok(fwd.tape);
+      const [from, to, queryFrom] = [3, N, 10];
+      const m = to - from;
+      const first = queryFrom - from;
+      const full = new Float32Array(m * D);
+      for (let i = first * D; i < m * D; i++) full[i] = Math.sin(i * 0.37) * 0.5;
+      const l = dec.layers.length - 1;
+      const gradsFull = new WeightGradients();
+      const gradsRows = new WeightGradients();
+      const ref = await dec.layerBackward(ts, l, fwd.tape, full, from, to, gradsFull);
+      const got = await dec.layerBackward(
+        ts,
+        l,
+        fwd.tape,
+        full.subarray(first * D),
+        from,
+        to,
+        gradsRows,
+        queryFrom,
+      );
+      assert.ok(relDiff(got.dIn, ref.dIn) <= 1e-6, `dIn ${relDiff(got.dIn, ref.dIn)}`);
+      // dProbs of the rows above the queries are exactly zero in the full backward; the others agree.
+      for (let h = 0; h < H; h++) {
+        const refRows = ref.dProbs.subarray(h * m * to, (h + 1) * m * to);
+        assert.ok(refRows.subarray(0, first * to).every((x) => x === 0));
+        const gotRows = got.dProbs.subarray(h * (m - first) * to, (h + 1) * (m - first) * to);
+        assert.ok(relDiff(gotRows, refRows.subarray(first * to)) <= 1e-6);
+      }
+      const L = dec.layers[l];
+      for (const w of [L.q, L.k, L.v, L.o, L.gate, L.up, L.down, L.inputNorm, L.postNorm]) {
+        const a = gradsRows.of(w);
+        const b = gradsFull.of(w);
+        assert.ok(
+          b.some((x) => x !== 0),
+          "the full backward has a gradient for every weight",
+        );
+        assert.ok(relDiff(a, b) <= 1e-6, `weight gradient ${relDiff(a, b)}`);
+      }
+      // The whole decoder backward (which runs its top layer this way) gives what every layer over all the
+      // variable rows gives: the target row's lm_head row back through the final norm, then layer by layer.
+      const tokenId = 7;
+      const seen: Float32Array[] = [];
+      const whole = await dec.backward(ts, fwd.tape, [{ row: N - 1, tokenId }], {
+        from,
+        onLayer: (_i, dp) => seen.push(dp),
+      });
+      const dNormed = new Float32Array(m * D);
+      matrixRow(dec.lmHead, tokenId, dNormed.subarray((m - 1) * D));
+      const hLast = fwd.tape.hFinal.subarray(from * D);
+      let dh = rmsNormBackward(hLast, dNormed, m, D, dec.finalNorm, dec.cfg.rmsNormEps, false);
+      const refProbs: Float32Array[] = [];
+      for (let i = dec.layers.length - 1; i >= 0; i--) {
+        const r = await dec.layerBackward(ts, i, fwd.tape, dh, from, to);
+        refProbs.push(r.dProbs);
+        dh = r.dIn;
+      }
+      assert.ok(
+        relDiff(whole.dInputsEmbeds, dh) <= 1e-6,
+        `d(inputs_embeds) ${relDiff(whole.dInputsEmbeds, dh)}`,
+      );
+      assert.equal(seen.length, refProbs.length);
+      for (const [i, dp] of seen.entries())
+        assert.ok(relDiff(dp, refProbs[i]) <= 1e-6, `dProbs of layer ${i} from the top`);
+    } finally {
+      model.close();
+    }
+  });
 
   test("weight gradients (training) keep the per-op path", async () => {
     const model = loadModel(fixtureDir("llava-tiny-llama"));

@@ -9,8 +9,12 @@
  *    dq = dS·K, and dk/dv of the last m key columns only (keys before `from` are constants);
  *  - RoPE backward (rotation by −angle, from the rows' cos/sin), dx = dq·W_q + dk·W_k + dv·W_v;
  *  - input RMSNorm backward, plus the residual dh1.
- * Weights are graph inputs fed from the model's buffers (16-bit ones widened in-graph); m (query rows), to
- * (keys seen) and the cache capacity are symbolic, so one session per layer shape serves every token.
+ * The MLP, o_proj and q work on the query rows (those with a gradient at the layer output), the k/v and input
+ * norm backward on all m variable rows: the same rows except at the top layer, where only the target rows
+ * have a gradient and the others' MLP/o/q backward would multiply zeros (5 of its 7 products, exactly).
+ * Weights are graph inputs fed from the model's buffers (16-bit ones widened in-graph); m (variable rows),
+ * the query rows, to (keys seen) and the cache capacity are symbolic, so one session per layer shape serves
+ * every token.
  */
 import * as ort from "onnxruntime-node";
 import {
@@ -71,17 +75,20 @@ export function buildDecoderLayerBackwardModel(s: DecoderBackwardGraphShape): Ui
   const rep = H / KV;
   const half = hd / 2;
   const g = new GraphBuilder("decoder_layer_backward", s.dtype === "BF16");
-  const dOut = g.input("d_out", DT.FLOAT, ["m", D]);
+  // "mq" query rows (a gradient at the output), the last of the "m" variable rows.
+  const dOut = g.input("d_out", DT.FLOAT, ["mq", D]);
   const hIn = g.input("h_in", DT.FLOAT, ["m", D]);
-  const h1 = g.input("h1", DT.FLOAT, ["m", D]);
-  const gate = g.input("gate_out", DT.FLOAT, ["m", I]);
-  const up = g.input("up_out", DT.FLOAT, ["m", I]);
-  const q = g.input("q_rows", DT.FLOAT, ["m", H * hd]);
+  const h1 = g.input("h1", DT.FLOAT, ["mq", D]);
+  const gate = g.input("gate_out", DT.FLOAT, ["mq", I]);
+  const up = g.input("up_out", DT.FLOAT, ["mq", I]);
+  const q = g.input("q_rows", DT.FLOAT, ["mq", H * hd]);
   const kCache = g.input("k_cache", DT.FLOAT, [KV, "capacity", hd]);
   const vCache = g.input("v_cache", DT.FLOAT, [KV, "capacity", hd]);
-  const probs = g.input("probs", DT.FLOAT, [KV, rep, "m", "to"]); // [H, m, to], heads grouped
-  const cos = g.input("cos", DT.FLOAT, ["m", 1, half]);
-  const sin = g.input("sin", DT.FLOAT, ["m", 1, half]);
+  const probs = g.input("probs", DT.FLOAT, [KV, rep, "mq", "to"]); // [H, mq, to], heads grouped
+  const cos = g.input("cos", DT.FLOAT, ["mq", 1, half]);
+  const sin = g.input("sin", DT.FLOAT, ["mq", 1, half]);
+  const keyCos = g.input("key_cos", DT.FLOAT, ["m", 1, half]);
+  const keySin = g.input("key_sin", DT.FLOAT, ["m", 1, half]);
   const inputNorm = g.input("inputNorm", DT.FLOAT, [D]);
   const postNorm = g.input("postNorm", DT.FLOAT, [D]);
   const W = decoderWeightBlocks(g, s);
@@ -104,13 +111,13 @@ export function buildDecoderLayerBackwardModel(s: DecoderBackwardGraphShape): Ui
     const c = g.op("Mul", [inv3, g.meanLastAxis(g.op("Mul", [gw, x]))]);
     return g.op("Sub", [g.op("Mul", [gw, inv]), g.op("Mul", [x, c])]);
   };
-  // Transpose of rotate-half RoPE: rotation by −angle, [m, heads·hd] → [m, heads·hd].
-  const ropeBack = (dx: string, heads: number) => {
+  // Transpose of rotate-half RoPE: rotation by −angle, [rows, heads·hd] → [rows, heads·hd].
+  const ropeBack = (dx: string, heads: number, c: string, sn: string) => {
     const xh = g.op("Reshape", [dx, g.ints([0, heads, hd])]);
     const a = g.op("Slice", [xh, g.ints([0]), g.ints([half]), g.ints([2])]);
     const b = g.op("Slice", [xh, g.ints([half]), g.ints([hd]), g.ints([2])]);
-    const first = g.op("Add", [g.op("Mul", [a, cos]), g.op("Mul", [b, sin])]);
-    const second = g.op("Sub", [g.op("Mul", [b, cos]), g.op("Mul", [a, sin])]);
+    const first = g.op("Add", [g.op("Mul", [a, c]), g.op("Mul", [b, sn])]);
+    const second = g.op("Sub", [g.op("Mul", [b, c]), g.op("Mul", [a, sn])]);
     return g.op("Reshape", [g.op("Concat", [first, second], { axis: 2 }), g.ints([0, heads * hd])]);
   };
   // [m, H·hd] → [KV, rep, m, hd]: the query heads of one KV group stacked, as the forward.
@@ -127,9 +134,11 @@ export function buildDecoderLayerBackwardModel(s: DecoderBackwardGraphShape): Ui
   // Attention: h1 = h + o(attn(q, k, v)).
   const dctxG = grouped(linearBack(dh1, "o")); // [KV, rep, m, hd]
   const qG = grouped(q);
-  // Keys/values of positions 0 … to−1 from the cache ([KV, capacity, hd]); `to` and m read off probs' shape.
+  // Keys/values of positions 0 … to−1 from the cache ([KV, capacity, hd]); `to` read off probs' shape, m and
+  // mq off h_in's and d_out's.
   const to = g.op("Shape", [probs], { start: 3, end: 4 });
-  const m = g.op("Shape", [probs], { start: 2, end: 3 });
+  const m = g.op("Shape", [hIn], { start: 0, end: 1 });
+  const mq = g.op("Shape", [dOut], { start: 0, end: 1 });
   const firstVariable = g.op("Sub", [to, m]);
   const keys = g.op("Slice", [kCache, g.ints([0]), to, g.ints([1])]);
   const values = g.op("Slice", [vCache, g.ints([0]), to, g.ints([1])]);
@@ -138,29 +147,36 @@ export function buildDecoderLayerBackwardModel(s: DecoderBackwardGraphShape): Ui
   const dProbs = g.op("MatMul", [dctxG, vT]); // [KV, rep, m, to]
   const dot = sumLastAxis(g.op("Mul", [probs, dProbs]));
   const dS = g.op("Mul", [g.op("Mul", [probs, g.op("Sub", [dProbs, dot])]), g.scalar(hd ** -0.5)]);
-  const dqG = g.op("MatMul", [dS, kG]); // [KV, rep, m, hd]
+  const dqG = g.op("MatMul", [dS, kG]); // [KV, rep, mq, hd]
   const dq = g.op("Reshape", [g.op("Transpose", [dqG], { perm: [2, 0, 1, 3] }), g.ints([0, H * hd])]);
   // dk/dv of the variable key columns to−m … to−1 only: Σ over the group's (head, query row) pairs.
   const lastColumns = (x: string) =>
     g.op("Reshape", [
       g.op("Transpose", [g.op("Slice", [x, firstVariable, to, g.ints([3])])], { perm: [0, 3, 1, 2] }),
       g.ints([0, 0, -1]),
-    ]); // [KV, m keys, rep·m queries]
-  const stacked = (x: string) => g.op("Reshape", [x, g.ints([KV, -1, hd])]); // [KV, rep·m, hd]
+    ]); // [KV, m keys, rep·mq queries]
+  const stacked = (x: string) => g.op("Reshape", [x, g.ints([KV, -1, hd])]); // [KV, rep·mq, hd]
   const kvRows = (x: string) =>
     g.op("Reshape", [g.op("Transpose", [x], { perm: [1, 0, 2] }), g.ints([0, KV * hd])]); // [m, KV·hd]
   const dk = kvRows(g.op("MatMul", [lastColumns(dS), stacked(qG)]));
   const dv = kvRows(g.op("MatMul", [lastColumns(probs), stacked(dctxG)]));
 
-  // q/k/v from x = norm(h): RoPE backward, then the three projections back.
+  // q/k/v from x = norm(h): RoPE backward, then the three projections back. Query-row terms are padded with
+  // zero rows above them to the m variable rows (no rows when mq = m).
+  const zero = g.ints([0]);
+  const belowQueries = g.op("Concat", [g.op("Sub", [m, mq]), zero, zero, zero], { axis: 0 });
+  const toVariableRows = (x: string) => g.op("Pad", [x, belowQueries]);
   const dx = g.op("Add", [
-    g.op("Add", [linearBack(ropeBack(dq, H), "q"), linearBack(ropeBack(dk, KV), "k")]),
+    g.op("Add", [
+      toVariableRows(linearBack(ropeBack(dq, H, cos, sin), "q")),
+      linearBack(ropeBack(dk, KV, keyCos, keySin), "k"),
+    ]),
     linearBack(dv, "v"),
   ]);
-  const dIn = g.op("Add", [rmsNormBack(hIn, dx, inputNorm), dh1]);
+  const dIn = g.op("Add", [rmsNormBack(hIn, dx, inputNorm), toVariableRows(dh1)]);
 
   g.output(dIn, "d_in", ["m", D]);
-  g.output(dProbs, "d_probs", [KV, rep, "m", "to"]);
+  g.output(dProbs, "d_probs", [KV, rep, "mq", "to"]);
   return g.build();
 }
 
@@ -175,26 +191,30 @@ export function decoderBackwardCall(
   const dtype = W.q.dtype;
   if (dtype === "Q8" || !BLOCK_ACTIVATIONS.has(a.act) || DECODER_MATRICES.some((m) => W[m].dtype !== dtype))
     return null;
-  const { m, to, heads: H, kvHeads: KV, headDim: hd, capacity } = a;
+  const { m, queries: mq, to, heads: H, kvHeads: KV, headDim: hd, capacity } = a;
   const D = W.q.cols;
   const I = W.gate.rows;
   const ok =
     m > 0 &&
+    mq > 0 &&
+    mq <= m &&
     to >= m &&
     to <= capacity &&
     H % KV === 0 &&
     hd % 2 === 0 &&
-    a.dOut.length === m * D &&
+    a.dOut.length === mq * D &&
     a.hIn.length === m * D &&
-    a.h1.length === m * D &&
-    a.gate.length === m * I &&
-    a.up.length === m * I &&
-    a.q.length === m * H * hd &&
+    a.h1.length === mq * D &&
+    a.gate.length === mq * I &&
+    a.up.length === mq * I &&
+    a.q.length === mq * H * hd &&
     a.k.length === KV * capacity * hd &&
     a.v.length === KV * capacity * hd &&
-    a.probs.length === H * m * to &&
-    a.cos.length === (m * hd) / 2 &&
-    a.sin.length === (m * hd) / 2;
+    a.probs.length === H * mq * to &&
+    a.cos.length === (mq * hd) / 2 &&
+    a.sin.length === (mq * hd) / 2 &&
+    a.keyCos.length === (m * hd) / 2 &&
+    a.keySin.length === (m * hd) / 2;
   if (!ok) return null;
   const shape: DecoderBackwardGraphShape = {
     dim: D,
@@ -210,17 +230,19 @@ export function decoderBackwardCall(
   const f32 = (x: Float32Array, dims: number[]) => new ort.Tensor("float32", x, dims);
   const norm = (w: Float32Array) => f32(a.unitOffset ? w.map((x) => 1 + x) : w, [w.length]);
   const feeds: Record<string, ort.Tensor> = {
-    d_out: f32(a.dOut, [m, D]),
+    d_out: f32(a.dOut, [mq, D]),
     h_in: f32(a.hIn, [m, D]),
-    h1: f32(a.h1, [m, D]),
-    gate_out: f32(a.gate, [m, I]),
-    up_out: f32(a.up, [m, I]),
-    q_rows: f32(a.q, [m, H * hd]),
+    h1: f32(a.h1, [mq, D]),
+    gate_out: f32(a.gate, [mq, I]),
+    up_out: f32(a.up, [mq, I]),
+    q_rows: f32(a.q, [mq, H * hd]),
     k_cache: f32(a.k, [KV, capacity, hd]),
     v_cache: f32(a.v, [KV, capacity, hd]),
-    probs: f32(a.probs, [KV, H / KV, m, to]),
-    cos: f32(a.cos, [m, 1, hd / 2]),
-    sin: f32(a.sin, [m, 1, hd / 2]),
+    probs: f32(a.probs, [KV, H / KV, mq, to]),
+    cos: f32(a.cos, [mq, 1, hd / 2]),
+    sin: f32(a.sin, [mq, 1, hd / 2]),
+    key_cos: f32(a.keyCos, [m, 1, hd / 2]),
+    key_sin: f32(a.keySin, [m, 1, hd / 2]),
     inputNorm: norm(W.inputNorm),
     postNorm: norm(W.postNorm),
   };

@@ -228,14 +228,25 @@ export interface VisionBlockBackwardOutput {
  * prefill tape: m = to − from rows. Keys/values of rows before `from` are constants (no gradient), so only the
  * last m key/value columns feed back into the layer input.
  */
+/**
+ * One decoder layer's backward over the variable rows from … to−1 (m = to − from; earlier keys are constants),
+ * of which the last `queries` have a gradient at the layer output (all m but at the top layer, where only the
+ * target rows do). The spec's cos/sin are the query rows'.
+ */
 export interface DecoderBackwardBlockInput extends DecoderLayerSpec {
-  /** Gradient at the layer output [m, D]. */
+  /** Gradient at the layer output of the query rows [queries, D]. */
   dOut: Float32Array;
+  /** Variable rows. */
   m: number;
+  /** Query rows: the last `queries` of the m (1 … m). */
+  queries: number;
   /** Keys seen by the last query row (= its position + 1). */
   to: number;
-  /** Tape rows: layer input and h1 [m, D], gate/up outputs [m, I], queries after RoPE [m, H·hd]. */
+  /** Layer input of the variable rows [m, D], and their rotary cos/sin [m, hd/2]. */
   hIn: Float32Array;
+  keyCos: Float32Array;
+  keySin: Float32Array;
+  /** Tape rows of the query rows: h1 [queries, D], gate/up outputs [queries, I], q after RoPE [queries, H·hd]. */
   h1: Float32Array;
   gate: Float32Array;
   up: Float32Array;
@@ -244,14 +255,14 @@ export interface DecoderBackwardBlockInput extends DecoderLayerSpec {
   k: Float32Array;
   v: Float32Array;
   capacity: number;
-  /** Forward probabilities of the rows [H, m, to]. */
+  /** Forward probabilities of the query rows [H, queries, to]. */
   probs: Float32Array;
 }
 
 export interface DecoderBackwardBlockOutput {
   /** Gradient at the layer input [m, D]. */
   dIn: Float32Array;
-  /** Gradient w.r.t. the attention probabilities [H, m, to]. */
+  /** Gradient w.r.t. the attention probabilities of the query rows [H, queries, to]. */
   dProbs: Float32Array;
 }
 

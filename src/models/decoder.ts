@@ -46,6 +46,30 @@ function causalMask(n: number, window: number | null, past = 0): Float32Array {
   return m;
 }
 
+/**
+ * Forward probabilities of `count` tape rows from row r0, keys 0 … to−1: [H, count, to] out of the tape's
+ * [H, n, len] (the tape's own array when that is all of it).
+ */
+function tapeProbRows(
+  all: Float32Array,
+  H: number,
+  n: number,
+  len: number,
+  r0: number,
+  count: number,
+  to: number,
+): Float32Array {
+  if (count === n && to === len) return all;
+  const out = new Float32Array(H * count * to);
+  for (let h = 0; h < H; h++) {
+    for (let r = 0; r < count; r++) {
+      const src = (h * n + r0 + r) * len;
+      out.set(all.subarray(src, src + to), (h * count + r) * to);
+    }
+  }
+  return out;
+}
+
 /** Keys/values of every layer, [kvHeads, capacity, headDim] per layer, filled up to `length`. */
 export class KvCache {
   readonly k: Float32Array[] = [];
@@ -407,10 +431,11 @@ export class TextDecoder {
   }
 
   /**
-   * Backward of one layer for the query rows from … to−1 (absolute positions; rows before `from` are
-   * constants). dOut is the gradient at the layer output for those rows [to−from, D]. Returns the gradient at
-   * the layer input for the same rows, and the gradient w.r.t. the attention probabilities [H, to−from, to]
-   * with the matching forward probabilities.
+   * Backward of one layer over the variable rows from … to−1 (absolute positions; rows before `from` are
+   * constants), of which rows queryFrom … to−1 have a gradient at the layer output: dOut [to−queryFrom, D]
+   * (queryFrom = from but at the top layer, where only the target rows have one). Returns the gradient at the
+   * layer input of the variable rows [to−from, D], and the gradient w.r.t. the attention probabilities of the
+   * query rows [H, to−queryFrom, to] with the matching forward probabilities.
    */
   async layerBackward(
     kernels: Kernels,
@@ -420,47 +445,45 @@ export class TextDecoder {
     from: number,
     to: number,
     grads?: WeightGradients,
+    queryFrom = from,
   ): Promise<{ dIn: Float32Array; dProbs: Float32Array; probs: Float32Array }> {
     const L = this.layers[i];
     const T = tape.layers[i];
     const { hiddenSize: D, numHeads: H, numKvHeads: KV, headDim: hd, intermediateSize: I } = this.cfg;
     const eps = this.cfg.rmsNormEps;
     const gemma = this.cfg.gemmaStyle;
-    if (from < tape.p0 || to > tape.p0 + tape.n || from >= to) {
+    if (from < tape.p0 || to > tape.p0 + tape.n || from >= to || queryFrom < from || queryFrom >= to) {
       throw new Error(
-        `layerBackward: rows ${from}…${to - 1} outside the tape (${tape.p0}…${tape.p0 + tape.n - 1})`,
+        `layerBackward: rows ${from}…${to - 1} (queries from ${queryFrom}) outside the tape (${tape.p0}…${tape.p0 + tape.n - 1})`,
       );
     }
     const m = to - from;
+    const mq = to - queryFrom;
     const r0 = from - tape.p0;
+    const q0 = queryFrom - tape.p0;
     const rows = (a: Float32Array, width: number) => a.subarray(r0 * width, (r0 + m) * width);
-    const nTape = tape.n;
-    const lenFull = tape.p0 + nTape;
-    let probs: Float32Array;
-    if (m === nTape && to === lenFull) probs = T.probs;
-    else {
-      probs = new Float32Array(H * m * to);
-      for (let h = 0; h < H; h++) {
-        for (let r = 0; r < m; r++) {
-          const src = (h * nTape + r0 + r) * lenFull;
-          probs.set(T.probs.subarray(src, src + to), (h * m + r) * to);
-        }
-      }
-    }
+    const queryRows = (a: Float32Array, width: number) => a.subarray(q0 * width, (q0 + mq) * width);
+    const probs = tapeProbRows(T.probs, H, tape.n, tape.p0 + tape.n, q0, mq, to);
     const positions = positionColumns(tape.positions, r0, m);
+    const queryPositions = mq === m ? positions : positionColumns(tape.positions, q0, mq);
     // Without weight gradients the whole layer's backward runs as one native call when the kernels have
     // block graphs; the per-op path below is the reference it matches (and what training runs).
     if (!grads && kernels.blocks) {
+      const keys = mq === m ? null : ropeTables(positions, hd, this.invFreq, this.freqAxes);
+      const spec = this.blockSpec(i, queryPositions);
       const b = await kernels.blocks.decoderLayerBackward({
-        ...this.blockSpec(i, positions),
+        ...spec,
+        keyCos: keys?.cos ?? spec.cos,
+        keySin: keys?.sin ?? spec.sin,
         dOut,
         m,
+        queries: mq,
         to,
         hIn: rows(T.hIn, D),
-        h1: rows(T.h1, D),
-        gate: rows(T.gate, I),
-        up: rows(T.up, I),
-        q: rows(T.q, H * hd),
+        h1: queryRows(T.h1, D),
+        gate: queryRows(T.gate, I),
+        up: queryRows(T.up, I),
+        q: queryRows(T.q, H * hd),
         k: tape.cache.k[i],
         v: tape.cache.v[i],
         capacity: tape.cache.capacity,
@@ -468,35 +491,35 @@ export class TextDecoder {
       });
       if (b) return { dIn: b.dIn, dProbs: b.dProbs, probs };
     }
-    // MLP: h2 = h1 + down(act(gate(x2)) ⊙ up(x2)), x2 = norm(h1).
-    const dm = await linearBackwardInput(kernels, dOut, m, L.down);
+    // MLP: h2 = h1 + down(act(gate(x2)) ⊙ up(x2)), x2 = norm(h1); query rows only.
+    const dm = await linearBackwardInput(kernels, dOut, mq, L.down);
     const {
       dGate,
       dUp,
       product: mid,
-    } = gatedActivationBackward(rows(T.gate, I), rows(T.up, I), dm, this.act, this.actGrad);
-    const dx2 = await linearBackwardInput(kernels, dGate, m, L.gate);
-    addInPlace(dx2, await linearBackwardInput(kernels, dUp, m, L.up));
+    } = gatedActivationBackward(queryRows(T.gate, I), queryRows(T.up, I), dm, this.act, this.actGrad);
+    const dx2 = await linearBackwardInput(kernels, dGate, mq, L.gate);
+    addInPlace(dx2, await linearBackwardInput(kernels, dUp, mq, L.up));
     if (grads) {
-      await linearBackwardWeight(kernels, dOut, mid, m, L.down, L.downB, grads);
-      await linearBackwardWeight(kernels, dGate, rows(T.x2, D), m, L.gate, L.gateB, grads);
-      await linearBackwardWeight(kernels, dUp, rows(T.x2, D), m, L.up, L.upB, grads);
-      rmsNormWeightGrad(rows(T.h1, D), dx2, m, D, eps, grads.of(L.postNorm));
+      await linearBackwardWeight(kernels, dOut, mid, mq, L.down, L.downB, grads);
+      await linearBackwardWeight(kernels, dGate, queryRows(T.x2, D), mq, L.gate, L.gateB, grads);
+      await linearBackwardWeight(kernels, dUp, queryRows(T.x2, D), mq, L.up, L.upB, grads);
+      rmsNormWeightGrad(queryRows(T.h1, D), dx2, mq, D, eps, grads.of(L.postNorm));
     }
-    const dh1 = rmsNormBackward(rows(T.h1, D), dx2, m, D, L.postNorm, eps, gemma);
+    const dh1 = rmsNormBackward(queryRows(T.h1, D), dx2, mq, D, L.postNorm, eps, gemma);
     addInPlace(dh1, dOut);
     // Attention: h1 = h + o(attn(q, k, v)), q/k/v from x = norm(h).
-    const dCtx = await linearBackwardInput(kernels, dh1, m, L.o);
-    if (grads) await linearBackwardWeight(kernels, dh1, rows(T.ctx, H * hd), m, L.o, L.ob, grads);
+    const dCtx = await linearBackwardInput(kernels, dh1, mq, L.o);
+    if (grads) await linearBackwardWeight(kernels, dh1, queryRows(T.ctx, H * hd), mq, L.o, L.ob, grads);
     const cache = tape.cache;
     const ab = await attentionBackward(kernels, {
-      q: rows(T.q, H * hd),
+      q: queryRows(T.q, H * hd),
       k: cache.k[i],
       v: cache.v[i],
       kvStride: cache.capacity * hd,
       probs,
       dOut: dCtx,
-      m,
+      m: mq,
       len: to,
       heads: H,
       kvHeads: KV,
@@ -504,22 +527,24 @@ export class TextDecoder {
       scale: hd ** -0.5,
     });
     const dq = ab.dq;
-    applyRopeBackward(dq, m, H, hd, positions, this.invFreq, this.freqAxes);
+    applyRopeBackward(dq, mq, H, hd, queryPositions, this.invFreq, this.freqAxes);
     const dk = rowsFirst(ab.dk, KV, to, hd, from, m);
     applyRopeBackward(dk, m, KV, hd, positions, this.invFreq, this.freqAxes);
     const dv = rowsFirst(ab.dv, KV, to, hd, from, m);
-    const dx = await linearBackwardInput(kernels, dq, m, L.q);
+    // dx of the variable rows: the query rows' q term (the others' is zero), then k and v.
+    const dx = new Float32Array(m * D);
+    dx.set(await linearBackwardInput(kernels, dq, mq, L.q), (m - mq) * D);
     addInPlace(dx, await linearBackwardInput(kernels, dk, m, L.k));
     addInPlace(dx, await linearBackwardInput(kernels, dv, m, L.v));
     if (grads) {
       const x = rows(T.x, D);
-      await linearBackwardWeight(kernels, dq, x, m, L.q, L.qb, grads);
+      await linearBackwardWeight(kernels, dq, queryRows(T.x, D), mq, L.q, L.qb, grads);
       await linearBackwardWeight(kernels, dk, x, m, L.k, L.kb, grads);
       await linearBackwardWeight(kernels, dv, x, m, L.v, L.vb, grads);
       rmsNormWeightGrad(rows(T.hIn, D), dx, m, D, eps, grads.of(L.inputNorm));
     }
     const dIn = rmsNormBackward(rows(T.hIn, D), dx, m, D, L.inputNorm, eps, gemma);
-    addInPlace(dIn, dh1);
+    addInPlace(dIn.subarray((m - mq) * D), dh1);
     return { dIn, dProbs: ab.dProbs, probs };
   }
 
@@ -602,9 +627,28 @@ export class TextDecoder {
     if (opts.grads)
       rmsNormWeightGrad(hLast, dNormed, m, D, this.cfg.rmsNormEps, opts.grads.of(this.finalNorm));
     let dh = rmsNormBackward(hLast, dNormed, m, D, this.finalNorm, this.cfg.rmsNormEps, this.cfg.gemmaStyle);
+    // At the top layer only the target rows have a gradient at the output: the MLP, o_proj and q backward
+    // of the rows before the first of them would multiply zeros, so they run from it on (keys and values of
+    // every variable row still get their gradient).
+    let first = 0;
+    while (first < m - 1 && dh.subarray(first * D, (first + 1) * D).every((x) => x === 0)) first++;
+    const H = this.cfg.numHeads;
     for (let i = this.layers.length - 1; i >= 0; i--) {
-      const r = await this.layerBackward(kernels, i, tape, dh, from, to, opts.grads);
-      opts.onLayer?.(i, r.dProbs, r.probs, from, to);
+      const top = i === this.layers.length - 1;
+      const queryFrom = top ? from + first : from;
+      const dOut = top ? dh.subarray(first * D) : dh;
+      const r = await this.layerBackward(kernels, i, tape, dOut, from, to, opts.grads, queryFrom);
+      if (opts.onLayer && queryFrom > from) {
+        // The rows before the first target have dProbs of exactly zero.
+        const dProbs = new Float32Array(H * m * to);
+        for (let h = 0; h < H; h++)
+          dProbs.set(
+            r.dProbs.subarray(h * (m - first) * to, (h + 1) * (m - first) * to),
+            (h * m + first) * to,
+          );
+        const probs = tapeProbRows(tape.layers[i].probs, H, tape.n, tape.p0 + tape.n, r0, m, to);
+        opts.onLayer(i, dProbs, probs, from, to);
+      } else opts.onLayer?.(i, r.dProbs, r.probs, from, to);
       dh = r.dIn;
     }
     if (this.cfg.gemmaStyle) {
