@@ -42,29 +42,43 @@ function denseRowsInto(w: WeightMatrix, r0: number, count: number, out: Float32A
 /** An F32/F16/BF16 matrix quantised to int8 blocks (see the module comment). */
 export function quantizeInt8(w: WeightMatrix): WeightMatrix {
   if (w.dtype === "Q8") return w;
-  const { rows, cols } = w;
+  return quantizeRowsInt8(w.rows, w.cols, (r0, count, out) => denseRowsInto(w, r0, count, out));
+}
+
+/** Rows quantised per call of `quantizeRowsInt8`'s source: ~1 Mi elements, whatever the row length. */
+export function quantizeChunkRows(cols: number): number {
+  return Math.max(1, Math.floor((1 << 20) / Math.max(1, cols)));
+}
+
+/**
+ * A [rows, cols] matrix quantised to int8 blocks from a source that writes rows r0 … r0+count−1 as float32
+ * into `out` ([count, cols]; count ≤ quantizeChunkRows(cols)): the float matrix is never whole, so a loader
+ * can read a checkpoint's tensor chunk by chunk straight into the quantiser.
+ */
+export function quantizeRowsInt8(
+  rows: number,
+  cols: number,
+  source: (r0: number, count: number, out: Float32Array) => void,
+): WeightMatrix {
   const nb = q8Blocks(cols);
   const codes = new Uint8Array(rows * nb * Q8_BLOCK).fill(Q8_ZERO);
   const scales = new Float32Array(rows * nb);
-  // A few hundred rows widened at a time: the float copy of a 7B matrix is never whole.
-  const chunk = Math.max(1, Math.floor((1 << 20) / Math.max(1, cols)));
+  const chunk = quantizeChunkRows(cols);
   const row = new Float32Array(Math.min(rows, chunk) * cols);
   const inv = new Float64Array(nb);
   for (let r0 = 0; r0 < rows; r0 += chunk) {
     const count = Math.min(chunk, rows - r0);
-    denseRowsInto(w, r0, count, row);
+    source(r0, count, row.subarray(0, count * cols));
     for (let r = 0; r < count; r++) {
       const base = r * cols;
       const first = (r0 + r) * nb;
       // Two passes over the row (block maxima, then codes): tight loops V8 compiles well.
       for (let b = 0; b < nb; b++) {
         const c1 = base + Math.min(cols, (b + 1) * Q8_BLOCK);
+        // No branch on the sign: real weights' signs are random, and such a branch mispredicts half the time
+        // (10–12 ns per parameter against 7 with random-sign bf16 values).
         let amax = 0;
-        for (let c = base + b * Q8_BLOCK; c < c1; c++) {
-          const v = row[c];
-          const a = v < 0 ? -v : v;
-          if (a > amax) amax = a;
-        }
+        for (let c = base + b * Q8_BLOCK; c < c1; c++) amax = Math.max(amax, Math.abs(row[c]));
         const s = Math.fround(amax / 127);
         scales[first + b] = s;
         inv[b] = s === 0 ? 0 : 1 / s;

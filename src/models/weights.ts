@@ -1,7 +1,12 @@
 import { type DType, WeightFiles } from "../hf/safetensors.js";
-import { dequantizeRowsInto, quantizeInt8, type WeightFormat } from "../kernels/quantize.js";
+import {
+  dequantizeRowsInto,
+  quantizeChunkRows,
+  quantizeRowsInt8,
+  type WeightFormat,
+} from "../kernels/quantize.js";
 import type { WeightMatrix } from "../kernels/types.js";
-import { f16ToF32 } from "../tensor/half.js";
+import { bf16ToF32Into, f16ToF32, f16ToF32Into } from "../tensor/half.js";
 
 export class WeightError extends Error {}
 
@@ -11,6 +16,7 @@ export class WeightError extends Error {}
  * reading. The vision tower and projector (a few % of the weights, run once per image) stay as stored.
  */
 const QUANTISED = /^(text\.layers\.\d+\.(self_attn|mlp)\.[a-z]+_proj\.weight|lm_head)$/;
+const FLOAT_DTYPES = new Set(["F32", "F16", "BF16"]);
 
 /**
  * One on-disk naming of a checkpoint: a canonical name `<scope>.<rest>` ("text.layers.0…", "vision.…",
@@ -24,6 +30,8 @@ export interface WeightNaming {
 
 export class ModelWeights {
   private readonly matrices = new Map<string, WeightMatrix>();
+  /** Reused by `readQuantised`. */
+  private readScratch = new ArrayBuffer(0);
   private readonly vectors = new Map<string, Float32Array>();
 
   private constructor(
@@ -81,9 +89,14 @@ export class ModelWeights {
     const hit = this.matrices.get(canonical);
     if (hit) return hit;
     const { name, dtype } = this.checkShape(canonical, shape);
-    const bytes = this.files.file(name).readBytes(name);
     const rows = shape[0];
     const cols = shape.slice(1).reduce((a, b) => a * b, 1);
+    if (this.format === "int8" && QUANTISED.test(canonical) && FLOAT_DTYPES.has(dtype)) {
+      const m = this.readQuantised(name, dtype as "F32" | "F16" | "BF16", rows, cols);
+      this.matrices.set(canonical, m);
+      return m;
+    }
+    const bytes = this.files.file(name).readBytes(name);
     let m: WeightMatrix;
     if (dtype === "F32") m = { rows, cols, dtype, data: new Float32Array(bytes) };
     else if (dtype === "F16" || dtype === "BF16") m = { rows, cols, dtype, data: new Uint16Array(bytes) };
@@ -91,9 +104,33 @@ export class ModelWeights {
       throw new WeightError(
         `${this.dir}: tensor "${name}" has dtype ${dtype}; weights must be F32, F16 or BF16`,
       );
-    if (this.format === "int8" && QUANTISED.test(canonical)) m = quantizeInt8(m);
     this.matrices.set(canonical, m);
     return m;
+  }
+
+  /**
+   * A matrix quantised to int8 as it is read, a chunk of rows at a time through one reused buffer: neither
+   * the tensor as stored nor its float copy is ever whole in memory (at 7B, 13.5 GB of short-lived buffers
+   * that were allocated, page-faulted and collected one matrix at a time).
+   */
+  private readQuantised(
+    name: string,
+    dtype: "F32" | "F16" | "BF16",
+    rows: number,
+    cols: number,
+  ): WeightMatrix {
+    const file = this.files.file(name);
+    const size = dtype === "F32" ? 4 : 2;
+    const need = Math.min(rows, quantizeChunkRows(cols)) * cols * size;
+    if (this.readScratch.byteLength < need) this.readScratch = new ArrayBuffer(need);
+    const scratch = this.readScratch;
+    return quantizeRowsInt8(rows, cols, (r0, count, out) => {
+      const n = count * cols;
+      file.readInto(name, r0 * cols * size, new Uint8Array(scratch, 0, n * size));
+      if (dtype === "F32") out.set(new Float32Array(scratch, 0, n));
+      else if (dtype === "BF16") bf16ToF32Into(new Uint16Array(scratch, 0, n), out, 0, n);
+      else f16ToF32Into(new Uint16Array(scratch, 0, n), out, 0, n);
+    });
   }
 
   /** A small tensor (norm weights, biases, embeddings of the vision tower) widened to float32. */
