@@ -15,8 +15,10 @@ import {
   Q8_BLOCK,
   q8Blocks,
   quantizeInt8,
+  setQuantizeChunkElements,
 } from "../src/kernels/quantize.js";
 import type { WeightMatrix } from "../src/kernels/types.js";
+import { TextDecoder } from "../src/models/decoder.js";
 import { linearBackwardInput } from "../src/models/linear-grad.js";
 import { prepareWeights } from "../src/models/prepare.js";
 import { loadModel } from "../src/models/registry.js";
@@ -25,6 +27,7 @@ import { f32ToBf16 } from "../src/tensor/half.js";
 import { traceWithModel } from "../src/trace.js";
 import { fixtureDir, tempDir } from "./fixture-utils.js";
 import { greedyTrace } from "./parity-utils.js";
+import { writeTinyCheckpoint } from "./tiny-model.js";
 
 /** Deterministic values in (−scale, scale). */
 function values(n: number, seed: number, scale: number): Float32Array {
@@ -195,6 +198,38 @@ describe("int8 weights", () => {
       model.close();
     }
   });
+
+  for (const dtype of ["F32", "BF16", "F16"] as const) {
+    test(`an ${dtype} checkpoint quantised as it is read (chunks of 3 rows and a ragged last one) equals its matrices quantised after reading`, () => {
+      const dir = writeTinyCheckpoint({ text: "llama", vision: "clip", dtype, untied: true });
+      const stored = loadModel(dir);
+      // 50 elements: 3 rows of 16 (or 2 of 24) per chunk, so every matrix is read in several.
+      const previous = setQuantizeChunkElements(50);
+      const int8 = loadModel(dir, { weights: "int8" });
+      setQuantizeChunkElements(previous);
+      try {
+        assert.ok(stored.decoder instanceof TextDecoder && int8.decoder instanceof TextDecoder);
+        const a = stored.decoder;
+        const b = int8.decoder;
+        const pairs: [WeightMatrix, WeightMatrix][] = [[a.lmHead, b.lmHead]];
+        for (const [i, L] of a.layers.entries())
+          for (const m of ["q", "k", "v", "o", "gate", "up", "down"] as const)
+            pairs.push([L[m], b.layers[i][m]]);
+        assert.equal(pairs.length, b.layers.length * 7 + 1);
+        for (const [w, q] of pairs) {
+          assert.equal(w.dtype, dtype);
+          const want = quantizeInt8(w);
+          assert.equal(q.dtype, "Q8");
+          assert.deepEqual(q.data, want.data);
+          assert.deepEqual(q.scales, want.scales);
+        }
+      } finally {
+        stored.close();
+        int8.close();
+        fs.rmSync(dir, { recursive: true, force: true });
+      }
+    });
+  }
 
   test("a fixture loaded with int8 weights: the LLM's matrices quantised, the tower as stored", () => {
     assert.equal(parseWeightFormat("INT8"), "int8");

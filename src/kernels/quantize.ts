@@ -45,9 +45,18 @@ export function quantizeInt8(w: WeightMatrix): WeightMatrix {
   return quantizeRowsInt8(w.rows, w.cols, (r0, count, out) => denseRowsInto(w, r0, count, out));
 }
 
+let chunkElements = 1 << 20;
+
 /** Rows quantised per call of `quantizeRowsInt8`'s source: ~1 Mi elements, whatever the row length. */
 export function quantizeChunkRows(cols: number): number {
-  return Math.max(1, Math.floor((1 << 20) / Math.max(1, cols)));
+  return Math.max(1, Math.floor(chunkElements / Math.max(1, cols)));
+}
+
+/** Sets the elements per chunk and returns the previous value; tests set it small to read in several chunks. */
+export function setQuantizeChunkElements(elements: number): number {
+  const previous = chunkElements;
+  chunkElements = Math.max(1, Math.floor(elements));
+  return previous;
 }
 
 /**
