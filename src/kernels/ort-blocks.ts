@@ -239,8 +239,8 @@ const DECODER_TAPE_OUTPUTS = ["x", "q_rows", "ctx", "h1", "x2", "gate_out", "up_
 
 /**
  * Block graphs on the sessions' options of the owning OrtKernels (threads, spinning). A decoder layer with
- * int8 weights is a graph of its own, its matrices baked in as MatMulNBits initializers (which onnxruntime
- * pre-packs, as it cannot weights fed as inputs), serving prefill and decode steps alike.
+ * int8 weights is a graph of its own, its matrices baked in as MatMulNBits initializers (onnxruntime pre-packs
+ * initializers, not weights fed as inputs), serving prefill and decode steps alike.
  */
 export class OrtBlocks implements BlockKernels {
   private readonly sessions = new Map<string, Promise<ort.InferenceSession | null>>();
