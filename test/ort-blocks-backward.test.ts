@@ -11,6 +11,7 @@ import { after, describe, test } from "node:test";
 import { relevancyMaps } from "../src/interpret/relevancy/index.js";
 import { setWidenBlock } from "../src/kernels/graph-parts.js";
 import { createKernels } from "../src/kernels/index.js";
+import { quantizeInt8 } from "../src/kernels/quantize.js";
 import type { DecoderBackwardBlockInput, Kernels, WeightMatrix } from "../src/kernels/types.js";
 import { TextDecoder } from "../src/models/decoder.js";
 import { WeightGradients } from "../src/models/gradients.js";
@@ -59,6 +60,7 @@ function withDtype(w: WeightMatrix, dtype: WeightMatrix["dtype"]): WeightMatrix 
     (w.dtype === "BF16" ? bf16ToF32Into : f16ToF32Into)(w.data as Uint16Array, f32);
   }
   if (dtype === "F32") return { ...w, dtype, data: f32 };
+  if (dtype === "Q8") return quantizeInt8({ ...w, dtype: "F32", data: f32 });
   return { ...w, dtype, data: Uint16Array.from(f32, dtype === "BF16" ? f32ToBf16 : f32ToF16) };
 }
 
@@ -124,6 +126,12 @@ describe("decoder layer backward as one onnxruntime graph", () => {
     ["qwen2-vl-tiny", null, "F32"],
     ["qwen2-vl-tiny", null, "BF16"],
     ["qwen2-vl-tiny", null, "BF16", 1000],
+    // int8 (--weights int8): codes and scales dequantised in-graph, whole and in row blocks.
+    ["llava-tiny-llama", null, "Q8"],
+    ["llava-tiny-llama", null, "Q8", 1000],
+    ["llava-tiny-gemma", null, "Q8"],
+    ["llava-onevision-tiny-qwen2", null, "Q8"],
+    ["qwen2-vl-tiny", null, "Q8", 1000],
   ];
   for (const [name, act, dtype, block] of cases) {
     const blocks = block ? ` in blocks of ${block} elements` : "";

@@ -134,7 +134,11 @@ export const blockName = (m: string, b: number, count: number) => (count === 1 ?
 /** A weight's row blocks in a graph: each block's float32 value and its rows. */
 export type WeightBlocks = { name: string; r0: number; r1: number }[];
 
-/** Declares a weight [rows, cols] as graph inputs, one per row block (widened in-graph if 16-bit). */
+/**
+ * Declares a weight [rows, cols] as graph inputs, one per row block (widened in-graph if 16-bit; an int8 one
+ * as its codes and scales, dequantised in-graph: for products with the weight itself, which MatMulNBits does
+ * not compute, as the backward's dy·W).
+ */
 export function weightBlocks(
   g: GraphBuilder,
   name: string,
@@ -144,11 +148,32 @@ export function weightBlocks(
   block: number,
 ): WeightBlocks {
   const blocks = rowBlocks(rows, cols, dtype, block);
-  return blocks.map(([r0, r1], b) => ({
-    name: g.weight(blockName(name, b, blocks.length), dtype, [r1 - r0, cols]),
-    r0,
-    r1,
-  }));
+  return blocks.map(([r0, r1], b) => {
+    const input = blockName(name, b, blocks.length);
+    return {
+      name:
+        dtype === "Q8" ? int8Dequantized(g, input, r1 - r0, cols) : g.weight(input, dtype, [r1 - r0, cols]),
+      r0,
+      r1,
+    };
+  });
+}
+
+/**
+ * An int8 weight block [rows, cols] fed as `name`.codes (uint8 [rows, blocks·Q8_BLOCK]) and `name`.scales
+ * ([rows, blocks]), as float32: (code − 128) · scale, quantize.ts's `dequantizeRowsInto` (exact in f32: the
+ * code difference is an integer of at most 8 bits, so the product is rounded once, as there).
+ */
+function int8Dequantized(g: GraphBuilder, name: string, rows: number, cols: number): string {
+  const nb = q8Blocks(cols);
+  const codes = g.input(`${name}.codes`, DT.UINT8, [rows, nb * Q8_BLOCK]);
+  const scales = g.input(`${name}.scales`, DT.FLOAT, [rows, nb]);
+  const centred = g.op("Sub", [g.op("Cast", [codes], { to: DT.FLOAT }), g.scalar(128)]);
+  const blocks = g.op("Reshape", [centred, g.ints([rows, nb, Q8_BLOCK])]);
+  const scaled = g.op("Mul", [blocks, g.op("Unsqueeze", [scales, g.ints([2])])]);
+  const flat = g.op("Reshape", [scaled, g.ints([rows, nb * Q8_BLOCK])]);
+  // A ragged last block is padded with zero codes: drop its padding columns.
+  return cols === nb * Q8_BLOCK ? flat : g.op("Slice", [flat, g.ints([0]), g.ints([cols]), g.ints([1])]);
 }
 
 /** y = x·Wᵀ (+ bias) over a weight's row blocks: each block gives a slice of y's columns. */
@@ -171,8 +196,19 @@ export function feedWeightBlocks(
 ): void {
   const blocks = rowBlocks(w.rows, w.cols, w.dtype, block);
   blocks.forEach(([r0, r1], b) => {
+    const input = blockName(name, b, blocks.length);
+    if (w.dtype === "Q8") {
+      checkHostCodes(w);
+      const nb = q8Blocks(w.cols);
+      const width = nb * Q8_BLOCK;
+      const codes = (w.data as Uint8Array).subarray(r0 * width, r1 * width);
+      const scales = (w.scales as Float32Array).subarray(r0 * nb, r1 * nb);
+      feeds[`${input}.codes`] = new ort.Tensor("uint8", codes, [r1 - r0, width]);
+      feeds[`${input}.scales`] = new ort.Tensor("float32", scales, [r1 - r0, nb]);
+      return;
+    }
     const data = w.data.subarray(r0 * w.cols, r1 * w.cols);
-    feeds[blockName(name, b, blocks.length)] = weightTensor({ ...w, rows: r1 - r0, data });
+    feeds[input] = weightTensor({ ...w, rows: r1 - r0, data });
   });
 }
 

@@ -12,9 +12,9 @@
  * The MLP, o_proj and q work on the query rows (those with a gradient at the layer output), the k/v and input
  * norm backward on all m variable rows: the same rows except at the top layer, where only the target rows
  * have a gradient and the others' MLP/o/q backward would multiply zeros (5 of its 7 products, exactly).
- * Weights are graph inputs fed from the model's buffers (16-bit ones widened in-graph); m (variable rows),
- * the query rows, to (keys seen) and the cache capacity are symbolic, so one session per layer shape serves
- * every token.
+ * Weights are graph inputs fed from the model's buffers (16-bit ones widened, int8 ones dequantised in-graph);
+ * m (variable rows), the query rows, to (keys seen) and the cache capacity are symbolic, so one session per
+ * layer shape serves every token.
  */
 import * as ort from "onnxruntime-node";
 import {
@@ -189,8 +189,9 @@ export function decoderBackwardCall(
 ): { shape: DecoderBackwardGraphShape; feeds: Record<string, ort.Tensor> } | null {
   const W = a.weights;
   const dtype = W.q.dtype;
-  if (dtype === "Q8" || !BLOCK_ACTIVATIONS.has(a.act) || DECODER_MATRICES.some((m) => W[m].dtype !== dtype))
-    return null;
+  if (!BLOCK_ACTIVATIONS.has(a.act) || DECODER_MATRICES.some((m) => W[m].dtype !== dtype)) return null;
+  // int8 weights whose codes live in onnxruntime alone (forward-only loading): the per-op path says so.
+  if (dtype === "Q8" && DECODER_MATRICES.some((m) => W[m].data.length === 0)) return null;
   const { m, queries: mq, to, heads: H, kvHeads: KV, headDim: hd, capacity } = a;
   const D = W.q.cols;
   const I = W.gate.rows;
