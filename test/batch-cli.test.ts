@@ -153,6 +153,15 @@ describe("batch command", () => {
     assert.doesNotMatch(fourth.stderr, /p0-a \(done before\)/);
     assert.equal((fourth.stderr.match(/\(done before\)/g) ?? []).length, 3, fourth.stderr);
     assert.equal(manifest(out, "p0-a").prompt, "How many shapes are there?");
+    assert.equal(readReport(out).model.weights, "stored");
+
+    // Resumed with the other --weights: every item is redone with them, none mixed in from before.
+    const fifth = batch(["--dataset", dataset, "--out", out, "--weights", "int8", "--limit", "2"]);
+    assert.equal(fifth.code, 0, fifth.stderr);
+    assert.doesNotMatch(fifth.stderr, /\(done before\)/);
+    assert.equal(manifest(out, "p0-a").model.weights, "int8");
+    assert.equal(manifest(out, "p0-b").model.weights, "int8");
+    assert.equal(readReport(out).model.weights, "int8");
   });
 
   test("MMVP layout: Questions.csv + 1.jpg…4.jpg, options judged by letter, consecutive items paired", async () => {

@@ -1,6 +1,7 @@
 /** The batch report (schema: docs/case-study.md, section "report.json"): per-item records and aggregates. */
 import * as fs from "node:fs";
 import * as path from "node:path";
+import type { WeightFormat } from "../contracts/lists.js";
 import type { ItemScores } from "./item-scores.js";
 import { type MannWhitney, mannWhitneyU } from "./rank-test.js";
 
@@ -55,7 +56,8 @@ export interface BatchReport {
   created_at: string;
   complete: boolean;
   dataset: { path: string; kind: "jsonl" | "mmvp"; items: number };
-  model: { dir: string; model_type: string };
+  /** weights: as loaded (`--weights`), "stored" or "int8". */
+  model: { dir: string; model_type: string; weights: WeightFormat };
   settings: {
     relevancy: string;
     vision: string[];

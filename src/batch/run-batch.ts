@@ -17,6 +17,7 @@ import type { KernelChoice } from "../kernels/types.js";
 import { prepareWeights } from "../models/prepare.js";
 import { loadModel } from "../models/registry.js";
 import type { VisionLanguageModel } from "../models/types.js";
+import { runWeightFormat } from "../run/manifest.js";
 import { MANIFEST_FILE, Run } from "../run/run-dir.js";
 import { traceWithModel } from "../trace.js";
 import { judgeAnswer, promptFor } from "./answers.js";
@@ -71,7 +72,7 @@ function itemState(
   runDir: string,
   mode: RelevancyMode,
   vision: VisionRelevancyKind[],
-  want: { prompt: string; image: Uint8Array; maxNewTokens: number },
+  want: { prompt: string; image: Uint8Array; maxNewTokens: number; weights: WeightFormat },
 ) {
   const none = { traced: false, related: false };
   if (!fs.existsSync(path.join(runDir, MANIFEST_FILE))) return none;
@@ -82,6 +83,8 @@ function itemState(
     if (
       m.prompt !== want.prompt ||
       m.settings.max_new_tokens !== want.maxNewTokens ||
+      // A batch resumed with the other --weights redoes the item rather than mix the two models' runs.
+      runWeightFormat(m) !== want.weights ||
       !m.original_image_file ||
       !fs.existsSync(original) ||
       !Buffer.from(want.image).equals(fs.readFileSync(original))
@@ -118,7 +121,7 @@ export async function runBatch(opts: BatchOptions): Promise<BatchResult> {
       kind: ds.kind,
       items: ds.items.length,
     },
-    model: { dir: path.resolve(model.dir), model_type: model.info.modelType },
+    model: { dir: path.resolve(model.dir), model_type: model.info.modelType, weights: model.info.weights },
     settings: {
       relevancy: opts.relevancy,
       vision: opts.vision,
@@ -196,6 +199,7 @@ export async function runBatch(opts: BatchOptions): Promise<BatchResult> {
       prompt,
       image: bytes,
       maxNewTokens: opts.maxNewTokens,
+      weights: model.info.weights,
     });
     const causalFile = (k: number) => path.join(runDir, "causal", `${k}.json`);
     let did = false;
