@@ -172,7 +172,7 @@ function int8Dequantized(g: GraphBuilder, name: string, rows: number, cols: numb
   const blocks = g.op("Reshape", [centred, g.ints([rows, nb, Q8_BLOCK])]);
   const scaled = g.op("Mul", [blocks, g.op("Unsqueeze", [scales, g.ints([2])])]);
   const flat = g.op("Reshape", [scaled, g.ints([rows, nb * Q8_BLOCK])]);
-  // A ragged last block is padded with zero codes: drop its padding columns.
+  // A ragged last block is padded (code 128, the value 0): drop its padding columns.
   return cols === nb * Q8_BLOCK ? flat : g.op("Slice", [flat, g.ints([0]), g.ints([cols]), g.ints([1])]);
 }
 
