@@ -25,7 +25,6 @@ import { bf16ToF32Into } from "../tensor/half.js";
 import { int8Linear } from "./graph-parts.js";
 import { DT, GraphBuilder } from "./onnx-graph.js";
 import { OrtBlocks } from "./ort-blocks.js";
-import { checkHostCodes } from "./quantize.js";
 import { checkBmm, checkLinear, checkMatmulTransA } from "./ts-kernels.js";
 import type { Kernels, WeightMatrix } from "./types.js";
 
@@ -270,7 +269,6 @@ export class OrtKernels implements Kernels {
     const key = w.scales as Float32Array;
     let sess = this.int8Sessions.get(key);
     if (!sess) {
-      checkHostCodes(w);
       if (this.disposed) throw new Error("OrtKernels used after dispose()");
       // No arena: a 7B has ~220 of these sessions, and each arena would keep its largest call's workspace
       // (~37 MB for a 594-row prefill through an MLP matrix) for the life of the process: ~8 GB in all.
