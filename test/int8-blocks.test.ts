@@ -103,8 +103,11 @@ describe("int8 decoder layers as one graph", () => {
           assert.equal(got.probs.length, dec.cfg.numHeads * n * (past + n));
           if (keep) {
             assert.ok(got.tape && ref.tape);
-            for (const key of ["x", "q", "ctx", "h1", "x2", "gate", "up"] as const)
-              pairs.push([key, got.tape[key], ref.tape[key], 2e-5]);
+            for (const key of ["x", "q", "ctx", "h1", "x2", "gate", "up"] as const) {
+              const [g, r] = [got.tape[key], ref.tape[key]];
+              assert.ok(g && r, `tape.${key}`);
+              pairs.push([key, g, r, 2e-5]);
+            }
           } else assert.equal(got.tape, undefined);
           assert.deepEqual(compare(pairs), [], `past ${past}, ${n} rows`);
           // Keys the mask hides (later positions, outside the window) get exactly 0.

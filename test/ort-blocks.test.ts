@@ -201,8 +201,11 @@ describe("decoder layer prefill as one onnxruntime graph", () => {
           ["cache k", gotCache.k[0], refCache.k[0], 1e-5],
           ["cache v", gotCache.v[0], refCache.v[0], 1e-5],
         ];
-        for (const key of ["x", "q", "ctx", "h1", "x2", "gate", "up"] as const)
-          pairs.push([key, gt[key], rt[key], 2e-5]);
+        for (const key of ["x", "q", "ctx", "h1", "x2", "gate", "up"] as const) {
+          const [g, r] = [gt[key], rt[key]];
+          assert.ok(g && r, `tape.${key}`);
+          pairs.push([key, g, r, 2e-5]);
+        }
         assert.equal(gt.hIn, h);
         assert.deepEqual(compare(pairs), []);
         // Masked entries are exactly 0, as the per-op softmax leaves them.

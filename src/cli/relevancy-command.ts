@@ -3,6 +3,7 @@ import { KERNEL_CHOICES } from "../contracts/lists.js";
 import {
   computeRelevancy,
   RELEVANCY_MODES,
+  TAPE_MEMORY_BYTES,
   VISION_RELEVANCY_KINDS,
   type VisionRelevancyKind,
 } from "../interpret/relevancy/index.js";
@@ -41,6 +42,16 @@ export function parseVisionList(v: string): VisionRelevancyKind[] {
   return out;
 }
 
+/** --tape-memory: GiB (a non-negative number) or "all". */
+export function parseTapeMemory(v: string): number {
+  const s = v.trim();
+  if (s === "all") return Number.POSITIVE_INFINITY;
+  const gib = Number(s);
+  if (s === "" || !Number.isFinite(gib) || gib < 0)
+    throw new InvalidArgumentError(`--tape-memory must be GiB (a number ≥ 0) or "all" (got "${v}")`);
+  return gib * 2 ** 30;
+}
+
 export function relevancyCommand(): Command {
   return new Command("relevancy")
     .description("add Chefer-style relevancy maps (LLM and vision tower) to a run directory")
@@ -72,6 +83,11 @@ export function relevancyCommand(): Command {
         .choices([...KERNEL_CHOICES])
         .default("auto"),
     )
+    .option(
+      "--tape-memory <GiB>",
+      `GiB of the LLM's backward tape kept in memory, the rest in an unlinked file under TMPDIR ("all": none; default ${TAPE_MEMORY_BYTES / 2 ** 30})`,
+      parseTapeMemory,
+    )
     .action(async (o) => {
       const progress = stderrProgress();
       const summary = await computeRelevancy(o.run, {
@@ -81,6 +97,7 @@ export function relevancyCommand(): Command {
         vitGradients: o.vitGrads,
         modelDir: o.model,
         kernels: parseKernelChoice(o.kernels),
+        tapeMemoryBytes: o.tapeMemory,
         onProgress: progress,
       });
       const n = summary.tokens.length;

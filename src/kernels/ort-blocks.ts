@@ -233,9 +233,10 @@ export function buildDecoderLayerModel(s: DecoderGraphShape, int8?: DecoderBlock
   return g.build();
 }
 
-/** Graph outputs of a decoder layer, and those the tape adds. */
+/** Graph outputs of a decoder layer, those the tape adds, and of those what input gradients read. */
 const DECODER_OUTPUTS = ["h_out", "probs", "k_rows", "v_rows"];
 const DECODER_TAPE_OUTPUTS = ["x", "q_rows", "ctx", "h1", "x2", "gate_out", "up_out"];
+const INPUT_GRADIENT_TAPE_OUTPUTS = ["q_rows", "h1", "gate_out", "up_out"];
 
 /**
  * Block graphs on the sessions' options of the owning OrtKernels (threads, spinning). A decoder layer with
@@ -400,12 +401,11 @@ export class OrtBlocks implements BlockKernels {
       const v = W[b];
       if (v) feeds[b] = new ort.Tensor("float32", v, [v.length]);
     }
-    // The int8 graph always has the tape's outputs (one session per layer); only fetched when asked for.
-    const fetches = int8
-      ? a.tape
-        ? [...DECODER_OUTPUTS, ...DECODER_TAPE_OUTPUTS]
-        : DECODER_OUTPUTS
-      : undefined;
+    // The int8 graph always has the tape's outputs (one session per layer); every graph's are fetched only
+    // as far as asked for (what is not fetched is freed inside the run).
+    const fetches = a.tape
+      ? [...DECODER_OUTPUTS, ...(a.inputGradientsOnly ? INPUT_GRADIENT_TAPE_OUTPUTS : DECODER_TAPE_OUTPUTS)]
+      : DECODER_OUTPUTS;
     const r = await this.run(sess, feeds, fetches);
     const out = (name: string) => r[name].data as Float32Array;
     return {
@@ -415,13 +415,11 @@ export class OrtBlocks implements BlockKernels {
       v: out("v_rows"),
       tape: a.tape
         ? {
-            x: out("x"),
             q: out("q_rows"),
-            ctx: out("ctx"),
             h1: out("h1"),
-            x2: out("x2"),
             gate: out("gate_out"),
             up: out("up_out"),
+            ...(a.inputGradientsOnly ? {} : { x: out("x"), ctx: out("ctx"), x2: out("x2") }),
           }
         : undefined,
     };

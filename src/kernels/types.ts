@@ -159,6 +159,11 @@ export interface DecoderBlockInput extends DecoderLayerSpec {
   mask: Float32Array;
   tape: boolean;
   /**
+   * With `tape`: keep only what input gradients read (relevancy), not x, ctx and x2, which only weight
+   * gradients (training) read.
+   */
+  inputGradientsOnly?: boolean;
+  /**
    * The layer's KV cache [KV, capacity, hd] (keys after RoPE) with `past` positions already filled: the n rows
    * follow them. Only layers with int8 weights run rows after a non-empty cache as one graph (their graph serves
    * the prefill and every decode step, so onnxruntime holds their pre-packed weights once); the others return
@@ -177,11 +182,12 @@ export interface DecoderBlockOutput {
   v: Float32Array;
   /** With `tape`: the activations of `DecoderLayerTape` (q after RoPE). */
   tape?: {
-    x: Float32Array;
+    /** Not with `inputGradientsOnly`. */
+    x?: Float32Array;
     q: Float32Array;
-    ctx: Float32Array;
+    ctx?: Float32Array;
     h1: Float32Array;
-    x2: Float32Array;
+    x2?: Float32Array;
     gate: Float32Array;
     up: Float32Array;
   };

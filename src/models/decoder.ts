@@ -27,6 +27,7 @@ import {
   ropeInverseFrequencies,
   ropeTables,
 } from "./rope.js";
+import { LayerTapes } from "./tape-store.js";
 import { type ModelWeights, matrixRow } from "./weights.js";
 
 type DecoderLayerWeights = DecoderBlockWeights;
@@ -109,10 +110,14 @@ export interface DecoderStepOptions {
   /** Keep each layer's input hidden states and final-normed output (for parity tests). */
   collectHidden?: boolean;
   /**
-   * Keep every activation the backward pass needs (opt-in: generation does not pay the memory). The keys
-   * and values stay in the KV cache, so the cache must not be reused while the tape is in use.
+   * Keep every activation the backward pass needs (opt-in: generation does not pay the memory): `true` for
+   * weight gradients too (training), "input-gradients" for what relevancy's backward reads (no x, ctx, x2:
+   * three rows of hidden size per position and layer less). The keys and values stay in the KV cache, so the
+   * cache must not be reused while the tape is in use.
    */
-  tape?: boolean;
+  tape?: boolean | "input-gradients";
+  /** Where the tape's layers go (default: all in memory); see `LayerTapes`. */
+  tapeLayers?: LayerTapes<DecoderLayerTape>;
   /** Hook on each layer's attention probabilities (see `AttentionInputs.onProbs`), e.g. for finite differences. */
   probsHook?: (layer: number, groupProbs: Float32Array, group: number) => void;
 }
@@ -121,18 +126,18 @@ export interface DecoderStepOptions {
 export interface DecoderLayerTape {
   /** Layer input h [n, D]. */
   hIn: Float32Array;
-  /** input_layernorm(h) [n, D]. */
-  x: Float32Array;
+  /** input_layernorm(h) [n, D]; this, ctx and x2 only in a tape for weight gradients. */
+  x?: Float32Array;
   /** Queries after RoPE [n, H·hd]. */
   q: Float32Array;
   /** Attention output before o_proj [n, H·hd]. */
-  ctx: Float32Array;
+  ctx?: Float32Array;
   /** Attention probabilities [H, n, p0+n]. */
   probs: Float32Array;
   /** h + o_proj(attention) [n, D]. */
   h1: Float32Array;
   /** post_attention_layernorm(h1) [n, D]. */
-  x2: Float32Array;
+  x2?: Float32Array;
   /** gate_proj / up_proj outputs [n, I]. */
   gate: Float32Array;
   up: Float32Array;
@@ -144,11 +149,21 @@ export interface DecoderTape {
   n: number;
   /** Position ids of rows p0 … p0+n−1 (RoPE's backward rotates back by the same angles). */
   positions: PositionIds;
-  layers: DecoderLayerTape[];
+  /** Per layer; `dispose()` them when the backward passes are done. */
+  layers: LayerTapes<DecoderLayerTape>;
   /** Input of the final norm [n, D]. */
   hFinal: Float32Array;
   /** The cache the forward wrote: keys (after RoPE) and values of positions 0 … p0+n−1. */
   cache: KvCache;
+}
+
+/** The activations only weight gradients read; a tape recorded for input gradients has none. */
+function weightGradientTape(t: DecoderLayerTape): { x: Float32Array; ctx: Float32Array; x2: Float32Array } {
+  if (!t.x || !t.ctx || !t.x2)
+    throw new Error(
+      "decoder backward: weight gradients need a tape recorded with { tape: true } (this one keeps only what input gradients read)",
+    );
+  return { x: t.x, ctx: t.ctx, x2: t.x2 };
 }
 
 /** A backward target: the logit of vocabulary entry `tokenId` at absolute position `row`. */
@@ -277,7 +292,10 @@ export class TextDecoder {
     h: Float32Array,
     positions: PositionIds,
     cache: KvCache,
-    extra: { keep?: boolean; probsHook?: (groupProbs: Float32Array, group: number) => void } = {},
+    extra: {
+      keep?: boolean | "input-gradients";
+      probsHook?: (groupProbs: Float32Array, group: number) => void;
+    } = {},
   ): Promise<{ h: Float32Array; probs: Float32Array; tape?: DecoderLayerTape }> {
     const L = this.layers[i];
     const { numHeads: H, numKvHeads: KV, headDim: hd } = this.cfg;
@@ -287,13 +305,13 @@ export class TextDecoder {
     // with int8 weights after cached rows too (the blocks say null otherwise). A probabilities hook takes the
     // per-op path below.
     if (kernels.blocks && (p0 === 0 || L.q.dtype === "Q8") && !extra.probsHook) {
-      const keep = extra.keep ?? false;
       const b = await kernels.blocks.decoderLayer({
         ...this.blockSpec(i, positions),
         h,
         n,
         mask: causalMask(n, this.cfg.slidingWindow, p0),
-        tape: keep,
+        tape: extra.keep !== undefined && extra.keep !== false,
+        inputGradientsOnly: extra.keep === "input-gradients",
         cache: { k: cache.k[i], v: cache.v[i], capacity: cache.capacity, past: p0 },
       });
       if (b) {
@@ -331,7 +349,11 @@ export class TextDecoder {
     const up = await kernels.linear(x2, n, L.up, L.upB);
     const h2 = await kernels.linear(gatedActivation(gate, up, this.act), n, L.down, L.downB);
     addInPlace(h2, h1);
-    const tape = extra.keep ? { hIn: h, x, q, ctx: att.out, probs: att.probs, h1, x2, gate, up } : undefined;
+    const tape = !extra.keep
+      ? undefined
+      : extra.keep === "input-gradients"
+        ? { hIn: h, q, probs: att.probs, h1, gate, up }
+        : { hIn: h, x, q, ctx: att.out, probs: att.probs, h1, x2, gate, up };
     return { h: h2, probs: att.probs, tape };
   }
 
@@ -359,7 +381,7 @@ export class TextDecoder {
     const hidden: Float32Array[] | undefined = opts.collectHidden ? [h] : undefined;
     const attentions: Float32Array[] = [];
     const p0 = cache.length;
-    const layerTapes: DecoderLayerTape[] = [];
+    const layerTapes = opts.tape ? (opts.tapeLayers ?? new LayerTapes<DecoderLayerTape>()) : null;
     for (let i = 0; i < this.layers.length; i++) {
       const hook = opts.probsHook;
       const r = await this.layer(kernels, i, h, positions, cache, {
@@ -368,7 +390,7 @@ export class TextDecoder {
       });
       h = r.h;
       attentions.push(r.probs);
-      if (r.tape) layerTapes.push(r.tape);
+      if (r.tape) layerTapes?.push(r.tape);
       if (hidden && i < this.layers.length - 1) hidden.push(h);
     }
     cache.length += n;
@@ -380,7 +402,7 @@ export class TextDecoder {
       sel.set(normed.subarray(r * D, (r + 1) * D), j * D);
     });
     const logits = await kernels.linear(sel, rows.length, this.lmHead);
-    const tape = opts.tape ? { p0, n, positions, layers: layerTapes, hFinal: h, cache } : undefined;
+    const tape = layerTapes ? { p0, n, positions, layers: layerTapes, hFinal: h, cache } : undefined;
     return { logits, attentions, hiddenStates: hidden, tape };
   }
 
@@ -448,7 +470,7 @@ export class TextDecoder {
     queryFrom = from,
   ): Promise<{ dIn: Float32Array; dProbs: Float32Array; probs: Float32Array }> {
     const L = this.layers[i];
-    const T = tape.layers[i];
+    const T = tape.layers.get(i);
     const { hiddenSize: D, numHeads: H, numKvHeads: KV, headDim: hd, intermediateSize: I } = this.cfg;
     const eps = this.cfg.rmsNormEps;
     const gemma = this.cfg.gemmaStyle;
@@ -491,6 +513,7 @@ export class TextDecoder {
       });
       if (b) return { dIn: b.dIn, dProbs: b.dProbs, probs };
     }
+    const w = grads ? { grads, ...weightGradientTape(T) } : null;
     // MLP: h2 = h1 + down(act(gate(x2)) ⊙ up(x2)), x2 = norm(h1); query rows only.
     const dm = await linearBackwardInput(kernels, dOut, mq, L.down);
     const {
@@ -500,17 +523,17 @@ export class TextDecoder {
     } = gatedActivationBackward(queryRows(T.gate, I), queryRows(T.up, I), dm, this.act, this.actGrad);
     const dx2 = await linearBackwardInput(kernels, dGate, mq, L.gate);
     addInPlace(dx2, await linearBackwardInput(kernels, dUp, mq, L.up));
-    if (grads) {
-      await linearBackwardWeight(kernels, dOut, mid, mq, L.down, L.downB, grads);
-      await linearBackwardWeight(kernels, dGate, queryRows(T.x2, D), mq, L.gate, L.gateB, grads);
-      await linearBackwardWeight(kernels, dUp, queryRows(T.x2, D), mq, L.up, L.upB, grads);
-      rmsNormWeightGrad(queryRows(T.h1, D), dx2, mq, D, eps, grads.of(L.postNorm));
+    if (w) {
+      await linearBackwardWeight(kernels, dOut, mid, mq, L.down, L.downB, w.grads);
+      await linearBackwardWeight(kernels, dGate, queryRows(w.x2, D), mq, L.gate, L.gateB, w.grads);
+      await linearBackwardWeight(kernels, dUp, queryRows(w.x2, D), mq, L.up, L.upB, w.grads);
+      rmsNormWeightGrad(queryRows(T.h1, D), dx2, mq, D, eps, w.grads.of(L.postNorm));
     }
     const dh1 = rmsNormBackward(queryRows(T.h1, D), dx2, mq, D, L.postNorm, eps, gemma);
     addInPlace(dh1, dOut);
     // Attention: h1 = h + o(attn(q, k, v)), q/k/v from x = norm(h).
     const dCtx = await linearBackwardInput(kernels, dh1, mq, L.o);
-    if (grads) await linearBackwardWeight(kernels, dh1, queryRows(T.ctx, H * hd), mq, L.o, L.ob, grads);
+    if (w) await linearBackwardWeight(kernels, dh1, queryRows(w.ctx, H * hd), mq, L.o, L.ob, w.grads);
     const cache = tape.cache;
     const ab = await attentionBackward(kernels, {
       q: queryRows(T.q, H * hd),
@@ -536,12 +559,12 @@ export class TextDecoder {
     dx.set(await linearBackwardInput(kernels, dq, mq, L.q), (m - mq) * D);
     addInPlace(dx, await linearBackwardInput(kernels, dk, m, L.k));
     addInPlace(dx, await linearBackwardInput(kernels, dv, m, L.v));
-    if (grads) {
-      const x = rows(T.x, D);
-      await linearBackwardWeight(kernels, dq, queryRows(T.x, D), mq, L.q, L.qb, grads);
-      await linearBackwardWeight(kernels, dk, x, m, L.k, L.kb, grads);
-      await linearBackwardWeight(kernels, dv, x, m, L.v, L.vb, grads);
-      rmsNormWeightGrad(rows(T.hIn, D), dx, m, D, eps, grads.of(L.inputNorm));
+    if (w) {
+      const x = rows(w.x, D);
+      await linearBackwardWeight(kernels, dq, queryRows(w.x, D), mq, L.q, L.qb, w.grads);
+      await linearBackwardWeight(kernels, dk, x, m, L.k, L.kb, w.grads);
+      await linearBackwardWeight(kernels, dv, x, m, L.v, L.vb, w.grads);
+      rmsNormWeightGrad(rows(T.hIn, D), dx, m, D, eps, w.grads.of(L.inputNorm));
     }
     const dIn = rmsNormBackward(rows(T.hIn, D), dx, m, D, L.inputNorm, eps, gemma);
     addInPlace(dIn.subarray((m - mq) * D), dh1);
@@ -646,7 +669,7 @@ export class TextDecoder {
             r.dProbs.subarray(h * (m - first) * to, (h + 1) * (m - first) * to),
             (h * m + first) * to,
           );
-        const probs = tapeProbRows(tape.layers[i].probs, H, tape.n, tape.p0 + tape.n, r0, m, to);
+        const probs = tapeProbRows(tape.layers.get(i).probs, H, tape.n, tape.p0 + tape.n, r0, m, to);
         opts.onLayer(i, dProbs, probs, from, to);
       } else opts.onLayer?.(i, r.dProbs, r.probs, from, to);
       dh = r.dIn;

@@ -31,6 +31,7 @@ export {
   type RelevancyMode,
   type RelevancyOptions,
   type RelevancyResult,
+  TAPE_MEMORY_BYTES,
   type TokenRelevancy,
   VISION_RELEVANCY_KINDS,
   type VisionRelevancyKind,

@@ -45,9 +45,9 @@ import type { Kernels } from "../../kernels/types.js";
 import type { VisionLanguageModel } from "../../models/types.js";
 import { featureGradSum, llmRelevancy } from "./llm.js";
 import { relevancyMatrices } from "./matrices.js";
-import { planRelevancy } from "./plan.js";
+import { planRelevancy, type RelevancyPlan } from "./plan.js";
 import { type Cam, rolloutRow } from "./rollout.js";
-import { recordForward } from "./tape.js";
+import { type ForwardTape, recordForward } from "./tape.js";
 import type { RelevancyInputs, RelevancyOptions, RelevancyResult, TokenRelevancy } from "./types.js";
 import { chainMap, clsRowMaps, towerCams } from "./vision.js";
 
@@ -67,8 +67,23 @@ export async function relevancyMaps(
   const plan = planRelevancy(model, inputs, opts);
   const progress = opts.onProgress ?? (() => {});
   progress("forward", 0, 1);
-  const tape = await recordForward(model, kernels, inputs, plan);
+  const tape = await recordForward(model, kernels, inputs, plan, opts.tapeMemoryBytes);
   progress("forward", 1, 1);
+  try {
+    return await backwardPasses(tape, plan, opts);
+  } finally {
+    tape.dispose();
+  }
+}
+
+/** Every requested token's maps, from the backward passes on one forward tape. */
+async function backwardPasses(
+  tape: ForwardTape,
+  plan: RelevancyPlan,
+  opts: RelevancyOptions,
+): Promise<RelevancyResult> {
+  const { kernels } = tape;
+  const progress = opts.onProgress ?? (() => {});
 
   const llmStep = llmRelevancy(tape, plan);
   const gradSum = plan.vitGradSum ? featureGradSum(tape, plan.vitGradSum === "running") : null;

@@ -36,6 +36,8 @@ export interface ComputeRelevancyOptions {
   kernels?: Kernels | KernelChoice;
   /** Checkpoint folder (default: the manifest's `model.dir`). */
   modelDir?: string;
+  /** Bytes of the LLM's backward tape kept in memory (see `RelevancyOptions.tapeMemoryBytes`). */
+  tapeMemoryBytes?: number;
   /** An already loaded model (a server keeps one); takes precedence over modelDir. */
   model?: VisionLanguageModel;
   onProgress?: (stage: string, done: number, total: number) => void;
@@ -171,7 +173,14 @@ export async function computeRelevancy(
         },
         layout: m.image_layout,
       },
-      { mode: opts.mode, vision, tokens, vitGradients: opts.vitGradients, onProgress: opts.onProgress },
+      {
+        mode: opts.mode,
+        vision,
+        tokens,
+        vitGradients: opts.vitGradients,
+        tapeMemoryBytes: opts.tapeMemoryBytes,
+        onProgress: opts.onProgress,
+      },
     );
 
     // Merge with what an earlier call stored for this mode.

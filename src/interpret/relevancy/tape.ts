@@ -1,9 +1,10 @@
 /** The one forward pass every backward of a relevancy request runs on. */
 import type { Kernels } from "../../kernels/types.js";
-import type { DecoderTape } from "../../models/decoder.js";
+import type { DecoderLayerTape, DecoderTape } from "../../models/decoder.js";
+import { LayerTapes } from "../../models/tape-store.js";
 import type { ImageEncoding, VisionLanguageModel } from "../../models/types.js";
 import type { RelevancyPlan } from "./plan.js";
-import type { RelevancyInputs } from "./types.js";
+import { type RelevancyInputs, TAPE_MEMORY_BYTES } from "./types.js";
 
 /** The one forward every backward of a request runs on. */
 export interface ForwardTape {
@@ -14,17 +15,21 @@ export interface ForwardTape {
   /** The image encoding, with the tower's activations when vision maps are wanted. */
   image: ImageEncoding;
   llm: DecoderTape;
+  /** Frees the tape (closes the file its spilled layers wait in). */
+  dispose(): void;
 }
 
 /**
  * One forward over positions 0 … T+tmax−1 with every activation kept: position p's activations do not
- * depend on later positions, so the backward of token t runs on the prefix 0 … T+t−1 of this tape.
+ * depend on later positions, so the backward of token t runs on the prefix 0 … T+t−1 of this tape. The LLM's
+ * layers past `memoryBytes` wait in a temporary file.
  */
 export async function recordForward(
   model: VisionLanguageModel,
   kernels: Kernels,
   inputs: RelevancyInputs,
   plan: RelevancyPlan,
+  memoryBytes?: number,
 ): Promise<ForwardTape> {
   const { inputIds, generatedIds } = inputs;
   const nAll = plan.nAll;
@@ -35,9 +40,23 @@ export async function recordForward(
   });
   const embeds = model.buildInputsEmbeds(seq, image);
   const dec = model.decoder;
-  const fwd = await dec.forward(kernels, embeds, model.positionIds(seq, inputs.layout), dec.newCache(nAll), {
-    tape: true,
-    logitRows: [nAll - 1],
-  });
-  return { model, kernels, inputIds, generatedIds, image, llm: fwd.tape! };
+  const layers = new LayerTapes<DecoderLayerTape>({ memoryBytes: memoryBytes ?? TAPE_MEMORY_BYTES });
+  try {
+    const fwd = await dec.forward(
+      kernels,
+      embeds,
+      model.positionIds(seq, inputs.layout),
+      dec.newCache(nAll),
+      {
+        tape: "input-gradients",
+        tapeLayers: layers,
+        logitRows: [nAll - 1],
+      },
+    );
+    if (!fwd.tape) throw new Error("internal: the decoder returned no tape");
+    return { model, kernels, inputIds, generatedIds, image, llm: fwd.tape, dispose: () => layers.dispose() };
+  } catch (e) {
+    layers.dispose();
+    throw e;
+  }
 }

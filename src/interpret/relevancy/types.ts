@@ -14,6 +14,12 @@ export type VitGradients = "fresh" | "accumulated";
 
 export class RelevancyError extends Error {}
 
+/**
+ * 1 GiB: a 7B-shaped model with 4 layers keeps its whole tape in memory, a full-depth one (~4 GB of tape on
+ * ~13 GiB of bf16 weights) writes most of it out, which reading back costs ~1% of its backward.
+ */
+export const TAPE_MEMORY_BYTES = 2 ** 30;
+
 export interface RelevancyInputs {
   /** Expanded prompt ids (length T). */
   inputIds: number[];
@@ -34,6 +40,11 @@ export interface RelevancyOptions {
   vitGradients?: VitGradients;
   /** Also return full matrices (R, CAMs, ViT maps): for tests and debugging, costs O(n³). */
   keepMatrices?: boolean;
+  /**
+   * Bytes of the LLM's backward tape kept in memory; later layers wait in an unlinked temporary file under
+   * TMPDIR (default `TAPE_MEMORY_BYTES`; Infinity keeps it all in memory).
+   */
+  tapeMemoryBytes?: number;
   onProgress?: (stage: string, done: number, total: number) => void;
 }
 

@@ -1,0 +1,174 @@
+/**
+ * Where a backward tape's per-layer activations wait between the forward and the backward passes. A
+ * full-depth 7B's tape is ~4 GB on top of its weights, so past a memory budget the layers go to an unlinked
+ * temporary file; the backward reads such a layer back when it reaches it (a copy from the page cache, small
+ * next to the layer's products) and holds one at a time.
+ */
+import * as fs from "node:fs";
+import * as os from "node:os";
+import * as path from "node:path";
+
+/** A layer's activations: Float32Array fields (absent ones allowed). */
+export type LayerArrays = object;
+
+export interface LayerTapesOptions {
+  /** Bytes of layers kept in memory before the rest go to the file (default: all in memory). */
+  memoryBytes?: number;
+  /** Folder for the file (default: the OS temporary folder, i.e. `TMPDIR`). */
+  dir?: string;
+}
+
+interface StoredField {
+  key: string;
+  offset: number;
+  length: number;
+}
+
+type Slot<T> = { layer: T } | { fields: StoredField[] };
+
+export class LayerTapes<T extends LayerArrays> {
+  private readonly slots: Slot<T>[] = [];
+  private readonly memoryBytes: number;
+  private readonly dir: string;
+  private inMemory = 0;
+  private file: TapeFile | null = null;
+  private last: { i: number; layer: T } | null = null;
+
+  constructor(opts: LayerTapesOptions = {}) {
+    this.memoryBytes = opts.memoryBytes ?? Number.POSITIVE_INFINITY;
+    this.dir = opts.dir ?? os.tmpdir();
+  }
+
+  /** Layers stored so far. */
+  get length(): number {
+    return this.slots.length;
+  }
+
+  /** Bytes of stored layers that went to the file. */
+  get spilledBytes(): number {
+    return this.file?.end ?? 0;
+  }
+
+  /** Stores the next layer's activations: in memory within the budget, else written out (drop your arrays). */
+  push(layer: T): void {
+    const arrays = fieldsOf(layer);
+    const bytes = arrays.reduce((s, [, a]) => s + a.byteLength, 0);
+    if (this.inMemory + bytes <= this.memoryBytes) {
+      this.inMemory += bytes;
+      this.slots.push({ layer });
+      return;
+    }
+    this.file ??= new TapeFile(this.dir);
+    const file = this.file;
+    this.slots.push({ fields: arrays.map(([key, a]) => ({ key, offset: file.write(a), length: a.length })) });
+  }
+
+  /** Layer i's activations (a layer read back from the file is kept until another one is read). */
+  get(i: number): T {
+    const slot = this.slots[i];
+    if (!slot) throw new RangeError(`tape: no layer ${i} (${this.slots.length} stored)`);
+    if ("layer" in slot) return slot.layer;
+    if (this.last?.i === i) return this.last.layer;
+    this.last = null; // the previous layer can go before this one is read
+    const layer: Record<string, Float32Array> = {};
+    for (const f of slot.fields)
+      layer[f.key] = this.openFile().read(f.offset, f.length, `layer ${i}'s ${f.key}`);
+    this.last = { i, layer: layer as T };
+    return this.last.layer;
+  }
+
+  /** Frees every layer and closes the file (already unlinked: nothing is left on disk). */
+  dispose(): void {
+    this.slots.length = 0;
+    this.last = null;
+    this.inMemory = 0;
+    this.file?.close();
+  }
+
+  private openFile(): TapeFile {
+    if (!this.file) throw new Error("tape: used after dispose()");
+    return this.file;
+  }
+}
+
+function fieldsOf(layer: LayerArrays): [string, Float32Array][] {
+  const out: [string, Float32Array][] = [];
+  for (const [key, a] of Object.entries(layer)) {
+    if (a === undefined) continue;
+    if (!(a instanceof Float32Array)) throw new TypeError(`tape: field ${key} is not a Float32Array`);
+    out.push([key, a]);
+  }
+  return out;
+}
+
+/** Bytes per read or write call (one call is capped near 2 GiB). */
+const IO_CHUNK = 1 << 30;
+
+/** An append-only file of f32 arrays, unlinked as soon as it is open. */
+class TapeFile {
+  end = 0;
+  private fd: number | null;
+  /** The file and its folder when they could not be removed while open (removed at `close`). */
+  private leftover: string | null = null;
+
+  constructor(private readonly dir: string) {
+    let folder: string;
+    try {
+      folder = fs.mkdtempSync(path.join(dir, "lvlm-interpret-tape-"));
+    } catch (e) {
+      throw new Error(`${dir}: cannot create the backward tape's file here (${(e as Error).message})`);
+    }
+    const file = path.join(folder, "tape.bin");
+    this.fd = fs.openSync(file, "w+", 0o600);
+    // Unlinked while open, the file vanishes with the process however it ends.
+    try {
+      fs.unlinkSync(file);
+      fs.rmdirSync(folder);
+    } catch {
+      this.leftover = folder;
+    }
+  }
+
+  /** Appends a's bytes; returns their offset. */
+  write(a: Float32Array): number {
+    const fd = this.open();
+    const bytes = new Uint8Array(a.buffer, a.byteOffset, a.byteLength);
+    const at = this.end;
+    try {
+      for (let done = 0; done < bytes.length; )
+        done += fs.writeSync(fd, bytes, done, Math.min(IO_CHUNK, bytes.length - done), at + done);
+    } catch (e) {
+      const err = e as NodeJS.ErrnoException;
+      const why = err.code === "ENOSPC" ? "no space left on the device" : err.message;
+      throw new Error(
+        `${this.dir}: writing the backward tape failed after ${(at / 2 ** 30).toFixed(2)} GiB (${why}); point TMPDIR at a disk with room, or keep the tape in memory`,
+      );
+    }
+    this.end += bytes.length;
+    return at;
+  }
+
+  read(offset: number, length: number, what: string): Float32Array {
+    const fd = this.open();
+    const a = new Float32Array(length);
+    const bytes = new Uint8Array(a.buffer);
+    for (let done = 0; done < bytes.length; ) {
+      const n = fs.readSync(fd, bytes, done, Math.min(IO_CHUNK, bytes.length - done), offset + done);
+      if (n === 0) throw new Error(`tape: ${what} ends early in the tape file`);
+      done += n;
+    }
+    return a;
+  }
+
+  close(): void {
+    if (this.fd !== null) fs.closeSync(this.fd);
+    this.fd = null;
+    if (this.leftover) fs.rmSync(this.leftover, { recursive: true, force: true });
+    this.leftover = null;
+  }
+
+  private open(): number {
+    if (this.fd === null) throw new Error("tape: used after dispose()");
+    return this.fd;
+  }
+}
