@@ -154,9 +154,9 @@ async function checkTower(tower: VisionTower, passes: number): Promise<void> {
   const pairs: [string, Float32Array, Float32Array, number][] = [];
   for (let i = 0; i < L; i++) {
     const dOut = gradient(tower.seqLen * tower.cfg.hiddenSize, 10 + i);
-    const ref = await tower.layerBackward(ts, i, tapes[0].layers[i], dOut);
+    const ref = await tower.layerBackward(ts, i, tapes[0].layers.get(i), dOut);
     const before = graphRuns.count;
-    const got = await tower.layerBackward(ort, i, tapes[0].layers[i], dOut);
+    const got = await tower.layerBackward(ort, i, tapes[0].layers.get(i), dOut);
     assert.equal(graphRuns.count, before + 1, `layer ${i} ran as one graph`);
     pairs.push([`layer ${i} dIn`, got.dIn, ref.dIn, TOL], [`layer ${i} dProbs`, got.dProbs, ref.dProbs, TOL]);
   }

@@ -17,13 +17,18 @@ import { sequentialPositions } from "../src/models/positions.js";
 import { LayerTapes } from "../src/models/tape-store.js";
 import { fixturePixels, gridLayout, loadFixture } from "./fixture-utils.js";
 
-/** What each tape had written to its file after its last layer came in. */
-const spilled: number[] = [];
+/** Every tape made, in order, with what it had written to its file after its last layer came in. */
+const spilled = new Map<LayerTapes<object>, number>();
+const spilledByTape = () => {
+  const v = [...spilled.values()];
+  spilled.clear();
+  return v;
+};
 {
   const push = LayerTapes.prototype.push;
   LayerTapes.prototype.push = function (this: LayerTapes<object>, layer: object) {
     push.call(this, layer);
-    spilled.push(this.spilledBytes);
+    spilled.set(this, this.spilledBytes);
   };
 }
 
@@ -97,7 +102,7 @@ describe("LayerTapes", () => {
 });
 
 describe("relevancy's tape", () => {
-  test("keeps what input gradients read only, and refuses weight gradients in one line", async () => {
+  test("keeps what input gradients read only (no attentions returned besides), and refuses weight gradients in one line", async () => {
     const fx = loadFixture("llava-tiny-llama");
     const model = LlavaModel.load(fx.dir);
     try {
@@ -112,8 +117,12 @@ describe("relevancy's tape", () => {
         });
         const lean = await dec.forward(kernels, embeds, sequentialPositions(0, N), dec.newCache(N), {
           tape: "input-gradients",
+          returnAttentions: false,
         });
         assert.ok(full.tape && lean.tape);
+        assert.equal(full.attentions.length, dec.layers.length);
+        assert.equal(lean.attentions.length, 0, "the probabilities are read from the tape");
+        assert.deepEqual(lean.logits, full.logits);
         for (let l = 0; l < dec.layers.length; l++) {
           const f: DecoderLayerTape = full.tape.layers.get(l);
           const g: DecoderLayerTape = lean.tape.layers.get(l);
@@ -157,11 +166,12 @@ describe("relevancy's tape", () => {
           mode,
           vision: ["vit", "all", "all_v2", "chain"] as ("vit" | "all" | "all_v2" | "chain")[],
         };
+        spilledByTape(); // forget the tapes of earlier tests
         const ref = await relevancyMaps(model, ort, inputs, {
           ...opts,
           tapeMemoryBytes: Number.POSITIVE_INFINITY,
         });
-        assert.equal(spilled.splice(0).at(-1), 0);
+        assert.deepEqual(spilledByTape(), [0, 0], "the tower's tape, then the LLM's, all in memory");
         // Room for layer 0 (the tape covers the prompt and every generated token but the last).
         const dec = model.decoder as TextDecoder;
         const n = e.input_ids.length + e.generated_ids.length - 1;
@@ -171,7 +181,9 @@ describe("relevancy's tape", () => {
           const got = await relevancyMaps(model, ort, inputs, { ...opts, tapeMemoryBytes });
           const layers = dec.layers.length;
           const expected = tapeMemoryBytes === 0 ? layers * layerBytes : (layers - 1) * layerBytes;
-          assert.equal(spilled.splice(0).at(-1), expected, "bytes written to the file");
+          const [tower, llm] = spilledByTape();
+          assert.equal(llm, expected, "bytes of the LLM's tape written to its file");
+          assert.ok(tower > 0, "the tower's tape went to a file too");
           assert.equal(got.tokens.length, ref.tokens.length);
           for (const [i, r] of got.tokens.entries()) {
             for (const key of ["llm", "vit", "all", "allV2", "chain"] as const) {

@@ -85,7 +85,7 @@ export function relevancyCommand(): Command {
     )
     .option(
       "--tape-memory <GiB>",
-      `GiB of the LLM's backward tape kept in memory, the rest in an unlinked file under TMPDIR ("all": none; default ${TAPE_MEMORY_BYTES / 2 ** 30})`,
+      `GiB of each backward tape (the LLM's, each tower pass's) kept in memory, the rest in an unlinked file under TMPDIR ("all": keep all; default ${TAPE_MEMORY_BYTES / 2 ** 30})`,
       parseTapeMemory,
     )
     .action(async (o) => {

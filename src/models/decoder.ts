@@ -116,6 +116,11 @@ export interface DecoderStepOptions {
    * cache must not be reused while the tape is in use.
    */
   tape?: boolean | "input-gradients";
+  /**
+   * Return every layer's attention probabilities (default true). A caller that reads them from the tape
+   * says false: with the tape's layers in a file they would otherwise all stay in memory (1.4 GB at 7B).
+   */
+  returnAttentions?: boolean;
   /** Where the tape's layers go (default: all in memory); see `LayerTapes`. */
   tapeLayers?: LayerTapes<DecoderLayerTape>;
   /** Hook on each layer's attention probabilities (see `AttentionInputs.onProbs`), e.g. for finite differences. */
@@ -199,7 +204,7 @@ export interface DecoderBackwardResult {
 export interface DecoderStepResult {
   /** [logitRows.length, vocab] */
   logits: Float32Array;
-  /** Per layer: attention probabilities [heads, n, cacheLengthAfter]. */
+  /** Per layer: attention probabilities [heads, n, cacheLengthAfter] (none with `returnAttentions: false`). */
   attentions: Float32Array[];
   /** HF `hidden_states` convention when collected: [input of layer 0, out 0, …, out L−2, norm(out L−1)]. */
   hiddenStates?: Float32Array[];
@@ -389,7 +394,7 @@ export class TextDecoder {
         probsHook: hook ? (p, g) => hook(i, p, g) : undefined,
       });
       h = r.h;
-      attentions.push(r.probs);
+      if (opts.returnAttentions !== false) attentions.push(r.probs);
       if (r.tape) layerTapes?.push(r.tape);
       if (hidden && i < this.layers.length - 1) hidden.push(h);
     }

@@ -23,6 +23,8 @@ import type {
 import type { WeightGradients } from "./gradients.js";
 import type { ImageLayout } from "./image-layout.js";
 import type { PositionIds } from "./positions.js";
+import type { LayerTapes } from "./tape-store.js";
+import type { VisionLayerTape } from "./vision.js";
 import type { ModelWeights } from "./weights.js";
 
 /** What the layers above need to know about a model's shape (the run manifest's `model` section). */
@@ -85,6 +87,17 @@ export interface ImageEncodeOptions {
   layout?: ImageLayout;
   /** Keep every activation the image-side backward needs (opt-in). */
   tape?: boolean;
+  /**
+   * A store per tower pass for the tape's layers (default: all in memory; see `LayerTapes`). Towers whose
+   * tape is not kept per encoder layer (Qwen2-VL's) keep theirs in memory.
+   */
+  tapeLayers?: () => LayerTapes<VisionLayerTape>;
+  /**
+   * Return the tower's attention probabilities (default true). Relevancy reads them from the tape and says
+   * false, so that a spilled tape's probabilities do not all stay in memory; `towerAttentions` is then empty
+   * for the towers that honour it (Qwen2-VL's returns them anyway).
+   */
+  returnAttentions?: boolean;
   /** Called after each tower layer (progress). */
   onLayer?: (layer: number) => void;
   /** Hook on each tower layer's attention probabilities (finite-difference checks). */

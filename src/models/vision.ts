@@ -17,6 +17,7 @@ import {
 import { attention, attentionBackward, headsFirst, rowsFirst } from "./attention.js";
 import type { WeightGradients } from "./gradients.js";
 import { linearBackwardInput, linearBackwardWeight } from "./linear-grad.js";
+import { LayerTapes } from "./tape-store.js";
 import type { ModelWeights } from "./weights.js";
 
 type VisionLayerWeights = VisionBlockWeights;
@@ -36,6 +37,10 @@ export interface VisionOutput {
 export interface VisionForwardOptions {
   /** Keep every activation the backward pass needs (opt-in). */
   tape?: boolean;
+  /** Where the tape's layers go (default: all in memory); see `LayerTapes`. */
+  tapeLayers?: LayerTapes<VisionLayerTape>;
+  /** Return every layer's attention probabilities (default true); see `DecoderStepOptions`. */
+  returnAttentions?: boolean;
   /** Hook on each layer's attention probabilities (see `AttentionInputs.onProbs`), e.g. for finite differences. */
   probsHook?: (layer: number, groupProbs: Float32Array, group: number) => void;
 }
@@ -65,7 +70,8 @@ export interface VisionTape {
   embeddings: Float32Array;
   /** The unfolded pixel patches [g·g, C·p·p] that the patch embedding multiplied. */
   patches: Float32Array;
-  layers: VisionLayerTape[];
+  /** Per layer; `dispose()` them when the backward passes are done. */
+  layers: LayerTapes<VisionLayerTape>;
 }
 
 export interface VisionBackwardOptions {
@@ -437,14 +443,14 @@ export class VisionTower {
     for (let i = top - 1; i >= 0; i--) {
       const dProbs: Float32Array[] = [];
       for (let k = 0; k < tapes.length; k++) {
-        const r = await this.layerBackward(kernels, i, tapes[k].layers[i], dh[k], opts.grads);
+        const r = await this.layerBackward(kernels, i, tapes[k].layers.get(i), dh[k], opts.grads);
         dProbs.push(r.dProbs);
         dh[k] = r.dIn;
         const extra = dHidden[k][i];
         if (extra) addInPlace(dh[k], extra);
       }
       if (opts.onLayer) {
-        const probs = tapes.map((t) => t.layers[i].probs);
+        const probs = tapes.map((t) => t.layers.get(i).probs);
         opts.onLayer(i, one ? dProbs[0] : concat(dProbs), one ? probs[0] : concat(probs));
       }
     }
@@ -467,7 +473,7 @@ export class VisionTower {
     let h = emb.h;
     const hiddenStates = [h];
     const attentions: Float32Array[] = [];
-    const layerTapes: VisionLayerTape[] = [];
+    const layerTapes = opts.tape ? (opts.tapeLayers ?? new LayerTapes<VisionLayerTape>()) : null;
     for (let i = 0; i < this.layers.length; i++) {
       const hook = opts.probsHook;
       const r = await this.layer(kernels, i, h, {
@@ -476,11 +482,11 @@ export class VisionTower {
       });
       h = r.h;
       hiddenStates.push(h);
-      attentions.push(r.probs);
-      if (r.tape) layerTapes.push(r.tape);
+      if (opts.returnAttentions !== false) attentions.push(r.probs);
+      if (r.tape) layerTapes?.push(r.tape);
       onLayer?.(i);
     }
-    const tape = opts.tape
+    const tape = layerTapes
       ? { embeddings: emb.embeddings, patches: emb.patches, layers: layerTapes }
       : undefined;
     return { hiddenStates, attentions, seqLen: this.seqLen, gridRows: this.grid, gridCols: this.grid, tape };

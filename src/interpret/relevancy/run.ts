@@ -36,7 +36,7 @@ export interface ComputeRelevancyOptions {
   kernels?: Kernels | KernelChoice;
   /** Checkpoint folder (default: the manifest's `model.dir`). */
   modelDir?: string;
-  /** Bytes of the LLM's backward tape kept in memory (see `RelevancyOptions.tapeMemoryBytes`). */
+  /** Bytes of each backward tape kept in memory (see `RelevancyOptions.tapeMemoryBytes`). */
   tapeMemoryBytes?: number;
   /** An already loaded model (a server keeps one); takes precedence over modelDir. */
   model?: VisionLanguageModel;

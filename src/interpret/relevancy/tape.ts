@@ -3,6 +3,7 @@ import type { Kernels } from "../../kernels/types.js";
 import type { DecoderLayerTape, DecoderTape } from "../../models/decoder.js";
 import { LayerTapes } from "../../models/tape-store.js";
 import type { ImageEncoding, VisionLanguageModel } from "../../models/types.js";
+import type { VisionLayerTape } from "../../models/vision.js";
 import type { RelevancyPlan } from "./plan.js";
 import { type RelevancyInputs, TAPE_MEMORY_BYTES } from "./types.js";
 
@@ -21,8 +22,8 @@ export interface ForwardTape {
 
 /**
  * One forward over positions 0 … T+tmax−1 with every activation kept: position p's activations do not
- * depend on later positions, so the backward of token t runs on the prefix 0 … T+t−1 of this tape. The LLM's
- * layers past `memoryBytes` wait in a temporary file.
+ * depend on later positions, so the backward of token t runs on the prefix 0 … T+t−1 of this tape. Past
+ * `memoryBytes`, the layers of the LLM's tape and of each tower pass's wait in a temporary file.
  */
 export async function recordForward(
   model: VisionLanguageModel,
@@ -34,14 +35,25 @@ export async function recordForward(
   const { inputIds, generatedIds } = inputs;
   const nAll = plan.nAll;
   const seq = [...inputIds, ...generatedIds].slice(0, nAll);
-  const image = await model.encodeImage(kernels, inputs.pixels, {
-    tape: plan.needVision,
-    layout: inputs.layout,
-  });
-  const embeds = model.buildInputsEmbeds(seq, image);
-  const dec = model.decoder;
-  const layers = new LayerTapes<DecoderLayerTape>({ memoryBytes: memoryBytes ?? TAPE_MEMORY_BYTES });
+  // Every store made here (the LLM's, one per tower pass) is disposed with the tape, or on failure.
+  const stores: LayerTapes<object>[] = [];
+  const store = <T extends object>(): LayerTapes<T> => {
+    const s = new LayerTapes<T>({ memoryBytes: memoryBytes ?? TAPE_MEMORY_BYTES });
+    stores.push(s);
+    return s;
+  };
+  const dispose = () => {
+    for (const s of stores) s.dispose();
+  };
   try {
+    const image = await model.encodeImage(kernels, inputs.pixels, {
+      tape: plan.needVision,
+      tapeLayers: () => store<VisionLayerTape>(),
+      returnAttentions: false,
+      layout: inputs.layout,
+    });
+    const embeds = model.buildInputsEmbeds(seq, image);
+    const dec = model.decoder;
     const fwd = await dec.forward(
       kernels,
       embeds,
@@ -49,14 +61,15 @@ export async function recordForward(
       dec.newCache(nAll),
       {
         tape: "input-gradients",
-        tapeLayers: layers,
+        tapeLayers: store<DecoderLayerTape>(),
+        returnAttentions: false,
         logitRows: [nAll - 1],
       },
     );
     if (!fwd.tape) throw new Error("internal: the decoder returned no tape");
-    return { model, kernels, inputIds, generatedIds, image, llm: fwd.tape, dispose: () => layers.dispose() };
+    return { model, kernels, inputIds, generatedIds, image, llm: fwd.tape, dispose };
   } catch (e) {
-    layers.dispose();
+    dispose();
     throw e;
   }
 }

@@ -15,10 +15,11 @@ export type VitGradients = "fresh" | "accumulated";
 export class RelevancyError extends Error {}
 
 /**
- * 1 GiB: a 7B-shaped model with 4 layers keeps its whole tape in memory, a full-depth one (~4 GB of tape on
- * ~13 GiB of bf16 weights) writes most of it out, which reading back costs ~1% of its backward.
+ * 256 MiB per tape (the LLM's, each tower pass's): small models keep theirs in memory; a full-depth 7B (~4 GB
+ * of LLM tape and 1.1 GB of tower tape next to 13 GiB of bf16 weights) writes nearly all of it out, which
+ * measured no slower than keeping it (docs/performance.md).
  */
-export const TAPE_MEMORY_BYTES = 2 ** 30;
+export const TAPE_MEMORY_BYTES = 2 ** 28;
 
 export interface RelevancyInputs {
   /** Expanded prompt ids (length T). */
@@ -41,8 +42,8 @@ export interface RelevancyOptions {
   /** Also return full matrices (R, CAMs, ViT maps): for tests and debugging, costs O(n³). */
   keepMatrices?: boolean;
   /**
-   * Bytes of the LLM's backward tape kept in memory; later layers wait in an unlinked temporary file under
-   * TMPDIR (default `TAPE_MEMORY_BYTES`; Infinity keeps it all in memory).
+   * Bytes of each backward tape (the LLM's, each tower pass's) kept in memory; later layers wait in an
+   * unlinked temporary file under TMPDIR (default `TAPE_MEMORY_BYTES`; Infinity keeps them in memory).
    */
   tapeMemoryBytes?: number;
   onProgress?: (stage: string, done: number, total: number) => void;

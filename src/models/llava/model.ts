@@ -271,6 +271,8 @@ export class LlavaModel implements VisionLanguageModel {
       );
     const vision = await this.vision.forward(kernels, pixels.data, opts.onLayer, {
       tape: opts.tape,
+      tapeLayers: opts.tape ? opts.tapeLayers?.() : undefined,
+      returnAttentions: opts.returnAttentions,
       probsHook: opts.probsHook,
     });
     const Dv = this.config.vision.hiddenSize;

@@ -264,7 +264,8 @@ export class AnyresLlavaModel implements VisionLanguageModel {
     const l0 = this.config.visionFeatureLayers[0];
     const hidden = l0 < 0 ? Lv + 1 + l0 : l0;
     const features = new Float32Array(n * gg * Dv);
-    const attn = Array.from({ length: Lv }, () => new Float32Array(n * Hv * Sv * Sv));
+    const keepAttentions = opts.returnAttentions !== false;
+    const attn = keepAttentions ? Array.from({ length: Lv }, () => new Float32Array(n * Hv * Sv * Sv)) : [];
     const tapes: VisionTape[] = [];
     for (let t = 0; t < n; t++) {
       const out = await this.vision.forward(
@@ -272,7 +273,12 @@ export class AnyresLlavaModel implements VisionLanguageModel {
         pixels.data.subarray(t * plane, (t + 1) * plane),
         // Progress per layer over all tiles: report each layer once, on the last tile.
         t === n - 1 ? opts.onLayer : undefined,
-        { probsHook: opts.probsHook, tape: opts.tape },
+        {
+          probsHook: opts.probsHook,
+          tape: opts.tape,
+          tapeLayers: opts.tape ? opts.tapeLayers?.() : undefined,
+          returnAttentions: keepAttentions,
+        },
       );
       if (out.tape) tapes.push(out.tape);
       features.set(out.hiddenStates[hidden].subarray(drop * Dv, (drop + gg) * Dv), t * gg * Dv);
