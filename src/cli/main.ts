@@ -5,31 +5,39 @@ import { batchCommand } from "./batch-command.js";
 import { causalCommand } from "./causal-command.js";
 import { checkCommand } from "./check-command.js";
 import { reportAndExit } from "./errors.js";
+import { relaunchWithHugePages } from "./huge-pages.js";
 import { relevancyCommand } from "./relevancy-command.js";
 import { serveCommand } from "./serve-command.js";
 import { traceCommand } from "./trace-command.js";
 import { trainCommand } from "./train-command.js";
 
-const program = new Command("lvlm-interpret")
-  .description("Look inside LLaVA-style vision-language models: attention, relevancy and causal explanations")
-  .showHelpAfterError(false)
-  .configureOutput({ outputError: (str, write) => write(`${str.split("\n")[0]}\n`) })
-  .exitOverride();
+// On Linux the command runs in a child started with huge pages for large allocations (see huge-pages.ts).
+if (!(await relaunchWithHugePages())) await runCommand();
 
-program.addCommand(traceCommand());
-program.addCommand(relevancyCommand());
-program.addCommand(causalCommand());
-program.addCommand(checkCommand());
-program.addCommand(batchCommand());
-program.addCommand(serveCommand());
-program.addCommand(trainCommand());
+async function runCommand(): Promise<void> {
+  const program = new Command("lvlm-interpret")
+    .description(
+      "Look inside LLaVA-style vision-language models: attention, relevancy and causal explanations",
+    )
+    .showHelpAfterError(false)
+    .configureOutput({ outputError: (str, write) => write(`${str.split("\n")[0]}\n`) })
+    .exitOverride();
 
-try {
-  await program.parseAsync(process.argv);
-} catch (e) {
-  const code = (e as { code?: string }).code;
-  if (code === "commander.helpDisplayed" || code === "commander.version" || code === "commander.help")
-    process.exit(0);
-  if (code?.startsWith("commander.")) process.exit(1);
-  reportAndExit(e);
+  program.addCommand(traceCommand());
+  program.addCommand(relevancyCommand());
+  program.addCommand(causalCommand());
+  program.addCommand(checkCommand());
+  program.addCommand(batchCommand());
+  program.addCommand(serveCommand());
+  program.addCommand(trainCommand());
+
+  try {
+    await program.parseAsync(process.argv);
+  } catch (e) {
+    const code = (e as { code?: string }).code;
+    if (code === "commander.helpDisplayed" || code === "commander.version" || code === "commander.help")
+      process.exit(0);
+    if (code?.startsWith("commander.")) process.exit(1);
+    reportAndExit(e);
+  }
 }
