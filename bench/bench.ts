@@ -18,11 +18,14 @@
  * with vit, all and all_v2 (chain on a tower without CLS), seconds per token included. `--torch FILE` reads the
  * JSON of ../shared/torch-baseline's bench_torch.py on the same folder and adds the ratios (project / PyTorch).
  * `--weights int8` loads the language model's matrices quantised to int8 (the opt-in path; load time includes
- * quantising, and the first call of each matrix builds its onnxruntime session).
+ * quantising, and the first call of each matrix builds its onnxruntime session). Like the CLI, the bench
+ * runs in a child with glibc's huge-page tunable where it applies (`huge_pages` in the JSON;
+ * `LVLM_INTERPRET_HUGEPAGES=0` measures without).
  */
 import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
+import { relaunchWithHugePages } from "../src/cli/huge-pages.js";
 import { generate } from "../src/generate/generate.js";
 import { decodeImage } from "../src/hf/image-decode.js";
 import { relevancyMaps } from "../src/interpret/relevancy/index.js";
@@ -36,6 +39,9 @@ import { benchKernels, type KernelBenchRow } from "./kernels.js";
 import { NAMED_CONFIGS, writeRandomCheckpoint } from "./random-checkpoint.js";
 import { writeRandomQwenCheckpoint } from "./random-qwen-checkpoint.js";
 import { TimedKernels } from "./timed-kernels.js";
+
+// Measured as the CLI runs (src/cli/huge-pages.ts); this process only waits for the child then.
+await relaunchWithHugePages();
 
 const json = process.argv.includes("--json");
 const quick = process.argv.includes("--quick");
@@ -205,6 +211,7 @@ try {
       : null,
     peak_rss_mb: Math.round(process.resourceUsage().maxRSS / 1024),
     process_cpu_ms: round(cpuMs()),
+    huge_pages: process.env.GLIBC_TUNABLES?.includes("glibc.malloc.hugetlb=1") ?? false,
   };
   await kernels.dispose();
   model.close();

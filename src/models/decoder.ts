@@ -315,7 +315,7 @@ export class TextDecoder {
         h,
         n,
         mask: causalMask(n, this.cfg.slidingWindow, p0),
-        tape: extra.keep !== undefined && extra.keep !== false,
+        tape: Boolean(extra.keep),
         inputGradientsOnly: extra.keep === "input-gradients",
         cache: { k: cache.k[i], v: cache.v[i], capacity: cache.capacity, past: p0 },
       });
