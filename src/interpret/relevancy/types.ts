@@ -15,11 +15,11 @@ export type VitGradients = "fresh" | "accumulated";
 export class RelevancyError extends Error {}
 
 /**
- * 256 MiB per tape (the LLM's, each tower pass's): small models keep theirs in memory; a full-depth 7B (~4 GB
- * of LLM tape and 1.1 GB of tower tape next to 13 GiB of bf16 weights) writes nearly all of it out, which
- * measured no slower than keeping it (docs/performance.md).
+ * 64 MiB per tape (the LLM's, each tower pass's): small models keep theirs in memory; a 7B-sized one (~4 GB
+ * of LLM tape and 1.1 GB of tower tape at full depth, next to 13 GiB of bf16 weights) writes nearly all of it
+ * out, which measured no slower than keeping it (docs/performance.md).
  */
-export const TAPE_MEMORY_BYTES = 2 ** 28;
+export const TAPE_MEMORY_BYTES = 2 ** 26;
 
 export interface RelevancyInputs {
   /** Expanded prompt ids (length T). */
