@@ -113,7 +113,7 @@ describe("relaunch with huge pages", () => {
     assert.equal(off.status, 0);
   });
 
-  test("SIGTERM reaches the command; a SIGKILLed parent does not leave it running", {
+  test("SIGTERM reaches the command, a terminal's Ctrl-C once; a SIGKILLed parent does not leave it running", {
     skip: !applies(),
   }, async () => {
     const a = await startWaiting();
@@ -121,6 +121,15 @@ describe("relaunch with huge pages", () => {
     a.parent.kill("SIGTERM");
     assert.equal(await exited, "SIGTERM", "the parent ends by the same signal");
     assert.ok(await until(() => !alive(a.seen.pid), 5000), "the command got the signal");
+
+    // A terminal's Ctrl-C goes to the whole group; the parent waits for the command instead of signalling it again.
+    const c = await startWaiting();
+    const cExited = new Promise<NodeJS.Signals | null>((r) => c.parent.on("exit", (_c, s) => r(s)));
+    c.parent.kill("SIGINT");
+    await new Promise((r) => setTimeout(r, 300));
+    assert.ok(alive(c.seen.pid) && c.parent.exitCode === null, "SIGINT to the parent alone is not passed on");
+    process.kill(c.seen.pid, "SIGINT");
+    assert.equal(await cExited, "SIGINT", "the parent ends as the command did");
 
     const b = await startWaiting();
     b.parent.kill("SIGKILL");

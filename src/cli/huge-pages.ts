@@ -28,9 +28,10 @@ function wanted(): boolean {
 }
 
 /**
- * Runs this command again in a child with the tunable and ends this process as the child ends (signals
- * forwarded, exit status passed on); false where it does not apply (then run the command here). The child
- * exits if this process dies without passing a signal on (SIGKILL).
+ * Runs this command again in a child with the tunable and ends this process as the child ends (its exit status
+ * or signal passed on); false where it does not apply (then run the command here). SIGTERM is forwarded; SIGINT
+ * and SIGHUP come from the terminal to its whole foreground group, the child included, so forwarding them too
+ * would make a second Ctrl-C of a server's graceful shutdown. The child exits if this process dies (SIGKILL).
  */
 export async function relaunchWithHugePages(): Promise<boolean> {
   if (process.env[MARK]) watchParent();
@@ -40,14 +41,18 @@ export async function relaunchWithHugePages(): Promise<boolean> {
     stdio: "inherit",
     env: { ...process.env, GLIBC_TUNABLES: tunables, [MARK]: String(process.pid) },
   });
-  const signals = ["SIGINT", "SIGTERM", "SIGHUP"] as const;
   const forward = (s: NodeJS.Signals) => child.kill(s);
-  for (const s of signals) process.on(s, forward);
+  const wait = () => {};
+  process.on("SIGTERM", forward);
+  process.on("SIGINT", wait);
+  process.on("SIGHUP", wait);
   const [code, signal] = await new Promise<[number | null, NodeJS.Signals | null]>((resolve, reject) => {
     child.on("error", reject);
     child.on("exit", (c, s) => resolve([c, s]));
   });
-  for (const s of signals) process.off(s, forward);
+  process.off("SIGTERM", forward);
+  process.off("SIGINT", wait);
+  process.off("SIGHUP", wait);
   if (signal) process.kill(process.pid, signal);
   process.exit(code ?? 1);
 }
