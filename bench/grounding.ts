@@ -106,7 +106,7 @@ async function prepare(model: VisionLanguageModel, kernels: Kernels, s: ShapesSa
     answerId,
     correct: gen.generatedIds[0] === answerId,
     coverage: objectPatchCoverage(s.scene, s.qa.target_object!, SHAPES_PATCH_SIZE),
-    attn: gen.llmAttn,
+    attn: gen.llmAttn.takeAll(),
     T,
     imageStart: enc.imageTokenStart,
     P: enc.imageTokenCount,

@@ -24,6 +24,12 @@ import { f32ToF16 } from "./tensor/half.js";
 
 export class TraceError extends Error {}
 
+/**
+ * Bytes of the prefill's attention a trace keeps in memory until the run is written; the rest waits in an
+ * unlinked file under TMPDIR (a full-depth 7B's is ~1.4 GB, next to ~13 GiB of weights).
+ */
+const ATTENTION_MEMORY_BYTES = 2 ** 28;
+
 export interface TraceRequest {
   /** Encoded PNG/JPEG/WebP bytes and a label for messages (usually the file path). */
   image: { bytes: Uint8Array; name: string };
@@ -37,6 +43,8 @@ export interface TraceRequest {
   attnDtype: AttnDtype;
   out: string;
   overwrite?: boolean;
+  /** Bytes of the prefill's attention kept in memory until the run is written (default 256 MiB; see below). */
+  attentionMemoryBytes?: number;
   onProgress?: (stage: string, done: number, total: number) => void;
   onToken?: (index: number, id: number, text: string) => void;
 }
@@ -107,125 +115,142 @@ export async function traceWithModel(
     stopIds: [...model.stopTokenIds],
     onProgress: progress,
     onToken: (i, id) => req.onToken?.(i, id, model.text.decode([id])),
+    attentionMemoryBytes: req.attentionMemoryBytes ?? ATTENTION_MEMORY_BYTES,
   });
-  Object.assign(timings, gen.timingsMs);
+  try {
+    Object.assign(timings, gen.timingsMs);
 
-  const G = gen.generatedIds.length;
-  const V = info.vocabSize;
-  const attnTensor = (name: string, shape: number[], data: Float32Array): TensorToWrite =>
-    req.attnDtype === "f16"
-      ? { name, dtype: "F16", shape, data: toF16(data) }
-      : { name, dtype: "F32", shape, data };
-  // Windowed blocks keep only their windows' keys: [H, N, w] and each patch's window (docs/trace-format.md).
-  const towerAttentionTensors = (
-    l: number,
-    a: { data: Float32Array; shape: number[] },
-    windows: Int32Array | null,
-  ): TensorToWrite[] => {
-    if (!windows) return [attnTensor(`vit_attn.${l}`, a.shape, a.data)];
-    const heads = a.shape[0];
-    return [
-      attnTensor(
-        `vit_attn.${l}`,
-        [heads, windows.length, packedWidth(windows)],
-        packWindowed(a.data, heads, windows),
+    const G = gen.generatedIds.length;
+    const V = info.vocabSize;
+    const attnTensor = (name: string, shape: number[], data: Float32Array): TensorToWrite =>
+      req.attnDtype === "f16"
+        ? { name, dtype: "F16", shape, data: toF16(data) }
+        : { name, dtype: "F32", shape, data };
+    // Each layer's square is assembled (and its prefill block read back) only when the writer gets to it.
+    const llmAttnTensor = (l: number): TensorToWrite => ({
+      name: `llm_attn.${l}`,
+      dtype: req.attnDtype === "f16" ? "F16" : "F32",
+      shape: [H, gen.seqLen, gen.seqLen],
+      data: () => {
+        const a = gen.llmAttn.take(l);
+        return req.attnDtype === "f16" ? toF16(a) : a;
+      },
+    });
+    // Windowed blocks keep only their windows' keys: [H, N, w] and each patch's window (docs/trace-format.md).
+    const towerAttentionTensors = (
+      l: number,
+      a: { data: Float32Array; shape: number[] },
+      windows: Int32Array | null,
+    ): TensorToWrite[] => {
+      if (!windows) return [attnTensor(`vit_attn.${l}`, a.shape, a.data)];
+      const heads = a.shape[0];
+      return [
+        attnTensor(
+          `vit_attn.${l}`,
+          [heads, windows.length, packedWidth(windows)],
+          packWindowed(a.data, heads, windows),
+        ),
+        {
+          name: vitWindowTensorName(l),
+          dtype: "I64",
+          shape: [windows.length],
+          data: BigInt64Array.from(windows, BigInt),
+        },
+      ];
+    };
+    const H = info.llmHeads;
+    const tensors: TensorToWrite[] = [
+      { name: "pixel_values", dtype: "F32", shape: pre.pixels.shape, data: pre.pixels.data },
+      // Patch-sequence pixel values (Qwen2-VL) need their grid to be encoded again (relevancy, causal).
+      ...(pre.pixels.grid
+        ? [
+            {
+              name: IMAGE_GRID_TENSOR,
+              dtype: "I64" as const,
+              shape: [1, pre.pixels.grid.length],
+              data: BigInt64Array.from(pre.pixels.grid, BigInt),
+            },
+          ]
+        : []),
+      { name: "logits", dtype: "F32", shape: [G, V], data: stack(gen.stepLogits) },
+      {
+        name: "vision_features",
+        dtype: "F32",
+        shape: [count, info.hiddenSize],
+        data: image.features,
+      },
+      ...Array.from({ length: gen.llmAttn.layers }, (_, l) => llmAttnTensor(l)),
+      ...image.towerAttentions.flatMap((a, l) =>
+        towerAttentionTensors(l, a, image.towerWindows?.[l] ?? null),
       ),
       {
-        name: vitWindowTensorName(l),
+        name: IMAGE_POSITIONS_TENSOR,
         dtype: "I64",
-        shape: [windows.length],
-        data: BigInt64Array.from(windows, BigInt),
+        shape: [count],
+        data: BigInt64Array.from(model.imagePositions(enc.inputIds), BigInt),
       },
+      { name: IMAGE_BOXES_TENSOR, dtype: "F32", shape: [count, 4], data: layoutBoxes(pre.layout) },
     ];
-  };
-  const H = info.llmHeads;
-  const tensors: TensorToWrite[] = [
-    { name: "pixel_values", dtype: "F32", shape: pre.pixels.shape, data: pre.pixels.data },
-    // Patch-sequence pixel values (Qwen2-VL) need their grid to be encoded again (relevancy, causal).
-    ...(pre.pixels.grid
-      ? [
-          {
-            name: IMAGE_GRID_TENSOR,
-            dtype: "I64" as const,
-            shape: [1, pre.pixels.grid.length],
-            data: BigInt64Array.from(pre.pixels.grid, BigInt),
-          },
-        ]
-      : []),
-    { name: "logits", dtype: "F32", shape: [G, V], data: stack(gen.stepLogits) },
-    {
-      name: "vision_features",
-      dtype: "F32",
-      shape: [count, info.hiddenSize],
-      data: image.features,
-    },
-    ...gen.llmAttn.map((a, l) => attnTensor(`llm_attn.${l}`, [H, gen.seqLen, gen.seqLen], a)),
-    ...image.towerAttentions.flatMap((a, l) => towerAttentionTensors(l, a, image.towerWindows?.[l] ?? null)),
-    {
-      name: IMAGE_POSITIONS_TENSOR,
-      dtype: "I64",
-      shape: [count],
-      data: BigInt64Array.from(model.imagePositions(enc.inputIds), BigInt),
-    },
-    { name: IMAGE_BOXES_TENSOR, dtype: "F32", shape: [count, 4], data: layoutBoxes(pre.layout) },
-  ];
-  const ext = /\.jpe?g$/i.test(req.image.name)
-    ? ".jpg"
-    : path.extname(req.image.name).toLowerCase() || ".img";
-  const originalName = `input${ext}`;
-  const manifest: RunManifest = {
-    format: RUN_FORMAT,
-    created_at: new Date().toISOString(),
-    model: {
-      dir: path.resolve(model.dir),
-      model_type: info.modelType,
-      text_model_type: info.textModelType,
-      vision_model_type: info.visionModelType,
-      llm_layers: info.llmLayers,
-      llm_heads: H,
-      llm_kv_heads: info.llmKvHeads,
-      vit_layers: vitLayers,
-      vit_heads: info.vitHeads,
-      has_cls: info.hasCls,
-      vision_feature_layer: info.visionFeatureLayer,
-      position_axes: info.positionAxes,
-      // Only when not as stored: the numbers of such a run are those of the quantised model.
-      ...(info.weights !== "stored" ? { weights: info.weights } : {}),
-    },
-    prompt: req.prompt,
-    chat_text: enc.chatText,
-    input_ids: enc.inputIds,
-    image_layout: pre.layout,
-    generated_ids: gen.generatedIds,
-    generated_tokens: gen.generatedIds.map((id) => model.text.decode([id])),
-    answer: model.text.decode(gen.generatedIds, true).trim(),
-    seq_len: gen.seqLen,
-    settings: {
-      max_new_tokens: req.maxNewTokens,
-      temperature: req.temperature,
-      top_p: req.topP,
-      seed: req.seed,
-      image_mode: req.imageMode,
-    },
-    timings_ms: timings,
-    image_file: "image.png",
-    original_image_file: originalName,
-    attn_dtype: req.attnDtype,
-    tensor_files: [],
-  };
-  progress("write", 0, 1);
-  writeRun(
-    req.out,
-    {
-      manifest,
-      tensors,
-      files: [
-        { name: "image.png", data: encodePng(pre.seen) },
-        { name: originalName, data: req.image.bytes },
-      ],
-    },
-    { overwrite: req.overwrite },
-  );
-  progress("write", 1, 1);
-  return { runDir: path.resolve(req.out), manifest };
+    const ext = /\.jpe?g$/i.test(req.image.name)
+      ? ".jpg"
+      : path.extname(req.image.name).toLowerCase() || ".img";
+    const originalName = `input${ext}`;
+    const manifest: RunManifest = {
+      format: RUN_FORMAT,
+      created_at: new Date().toISOString(),
+      model: {
+        dir: path.resolve(model.dir),
+        model_type: info.modelType,
+        text_model_type: info.textModelType,
+        vision_model_type: info.visionModelType,
+        llm_layers: info.llmLayers,
+        llm_heads: H,
+        llm_kv_heads: info.llmKvHeads,
+        vit_layers: vitLayers,
+        vit_heads: info.vitHeads,
+        has_cls: info.hasCls,
+        vision_feature_layer: info.visionFeatureLayer,
+        position_axes: info.positionAxes,
+        // Only when not as stored: the numbers of such a run are those of the quantised model.
+        ...(info.weights !== "stored" ? { weights: info.weights } : {}),
+      },
+      prompt: req.prompt,
+      chat_text: enc.chatText,
+      input_ids: enc.inputIds,
+      image_layout: pre.layout,
+      generated_ids: gen.generatedIds,
+      generated_tokens: gen.generatedIds.map((id) => model.text.decode([id])),
+      answer: model.text.decode(gen.generatedIds, true).trim(),
+      seq_len: gen.seqLen,
+      settings: {
+        max_new_tokens: req.maxNewTokens,
+        temperature: req.temperature,
+        top_p: req.topP,
+        seed: req.seed,
+        image_mode: req.imageMode,
+      },
+      timings_ms: timings,
+      image_file: "image.png",
+      original_image_file: originalName,
+      attn_dtype: req.attnDtype,
+      tensor_files: [],
+    };
+    progress("write", 0, 1);
+    writeRun(
+      req.out,
+      {
+        manifest,
+        tensors,
+        files: [
+          { name: "image.png", data: encodePng(pre.seen) },
+          { name: originalName, data: req.image.bytes },
+        ],
+      },
+      { overwrite: req.overwrite },
+    );
+    progress("write", 1, 1);
+    return { runDir: path.resolve(req.out), manifest };
+  } finally {
+    gen.llmAttn.dispose(); // what is left of it, and its file if the prefill's attention needed one
+  }
 }

@@ -149,31 +149,50 @@ describe("hand-made run with designed attention", () => {
 
 describe("traced run of the llama fixture (brute force over the full tensors)", () => {
   let run: Run;
+  let spilled: Run;
   before(async () => {
     const model = loadModel(fixtureDir("llava-tiny-llama"));
     const kernels = await createKernels("ts");
+    const request = (out: string) => ({
+      image: {
+        bytes: fs.readFileSync(path.join(fixtureDir("llava-tiny-llama"), "image.png")),
+        name: "image.png",
+      },
+      prompt: "What is in the image?",
+      maxNewTokens: 6,
+      temperature: 0,
+      topP: 1,
+      seed: 0,
+      imageMode: "default" as const,
+      attnDtype: "f32" as const,
+      out: path.join(work, out),
+    });
     try {
-      await traceWithModel(model, kernels, {
-        image: {
-          bytes: fs.readFileSync(path.join(fixtureDir("llava-tiny-llama"), "image.png")),
-          name: "image.png",
-        },
-        prompt: "What is in the image?",
-        maxNewTokens: 6,
-        temperature: 0,
-        topP: 1,
-        seed: 0,
-        imageMode: "default",
-        attnDtype: "f32",
-        out: path.join(work, "traced"),
-      });
+      await traceWithModel(model, kernels, request("traced"));
+      // The prefill's attention of every layer waits in a file until the run is written.
+      await traceWithModel(model, kernels, { ...request("traced-spilled"), attentionMemoryBytes: 0 });
     } finally {
       await kernels.dispose();
       model.close();
     }
     run = Run.open(path.join(work, "traced"));
+    spilled = Run.open(path.join(work, "traced-spilled"));
   });
-  after(() => run.close());
+  after(() => {
+    run.close();
+    spilled.close();
+  });
+
+  test("the prefill's attention kept in a file until writing gives the same run", () => {
+    assert.deepEqual(spilled.manifest.generated_ids, run.manifest.generated_ids);
+    const L = attentionLayout(run);
+    for (let l = 0; l < L.layers; l++) {
+      const a = run.llmAttention(l);
+      const b = spilled.llmAttention(l);
+      assert.deepEqual(b.shape, a.shape);
+      assert.deepEqual(b.data, a.data, `layer ${l}`);
+    }
+  });
 
   test("summary and maps equal sums over run.llmAttention", () => {
     const L = attentionLayout(run);

@@ -339,3 +339,37 @@ describe("safetensors parser fuzzing", () => {
     });
   });
 });
+
+describe("writeSafetensors with tensors made when their turn comes", () => {
+  test("each is made once, in order, and reads back; a wrong size fails naming the tensor", () => {
+    const f = path.join(dir, "lazy.safetensors");
+    const made: string[] = [];
+    const lazy = (name: string, values: number[]) => ({
+      name,
+      dtype: "F32" as const,
+      shape: [values.length],
+      data: () => {
+        made.push(name);
+        return Float32Array.from(values);
+      },
+    });
+    writeSafetensors(f, [
+      lazy("x", [1, 2, 3]),
+      { name: "y", dtype: "F32", shape: [1], data: new Float32Array([4]) },
+      lazy("z", [5, 6]),
+    ]);
+    assert.deepEqual(made, ["x", "z"]);
+    const st = SafetensorsFile.open(f);
+    try {
+      assert.deepEqual([...st.readF32("x")], [1, 2, 3]);
+      assert.deepEqual([...st.readF32("y")], [4]);
+      assert.deepEqual([...st.readF32("z")], [5, 6]);
+    } finally {
+      st.close();
+    }
+    assert.throws(
+      () => writeSafetensors(f, [{ ...lazy("w", [1, 2]), shape: [3] }]),
+      /"w" has 8 bytes, F32\[3\] needs 12/,
+    );
+  });
+});

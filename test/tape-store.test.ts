@@ -1,6 +1,6 @@
 /**
  * The backward tape's storage: `LayerTapes` keeps layers in memory up to a budget and the rest in an unlinked
- * temporary file, and reads them back unchanged; relevancy's tape keeps only what input gradients read. Whole
+ * temporary file, reads them back unchanged and lets go of a released one; relevancy's tape keeps only what input gradients read. Whole
  * relevancy runs give the same maps with the tape in memory, half spilled and all spilled.
  */
 import assert from "node:assert/strict";
@@ -88,13 +88,34 @@ describe("LayerTapes", () => {
     }
   });
 
+  test("a released layer is gone and its memory counts again towards the budget", () => {
+    const dir = scratchDir();
+    try {
+      const tapes = new LayerTapes<Toy>({ memoryBytes: 1000 * 4, dir, what: "toy layers" });
+      tapes.push(toyLayer(0, false)); // fills the budget
+      tapes.push(toyLayer(1, false)); // to the file
+      const spilledBefore = tapes.spilledBytes;
+      tapes.release(0);
+      tapes.release(1);
+      assert.throws(() => tapes.get(0), /layer 0 was released/);
+      assert.throws(() => tapes.get(1), /layer 1 was released/);
+      const third = toyLayer(0, false);
+      tapes.push(third);
+      assert.equal(tapes.get(2), third, "room again within the budget");
+      assert.equal(tapes.spilledBytes, spilledBefore);
+      tapes.dispose();
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
   test("a folder the file cannot go in fails in one line naming it, when the first layer spills", () => {
     const dir = path.join(os.tmpdir(), "tape-store-test-missing", "deeper");
     const tapes = new LayerTapes<Toy>({ memoryBytes: 0, dir });
     assert.throws(
       () => tapes.push(toyLayer(0, false)),
       (e: Error) =>
-        e.message.startsWith(`${dir}: cannot create the backward tape's file here`) &&
+        e.message.startsWith(`${dir}: cannot create a file for the backward tape here`) &&
         !e.message.includes("\n"),
     );
     tapes.dispose();

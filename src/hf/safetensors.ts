@@ -403,11 +403,25 @@ export interface TensorToWrite {
   name: string;
   dtype: DType;
   shape: number[];
-  data: ArrayBufferView;
+  /** The bytes, or what makes them when the tensor's turn comes (so a large run never holds them all). */
+  data: ArrayBufferView | (() => ArrayBufferView);
+}
+
+function tensorBytes(t: TensorToWrite): number {
+  return t.shape.reduce((a, d) => a * d, 1) * DTYPE_BYTES[t.dtype];
+}
+
+function checkBytes(t: TensorToWrite, data: ArrayBufferView, bytes: number): ArrayBufferView {
+  if (data.byteLength !== bytes)
+    throw new Error(
+      `writeSafetensors: "${t.name}" has ${data.byteLength} bytes, ${t.dtype}[${t.shape}] needs ${bytes}`,
+    );
+  return data;
 }
 
 /**
- * Write a safetensors file, streaming tensor after tensor (so large attention stacks never need one buffer).
+ * Write a safetensors file, streaming tensor after tensor (so large attention stacks never need one buffer;
+ * a tensor given as a function is made when its turn comes and let go after).
  * Data offsets are aligned to 8 bytes so every dtype can be viewed in place.
  */
 export function writeSafetensors(
@@ -419,13 +433,8 @@ export function writeSafetensors(
   let offset = 0;
   const offsets: number[] = [];
   for (const t of tensors) {
-    const n = t.shape.reduce((a, d) => a * d, 1);
-    const bytes = n * DTYPE_BYTES[t.dtype];
-    if (t.data.byteLength !== bytes) {
-      throw new Error(
-        `writeSafetensors: "${t.name}" has ${t.data.byteLength} bytes, ${t.dtype}[${t.shape}] needs ${bytes}`,
-      );
-    }
+    const bytes = tensorBytes(t);
+    if (typeof t.data !== "function") checkBytes(t, t.data, bytes);
     offset = Math.ceil(offset / 8) * 8;
     offsets.push(offset);
     header[t.name] = { dtype: t.dtype, shape: t.shape, data_offsets: [offset, offset + bytes] };
@@ -445,11 +454,12 @@ export function writeSafetensors(
     const zeros = Buffer.alloc(8);
     tensors.forEach((t, i) => {
       if (offsets[i] > pos) fs.writeSync(fd, zeros, 0, offsets[i] - pos);
-      const view = new Uint8Array(t.data.buffer, t.data.byteOffset, t.data.byteLength);
+      const data = typeof t.data === "function" ? checkBytes(t, t.data(), tensorBytes(t)) : t.data;
+      const view = new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
       for (let done = 0; done < view.length; ) {
         done += fs.writeSync(fd, view, done, Math.min(1 << 30, view.length - done));
       }
-      pos = offsets[i] + t.data.byteLength;
+      pos = offsets[i] + data.byteLength;
     });
   } finally {
     fs.closeSync(fd);

@@ -121,6 +121,11 @@ export interface DecoderStepOptions {
    * says false: with the tape's layers in a file they would otherwise all stay in memory (1.4 GB at 7B).
    */
   returnAttentions?: boolean;
+  /**
+   * Hands each layer's attention probabilities over as soon as the layer has run, instead of returning them
+   * all at the end (`attentions` is then empty): a caller can put them out of memory layer by layer.
+   */
+  onAttention?: (layer: number, probs: Float32Array) => void;
   /** Where the tape's layers go (default: all in memory); see `LayerTapes`. */
   tapeLayers?: LayerTapes<DecoderLayerTape>;
   /** Hook on each layer's attention probabilities (see `AttentionInputs.onProbs`), e.g. for finite differences. */
@@ -204,7 +209,7 @@ export interface DecoderBackwardResult {
 export interface DecoderStepResult {
   /** [logitRows.length, vocab] */
   logits: Float32Array;
-  /** Per layer: attention probabilities [heads, n, cacheLengthAfter] (none with `returnAttentions: false`). */
+  /** Per layer: attention probabilities [heads, n, cacheLengthAfter] (none with `returnAttentions: false` or `onAttention`). */
   attentions: Float32Array[];
   /** HF `hidden_states` convention when collected: [input of layer 0, out 0, …, out L−2, norm(out L−1)]. */
   hiddenStates?: Float32Array[];
@@ -394,7 +399,8 @@ export class TextDecoder {
         probsHook: hook ? (p, g) => hook(i, p, g) : undefined,
       });
       h = r.h;
-      if (opts.returnAttentions !== false) attentions.push(r.probs);
+      if (opts.onAttention) opts.onAttention(i, r.probs);
+      else if (opts.returnAttentions !== false) attentions.push(r.probs);
       if (r.tape) layerTapes?.push(r.tape);
       if (hidden && i < this.layers.length - 1) hidden.push(h);
     }

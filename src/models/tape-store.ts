@@ -1,8 +1,9 @@
 /**
- * Where a backward tape's per-layer activations wait between the forward and the backward passes. A
- * full-depth 7B's tape is ~4 GB on top of its weights, so past a memory budget the layers go to an unlinked
- * temporary file; the backward reads such a layer back when it reaches it (a copy from the page cache, small
- * next to the layer's products) and holds one at a time.
+ * Where per-layer arrays wait between the pass that makes them and the one that reads them: a backward tape's
+ * activations (a full-depth 7B's tape is ~4 GB on top of its weights), or a generation's prefill attention
+ * until the run is written (1.4 GB there). Past a memory budget the layers go to an unlinked temporary file;
+ * the reader gets such a layer back when it reaches it (a copy from the page cache, small next to the layer's
+ * products) and holds one at a time.
  */
 import * as fs from "node:fs";
 import * as os from "node:os";
@@ -16,6 +17,8 @@ export interface LayerTapesOptions {
   memoryBytes?: number;
   /** Folder for the file (default: the OS temporary folder, i.e. `TMPDIR`). */
   dir?: string;
+  /** What the layers are, for error messages (default "the backward tape"). */
+  what?: string;
 }
 
 interface StoredField {
@@ -24,12 +27,13 @@ interface StoredField {
   length: number;
 }
 
-type Slot<T> = { layer: T } | { fields: StoredField[] };
+type Slot<T> = { layer: T } | { fields: StoredField[] } | { released: true };
 
 export class LayerTapes<T extends LayerArrays> {
   private readonly slots: Slot<T>[] = [];
   private readonly memoryBytes: number;
   private readonly dir: string;
+  private readonly what: string;
   private inMemory = 0;
   private file: TapeFile | null = null;
   private last: { i: number; layer: T } | null = null;
@@ -37,6 +41,7 @@ export class LayerTapes<T extends LayerArrays> {
   constructor(opts: LayerTapesOptions = {}) {
     this.memoryBytes = opts.memoryBytes ?? Number.POSITIVE_INFINITY;
     this.dir = opts.dir ?? os.tmpdir();
+    this.what = opts.what ?? "the backward tape";
   }
 
   /** Layers stored so far. */
@@ -52,13 +57,13 @@ export class LayerTapes<T extends LayerArrays> {
   /** Stores the next layer's activations: in memory within the budget, else written out (drop your arrays). */
   push(layer: T): void {
     const arrays = fieldsOf(layer);
-    const bytes = arrays.reduce((s, [, a]) => s + a.byteLength, 0);
+    const bytes = bytesOf(arrays);
     if (this.inMemory + bytes <= this.memoryBytes) {
       this.inMemory += bytes;
       this.slots.push({ layer });
       return;
     }
-    this.file ??= new TapeFile(this.dir);
+    this.file ??= new TapeFile(this.dir, this.what);
     const file = this.file;
     this.slots.push({ fields: arrays.map(([key, a]) => ({ key, offset: file.write(a), length: a.length })) });
   }
@@ -68,6 +73,7 @@ export class LayerTapes<T extends LayerArrays> {
     const slot = this.slots[i];
     if (!slot) throw new RangeError(`tape: no layer ${i} (${this.slots.length} stored)`);
     if ("layer" in slot) return slot.layer;
+    if ("released" in slot) throw new RangeError(`tape: layer ${i} was released`);
     if (this.last?.i === i) return this.last.layer;
     this.last = null; // the previous layer can go before this one is read
     const layer: Record<string, Float32Array> = {};
@@ -75,6 +81,15 @@ export class LayerTapes<T extends LayerArrays> {
       layer[f.key] = this.openFile().read(f.offset, f.length, `layer ${i}'s ${f.key}`);
     this.last = { i, layer: layer as T };
     return this.last.layer;
+  }
+
+  /** Frees layer i (its memory, or its copy read back; its bytes in the file stay until `dispose`). */
+  release(i: number): void {
+    const slot = this.slots[i];
+    if (!slot) throw new RangeError(`tape: no layer ${i} (${this.slots.length} stored)`);
+    if ("layer" in slot) this.inMemory -= bytesOf(fieldsOf(slot.layer));
+    if (this.last?.i === i) this.last = null;
+    this.slots[i] = { released: true };
   }
 
   /** Frees every layer and closes the file (already unlinked: nothing is left on disk). */
@@ -101,6 +116,10 @@ function fieldsOf(layer: LayerArrays): [string, Float32Array][] {
   return out;
 }
 
+function bytesOf(arrays: [string, Float32Array][]): number {
+  return arrays.reduce((s, [, a]) => s + a.byteLength, 0);
+}
+
 /** Bytes per read or write call (one call is capped near 2 GiB). */
 const IO_CHUNK = 1 << 30;
 
@@ -111,12 +130,15 @@ class TapeFile {
   /** The file and its folder when they could not be removed while open (removed at `close`). */
   private leftover: string | null = null;
 
-  constructor(private readonly dir: string) {
+  constructor(
+    private readonly dir: string,
+    private readonly what: string,
+  ) {
     let folder: string;
     try {
       folder = fs.mkdtempSync(path.join(dir, "lvlm-interpret-tape-"));
     } catch (e) {
-      throw new Error(`${dir}: cannot create the backward tape's file here (${(e as Error).message})`);
+      throw new Error(`${dir}: cannot create a file for ${this.what} here (${(e as Error).message})`);
     }
     const file = path.join(folder, "tape.bin");
     this.fd = fs.openSync(file, "w+", 0o600);
@@ -141,7 +163,7 @@ class TapeFile {
       const err = e as NodeJS.ErrnoException;
       const why = err.code === "ENOSPC" ? "no space left on the device" : err.message;
       throw new Error(
-        `${this.dir}: writing the backward tape failed after ${(at / 2 ** 30).toFixed(2)} GiB (${why}); point TMPDIR at a disk with room, or keep the tape in memory`,
+        `${this.dir}: writing ${this.what} failed after ${(at / 2 ** 30).toFixed(2)} GiB (${why}); point TMPDIR at a disk with room, or keep it in memory`,
       );
     }
     this.end += bytes.length;
