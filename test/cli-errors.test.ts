@@ -20,11 +20,11 @@ after(() => fs.rmSync(work, { recursive: true, force: true }));
 const { ORT_DISABLE_TELEMETRY: _telemetry, ...userEnv } = process.env;
 
 /** Runs the CLI; `timeout` (ms) bounds a hang, which then reads as code null with the signal set. */
-function runCli(args: string[], opts: { timeout?: number } = {}) {
+function runCli(args: string[], opts: { timeout?: number; env?: NodeJS.ProcessEnv } = {}) {
   const started = Date.now();
   const r = spawnSync(process.execPath, [CLI, ...args], {
     encoding: "utf8",
-    env: { ...userEnv, LVLM_DEBUG: "" },
+    env: { ...userEnv, LVLM_DEBUG: "", ...opts.env },
     timeout: opts.timeout,
   });
   return { code: r.status, signal: r.signal, stdout: r.stdout, stderr: r.stderr, ms: Date.now() - started };
@@ -66,7 +66,7 @@ function editHeader(
 }
 
 /** The CLI fails with one `error:` line matching `pattern`, exit code 1 and no stack; returns the run. */
-function cliError(args: string[], pattern: RegExp, opts: { timeout?: number } = {}) {
+function cliError(args: string[], pattern: RegExp, opts: { timeout?: number; env?: NodeJS.ProcessEnv } = {}) {
   const r = runCli(args, opts);
   assert.equal(r.code, 1, `exit code (signal ${r.signal}; stderr: ${r.stderr.slice(-2000)})`);
   const lines = r.stderr.trim().split("\n");
@@ -96,6 +96,16 @@ const trace = (model: string, extra: string[] = []) => [
 ];
 
 describe("trace: bad input gives one clear line", () => {
+  test("an execution provider that does not exist, before the model loads", () => {
+    const r = cliError(
+      trace(SRC),
+      /LVLM_INTERPRET_EP="gpu0" is not an execution provider \(expected one of: cpu, cuda, webgpu\)/,
+      {
+        env: { LVLM_INTERPRET_EP: "gpu0" },
+      },
+    );
+    assert.ok(!r.stderr.includes("[load]"), r.stderr);
+  });
   test("missing model folder", () =>
     expectError(trace(path.join(work, "nope")), /nope: model folder not found/));
   test("missing image", () =>

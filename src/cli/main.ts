@@ -1,6 +1,7 @@
 #!/usr/bin/env node
 /** `lvlm-interpret` command line: thin layer over the library API. */
 import { Command } from "commander";
+import { checkExecutionProvider } from "../kernels/ort-kernels.js";
 import { batchCommand } from "./batch-command.js";
 import { causalCommand } from "./causal-command.js";
 import { checkCommand } from "./check-command.js";
@@ -21,7 +22,9 @@ async function runCommand(): Promise<void> {
     )
     .showHelpAfterError(false)
     .configureOutput({ outputError: (str, write) => write(`${str.split("\n")[0]}\n`) })
-    .exitOverride();
+    .exitOverride()
+    // A GPU execution provider that cannot start fails now, not after minutes of loading a model.
+    .hook("preAction", () => checkExecutionProvider());
 
   program.addCommand(traceCommand());
   program.addCommand(relevancyCommand());

@@ -29,6 +29,13 @@ export const KERNEL_CHOICES = ["auto", "ts", "ort"] as const;
 export type KernelChoice = (typeof KERNEL_CHOICES)[number];
 
 /**
+ * onnxruntime execution providers the graphs can run on (`LVLM_INTERPRET_EP`); with a GPU one, nodes it
+ * cannot take stay on the CPU. Only "cpu" is bundled ready to run (docs/performance.md, "On a GPU").
+ */
+export const EXECUTION_PROVIDERS = ["cpu", "cuda", "webgpu"] as const;
+export type ExecutionProvider = (typeof EXECUTION_PROVIDERS)[number];
+
+/**
  * How a model's weights are loaded: as stored on disk, or (opt-in; the numbers change) the language model's
  * matrices quantised to int8 (kernels/quantize.ts).
  */

@@ -1,5 +1,6 @@
 /**
- * Kernels backed by onnxruntime-node (CPU execution provider, MLAS sgemm). Each graph kind is a tiny ONNX
+ * Kernels backed by onnxruntime-node (CPU execution provider, MLAS sgemm; a GPU one on request, see
+ * `OrtKernelsOptions.executionProvider`). Each graph kind is a tiny ONNX
  * model built in code with symbolic dimensions, so one session per kind is created lazily, cached and
  * reused for every shape.
  *
@@ -21,6 +22,7 @@
 import { constants as bufferConstants } from "node:buffer";
 import { availableParallelism } from "node:os";
 import * as ort from "onnxruntime-node";
+import { EXECUTION_PROVIDERS, type ExecutionProvider } from "../contracts/lists.js";
 import { bf16ToF32Into } from "../tensor/half.js";
 import { int8Linear } from "./graph-parts.js";
 import { DT, GraphBuilder } from "./onnx-graph.js";
@@ -94,6 +96,24 @@ export interface OrtKernelsOptions {
    * f32 in TS, F32 graph). Default "auto": bitcast when this onnxruntime can load that graph, else widen.
    */
   bf16?: "auto" | "bitcast" | "widen";
+  /** Where the sessions run; default: `LVLM_INTERPRET_EP`, else "cpu" (see `executionProviderFromEnv`). */
+  executionProvider?: ExecutionProvider;
+}
+
+/** Fails in one line when `LVLM_INTERPRET_EP` is not a provider, or names one that cannot start here. */
+export async function checkExecutionProvider(): Promise<void> {
+  if (executionProviderFromEnv() === "cpu") return;
+  await (await OrtKernels.create()).dispose();
+}
+
+/** The execution provider `LVLM_INTERPRET_EP` names ("cpu" when unset or empty). */
+export function executionProviderFromEnv(env: NodeJS.ProcessEnv = process.env): ExecutionProvider {
+  const raw = env.LVLM_INTERPRET_EP ?? "";
+  const v = raw.trim().toLowerCase() || "cpu";
+  if ((EXECUTION_PROVIDERS as readonly string[]).includes(v)) return v as ExecutionProvider;
+  throw new Error(
+    `LVLM_INTERPRET_EP="${raw}" is not an execution provider (expected one of: ${EXECUTION_PROVIDERS.join(", ")})`,
+  );
 }
 
 /** One int8 weight matrix as a graph of its own (see the module comment): Y = X·dequant(W)ᵀ. */
@@ -142,6 +162,7 @@ function addBiasRows(y: Float32Array, m: number, n: number, bias: Float32Array):
 export class OrtKernels implements Kernels {
   readonly name = "ort" as const;
   readonly threads: number;
+  readonly executionProvider: ExecutionProvider;
   private readonly sessionOptions: ort.InferenceSession.SessionOptions;
   /** Whole transformer layers as one graph each (see ort-blocks.ts). */
   readonly blocks: OrtBlocks;
@@ -160,8 +181,10 @@ export class OrtKernels implements Kernels {
     this.threads = Math.max(1, opts.threads ?? availableParallelism());
     this.bf16Mode = opts.bf16 === "bitcast" || opts.bf16 === "widen" ? opts.bf16 : null;
     const spin = opts.spin ? "1" : "0";
+    this.executionProvider = opts.executionProvider ?? executionProviderFromEnv();
     this.sessionOptions = {
-      executionProviders: ["cpu"],
+      // A GPU provider takes the nodes it implements; the CPU keeps the rest (the same graphs either way).
+      executionProviders: this.executionProvider === "cpu" ? ["cpu"] : [this.executionProvider, "cpu"],
       graphOptimizationLevel: "all",
       executionMode: "sequential",
       intraOpNumThreads: this.threads,
@@ -175,7 +198,22 @@ export class OrtKernels implements Kernels {
   /** Creates the kernels and the F32 linear session, so a broken onnxruntime install fails here. */
   static async create(opts: OrtKernelsOptions = {}): Promise<OrtKernels> {
     const k = new OrtKernels(opts);
-    await k.session("linear");
+    try {
+      await k.session("linear");
+    } catch (e) {
+      const ep = k.executionProvider;
+      if (ep === "cpu") throw e;
+      let why = String((e as Error).message ?? e)
+        .replace(/\s+/g, " ")
+        .trim();
+      // onnxruntime's failed checks read "<source location> <condition> was false. <what failed>".
+      const check = why.lastIndexOf(" was false. ");
+      if (check >= 0) why = why.slice(check + " was false. ".length);
+      why = why.slice(0, 300);
+      throw new Error(
+        `onnxruntime's ${ep} execution provider did not start (${why}); LVLM_INTERPRET_EP=cpu runs on the CPU, and docs/performance.md ("On a GPU") says what ${ep} needs`,
+      );
+    }
     return k;
   }
 
