@@ -19,6 +19,8 @@ export interface LayerTapesOptions {
   dir?: string;
   /** What the layers are, for error messages (default "the backward tape"). */
   what?: string;
+  /** How else to run when the file cannot be written, for error messages (e.g. a flag keeping all in memory). */
+  otherwise?: string;
 }
 
 interface StoredField {
@@ -34,6 +36,7 @@ export class LayerTapes<T extends LayerArrays> {
   private readonly memoryBytes: number;
   private readonly dir: string;
   private readonly what: string;
+  private readonly otherwise: string | undefined;
   private inMemory = 0;
   private file: TapeFile | null = null;
   private last: { i: number; layer: T } | null = null;
@@ -42,6 +45,7 @@ export class LayerTapes<T extends LayerArrays> {
     this.memoryBytes = opts.memoryBytes ?? Number.POSITIVE_INFINITY;
     this.dir = opts.dir ?? os.tmpdir();
     this.what = opts.what ?? "the backward tape";
+    this.otherwise = opts.otherwise;
   }
 
   /** Layers stored so far. */
@@ -63,7 +67,7 @@ export class LayerTapes<T extends LayerArrays> {
       this.slots.push({ layer });
       return;
     }
-    this.file ??= new TapeFile(this.dir, this.what);
+    this.file ??= new TapeFile(this.dir, this.what, this.otherwise);
     const file = this.file;
     this.slots.push({ fields: arrays.map(([key, a]) => ({ key, offset: file.write(a), length: a.length })) });
   }
@@ -133,6 +137,7 @@ class TapeFile {
   constructor(
     private readonly dir: string,
     private readonly what: string,
+    private readonly otherwise: string | undefined,
   ) {
     let folder: string;
     try {
@@ -163,7 +168,7 @@ class TapeFile {
       const err = e as NodeJS.ErrnoException;
       const why = err.code === "ENOSPC" ? "no space left on the device" : err.message;
       throw new Error(
-        `${this.dir}: writing ${this.what} failed after ${(at / 2 ** 30).toFixed(2)} GiB (${why}); point TMPDIR at a disk with room, or keep it in memory`,
+        `${this.dir}: writing ${this.what} failed after ${(at / 2 ** 30).toFixed(2)} GiB (${why}); point TMPDIR at a disk with room${this.otherwise ? `, or ${this.otherwise}` : ""}`,
       );
     }
     this.end += bytes.length;

@@ -38,7 +38,10 @@ export async function recordForward(
   // Every store made here (the LLM's, one per tower pass) is disposed with the tape, or on failure.
   const stores: LayerTapes<object>[] = [];
   const store = <T extends object>(): LayerTapes<T> => {
-    const s = new LayerTapes<T>({ memoryBytes: memoryBytes ?? TAPE_MEMORY_BYTES });
+    const s = new LayerTapes<T>({
+      memoryBytes: memoryBytes ?? TAPE_MEMORY_BYTES,
+      otherwise: "keep the tapes in memory (relevancy --tape-memory all)",
+    });
     stores.push(s);
     return s;
   };
