@@ -158,6 +158,8 @@ try {
   });
   const decodeCpuMs = cpuMs() - c0;
   const decodeMatmulMs = kernels.ms;
+  // The forward's attention is not written here: let it go before relevancy (1.4 GB at full 7B depth).
+  trace.llmAttn.dispose();
   const T = enc.inputIds.length;
   const steps = trace.generatedIds.length - 1;
   const round = (x: number) => Math.round(x);
