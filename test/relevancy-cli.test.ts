@@ -212,6 +212,49 @@ describe("lvlm-interpret relevancy", () => {
     }
   });
 
+  test("trace --relevancy adds the same maps in the same process; its relevancy flags need it", () => {
+    const cli = (args: string[]) =>
+      spawnSync(process.execPath, [path.join(ROOT, "dist/src/cli/main.js"), ...args], {
+        encoding: "utf8",
+        env: { ...process.env, LVLM_DEBUG: "", LVLM_INTERPRET_HUGEPAGES: "0" },
+      });
+    const out = path.join(work, "traced-with-relevancy");
+    const trace = [
+      "trace",
+      "--model",
+      fx.dir,
+      "--image",
+      path.join(fx.dir, "image.png"),
+      "--prompt",
+      e.question,
+      "--max-new-tokens",
+      String(G),
+      "--out",
+      out,
+    ];
+    const refused = cli([...trace, "--vision", "vit"]);
+    assert.equal(refused.status, 1);
+    assert.match(refused.stderr.trim(), /^error: --vision applies to --relevancy, which was not given/);
+    assert.ok(!fs.existsSync(out), "nothing traced before the refusal");
+
+    const r = cli([...trace, "--relevancy", "incremental", "--vision", "vit,all_v2"]);
+    assert.equal(r.status, 0, r.stderr);
+    assert.match(r.stderr, /relevancy \(incremental\) for 8 tokens added to rel\.incremental\.safetensors/);
+    const run = Run.open(out);
+    try {
+      assert.deepEqual(run.manifest.generated_ids, e.generated_ids);
+      checkLlmRows(run, "incremental", [0, 1, 2, 3, 4, 5, 6, 7]);
+      const vit = run.tensor("rel.vit.incremental");
+      for (let t = 0; t < G; t++) {
+        const a = ref(`rel_vit_lvlm.${t}.cls_row_raw`);
+        assert.ok(maxAbsDiff(vit.data.subarray(t * Sv, (t + 1) * Sv), a) <= 1e-4 * maxAbs(a), `vit row ${t}`);
+      }
+      assert.ok(run.has("rel.all_v2.incremental"));
+    } finally {
+      run.close();
+    }
+  });
+
   test("bad input: one error line, exit code 1", () => {
     const cases: [string[], RegExp][] = [
       [["--run", runDir, "--tokens", "x"], /--tokens must be "all" or indices/],

@@ -3,6 +3,7 @@ import { KERNEL_CHOICES } from "../contracts/lists.js";
 import {
   computeRelevancy,
   RELEVANCY_MODES,
+  type RelevancySummary,
   TAPE_MEMORY_BYTES,
   VISION_RELEVANCY_KINDS,
   type VisionRelevancyKind,
@@ -100,10 +101,13 @@ export function relevancyCommand(): Command {
         tapeMemoryBytes: o.tapeMemory,
         onProgress: progress,
       });
-      const n = summary.tokens.length;
       process.stdout.write(`${summary.tensorNames.join("\n")}\n`);
-      process.stderr.write(
-        `relevancy (${summary.mode}) for ${n} token${n === 1 ? "" : "s"} added to ${summary.file} in ${summary.seconds.toFixed(1)} s (${(summary.seconds / n).toFixed(2)} s/token)\n`,
-      );
+      process.stderr.write(relevancyDoneLine(summary));
     });
+}
+
+/** What was added, where and how fast: one line for stderr. */
+export function relevancyDoneLine(summary: RelevancySummary): string {
+  const n = summary.tokens.length;
+  return `relevancy (${summary.mode}) for ${n} token${n === 1 ? "" : "s"} added to ${summary.file} in ${summary.seconds.toFixed(1)} s (${(summary.seconds / n).toFixed(2)} s/token)\n`;
 }

@@ -1,6 +1,12 @@
 import * as fs from "node:fs";
 import { Command, InvalidArgumentError, Option } from "commander";
 import { ATTN_DTYPES, IMAGE_MODES, KERNEL_CHOICES } from "../contracts/lists.js";
+import {
+  computeRelevancy,
+  RELEVANCY_MODES,
+  TAPE_MEMORY_BYTES,
+  VISION_RELEVANCY_KINDS,
+} from "../interpret/relevancy/index.js";
 import { createKernels, parseKernelChoice } from "../kernels/index.js";
 import { prepareWeights } from "../models/prepare.js";
 import { loadModel } from "../models/registry.js";
@@ -8,6 +14,7 @@ import { checkRunOut } from "../run/run-dir.js";
 import { traceWithModel } from "../trace.js";
 import { defaultModelDir, modelOptionHelp } from "./default-model.js";
 import { stderrProgress } from "./progress.js";
+import { parseTapeMemory, parseVisionList, relevancyDoneLine } from "./relevancy-command.js";
 import { weightsOption } from "./weights-option.js";
 
 function intArg(name: string, min: number) {
@@ -62,7 +69,27 @@ export function traceCommand(): Command {
         .default("auto"),
     )
     .option("--overwrite", "replace an existing run directory")
+    .addOption(
+      new Option(
+        "--relevancy <mode>",
+        "then add relevancy maps of every answer token, as `relevancy --mode` would, with the model still loaded",
+      ).choices([...RELEVANCY_MODES]),
+    )
+    .option(
+      "--vision <maps>",
+      `with --relevancy: vision-side maps, comma list of ${VISION_RELEVANCY_KINDS.join(", ")}`,
+      parseVisionList,
+    )
+    .option(
+      "--tape-memory <GiB>",
+      `with --relevancy: GiB of each backward tape kept in memory, the rest in an unlinked file under TMPDIR ("all": keep all; default ${TAPE_MEMORY_BYTES / 2 ** 30})`,
+      parseTapeMemory,
+    )
     .action(async (o) => {
+      if (!o.relevancy && (o.vision !== undefined || o.tapeMemory !== undefined))
+        throw new Error(
+          `${o.vision !== undefined ? "--vision" : "--tape-memory"} applies to --relevancy, which was not given (add --relevancy exact or incremental)`,
+        );
       // Before the model loads (minutes for a 7B): an --out that cannot be written fails now.
       checkRunOut(o.out, { overwrite: Boolean(o.overwrite) });
       const modelDir = o.model ?? defaultModelDir();
@@ -78,8 +105,8 @@ export function traceCommand(): Command {
       progress("load", 1, 1);
       const kernels = await createKernels(parseKernelChoice(o.kernels));
       try {
-        // A trace only runs forward: the int8 codes can live in onnxruntime alone.
-        await prepareWeights(model, kernels, { onProgress: progress, forwardOnly: true });
+        // A trace alone only runs forward: the int8 codes can live in onnxruntime alone.
+        await prepareWeights(model, kernels, { onProgress: progress, forwardOnly: !o.relevancy });
         const { runDir, manifest } = await traceWithModel(model, kernels, {
           image: { bytes, name: o.image },
           prompt: o.prompt,
@@ -97,6 +124,17 @@ export function traceCommand(): Command {
         process.stderr.write(
           `run written to ${runDir} (${manifest.generated_ids.length} tokens, sequence ${manifest.seq_len})\n`,
         );
+        if (o.relevancy) {
+          const summary = await computeRelevancy(runDir, {
+            mode: o.relevancy,
+            vision: o.vision ?? [],
+            model,
+            kernels,
+            tapeMemoryBytes: o.tapeMemory,
+            onProgress: progress,
+          });
+          process.stderr.write(relevancyDoneLine(summary));
+        }
       } finally {
         await kernels.dispose();
         model.close();
