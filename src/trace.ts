@@ -4,11 +4,12 @@
  */
 import * as path from "node:path";
 import type { AttnDtype, ImageMode } from "./contracts/lists.js";
-import { generate } from "./generate/generate.js";
+import { type GenerationAttention, generate } from "./generate/generate.js";
 import { decodeImage, encodePng, type RgbImage } from "./hf/image-decode.js";
 import type { TensorToWrite } from "./hf/safetensors.js";
 import type { Kernels } from "./kernels/types.js";
 import { layoutBoxes } from "./models/image-layout.js";
+import { TowerAttentionStore } from "./models/tower-attention-store.js";
 import type { VisionLanguageModel } from "./models/types.js";
 import { RUN_FORMAT, type RunManifest } from "./run/manifest.js";
 import {
@@ -25,10 +26,11 @@ import { f32ToF16 } from "./tensor/half.js";
 export class TraceError extends Error {}
 
 /**
- * Bytes of the prefill's attention a trace keeps in memory until the run is written; the rest waits in an
- * unlinked file under TMPDIR (a full-depth 7B's is ~1.4 GB, next to ~13 GiB of weights).
+ * Bytes of the language model's prefill attention, and as many of the tower's, a trace keeps in memory until
+ * the run is written; the rest waits in unlinked files under TMPDIR (a full-depth llava-1.5-7b's are ~1.4 GB
+ * and ~0.5 GB, next to ~13 GiB of weights).
  */
-const ATTENTION_MEMORY_BYTES = 2 ** 28;
+const ATTENTION_MEMORY_BYTES = 2 ** 27;
 
 export interface TraceRequest {
   /** Encoded PNG/JPEG/WebP bytes and a label for messages (usually the file path). */
@@ -43,7 +45,10 @@ export interface TraceRequest {
   attnDtype: AttnDtype;
   out: string;
   overwrite?: boolean;
-  /** Bytes of the prefill's attention kept in memory until the run is written (default 256 MiB; see below). */
+  /**
+   * Bytes of the prefill's attention, and of the tower's, kept in memory until the run is written (default
+   * 128 MiB each; see ATTENTION_MEMORY_BYTES).
+   */
   attentionMemoryBytes?: number;
   onProgress?: (stage: string, done: number, total: number) => void;
   onToken?: (index: number, id: number, text: string) => void;
@@ -99,56 +104,58 @@ export async function traceWithModel(
     );
   }
 
-  t0 = performance.now();
-  const vitLayers = info.vitLayers;
-  const image = await model.encodeImage(kernels, pre.pixels, {
-    layout: pre.layout,
-    onLayer: (i) => progress("vision", i + 1, vitLayers),
-  });
-  timings.vision = performance.now() - t0;
-
-  const gen = await generate(model, kernels, enc.inputIds, image, pre.layout, {
-    maxNewTokens: req.maxNewTokens,
-    temperature: req.temperature,
-    topP: req.topP,
-    seed: req.seed,
-    stopIds: [...model.stopTokenIds],
-    onProgress: progress,
-    onToken: (i, id) => req.onToken?.(i, id, model.text.decode([id])),
-    attentionMemoryBytes: req.attentionMemoryBytes ?? ATTENTION_MEMORY_BYTES,
-  });
+  const budget = req.attentionMemoryBytes ?? ATTENTION_MEMORY_BYTES;
+  // The tower's attention waits off the heap too, from the encoder's hook until the writer stacks each layer.
+  const towerStore = new TowerAttentionStore(budget);
+  let llmAttn: GenerationAttention | null = null;
   try {
+    t0 = performance.now();
+    const vitLayers = info.vitLayers;
+    const image = await model.encodeImage(kernels, pre.pixels, {
+      layout: pre.layout,
+      onLayer: (i) => progress("vision", i + 1, vitLayers),
+      onAttention: (l, pass, probs) => towerStore.add(l, pass, probs),
+    });
+    timings.vision = performance.now() - t0;
+
+    const gen = await generate(model, kernels, enc.inputIds, image, pre.layout, {
+      maxNewTokens: req.maxNewTokens,
+      temperature: req.temperature,
+      topP: req.topP,
+      seed: req.seed,
+      stopIds: [...model.stopTokenIds],
+      onProgress: progress,
+      onToken: (i, id) => req.onToken?.(i, id, model.text.decode([id])),
+      attentionMemoryBytes: budget,
+    });
+    llmAttn = gen.llmAttn;
     Object.assign(timings, gen.timingsMs);
 
     const G = gen.generatedIds.length;
     const V = info.vocabSize;
-    const attnTensor = (name: string, shape: number[], data: Float32Array): TensorToWrite =>
-      req.attnDtype === "f16"
-        ? { name, dtype: "F16", shape, data: toF16(data) }
-        : { name, dtype: "F32", shape, data };
-    // Each layer's square is assembled (and its prefill block read back) only when the writer gets to it.
-    const llmAttnTensor = (l: number): TensorToWrite => ({
-      name: `llm_attn.${l}`,
+    // A family that ignored the hook returned the tower's attention as usual.
+    const returned = image.towerAttentions.length > 0;
+    const towerShape = returned ? image.towerAttentions[0].shape : image.towerAttentionShape;
+    const towerLayers = returned ? image.towerAttentions.length : towerStore.layers;
+    const towerPasses = towerShape.length === 4 ? towerShape[0] : 1;
+    const towerAttention = (l: number) =>
+      returned ? image.towerAttentions[l].data : towerStore.take(l, towerPasses);
+    // Attention tensors are made when the writer gets to them: each layer's square is assembled (its blocks
+    // read back from a file where they waited) one at a time.
+    const attnTensor = (name: string, shape: number[], make: () => Float32Array): TensorToWrite => ({
+      name,
       dtype: req.attnDtype === "f16" ? "F16" : "F32",
-      shape: [H, gen.seqLen, gen.seqLen],
-      data: () => {
-        const a = gen.llmAttn.take(l);
-        return req.attnDtype === "f16" ? toF16(a) : a;
-      },
+      shape,
+      data: () => (req.attnDtype === "f16" ? toF16(make()) : make()),
     });
     // Windowed blocks keep only their windows' keys: [H, N, w] and each patch's window (docs/trace-format.md).
-    const towerAttentionTensors = (
-      l: number,
-      a: { data: Float32Array; shape: number[] },
-      windows: Int32Array | null,
-    ): TensorToWrite[] => {
-      if (!windows) return [attnTensor(`vit_attn.${l}`, a.shape, a.data)];
-      const heads = a.shape[0];
+    const towerAttentionTensors = (l: number, windows: Int32Array | null): TensorToWrite[] => {
+      const make = () => towerAttention(l);
+      if (!windows) return [attnTensor(`vit_attn.${l}`, towerShape, make)];
+      const heads = towerShape[0];
       return [
-        attnTensor(
-          `vit_attn.${l}`,
-          [heads, windows.length, packedWidth(windows)],
-          packWindowed(a.data, heads, windows),
+        attnTensor(`vit_attn.${l}`, [heads, windows.length, packedWidth(windows)], () =>
+          packWindowed(make(), heads, windows),
         ),
         {
           name: vitWindowTensorName(l),
@@ -179,10 +186,12 @@ export async function traceWithModel(
         shape: [count, info.hiddenSize],
         data: image.features,
       },
-      ...Array.from({ length: gen.llmAttn.layers }, (_, l) => llmAttnTensor(l)),
-      ...image.towerAttentions.flatMap((a, l) =>
-        towerAttentionTensors(l, a, image.towerWindows?.[l] ?? null),
+      ...Array.from({ length: gen.llmAttn.layers }, (_, l) =>
+        attnTensor(`llm_attn.${l}`, [H, gen.seqLen, gen.seqLen], () => gen.llmAttn.take(l)),
       ),
+      ...Array.from({ length: towerLayers }, (_, l) =>
+        towerAttentionTensors(l, image.towerWindows?.[l] ?? null),
+      ).flat(),
       {
         name: IMAGE_POSITIONS_TENSOR,
         dtype: "I64",
@@ -251,6 +260,8 @@ export async function traceWithModel(
     progress("write", 1, 1);
     return { runDir: path.resolve(req.out), manifest };
   } finally {
-    gen.llmAttn.dispose(); // what is left of it, and its file if the prefill's attention needed one
+    // What is left of the attention, and the files it needed, if any.
+    llmAttn?.dispose();
+    towerStore.dispose();
   }
 }

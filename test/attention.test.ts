@@ -149,77 +149,31 @@ describe("hand-made run with designed attention", () => {
 
 describe("traced run of the llama fixture (brute force over the full tensors)", () => {
   let run: Run;
-  let spilled: Run;
-  const request = (out: string) => ({
-    image: {
-      bytes: fs.readFileSync(path.join(fixtureDir("llava-tiny-llama"), "image.png")),
-      name: "image.png",
-    },
-    prompt: "What is in the image?",
-    maxNewTokens: 6,
-    temperature: 0,
-    topP: 1,
-    seed: 0,
-    imageMode: "default" as const,
-    attnDtype: "f32" as const,
-    out: path.join(work, out),
-  });
   before(async () => {
     const model = loadModel(fixtureDir("llava-tiny-llama"));
     const kernels = await createKernels("ts");
     try {
-      await traceWithModel(model, kernels, request("traced"));
-      // The prefill's attention of every layer waits in a file until the run is written.
-      await traceWithModel(model, kernels, { ...request("traced-spilled"), attentionMemoryBytes: 0 });
+      await traceWithModel(model, kernels, {
+        image: {
+          bytes: fs.readFileSync(path.join(fixtureDir("llava-tiny-llama"), "image.png")),
+          name: "image.png",
+        },
+        prompt: "What is in the image?",
+        maxNewTokens: 6,
+        temperature: 0,
+        topP: 1,
+        seed: 0,
+        imageMode: "default",
+        attnDtype: "f32",
+        out: path.join(work, "traced"),
+      });
     } finally {
       await kernels.dispose();
       model.close();
     }
     run = Run.open(path.join(work, "traced"));
-    spilled = Run.open(path.join(work, "traced-spilled"));
   });
-  after(() => {
-    run.close();
-    spilled.close();
-  });
-
-  test("a TMPDIR the prefill's attention cannot go in fails in one line, and no run is written", async () => {
-    const model = loadModel(fixtureDir("llava-tiny-llama"));
-    const kernels = await createKernels("ts");
-    const tmp = process.env.TMPDIR;
-    const missing = path.join(work, "no-such-tmp");
-    process.env.TMPDIR = missing;
-    try {
-      await assert.rejects(
-        traceWithModel(model, kernels, { ...request("never-written"), attentionMemoryBytes: 0 }),
-        (e: Error) =>
-          e.message.startsWith(`${missing}: cannot create a file for the prefill's attention here (`) &&
-          !e.message.includes("\n"),
-      );
-    } finally {
-      if (tmp === undefined) delete process.env.TMPDIR;
-      else process.env.TMPDIR = tmp;
-      await kernels.dispose();
-      model.close();
-    }
-    assert.ok(!fs.existsSync(path.join(work, "never-written")));
-    assert.deepEqual(
-      fs.readdirSync(work).filter((f) => f.includes("never-written")),
-      [],
-      "no temporary run folder left",
-    );
-  });
-
-  test("the prefill's attention kept in a file until writing gives the same run", () => {
-    assert.deepEqual(spilled.manifest.generated_ids, run.manifest.generated_ids);
-    const L = attentionLayout(run);
-    for (let l = 0; l < L.layers; l++) {
-      const a = run.llmAttention(l);
-      const b = spilled.llmAttention(l);
-      assert.deepEqual(b.shape, a.shape);
-      assert.deepEqual(b.data, a.data, `layer ${l}`);
-    }
-  });
+  after(() => run.close());
 
   test("summary and maps equal sums over run.llmAttention", () => {
     const L = attentionLayout(run);

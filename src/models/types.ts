@@ -98,6 +98,12 @@ export interface ImageEncodeOptions {
    * for the towers that honour it (Qwen2-VL's returns them anyway).
    */
   returnAttentions?: boolean;
+  /**
+   * Hands each tower layer's probabilities over, pass by pass ([H, S, S] each), as soon as they are computed,
+   * instead of returning them: `towerAttentions` is then empty and `towerAttentionShape` says how a layer's
+   * passes stack into its `vit_attn` tensor. A caller can put them out of memory layer by layer.
+   */
+  onAttention?: (layer: number, pass: number, probs: Float32Array) => void;
   /** Called after each tower layer (progress). */
   onLayer?: (layer: number) => void;
   /** Hook on each tower layer's attention probabilities (finite-difference checks). */
@@ -109,8 +115,10 @@ export interface ImageEncoding {
   /** [count, hidden]: one row per image token, separators included, in sequence order. */
   features: Float32Array;
   count: number;
-  /** Per tower layer: attention probabilities in the run's `vit_attn.{l}` shape. */
+  /** Per tower layer: attention probabilities in the run's `vit_attn.{l}` shape (none with `onAttention`). */
   towerAttentions: PixelValues[];
+  /** A tower layer's `vit_attn.{l}` shape: its passes' [H, S, S] blocks stacked pass-major. */
+  towerAttentionShape: number[];
   /**
    * Per tower layer: the window of every tower token where the layer attends inside windows only (Qwen2.5-VL's
    * windowed blocks; the run stores those probabilities packed), else null.

@@ -41,6 +41,8 @@ export interface VisionForwardOptions {
   tapeLayers?: LayerTapes<VisionLayerTape>;
   /** Return every layer's attention probabilities (default true); see `DecoderStepOptions`. */
   returnAttentions?: boolean;
+  /** Hands each layer's probabilities over as the layer finishes, instead of returning them. */
+  onAttention?: (layer: number, probs: Float32Array) => void;
   /** Hook on each layer's attention probabilities (see `AttentionInputs.onProbs`), e.g. for finite differences. */
   probsHook?: (layer: number, groupProbs: Float32Array, group: number) => void;
 }
@@ -482,7 +484,8 @@ export class VisionTower {
       });
       h = r.h;
       hiddenStates.push(h);
-      if (opts.returnAttentions !== false) attentions.push(r.probs);
+      if (opts.onAttention) opts.onAttention(i, r.probs);
+      else if (opts.returnAttentions !== false) attentions.push(r.probs);
       if (r.tape) layerTapes?.push(r.tape);
       onLayer?.(i);
     }

@@ -252,6 +252,7 @@ export class LlavaModel implements VisionLanguageModel {
       preProjector: tower.features,
       features,
       towerAttentions: tower.vision.attentions.map((data) => ({ data, shape: [Hv, Sv, Sv] })),
+      towerAttentionShape: [Hv, Sv, Sv],
     };
   }
 
@@ -269,10 +270,12 @@ export class LlavaModel implements VisionLanguageModel {
       throw new Error(
         `pixel_values has shape [${pixels.shape.join(", ")}], the vision tower expects [${C}, ${S}, ${S}]`,
       );
+    const onAttention = opts.onAttention;
     const vision = await this.vision.forward(kernels, pixels.data, opts.onLayer, {
       tape: opts.tape,
       tapeLayers: opts.tape ? opts.tapeLayers?.() : undefined,
       returnAttentions: opts.returnAttentions,
+      onAttention: onAttention ? (l, p) => onAttention(l, 0, p) : undefined,
       probsHook: opts.probsHook,
     });
     const Dv = this.config.vision.hiddenSize;

@@ -70,6 +70,7 @@ export const ANYRES_WEIGHT_NAMINGS: readonly WeightNaming[] = [
 /** Every tile's selected tower rows [n·g², Dv], each layer's attention, and (with a tape) each pass's tape. */
 export interface AnyresTowerFeatures extends TowerFeatures {
   towerAttentions: PixelValues[];
+  towerAttentionShape: number[];
   tapes?: VisionTape[];
 }
 
@@ -232,6 +233,7 @@ export class AnyresLlavaModel implements VisionLanguageModel {
       features,
       count: features.length / D,
       towerAttentions: tower.towerAttentions,
+      towerAttentionShape: tower.towerAttentionShape,
       tiles: n,
       preProjector: tower.features,
       perTile,
@@ -264,7 +266,8 @@ export class AnyresLlavaModel implements VisionLanguageModel {
     const l0 = this.config.visionFeatureLayers[0];
     const hidden = l0 < 0 ? Lv + 1 + l0 : l0;
     const features = new Float32Array(n * gg * Dv);
-    const keepAttentions = opts.returnAttentions !== false;
+    const onAttention = opts.onAttention;
+    const keepAttentions = opts.returnAttentions !== false && !onAttention;
     const attn = keepAttentions ? Array.from({ length: Lv }, () => new Float32Array(n * Hv * Sv * Sv)) : [];
     const tapes: VisionTape[] = [];
     for (let t = 0; t < n; t++) {
@@ -278,6 +281,7 @@ export class AnyresLlavaModel implements VisionLanguageModel {
           tape: opts.tape,
           tapeLayers: opts.tape ? opts.tapeLayers?.() : undefined,
           returnAttentions: keepAttentions,
+          onAttention: onAttention ? (l, p) => onAttention(l, t, p) : undefined,
         },
       );
       if (out.tape) tapes.push(out.tape);
@@ -290,6 +294,7 @@ export class AnyresLlavaModel implements VisionLanguageModel {
       features,
       count: n * gg,
       towerAttentions: attn.map((data) => ({ data, shape: [n, Hv, Sv, Sv] })),
+      towerAttentionShape: [n, Hv, Sv, Sv],
       tapes: opts.tape ? tapes : undefined,
     };
   }
@@ -336,6 +341,7 @@ export class AnyresLlavaModel implements VisionLanguageModel {
       features: image.preProjector,
       count,
       towerAttentions: image.towerAttentions,
+      towerAttentionShape: image.towerAttentionShape,
       tapes: image.tapes,
     };
     return this.towerFeaturesBackward(kernels, tower, dPre, opts);

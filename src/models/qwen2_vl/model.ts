@@ -181,9 +181,11 @@ export class QwenVlModel implements VisionLanguageModel {
     opts: ImageEncodeOptions = {},
   ): Promise<QwenImageEncoding> {
     const grid = this.gridOf(pixels);
+    const onAttention = opts.onAttention;
     const out = await this.vision.forward(kernels, pixels.data, grid, opts.onLayer, {
       tape: opts.tape,
       probsHook: opts.probsHook,
+      onAttention: onAttention ? (l, p) => onAttention(l, 0, p) : undefined,
     });
     const H = this.config.vision.numHeads;
     const N = grid[0] * grid[1] * grid[2];
@@ -192,7 +194,10 @@ export class QwenVlModel implements VisionLanguageModel {
       features: out.features,
       count: out.count,
       towerAttentions: out.attentions.map((data) => ({ data, shape: [H, N, N] })),
-      towerWindows: out.attentions.map((_, l) => (this.vision.isWindowed(l) ? groups(l) : null)),
+      towerAttentionShape: [H, N, N],
+      towerWindows: Array.from({ length: this.config.vision.depth }, (_, l) =>
+        this.vision.isWindowed(l) ? groups(l) : null,
+      ),
       hiddenStates: out.hiddenStates,
       tape: out.tape,
     };

@@ -59,7 +59,10 @@ export interface QwenVisionOutput {
   /** [P, D]: one row per image token (merged cell, row-major). */
   features: Float32Array;
   count: number;
-  /** Per block: probabilities [H, N, N] in pixel_values order, exact zeros outside the allowed keys. */
+  /**
+   * Per block: probabilities [H, N, N] in pixel_values order, exact zeros outside the allowed keys (none with
+   * `onAttention`).
+   */
   attentions: Float32Array[];
   /** [patch embeddings, after block 0, …] in pixel_values order, each [N, Dv]. */
   hiddenStates: Float32Array[];
@@ -70,6 +73,8 @@ export interface QwenVisionOutput {
 export interface QwenVisionForwardOptions {
   /** Keep every activation the backward needs (opt-in). */
   tape?: boolean;
+  /** Hands each block's probabilities over as the block finishes, instead of returning them. */
+  onAttention?: (layer: number, probs: Float32Array) => void;
   /** Hook on each block's probabilities [N, N] of one head, editable in place (finite-difference checks). */
   probsHook?: (layer: number, headProbs: Float32Array, head: number) => void;
 }
@@ -243,7 +248,8 @@ export class QwenVisionTower {
       });
       h = r.h;
       hiddenStates.push(h);
-      attentions.push(r.probs);
+      if (opts.onAttention) opts.onAttention(l, r.probs);
+      else attentions.push(r.probs);
       if (r.tape) blockTapes.push(r.tape);
       onLayer?.(l);
     }
