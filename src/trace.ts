@@ -133,13 +133,10 @@ export async function traceWithModel(
 
     const G = gen.generatedIds.length;
     const V = info.vocabSize;
-    // A family that ignored the hook returned the tower's attention as usual.
-    const returned = image.towerAttentions.length > 0;
-    const towerShape = returned ? image.towerAttentions[0].shape : image.towerAttentionShape;
-    const towerLayers = returned ? image.towerAttentions.length : towerStore.layers;
+    // Every family hands its tower's attention to the store (onAttention) and says how a layer's passes stack.
+    const towerShape = image.towerAttentionShape;
     const towerPasses = towerShape.length === 4 ? towerShape[0] : 1;
-    const towerAttention = (l: number) =>
-      returned ? image.towerAttentions[l].data : towerStore.take(l, towerPasses);
+    const towerAttention = (l: number) => towerStore.take(l, towerPasses);
     // Attention tensors are made when the writer gets to them: each layer's square is assembled (its blocks
     // read back from a file where they waited) one at a time.
     const attnTensor = (name: string, shape: number[], make: () => Float32Array): TensorToWrite => ({
@@ -189,7 +186,7 @@ export async function traceWithModel(
       ...Array.from({ length: gen.llmAttn.layers }, (_, l) =>
         attnTensor(`llm_attn.${l}`, [H, gen.seqLen, gen.seqLen], () => gen.llmAttn.take(l)),
       ),
-      ...Array.from({ length: towerLayers }, (_, l) =>
+      ...Array.from({ length: towerStore.layers }, (_, l) =>
         towerAttentionTensors(l, image.towerWindows?.[l] ?? null),
       ).flat(),
       {
