@@ -407,6 +407,7 @@ export interface TensorToWrite {
   data: ArrayBufferView | (() => ArrayBufferView);
 }
 
+/** Bytes the tensor's dtype and shape call for. */
 function tensorBytes(t: TensorToWrite): number {
   return t.shape.reduce((a, d) => a * d, 1) * DTYPE_BYTES[t.dtype];
 }
@@ -432,11 +433,13 @@ export function writeSafetensors(
   const header: Record<string, unknown> = { __metadata__: { format: "pt", ...metadata } };
   let offset = 0;
   const offsets: number[] = [];
+  const sizes: number[] = [];
   for (const t of tensors) {
     const bytes = tensorBytes(t);
     if (typeof t.data !== "function") checkBytes(t, t.data, bytes);
     offset = Math.ceil(offset / 8) * 8;
     offsets.push(offset);
+    sizes.push(bytes);
     header[t.name] = { dtype: t.dtype, shape: t.shape, data_offsets: [offset, offset + bytes] };
     offset += bytes;
   }
@@ -454,7 +457,7 @@ export function writeSafetensors(
     const zeros = Buffer.alloc(8);
     tensors.forEach((t, i) => {
       if (offsets[i] > pos) fs.writeSync(fd, zeros, 0, offsets[i] - pos);
-      const data = typeof t.data === "function" ? checkBytes(t, t.data(), tensorBytes(t)) : t.data;
+      const data = typeof t.data === "function" ? checkBytes(t, t.data(), sizes[i]) : t.data;
       const view = new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
       for (let done = 0; done < view.length; ) {
         done += fs.writeSync(fd, view, done, Math.min(1 << 30, view.length - done));
