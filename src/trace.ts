@@ -8,7 +8,7 @@ import { type GenerationAttention, generate } from "./generate/generate.js";
 import { decodeImage, encodePng, type RgbImage } from "./hf/image-decode.js";
 import type { TensorToWrite } from "./hf/safetensors.js";
 import type { Kernels } from "./kernels/types.js";
-import { layoutBoxes } from "./models/image-layout.js";
+import { type ImageLayout, layoutBoxes } from "./models/image-layout.js";
 import { TowerAttentionStore } from "./models/tower-attention-store.js";
 import type { VisionLanguageModel } from "./models/types.js";
 import { RUN_FORMAT, type RunManifest } from "./run/manifest.js";
@@ -52,6 +52,11 @@ export interface TraceRequest {
   attentionMemoryBytes?: number;
   onProgress?: (stage: string, done: number, total: number) => void;
   onToken?: (index: number, id: number, text: string) => void;
+  /**
+   * Refuses the request for this image by throwing, once it is preprocessed and before the model runs (e.g.
+   * relevancy maps to add afterwards that this model cannot give for it).
+   */
+  check?: (layout: ImageLayout) => void;
 }
 
 export interface TraceResult {
@@ -103,6 +108,7 @@ export async function traceWithModel(
       `prompt is ${T} tokens (${count} of them image tokens); with ${req.maxNewTokens} new tokens it exceeds the model's context of ${maxPos} positions`,
     );
   }
+  req.check?.(pre.layout);
 
   const budget = req.attentionMemoryBytes ?? ATTENTION_MEMORY_BYTES;
   // The tower's attention waits off the heap too, from the encoder's hook until the writer stacks each layer.

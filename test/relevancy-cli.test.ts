@@ -236,6 +236,24 @@ describe("lvlm-interpret relevancy", () => {
     assert.equal(refused.status, 1);
     assert.match(refused.stderr.trim(), /^error: --vision applies to --relevancy, which was not given/);
     assert.ok(!fs.existsSync(out), "nothing traced before the refusal");
+    // Maps the model cannot give (Qwen2-VL's tower has no CLS token) are refused once the image is
+    // preprocessed, before the trace runs: no run directory is left behind.
+    const qwen = path.join(ROOT, "test/fixtures/qwen2-vl-tiny");
+    const noCls = cli([
+      ...trace.map((a) => (a === fx.dir ? qwen : a)),
+      "--relevancy",
+      "incremental",
+      "--vision",
+      "vit,chain",
+    ]);
+    assert.equal(noCls.status, 1, noCls.stderr);
+    const lines = noCls.stderr.split(/[\r\n]+/).filter((l) => l.trim() && !/^\[\w+\] \d+\/\d+$/.test(l));
+    assert.equal(lines.length, 1, noCls.stderr);
+    assert.match(
+      lines[0],
+      /^error: vit relevancy needs a vision tower with a CLS token \(this one has none\); use "chain"$/,
+    );
+    assert.ok(!fs.existsSync(out), "no run written for a refused relevancy request");
 
     const r = cli([...trace, "--relevancy", "incremental", "--vision", "vit,all_v2"]);
     assert.equal(r.status, 0, r.stderr);

@@ -2,6 +2,7 @@ import * as fs from "node:fs";
 import { Command, InvalidArgumentError, Option } from "commander";
 import { ATTN_DTYPES, IMAGE_MODES, KERNEL_CHOICES } from "../contracts/lists.js";
 import {
+  checkVisionMaps,
   computeRelevancy,
   RELEVANCY_MODES,
   TAPE_MEMORY_BYTES,
@@ -119,6 +120,8 @@ export function traceCommand(): Command {
           out: o.out,
           overwrite: Boolean(o.overwrite),
           onProgress: progress,
+          // Maps the model cannot give for this image are refused before the trace, not after it.
+          check: o.relevancy ? (layout) => checkVisionMaps(model, layout, o.vision ?? []) : undefined,
         });
         process.stdout.write(`${manifest.answer}\n`);
         process.stderr.write(

@@ -1,6 +1,6 @@
 /** Relevancy maps (model-driven): the public API the CLI, server, views, tests and benchmarks use. */
 export { relevancyMaps } from "./maps.js";
-export { resolveTokens } from "./plan.js";
+export { checkVisionMaps, resolveTokens } from "./plan.js";
 export {
   allInitialMap,
   allV2InitialMap,

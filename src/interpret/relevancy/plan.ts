@@ -1,5 +1,6 @@
 /** A relevancy request checked against the model and its inputs, and what it needs computed. */
-import type { TowerSource, VisionLanguageModel } from "../../models/types.js";
+import type { ImageLayout } from "../../models/image-layout.js";
+import type { TowerGeometry, TowerSource, VisionLanguageModel } from "../../models/types.js";
 import {
   RELEVANCY_MODES,
   RelevancyError,
@@ -64,6 +65,38 @@ export interface RelevancyPlan {
   vitGradSum: "running" | "backward" | null;
 }
 
+/**
+ * Whether this model can give the vision maps `vision` for an image laid out as `layout` (a RelevancyError
+ * saying why not), with its tower's geometry and the tower tokens behind each image token. Needs only the
+ * preprocessed image, so a trace that is to add these maps can refuse before it runs.
+ */
+export function checkVisionMaps(
+  model: VisionLanguageModel,
+  layout: ImageLayout,
+  vision: readonly VisionRelevancyKind[],
+): { tower: TowerGeometry | null; sources: TowerSource[][] } {
+  const tower = model.towerGeometry(layout);
+  if (vision.length > 0 && !tower)
+    throw new RelevancyError(
+      `${vision.join(", ")} relevancy needs a vision tower maps can be propagated through (not so for ${model.info.modelType})`,
+    );
+  const sources = Array.from({ length: layout.token_count }, (_, i) => tower?.sourcesOf(i) ?? []);
+  const vitKinds = vision.filter((k) => k !== "chain");
+  if (vitKinds.length > 0 && !(tower !== null && tower.cls >= 0)) {
+    throw new RelevancyError(
+      `${vitKinds.join(", ")} relevancy needs a vision tower with a CLS token (this one has none); use "chain"`,
+    );
+  }
+  // all/all_v2 lift the CLS row onto the image tokens through their sources: the CLS token must be none.
+  const clsFed = sources.some((src) => src.some((s) => s.token === tower?.cls));
+  if ((vitKinds.includes("all") || vitKinds.includes("all_v2")) && clsFed) {
+    throw new RelevancyError(
+      `all/all_v2 relevancy needs vision_feature_select_strategy "default" (image tokens = patches)`,
+    );
+  }
+  return { tower, sources };
+}
+
 export function planRelevancy(
   model: VisionLanguageModel,
   inputs: RelevancyInputs,
@@ -91,27 +124,10 @@ export function planRelevancy(
       `prompt has ${P} image tokens, the image layout has ${inputs.layout.token_count}`,
     );
   const needVision = vision.length > 0;
-  const tower = model.towerGeometry(inputs.layout);
-  if (needVision && !tower)
-    throw new RelevancyError(
-      `${vision.join(", ")} relevancy needs a vision tower maps can be propagated through (not so for ${model.info.modelType})`,
-    );
+  const { tower, sources } = checkVisionMaps(model, inputs.layout, vision);
   const hasCls = tower !== null && tower.cls >= 0;
   const Sv = tower?.seqLen ?? 0;
-  const sources = Array.from({ length: P }, (_, i) => tower?.sourcesOf(i) ?? []);
   const vitKinds = vision.filter((k) => k !== "chain");
-  if (vitKinds.length > 0 && !hasCls) {
-    throw new RelevancyError(
-      `${vitKinds.join(", ")} relevancy needs a vision tower with a CLS token (this one has none); use "chain"`,
-    );
-  }
-  // all/all_v2 lift the CLS row onto the image tokens through their sources: the CLS token must be none.
-  const clsFed = sources.some((src) => src.some((s) => s.token === tower?.cls));
-  if ((vitKinds.includes("all") || vitKinds.includes("all_v2")) && clsFed) {
-    throw new RelevancyError(
-      `all/all_v2 relevancy needs vision_feature_select_strategy "default" (image tokens = patches)`,
-    );
-  }
   const chain = vision.includes("chain");
   // ViT layers used: fresh gradients reach exactly the layers below the highest feature layer; the tool's
   // accumulated variant uses all layers but the last.
